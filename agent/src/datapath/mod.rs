@@ -1,0 +1,88 @@
+//! The eBPF datapath of one node: loading the embedded programs, pinning them under
+//! `/sys/fs/bpf/flotilla/<node>/` so they outlive the agent, and reading their maps back.
+
+pub mod counters;
+pub mod loader;
+pub mod pins;
+
+use std::path::PathBuf;
+
+/// Errors from loading, attaching or reading the datapath.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    /// The node name cannot be used as a directory name under bpffs.
+    #[error("invalid node name {name:?}: {reason}")]
+    InvalidNodeName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// bpffs is not mounted where the pins must go.
+    #[error(
+        "bpffs is not mounted at {0}; mount it with `mount -t bpf bpf {0}` or run `cargo xtask setup`"
+    )]
+    BpffsNotMounted(PathBuf),
+    /// The interface to attach to does not exist in this network namespace.
+    #[error("interface {iface:?} does not exist in the agent's network namespace")]
+    NoSuchInterface {
+        /// The interface name given.
+        iface: String,
+    },
+    /// Nothing is pinned at the expected place, e.g. the counter was never attached on this node.
+    #[error("nothing pinned at {path}: {what}")]
+    NotPinned {
+        /// The pin path that was looked up.
+        path: PathBuf,
+        /// What was expected there and how to create it.
+        what: &'static str,
+    },
+    /// A file system operation on bpffs failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Loading the eBPF object into the kernel failed (verifier, permissions, missing kernel feature).
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program operation (load, attach) failed.
+    #[error("program {program}: {source}")]
+    Program {
+        /// The program's name.
+        program: &'static str,
+        /// The underlying error.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A map operation failed.
+    #[error("map {map}: {source}")]
+    Map {
+        /// The map's name or pin path.
+        map: String,
+        /// The underlying error.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// Pinning or re-opening a pinned link failed.
+    #[error("link pin {path}: {message}")]
+    Link {
+        /// The link's pin path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The embedded eBPF object does not contain an expected program or map (build mismatch).
+    #[error("the embedded eBPF object has no {kind} named {name:?}; rebuild the agent")]
+    MissingObject {
+        /// "program" or "map".
+        kind: &'static str,
+        /// The missing name.
+        name: &'static str,
+    },
+}

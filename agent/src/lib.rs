@@ -1,0 +1,6 @@
+//! The Flotilla node agent: the kubelet of Flotilla plus the eBPF datapath.
+//!
+//! Today it holds the datapath loader and the per-protocol packet counters; pods (CRI), the CNI API
+//! and node registration follow in their own modules.
+
+pub mod datapath;

@@ -1,0 +1,566 @@
+//! The local multi-node test bed: "nodes" are network namespaces joined by veth to a bridge in an
+//! `underlay` namespace, "pods" are namespaces hanging off a node by a veth pair. Used by the
+//! privileged integration tests and (later) by `cargo xtask up`.
+//!
+//! Every namespace and bpffs pin a test bed creates carries its run prefix
+//! (`fltb-<pid>-<n>-`), so parallel runs cannot collide, and [`sweep_stale`] can remove what a
+//! killed run left behind. Dropping a [`Testbed`] tears it down, also when a test panics; a
+//! creation that fails half-way removes what it had created before returning the error.
+
+pub mod netlink;
+pub mod netns;
+pub mod traffic;
+
+use std::{
+    fs, io,
+    net::{IpAddr, Ipv4Addr},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+pub use netlink::Netlink;
+pub use netns::Netns;
+
+/// Prefix of every test-bed run's names; followed by `<pid>-<sequence>-`.
+pub const RUN_PREFIX: &str = "fltb-";
+/// Where the node agent pins each node's datapath (one directory per node name).
+pub const BPF_PIN_ROOT: &str = "/sys/fs/bpf/flotilla";
+/// Name of the bridge in the underlay namespace.
+pub const UNDERLAY_BRIDGE: &str = "br0";
+/// Name of a node's underlay interface and of a pod's interface, inside their namespaces.
+pub const NODE_UNDERLAY_IFACE: &str = "eth0";
+/// Name of a pod's interface inside its namespace.
+pub const POD_IFACE: &str = "eth0";
+/// The link-local address pods use as their default gateway (answered by a static neighbour
+/// entry pointing at the host side of their veth, as Calico and Cilium do).
+pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
+/// Errors from building, using or tearing down a test bed.
+#[derive(Debug, thiserror::Error)]
+pub enum TestbedError {
+    /// A file-system operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// To which path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A system call failed.
+    #[error("{action} {object}: {errno}{hint}")]
+    Sys {
+        /// What was being done.
+        action: &'static str,
+        /// To which object.
+        object: String,
+        /// The errno.
+        errno: nix::errno::Errno,
+        /// A hint on the usual cause.
+        hint: &'static str,
+    },
+    /// A netlink request failed.
+    #[error("{action} in network namespace {netns}: {source}")]
+    Netlink {
+        /// What was being done.
+        action: String,
+        /// In which namespace.
+        netns: String,
+        /// The underlying error.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// Something that must not exist yet does.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// Something that must exist does not.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// The request itself is wrong.
+    #[error("invalid {0}")]
+    Invalid(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl TestbedError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn sys(action: &'static str, object: &str, errno: nix::errno::Errno) -> Self {
+        let hint = if errno == nix::errno::Errno::EPERM {
+            " (the test bed needs root: CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+        } else {
+            ""
+        };
+        Self::Sys {
+            action,
+            object: object.to_owned(),
+            errno,
+            hint,
+        }
+    }
+}
+
+/// How to build a test bed.
+#[derive(Clone, Debug)]
+pub struct TestbedConfig {
+    /// Number of nodes (1 to 200).
+    pub nodes: usize,
+    /// Name prefix; by default `fltb-<pid>-<n>-`, unique per process and test bed.
+    pub prefix: Option<String>,
+}
+
+impl TestbedConfig {
+    /// A test bed of `nodes` nodes with a fresh run prefix.
+    pub fn nodes(nodes: usize) -> Self {
+        Self {
+            nodes,
+            prefix: None,
+        }
+    }
+}
+
+/// A fresh prefix for this process: `fltb-<pid>-<sequence>-`.
+pub fn unique_prefix() -> String {
+    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    format!("{RUN_PREFIX}{}-{sequence}-", std::process::id())
+}
+
+/// One node: a network namespace with an underlay address and a pod CIDR.
+#[derive(Clone, Debug)]
+pub struct Node {
+    name: String,
+    netns: Netns,
+    netlink: Netlink,
+    underlay_ip: Ipv4Addr,
+    pod_cidr: (Ipv4Addr, u8),
+    next_pod_host: u8,
+}
+
+impl Node {
+    /// The node's name (also its namespace's name and its bpffs pin directory).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The node's namespace.
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+    /// A netlink connection inside the node's namespace.
+    pub fn netlink(&self) -> &Netlink {
+        &self.netlink
+    }
+    /// The node's address on the underlay bridge.
+    pub fn underlay_ip(&self) -> Ipv4Addr {
+        self.underlay_ip
+    }
+    /// The node's pod CIDR (network address, prefix length).
+    pub fn pod_cidr(&self) -> (Ipv4Addr, u8) {
+        self.pod_cidr
+    }
+}
+
+/// One pod: a namespace whose `eth0` is a veth peer of `host_iface` in its node's namespace.
+#[derive(Clone, Debug)]
+pub struct Pod {
+    name: String,
+    node: usize,
+    netns: Netns,
+    ip: Ipv4Addr,
+    host_iface: String,
+}
+
+impl Pod {
+    /// The pod's name (unique in the test bed).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Index of the node the pod runs on.
+    pub fn node(&self) -> usize {
+        self.node
+    }
+    /// The pod's namespace.
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+    /// The pod's IPv4 address (a /32 on its eth0).
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+    /// The host side of the pod's veth pair, in the node's namespace.
+    pub fn host_iface(&self) -> &str {
+        &self.host_iface
+    }
+}
+
+/// A running test bed. Dropping it removes everything it created.
+#[derive(Debug)]
+pub struct Testbed {
+    prefix: String,
+    underlay: Option<Netns>,
+    nodes: Vec<Node>,
+    pods: Vec<Pod>,
+    torn_down: bool,
+}
+
+impl Testbed {
+    /// Builds `config.nodes` nodes on an underlay bridge. Stale leftovers of killed runs are swept
+    /// first. On failure nothing of this test bed is left behind.
+    pub async fn create(config: TestbedConfig) -> Result<Self, TestbedError> {
+        if !(1..=200).contains(&config.nodes) {
+            return Err(TestbedError::Invalid(format!(
+                "node count {}: a test bed has 1 to 200 nodes",
+                config.nodes
+            )));
+        }
+        if let Err(err) = sweep_stale() {
+            tracing::warn!("sweeping stale test beds failed: {err}");
+        }
+        let prefix = config.prefix.unwrap_or_else(unique_prefix);
+        let mut bed = Self {
+            prefix,
+            underlay: None,
+            nodes: Vec::new(),
+            pods: Vec::new(),
+            torn_down: false,
+        };
+        // On error `bed` is dropped here, which removes whatever was created so far.
+        bed.build_underlay(config.nodes).await?;
+        Ok(bed)
+    }
+
+    async fn build_underlay(&mut self, nodes: usize) -> Result<(), TestbedError> {
+        let underlay = Netns::create(&format!("{}underlay", self.prefix))?;
+        self.underlay = Some(underlay.clone());
+        let underlay_nl = Netlink::connect(&underlay)?;
+        underlay_nl.set_up("lo").await?;
+        underlay_nl.add_bridge(UNDERLAY_BRIDGE).await?;
+        underlay_nl
+            .add_address(
+                UNDERLAY_BRIDGE,
+                IpAddr::V4(Ipv4Addr::new(192, 168, 77, 1)),
+                24,
+            )
+            .await?;
+        underlay_nl.set_up(UNDERLAY_BRIDGE).await?;
+
+        for index in 0..nodes {
+            let number = index + 1;
+            let name = format!("{}node{number}", self.prefix);
+            let netns = Netns::create(&name)?;
+            let node_nl = Netlink::connect(&netns)?;
+            let underlay_ip = Ipv4Addr::new(192, 168, 77, 10 + number as u8);
+            let pod_cidr = (Ipv4Addr::new(10, 244, number as u8, 0), 24);
+            self.nodes.push(Node {
+                name,
+                netns: netns.clone(),
+                netlink: node_nl.clone(),
+                underlay_ip,
+                pod_cidr,
+                next_pod_host: 2,
+            });
+            node_nl.set_up("lo").await?;
+            let port = format!("n{number}");
+            connect_veth(&underlay_nl, &port, &netns, &node_nl, NODE_UNDERLAY_IFACE).await?;
+            underlay_nl.set_master(&port, UNDERLAY_BRIDGE).await?;
+            underlay_nl.set_up(&port).await?;
+            node_nl
+                .add_address(NODE_UNDERLAY_IFACE, IpAddr::V4(underlay_ip), 24)
+                .await?;
+            node_nl.set_up(NODE_UNDERLAY_IFACE).await?;
+            netns.sysctl("net/ipv4/ip_forward", "1")?;
+        }
+        Ok(())
+    }
+
+    /// The run prefix of every name this test bed created.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The underlay namespace (holds the bridge).
+    pub fn underlay(&self) -> Option<&Netns> {
+        self.underlay.as_ref()
+    }
+
+    /// The nodes, in creation order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Node `index` (0-based).
+    pub fn node(&self, index: usize) -> Result<&Node, TestbedError> {
+        self.nodes.get(index).ok_or_else(|| {
+            TestbedError::NotFound(format!(
+                "node {index} (the test bed has {})",
+                self.nodes.len()
+            ))
+        })
+    }
+
+    /// The pods, in creation order.
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// Adds a pod on node `node` with the next free address of the node's pod CIDR.
+    pub async fn add_pod(&mut self, node: usize, name: &str) -> Result<Pod, TestbedError> {
+        let host = self.node(node)?.next_pod_host;
+        if host == u8::MAX {
+            return Err(TestbedError::Invalid(format!(
+                "pod {name}: node {node}'s pod CIDR is full"
+            )));
+        }
+        let (network, _) = self.node(node)?.pod_cidr;
+        let [a, b, c, _] = network.octets();
+        let pod = self
+            .add_pod_with_ip(node, name, Ipv4Addr::new(a, b, c, host))
+            .await?;
+        if let Some(node) = self.nodes.get_mut(node) {
+            node.next_pod_host = host + 1;
+        }
+        Ok(pod)
+    }
+
+    /// Adds a pod on node `node` with address `ip`. On failure the pod's namespace and veth are
+    /// removed again.
+    pub async fn add_pod_with_ip(
+        &mut self,
+        node: usize,
+        name: &str,
+        ip: Ipv4Addr,
+    ) -> Result<Pod, TestbedError> {
+        if name.is_empty()
+            || name.len() > 12
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(TestbedError::Invalid(format!(
+                "pod name {name:?}: use 1-12 lowercase letters, digits or '-'"
+            )));
+        }
+        if self.pods.iter().any(|pod| pod.name == name) {
+            return Err(TestbedError::AlreadyExists(format!("pod {name}")));
+        }
+        let node_ref = self.node(node)?.clone();
+        let host_iface = format!("p-{name}");
+        let netns = Netns::create(&format!("{}pod-{name}", self.prefix))?;
+        match plumb_pod(&node_ref, &netns, &host_iface, ip).await {
+            Ok(()) => {
+                let pod = Pod {
+                    name: name.to_owned(),
+                    node,
+                    netns,
+                    ip,
+                    host_iface,
+                };
+                self.pods.push(pod.clone());
+                Ok(pod)
+            }
+            Err(err) => {
+                // Deleting the namespace removes the veth pair once its peer is inside; before
+                // that, the pair lives in the node's namespace.
+                let _ = node_ref.netlink.delete_link(&host_iface).await;
+                let _ = netns.delete();
+                Err(err)
+            }
+        }
+    }
+
+    /// Removes every namespace, process and pin of this test bed. Idempotent.
+    pub fn teardown(&mut self) -> Result<(), TestbedError> {
+        if self.torn_down {
+            return Ok(());
+        }
+        let mut first_error = None;
+        let mut note = |result: Result<(), TestbedError>| {
+            if let Err(err) = result
+                && first_error.is_none()
+            {
+                first_error = Some(err);
+            }
+        };
+        for pod in self.pods.drain(..).rev() {
+            note(pod.netns.delete());
+        }
+        for node in self.nodes.drain(..).rev() {
+            note(node.netns.delete());
+            note(remove_pin_dir(&Path::new(BPF_PIN_ROOT).join(&node.name)));
+        }
+        if let Some(underlay) = self.underlay.take() {
+            note(underlay.delete());
+        }
+        // Anything else carrying the prefix (e.g. a half-created namespace) goes too.
+        note(remove_with_prefix(&self.prefix).map(|_| ()));
+        self.torn_down = true;
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if let Err(err) = self.teardown() {
+            eprintln!("test bed {}: teardown failed: {err}", self.prefix);
+        }
+    }
+}
+
+/// Creates a veth pair `local_name` (here) / `peer_name` (in `peer_netns`), both down.
+async fn connect_veth(
+    local: &Netlink,
+    local_name: &str,
+    peer_netns: &Netns,
+    peer: &Netlink,
+    peer_name: &str,
+) -> Result<(), TestbedError> {
+    // The peer is created under a temporary name: `peer_name` (e.g. eth0) may exist here.
+    let temporary = format!("tmp{}", std::process::id() % 100_000_000);
+    let temporary = &temporary[..temporary.len().min(15)];
+    local.add_veth(local_name, temporary).await?;
+    let moved = async {
+        local.move_to(temporary, peer_netns).await?;
+        peer.rename(temporary, peer_name).await
+    }
+    .await;
+    if moved.is_err() {
+        let _ = local.delete_link(local_name).await;
+    }
+    moved
+}
+
+/// Wires a pod namespace to its node: veth, /32 address, default route via the link-local
+/// gateway (a permanent neighbour entry for it), and the node's /32 route back.
+async fn plumb_pod(
+    node: &Node,
+    netns: &Netns,
+    host_iface: &str,
+    ip: Ipv4Addr,
+) -> Result<(), TestbedError> {
+    let pod_nl = Netlink::connect(netns)?;
+    pod_nl.set_up("lo").await?;
+    connect_veth(&node.netlink, host_iface, netns, &pod_nl, POD_IFACE).await?;
+    node.netlink.set_up(host_iface).await?;
+    let host_mac = node.netlink.mac(host_iface).await?;
+    pod_nl.add_address(POD_IFACE, IpAddr::V4(ip), 32).await?;
+    pod_nl.set_up(POD_IFACE).await?;
+    pod_nl
+        .add_permanent_neighbour(POD_IFACE, POD_GATEWAY, &host_mac)
+        .await?;
+    pod_nl
+        .add_route(Ipv4Addr::UNSPECIFIED, 0, POD_IFACE, Some(POD_GATEWAY))
+        .await?;
+    node.netlink.add_route(ip, 32, host_iface, None).await?;
+    Ok(())
+}
+
+fn remove_pin_dir(dir: &Path) -> Result<(), TestbedError> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(TestbedError::io("removing", dir, source)),
+    }
+}
+
+/// Names under /run/netns and /sys/fs/bpf/flotilla that start with `prefix`.
+pub fn leftovers(prefix: &str) -> Vec<PathBuf> {
+    [Path::new(netns::NETNS_DIR), Path::new(BPF_PIN_ROOT)]
+        .into_iter()
+        .filter_map(|dir| fs::read_dir(dir).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Removes every namespace (killing its processes) and pin directory whose name starts with
+/// `prefix`; returns what it removed.
+pub fn remove_with_prefix(prefix: &str) -> Result<Vec<PathBuf>, TestbedError> {
+    let mut removed = Vec::new();
+    let mut first_error = None;
+    for path in leftovers(prefix) {
+        match remove_leftover(&path) {
+            Ok(()) => removed.push(path),
+            Err(err) => {
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    first_error.map_or(Ok(removed), Err)
+}
+
+fn remove_leftover(path: &Path) -> Result<(), TestbedError> {
+    if path.starts_with(netns::NETNS_DIR) {
+        netns::delete_netns_file(path)
+    } else {
+        remove_pin_dir(path)
+    }
+}
+
+/// What [`sweep_stale`] removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Namespaces and pin directories removed.
+    pub removed: Vec<PathBuf>,
+}
+
+/// Removes the namespaces, processes and pins of test-bed runs whose process is gone (killed,
+/// interrupted). Runs of live processes are left alone.
+pub fn sweep_stale() -> Result<SweepReport, TestbedError> {
+    let mut report = SweepReport::default();
+    let stale: Vec<PathBuf> = leftovers(RUN_PREFIX)
+        .into_iter()
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| owner_pid(&name.to_string_lossy()))
+                .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists())
+        })
+        .collect();
+    for path in stale {
+        remove_leftover(&path)?;
+        report.removed.push(path);
+    }
+    Ok(report)
+}
+
+/// The pid encoded in a test-bed name (`fltb-<pid>-...`).
+pub fn owner_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(RUN_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_unique_and_carry_the_pid() {
+        let first = unique_prefix();
+        let second = unique_prefix();
+        assert_ne!(first, second);
+        assert_eq!(
+            owner_pid(&format!("{first}node1")),
+            Some(std::process::id())
+        );
+    }
+
+    #[test]
+    fn owner_pid_ignores_foreign_names() {
+        assert_eq!(owner_pid("cni-1234"), None);
+        assert_eq!(owner_pid("fltb-abc-0-node1"), None);
+        assert_eq!(owner_pid("fltb-42-0-underlay"), Some(42));
+    }
+}

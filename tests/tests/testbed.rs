@@ -1,0 +1,131 @@
+//! Privileged tests of the test bed itself: connectivity it promises, and that nothing survives
+//! teardown, a half-way failure, or a killed run (sweep).
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    time::Duration,
+};
+
+use flotilla_testbed::{
+    Netns, Testbed, TestbedConfig, TestbedError, leftovers, sweep_stale,
+    traffic::{UdpReceiver, ping, send_udp},
+    unique_prefix,
+};
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the test-bed tests create network namespaces and need root; run them via `cargo xtask test`"
+    );
+}
+
+#[tokio::test]
+async fn nodes_and_pods_are_connected_and_teardown_leaves_nothing() -> anyhow::Result<()> {
+    require_root();
+    let mut bed = Testbed::create(TestbedConfig::nodes(2)).await?;
+    let prefix = bed.prefix().to_owned();
+    let a = bed.add_pod(0, "a").await?;
+    let b = bed.add_pod(0, "b").await?;
+    let c = bed.add_pod(1, "c").await?;
+    let node1 = bed.node(0)?.clone();
+    let node2 = bed.node(1)?.clone();
+    assert_eq!(a.ip(), Ipv4Addr::new(10, 244, 1, 2));
+    assert_eq!(b.ip(), Ipv4Addr::new(10, 244, 1, 3));
+    assert_eq!(c.ip(), Ipv4Addr::new(10, 244, 2, 2));
+
+    // Underlay: node to node across the bridge.
+    ping(node1.netns(), node2.underlay_ip(), 2)?;
+    // Pod to pod on one node, pod to its node, node to its pod.
+    ping(a.netns(), b.ip(), 2)?;
+    ping(a.netns(), node1.underlay_ip(), 1)?;
+    ping(node1.netns(), a.ip(), 1)?;
+    // Pods on different nodes are not connected until the overlay exists.
+    assert!(ping(a.netns(), c.ip(), 1).is_err());
+
+    let receiver = UdpReceiver::bind(b.netns(), SocketAddrV4::new(b.ip(), 9000))?;
+    send_udp(a.netns(), SocketAddrV4::new(b.ip(), 9000), 10, 64)?;
+    assert_eq!(receiver.receive(10, Duration::from_secs(5)), 10);
+
+    // A process left running inside a pod must not keep anything alive.
+    let mut sleeper = b.netns().command("sleep")?.arg("600").spawn()?;
+
+    assert_eq!(leftovers(&prefix).len(), 6, "underlay, 2 nodes, 3 pods");
+    bed.teardown()?;
+    assert_eq!(leftovers(&prefix), Vec::<std::path::PathBuf>::new());
+    let status = sleeper.wait()?;
+    assert!(
+        !status.success(),
+        "the process in the pod was killed by teardown"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn creation_failing_half_way_leaves_nothing_behind() -> anyhow::Result<()> {
+    require_root();
+    let prefix = unique_prefix();
+    // A namespace squatting on node 2's name makes creation fail after the underlay and node 1
+    // exist.
+    let squatter = Netns::create(&format!("{prefix}node2"))?;
+    let result = Testbed::create(TestbedConfig {
+        nodes: 3,
+        prefix: Some(prefix.clone()),
+    })
+    .await;
+    let err = result.expect_err("creation must fail on the existing namespace");
+    assert!(matches!(err, TestbedError::AlreadyExists(_)), "{err}");
+    assert!(err.to_string().contains("node2"), "{err}");
+    // The teardown of the failed bed also sweeps its prefix, squatter included.
+    assert_eq!(leftovers(&prefix), Vec::<std::path::PathBuf>::new());
+    squatter.delete()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn pod_creation_failing_half_way_leaves_nothing_behind() -> anyhow::Result<()> {
+    require_root();
+    let mut bed = Testbed::create(TestbedConfig::nodes(1)).await?;
+    let a = bed.add_pod(0, "a").await?;
+    // Same address as `a`: the node's /32 route already exists, so plumbing fails at the end.
+    let err = bed
+        .add_pod_with_ip(0, "dup", a.ip())
+        .await
+        .expect_err("a second pod with the same IP on one node must fail");
+    assert!(err.to_string().contains("route"), "{err}");
+    let prefix = bed.prefix().to_owned();
+    assert!(
+        !leftovers(&prefix)
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with("pod-dup")),
+        "the failed pod's namespace was removed"
+    );
+    let node = bed.node(0)?;
+    assert_eq!(node.netlink().try_index("p-dup").await?, None);
+    assert_eq!(bed.pods().len(), 1);
+    // The first pod still works.
+    ping(node.netns(), a.ip(), 1)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sweep_removes_runs_of_dead_processes_only() -> anyhow::Result<()> {
+    require_root();
+    // Linux pids never exceed 4194304 (PID_MAX_LIMIT), so this owner is certainly dead.
+    let dead = Netns::create("fltb-99999999-0-underlay")?;
+    let live_prefix = unique_prefix();
+    let live = Netns::create(&format!("{live_prefix}underlay"))?;
+    let pins = std::path::Path::new(flotilla_testbed::BPF_PIN_ROOT).join("fltb-99999999-0-node1");
+    let bpffs = std::path::Path::new(flotilla_testbed::BPF_PIN_ROOT).parent();
+    let have_bpffs =
+        bpffs.is_some_and(|dir| dir.exists()) && std::fs::create_dir_all(&pins).is_ok();
+
+    let report = sweep_stale()?;
+    assert!(!dead.path().exists(), "dead run swept: {report:?}");
+    if have_bpffs {
+        assert!(!pins.exists(), "dead run's pins swept: {report:?}");
+    }
+    assert!(live.path().exists(), "a live run is left alone");
+    live.delete()?;
+    assert!(!live.path().exists());
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! `cargo xtask`: every developer chore of Flotilla in one place (see README.md).
+
+mod cluster;
+mod ebpf;
+mod process;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Developer tasks for Flotilla.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install what is missing (apt packages, rust-src, bpf-linker) and mount bpffs. Idempotent.
+    Setup,
+    /// Build the eBPF objects on their own and list the programs and maps in each.
+    BuildEbpf(ebpf::BuildEbpfArgs),
+    /// The README's test command: setup, fmt, clippy, unit tests, privileged integration tests.
+    Test,
+    /// Bring up the local cluster (says what it cannot do yet).
+    Up(cluster::UpArgs),
+    /// Remove everything a local cluster or a killed test run left behind.
+    Down,
+    /// Show what of Flotilla is running on this machine.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::run().map(|_| ()),
+        Command::BuildEbpf(args) => ebpf::run(&args),
+        Command::Test => test::run(),
+        Command::Up(args) => cluster::up(&args),
+        Command::Down => cluster::down(),
+        Command::Status => cluster::status(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cargo xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

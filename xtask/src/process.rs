@@ -1,0 +1,136 @@
+//! Running commands from xtask: visible steps, a spinner with elapsed time on the slow ones, and
+//! the tail of a command's log when it fails.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The cargo target directory in use (`CARGO_TARGET_DIR` or `<workspace>/target`).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// The cargo binary that runs xtask, so nested builds use the same toolchain.
+pub(crate) fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Runs `command` with its output going straight to the terminal; fails if it fails.
+pub(crate) fn run_visible(step: &str, command: &mut Command) -> anyhow::Result<()> {
+    eprintln!("==> {step}");
+    let started = Instant::now();
+    let status = command
+        .status()
+        .with_context(|| format!("{step}: could not start {:?}", command.get_program()))?;
+    if !status.success() {
+        bail!("{step} failed ({status})");
+    }
+    eprintln!("    {step}: ok in {}", human(started.elapsed()));
+    Ok(())
+}
+
+/// Runs a slow `command` with a spinner, its output captured in a log file under the target dir.
+/// On failure, the error carries the log's last lines.
+pub(crate) fn run_logged(step: &str, log_name: &str, command: &mut Command) -> anyhow::Result<()> {
+    let log_dir = target_dir().join("xtask-logs");
+    fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    let log_path = log_dir.join(format!("{log_name}.log"));
+    let log =
+        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log_err = log.try_clone().context("duplicating the log file handle")?;
+
+    eprintln!("==> {step} (log: {})", log_path.display());
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(
+        ProgressStyle::with_template("    {spinner} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    spinner.set_message(step.to_owned());
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let started = Instant::now();
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .status();
+    spinner.finish_and_clear();
+    let status =
+        status.with_context(|| format!("{step}: could not start {:?}", command.get_program()))?;
+    if !status.success() {
+        bail!(
+            "{step} failed ({status}); last lines of {}:\n{}",
+            log_path.display(),
+            tail(&log_path, 15)
+        );
+    }
+    eprintln!("    {step}: done in {}", human(started.elapsed()));
+    Ok(())
+}
+
+/// Runs `command` quietly and returns its stdout, or None if it could not run or failed.
+pub(crate) fn output_of(command: &mut Command) -> Option<String> {
+    let output = command
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The last `lines` lines of the file at `path`.
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|line| format!("    | {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A duration as "1m 23s" or "4.2s".
+pub(crate) fn human(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds >= 60.0 {
+        format!(
+            "{}m {:02}s",
+            duration.as_secs() / 60,
+            duration.as_secs() % 60
+        )
+    } else {
+        format!("{seconds:.1}s")
+    }
+}
+
+/// Whether this process runs as root (uid 0), read from /proc/self/status.
+pub(crate) fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|uids| uids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}

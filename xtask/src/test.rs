@@ -1,0 +1,54 @@
+//! `cargo xtask test`: the README's test command and what CI runs. Setup first (so a fresh
+//! machine works), then formatting and lints (host crates and the eBPF crate for its own target),
+//! unit tests, and the privileged integration tests, serialised because they share the kernel.
+
+use std::time::Instant;
+
+use anyhow::bail;
+
+use crate::{
+    ebpf::bpf_cargo,
+    process::{cargo, human, is_root, run_visible},
+    setup,
+};
+
+pub(crate) fn run() -> anyhow::Result<()> {
+    let started = Instant::now();
+    if !is_root() {
+        bail!(
+            "the integration tests create network namespaces and load eBPF programs, so they need \
+             root; run `sudo -E cargo xtask test`"
+        );
+    }
+    setup::run()?;
+    run_visible(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    run_visible(
+        "cargo clippy (host crates)",
+        cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    run_visible(
+        "cargo clippy (eBPF crate, bpfel-unknown-none)",
+        bpf_cargo("clippy").args(["--bins", "--", "-D", "warnings"]),
+    )?;
+    run_visible("unit tests", cargo().args(["test", "--lib", "--bins"]))?;
+    run_visible(
+        "privileged integration tests (serialised)",
+        cargo().args([
+            "test",
+            "--package",
+            "flotilla-testbed",
+            "--test",
+            "*",
+            "--",
+            "--test-threads=1",
+        ]),
+    )?;
+    eprintln!(
+        "cargo xtask test: all steps passed in {}",
+        human(started.elapsed())
+    );
+    Ok(())
+}
