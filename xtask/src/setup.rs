@@ -18,6 +18,10 @@ pub(crate) const APT_PACKAGES: &[(&str, &str)] = &[
         "protobuf-compiler",
         "protoc for the CRI and etcd gRPC clients",
     ),
+    (
+        "libprotobuf-dev",
+        "google/protobuf/*.proto that etcd-client's protos import (only a Recommends of protoc)",
+    ),
     ("etcd-server", "the control plane's store"),
     ("etcd-client", "etcdctl, to inspect the store"),
     ("containerd", "the container runtime pods run on"),

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the README's test command and what CI runs. Setup first (so a fresh
 //! machine works), then formatting and lints (host crates and the eBPF crate for its own target),
-//! unit tests, and the privileged integration tests, serialised because they share the kernel.
+//! unit tests, the control plane's tests against real etcd processes, and the privileged
+//! integration tests, serialised because they share the kernel.
 
 use std::time::Instant;
 
@@ -34,6 +35,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
         bpf_cargo("clippy").args(["--bins", "--", "-D", "warnings"]),
     )?;
     run_visible("unit tests", cargo().args(["test", "--lib", "--bins"]))?;
+    run_visible(
+        "control-plane integration tests (real etcd per test)",
+        cargo().args(["test", "--package", "flotilla-controlplane", "--test", "*"]),
+    )?;
     run_visible(
         "privileged integration tests (serialised)",
         cargo().args([

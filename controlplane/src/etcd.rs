@@ -1,0 +1,166 @@
+//! The control plane's own etcd member: by default `flotilla-controlplane` starts one etcd
+//! (data under its state directory, client URL on loopback) and stops it when it exits.
+//! `--etcd-endpoints` points at an external cluster instead and nothing is started.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use tokio::process::{Child, Command};
+
+use crate::storage::{StorageError, Store};
+
+/// Errors starting the embedded etcd.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    /// The etcd binary is missing.
+    #[error("etcd is not installed (no `etcd` on PATH); `cargo xtask setup` installs etcd-server")]
+    NotInstalled,
+    /// A file-system step failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// etcd started but never answered.
+    #[error("etcd did not become healthy within {timeout:?} ({source}); its log: {log}")]
+    Unhealthy {
+        /// How long we waited.
+        timeout: Duration,
+        /// The last connection error.
+        #[source]
+        source: StorageError,
+        /// The log file to look at.
+        log: PathBuf,
+    },
+    /// etcd exited during start-up.
+    #[error("etcd exited during start-up ({status}); its log: {log}")]
+    Exited {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// The log file to look at.
+        log: PathBuf,
+    },
+}
+
+/// Where and how to run the embedded etcd member.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// etcd's data directory.
+    pub data_dir: PathBuf,
+    /// Loopback port for clients.
+    pub client_port: u16,
+    /// Loopback port for peers (unused by a single member, but etcd must bind one).
+    pub peer_port: u16,
+}
+
+impl EtcdConfig {
+    /// A member in `data_dir` on two free loopback ports (for tests and parallel instances).
+    pub fn on_free_ports(data_dir: &Path) -> Result<Self, EtcdError> {
+        Ok(Self {
+            data_dir: data_dir.to_owned(),
+            client_port: free_port()?,
+            peer_port: free_port()?,
+        })
+    }
+
+    /// The client URL (`http://127.0.0.1:<port>`).
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+}
+
+/// A running etcd member; killed when dropped.
+#[derive(Debug)]
+pub struct EtcdProcess {
+    child: Child,
+    config: EtcdConfig,
+    log: PathBuf,
+}
+
+impl EtcdProcess {
+    /// Starts etcd and waits (up to `timeout`) until it serves requests.
+    pub async fn start(config: EtcdConfig, timeout: Duration) -> Result<(Self, Store), EtcdError> {
+        let etcd = which::which("etcd").map_err(|_| EtcdError::NotInstalled)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| EtcdError::Io {
+            action: "creating",
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let log = config.data_dir.with_extension("log");
+        let log_file = std::fs::File::create(&log).map_err(|source| EtcdError::Io {
+            action: "creating",
+            path: log.clone(),
+            source,
+        })?;
+        let peer_url = format!("http://127.0.0.1:{}", config.peer_port);
+        let child = Command::new(etcd)
+            .arg("--name=flotilla")
+            .arg("--data-dir")
+            .arg(&config.data_dir)
+            .arg(format!("--listen-client-urls={}", config.client_url()))
+            .arg(format!("--advertise-client-urls={}", config.client_url()))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=flotilla={peer_url}"))
+            .arg("--logger=zap")
+            .arg("--log-outputs=stderr")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| EtcdError::Io {
+                action: "starting",
+                path: PathBuf::from("etcd"),
+                source,
+            })?;
+        let mut process = Self { child, config, log };
+        let endpoints = [process.config.client_url()];
+        let store = tokio::select! {
+            store = Store::connect(&endpoints, timeout) => store.map_err(|source| EtcdError::Unhealthy {
+                timeout,
+                source,
+                log: process.log.clone(),
+            })?,
+            status = process.child.wait() => {
+                let log = process.log.clone();
+                return Err(match status {
+                    Ok(status) => EtcdError::Exited { status, log },
+                    Err(source) => EtcdError::Io { action: "waiting for", path: PathBuf::from("etcd"), source },
+                });
+            }
+        };
+        Ok((process, store))
+    }
+
+    /// The member's configuration.
+    pub fn config(&self) -> &EtcdConfig {
+        &self.config
+    }
+
+    /// Stops the member (SIGKILL; etcd's WAL makes that safe) and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<u16, EtcdError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|source| EtcdError::Io {
+            action: "finding a free port on",
+            path: PathBuf::from("127.0.0.1"),
+            source,
+        })
+}
