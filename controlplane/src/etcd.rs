@@ -147,6 +147,30 @@ impl EtcdProcess {
         &self.config
     }
 
+    /// Keeps the member running: restarts it (same data, same ports) whenever it exits, with a
+    /// growing pause between attempts. Runs until the task is aborted, which kills etcd.
+    pub async fn supervise(mut self) {
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match self.child.wait().await {
+                Ok(status) => {
+                    tracing::error!(%status, log = %self.log.display(), "etcd exited; restarting it");
+                }
+                Err(err) => tracing::error!("waiting for etcd failed: {err}; restarting it"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(30));
+            match Self::start(self.config.clone(), Duration::from_secs(30)).await {
+                Ok((process, _store)) => {
+                    self = process;
+                    pause = Duration::from_millis(500);
+                    tracing::info!("etcd is back");
+                }
+                Err(err) => tracing::error!("restarting etcd failed: {err}"),
+            }
+        }
+    }
+
     /// Stops the member (SIGKILL; etcd's WAL makes that safe) and waits for it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

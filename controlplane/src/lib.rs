@@ -1,6 +1,8 @@
-//! The Flotilla control plane: Kubernetes-compatible API on etcd, scheduler, controllers, IPAM.
-//!
-//! Built so far: the etcd storage layer and the supervisor of the control plane's own etcd.
+//! The Flotilla control plane: a Kubernetes-compatible API server on etcd (scheduler,
+//! controllers and IPAM follow).
 
+pub mod apiserver;
+pub mod auth;
 pub mod etcd;
+pub mod run;
 pub mod storage;

@@ -1,20 +1,96 @@
-//! `flotilla-controlplane`: the Kubernetes-compatible API server on etcd, scheduler, controllers
-//! and IPAM. Not built yet (issues 2 and 3); the binary says so instead of pretending.
+//! `flotilla-controlplane`: parses flags, sets up logging and runs the control plane.
 
-use std::process::ExitCode;
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
+use flotilla_controlplane::run::{Config, ControlPlane};
 
-/// The Flotilla control plane.
+/// The Flotilla control plane: a Kubernetes-compatible API server on etcd.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    /// Where certificates, tokens, the admin kubeconfig and the embedded etcd's data live.
+    #[arg(
+        long,
+        env = "FLOTILLA_STATE_DIR",
+        default_value = "/var/lib/flotilla/controlplane"
+    )]
+    state_dir: PathBuf,
+    /// Address and port the API server listens on (HTTPS).
+    #[arg(long, env = "FLOTILLA_LISTEN", default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Comma-separated etcd client URLs of an external cluster; without it the control plane
+    /// starts and supervises its own single etcd member under --state-dir.
+    #[arg(long, env = "FLOTILLA_ETCD_ENDPOINTS", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// Client port of the embedded etcd (loopback only).
+    #[arg(long, default_value_t = 12379)]
+    etcd_client_port: u16,
+    /// Peer port of the embedded etcd (loopback only).
+    #[arg(long, default_value_t = 12380)]
+    etcd_peer_port: u16,
+    /// Extra DNS names or IPs for the serving certificate (repeatable).
+    #[arg(long = "tls-san")]
+    tls_sans: Vec<String>,
+}
 
-fn main() -> ExitCode {
-    let _cli = Cli::parse();
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = Config {
+        state_dir: cli.state_dir,
+        listen: cli.listen,
+        etcd_endpoints: cli.etcd_endpoints,
+        etcd_ports: (cli.etcd_client_port, cli.etcd_peer_port),
+        extra_names: cli.tls_sans,
+    };
+    let mut control_plane = match ControlPlane::start(config).await {
+        Ok(control_plane) => control_plane,
+        Err(err) => {
+            eprintln!("flotilla-controlplane: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     eprintln!(
-        "flotilla-controlplane: the API server, scheduler and controllers are not implemented yet \
-         (tracked as issues 2 and 3); nothing was started"
+        "flotilla-controlplane: serving https://{}; admin kubeconfig: {}\n  export KUBECONFIG={}",
+        control_plane.address,
+        control_plane.kubeconfig.display(),
+        control_plane.kubeconfig.display()
     );
-    ExitCode::from(2)
+    tokio::select! {
+        result = control_plane.wait() => {
+            if let Err(err) = result {
+                eprintln!("flotilla-controlplane: the API server stopped: {err}");
+                control_plane.stop().await;
+                return ExitCode::FAILURE;
+            }
+        }
+        _ = shutdown_signal() => {
+            eprintln!("flotilla-controlplane: shutting down");
+        }
+    }
+    control_plane.stop().await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }

@@ -1,5 +1,11 @@
 //! The storage layer against a real etcd (started per test on free loopback ports).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step should fail the test"
+)]
+
 use std::time::Duration;
 
 use flotilla_controlplane::{
@@ -209,8 +215,9 @@ async fn watch_resumes_from_a_revision_in_order() -> anyhow::Result<()> {
             WatchEvent::Added(s) => {
                 seen.push(("ADDED", s));
             }
-            WatchEvent::Modified(s) => {
-                seen.push(("MODIFIED", s));
+            WatchEvent::Modified { current, previous } => {
+                assert_eq!(previous.map(|p| p.revision), Some(a.revision));
+                seen.push(("MODIFIED", current));
             }
             WatchEvent::Deleted(s) => {
                 seen.push(("DELETED", s));

@@ -1,5 +1,6 @@
 //! `cargo xtask`: every developer chore of Flotilla in one place (see README.md).
 
+mod bench;
 mod cluster;
 mod ebpf;
 mod process;
@@ -26,6 +27,8 @@ enum Command {
     BuildEbpf(ebpf::BuildEbpfArgs),
     /// The README's test command: setup, fmt, clippy, unit tests, privileged integration tests.
     Test,
+    /// Run a benchmark (`api`: API latency/throughput vs etcd and the SLO).
+    Bench(bench::BenchArgs),
     /// Bring up the local cluster (says what it cannot do yet).
     Up(cluster::UpArgs),
     /// Remove everything a local cluster or a killed test run left behind.
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Setup => setup::run().map(|_| ()),
         Command::BuildEbpf(args) => ebpf::run(&args),
         Command::Test => test::run(),
+        Command::Bench(args) => bench::run(&args),
         Command::Up(args) => cluster::up(&args),
         Command::Down => cluster::down(),
         Command::Status => cluster::status(),

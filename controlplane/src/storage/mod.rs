@@ -97,7 +97,12 @@ pub enum WatchEvent {
     /// The object was created.
     Added(Stored),
     /// The object was updated.
-    Modified(Stored),
+    Modified {
+        /// The new state.
+        current: Stored,
+        /// The state before (None if etcd no longer had it).
+        previous: Option<Stored>,
+    },
     /// The object was deleted; carries its last state, at the deletion's revision.
     Deleted(Stored),
     /// The watch has seen everything up to this revision (a bookmark).
@@ -326,8 +331,10 @@ impl Store {
         &self,
         prefix: &str,
         after_revision: i64,
-    ) -> Result<impl Stream<Item = Result<WatchEvent, StorageError>> + Send + 'static, StorageError>
-    {
+    ) -> Result<
+        impl Stream<Item = Result<WatchEvent, StorageError>> + Send + 'static + use<>,
+        StorageError,
+    > {
         let mut options = WatchOptions::new()
             .with_range(prefix_end(prefix))
             .with_prev_key()
@@ -374,7 +381,13 @@ fn convert_event(event: &etcd_client::Event) -> Option<Result<WatchEvent, Storag
             if kv.create_revision() == kv.mod_revision() {
                 WatchEvent::Added(stored)
             } else {
-                WatchEvent::Modified(stored)
+                let previous = event.prev_kv().and_then(|previous| {
+                    decode(&key, previous.value(), previous.mod_revision()).ok()
+                });
+                WatchEvent::Modified {
+                    current: stored,
+                    previous,
+                }
             }
         }),
         EventType::Delete => {

@@ -1,0 +1,311 @@
+//! API latency and throughput with N objects (default 10,000), against the Kubernetes SLO
+//! (mutating API calls p99 <= 1 s) and against etcd itself, measured in the same run: the same
+//! creates/gets/lists done directly on etcd through the storage layer are the baseline, so the
+//! ratios show what the API server adds (HTTPS, auth, decoding, validation, encoding).
+//!
+//! Run: `cargo xtask bench api [--objects N]` (or `cargo bench -p flotilla-controlplane --bench api`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step should fail the test"
+)]
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use flotilla_controlplane::{
+    etcd::free_port,
+    run::{Config, ControlPlane},
+    storage::Store,
+};
+use futures::{StreamExt as _, TryStreamExt as _, stream};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{
+    Api,
+    api::{ListParams, PostParams, WatchEvent, WatchParams},
+};
+
+const CONCURRENCY: usize = 32;
+
+struct Sample {
+    name: &'static str,
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Sample {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[index.min(sorted.len() - 1)]
+    }
+
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+fn configmap(i: usize) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("bench-{i:05}"), "labels": {"bench": "api", "shard": (i % 10).to_string()}},
+        "data": {"payload": "x".repeat(256)},
+    }))
+    .unwrap_or_default()
+}
+
+async fn timed<F, Fut>(name: &'static str, count: usize, op: F) -> anyhow::Result<Sample>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    let latencies: Vec<Duration> = stream::iter(0..count)
+        .map(|i| {
+            let op = &op;
+            async move {
+                let t = Instant::now();
+                op(i).await.map(|()| t.elapsed())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(Sample {
+        name,
+        latencies,
+        wall: started.elapsed(),
+    })
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2}", duration.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let objects: usize = std::env::args()
+        .skip_while(|arg| arg != "--objects")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .or_else(|| std::env::var("FLOTILLA_BENCH_OBJECTS").ok()?.parse().ok())
+        .unwrap_or(10_000);
+    let dir = tempfile::tempdir()?;
+    let etcd_port = free_port()?;
+    let config = Config {
+        state_dir: dir.path().join("state"),
+        listen: format!("127.0.0.1:{}", free_port()?).parse()?,
+        etcd_endpoints: Vec::new(),
+        etcd_ports: (etcd_port, free_port()?),
+        extra_names: Vec::new(),
+    };
+    let control_plane = ControlPlane::start(config).await?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&control_plane.kubeconfig)?;
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?,
+    )?;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let store = Arc::new(
+        Store::connect(
+            &[format!("http://127.0.0.1:{etcd_port}")],
+            Duration::from_secs(10),
+        )
+        .await?,
+    );
+    println!(
+        "API benchmark: {objects} ConfigMaps (256 B payload), {CONCURRENCY} concurrent requests, one etcd member on loopback"
+    );
+
+    // Baseline: the same writes and reads straight on etcd (the storage layer, no HTTP).
+    let etcd_create = timed("create", objects, |i| {
+        let store = store.clone();
+        async move {
+            let object = serde_json::to_value(configmap(i))?;
+            store
+                .create(&format!("/bench/configmaps/default/bench-{i:05}"), &object)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let etcd_get = timed("get", objects.min(2000), |i| {
+        let store = store.clone();
+        async move {
+            store
+                .get(&format!(
+                    "/bench/configmaps/default/bench-{:05}",
+                    (i * 7919) % objects
+                ))
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let etcd_list = timed("list (500/page)", 5, |_| {
+        let store = store.clone();
+        async move {
+            let mut token: Option<String> = None;
+            loop {
+                let page = store
+                    .list("/bench/configmaps/default/", 500, token.as_deref())
+                    .await?;
+                token = page.continue_token;
+                if token.is_none() {
+                    return Ok(());
+                }
+            }
+        }
+    })
+    .await?;
+
+    // The API server.
+    let api_create = timed("create", objects, |i| {
+        let api = api.clone();
+        async move {
+            api.create(&PostParams::default(), &configmap(i)).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let api_get = timed("get", objects.min(2000), |i| {
+        let api = api.clone();
+        async move {
+            api.get(&format!("bench-{:05}", (i * 7919) % objects))
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let api_list = timed("list (500/page)", 5, |_| {
+        let api = api.clone();
+        async move {
+            let mut params = ListParams::default().limit(500);
+            loop {
+                let page = api.list(&params).await?;
+                match page.metadata.continue_.filter(|t| !t.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => return Ok(()),
+                }
+            }
+        }
+    })
+    .await?;
+    let api_update = timed("update (merge patch)", objects.min(2000), |i| {
+        let api = api.clone();
+        async move {
+            let patch = serde_json::json!({"data": {"round": i.to_string()}});
+            api.patch(
+                &format!("bench-{:05}", i % objects),
+                &Default::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    // Watch latency: from a create returning to its ADDED event arriving.
+    let version = api
+        .list(&ListParams::default().limit(1))
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let mut watch = api
+        .watch(
+            &WatchParams::default().labels("bench=watch").timeout(120),
+            &version,
+        )
+        .await?
+        .boxed();
+    let watch_count = 500.min(objects);
+    let mut watch_latencies = Vec::with_capacity(watch_count);
+    let watch_started = Instant::now();
+    for i in 0..watch_count {
+        let mut object = configmap(objects + i);
+        object.metadata.labels = Some([("bench".to_owned(), "watch".to_owned())].into());
+        let t = Instant::now();
+        api.create(&PostParams::default(), &object).await?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), watch.try_next()).await?? {
+                Some(WatchEvent::Added(_)) => break,
+                Some(_) => continue,
+                None => anyhow::bail!("the watch ended early"),
+            }
+        }
+        watch_latencies.push(t.elapsed());
+    }
+    let api_watch = Sample {
+        name: "create -> watch event",
+        latencies: watch_latencies,
+        wall: watch_started.elapsed(),
+    };
+
+    println!();
+    println!(
+        "{:<24} {:>10} {:>10} {:>12} | {:>10} {:>10} {:>12} | {:>9} {:>9}",
+        "operation",
+        "etcd p50",
+        "etcd p99",
+        "etcd ops/s",
+        "API p50",
+        "API p99",
+        "API ops/s",
+        "p99 ratio",
+        "ops ratio"
+    );
+    for (etcd, api) in [
+        (&etcd_create, &api_create),
+        (&etcd_get, &api_get),
+        (&etcd_list, &api_list),
+    ] {
+        println!(
+            "{:<24} {:>10} {:>10} {:>12.0} | {:>10} {:>10} {:>12.0} | {:>8.1}x {:>8.2}x",
+            api.name,
+            ms(etcd.percentile(0.5)),
+            ms(etcd.percentile(0.99)),
+            etcd.throughput(),
+            ms(api.percentile(0.5)),
+            ms(api.percentile(0.99)),
+            api.throughput(),
+            api.percentile(0.99).as_secs_f64() / etcd.percentile(0.99).as_secs_f64().max(1e-9),
+            api.throughput() / etcd.throughput().max(1e-9),
+        );
+    }
+    for api in [&api_update, &api_watch] {
+        println!(
+            "{:<24} {:>10} {:>10} {:>12} | {:>10} {:>10} {:>12.0} |",
+            api.name,
+            "-",
+            "-",
+            "-",
+            ms(api.percentile(0.5)),
+            ms(api.percentile(0.99)),
+            api.throughput()
+        );
+    }
+    println!("(latencies in ms; list = a full paginated list of all {objects} objects)");
+    let worst = [&api_create, &api_update]
+        .iter()
+        .map(|s| s.percentile(0.99))
+        .max()
+        .unwrap_or_default();
+    let slo = Duration::from_secs(1);
+    println!(
+        "SLO (mutating calls p99 <= 1 s): worst mutating p99 {} ms -> {}",
+        ms(worst),
+        if worst <= slo { "met" } else { "MISSED" }
+    );
+    control_plane.stop().await;
+    if worst > slo {
+        anyhow::bail!("the mutating-call SLO was missed");
+    }
+    Ok(())
+}

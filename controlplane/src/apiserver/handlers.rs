@@ -1,0 +1,941 @@
+//! The verbs on objects: get, list, create, update, patch, delete, deletecollection. Each one
+//! decides in plain functions (meta, validation, patch) and acts on the store.
+
+use serde_json::{Value, json};
+
+use super::{
+    ApiServer, gc,
+    meta::{self, generated_name},
+    query::{FieldValidation, Query, Rendering, partial_metadata},
+    resources::{Resource, Subresource, find},
+    selectors::{FieldSelector, LabelSelector, labels_of},
+    status::{ApiError, FieldCause, success},
+    strategic_merge, tables, validation,
+};
+use crate::storage::{StorageError, Stored};
+
+/// Upstream's limit on request bodies.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Namespaces that always exist and may not be deleted.
+pub const PROTECTED_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Which resource (and namespace) a request addresses.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The resource.
+    pub resource: &'static Resource,
+    /// The namespace from the path (None for cluster-scoped resources and all-namespace lists).
+    pub namespace: Option<String>,
+}
+
+/// The result of a write: the object, and warnings for the Warning header.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The object as stored (or as it would be, for dry runs).
+    pub object: Value,
+    /// Warnings (unknown fields under fieldValidation=Warn).
+    pub warnings: Vec<String>,
+}
+
+/// Decodes a JSON request body.
+pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<Value, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    let media = content_type
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    if media == "application/vnd.kubernetes.protobuf" {
+        return Err(ApiError::unsupported_media_type(
+            "this request body is protobuf (application/vnd.kubernetes.protobuf), which Flotilla's API server does not decode yet; it accepts application/json. kubectl's generator commands (create namespace|deployment|configmap ..., run, expose) send protobuf: write the object as a manifest and use `kubectl apply -f` or `kubectl create -f` instead",
+        ));
+    }
+    if media != "application/json" && media != "*/*" && !media.is_empty() {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({media}) - accepted media types include: application/json"
+        )));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|err| {
+        ApiError::bad_request(format!("error decoding the request body as JSON: {err}"))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object (a Kubernetes object)",
+        ));
+    }
+    Ok(value)
+}
+
+impl ApiServer {
+    /// Reads one object.
+    pub async fn get_object(&self, scope: &Scope, name: &str) -> Result<Stored, ApiError> {
+        let key = scope.resource.key(scope.namespace.as_deref(), name);
+        self.store
+            .get(&key)
+            .await
+            .map_err(|err| ApiError::from_storage(err, &scope.resource.qualified_name(), name))
+    }
+
+    /// Lists objects, filtered by the label and field selectors, `limit` at a time.
+    pub async fn list_objects(
+        &self,
+        scope: &Scope,
+        query: &Query,
+        rendering: Rendering,
+    ) -> Result<Value, ApiError> {
+        let labels = query.label_selector()?;
+        let fields = query.field_selector(scope.resource.field_labels)?;
+        let limit = query.integer("limit")?.unwrap_or(0);
+        let prefix = scope.resource.prefix(scope.namespace.as_deref());
+        let mut items = Vec::new();
+        let mut token = query.get("continue").map(str::to_owned);
+        let mut revision;
+        let mut remaining;
+        // Pages are read at one revision and filtered until `limit` objects matched.
+        loop {
+            let want = if limit > 0 {
+                limit - i64::try_from(items.len()).unwrap_or(0)
+            } else {
+                0
+            };
+            let page = self
+                .store
+                .list(&prefix, want, token.as_deref())
+                .await
+                .map_err(|err| ApiError::from_storage(err, &scope.resource.qualified_name(), ""))?;
+            revision = page.revision;
+            remaining = page.remaining;
+            items.extend(
+                page.items
+                    .into_iter()
+                    .filter(|stored| selected(&stored.object, &labels, &fields)),
+            );
+            token = page.continue_token;
+            if token.is_none() || (limit > 0 && i64::try_from(items.len()).unwrap_or(0) >= limit) {
+                break;
+            }
+        }
+        let mut list_metadata = json!({"resourceVersion": revision.to_string()});
+        if let Some(token) = &token {
+            list_metadata["continue"] = json!(token);
+            if labels.is_empty()
+                && fields.fields().next().is_none()
+                && let Some(remaining) = remaining
+            {
+                list_metadata["remainingItemCount"] = json!(remaining);
+            }
+        }
+        let objects: Vec<Value> = items.into_iter().map(|stored| stored.object).collect();
+        Ok(match rendering {
+            Rendering::Table => table(scope.resource, &objects, list_metadata, query),
+            Rendering::Metadata => json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": list_metadata,
+                "items": objects.iter().map(partial_metadata).collect::<Vec<_>>(),
+            }),
+            Rendering::Object => json!({
+                "kind": format!("{}List", scope.resource.kind),
+                "apiVersion": scope.resource.api_version(),
+                "metadata": list_metadata,
+                "items": objects,
+            }),
+        })
+    }
+
+    /// Creates an object (POST to the collection).
+    pub async fn create_object(
+        &self,
+        scope: &Scope,
+        mut object: Value,
+        query: &Query,
+    ) -> Result<Written, ApiError> {
+        let resource = scope.resource;
+        check_type(resource, &mut object)?;
+        if resource.namespaced {
+            let namespace = scope.namespace.clone().ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{} are namespaced: create them under /namespaces/<namespace>/",
+                    resource.plural
+                ))
+            })?;
+            match meta::namespace(&object) {
+                Some(given) if given != namespace => {
+                    return Err(ApiError::bad_request(format!(
+                        "the namespace of the provided object ({given}) does not match the namespace sent on the request ({namespace})"
+                    )));
+                }
+                _ => {}
+            }
+            if let Some(metadata) = meta::metadata_mut(&mut object) {
+                metadata.insert("namespace".into(), json!(namespace));
+            }
+            self.check_namespace_accepts_content(&namespace, query)
+                .await?;
+        } else if let Some(metadata) = meta::metadata_mut(&mut object) {
+            metadata.remove("namespace");
+        }
+        let warnings = check_schema(resource, &mut object, query)?;
+        meta::prepare_create(resource, &mut object);
+
+        let generate = meta::name(&object).is_empty()
+            && object["metadata"]["generateName"]
+                .as_str()
+                .is_some_and(|p| !p.is_empty());
+        // A generated name can collide; upstream retries, and so do we, a bounded number of times.
+        for _ in 0..8 {
+            if generate {
+                let prefix = object["metadata"]["generateName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if let Some(metadata) = meta::metadata_mut(&mut object) {
+                    metadata.insert("name".into(), json!(generated_name(&prefix)));
+                }
+            }
+            validate(resource, &object, None)?;
+            let name = meta::name(&object).to_owned();
+            if query.dry_run()? {
+                return Ok(Written { object, warnings });
+            }
+            let key = resource.key(scope.namespace.as_deref(), &name);
+            match self.store.create(&key, &object).await {
+                Ok(stored) => {
+                    return Ok(Written {
+                        object: stored.object,
+                        warnings,
+                    });
+                }
+                Err(StorageError::AlreadyExists { .. }) if generate => continue,
+                Err(err) => {
+                    return Err(ApiError::from_storage(
+                        err,
+                        &resource.qualified_name(),
+                        &name,
+                    ));
+                }
+            }
+        }
+        Err(ApiError::internal(
+            "could not find an unused name from generateName after 8 attempts",
+        ))
+    }
+
+    async fn check_namespace_accepts_content(
+        &self,
+        namespace: &str,
+        query: &Query,
+    ) -> Result<(), ApiError> {
+        let namespaces = find("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
+        match self.store.get(&namespaces.key(None, namespace)).await {
+            Ok(stored)
+                if !stored.object["metadata"]["deletionTimestamp"].is_null()
+                    && !query.dry_run()? =>
+            {
+                Err(ApiError::forbidden(
+                    "namespaces",
+                    namespace,
+                    &format!(
+                        "unable to create new content in namespace {namespace} because it is being terminated"
+                    ),
+                ))
+            }
+            Ok(_) => Ok(()),
+            Err(StorageError::NotFound { .. }) => Err(ApiError::not_found("namespaces", namespace)),
+            Err(err) => Err(ApiError::from_storage(err, "namespaces", namespace)),
+        }
+    }
+
+    /// Replaces an object (PUT), or its status (PUT .../status).
+    pub async fn replace_object(
+        &self,
+        scope: &Scope,
+        name: &str,
+        mut object: Value,
+        query: &Query,
+        subresource: Option<Subresource>,
+    ) -> Result<Written, ApiError> {
+        let resource = scope.resource;
+        check_type(resource, &mut object)?;
+        check_identity(scope, name, &mut object)?;
+        let warnings = check_schema(resource, &mut object, query)?;
+        let expected = match object["metadata"]["resourceVersion"].as_str() {
+            Some(rv) if !rv.is_empty() => Some(parse_resource_version(rv)?),
+            _ => None,
+        };
+        let written = self
+            .write_update(scope, name, query, |current| {
+                if let Some(expected) = expected
+                    && expected != current.revision
+                {
+                    return Err(ApiError::conflict(
+                        &resource.qualified_name(),
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    ));
+                }
+                Ok(object.clone())
+            }, subresource)
+            .await?;
+        Ok(Written {
+            object: written,
+            warnings,
+        })
+    }
+
+    /// Patches an object (PATCH), or its status.
+    pub async fn patch_object(
+        &self,
+        scope: &Scope,
+        name: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        query: &Query,
+        subresource: Option<Subresource>,
+    ) -> Result<Written, ApiError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::too_large(MAX_BODY_BYTES));
+        }
+        let resource = scope.resource;
+        let kind = patch_kind(content_type)?;
+        let patch: Value = serde_json::from_slice(body).map_err(|err| {
+            ApiError::bad_request(format!("error decoding the patch as JSON: {err}"))
+        })?;
+        let validation = query.field_validation()?;
+        let mut warnings = Vec::new();
+        let object = self
+            .write_update(scope, name, query, |current| {
+                let mut patched = apply_patch(kind, resource, &current.object, &patch)?;
+                check_type(resource, &mut patched)?;
+                check_identity(scope, name, &mut patched)?;
+                let unknown = check_schema_with(resource, &mut patched, validation)?;
+                warnings = unknown;
+                // A resourceVersion in the patch is a precondition, as upstream.
+                if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
+                    && parse_resource_version(rv)? != current.revision
+                {
+                    return Err(ApiError::conflict(
+                        &resource.qualified_name(),
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    ));
+                }
+                Ok(patched)
+            }, subresource)
+            .await?;
+        Ok(Written { object, warnings })
+    }
+
+    /// Reads the current object, computes the new one with `change`, fixes what the server owns,
+    /// validates, and writes it with compare-and-swap, retrying lost races.
+    pub(crate) async fn write_update<F>(
+        &self,
+        scope: &Scope,
+        name: &str,
+        query: &Query,
+        mut change: F,
+        subresource: Option<Subresource>,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnMut(&Stored) -> Result<Value, ApiError>,
+    {
+        let resource = scope.resource;
+        let key = resource.key(scope.namespace.as_deref(), name);
+        let qualified = resource.qualified_name();
+        let dry_run = query.dry_run()?;
+        for _ in 0..16 {
+            let current = self.get_object(scope, name).await?;
+            let proposed = change(&current)?;
+            let mut updated =
+                meta::prepare_update(resource, &current.object, proposed, subresource);
+            validate(resource, &updated, Some(&current.object))?;
+            if dry_run {
+                if let Some(metadata) = meta::metadata_mut(&mut updated) {
+                    metadata.insert(
+                        "resourceVersion".into(),
+                        json!(current.revision.to_string()),
+                    );
+                }
+                return Ok(updated);
+            }
+            // Removing the last finalizer of an object being deleted completes the deletion.
+            if !updated["metadata"]["deletionTimestamp"].is_null()
+                && finalizers(&updated).is_empty()
+            {
+                return match self.store.delete(&key, Some(current.revision)).await {
+                    Ok(_) => {
+                        // Dependents waited for their owner to be really gone.
+                        let uid = meta::uid(&updated).unwrap_or_default().to_owned();
+                        self.after_delete_requested(
+                            scope,
+                            name,
+                            &uid,
+                            Propagation::Background,
+                            &json!({}),
+                        );
+                        Ok(updated)
+                    }
+                    Err(StorageError::Conflict { .. }) => continue,
+                    Err(err) => Err(ApiError::from_storage(err, &qualified, name)),
+                };
+            }
+            if updated == current.object {
+                return Ok(current.object);
+            }
+            if let Some(written) = self
+                .swap(&key, &qualified, name, current.revision, &updated)
+                .await?
+            {
+                return Ok(written);
+            }
+        }
+        Err(too_many_writers(&qualified, name))
+    }
+
+    /// Writes `next` if the object is still at `revision`; None when another writer won (retry).
+    async fn swap(
+        &self,
+        key: &str,
+        qualified: &str,
+        name: &str,
+        revision: i64,
+        next: &Value,
+    ) -> Result<Option<Value>, ApiError> {
+        match self.store.update(key, next, revision).await {
+            Ok(stored) => Ok(Some(stored.object)),
+            Err(StorageError::Conflict { .. }) => Ok(None),
+            Err(err) => Err(ApiError::from_storage(err, qualified, name)),
+        }
+    }
+
+    /// Deletes an object: gracefully (pods on a node), behind finalizers, or at once; then
+    /// cascades to dependents per the propagation policy. Returns (HTTP code, body).
+    pub async fn delete_object(
+        &self,
+        scope: &Scope,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<(u16, Value), ApiError> {
+        let resource = scope.resource;
+        let qualified = resource.qualified_name();
+        let current = self.get_object(scope, name).await?;
+        let object = &current.object;
+        if let Some(uid) = &options.precondition_uid
+            && meta::uid(object) != Some(uid.as_str())
+        {
+            return Err(ApiError::conflict(
+                &qualified,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta::uid(object).unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(rv) = &options.precondition_resource_version
+            && parse_resource_version(rv)? != current.revision
+        {
+            return Err(ApiError::conflict(
+                &qualified,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    current.revision
+                ),
+            ));
+        }
+        if resource.kind == "Namespace" && PROTECTED_NAMESPACES.contains(&name) {
+            return Err(ApiError::forbidden(
+                &qualified,
+                name,
+                "this namespace may not be deleted",
+            ));
+        }
+        let uid = meta::uid(object).unwrap_or_default().to_owned();
+        let policy = options.propagation(resource)?;
+        if options.dry_run {
+            return Ok((200, object.clone()));
+        }
+
+        let mut add_finalizers: Vec<&str> = Vec::new();
+        match policy {
+            Propagation::Foreground => add_finalizers.push(gc::FOREGROUND_FINALIZER),
+            Propagation::Orphan => add_finalizers.push(gc::ORPHAN_FINALIZER),
+            Propagation::Background => {}
+        }
+        let grace = graceful_period(resource, object, options);
+        let needs_pending = resource.kind == "Namespace"
+            || grace.is_some()
+            || !finalizers(object).is_empty()
+            || !add_finalizers.is_empty();
+        if needs_pending {
+            let updated = self
+                .mark_deleting(scope, name, &add_finalizers, grace)
+                .await?;
+            self.after_delete_requested(scope, name, &uid, policy, &updated);
+            return Ok((200, updated));
+        }
+
+        let key = resource.key(scope.namespace.as_deref(), name);
+        let last = self
+            .store
+            .delete(&key, Some(current.revision))
+            .await
+            .map_err(|err| ApiError::from_storage(err, &qualified, name))?;
+        self.after_delete_requested(scope, name, &uid, policy, &last.object);
+        if resource.kind == "Pod" {
+            Ok((200, last.object))
+        } else {
+            Ok((200, success(resource.plural, name, Some(&uid))))
+        }
+    }
+
+    /// Sets deletionTimestamp (which ordinary updates may not change) and finalizers.
+    async fn mark_deleting(
+        &self,
+        scope: &Scope,
+        name: &str,
+        add_finalizers: &[&str],
+        grace: Option<i64>,
+    ) -> Result<Value, ApiError> {
+        let resource = scope.resource;
+        let key = resource.key(scope.namespace.as_deref(), name);
+        let qualified = resource.qualified_name();
+        for _ in 0..16 {
+            let current = self.get_object(scope, name).await?;
+            let mut next = current.object.clone();
+            let mut list = finalizers(&next);
+            for finalizer in add_finalizers {
+                if !list.iter().any(|f| f == finalizer) {
+                    list.push((*finalizer).to_owned());
+                }
+            }
+            if let Some(metadata) = meta::metadata_mut(&mut next) {
+                if !list.is_empty() {
+                    metadata.insert("finalizers".into(), json!(list));
+                }
+                if metadata.get("deletionTimestamp").is_none_or(Value::is_null) {
+                    let seconds = grace.unwrap_or(0);
+                    let at = jiff::Timestamp::now()
+                        .checked_add(jiff::SignedDuration::from_secs(seconds))
+                        .unwrap_or_else(|_| jiff::Timestamp::now());
+                    metadata.insert(
+                        "deletionTimestamp".into(),
+                        json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    );
+                    metadata.insert("deletionGracePeriodSeconds".into(), json!(seconds));
+                }
+            }
+            if resource.kind == "Namespace" {
+                next["status"]["phase"] = json!("Terminating");
+            }
+            if list.is_empty() && resource.kind != "Namespace" && grace.is_none() {
+                let last = self
+                    .store
+                    .delete(&key, Some(current.revision))
+                    .await
+                    .map_err(|err| ApiError::from_storage(err, &qualified, name))?;
+                return Ok(last.object);
+            }
+            if let Some(written) = self
+                .swap(&key, &qualified, name, current.revision, &next)
+                .await?
+            {
+                return Ok(written);
+            }
+        }
+        Err(too_many_writers(&qualified, name))
+    }
+
+    fn after_delete_requested(
+        &self,
+        scope: &Scope,
+        name: &str,
+        uid: &str,
+        policy: Propagation,
+        object: &Value,
+    ) {
+        let server = self.clone();
+        let scope = scope.clone();
+        let name = name.to_owned();
+        let uid = uid.to_owned();
+        let pending = !object["metadata"]["deletionTimestamp"].is_null();
+        tokio::spawn(async move {
+            if let Err(err) = gc::cascade(&server, &scope, &name, &uid, policy, pending).await {
+                tracing::warn!(resource = scope.resource.plural, %name, "cascading deletion failed: {err}");
+            }
+        });
+    }
+
+    /// Deletes every object the selectors match (DELETE on the collection).
+    pub async fn delete_collection(
+        &self,
+        scope: &Scope,
+        query: &Query,
+        options: &DeleteOptions,
+    ) -> Result<Value, ApiError> {
+        let listed = self.list_objects(scope, query, Rendering::Object).await?;
+        let mut deleted = Vec::new();
+        for item in listed["items"].as_array().into_iter().flatten() {
+            let name = meta::name(item).to_owned();
+            let item_scope = Scope {
+                resource: scope.resource,
+                namespace: meta::namespace(item)
+                    .map(str::to_owned)
+                    .or(scope.namespace.clone()),
+            };
+            match self.delete_object(&item_scope, &name, options).await {
+                Ok(_) => deleted.push(item.clone()),
+                Err(err) if err.code == 404 => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(json!({
+            "kind": format!("{}List", scope.resource.kind),
+            "apiVersion": scope.resource.api_version(),
+            "metadata": {"resourceVersion": listed["metadata"]["resourceVersion"]},
+            "items": deleted,
+        }))
+    }
+}
+
+fn too_many_writers(qualified: &str, name: &str) -> ApiError {
+    ApiError::conflict(qualified, name, "too many concurrent writers; try again")
+}
+
+/// How dependents are treated when their owner is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Delete the owner now, dependents afterwards.
+    Background,
+    /// Delete dependents first, then the owner.
+    Foreground,
+    /// Keep dependents, removing their owner reference.
+    Orphan,
+}
+
+/// DeleteOptions from the body and query.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    /// propagationPolicy.
+    pub propagation_policy: Option<String>,
+    /// gracePeriodSeconds.
+    pub grace_period_seconds: Option<i64>,
+    /// preconditions.uid.
+    pub precondition_uid: Option<String>,
+    /// preconditions.resourceVersion.
+    pub precondition_resource_version: Option<String>,
+    /// dryRun=All.
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    /// Reads the options from an optional JSON body and the query (the body wins).
+    pub fn parse(body: Option<&Value>, query: &Query) -> Result<Self, ApiError> {
+        let mut options = Self {
+            propagation_policy: query.get("propagationPolicy").map(str::to_owned),
+            grace_period_seconds: query.integer("gracePeriodSeconds")?,
+            dry_run: query.dry_run()?,
+            ..Self::default()
+        };
+        if query.flag("orphanDependents") {
+            options.propagation_policy = Some("Orphan".into());
+        }
+        if let Some(body) = body {
+            if let Some(policy) = body["propagationPolicy"].as_str() {
+                options.propagation_policy = Some(policy.to_owned());
+            }
+            if body["orphanDependents"] == json!(true) {
+                options.propagation_policy = Some("Orphan".into());
+            }
+            if let Some(grace) = body["gracePeriodSeconds"].as_i64() {
+                options.grace_period_seconds = Some(grace);
+            }
+            options.precondition_uid = body["preconditions"]["uid"].as_str().map(str::to_owned);
+            options.precondition_resource_version = body["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned);
+            if let Some(dry_run) = body["dryRun"].as_array() {
+                options.dry_run = options.dry_run || dry_run.iter().any(|v| v == "All");
+            }
+        }
+        Ok(options)
+    }
+
+    fn propagation(&self, _resource: &Resource) -> Result<Propagation, ApiError> {
+        match self.propagation_policy.as_deref() {
+            None | Some("Background") => Ok(Propagation::Background),
+            Some("Foreground") => Ok(Propagation::Foreground),
+            Some("Orphan") => Ok(Propagation::Orphan),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "propagationPolicy {other:?} is not one of Background, Foreground, Orphan"
+            ))),
+        }
+    }
+}
+
+/// Pods bound to a node terminate gracefully: the node agent finishes the deletion.
+fn graceful_period(resource: &Resource, object: &Value, options: &DeleteOptions) -> Option<i64> {
+    if resource.kind != "Pod"
+        || object["spec"]["nodeName"]
+            .as_str()
+            .is_none_or(str::is_empty)
+    {
+        return None;
+    }
+    let grace = options
+        .grace_period_seconds
+        .or(object["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30);
+    (grace > 0).then_some(grace)
+}
+
+/// `metadata.finalizers`.
+pub fn finalizers(object: &Value) -> Vec<String> {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn selected(object: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+    labels.matches(&labels_of(object)) && fields.matches(object)
+}
+
+/// Checks (and fills in) apiVersion and kind against the endpoint.
+fn check_type(resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
+    let api_version = resource.api_version();
+    for (field, expected) in [
+        ("apiVersion", api_version.as_str()),
+        ("kind", resource.kind),
+    ] {
+        match object[field].as_str() {
+            None | Some("") => object[field] = json!(expected),
+            Some(given) if given == expected => {}
+            Some(given) => {
+                return Err(ApiError::bad_request(format!(
+                    "the {field} of the provided object ({given}) does not match the endpoint, which serves {} {}",
+                    api_version, resource.kind
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Name and namespace in the body must match the URL.
+fn check_identity(scope: &Scope, name: &str, object: &mut Value) -> Result<(), ApiError> {
+    match meta::name(object) {
+        "" => {
+            if let Some(metadata) = meta::metadata_mut(object) {
+                metadata.insert("name".into(), json!(name));
+            }
+        }
+        given if given != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            )));
+        }
+        _ => {}
+    }
+    if let Some(namespace) = &scope.namespace {
+        match meta::namespace(object) {
+            Some(given) if given != namespace => {
+                return Err(ApiError::bad_request(format!(
+                    "the namespace of the provided object ({given}) does not match the namespace sent on the request ({namespace})"
+                )));
+            }
+            _ => {
+                if let Some(metadata) = meta::metadata_mut(object) {
+                    metadata.insert("namespace".into(), json!(namespace));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_schema(
+    resource: &Resource,
+    object: &mut Value,
+    query: &Query,
+) -> Result<Vec<String>, ApiError> {
+    check_schema_with(resource, object, query.field_validation()?)
+}
+
+/// Typed decoding (400 on failure) and unknown-field handling per fieldValidation.
+fn check_schema_with(
+    resource: &Resource,
+    object: &mut Value,
+    validation_mode: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
+    let api_version = resource.api_version();
+    validation::decode_check(&api_version, resource.kind, object).map_err(|message| {
+        ApiError::bad_request(format!(
+            "{} in version \"{api_version}\" cannot be handled as a {}: {message}",
+            resource.kind, resource.kind
+        ))
+    })?;
+    let unknown = validation::unknown_fields(&api_version, resource.kind, object);
+    if unknown.is_empty() || validation_mode == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let described: Vec<String> = unknown
+        .iter()
+        .map(|field| format!("unknown field \"{field}\""))
+        .collect();
+    if validation_mode == FieldValidation::Strict {
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            described.join(", ")
+        )));
+    }
+    Ok(described)
+}
+
+fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let causes = validation::validate(&resource.api_version(), resource.kind, object, old);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let causes: Vec<FieldCause> = causes
+        .into_iter()
+        .map(|cause| FieldCause {
+            reason: cause.reason.as_str().to_owned(),
+            message: cause.message,
+            field: cause.field,
+        })
+        .collect();
+    Err(ApiError::invalid(
+        resource.kind,
+        meta::name(object),
+        &causes,
+    ))
+}
+
+/// Parses a resourceVersion (an etcd revision).
+pub fn parse_resource_version(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|rv| *rv >= 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid resource version {text:?}: it must be an integer"
+            ))
+        })
+}
+
+/// The kinds of PATCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    /// RFC 6902 JSON Patch.
+    Json,
+    /// RFC 7386 JSON Merge Patch.
+    Merge,
+    /// Kubernetes strategic merge patch.
+    Strategic,
+}
+
+fn patch_kind(content_type: Option<&str>) -> Result<PatchKind, ApiError> {
+    let media = content_type
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    match media {
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+            Err(ApiError::unsupported_media_type(
+                "server-side apply is not supported by Flotilla yet; use client-side `kubectl apply` (without --server-side)",
+            ))
+        }
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+        ))),
+    }
+}
+
+/// Applies `patch` of `kind` to `object`.
+pub fn apply_patch(
+    kind: PatchKind,
+    resource: &Resource,
+    object: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
+    let mut patched = object.clone();
+    match kind {
+        PatchKind::Json => apply_json_patch(&mut patched, patch)?,
+        PatchKind::Merge => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            json_patch::merge(&mut patched, patch);
+        }
+        PatchKind::Strategic => {
+            if !strategic_merge::supports_strategic_merge(&resource.api_version(), resource.kind) {
+                return Err(ApiError::unsupported_media_type(format!(
+                    "strategic merge patch is not supported for {}",
+                    resource.kind
+                )));
+            }
+            patched = strategic_merge::apply_strategic_merge_patch(
+                object,
+                patch,
+                &resource.api_version(),
+                resource.kind,
+            )
+            .map_err(|err| {
+                ApiError::bad_request(format!("invalid strategic merge patch: {err}"))
+            })?;
+        }
+    }
+    Ok(patched)
+}
+
+/// Applies an RFC 6902 JSON Patch in place.
+pub fn apply_json_patch(object: &mut Value, patch: &Value) -> Result<(), ApiError> {
+    let operations: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|err| ApiError::bad_request(format!("invalid JSON Patch: {err}")))?;
+    json_patch::patch(object, &operations).map_err(|err| {
+        ApiError::unprocessable(format!("the JSON Patch could not be applied: {err}"))
+    })
+}
+
+/// A Table of `objects` for kubectl get.
+pub fn table(resource: &Resource, objects: &[Value], metadata: Value, query: &Query) -> Value {
+    let now = jiff::Timestamp::now();
+    let include = query.get("includeObject").unwrap_or("Metadata");
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let mut row = json!({"cells": tables::row_cells(resource.kind, object, now)});
+            match include {
+                "None" => {}
+                "Object" => row["object"] = object.clone(),
+                _ => row["object"] = partial_metadata(object),
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+        "columnDefinitions": tables::column_definitions(resource.kind),
+        "rows": rows,
+    })
+}

@@ -1,0 +1,401 @@
+//! Object metadata chores kube-apiserver does on every write: names from generateName, uid,
+//! creationTimestamp, generation bumps, fields that never change after creation, and the few
+//! defaults clients depend on.
+
+use rand::Rng as _;
+use serde_json::{Map, Value, json};
+
+use super::resources::{Resource, Subresource};
+
+/// `metadata.name`, or "".
+pub fn name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+/// `metadata.namespace`, if set.
+pub fn namespace(object: &Value) -> Option<&str> {
+    object["metadata"]["namespace"].as_str()
+}
+
+/// `metadata.uid`, if set.
+pub fn uid(object: &Value) -> Option<&str> {
+    object["metadata"]["uid"].as_str()
+}
+
+/// The metadata map, created if missing; None if `object` is not a JSON object.
+pub fn metadata_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
+    let metadata = object
+        .as_object_mut()?
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !metadata.is_object() {
+        *metadata = Value::Object(Map::new());
+    }
+    metadata.as_object_mut()
+}
+
+/// The current time as Kubernetes writes timestamps (RFC 3339, seconds, UTC).
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// kube's generateName suffix: 5 characters from an alphabet without vowels or look-alikes.
+pub fn generated_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    // Like upstream, trim the prefix so the name stays within 63 characters.
+    let keep = prefix.len().min(58);
+    format!("{}{suffix}", &prefix[..keep])
+}
+
+/// Drops empty labels, annotations, finalizers and ownerReferences, as upstream's encoding
+/// omits them (so `kubectl get -o jsonpath` shows nothing rather than `[]`).
+fn drop_empty_metadata(object: &mut Value) {
+    if let Some(metadata) = metadata_mut(object) {
+        for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            let empty = match metadata.get(field) {
+                Some(Value::Array(items)) => items.is_empty(),
+                Some(Value::Object(map)) => map.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                metadata.remove(field);
+            }
+        }
+    }
+}
+
+/// Fills in what the server owns on create: uid, creationTimestamp, generation; drops what a
+/// client may not set (resourceVersion, deletion fields, selfLink, managedFields); resets status
+/// where a status subresource owns it.
+pub fn prepare_create(resource: &Resource, object: &mut Value) {
+    let has_spec = object.get("spec").is_some();
+    if let Some(metadata) = metadata_mut(object) {
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "managedFields",
+        ] {
+            metadata.remove(field);
+        }
+        metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        metadata.insert("creationTimestamp".into(), json!(now()));
+        if has_spec {
+            metadata.insert("generation".into(), json!(1));
+        } else {
+            metadata.remove("generation");
+        }
+    }
+    if resource.has(Subresource::Status) {
+        reset_status_on_create(resource, object);
+    }
+    apply_defaults(resource, object);
+    drop_empty_metadata(object);
+}
+
+fn reset_status_on_create(resource: &Resource, object: &mut Value) {
+    let status = match resource.kind {
+        "Pod" => json!({"phase": "Pending", "qosClass": qos_class(&object["spec"])}),
+        "Namespace" => json!({"phase": "Active"}),
+        // The kubelet (our agent) registers a node with its status.
+        "Node" => return,
+        _ => json!({}),
+    };
+    object["status"] = status;
+}
+
+/// The pod's QoS class, by upstream's rules on requests and limits.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|field| spec[*field].as_array())
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for container in &containers {
+        let requests = &container["resources"]["requests"];
+        let limits = &container["resources"]["limits"];
+        for resource in ["cpu", "memory"] {
+            let request = requests[resource].as_str().or(limits[resource].as_str());
+            let limit = limits[resource].as_str();
+            if request.is_some() || limit.is_some() {
+                any = true;
+            }
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Upstream defaults that clients (kubectl rollout, describe) rely on.
+fn apply_defaults(resource: &Resource, object: &mut Value) {
+    match (resource.group, resource.kind) {
+        ("", "Pod") => default_pod_spec(&mut object["spec"]),
+        ("apps", "Deployment") => {
+            let spec = &mut object["spec"];
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "progressDeadlineSeconds", json!(600));
+            if spec["strategy"]["type"].is_null() {
+                spec["strategy"]["type"] = json!("RollingUpdate");
+            }
+            if spec["strategy"]["type"] == "RollingUpdate" {
+                set_default(
+                    &mut spec["strategy"]["rollingUpdate"],
+                    "maxSurge",
+                    json!("25%"),
+                );
+                set_default(
+                    &mut spec["strategy"]["rollingUpdate"],
+                    "maxUnavailable",
+                    json!("25%"),
+                );
+            }
+            default_pod_spec(&mut spec["template"]["spec"]);
+        }
+        ("apps", "ReplicaSet" | "StatefulSet") => {
+            set_default(&mut object["spec"], "replicas", json!(1));
+            default_pod_spec(&mut object["spec"]["template"]["spec"]);
+        }
+        ("apps", "DaemonSet") => default_pod_spec(&mut object["spec"]["template"]["spec"]),
+        ("batch", "Job") => {
+            let spec = &mut object["spec"];
+            set_default(spec, "backoffLimit", json!(6));
+            set_default(spec, "completions", json!(1));
+            set_default(spec, "parallelism", json!(1));
+            default_pod_spec(&mut spec["template"]["spec"]);
+        }
+        ("", "Service") => default_service(&mut object["spec"]),
+        _ => {}
+    }
+}
+
+fn default_pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "securityContext", json!({}));
+    for field in ["initContainers", "containers"] {
+        if let Some(containers) = spec[field].as_array_mut() {
+            for container in containers {
+                let image = container["image"].as_str().unwrap_or_default().to_owned();
+                let tag_is_latest = {
+                    let last = image.rsplit('/').next().unwrap_or_default();
+                    !last.contains(':') && !image.contains('@') || last.ends_with(":latest")
+                };
+                let policy = if tag_is_latest {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                set_default(container, "imagePullPolicy", json!(policy));
+                set_default(
+                    container,
+                    "terminationMessagePath",
+                    json!("/dev/termination-log"),
+                );
+                set_default(container, "terminationMessagePolicy", json!("File"));
+                set_default(container, "resources", json!({}));
+                if let Some(ports) = container["ports"].as_array_mut() {
+                    for port in ports {
+                        set_default(port, "protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn default_service(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "type", json!("ClusterIP"));
+    set_default(spec, "sessionAffinity", json!("None"));
+    if let Some(ports) = spec["ports"].as_array_mut() {
+        for port in ports {
+            set_default(port, "protocol", json!("TCP"));
+            if port["targetPort"].is_null() {
+                port["targetPort"] = port["port"].clone();
+            }
+        }
+    }
+}
+
+fn set_default(object: &mut Value, field: &str, value: Value) {
+    if object.is_null() {
+        *object = json!({});
+    }
+    if let Some(map) = object.as_object_mut() {
+        map.entry(field).or_insert(value);
+    }
+}
+
+/// What an update may not change: identity and lifecycle fields come from the stored object.
+/// Returns the merged object; bumps generation when anything outside metadata/status changed.
+pub fn prepare_update(
+    resource: &Resource,
+    old: &Value,
+    mut new: Value,
+    subresource: Option<Subresource>,
+) -> Value {
+    if subresource == Some(Subresource::Status) {
+        // A status write changes status (and nothing else).
+        let mut merged = old.clone();
+        merged["status"] = new["status"].take();
+        return merged;
+    }
+    // Binding sets spec.nodeName and the PodScheduled condition together.
+    if resource.has(Subresource::Status)
+        && old.get("status").is_some()
+        && subresource != Some(Subresource::Binding)
+    {
+        new["status"] = old["status"].clone();
+    }
+    let old_metadata = &old["metadata"];
+    if let Some(metadata) = metadata_mut(&mut new) {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            match old_metadata.get(field) {
+                Some(value) => {
+                    metadata.insert(field.into(), value.clone());
+                }
+                None => {
+                    metadata.remove(field);
+                }
+            }
+        }
+        metadata.remove("managedFields");
+        metadata.remove("selfLink");
+    }
+    if spec_changed(old, &new)
+        && let Some(generation) = old["metadata"]["generation"].as_i64()
+        && let Some(metadata) = metadata_mut(&mut new)
+    {
+        metadata.insert("generation".into(), json!(generation + 1));
+    }
+    drop_empty_metadata(&mut new);
+    new
+}
+
+fn spec_changed(old: &Value, new: &Value) -> bool {
+    let strip = |object: &Value| -> Value {
+        let mut object = object.clone();
+        if let Some(map) = object.as_object_mut() {
+            map.remove("metadata");
+            map.remove("status");
+        }
+        object
+    };
+    strip(old) != strip(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::resources::find;
+
+    #[test]
+    fn generated_names_have_five_character_suffixes() {
+        let name = generated_name("web-");
+        assert_eq!(name.len(), 9);
+        assert!(name.starts_with("web-"));
+        assert!(
+            name[4..]
+                .bytes()
+                .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
+        );
+    }
+
+    #[test]
+    fn create_sets_server_fields_and_defaults() {
+        let deployments = find("apps", "v1", "deployments").unwrap();
+        let mut object = json!({
+            "metadata": {"name": "web", "resourceVersion": "7"},
+            "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}}},
+            "status": {"replicas": 99},
+        });
+        prepare_create(deployments, &mut object);
+        assert!(object["metadata"]["uid"].is_string());
+        assert_eq!(object["metadata"]["generation"], 1);
+        assert!(object["metadata"].get("resourceVersion").is_none());
+        assert_eq!(object["status"], json!({}));
+        assert_eq!(object["spec"]["replicas"], 1);
+        assert_eq!(
+            object["spec"]["strategy"]["rollingUpdate"]["maxSurge"],
+            "25%"
+        );
+        assert_eq!(
+            object["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "Always"
+        );
+    }
+
+    #[test]
+    fn updates_keep_identity_and_bump_generation_on_spec_change() {
+        let deployments = find("apps", "v1", "deployments").unwrap();
+        let old = json!({
+            "metadata": {"name": "web", "uid": "u1", "generation": 3, "creationTimestamp": "t"},
+            "spec": {"replicas": 1},
+            "status": {"replicas": 1},
+        });
+        let new = json!({
+            "metadata": {"name": "web", "uid": "forged", "labels": {"a": "b"}},
+            "spec": {"replicas": 2},
+            "status": {"replicas": 50},
+        });
+        let merged = prepare_update(deployments, &old, new, None);
+        assert_eq!(merged["metadata"]["uid"], "u1");
+        assert_eq!(merged["metadata"]["generation"], 4);
+        assert_eq!(merged["metadata"]["labels"]["a"], "b");
+        assert_eq!(merged["status"]["replicas"], 1, "status only via /status");
+
+        let status_write =
+            json!({"metadata": {}, "spec": {"replicas": 9}, "status": {"replicas": 2}});
+        let merged = prepare_update(deployments, &old, status_write, Some(Subresource::Status));
+        assert_eq!(merged["spec"]["replicas"], 1);
+        assert_eq!(merged["status"]["replicas"], 2);
+        assert_eq!(merged["metadata"]["generation"], 3);
+    }
+
+    #[test]
+    fn qos_classes() {
+        assert_eq!(
+            qos_class(&json!({"containers": [{"name": "a"}]})),
+            "BestEffort"
+        );
+        let guaranteed =
+            json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
+        assert_eq!(qos_class(&guaranteed), "Guaranteed");
+        let burstable = json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]});
+        assert_eq!(qos_class(&burstable), "Burstable");
+    }
+}

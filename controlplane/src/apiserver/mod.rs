@@ -1,0 +1,508 @@
+//! The Kubernetes-compatible API server: HTTPS with client-certificate and bearer-token
+//! authentication, discovery, and the REST verbs on the resources of [`resources::RESOURCES`],
+//! stored in etcd through [`crate::storage`].
+
+pub mod discovery;
+pub mod gc;
+pub mod handlers;
+pub mod meta;
+pub mod openapi;
+pub mod query;
+pub mod resources;
+pub mod selectors;
+pub mod status;
+pub mod strategic_merge;
+pub mod subresources;
+pub mod tables;
+pub mod validation;
+pub mod watch;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    body::Body,
+    response::{IntoResponse as _, Response},
+};
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt as _, Limited};
+use hyper_util::{rt::TokioExecutor, rt::TokioIo, server::conn::auto};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::{
+    auth::{Tokens, User, user_from_certificate},
+    storage::{StorageError, Store},
+};
+use handlers::{DeleteOptions, MAX_BODY_BYTES, PROTECTED_NAMESPACES, Scope, Written, decode_body};
+use query::{Query, rendering};
+use resources::{Resource, Subresource};
+use status::ApiError;
+
+/// The API server's shared state.
+#[derive(Clone)]
+pub struct ApiServer {
+    pub(crate) store: Store,
+    tokens: Arc<Tokens>,
+    advertise: String,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer")
+            .field("advertise", &self.advertise)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiServer {
+    /// An API server on `store`, accepting `tokens`, reachable at `advertise` (host:port).
+    pub fn new(store: Store, tokens: Tokens, advertise: String) -> Self {
+        Self {
+            store,
+            tokens: Arc::new(tokens),
+            advertise,
+        }
+    }
+
+    /// Creates the namespaces every cluster has (default, kube-system, kube-public,
+    /// kube-node-lease) unless they exist.
+    pub async fn bootstrap(&self) -> Result<(), ApiError> {
+        let namespaces = resources::find("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
+        for name in PROTECTED_NAMESPACES {
+            let scope = Scope {
+                resource: namespaces,
+                namespace: None,
+            };
+            let object =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            match self.create_object(&scope, object, &Query::default()).await {
+                Ok(_) => tracing::info!(namespace = name, "created namespace"),
+                Err(err) if err.code == 409 => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves HTTPS on `listener` until the task is dropped.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<()> {
+        let acceptor = TlsAcceptor::from(tls);
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let acceptor = acceptor.clone();
+            let server = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = server.serve_connection(acceptor, stream, peer).await {
+                    tracing::debug!(%peer, "connection ended: {err}");
+                }
+            });
+        }
+    }
+
+    async fn serve_connection(
+        self,
+        acceptor: TlsAcceptor,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let tls = acceptor.accept(stream).await?;
+        let certificate_user = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(user_from_certificate);
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let server = self.clone();
+            let user = certificate_user.clone();
+            async move {
+                let response = server.handle(user, request).await;
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        tracing::trace!(%peer, "TLS connection accepted");
+        auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(tls), service)
+            .await
+    }
+
+    /// Authenticates and answers one request.
+    pub async fn handle<B>(&self, certificate_user: Option<User>, request: Request<B>) -> Response
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        let public = matches!(
+            path.as_str(),
+            "/healthz" | "/livez" | "/readyz" | "/version"
+        );
+        let user = certificate_user.or_else(|| {
+            request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .and_then(|token| self.tokens.authenticate(token.trim()))
+        });
+        if user.is_none() && !public {
+            return ApiError::unauthorized().into_response();
+        }
+        let started = std::time::Instant::now();
+        let response = match self.route(request).await {
+            Ok(response) => response,
+            Err(err) => err.into_response(),
+        };
+        tracing::debug!(
+            user = user.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
+            %method,
+            %path,
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+        response
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> Result<Response, ApiError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = request.uri().path().trim_end_matches('/').to_owned();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let method = request.method().clone();
+        let get = method == Method::GET;
+        match segments.as_slice() {
+            ["healthz" | "livez" | "readyz"] => {
+                return Ok((StatusCode::OK, "ok").into_response());
+            }
+            ["version"] if get => {
+                return Ok(json_response(StatusCode::OK, &discovery::version(), &[]));
+            }
+            ["api"] if get => {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &discovery::core_versions(&self.advertise),
+                    &[],
+                ));
+            }
+            ["apis"] if get => {
+                return Ok(json_response(StatusCode::OK, &discovery::group_list(), &[]));
+            }
+            ["openapi", "v3"] if get => {
+                return Ok(json_response(StatusCode::OK, &openapi::index(), &[]));
+            }
+            ["openapi", "v3", rest @ ..] if get => {
+                return openapi::document(&rest.join("/"))
+                    .map(|document| json_response(StatusCode::OK, &document, &[]))
+                    .ok_or_else(|| ApiError::no_route(&path));
+            }
+            ["api", "v1"] if get => {
+                return discovery::resource_list("", "v1")
+                    .map(|list| json_response(StatusCode::OK, &list, &[]))
+                    .ok_or_else(|| ApiError::no_route(&path));
+            }
+            ["apis", group] if get => {
+                return discovery::group(group)
+                    .map(|document| json_response(StatusCode::OK, &document, &[]))
+                    .ok_or_else(|| ApiError::no_route(&path));
+            }
+            ["apis", group, version] if get => {
+                return discovery::resource_list(group, version)
+                    .map(|list| json_response(StatusCode::OK, &list, &[]))
+                    .ok_or_else(|| ApiError::no_route(&path));
+            }
+            _ => {}
+        }
+        let (group, version, rest) = match segments.as_slice() {
+            ["api", "v1", rest @ ..] => ("", "v1", rest),
+            ["apis", group, version, rest @ ..] => (*group, *version, rest),
+            _ => return Err(ApiError::no_route(&path)),
+        };
+        let target = parse_target(group, version, rest).ok_or_else(|| ApiError::no_route(&path))?;
+        self.dispatch(target, request).await
+    }
+
+    async fn dispatch<B>(&self, target: Target, request: Request<B>) -> Result<Response, ApiError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = request.into_parts();
+        let query = Query::parse(parts.uri.query());
+        let accept = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let rendering = rendering(accept);
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // Refuse oversized bodies from their declared length, before reading them: a client that
+        // sent `Expect: 100-continue` then gets the 413 instead of a reset connection.
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+            return Err(ApiError::too_large(MAX_BODY_BYTES));
+        }
+        let body = read_body(body).await?;
+        let resource = target.resource;
+        let scope = Scope {
+            resource,
+            namespace: target.namespace.clone(),
+        };
+        let all_namespaces = resource.namespaced && target.namespace.is_none();
+        let method = parts.method;
+        let what = resource.qualified_name();
+
+        match (&method, target.name.as_deref(), target.subresource) {
+            (&Method::GET, None, None) => {
+                if query.flag("watch") {
+                    let stream = self.watch_objects(&scope, &query, rendering).await?;
+                    return Ok(Response::builder()
+                        .status(StatusCode::OK)
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .header(header::CACHE_CONTROL, "no-cache, private")
+                        .body(Body::from_stream(stream))
+                        .unwrap_or_else(|_| {
+                            ApiError::internal("building the watch response").into_response()
+                        }));
+                }
+                let list = self.list_objects(&scope, &query, rendering).await?;
+                Ok(json_response(StatusCode::OK, &list, &[]))
+            }
+            (_, _, _) if all_namespaces => Err(ApiError::method_not_allowed(
+                method.as_str(),
+                &format!("{what} across all namespaces; address one namespace"),
+            )),
+            (&Method::POST, None, None) => {
+                let object = decode_body(&body, content_type.as_deref())?;
+                let written = self.create_object(&scope, object, &query).await?;
+                Ok(written_response(StatusCode::CREATED, written))
+            }
+            (&Method::DELETE, None, None) => {
+                let options_body = decode_optional(&body)?;
+                let options = DeleteOptions::parse(options_body.as_ref(), &query)?;
+                let list = self.delete_collection(&scope, &query, &options).await?;
+                Ok(json_response(StatusCode::OK, &list, &[]))
+            }
+            (&Method::GET, Some(name), None | Some(Subresource::Status)) => {
+                let stored = self.get_object(&scope, name).await?;
+                let body = match rendering {
+                    query::Rendering::Table => handlers::table(
+                        resource,
+                        &[stored.object],
+                        json!({"resourceVersion": stored.revision.to_string()}),
+                        &query,
+                    ),
+                    query::Rendering::Metadata => query::partial_metadata(&stored.object),
+                    query::Rendering::Object => stored.object,
+                };
+                Ok(json_response(StatusCode::OK, &body, &[]))
+            }
+            (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
+                let object = decode_body(&body, content_type.as_deref())?;
+                let written = self
+                    .replace_object(&scope, name, object, &query, target.subresource)
+                    .await?;
+                Ok(written_response(StatusCode::OK, written))
+            }
+            (&Method::PATCH, Some(name), None | Some(Subresource::Status)) => {
+                let written = self
+                    .patch_object(
+                        &scope,
+                        name,
+                        content_type.as_deref(),
+                        &body,
+                        &query,
+                        target.subresource,
+                    )
+                    .await?;
+                Ok(written_response(StatusCode::OK, written))
+            }
+            (&Method::DELETE, Some(name), None) => {
+                let options_body = decode_optional(&body)?;
+                let options = DeleteOptions::parse(options_body.as_ref(), &query)?;
+                let (code, body) = self.delete_object(&scope, name, &options).await?;
+                let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+                Ok(json_response(code, &body, &[]))
+            }
+            (&Method::GET, Some(name), Some(Subresource::Scale)) => {
+                let scale = self.get_scale(&scope, name).await?;
+                Ok(json_response(StatusCode::OK, &scale, &[]))
+            }
+            (&Method::PUT | &Method::PATCH, Some(name), Some(Subresource::Scale)) => {
+                let scale = self
+                    .write_scale(
+                        &scope,
+                        name,
+                        &method,
+                        content_type.as_deref(),
+                        &body,
+                        &query,
+                    )
+                    .await?;
+                Ok(json_response(StatusCode::OK, &scale, &[]))
+            }
+            (&Method::POST, Some(name), Some(Subresource::Binding)) => {
+                let binding = decode_body(&body, content_type.as_deref())?;
+                let status = self.bind_pod(&scope, name, &binding, &query).await?;
+                Ok(json_response(StatusCode::CREATED, &status, &[]))
+            }
+            (method, _, subresource) => Err(ApiError::method_not_allowed(
+                method.as_str(),
+                &match subresource {
+                    Some(sub) => format!("{what}/{}", sub.name()),
+                    None => what.clone(),
+                },
+            )),
+        }
+    }
+}
+
+/// What a resource path addresses.
+#[derive(Debug, Clone)]
+struct Target {
+    resource: &'static Resource,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<Subresource>,
+}
+
+/// Parses the path below `/api/v1` or `/apis/<group>/<version>`.
+fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+    let (namespace, rest) = match rest {
+        ["namespaces", namespace, plural, tail @ ..]
+            if !matches!(*plural, "status" | "finalize") =>
+        {
+            (Some((*namespace).to_owned()), {
+                let mut v = vec![*plural];
+                v.extend_from_slice(tail);
+                v
+            })
+        }
+        other => (None, other.to_vec()),
+    };
+    let (plural, name, subresource) = match rest.as_slice() {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some((*name).to_owned()), None),
+        [plural, name, sub] => (*plural, Some((*name).to_owned()), Some(*sub)),
+        _ => return None,
+    };
+    let resource = resources::find(group, version, plural)?;
+    if namespace.is_some() && !resource.namespaced {
+        return None;
+    }
+    let subresource = match subresource {
+        None => None,
+        Some(sub) => Some(
+            resource
+                .subresources
+                .iter()
+                .copied()
+                .find(|candidate| candidate.name() == sub)?,
+        ),
+    };
+    Some(Target {
+        resource,
+        namespace,
+        name,
+        subresource,
+    })
+}
+
+async fn read_body<B>(body: B) -> Result<bytes::Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::too_large(MAX_BODY_BYTES))
+        }
+        Err(err) => Err(ApiError::bad_request(format!(
+            "reading the request body: {err}"
+        ))),
+    }
+}
+
+fn decode_optional(body: &[u8]) -> Result<Option<Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|err| ApiError::bad_request(format!("error decoding DeleteOptions: {err}")))
+}
+
+fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+    let mut builder = Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "application/json");
+    for warning in warnings {
+        let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        builder = builder.header("Warning", format!("299 - \"{escaped}\""));
+    }
+    builder
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|_| ApiError::internal("building the response").into_response())
+}
+
+fn written_response(code: StatusCode, written: Written) -> Response {
+    json_response(code, &written.object, &written.warnings)
+}
+
+/// Errors of the storage layer surfacing outside a request (bootstrap).
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        Self::from_storage(err, "", "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_to_resources() {
+        let target = parse_target(
+            "",
+            "v1",
+            &["namespaces", "default", "pods", "web", "status"],
+        )
+        .unwrap();
+        assert_eq!(target.resource.plural, "pods");
+        assert_eq!(target.namespace.as_deref(), Some("default"));
+        assert_eq!(target.name.as_deref(), Some("web"));
+        assert_eq!(target.subresource, Some(Subresource::Status));
+
+        let target = parse_target("", "v1", &["namespaces", "prod"]).unwrap();
+        assert_eq!(target.resource.plural, "namespaces");
+        assert_eq!(target.name.as_deref(), Some("prod"));
+        assert!(target.namespace.is_none());
+
+        let target = parse_target("", "v1", &["namespaces", "prod", "status"]).unwrap();
+        assert_eq!(target.subresource, Some(Subresource::Status));
+
+        let target = parse_target("apps", "v1", &["deployments"]).unwrap();
+        assert!(target.namespace.is_none(), "all namespaces");
+
+        assert!(parse_target("", "v1", &["namespaces", "x", "nodes"]).is_none());
+        assert!(parse_target("", "v1", &["pods", "a", "nonsense"]).is_none());
+        assert!(parse_target("apps", "v1", &["widgets"]).is_none());
+    }
+}

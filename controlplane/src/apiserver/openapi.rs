@@ -1,0 +1,125 @@
+//! A minimal OpenAPI v3 description: one PATCH operation per resource carrying the
+//! `fieldValidation` query parameter and the `x-kubernetes-group-version-kind` extension.
+//!
+//! kubectl (apply, create, replace with the default `--validate=strict`) reads this to learn that
+//! the server validates fields itself; without it, kubectl falls back to downloading the full
+//! OpenAPI v2 schema and refuses to proceed. Schemas are not published (yet), so `kubectl explain`
+//! has nothing to show, and the PATCH operations deliberately do not advertise strategic merge
+//! patch: kubectl then computes its strategic merge patches from its built-in types.
+
+use serde_json::{Value, json};
+
+use super::resources::{RESOURCES, Resource};
+
+/// The paths below /openapi/v3 (`api/v1`, `apis/apps/v1`, ...).
+fn group_versions() -> Vec<String> {
+    let mut paths: Vec<String> = Vec::new();
+    for resource in RESOURCES {
+        let path = gv_path(resource);
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+fn gv_path(resource: &Resource) -> String {
+    if resource.group.is_empty() {
+        format!("api/{}", resource.version)
+    } else {
+        format!("apis/{}/{}", resource.group, resource.version)
+    }
+}
+
+/// `/openapi/v3`: the index of group-version documents.
+pub fn index() -> Value {
+    let paths: serde_json::Map<String, Value> = group_versions()
+        .into_iter()
+        .map(|path| {
+            let url = format!("/openapi/v3/{path}?hash={}", content_hash(&path));
+            (path, json!({"serverRelativeURL": url}))
+        })
+        .collect();
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/<path>`, or None for an unknown group-version.
+pub fn document(path: &str) -> Option<Value> {
+    let resources: Vec<&Resource> = RESOURCES.iter().filter(|r| gv_path(r) == path).collect();
+    if resources.is_empty() {
+        return None;
+    }
+    let mut paths = serde_json::Map::new();
+    for resource in resources {
+        let item_path = if resource.namespaced {
+            format!(
+                "/{path}/namespaces/{{namespace}}/{}/{{name}}",
+                resource.plural
+            )
+        } else {
+            format!("/{path}/{}/{{name}}", resource.plural)
+        };
+        let operation = json!({
+            "operationId": format!("patch{}", resource.kind),
+            "parameters": [
+                {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+                {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+                {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            ],
+            "requestBody": {"content": {
+                "application/json-patch+json": {"schema": {"type": "object"}},
+                "application/merge-patch+json": {"schema": {"type": "object"}},
+            }},
+            "responses": {"200": {"description": "OK"}},
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": {
+                "group": resource.group,
+                "version": resource.version,
+                "kind": resource.kind,
+            },
+        });
+        paths.insert(item_path, json!({"patch": operation}));
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": super::discovery::KUBERNETES_VERSION},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
+}
+
+/// A stable hash of a document (clients cache documents by it).
+fn content_hash(path: &str) -> String {
+    // FNV-1a over the path and the crate version: documents change only with the binary.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in path.bytes().chain(env!("CARGO_PKG_VERSION").bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016X}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_group_version_is_indexed_and_served() {
+        let index = index();
+        let paths = index["paths"].as_object().unwrap();
+        assert!(paths.contains_key("api/v1"));
+        assert!(paths.contains_key("apis/apps/v1"));
+        for path in paths.keys() {
+            let document = document(path).unwrap();
+            assert!(!document["paths"].as_object().unwrap().is_empty());
+        }
+        let apps = document("apis/apps/v1").unwrap();
+        let deployment =
+            &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            deployment["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert!(document("apis/nope/v1").is_none());
+    }
+}

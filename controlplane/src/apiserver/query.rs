@@ -1,0 +1,226 @@
+//! Query parameters and content negotiation of API requests.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{
+    selectors::{FieldSelector, LabelSelector, parse_field_selector, parse_label_selector},
+    status::ApiError,
+};
+
+/// The query string of a request.
+#[derive(Debug, Clone, Default)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    /// Parses a raw query string (`a=b&c=d`).
+    pub fn parse(raw: Option<&str>) -> Self {
+        let pairs = raw
+            .map(|raw| {
+                url_decode_pairs(raw)
+                    .into_iter()
+                    .collect::<HashMap<String, String>>()
+            })
+            .unwrap_or_default();
+        Self(pairs)
+    }
+
+    /// The value of `name`, if present and non-empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Whether `name` is "true" or "1".
+    pub fn flag(&self, name: &str) -> bool {
+        matches!(self.get(name), Some("true" | "1"))
+    }
+
+    /// `?dryRun=All` (the only value Kubernetes defines).
+    pub fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.get("dryRun") {
+            None => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "unsupported dryRun value {other:?}: the only supported value is \"All\""
+            ))),
+        }
+    }
+
+    /// A non-negative integer parameter.
+    pub fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|value| {
+                value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "invalid {name} {value:?}: must be a non-negative integer"
+                        ))
+                    })
+            })
+            .transpose()
+    }
+
+    /// `?labelSelector=`.
+    pub fn label_selector(&self) -> Result<LabelSelector, ApiError> {
+        parse_label_selector(self.get("labelSelector").unwrap_or_default())
+            .map_err(|err| ApiError::bad_request(format!("unable to parse labelSelector: {err}")))
+    }
+
+    /// `?fieldSelector=`, checked against the fields the resource supports.
+    pub fn field_selector(&self, supported: &[&str]) -> Result<FieldSelector, ApiError> {
+        let selector = parse_field_selector(self.get("fieldSelector").unwrap_or_default())
+            .map_err(|err| {
+                ApiError::bad_request(format!("unable to parse fieldSelector: {err}"))
+            })?;
+        let mut allowed = vec!["metadata.name", "metadata.namespace"];
+        allowed.extend_from_slice(supported);
+        selector
+            .check_supported(&allowed)
+            .map_err(|err| ApiError::bad_request(err.to_string()))?;
+        Ok(selector)
+    }
+
+    /// `?fieldValidation=`: Strict, Warn (the default) or Ignore.
+    pub fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+        match self.get("fieldValidation") {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation {other:?} is not one of Strict, Warn, Ignore"
+            ))),
+        }
+    }
+}
+
+/// What to do with fields the schema does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Reject the request.
+    Strict,
+    /// Accept, with a Warning header.
+    Warn,
+    /// Accept silently (drop them).
+    Ignore,
+}
+
+fn url_decode_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How the client wants objects rendered (from the Accept header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rendering {
+    /// The objects themselves.
+    Object,
+    /// A meta.k8s.io/v1 Table (kubectl get).
+    Table,
+    /// PartialObjectMetadata(List).
+    Metadata,
+}
+
+/// Picks the rendering from an Accept header: the first alternative we can produce wins.
+pub fn rendering(accept: Option<&str>) -> Rendering {
+    let Some(accept) = accept else {
+        return Rendering::Object;
+    };
+    for alternative in accept.split(',') {
+        let alternative = alternative.trim();
+        if !alternative.starts_with("application/json") && !alternative.starts_with("*/*") {
+            continue;
+        }
+        if alternative.contains("as=Table") {
+            return Rendering::Table;
+        }
+        if alternative.contains("as=PartialObjectMetadata") {
+            return Rendering::Metadata;
+        }
+        return Rendering::Object;
+    }
+    Rendering::Object
+}
+
+/// PartialObjectMetadata of an object.
+pub fn partial_metadata(object: &Value) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object["metadata"].clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_decoded() {
+        let query = Query::parse(Some(
+            "labelSelector=environment+in+%28production%2C+qa%29&limit=500&dryRun=All",
+        ));
+        assert_eq!(
+            query.get("labelSelector"),
+            Some("environment in (production, qa)")
+        );
+        assert_eq!(query.integer("limit").unwrap(), Some(500));
+        assert!(query.dry_run().unwrap());
+        assert!(Query::parse(Some("limit=-1")).integer("limit").is_err());
+        assert!(Query::parse(Some("dryRun=Yes")).dry_run().is_err());
+        assert_eq!(percent_decode("a%2"), "a%2");
+    }
+
+    #[test]
+    fn kubectl_accept_headers() {
+        assert_eq!(
+            rendering(Some(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            )),
+            Rendering::Table
+        );
+        assert_eq!(
+            rendering(Some("application/vnd.kubernetes.protobuf,application/json")),
+            Rendering::Object
+        );
+        assert_eq!(rendering(None), Rendering::Object);
+    }
+}

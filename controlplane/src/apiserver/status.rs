@@ -1,0 +1,303 @@
+//! API errors as Kubernetes `Status` objects, with the code and reason kubectl expects, so it
+//! prints its usual messages ("Error from server (NotFound): pods \"x\" not found").
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::storage::StorageError;
+
+/// A cause of an Invalid error (StatusCause).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldCause {
+    /// Upstream cause type, e.g. "FieldValueRequired".
+    pub reason: String,
+    /// What is wrong with the field.
+    pub message: String,
+    /// The field path, e.g. "spec.template.spec.containers[0].image".
+    pub field: String,
+}
+
+/// An error answered as a `Status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status code.
+    pub code: u16,
+    /// Machine-readable reason (NotFound, AlreadyExists, Conflict, Invalid, ...).
+    pub reason: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// Details: the object's kind (resource), name and field causes.
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// 400 BadRequest.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    /// 401 Unauthorized.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// 403 Forbidden.
+    pub fn forbidden(qualified_resource: &str, name: &str, why: &str) -> Self {
+        let mut err = Self::new(
+            403,
+            "Forbidden",
+            format!("{qualified_resource} \"{name}\" is forbidden: {why}"),
+        );
+        err.details = Some(details(qualified_resource, name, &[]));
+        err
+    }
+
+    /// 404 NotFound for an object.
+    pub fn not_found(qualified_resource: &str, name: &str) -> Self {
+        let mut err = Self::new(
+            404,
+            "NotFound",
+            format!("{qualified_resource} \"{name}\" not found"),
+        );
+        err.details = Some(details(qualified_resource, name, &[]));
+        err
+    }
+
+    /// 404 NotFound for a path that is not served.
+    pub fn no_route(path: &str) -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
+    }
+
+    /// 405 MethodNotAllowed.
+    pub fn method_not_allowed(method: &str, what: &str) -> Self {
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on {what}"),
+        )
+    }
+
+    /// 409 AlreadyExists.
+    pub fn already_exists(qualified_resource: &str, name: &str) -> Self {
+        let mut err = Self::new(
+            409,
+            "AlreadyExists",
+            format!("{qualified_resource} \"{name}\" already exists"),
+        );
+        err.details = Some(details(qualified_resource, name, &[]));
+        err
+    }
+
+    /// 409 Conflict (stale resourceVersion, failed precondition).
+    pub fn conflict(qualified_resource: &str, name: &str, why: &str) -> Self {
+        let mut err = Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {qualified_resource} \"{name}\": {why}"),
+        );
+        err.details = Some(details(qualified_resource, name, &[]));
+        err
+    }
+
+    /// 410 Expired: the resourceVersion is too old.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    /// 413 RequestEntityTooLarge.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 415 UnsupportedMediaType.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(415, "UnsupportedMediaType", message)
+    }
+
+    /// 422 Invalid with field causes.
+    pub fn invalid(kind: &str, name: &str, causes: &[FieldCause]) -> Self {
+        let summary: Vec<String> = causes
+            .iter()
+            .map(|cause| {
+                if cause.field.is_empty() {
+                    cause.message.clone()
+                } else {
+                    format!("{}: {}", cause.field, cause.message)
+                }
+            })
+            .collect();
+        let message = format!("{kind} \"{name}\" is invalid: {}", join_causes(&summary));
+        let mut err = Self::new(422, "Invalid", message);
+        err.details = Some(details(kind, name, causes));
+        err
+    }
+
+    /// 422 for a request that is well-formed but cannot be applied (e.g. a failing JSON Patch).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(422, "Invalid", message)
+    }
+
+    /// 500 InternalError.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", message)
+    }
+
+    /// 503 ServiceUnavailable.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
+    }
+
+    /// Maps a storage error on `name` of `qualified_resource`.
+    pub fn from_storage(err: StorageError, qualified_resource: &str, name: &str) -> Self {
+        match err {
+            StorageError::NotFound { .. } => Self::not_found(qualified_resource, name),
+            StorageError::AlreadyExists { .. } => Self::already_exists(qualified_resource, name),
+            StorageError::Conflict { .. } => Self::conflict(
+                qualified_resource,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ),
+            StorageError::Expired {
+                requested,
+                compacted,
+            } => Self::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
+            StorageError::InvalidContinue(message) => Self::bad_request(format!(
+                "the provided continue parameter is not valid: {message}"
+            )),
+            StorageError::Corrupt { key, message } => {
+                Self::internal(format!("stored object at {key} is corrupt: {message}"))
+            }
+            StorageError::Etcd(err) => Self::unavailable(format!("etcd: {err}")),
+        }
+    }
+
+    /// The Status object.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(details) = &self.details {
+            status["details"] = details.clone();
+        }
+        status
+    }
+}
+
+fn join_causes(causes: &[String]) -> String {
+    match causes {
+        [] => String::new(),
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    }
+}
+
+fn details(kind: &str, name: &str, causes: &[FieldCause]) -> Value {
+    let (group, kind) = kind.split_once('.').map_or(("", kind), |(k, g)| (g, k));
+    let mut details = json!({"name": name, "kind": kind});
+    if !group.is_empty() {
+        details["group"] = json!(group);
+    }
+    if !causes.is_empty() {
+        details["causes"] = causes
+            .iter()
+            .map(|cause| json!({"reason": cause.reason, "message": cause.message, "field": cause.field}))
+            .collect();
+    }
+    details
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.reason, self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            code,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            self.to_status().to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// A `Status` for a successful deletion.
+pub fn success(kind: &str, name: &str, uid: Option<&str>) -> Value {
+    let mut details = json!({"name": name, "kind": kind});
+    if let Some(uid) = uid {
+        details["uid"] = json!(uid);
+    }
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_reads_like_kube_apiserver() {
+        let status = ApiError::not_found("deployments.apps", "web").to_status();
+        assert_eq!(status["message"], "deployments.apps \"web\" not found");
+        assert_eq!(status["reason"], "NotFound");
+        assert_eq!(status["code"], 404);
+        assert_eq!(status["details"]["group"], "apps");
+        assert_eq!(status["details"]["kind"], "deployments");
+    }
+
+    #[test]
+    fn invalid_lists_every_cause() {
+        let causes = [
+            FieldCause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "spec.containers[0].image".into(),
+            },
+            FieldCause {
+                reason: "FieldValueInvalid".into(),
+                message: "Invalid value: \"A\"".into(),
+                field: "metadata.name".into(),
+            },
+        ];
+        let status = ApiError::invalid("Pod", "A", &causes).to_status();
+        assert_eq!(
+            status["message"],
+            "Pod \"A\" is invalid: [spec.containers[0].image: Required value, metadata.name: Invalid value: \"A\"]"
+        );
+        assert_eq!(status["details"]["causes"].as_array().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,210 @@
+//! `/scale` (an autoscaling/v1 Scale view of spec.replicas, used by `kubectl scale`) and
+//! `/binding` (how the scheduler assigns a pod to a node).
+
+use http::Method;
+use serde_json::{Value, json};
+
+use super::{
+    ApiServer,
+    handlers::{PatchKind, Scope, apply_json_patch, decode_body},
+    meta,
+    query::Query,
+    resources::Subresource,
+    status::ApiError,
+};
+
+impl ApiServer {
+    /// The Scale of a workload.
+    pub async fn get_scale(&self, scope: &Scope, name: &str) -> Result<Value, ApiError> {
+        let stored = self.get_object(scope, name).await?;
+        Ok(scale_of(&stored.object))
+    }
+
+    /// Updates spec.replicas from a Scale (PUT) or a patch of the Scale (PATCH).
+    pub async fn write_scale(
+        &self,
+        scope: &Scope,
+        name: &str,
+        method: &Method,
+        content_type: Option<&str>,
+        body: &[u8],
+        query: &Query,
+    ) -> Result<Value, ApiError> {
+        let request = if *method == Method::PUT {
+            Some(decode_body(body, content_type)?)
+        } else {
+            None
+        };
+        let patch = if *method == Method::PATCH {
+            let kind = match content_type
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+            {
+                "application/json-patch+json" => PatchKind::Json,
+                // A Scale has no lists, so strategic and JSON merge patches are the same.
+                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                    PatchKind::Merge
+                }
+                other => {
+                    return Err(ApiError::unsupported_media_type(format!(
+                        "cannot patch a Scale with {other}"
+                    )));
+                }
+            };
+            let patch: Value = serde_json::from_slice(body).map_err(|err| {
+                ApiError::bad_request(format!("error decoding the patch as JSON: {err}"))
+            })?;
+            Some((kind, patch))
+        } else {
+            None
+        };
+        let updated = self
+            .write_update(
+                scope,
+                name,
+                query,
+                |current| {
+                    let scale = scale_of(&current.object);
+                    let desired = match (&request, &patch) {
+                        (Some(request), _) => request.clone(),
+                        (None, Some((kind, patch))) => patch_scale(*kind, &scale, patch)?,
+                        (None, None) => scale,
+                    };
+                    let replicas = desired["spec"]["replicas"].as_i64().ok_or_else(|| {
+                        ApiError::bad_request("the Scale has no integer spec.replicas")
+                    })?;
+                    if replicas < 0 {
+                        return Err(ApiError::invalid(
+                            "Scale",
+                            name,
+                            &[super::status::FieldCause {
+                                reason: "FieldValueInvalid".into(),
+                                message: format!(
+                                    "Invalid value: {replicas}: must be greater than or equal to 0"
+                                ),
+                                field: "spec.replicas".into(),
+                            }],
+                        ));
+                    }
+                    let mut next = current.object.clone();
+                    next["spec"]["replicas"] = json!(replicas);
+                    Ok(next)
+                },
+                None,
+            )
+            .await?;
+        Ok(scale_of(&updated))
+    }
+
+    /// Binds a pod to a node: sets spec.nodeName and the PodScheduled condition.
+    pub async fn bind_pod(
+        &self,
+        scope: &Scope,
+        name: &str,
+        binding: &Value,
+        query: &Query,
+    ) -> Result<Value, ApiError> {
+        let node = binding["target"]["name"]
+            .as_str()
+            .filter(|node| !node.is_empty())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "Binding",
+                    name,
+                    &[super::status::FieldCause {
+                        reason: "FieldValueRequired".into(),
+                        message: "Required value".into(),
+                        field: "target.name".into(),
+                    }],
+                )
+            })?
+            .to_owned();
+        let qualified = scope.resource.qualified_name();
+        self.write_update(
+            scope,
+            name,
+            query,
+            |current| {
+                let object = &current.object;
+                if let Some(bound) = object["spec"]["nodeName"]
+                    .as_str()
+                    .filter(|n| !n.is_empty())
+                {
+                    return Err(ApiError::conflict(
+                        &qualified,
+                        name,
+                        &format!("pod {name} is already assigned to node \"{bound}\""),
+                    ));
+                }
+                if !object["metadata"]["deletionTimestamp"].is_null() {
+                    return Err(ApiError::conflict(
+                        &qualified,
+                        name,
+                        "pod is being deleted, cannot be assigned to a host",
+                    ));
+                }
+                let mut next = object.clone();
+                next["spec"]["nodeName"] = json!(node);
+                let mut conditions: Vec<Value> = next["status"]["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                conditions.retain(|c| c["type"] != "PodScheduled");
+                conditions.push(json!({
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": null,
+                    "lastTransitionTime": meta::now(),
+                }));
+                next["status"]["conditions"] = json!(conditions);
+                Ok(next)
+            },
+            Some(Subresource::Binding),
+        )
+        .await?;
+        Ok(
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        )
+    }
+}
+
+fn scale_of(object: &Value) -> Value {
+    let selector = object["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let metadata = &object["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata["uid"],
+            "resourceVersion": metadata["resourceVersion"],
+            "creationTimestamp": metadata["creationTimestamp"],
+        },
+        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {
+            "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+fn patch_scale(kind: PatchKind, scale: &Value, patch: &Value) -> Result<Value, ApiError> {
+    let mut patched = scale.clone();
+    match kind {
+        PatchKind::Json => apply_json_patch(&mut patched, patch)?,
+        PatchKind::Merge | PatchKind::Strategic => json_patch::merge(&mut patched, patch),
+    }
+    Ok(patched)
+}

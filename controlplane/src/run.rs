@@ -1,0 +1,184 @@
+//! Starting the control plane: state directory, PKI, tokens, kubeconfig, etcd (own or
+//! external), then the API server.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use rand::Rng as _;
+
+use crate::{
+    apiserver::ApiServer,
+    auth::{AuthError, Tokens, kubeconfig, pki::Pki},
+    etcd::{EtcdConfig, EtcdError, EtcdProcess},
+    storage::{StorageError, Store},
+};
+
+/// How to run the control plane.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where certificates, tokens, the kubeconfig and the embedded etcd's data live.
+    pub state_dir: PathBuf,
+    /// Address the API server listens on.
+    pub listen: SocketAddr,
+    /// External etcd endpoints; empty = start our own member.
+    pub etcd_endpoints: Vec<String>,
+    /// Client and peer ports of the embedded etcd.
+    pub etcd_ports: (u16, u16),
+    /// Extra names/IPs for the serving certificate.
+    pub extra_names: Vec<String>,
+}
+
+/// Errors starting the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Certificates, tokens or kubeconfig.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The embedded etcd.
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    /// The store.
+    #[error("connecting to etcd: {0}")]
+    Storage(#[from] StorageError),
+    /// The listening socket.
+    #[error(
+        "cannot listen on {address}: {source} (is another API server running? pick another --secure-port)"
+    )]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Creating the default namespaces failed.
+    #[error("bootstrapping the default namespaces: {0}")]
+    Bootstrap(String),
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    /// The address the API server listens on.
+    pub address: SocketAddr,
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// A bearer token of the admin user.
+    pub admin_token: String,
+    /// The client port of the embedded etcd (0 with external etcd).
+    pub etcd_client_port: u16,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    etcd: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Starts everything and returns once the API server accepts connections.
+    pub async fn start(config: Config) -> Result<Self, RunError> {
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| AuthError::Io {
+            action: "creating",
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| RunError::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| RunError::Listen {
+            address: config.listen,
+            source,
+        })?;
+
+        let mut names = config.extra_names.clone();
+        names.push(address.ip().to_string());
+        let pki = Pki::load_or_create(&config.state_dir.join("pki"), &names)?;
+        let (tokens, admin_token) = load_or_create_tokens(&config.state_dir.join("tokens.csv"))?;
+
+        let (store, etcd) = if config.etcd_endpoints.is_empty() {
+            let etcd_config = EtcdConfig {
+                data_dir: config.state_dir.join("etcd"),
+                client_port: config.etcd_ports.0,
+                peer_port: config.etcd_ports.1,
+            };
+            let (process, store) = EtcdProcess::start(etcd_config, Duration::from_secs(30)).await?;
+            (store, Some(tokio::spawn(process.supervise())))
+        } else {
+            let store = Store::connect(&config.etcd_endpoints, Duration::from_secs(30)).await?;
+            (store, None)
+        };
+
+        let server_url = format!("https://{address}");
+        let kubeconfig_path = config.state_dir.join("admin.kubeconfig");
+        kubeconfig::write(&pki, &server_url, "flotilla", &kubeconfig_path)?;
+
+        let api = ApiServer::new(store, tokens, address.to_string());
+        api.bootstrap()
+            .await
+            .map_err(|err| RunError::Bootstrap(err.to_string()))?;
+        let tls = pki.server_config()?;
+        let server = tokio::spawn(api.serve(listener, tls));
+        Ok(Self {
+            address,
+            kubeconfig: kubeconfig_path,
+            admin_token,
+            etcd_client_port: if config.etcd_endpoints.is_empty() {
+                config.etcd_ports.0
+            } else {
+                0
+            },
+            server,
+            etcd,
+        })
+    }
+
+    /// Waits until the server stops (it only stops on an accept error).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.server).await {
+            Ok(result) => result,
+            Err(err) => Err(std::io::Error::other(err)),
+        }
+    }
+
+    /// Stops the API server and the embedded etcd.
+    pub async fn stop(self) {
+        self.server.abort();
+        if let Some(etcd) = self.etcd {
+            etcd.abort();
+            let _ = etcd.await;
+        }
+    }
+}
+
+/// Reads the static token file, creating it with one admin token on first start.
+fn load_or_create_tokens(path: &Path) -> Result<(Tokens, String), AuthError> {
+    if !path.exists() {
+        let token: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(40)
+            .map(char::from)
+            .collect();
+        let content =
+            format!("# token,user,uid,\"groups\"\n{token},admin,admin,\"system:masters\"\n");
+        crate::auth::pki::write(path, &content, true)?;
+    }
+    let tokens = Tokens::load(path)?;
+    let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
+    let admin_token = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .find_map(|line| {
+            let mut fields = line.split(',');
+            let token = fields.next()?;
+            (fields.next()? == "admin").then(|| token.to_owned())
+        })
+        .unwrap_or_default();
+    Ok((tokens, admin_token))
+}

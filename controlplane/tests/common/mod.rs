@@ -1,0 +1,114 @@
+//! A real control plane (its own etcd on free loopback ports, HTTPS on a free port) per test,
+//! and the real kubectl pointed at it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step should fail the test"
+)]
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use flotilla_controlplane::{
+    etcd::free_port,
+    run::{Config, ControlPlane},
+};
+
+/// A running control plane and the files of its test.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub control_plane: ControlPlane,
+}
+
+impl Cluster {
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = Config {
+            state_dir: dir.path().join("state"),
+            listen: format!("127.0.0.1:{}", free_port()?).parse()?,
+            etcd_endpoints: Vec::new(),
+            etcd_ports: (free_port()?, free_port()?),
+            extra_names: Vec::new(),
+        };
+        let control_plane =
+            tokio::time::timeout(Duration::from_secs(60), ControlPlane::start(config)).await??;
+        Ok(Self { dir, control_plane })
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.control_plane.kubeconfig
+    }
+
+    /// Runs kubectl with a 60 s limit.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with_input(args, None)
+    }
+
+    pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        let mut child = Command::new("timeout")
+            .arg("60")
+            .arg("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("kubectl could not start ({err}); it must be on PATH"));
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(input.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl and returns stdout, failing the test with stderr if it failed.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn kubectl_err(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            !output.status.success(),
+            "kubectl {} should have failed but printed {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.control_plane.address)
+    }
+}
