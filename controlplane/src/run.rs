@@ -115,7 +115,8 @@ impl ControlPlane {
         let kubeconfig_path = config.state_dir.join("admin.kubeconfig");
         kubeconfig::write(&pki, &server_url, "flotilla", &kubeconfig_path)?;
 
-        let api = ApiServer::new(store, tokens, address.to_string());
+        let api = ApiServer::new(store, tokens, address.to_string())
+            .with_kubelet_client(crate::auth::pki::kubelet_client_config(&pki)?);
         api.bootstrap()
             .await
             .map_err(|err| RunError::Bootstrap(err.to_string()))?;

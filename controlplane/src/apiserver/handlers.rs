@@ -354,7 +354,11 @@ impl ApiServer {
             let proposed = change(&current)?;
             let mut updated =
                 meta::prepare_update(resource, &current.object, proposed, subresource);
-            validate(resource, &updated, Some(&current.object))?;
+            // Binding is the one sanctioned change of a pod's nodeName; the update rules (which
+            // freeze the pod spec) do not apply to it, as upstream's binding storage skips them.
+            if subresource != Some(Subresource::Binding) {
+                validate(resource, &updated, Some(&current.object))?;
+            }
             if dry_run {
                 if let Some(metadata) = meta::metadata_mut(&mut updated) {
                     metadata.insert(

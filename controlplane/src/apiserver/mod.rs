@@ -5,6 +5,7 @@
 pub mod discovery;
 pub mod gc;
 pub mod handlers;
+pub mod logs;
 pub mod meta;
 pub mod openapi;
 pub mod query;
@@ -45,6 +46,7 @@ pub struct ApiServer {
     pub(crate) store: Store,
     tokens: Arc<Tokens>,
     advertise: String,
+    kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -62,7 +64,14 @@ impl ApiServer {
             store,
             tokens: Arc::new(tokens),
             advertise,
+            kubelet_tls: None,
         }
+    }
+
+    /// How to reach node agents (pods/log): trust and client certificate.
+    pub fn with_kubelet_client(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.kubelet_tls = Some(tls);
+        self
     }
 
     /// Creates the namespaces every cluster has (default, kube-system, kube-public,
@@ -356,6 +365,9 @@ impl ApiServer {
                     )
                     .await?;
                 Ok(json_response(StatusCode::OK, &scale, &[]))
+            }
+            (&Method::GET, Some(name), Some(Subresource::Log)) => {
+                self.pod_logs(&scope, name, &query).await
             }
             (&Method::POST, Some(name), Some(Subresource::Binding)) => {
                 let binding = decode_body(&body, content_type.as_deref())?;

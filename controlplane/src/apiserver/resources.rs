@@ -143,7 +143,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "Node", "nodes", "node", false,
         short: ["no"], categories: [], sub: [Status], storage: "minions", fields: ["spec.unschedulable"]),
     resource!("", "v1", "Pod", "pods", "pod", true,
-        short: ["po"], categories: ["all"], sub: [Status, Binding], storage: "pods",
+        short: ["po"], categories: ["all"], sub: [Status, Binding, Log], storage: "pods",
         fields: ["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
                  "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"]),
     resource!("", "v1", "Service", "services", "service", true,

@@ -10,7 +10,7 @@ use std::{
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::{
     RootCertStore, ServerConfig,
@@ -33,109 +33,127 @@ pub struct Pki {
     pub admin_cert: String,
     /// The admin client key.
     pub admin_key: String,
+    /// The certificate the API server presents to node agents (kubelet client).
+    pub kubelet_client_cert: String,
+    /// Its key.
+    pub kubelet_client_key: String,
 }
 
-const FILES: [&str; 6] = [
-    "ca.crt",
-    "ca.key",
-    "apiserver.crt",
-    "apiserver.key",
-    "admin.crt",
-    "admin.key",
+/// A certificate the CA issues: file stem, subject CN, O, usage and SANs.
+struct Leaf {
+    stem: &'static str,
+    common_name: &'static str,
+    organization: Option<&'static str>,
+    usage: ExtendedKeyUsagePurpose,
+}
+
+const LEAVES: [Leaf; 3] = [
+    Leaf {
+        stem: "apiserver",
+        common_name: "flotilla-apiserver",
+        organization: None,
+        usage: ExtendedKeyUsagePurpose::ServerAuth,
+    },
+    Leaf {
+        stem: "admin",
+        common_name: "admin",
+        organization: Some("system:masters"),
+        usage: ExtendedKeyUsagePurpose::ClientAuth,
+    },
+    Leaf {
+        stem: "apiserver-kubelet-client",
+        common_name: "flotilla-apiserver-kubelet-client",
+        organization: Some("system:masters"),
+        usage: ExtendedKeyUsagePurpose::ClientAuth,
+    },
 ];
 
 impl Pki {
-    /// Loads the PKI from `dir`, creating it on first use. `names` are the DNS names and IPs the
-    /// serving certificate is valid for (loopback is always included).
+    /// Loads the PKI from `dir`. A missing CA is created; a missing certificate is issued by the
+    /// CA (so upgrades add new certificates without invalidating existing kubeconfigs). `names`
+    /// are the DNS names and IPs the serving certificate is valid for (loopback always is).
     pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Self, AuthError> {
-        if FILES.iter().all(|file| dir.join(file).exists()) {
-            return Ok(Self {
-                ca_cert: read(&dir.join("ca.crt"))?,
-                server_cert: read(&dir.join("apiserver.crt"))?,
-                server_key: read(&dir.join("apiserver.key"))?,
-                admin_cert: read(&dir.join("admin.crt"))?,
-                admin_key: read(&dir.join("admin.key"))?,
-            });
-        }
         std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
             action: "creating",
             path: dir.to_owned(),
             source,
         })?;
-        let (pki, ca_key) = Self::generate(names)?;
-        for (file, content, secret) in [
-            ("ca.crt", &pki.ca_cert, false),
-            ("ca.key", &ca_key, true),
-            ("apiserver.crt", &pki.server_cert, false),
-            ("apiserver.key", &pki.server_key, true),
-            ("admin.crt", &pki.admin_cert, false),
-            ("admin.key", &pki.admin_key, true),
-        ] {
-            write(&dir.join(file), content, secret)?;
-        }
-        Ok(pki)
-    }
-
-    /// Generates a fresh PKI; returns it and the CA key.
-    pub fn generate(names: &[String]) -> Result<(Self, String), AuthError> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "flotilla-ca");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = KeyPair::generate()?;
-        let ca_key_pem = ca_key.serialize_pem();
-        let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
-
-        let mut server_params = CertificateParams::new(Vec::<String>::new())?;
-        server_params
-            .distinguished_name
-            .push(DnType::CommonName, "flotilla-apiserver");
-        let mut sans = vec![
-            SanType::DnsName("localhost".try_into()?),
-            SanType::DnsName("kubernetes".try_into()?),
-            SanType::DnsName("kubernetes.default".try_into()?),
-            SanType::DnsName("kubernetes.default.svc".try_into()?),
-            SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
-            SanType::IpAddress(IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1])),
-        ];
-        for name in names {
-            match name.parse::<IpAddr>() {
-                Ok(ip) => sans.push(SanType::IpAddress(ip)),
-                Err(_) => sans.push(SanType::DnsName(name.as_str().try_into()?)),
+        let (ca_cert, ca_key) = if dir.join("ca.crt").exists() && dir.join("ca.key").exists() {
+            (read(&dir.join("ca.crt"))?, read(&dir.join("ca.key"))?)
+        } else {
+            let (cert, key) = generate_ca()?;
+            write(&dir.join("ca.crt"), &cert, false)?;
+            write(&dir.join("ca.key"), &key, true)?;
+            (cert, key)
+        };
+        let signing_key = KeyPair::from_pem(&ca_key)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert, signing_key)?;
+        for leaf in &LEAVES {
+            let cert_path = dir.join(format!("{}.crt", leaf.stem));
+            let key_path = dir.join(format!("{}.key", leaf.stem));
+            if !cert_path.exists() || !key_path.exists() {
+                let (cert, key) = issue(leaf, names, &issuer)?;
+                write(&cert_path, &cert, false)?;
+                write(&key_path, &key, true)?;
             }
         }
-        server_params.subject_alt_names = sans;
-        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_key = KeyPair::generate()?;
-        let server_cert = server_params.signed_by(&server_key, &ca)?;
+        let pem = |stem: &str, extension: &str| read(&dir.join(format!("{stem}.{extension}")));
+        Ok(Self {
+            ca_cert,
+            server_cert: pem("apiserver", "crt")?,
+            server_key: pem("apiserver", "key")?,
+            admin_cert: pem("admin", "crt")?,
+            admin_key: pem("admin", "key")?,
+            kubelet_client_cert: pem("apiserver-kubelet-client", "crt")?,
+            kubelet_client_key: pem("apiserver-kubelet-client", "key")?,
+        })
+    }
 
-        let mut admin_params = CertificateParams::new(Vec::<String>::new())?;
-        admin_params
-            .distinguished_name
-            .push(DnType::CommonName, "admin");
-        admin_params
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
-        admin_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let admin_key = KeyPair::generate()?;
-        let admin_cert = admin_params.signed_by(&admin_key, &ca)?;
-
+    /// Generates a fresh PKI in memory; returns it and the CA key.
+    pub fn generate(names: &[String]) -> Result<(Self, String), AuthError> {
+        let (ca_cert, ca_key) = generate_ca()?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert, KeyPair::from_pem(&ca_key)?)?;
+        let [server, admin, kubelet] = LEAVES.each_ref().map(|leaf| issue(leaf, names, &issuer));
+        let (server_cert, server_key) = server?;
+        let (admin_cert, admin_key) = admin?;
+        let (kubelet_client_cert, kubelet_client_key) = kubelet?;
         Ok((
             Self {
-                ca_cert: ca.pem(),
-                server_cert: server_cert.pem(),
-                server_key: server_key.serialize_pem(),
-                admin_cert: admin_cert.pem(),
-                admin_key: admin_key.serialize_pem(),
+                ca_cert,
+                server_cert,
+                server_key,
+                admin_cert,
+                admin_key,
+                kubelet_client_cert,
+                kubelet_client_key,
             },
-            ca_key_pem,
+            ca_key,
         ))
+    }
+
+    /// Issues a certificate for `common_name` (in `organization`) with `usage`, signed by this
+    /// PKI's CA whose key is `ca_key` (used by tests and, later, node agent bootstrap).
+    pub fn issue_with(
+        ca_cert: &str,
+        ca_key: &str,
+        common_name: &str,
+        sans: &[String],
+        server: bool,
+    ) -> Result<(String, String), AuthError> {
+        let issuer = Issuer::from_ca_cert_pem(ca_cert, KeyPair::from_pem(ca_key)?)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.subject_alt_names = subject_alt_names(sans)?;
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 
     /// A rustls server configuration: the serving certificate, and client certificates signed by
@@ -171,6 +189,94 @@ impl Pki {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+fn generate_ca() -> Result<(String, String), AuthError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "flotilla-ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate()?;
+    let key_pem = key.serialize_pem();
+    let ca = CertifiedIssuer::self_signed(params, key)?;
+    Ok((ca.pem(), key_pem))
+}
+
+fn issue(
+    leaf: &Leaf,
+    names: &[String],
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<(String, String), AuthError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, leaf.common_name);
+    if let Some(organization) = leaf.organization {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, organization);
+    }
+    if leaf.usage == ExtendedKeyUsagePurpose::ServerAuth {
+        let mut sans: Vec<String> = [
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "127.0.0.1",
+            "::1",
+        ]
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
+        sans.extend(names.iter().cloned());
+        params.subject_alt_names = subject_alt_names(&sans)?;
+    }
+    params.extended_key_usages = vec![leaf.usage.clone()];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn subject_alt_names(names: &[String]) -> Result<Vec<SanType>, AuthError> {
+    names
+        .iter()
+        .map(|name| match name.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => Ok(SanType::DnsName(name.as_str().try_into()?)),
+        })
+        .collect()
+}
+
+/// A rustls client configuration for talking to node agents: trusts the CA, presents the
+/// kubelet-client certificate.
+pub fn kubelet_client_config(pki: &Pki) -> Result<Arc<rustls::ClientConfig>, AuthError> {
+    let pem_error = |what: &str, err: rustls::pki_types::pem::Error| AuthError::Pem {
+        path: PathBuf::from(what),
+        message: err.to_string(),
+    };
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pki.ca_cert.as_bytes()) {
+        roots.add(ca.map_err(|err| pem_error("ca.crt", err))?)?;
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.kubelet_client_cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|err| pem_error("apiserver-kubelet-client.crt", err))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.kubelet_client_key.as_bytes())
+        .map_err(|err| pem_error("apiserver-kubelet-client.key", err))?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)?;
+    Ok(Arc::new(config))
 }
 
 /// The subject's CN and O values of a DER certificate.

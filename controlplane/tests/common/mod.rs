@@ -41,6 +41,11 @@ impl Cluster {
         Ok(Self { dir, control_plane })
     }
 
+    /// Wraps a control plane the test started itself.
+    pub fn adopt(dir: tempfile::TempDir, control_plane: ControlPlane) -> Self {
+        Self { dir, control_plane }
+    }
+
     pub fn kubeconfig(&self) -> &Path {
         &self.control_plane.kubeconfig
     }
