@@ -99,11 +99,11 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let etcd_port = free_port()?;
     let config = Config {
-        state_dir: dir.path().join("state"),
-        listen: format!("127.0.0.1:{}", free_port()?).parse()?,
-        etcd_endpoints: Vec::new(),
         etcd_ports: (etcd_port, free_port()?),
-        extra_names: Vec::new(),
+        ..Config::new(
+            dir.path().join("state"),
+            format!("127.0.0.1:{}", free_port()?).parse()?,
+        )
     };
     let control_plane = ControlPlane::start(config).await?;
     let kubeconfig = kube::config::Kubeconfig::read_from(&control_plane.kubeconfig)?;

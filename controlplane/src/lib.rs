@@ -4,5 +4,6 @@
 pub mod apiserver;
 pub mod auth;
 pub mod etcd;
+pub mod ipam;
 pub mod run;
 pub mod storage;

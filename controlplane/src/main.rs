@@ -3,7 +3,10 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use flotilla_controlplane::run::{Config, ControlPlane};
+use flotilla_controlplane::{
+    ipam::{Cidr, PortRange},
+    run::{Config, ControlPlane},
+};
 
 /// The Flotilla control plane: a Kubernetes-compatible API server on etcd.
 #[derive(Debug, Parser)]
@@ -32,6 +35,18 @@ struct Cli {
     /// Extra DNS names or IPs for the serving certificate (repeatable).
     #[arg(long = "tls-san")]
     tls_sans: Vec<String>,
+    /// CIDR Service ClusterIPs are allocated from; the first address is the `kubernetes` Service.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: Cidr,
+    /// The cluster's pod network, cut into one podCIDR per node.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: Cidr,
+    /// Prefix length of each node's podCIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// NodePort range.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: PortRange,
 }
 
 #[tokio::main]
@@ -45,11 +60,14 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let config = Config {
-        state_dir: cli.state_dir,
-        listen: cli.listen,
         etcd_endpoints: cli.etcd_endpoints,
         etcd_ports: (cli.etcd_client_port, cli.etcd_peer_port),
         extra_names: cli.tls_sans,
+        service_cidr: cli.service_cluster_ip_range,
+        cluster_cidr: cli.cluster_cidr,
+        node_cidr_mask: cli.node_cidr_mask_size,
+        node_port_range: cli.service_node_port_range,
+        ..Config::new(cli.state_dir, cli.listen)
     };
     let mut control_plane = match ControlPlane::start(config).await {
         Ok(control_plane) => control_plane,

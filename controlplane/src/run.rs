@@ -10,9 +10,13 @@ use std::{
 use rand::Rng as _;
 
 use crate::{
-    apiserver::ApiServer,
+    apiserver::{ApiServer, allocations::Ipam},
     auth::{AuthError, Tokens, kubeconfig, pki::Pki},
     etcd::{EtcdConfig, EtcdError, EtcdProcess},
+    ipam::{
+        Cidr, Pool, PortRange,
+        ranges::{ServiceIps, Subnets},
+    },
     storage::{StorageError, Store},
 };
 
@@ -29,6 +33,40 @@ pub struct Config {
     pub etcd_ports: (u16, u16),
     /// Extra names/IPs for the serving certificate.
     pub extra_names: Vec<String>,
+    /// Where Service ClusterIPs come from (the first one goes to the `kubernetes` Service).
+    pub service_cidr: Cidr,
+    /// The cluster's pod network, cut into one podCIDR per node.
+    pub cluster_cidr: Cidr,
+    /// Prefix length of each node's podCIDR.
+    pub node_cidr_mask: u8,
+    /// Where NodePorts come from.
+    pub node_port_range: PortRange,
+}
+
+impl Config {
+    /// A configuration with the upstream defaults for the network ranges.
+    pub fn new(state_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            state_dir,
+            listen,
+            etcd_endpoints: Vec::new(),
+            etcd_ports: (12379, 12380),
+            extra_names: Vec::new(),
+            service_cidr: Cidr {
+                network: std::net::Ipv4Addr::new(10, 96, 0, 0),
+                prefix: 12,
+            },
+            cluster_cidr: Cidr {
+                network: std::net::Ipv4Addr::new(10, 244, 0, 0),
+                prefix: 16,
+            },
+            node_cidr_mask: 24,
+            node_port_range: PortRange {
+                first: 30000,
+                last: 32767,
+            },
+        }
+    }
 }
 
 /// Errors starting the control plane.
@@ -115,8 +153,27 @@ impl ControlPlane {
         let kubeconfig_path = config.state_dir.join("admin.kubeconfig");
         kubeconfig::write(&pki, &server_url, "flotilla", &kubeconfig_path)?;
 
+        if config.node_cidr_mask < config.cluster_cidr.prefix || config.node_cidr_mask > 30 {
+            return Err(RunError::Bootstrap(format!(
+                "the node podCIDR size /{} does not fit in the cluster CIDR {}",
+                config.node_cidr_mask, config.cluster_cidr
+            )));
+        }
+        let ipam = Ipam {
+            service_ips: Pool::new(store.clone(), "serviceips", ServiceIps(config.service_cidr)),
+            node_ports: Pool::new(store.clone(), "nodeports", config.node_port_range),
+            pod_cidrs: Pool::new(
+                store.clone(),
+                "podcidrs",
+                Subnets {
+                    cluster: config.cluster_cidr,
+                    mask: config.node_cidr_mask,
+                },
+            ),
+        };
         let api = ApiServer::new(store, tokens, address.to_string())
-            .with_kubelet_client(crate::auth::pki::kubelet_client_config(&pki)?);
+            .with_kubelet_client(crate::auth::pki::kubelet_client_config(&pki)?)
+            .with_ipam(ipam);
         api.bootstrap()
             .await
             .map_err(|err| RunError::Bootstrap(err.to_string()))?;

@@ -24,6 +24,10 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 /// How long a foreground deletion or a namespace deletion waits for dependents to go.
 const WAIT_FOR_DEPENDENTS: Duration = Duration::from_secs(600);
 const POLL: Duration = Duration::from_millis(200);
+/// Pause before a terminating namespace is emptied. kube's namespace controller takes seconds to
+/// start; clients rely on that: `kubectl delete -f app.yaml` deletes the Namespace first and then
+/// each object in it, which would all be NotFound if the namespace were emptied at once.
+const NAMESPACE_CLEANUP_DELAY: Duration = Duration::from_secs(2);
 
 /// Deletes, orphans or waits for the dependents of the object `uid` just deleted (or pending
 /// deletion, `pending`), then finishes the owner's deletion when it was waiting for them.
@@ -195,6 +199,7 @@ async fn delete_namespace_contents(
     scope: &Scope,
     namespace: &str,
 ) -> Result<(), ApiError> {
+    tokio::time::sleep(NAMESPACE_CLEANUP_DELAY).await;
     let deadline = tokio::time::Instant::now() + WAIT_FOR_DEPENDENTS;
     loop {
         let mut remaining = 0;

@@ -204,6 +204,7 @@ impl ApiServer {
                 return Ok(Written { object, warnings });
             }
             let key = resource.key(scope.namespace.as_deref(), &name);
+            let allocated = self.allocate_for_create(resource, &mut object).await?;
             match self.store.create(&key, &object).await {
                 Ok(stored) => {
                     return Ok(Written {
@@ -211,8 +212,12 @@ impl ApiServer {
                         warnings,
                     });
                 }
-                Err(StorageError::AlreadyExists { .. }) if generate => continue,
+                Err(StorageError::AlreadyExists { .. }) if generate => {
+                    self.release(allocated);
+                    continue;
+                }
                 Err(err) => {
+                    self.release(allocated);
                     return Err(ApiError::from_storage(
                         err,
                         &resource.qualified_name(),
@@ -374,6 +379,7 @@ impl ApiServer {
             {
                 return match self.store.delete(&key, Some(current.revision)).await {
                     Ok(_) => {
+                        self.release_object(resource, &updated);
                         // Dependents waited for their owner to be really gone.
                         let uid = meta::uid(&updated).unwrap_or_default().to_owned();
                         self.after_delete_requested(
@@ -389,14 +395,22 @@ impl ApiServer {
                     Err(err) => Err(ApiError::from_storage(err, &qualified, name)),
                 };
             }
+            let (allocated, freed) = self
+                .allocate_for_update(resource, &current.object, &mut updated)
+                .await?;
             if updated == current.object {
                 return Ok(current.object);
             }
-            if let Some(written) = self
+            let written = self
                 .swap(&key, &qualified, name, current.revision, &updated)
-                .await?
-            {
-                return Ok(written);
+                .await
+                .inspect_err(|_| self.release(allocated.clone()))?;
+            match written {
+                Some(written) => {
+                    self.release(freed);
+                    return Ok(written);
+                }
+                None => self.release(allocated),
             }
         }
         Err(too_many_writers(&qualified, name))
@@ -492,6 +506,7 @@ impl ApiServer {
             .delete(&key, Some(current.revision))
             .await
             .map_err(|err| ApiError::from_storage(err, &qualified, name))?;
+        self.release_object(resource, &last.object);
         self.after_delete_requested(scope, name, &uid, policy, &last.object);
         if resource.kind == "Pod" {
             Ok((200, last.object))
@@ -545,6 +560,7 @@ impl ApiServer {
                     .delete(&key, Some(current.revision))
                     .await
                     .map_err(|err| ApiError::from_storage(err, &qualified, name))?;
+                self.release_object(resource, &last.object);
                 return Ok(last.object);
             }
             if let Some(written) = self

@@ -302,8 +302,37 @@ pub fn prepare_update(
     {
         metadata.insert("generation".into(), json!(generation + 1));
     }
+    if resource.group.is_empty() && resource.kind == "Service" {
+        drop_type_dependent_fields(old, &mut new);
+    }
     drop_empty_metadata(&mut new);
     new
+}
+
+/// A Service that stops being a NodePort/LoadBalancer loses what only those types have (its
+/// nodePorts, externalTrafficPolicy, healthCheckNodePort), as upstream's service strategy does,
+/// so `type: ClusterIP` alone is a valid change.
+fn drop_type_dependent_fields(old: &Value, new: &mut Value) {
+    let external = |object: &Value| {
+        matches!(
+            object["spec"]["type"].as_str(),
+            Some("NodePort" | "LoadBalancer")
+        )
+    };
+    if !external(old) || external(new) {
+        return;
+    }
+    if let Some(spec) = new["spec"].as_object_mut() {
+        spec.remove("externalTrafficPolicy");
+        spec.remove("healthCheckNodePort");
+    }
+    if let Some(ports) = new["spec"]["ports"].as_array_mut() {
+        for port in ports {
+            if let Some(port) = port.as_object_mut() {
+                port.remove("nodePort");
+            }
+        }
+    }
 }
 
 fn spec_changed(old: &Value, new: &Value) -> bool {

@@ -2,6 +2,7 @@
 //! authentication, discovery, and the REST verbs on the resources of [`resources::RESOURCES`],
 //! stored in etcd through [`crate::storage`].
 
+pub mod allocations;
 pub mod discovery;
 pub mod gc;
 pub mod handlers;
@@ -33,6 +34,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{
     auth::{Tokens, User, user_from_certificate},
+    ipam::ranges as ipam_range,
     storage::{StorageError, Store},
 };
 use handlers::{DeleteOptions, MAX_BODY_BYTES, PROTECTED_NAMESPACES, Scope, Written, decode_body};
@@ -47,6 +49,7 @@ pub struct ApiServer {
     tokens: Arc<Tokens>,
     advertise: String,
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    ipam: Option<Arc<allocations::Ipam>>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -65,7 +68,14 @@ impl ApiServer {
             tokens: Arc::new(tokens),
             advertise,
             kubelet_tls: None,
+            ipam: None,
         }
+    }
+
+    /// Allocate ClusterIPs, NodePorts and podCIDRs from these pools.
+    pub fn with_ipam(mut self, ipam: allocations::Ipam) -> Self {
+        self.ipam = Some(Arc::new(ipam));
+        self
     }
 
     /// How to reach node agents (pods/log): trust and client certificate.
@@ -88,6 +98,92 @@ impl ApiServer {
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
             match self.create_object(&scope, object, &Query::default()).await {
                 Ok(_) => tracing::info!(namespace = name, "created namespace"),
+                Err(err) if err.code == 409 => {}
+                Err(err) => return Err(err),
+            }
+        }
+        self.bootstrap_kubernetes_service().await
+    }
+
+    /// The `kubernetes` Service in `default` (first ClusterIP, port 443) and its endpoints, which
+    /// point at this API server, so in-cluster clients find it as they do in Kubernetes.
+    async fn bootstrap_kubernetes_service(&self) -> Result<(), ApiError> {
+        use ipam_range::Range as _;
+        let Some(ipam) = self.ipam.clone() else {
+            return Ok(());
+        };
+        let Some(cluster_ip) = ipam.service_ips.range().item(0) else {
+            return Err(ApiError::internal("the service CIDR has no addresses"));
+        };
+        let address: SocketAddr = self.advertise.parse().map_err(|_| {
+            ApiError::internal(format!(
+                "cannot parse the advertised address {}",
+                self.advertise
+            ))
+        })?;
+        let (host, port) = (address.ip().to_string(), address.port());
+        let objects = [
+            (
+                "services",
+                json!({
+                    "apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                    "spec": {"clusterIP": cluster_ip, "type": "ClusterIP", "sessionAffinity": "None",
+                             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+                }),
+            ),
+            (
+                "endpoints",
+                json!({
+                    "apiVersion": "v1", "kind": "Endpoints",
+                    "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                    "subsets": [{"addresses": [{"ip": host}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+                }),
+            ),
+            (
+                "endpointslices",
+                json!({
+                    "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": "kubernetes", "labels": {
+                        "kubernetes.io/service-name": "kubernetes",
+                        "endpointslice.kubernetes.io/managed-by": "flotilla-apiserver",
+                    }},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": [host], "conditions": {"ready": true}}],
+                    "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+                }),
+            ),
+        ];
+        for (plural, object) in objects {
+            // Endpoints may not be loopback addresses (pods could not reach them); a control
+            // plane listening on loopback has a Service without endpoints until it advertises
+            // an address pods can reach.
+            if plural != "services" && address.ip().is_loopback() {
+                tracing::info!(
+                    "not creating the kubernetes {plural}: the API server listens on loopback"
+                );
+                continue;
+            }
+            let group = if plural == "endpointslices" {
+                "discovery.k8s.io"
+            } else {
+                ""
+            };
+            let resource = resources::find(group, "v1", plural)
+                .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
+            let scope = Scope {
+                resource,
+                namespace: Some("default".into()),
+            };
+            // Created on the first start only (a restart finds them, ClusterIP and all).
+            if self.get_object(&scope, "kubernetes").await.is_ok() {
+                continue;
+            }
+            match self.create_object(&scope, object, &Query::default()).await {
+                Ok(_) => tracing::info!(
+                    resource = plural,
+                    "created the kubernetes service's {plural}"
+                ),
                 Err(err) if err.code == 409 => {}
                 Err(err) => return Err(err),
             }

@@ -121,6 +121,24 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How often a request that could not reach any etcd member is retried (connect errors only:
+/// the request was never sent, so retrying cannot apply it twice).
+const CONNECT_ATTEMPTS: usize = 20;
+const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether `err` says the request never left this process: the channel picked an endpoint that
+/// refused the connection (e.g. a dead member of a 3-member cluster).
+fn never_sent(err: &etcd_client::Error) -> bool {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::Unavailable
+                && (status.message().contains("connect") || status.message().contains("transport"))
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
 /// How many times `guaranteed_update` re-reads and retries after losing a race.
 const MAX_UPDATE_ATTEMPTS: usize = 16;
 
@@ -144,9 +162,29 @@ impl Store {
         }
     }
 
+    /// Runs `request`, retrying while etcd cannot be reached (bounded: about 2 s).
+    async fn retry<T, F, Fut>(&self, mut request: F) -> Result<T, etcd_client::Error>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match request(self.client.clone()).await {
+                Err(err) if never_sent(&err) && attempt + 1 < CONNECT_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// The current etcd revision.
     pub async fn current_revision(&self) -> Result<i64, StorageError> {
-        let response = self.client.clone().status().await?;
+        let response = self
+            .retry(|mut client| async move { client.status().await })
+            .await?;
         Ok(response.header().map_or(0, |header| header.revision()))
     }
 
@@ -156,7 +194,12 @@ impl Store {
         let txn = Txn::new()
             .when([Compare::version(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value, None)]);
-        let response = self.client.clone().txn(txn).await?;
+        let response = self
+            .retry(|mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
+            .await?;
         if !response.succeeded() {
             return Err(StorageError::AlreadyExists {
                 key: key.to_owned(),
@@ -168,7 +211,9 @@ impl Store {
 
     /// Reads the object at `key`.
     pub async fn get(&self, key: &str) -> Result<Stored, StorageError> {
-        let response = self.client.clone().get(key, None).await?;
+        let response = self
+            .retry(|mut client| async move { client.get(key, None).await })
+            .await?;
         let kv = response
             .kvs()
             .first()
@@ -194,7 +239,12 @@ impl Store {
             )])
             .and_then([TxnOp::put(key, value, None)])
             .or_else([TxnOp::get(key, None)]);
-        let response = self.client.clone().txn(txn).await?;
+        let response = self
+            .retry(|mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
+            .await?;
         if response.succeeded() {
             let revision = response.header().map_or(0, |header| header.revision());
             return Ok(with_revision(object.clone(), revision));
@@ -242,7 +292,12 @@ impl Store {
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then([TxnOp::delete(key, None)])
             .or_else([TxnOp::get(key, None)]);
-        let response = self.client.clone().txn(txn).await?;
+        let response = self
+            .retry(|mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
+            .await?;
         if response.succeeded() {
             let revision = response.header().map_or(0, |header| header.revision());
             let mut last = current;
@@ -282,9 +337,11 @@ impl Store {
             options = options.with_limit(limit);
         }
         let response = self
-            .client
-            .clone()
-            .get(start.as_bytes(), Some(options))
+            .retry(|mut client| {
+                let options = options.clone();
+                let start = start.clone();
+                async move { client.get(start.as_bytes(), Some(options)).await }
+            })
             .await
             .map_err(|err| compacted(err, revision))?;
         let read_at = if revision > 0 {
@@ -342,7 +399,12 @@ impl Store {
         if after_revision > 0 {
             options = options.with_start_revision(after_revision + 1);
         }
-        let stream = self.client.clone().watch(prefix, Some(options)).await?;
+        let stream = self
+            .retry(|mut client| {
+                let options = options.clone();
+                async move { client.watch(prefix, Some(options)).await }
+            })
+            .await?;
         let (sender, responses) = stream.split();
         let events = responses.flat_map(move |response| {
             // Keep the request half alive for as long as responses are read.
@@ -368,7 +430,8 @@ impl Store {
 
     /// Compacts etcd history up to `revision` (used by tests and by a periodic compactor).
     pub async fn compact(&self, revision: i64) -> Result<(), StorageError> {
-        self.client.clone().compact(revision, None).await?;
+        self.retry(|mut client| async move { client.compact(revision, None).await })
+            .await?;
         Ok(())
     }
 }

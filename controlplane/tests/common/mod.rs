@@ -30,11 +30,11 @@ impl Cluster {
     pub async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let config = Config {
-            state_dir: dir.path().join("state"),
-            listen: format!("127.0.0.1:{}", free_port()?).parse()?,
-            etcd_endpoints: Vec::new(),
             etcd_ports: (free_port()?, free_port()?),
-            extra_names: Vec::new(),
+            ..Config::new(
+                dir.path().join("state"),
+                format!("127.0.0.1:{}", free_port()?).parse()?,
+            )
         };
         let control_plane =
             tokio::time::timeout(Duration::from_secs(60), ControlPlane::start(config)).await??;
