@@ -6,4 +6,5 @@ pub mod auth;
 pub mod etcd;
 pub mod ipam;
 pub mod run;
+pub mod scheduler;
 pub mod storage;

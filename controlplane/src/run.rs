@@ -41,6 +41,8 @@ pub struct Config {
     pub node_cidr_mask: u8,
     /// Where NodePorts come from.
     pub node_port_range: PortRange,
+    /// Whether to run the scheduler.
+    pub scheduler: bool,
 }
 
 impl Config {
@@ -65,6 +67,7 @@ impl Config {
                 first: 30000,
                 last: 32767,
             },
+            scheduler: true,
         }
     }
 }
@@ -110,6 +113,7 @@ pub struct ControlPlane {
     pub etcd_client_port: u16,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     etcd: Option<tokio::task::JoinHandle<()>>,
+    scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ControlPlane {
@@ -179,6 +183,21 @@ impl ControlPlane {
             .map_err(|err| RunError::Bootstrap(err.to_string()))?;
         let tls = pki.server_config()?;
         let server = tokio::spawn(api.serve(listener, tls));
+        let scheduler = if config.scheduler {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(&kubeconfig_path).map_err(|err| {
+                    RunError::Bootstrap(format!("reading the admin kubeconfig: {err}"))
+                })?;
+            let client_config =
+                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                    .await
+                    .map_err(|err| RunError::Bootstrap(format!("the admin kubeconfig: {err}")))?;
+            let client = kube::Client::try_from(client_config)
+                .map_err(|err| RunError::Bootstrap(format!("a client for the scheduler: {err}")))?;
+            Some(tokio::spawn(crate::scheduler::run(client)))
+        } else {
+            None
+        };
         Ok(Self {
             address,
             kubeconfig: kubeconfig_path,
@@ -190,6 +209,7 @@ impl ControlPlane {
             },
             server,
             etcd,
+            scheduler,
         })
     }
 
@@ -203,6 +223,9 @@ impl ControlPlane {
 
     /// Stops the API server and the embedded etcd.
     pub async fn stop(self) {
+        if let Some(scheduler) = self.scheduler {
+            scheduler.abort();
+        }
         self.server.abort();
         if let Some(etcd) = self.etcd {
             etcd.abort();

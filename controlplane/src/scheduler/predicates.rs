@@ -1,0 +1,461 @@
+//! Which nodes can take a pod, and how good each one is: plain functions over the pod, the nodes
+//! and the pods already bound, so every rule is unit-tested without a cluster.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
+};
+
+use super::quantity::milli_units;
+
+/// Why one node was filtered out (phrased like upstream's FailedScheduling messages).
+pub type Reason = String;
+
+/// Resource totals in milli-units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU, millicores.
+    pub cpu: i128,
+    /// Memory, milli-bytes.
+    pub memory: i128,
+}
+
+/// What a pod requests (init containers run one at a time, so their max counts).
+pub fn requests(pod: &Pod) -> Resources {
+    let Some(spec) = &pod.spec else {
+        return Resources::default();
+    };
+    let of = |c: &k8s_openapi::api::core::v1::Container, name: &str| -> i128 {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get(name))
+            .and_then(|q| milli_units(&q.0))
+            .unwrap_or(0)
+    };
+    let mut total = Resources::default();
+    for container in &spec.containers {
+        total.cpu += of(container, "cpu");
+        total.memory += of(container, "memory");
+    }
+    for container in spec.init_containers.iter().flatten() {
+        total.cpu = total.cpu.max(of(container, "cpu"));
+        total.memory = total.memory.max(of(container, "memory"));
+    }
+    total
+}
+
+fn allocatable(node: &Node, name: &str) -> Option<i128> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .and_then(|a| a.get(name))
+        .and_then(|q| milli_units(&q.0))
+}
+
+/// Whether a pod is done (its resources are free again).
+pub fn terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+fn node_name(node: &Node) -> &str {
+    node.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// The reasons `node` cannot take `pod` (empty = it can). `bound` are the pods on that node.
+pub fn filter(pod: &Pod, node: &Node, bound: &[&Pod]) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let tolerations = spec.tolerations.clone().unwrap_or_default();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+    if !ready {
+        reasons.push("node(s) were not ready".to_owned());
+    }
+    let unschedulable = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    let tolerates_unschedulable = tolerations.iter().any(|t| {
+        tolerates(
+            t,
+            &Taint {
+                key: "node.kubernetes.io/unschedulable".into(),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            },
+        )
+    });
+    if unschedulable && !tolerates_unschedulable {
+        reasons.push("node(s) were unschedulable".to_owned());
+    }
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let selector_ok = spec
+        .node_selector
+        .as_ref()
+        .is_none_or(|selector| selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let affinity_ok = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_none_or(|required| {
+            required
+                .node_selector_terms
+                .iter()
+                .any(|term| term_matches(term, &labels, node_name(node)))
+        });
+    if !selector_ok || !affinity_ok {
+        reasons.push("node(s) didn't match Pod's node affinity/selector".to_owned());
+    }
+    let untolerated = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|taint| taint.effect == "NoSchedule" || taint.effect == "NoExecute")
+        .find(|taint| !tolerations.iter().any(|t| tolerates(t, taint)));
+    if let Some(taint) = untolerated {
+        reasons.push(format!(
+            "node(s) had untolerated taint {{{}: {}}}",
+            taint.key,
+            taint.value.clone().unwrap_or_default()
+        ));
+    }
+    let used = bound
+        .iter()
+        .filter(|p| !terminal(p))
+        .fold(Resources::default(), |total, p| {
+            let r = requests(p);
+            Resources {
+                cpu: total.cpu + r.cpu,
+                memory: total.memory + r.memory,
+            }
+        });
+    let wanted = requests(pod);
+    if let Some(cpu) = allocatable(node, "cpu")
+        && used.cpu + wanted.cpu > cpu
+    {
+        reasons.push("Insufficient cpu".to_owned());
+    }
+    if let Some(memory) = allocatable(node, "memory")
+        && used.memory + wanted.memory > memory
+    {
+        reasons.push("Insufficient memory".to_owned());
+    }
+    if let Some(pods) = allocatable(node, "pods") {
+        let running = bound.iter().filter(|p| !terminal(p)).count() as i128;
+        if (running + 1) * 1000 > pods {
+            reasons.push("Too many pods".to_owned());
+        }
+    }
+    let ports = |p: &Pod| -> Vec<(i32, String, String)> {
+        p.spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|port| {
+                port.host_port.filter(|hp| *hp > 0).map(|hp| {
+                    (
+                        hp,
+                        port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                        port.host_ip.clone().unwrap_or_default(),
+                    )
+                })
+            })
+            .collect()
+    };
+    let wanted_ports = ports(pod);
+    let conflict = bound
+        .iter()
+        .filter(|p| !terminal(p))
+        .flat_map(|p| ports(p))
+        .any(|(port, protocol, ip)| {
+            wanted_ports.iter().any(|(wp, wproto, wip)| {
+                *wp == port
+                    && *wproto == protocol
+                    && (ip.is_empty()
+                        || wip.is_empty()
+                        || ip == *wip
+                        || ip == "0.0.0.0"
+                        || wip == "0.0.0.0")
+            })
+        });
+    if conflict {
+        reasons.push("node(s) didn't have free ports for the requested pod ports".to_owned());
+    }
+    reasons
+}
+
+/// Upstream's toleration matching.
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    if let Some(effect) = &toleration.effect
+        && !effect.is_empty()
+        && *effect != taint.effect
+    {
+        return false;
+    }
+    let key = toleration.key.as_deref().unwrap_or_default();
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match toleration.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => true,
+        _ => {
+            key == taint.key
+                && toleration.value.as_deref().unwrap_or_default()
+                    == taint.value.as_deref().unwrap_or_default()
+        }
+    }
+}
+
+fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
+    let expressions = term.match_expressions.iter().flatten();
+    let fields = term.match_fields.iter().flatten();
+    let has_any = term
+        .match_expressions
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+        || term.match_fields.as_ref().is_some_and(|f| !f.is_empty());
+    if !has_any {
+        return false;
+    }
+    let name_labels: BTreeMap<String, String> =
+        [("metadata.name".to_owned(), name.to_owned())].into();
+    expressions
+        .into_iter()
+        .all(|r| requirement_matches(r, labels))
+        && fields
+            .into_iter()
+            .all(|r| requirement_matches(r, &name_labels))
+}
+
+fn requirement_matches(
+    requirement: &NodeSelectorRequirement,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let value = labels.get(&requirement.key);
+    let values = requirement.values.clone().unwrap_or_default();
+    match requirement.operator.as_str() {
+        "In" => value.is_some_and(|v| values.contains(v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(Ok(have)), Some(Ok(want))) = (
+                value.map(|v| v.parse::<i64>()),
+                values.first().map(|v| v.parse::<i64>()),
+            ) else {
+                return false;
+            };
+            if requirement.operator == "Gt" {
+                have > want
+            } else {
+                have < want
+            }
+        }
+        _ => false,
+    }
+}
+
+/// How good `node` is for `pod` (higher is better): least allocated, then fewest pods of the
+/// same owner (spreading replicas).
+pub fn score(pod: &Pod, node: &Node, bound: &[&Pod]) -> i128 {
+    let used = bound
+        .iter()
+        .filter(|p| !terminal(p))
+        .fold(requests(pod), |total, p| {
+            let r = requests(p);
+            Resources {
+                cpu: total.cpu + r.cpu,
+                memory: total.memory + r.memory,
+            }
+        });
+    let free_share = |used: i128, capacity: Option<i128>| -> i128 {
+        match capacity {
+            Some(capacity) if capacity > 0 => ((capacity - used).max(0) * 100) / capacity,
+            _ => 100,
+        }
+    };
+    let least_allocated = (free_share(used.cpu, allocatable(node, "cpu"))
+        + free_share(used.memory, allocatable(node, "memory")))
+        / 2;
+    let owners: Vec<String> = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|o| o.uid.clone())
+        .collect();
+    let siblings = bound
+        .iter()
+        .filter(|p| !terminal(p))
+        .filter(|p| {
+            p.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| owners.contains(&o.uid))
+        })
+        .count() as i128;
+    // Spreading weighs more than packing: a sibling costs more than any resource difference.
+    least_allocated - siblings * 1000
+}
+
+/// The summary upstream puts in FailedScheduling events: "0/3 nodes are available: 2 Insufficient cpu, 1 node(s) were not ready."
+pub fn unschedulable_message(nodes: usize, reasons: &[Reason]) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for reason in reasons {
+        *counts.entry(reason.as_str()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(reason, count)| format!("{count} {reason}"))
+        .collect();
+    if parts.is_empty() {
+        format!("0/{nodes} nodes are available: no nodes registered.")
+    } else {
+        format!("0/{nodes} nodes are available: {}.", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, extra: serde_json::Value) -> Node {
+        let mut base = serde_json::json!({
+            "metadata": {"name": name, "labels": {"zone": "a"}},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+            },
+        });
+        json_patch::merge(&mut base, &extra);
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn pod(extra: serde_json::Value) -> Pod {
+        let mut base = serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}}}]},
+        });
+        json_patch::merge(&mut base, &extra);
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn a_ready_roomy_node_fits() {
+        assert!(
+            filter(
+                &pod(serde_json::json!({})),
+                &node("n", serde_json::json!({})),
+                &[]
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn each_filter_names_its_reason() {
+        let not_ready = node(
+            "n",
+            serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
+        );
+        assert_eq!(
+            filter(&pod(serde_json::json!({})), &not_ready, &[]),
+            ["node(s) were not ready"]
+        );
+        let cordoned = node("n", serde_json::json!({"spec": {"unschedulable": true}}));
+        assert_eq!(
+            filter(&pod(serde_json::json!({})), &cordoned, &[]),
+            ["node(s) were unschedulable"]
+        );
+        let selector = pod(serde_json::json!({"spec": {"nodeSelector": {"zone": "b"}}}));
+        assert_eq!(
+            filter(&selector, &node("n", serde_json::json!({})), &[]),
+            ["node(s) didn't match Pod's node affinity/selector"]
+        );
+        let tainted = node(
+            "n",
+            serde_json::json!({"spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}}),
+        );
+        assert_eq!(
+            filter(&pod(serde_json::json!({})), &tainted, &[]),
+            ["node(s) had untolerated taint {dedicated: gpu}"]
+        );
+        let tolerating = pod(
+            serde_json::json!({"spec": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}}),
+        );
+        assert!(filter(&tolerating, &tainted, &[]).is_empty());
+        let big = pod(
+            serde_json::json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "3"}}}]}}),
+        );
+        assert_eq!(
+            filter(&big, &node("n", serde_json::json!({})), &[]),
+            ["Insufficient cpu"]
+        );
+        let hp = pod(
+            serde_json::json!({"spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}}),
+        );
+        assert_eq!(
+            filter(&hp, &node("n", serde_json::json!({})), &[&hp]),
+            ["node(s) didn't have free ports for the requested pod ports"]
+        );
+    }
+
+    #[test]
+    fn required_node_affinity_terms_are_ored_expressions_anded() {
+        let affinity = pod(
+            serde_json::json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]},
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}, {"key": "gpu", "operator": "DoesNotExist"}]},
+            ]}}}}}),
+        );
+        assert!(filter(&affinity, &node("n", serde_json::json!({})), &[]).is_empty());
+        let gpu = node(
+            "n",
+            serde_json::json!({"metadata": {"labels": {"gpu": "yes"}}}),
+        );
+        assert!(!filter(&affinity, &gpu, &[]).is_empty());
+    }
+
+    #[test]
+    fn replicas_spread_before_packing() {
+        let owned = pod(
+            serde_json::json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u1"}]}}),
+        );
+        let busy = node("busy", serde_json::json!({}));
+        let empty = node("empty", serde_json::json!({}));
+        assert!(score(&owned, &empty, &[]) > score(&owned, &busy, &[&owned]));
+    }
+
+    #[test]
+    fn messages_count_reasons() {
+        let reasons = vec![
+            "Insufficient cpu".to_owned(),
+            "Insufficient cpu".to_owned(),
+            "node(s) were not ready".to_owned(),
+        ];
+        assert_eq!(
+            unschedulable_message(3, &reasons),
+            "0/3 nodes are available: 2 Insufficient cpu, 1 node(s) were not ready."
+        );
+    }
+}
