@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod auth;
+pub mod controllers;
 pub mod etcd;
 pub mod ipam;
 pub mod run;

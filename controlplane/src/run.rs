@@ -41,7 +41,7 @@ pub struct Config {
     pub node_cidr_mask: u8,
     /// Where NodePorts come from.
     pub node_port_range: PortRange,
-    /// Whether to run the scheduler.
+    /// Whether to run the scheduler and the controllers.
     pub scheduler: bool,
 }
 
@@ -194,7 +194,12 @@ impl ControlPlane {
                     .map_err(|err| RunError::Bootstrap(format!("the admin kubeconfig: {err}")))?;
             let client = kube::Client::try_from(client_config)
                 .map_err(|err| RunError::Bootstrap(format!("a client for the scheduler: {err}")))?;
-            Some(tokio::spawn(crate::scheduler::run(client)))
+            Some(tokio::spawn(async move {
+                tokio::join!(
+                    crate::scheduler::run(client.clone()),
+                    crate::controllers::run(client)
+                );
+            }))
         } else {
             None
         };
