@@ -1,0 +1,385 @@
+//! The Deployment controller: one ReplicaSet per pod template (named `<deployment>-<hash>`,
+//! labelled `pod-template-hash`), revisions in `deployment.kubernetes.io/revision` (which
+//! `kubectl rollout history/undo` read), RollingUpdate within maxSurge/maxUnavailable or
+//! Recreate, `paused` honoured, old ReplicaSets pruned to revisionHistoryLimit, and the status
+//! `kubectl rollout status` waits on.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use futures::StreamExt as _;
+use k8s_openapi::{
+    api::apps::v1::{Deployment, ReplicaSet},
+    apimachinery::pkg::{apis::meta::v1::OwnerReference, util::intstr::IntOrString},
+};
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    runtime::{Controller, controller::Action, watcher},
+};
+use serde_json::json;
+
+/// The label that tells ReplicaSets (and their pods) of one Deployment apart.
+pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+/// The annotation carrying a ReplicaSet's revision.
+pub const REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// Why a reconcile failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+#[error("Deployment {namespace}/{name}: {source}")]
+pub struct ReconcileError {
+    namespace: String,
+    name: String,
+    #[source]
+    source: kube::Error,
+}
+
+struct Context {
+    client: Client,
+}
+
+/// Runs the controller until the task is dropped.
+pub async fn run(client: Client) {
+    Controller::new(
+        Api::<Deployment>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .run(reconcile, error_policy, Arc::new(Context { client }))
+    .for_each(|result| async move {
+        if let Err(err) = result {
+            tracing::debug!("deployment reconcile: {err}");
+        }
+    })
+    .await;
+}
+
+fn error_policy(_d: Arc<Deployment>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!("{err}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// A short stable hash of the pod template (FNV-1a of its JSON; serde_json maps are sorted).
+pub fn template_hash(template: &serde_json::Value) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in template.to_string().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..10)
+        .map(|i| char::from(ALPHABET[((hash >> (i * 6)) % ALPHABET.len() as u64) as usize]))
+        .collect()
+}
+
+/// maxSurge/maxUnavailable as counts: percentages of `desired`, surge rounded up and
+/// unavailable down, as upstream; both zero is not allowed, so unavailable becomes 1.
+pub fn surge_and_unavailable(
+    desired: i32,
+    surge: Option<&IntOrString>,
+    unavailable: Option<&IntOrString>,
+) -> (i32, i32) {
+    let resolve = |value: Option<&IntOrString>, default: &str, round_up: bool| -> i32 {
+        match value {
+            Some(IntOrString::Int(n)) => *n,
+            Some(IntOrString::String(text)) => percent(text, desired, round_up),
+            None => percent(default, desired, round_up),
+        }
+    };
+    let surge = resolve(surge, "25%", true).max(0);
+    let mut unavailable = resolve(unavailable, "25%", false).max(0);
+    if surge == 0 && unavailable == 0 {
+        unavailable = 1;
+    }
+    (surge, unavailable.min(desired.max(0)))
+}
+
+fn percent(text: &str, of: i32, round_up: bool) -> i32 {
+    let Some(number) = text.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) else {
+        return text.parse().unwrap_or(0);
+    };
+    let product = number * i64::from(of);
+    let value = if round_up {
+        (product + 99) / 100
+    } else {
+        product / 100
+    };
+    i32::try_from(value).unwrap_or(0)
+}
+
+fn replicas(rs: &ReplicaSet) -> i32 {
+    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+}
+
+fn ready(rs: &ReplicaSet) -> i32 {
+    rs.status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+}
+
+fn revision(rs: &ReplicaSet) -> i64 {
+    rs.annotations()
+        .get(REVISION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn reconcile(
+    deployment: Arc<Deployment>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let namespace = deployment.namespace().unwrap_or_default();
+    let name = deployment.name_any();
+    let fail = |source| ReconcileError {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        source,
+    };
+    if deployment.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let uid = deployment.uid().unwrap_or_default();
+    let spec = deployment.spec.clone().unwrap_or_default();
+    let desired = spec.replicas.unwrap_or(1);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut owned: Vec<ReplicaSet> = rs_api
+        .list(&ListParams::default())
+        .await
+        .map_err(fail)?
+        .items
+        .into_iter()
+        .filter(|rs| {
+            rs.owner_references()
+                .iter()
+                .any(|o| o.uid == uid && o.controller == Some(true))
+        })
+        .collect();
+
+    let template = serde_json::to_value(&spec.template).unwrap_or_default();
+    let hash = template_hash(&template);
+    let max_revision = owned.iter().map(revision).max().unwrap_or(0);
+    let new_index = owned
+        .iter()
+        .position(|rs| rs.labels().get(POD_TEMPLATE_HASH) == Some(&hash));
+    let paused = spec.paused.unwrap_or(false);
+
+    if new_index.is_none() && !paused {
+        // A template never seen before: a new ReplicaSet at the next revision.
+        let mut labels: BTreeMap<String, String> = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        labels.insert(POD_TEMPLATE_HASH.into(), hash.clone());
+        let mut selector = spec.selector.clone();
+        selector
+            .match_labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(POD_TEMPLATE_HASH.into(), hash.clone());
+        let mut template = spec.template.clone();
+        template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .labels = Some(labels.clone());
+        let first = owned.is_empty();
+        let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
+        let initial = if first || (recreate && owned.iter().all(|rs| replicas(rs) == 0)) {
+            desired
+        } else {
+            0
+        };
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {
+                "name": format!("{name}-{hash}"),
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": {REVISION: (max_revision + 1).to_string(), "deployment.kubernetes.io/desired-replicas": desired.to_string()},
+                "ownerReferences": [OwnerReference {
+                    api_version: "apps/v1".into(), kind: "Deployment".into(), name: name.clone(), uid: uid.clone(),
+                    controller: Some(true), block_owner_deletion: Some(true),
+                }],
+            },
+            "spec": {"replicas": initial, "selector": selector, "template": template, "minReadySeconds": spec.min_ready_seconds},
+        }))
+        .unwrap_or_default();
+        match rs_api.create(&PostParams::default(), &rs).await {
+            Ok(created) => owned.push(created),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(err) => return Err(fail(err)),
+        }
+    } else if let Some(index) = new_index
+        && revision(&owned[index]) < max_revision
+        && !paused
+    {
+        // Rolling back to an old template makes its ReplicaSet the newest revision again.
+        let patch =
+            json!({"metadata": {"annotations": {REVISION: (max_revision + 1).to_string()}}});
+        owned[index] = rs_api
+            .patch(
+                &owned[index].name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(fail)?;
+    }
+
+    let (new, old): (Vec<ReplicaSet>, Vec<ReplicaSet>) = owned
+        .into_iter()
+        .partition(|rs| rs.labels().get(POD_TEMPLATE_HASH) == Some(&hash));
+    let new = new.into_iter().next();
+    let scale = |rs: &ReplicaSet, to: i32| {
+        let rs_api = rs_api.clone();
+        let rs_name = rs.name_any();
+        async move {
+            let patch = json!({"spec": {"replicas": to}});
+            rs_api
+                .patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        }
+    };
+
+    if !paused && let Some(new) = &new {
+        let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
+        let old_total: i32 = old.iter().map(replicas).sum();
+        if recreate {
+            for rs in old.iter().filter(|rs| replicas(rs) > 0) {
+                scale(rs, 0).await.map_err(fail)?;
+            }
+            let old_running: i32 = old
+                .iter()
+                .map(|rs| rs.status.as_ref().map_or(0, |s| s.replicas))
+                .sum();
+            if old_total == 0 && old_running == 0 && replicas(new) != desired {
+                scale(new, desired).await.map_err(fail)?;
+            }
+        } else {
+            let rolling = spec
+                .strategy
+                .as_ref()
+                .and_then(|s| s.rolling_update.as_ref());
+            let (surge, unavailable) = surge_and_unavailable(
+                desired,
+                rolling.and_then(|r| r.max_surge.as_ref()),
+                rolling.and_then(|r| r.max_unavailable.as_ref()),
+            );
+            let total = old_total + replicas(new);
+            // Scale the new ReplicaSet up within the surge budget.
+            let room = desired + surge - total;
+            let new_target = if old_total == 0 {
+                desired
+            } else {
+                (replicas(new) + room.max(0)).min(desired)
+            };
+            if new_target != replicas(new) {
+                scale(new, new_target).await.map_err(fail)?;
+            }
+            // Scale old ones down as far as availability allows.
+            let available: i32 = old.iter().map(ready).sum::<i32>() + ready(new);
+            let mut can_remove = (available - (desired - unavailable)).max(0);
+            let mut by_age = old.clone();
+            by_age.sort_by_key(revision);
+            for rs in by_age.iter().filter(|rs| replicas(rs) > 0) {
+                if can_remove == 0 {
+                    break;
+                }
+                let remove = can_remove.min(replicas(rs));
+                scale(rs, replicas(rs) - remove).await.map_err(fail)?;
+                can_remove -= remove;
+            }
+        }
+    }
+
+    // Keep revisionHistoryLimit old ReplicaSets that are scaled to zero.
+    let limit = usize::try_from(spec.revision_history_limit.unwrap_or(10)).unwrap_or(10);
+    let mut idle: Vec<&ReplicaSet> = old
+        .iter()
+        .filter(|rs| replicas(rs) == 0 && rs.status.as_ref().is_none_or(|s| s.replicas == 0))
+        .collect();
+    idle.sort_by_key(|rs| revision(rs));
+    if idle.len() > limit {
+        for rs in &idle[..idle.len() - limit] {
+            let _ = rs_api
+                .delete(&rs.name_any(), &DeleteParams::default())
+                .await;
+        }
+    }
+
+    let all: Vec<&ReplicaSet> = old.iter().chain(new.iter()).collect();
+    let status_replicas: i32 = all
+        .iter()
+        .map(|rs| rs.status.as_ref().map_or(0, |s| s.replicas))
+        .sum();
+    let updated = new
+        .as_ref()
+        .and_then(|rs| rs.status.as_ref())
+        .map_or(0, |s| s.replicas);
+    let ready_total: i32 = all.iter().map(|rs| ready(rs)).sum();
+    let available = ready_total;
+    let complete = updated == desired && status_replicas == desired && available == desired;
+    let status = json!({"status": {
+        "observedGeneration": deployment.metadata.generation,
+        "replicas": status_replicas,
+        "updatedReplicas": updated,
+        "readyReplicas": ready_total,
+        "availableReplicas": available,
+        "unavailableReplicas": (desired - available).max(0),
+        "conditions": [
+            {"type": "Available", "status": if available >= desired - surge_and_unavailable(desired, None, None).1 { "True" } else { "False" },
+             "reason": if available >= desired { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+             "message": format!("{available} of {desired} replicas available"),
+             "lastUpdateTime": crate::apiserver::meta::now(), "lastTransitionTime": crate::apiserver::meta::now()},
+            {"type": "Progressing", "status": "True",
+             "reason": if complete { "NewReplicaSetAvailable" } else if paused { "DeploymentPaused" } else { "ReplicaSetUpdated" },
+             "message": format!("ReplicaSet \"{name}-{hash}\" is progressing."),
+             "lastUpdateTime": crate::apiserver::meta::now(), "lastTransitionTime": crate::apiserver::meta::now()},
+        ],
+    }});
+    let current = deployment.status.clone().unwrap_or_default();
+    let unchanged = current.observed_generation == deployment.metadata.generation
+        && current.replicas == Some(status_replicas)
+        && current.updated_replicas == Some(updated)
+        && current.ready_replicas.unwrap_or(0) == ready_total;
+    if !unchanged {
+        let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .map_err(fail)?;
+    }
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_follow_upstream_rounding() {
+        assert_eq!(surge_and_unavailable(3, None, None), (1, 0));
+        let pct = |s: &str| IntOrString::String(s.into());
+        assert_eq!(
+            surge_and_unavailable(10, Some(&pct("25%")), Some(&pct("25%"))),
+            (3, 2)
+        );
+        assert_eq!(
+            surge_and_unavailable(4, Some(&IntOrString::Int(0)), Some(&IntOrString::Int(0))),
+            (0, 1)
+        );
+    }
+
+    #[test]
+    fn template_hashes_are_stable_and_differ() {
+        let a = json!({"spec": {"containers": [{"name": "c", "image": "v1"}]}});
+        let b = json!({"spec": {"containers": [{"name": "c", "image": "v2"}]}});
+        assert_eq!(template_hash(&a), template_hash(&a.clone()));
+        assert_ne!(template_hash(&a), template_hash(&b));
+        assert_eq!(template_hash(&a).len(), 10);
+    }
+}
