@@ -1,0 +1,261 @@
+//! The endpoints controller: for every Service with a selector, one EndpointSlice
+//! (`<service>-<hash>`, labelled `kubernetes.io/service-name`) and the legacy Endpoints object,
+//! listing the selected pods that have an IP, with ready/serving/terminating conditions and
+//! named target ports resolved per pod, as the upstream EndpointSlice and Endpoints controllers do.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::{DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+};
+use serde_json::{Value, json};
+
+/// The label tying an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The manager label value of slices this controller owns.
+pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+
+/// Why a reconcile failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+#[error("Service {namespace}/{name}: {source}")]
+pub struct ReconcileError {
+    namespace: String,
+    name: String,
+    #[source]
+    source: kube::Error,
+}
+
+struct Context {
+    client: Client,
+}
+
+/// Runs the controller until the task is dropped. Every pod change re-reconciles the Services of
+/// its namespace (selectors are not indexed; fine at this scale).
+pub async fn run(client: Client) {
+    let services: Api<Service> = Api::all(client.clone());
+    let service_cache = Controller::new(services.clone(), watcher::Config::default());
+    let store = service_cache.store();
+    service_cache
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default(),
+            move |pod: Pod| {
+                let namespace = pod.namespace().unwrap_or_default();
+                store
+                    .state()
+                    .iter()
+                    .filter(|svc| svc.namespace().as_deref() == Some(namespace.as_str()))
+                    .map(|svc| ObjectRef::from_obj(svc.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!("endpoints reconcile: {err}");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_svc: Arc<Service>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!("{err}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// The container port a Service port's targetPort names (or the number itself).
+fn target_port(pod: &Pod, target: &Value, fallback: i64) -> Option<i64> {
+    match target {
+        Value::Number(n) => n.as_i64(),
+        Value::String(name) => pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .map(|p| i64::from(p.container_port)),
+        _ => Some(fallback),
+    }
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let namespace = service.namespace().unwrap_or_default();
+    let name = service.name_any();
+    let fail = |source| ReconcileError {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        source,
+    };
+    let spec = service.spec.clone().unwrap_or_default();
+    // Services without a selector (like `kubernetes`) have endpoints managed by someone else.
+    let Some(selector) = spec.selector.clone().filter(|s| !s.is_empty()) else {
+        return Ok(Action::await_change());
+    };
+    if service.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let labels = selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
+        .list(&ListParams::default().labels(&labels))
+        .await
+        .map_err(fail)?
+        .items;
+    let service_ports =
+        serde_json::to_value(spec.ports.clone().unwrap_or_default()).unwrap_or_default();
+    let service_ports = service_ports.as_array().cloned().unwrap_or_default();
+
+    // Pods that have an IP; each resolves named target ports for itself.
+    let mut endpoints = Vec::new();
+    let mut ready_addresses = Vec::new();
+    let mut not_ready_addresses = Vec::new();
+    let mut slice_ports: Option<Vec<Value>> = None;
+    for pod in &pods {
+        let Some(ip) = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .filter(|ip| !ip.is_empty())
+        else {
+            continue;
+        };
+        let terminating = pod.metadata.deletion_timestamp.is_some();
+        let ready = pod_ready(pod) && !terminating;
+        let ports: Vec<Value> = service_ports
+            .iter()
+            .filter_map(|port| {
+                let number = port["port"].as_i64().unwrap_or(0);
+                let target = target_port(pod, &port["targetPort"], number)?;
+                Some(json!({"name": port["name"].as_str().unwrap_or(""), "port": target, "protocol": port["protocol"].as_str().unwrap_or("TCP")}))
+            })
+            .collect();
+        slice_ports.get_or_insert_with(|| ports.clone());
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        let target_ref = json!({"kind": "Pod", "namespace": namespace, "name": pod.name_any(), "uid": pod.uid()});
+        endpoints.push(json!({
+            "addresses": [ip],
+            "conditions": {"ready": ready, "serving": pod_ready(pod), "terminating": terminating},
+            "nodeName": node,
+            "targetRef": target_ref,
+        }));
+        let address = json!({"ip": ip, "nodeName": node, "targetRef": target_ref});
+        if terminating {
+            continue;
+        }
+        if ready {
+            ready_addresses.push(address);
+        } else {
+            not_ready_addresses.push(address);
+        }
+    }
+    let ports = slice_ports.unwrap_or_default();
+    let owner = json!([{
+        "apiVersion": "v1", "kind": "Service", "name": name, "uid": service.uid(),
+        "controller": true, "blockOwnerDeletion": true,
+    }]);
+
+    let slices: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &namespace,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
+            "endpointslices",
+        ),
+    );
+    let mut slice_labels = BTreeMap::new();
+    slice_labels.insert(SERVICE_NAME_LABEL.to_owned(), name.clone());
+    slice_labels.insert(
+        "endpointslice.kubernetes.io/managed-by".to_owned(),
+        MANAGED_BY.to_owned(),
+    );
+    let slice_name = format!("{name}-{}", short_hash(&name));
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": slice_name, "namespace": namespace, "labels": slice_labels, "ownerReferences": owner},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": ports,
+    });
+    apply(&slices, &slice_name, slice).await.map_err(fail)?;
+
+    let legacy: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &namespace,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("", "v1", "Endpoints"),
+            "endpoints",
+        ),
+    );
+    let subsets = if ready_addresses.is_empty() && not_ready_addresses.is_empty() {
+        json!([])
+    } else {
+        let mut subset = json!({"ports": ports});
+        if !ready_addresses.is_empty() {
+            subset["addresses"] = json!(ready_addresses);
+        }
+        if !not_ready_addresses.is_empty() {
+            subset["notReadyAddresses"] = json!(not_ready_addresses);
+        }
+        json!([subset])
+    };
+    let endpoints_object = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_NAME_LABEL: name}, "ownerReferences": owner},
+        "subsets": subsets,
+    });
+    apply(&legacy, &name, endpoints_object)
+        .await
+        .map_err(fail)?;
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+/// Creates the object, or replaces its content if it exists and differs.
+async fn apply(api: &Api<DynamicObject>, name: &str, desired: Value) -> Result<(), kube::Error> {
+    match api.get_opt(name).await? {
+        None => {
+            let object: DynamicObject =
+                serde_json::from_value(desired).map_err(kube::Error::SerdeError)?;
+            match api.create(&PostParams::default(), &object).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+                Err(err) => Err(err),
+            }
+        }
+        Some(current) => {
+            let current = &current.data;
+            let differs = ["endpoints", "ports", "subsets", "addressType"]
+                .iter()
+                .any(|field| {
+                    current.get(*field).unwrap_or(&Value::Null)
+                        != desired.get(*field).unwrap_or(&Value::Null)
+                });
+            if differs {
+                let mut patch = desired.clone();
+                if let Some(map) = patch.as_object_mut() {
+                    map.remove("metadata");
+                }
+                api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn short_hash(text: &str) -> String {
+    super::deployment::template_hash(&json!(text))[..5].to_owned()
+}

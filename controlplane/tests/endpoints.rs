@@ -1,0 +1,97 @@
+//! EndpointSlices and Endpoints follow the pods a Service selects.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step should fail the test"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Cluster;
+use k8s_openapi::api::{
+    core::v1::{Endpoints, Pod},
+    discovery::v1::EndpointSlice,
+};
+use kube::{
+    Api,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "i", "ports": [{"name": "http", "containerPort": 8080}]}]},
+    }))
+    .unwrap()
+}
+
+async fn slice(
+    slices: &Api<EndpointSlice>,
+    want: impl Fn(&EndpointSlice) -> bool,
+) -> EndpointSlice {
+    let mut last = None;
+    for _ in 0..100 {
+        let list = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+            .await
+            .unwrap();
+        if let Some(slice) = list.items.into_iter().next() {
+            if want(&slice) {
+                return slice;
+            }
+            last = Some(slice);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the EndpointSlice never matched; last: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slices_follow_selected_pods() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let client = cluster.client().await?;
+    cluster.kubectl_ok(&["apply", "-f", &cluster.write("svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: http}]\n").to_string_lossy()]);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for (i, ready) in [(1, true), (2, true), (3, false)] {
+        pods.create(&PostParams::default(), &pod(&format!("web-{i}")))
+            .await?;
+        // What the node agent will do: report the pod's IP and readiness.
+        let status = serde_json::json!({"status": {"phase": "Running", "podIP": format!("10.244.0.{i}"),
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
+        pods.patch_status(
+            &format!("web-{i}"),
+            &PatchParams::default(),
+            &Patch::Strategic(&status),
+        )
+        .await?;
+    }
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let found = slice(&slices, |s| s.endpoints.len() == 3).await;
+    let ready = found
+        .endpoints
+        .iter()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .count();
+    assert_eq!(ready, 2);
+    let port = &found.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        (port.name.as_deref(), port.port),
+        (Some("http"), Some(8080)),
+        "named targetPort resolved"
+    );
+    assert_eq!(found.address_type, "IPv4");
+
+    let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
+    let subset = &endpoints.get("web").await?.subsets.unwrap()[0];
+    assert_eq!(subset.addresses.as_ref().unwrap().len(), 2);
+    assert_eq!(subset.not_ready_addresses.as_ref().unwrap().len(), 1);
+
+    pods.delete("web-1", &Default::default()).await?;
+    slice(&slices, |s| s.endpoints.len() == 2).await;
+    let shown = cluster.kubectl_ok(&["get", "endpoints", "web"]);
+    assert!(shown.contains("10.244.0.2:8080"), "{shown}");
+    Ok(())
+}
