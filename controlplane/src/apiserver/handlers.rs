@@ -729,7 +729,8 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn selected(object: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+/// Whether `object` matches both selectors.
+pub(crate) fn selected(object: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
     labels.matches(&labels_of(object)) && fields.matches(object)
 }
 

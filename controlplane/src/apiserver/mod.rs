@@ -35,7 +35,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::{
     auth::{Tokens, User, user_from_certificate},
     ipam::ranges as ipam_range,
-    storage::{StorageError, Store},
+    storage::Store,
 };
 use handlers::{DeleteOptions, MAX_BODY_BYTES, PROTECTED_NAMESPACES, Scope, Written, decode_body};
 use query::{Query, rendering};
@@ -572,13 +572,6 @@ fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Respons
 
 fn written_response(code: StatusCode, written: Written) -> Response {
     json_response(code, &written.object, &written.warnings)
-}
-
-/// Errors of the storage layer surfacing outside a request (bootstrap).
-impl From<StorageError> for ApiError {
-    fn from(err: StorageError) -> Self {
-        Self::from_storage(err, "", "")
-    }
 }
 
 #[cfg(test)]

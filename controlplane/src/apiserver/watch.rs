@@ -11,9 +11,8 @@ use serde_json::{Value, json};
 
 use super::{
     ApiServer,
-    handlers::{Scope, parse_resource_version, table},
+    handlers::{Scope, parse_resource_version, selected, table},
     query::{Query, Rendering, partial_metadata},
-    selectors::{FieldSelector, LabelSelector, labels_of},
     status::ApiError,
 };
 use crate::storage::{StorageError, WatchEvent};
@@ -140,8 +139,4 @@ impl ApiServer {
         let deadline = tokio::time::sleep(timeout);
         Ok(initial.chain(changes).take_until(deadline))
     }
-}
-
-fn selected(object: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
-    labels.matches(&labels_of(object)) && fields.matches(object)
 }

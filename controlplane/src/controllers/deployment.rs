@@ -6,7 +6,6 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use futures::StreamExt as _;
 use k8s_openapi::{
     api::apps::v1::{Deployment, ReplicaSet},
     apimachinery::pkg::{apis::meta::v1::OwnerReference, util::intstr::IntOrString},
@@ -18,28 +17,16 @@ use kube::{
 };
 use serde_json::json;
 
+use super::{Context, ReconcileError, drive, retry_later};
+
 /// The label that tells ReplicaSets (and their pods) of one Deployment apart.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// The annotation carrying a ReplicaSet's revision.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 
-/// Why a reconcile failed (it is retried).
-#[derive(Debug, thiserror::Error)]
-#[error("Deployment {namespace}/{name}: {source}")]
-pub struct ReconcileError {
-    namespace: String,
-    name: String,
-    #[source]
-    source: kube::Error,
-}
-
-struct Context {
-    client: Client,
-}
-
 /// Runs the controller until the task is dropped.
 pub async fn run(client: Client) {
-    Controller::new(
+    let results = Controller::new(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
     )
@@ -47,18 +34,8 @@ pub async fn run(client: Client) {
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .run(reconcile, error_policy, Arc::new(Context { client }))
-    .for_each(|result| async move {
-        if let Err(err) = result {
-            tracing::debug!("deployment reconcile: {err}");
-        }
-    })
-    .await;
-}
-
-fn error_policy(_d: Arc<Deployment>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!("{err}");
-    Action::requeue(Duration::from_secs(5))
+    .run(reconcile, retry_later, Arc::new(Context { client }));
+    drive("deployment", results).await;
 }
 
 /// A short stable hash of the pod template (FNV-1a of its JSON; serde_json maps are sorted).
@@ -133,17 +110,14 @@ async fn reconcile(
 ) -> Result<Action, ReconcileError> {
     let namespace = deployment.namespace().unwrap_or_default();
     let name = deployment.name_any();
-    let fail = |source| ReconcileError {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        source,
-    };
+    let fail = ReconcileError::about("Deployment", &namespace, &name);
     if deployment.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let uid = deployment.uid().unwrap_or_default();
     let spec = deployment.spec.clone().unwrap_or_default();
     let desired = spec.replicas.unwrap_or(1);
+    let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut owned: Vec<ReplicaSet> = rs_api
         .list(&ListParams::default())
@@ -186,7 +160,6 @@ async fn reconcile(
             .get_or_insert_with(Default::default)
             .labels = Some(labels.clone());
         let first = owned.is_empty();
-        let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
         let initial = if first || (recreate && owned.iter().all(|rs| replicas(rs) == 0)) {
             desired
         } else {
@@ -247,7 +220,6 @@ async fn reconcile(
     };
 
     if !paused && let Some(new) = &new {
-        let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
         let old_total: i32 = old.iter().map(replicas).sum();
         if recreate {
             for rs in old.iter().filter(|rs| replicas(rs) > 0) {
@@ -323,6 +295,7 @@ async fn reconcile(
         .map_or(0, |s| s.replicas);
     let ready_total: i32 = all.iter().map(|rs| ready(rs)).sum();
     let available = ready_total;
+    let now = crate::apiserver::meta::now();
     let complete = updated == desired && status_replicas == desired && available == desired;
     let status = json!({"status": {
         "observedGeneration": deployment.metadata.generation,
@@ -335,11 +308,11 @@ async fn reconcile(
             {"type": "Available", "status": if available >= desired - surge_and_unavailable(desired, None, None).1 { "True" } else { "False" },
              "reason": if available >= desired { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
              "message": format!("{available} of {desired} replicas available"),
-             "lastUpdateTime": crate::apiserver::meta::now(), "lastTransitionTime": crate::apiserver::meta::now()},
+             "lastUpdateTime": now, "lastTransitionTime": now},
             {"type": "Progressing", "status": "True",
              "reason": if complete { "NewReplicaSetAvailable" } else if paused { "DeploymentPaused" } else { "ReplicaSetUpdated" },
              "message": format!("ReplicaSet \"{name}-{hash}\" is progressing."),
-             "lastUpdateTime": crate::apiserver::meta::now(), "lastTransitionTime": crate::apiserver::meta::now()},
+             "lastUpdateTime": now, "lastTransitionTime": now},
         ],
     }});
     let current = deployment.status.clone().unwrap_or_default();

@@ -5,7 +5,6 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{
     Api, Client, ResourceExt as _,
@@ -14,24 +13,12 @@ use kube::{
 };
 use serde_json::{Value, json};
 
+use super::{Context, ReconcileError, drive, pod_ready, retry_later};
+
 /// The label tying an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The manager label value of slices this controller owns.
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
-
-/// Why a reconcile failed (it is retried).
-#[derive(Debug, thiserror::Error)]
-#[error("Service {namespace}/{name}: {source}")]
-pub struct ReconcileError {
-    namespace: String,
-    name: String,
-    #[source]
-    source: kube::Error,
-}
-
-struct Context {
-    client: Client,
-}
 
 /// Runs the controller until the task is dropped. Every pod change re-reconciles the Services of
 /// its namespace (selectors are not indexed; fine at this scale).
@@ -39,7 +26,7 @@ pub async fn run(client: Client) {
     let services: Api<Service> = Api::all(client.clone());
     let service_cache = Controller::new(services.clone(), watcher::Config::default());
     let store = service_cache.store();
-    service_cache
+    let results = service_cache
         .watches(
             Api::<Pod>::all(client.clone()),
             watcher::Config::default(),
@@ -53,18 +40,8 @@ pub async fn run(client: Client) {
                     .collect::<Vec<_>>()
             },
         )
-        .run(reconcile, error_policy, Arc::new(Context { client }))
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!("endpoints reconcile: {err}");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_svc: Arc<Service>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!("{err}");
-    Action::requeue(Duration::from_secs(5))
+        .run(reconcile, retry_later, Arc::new(Context { client }));
+    drive("endpoints", results).await;
 }
 
 /// The container port a Service port's targetPort names (or the number itself).
@@ -82,21 +59,10 @@ fn target_port(pod: &Pod, target: &Value, fallback: i64) -> Option<i64> {
     }
 }
 
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = service.namespace().unwrap_or_default();
     let name = service.name_any();
-    let fail = |source| ReconcileError {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        source,
-    };
+    let fail = ReconcileError::about("Service", &namespace, &name);
     let spec = service.spec.clone().unwrap_or_default();
     // Services without a selector (like `kubernetes`) have endpoints managed by someone else.
     let Some(selector) = spec.selector.clone().filter(|s| !s.is_empty()) else {

@@ -5,7 +5,11 @@ pub mod deployment;
 pub mod endpoints;
 pub mod replicaset;
 
-use kube::Client;
+use std::{fmt::Debug, sync::Arc, time::Duration};
+
+use futures::{Stream, StreamExt as _};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Client, runtime::controller::Action};
 
 /// Runs every controller until the task is dropped.
 pub async fn run(client: Client) {
@@ -14,4 +18,69 @@ pub async fn run(client: Client) {
         deployment::run(client.clone()),
         endpoints::run(client)
     );
+}
+
+/// What every reconciler gets.
+pub struct Context {
+    /// A client of our API server.
+    pub client: Client,
+}
+
+/// Why a reconcile failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} {namespace}/{name}: {source}")]
+pub struct ReconcileError {
+    kind: &'static str,
+    namespace: String,
+    name: String,
+    #[source]
+    source: kube::Error,
+}
+
+impl ReconcileError {
+    /// Wraps API errors about the object `kind` `namespace/name`.
+    pub fn about<'a>(
+        kind: &'static str,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> impl Fn(kube::Error) -> Self + Copy + 'a {
+        move |source| Self {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        }
+    }
+}
+
+/// The shared error policy: log and retry in 5 s.
+pub fn retry_later<K>(_object: Arc<K>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!("{err}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Drives a controller's result stream, logging failed reconciles (they are retried).
+pub async fn drive<T: Debug, E: std::fmt::Display>(
+    name: &str,
+    results: impl Stream<Item = Result<T, E>>,
+) {
+    results
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!("{name} reconcile: {err}");
+            }
+        })
+        .await;
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
 }

@@ -1,9 +1,8 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods from the template, owned by the
 //! ReplicaSet, and reports counts in its status.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use futures::StreamExt as _;
 use k8s_openapi::{
     api::{apps::v1::ReplicaSet, core::v1::Pod},
     apimachinery::pkg::apis::meta::v1::OwnerReference,
@@ -15,47 +14,19 @@ use kube::{
 };
 use serde_json::json;
 
+use super::{Context, ReconcileError, drive, pod_ready, retry_later};
+
 /// Upstream's burst limit: at most this many pods created or deleted per reconcile.
 const BURST: usize = 500;
-
-/// Why a reconcile failed (it is retried).
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    /// A request to the API failed.
-    #[error("ReplicaSet {namespace}/{name}: {source}")]
-    Api {
-        /// The ReplicaSet's namespace.
-        namespace: String,
-        /// Its name.
-        name: String,
-        /// The failed request.
-        #[source]
-        source: kube::Error,
-    },
-}
-
-struct Context {
-    client: Client,
-}
 
 /// Runs the controller until the task is dropped.
 pub async fn run(client: Client) {
     let replicasets: Api<ReplicaSet> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    Controller::new(replicasets, watcher::Config::default())
+    let results = Controller::new(replicasets, watcher::Config::default())
         .owns(pods, watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(Context { client }))
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!("replicaset reconcile: {err}");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_rs: Arc<ReplicaSet>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!("{err}");
-    Action::requeue(Duration::from_secs(5))
+        .run(reconcile, retry_later, Arc::new(Context { client }));
+    drive("replicaset", results).await;
 }
 
 /// Pods that count toward the ReplicaSet: owned by it, not finished, not being deleted.
@@ -76,17 +47,6 @@ fn active<'a>(pods: &'a [Pod], uid: &str) -> Vec<&'a Pod> {
         .collect()
 }
 
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
-}
-
 /// Which pods to delete when scaling down: unscheduled first, then not ready, then the newest.
 pub fn deletion_order(mut pods: Vec<&Pod>) -> Vec<&Pod> {
     pods.sort_by_key(|pod| {
@@ -96,7 +56,7 @@ pub fn deletion_order(mut pods: Vec<&Pod>) -> Vec<&Pod> {
             .and_then(|s| s.node_name.as_deref())
             .is_some_and(|n| !n.is_empty());
         let created = pod.metadata.creation_timestamp.clone().map(|t| t.0);
-        (scheduled, is_ready(pod), std::cmp::Reverse(created))
+        (scheduled, pod_ready(pod), std::cmp::Reverse(created))
     });
     pods
 }
@@ -104,11 +64,7 @@ pub fn deletion_order(mut pods: Vec<&Pod>) -> Vec<&Pod> {
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = rs.namespace().unwrap_or_default();
     let name = rs.name_any();
-    let fail = |source| ReconcileError::Api {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        source,
-    };
+    let fail = ReconcileError::about("ReplicaSet", &namespace, &name);
     if rs.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -176,7 +132,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Rec
     }
 
     let replicas = active.len();
-    let ready = active.iter().filter(|pod| is_ready(pod)).count();
+    let ready = active.iter().filter(|pod| pod_ready(pod)).count();
     let status = json!({"status": {
         "replicas": replicas,
         "fullyLabeledReplicas": replicas,
