@@ -118,6 +118,20 @@ async fn reconcile(
     let spec = deployment.spec.clone().unwrap_or_default();
     let desired = spec.replicas.unwrap_or(1);
     let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
+    // Recreate tolerates no unavailable replicas for the Available condition, as upstream.
+    let (surge, unavailable) = if recreate {
+        (0, 0)
+    } else {
+        let rolling = spec
+            .strategy
+            .as_ref()
+            .and_then(|s| s.rolling_update.as_ref());
+        surge_and_unavailable(
+            desired,
+            rolling.and_then(|r| r.max_surge.as_ref()),
+            rolling.and_then(|r| r.max_unavailable.as_ref()),
+        )
+    };
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut owned: Vec<ReplicaSet> = rs_api
         .list(&ListParams::default())
@@ -233,15 +247,6 @@ async fn reconcile(
                 scale(new, desired).await.map_err(fail)?;
             }
         } else {
-            let rolling = spec
-                .strategy
-                .as_ref()
-                .and_then(|s| s.rolling_update.as_ref());
-            let (surge, unavailable) = surge_and_unavailable(
-                desired,
-                rolling.and_then(|r| r.max_surge.as_ref()),
-                rolling.and_then(|r| r.max_unavailable.as_ref()),
-            );
             let total = old_total + replicas(new);
             // Scale the new ReplicaSet up within the surge budget.
             let room = desired + surge - total;
@@ -305,7 +310,7 @@ async fn reconcile(
         "availableReplicas": available,
         "unavailableReplicas": (desired - available).max(0),
         "conditions": [
-            {"type": "Available", "status": if available >= desired - surge_and_unavailable(desired, None, None).1 { "True" } else { "False" },
+            {"type": "Available", "status": if available >= desired - unavailable { "True" } else { "False" },
              "reason": if available >= desired { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
              "message": format!("{available} of {desired} replicas available"),
              "lastUpdateTime": now, "lastTransitionTime": now},
