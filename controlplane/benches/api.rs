@@ -11,6 +11,10 @@
     reason = "test code: a failed step should fail the test"
 )]
 
+// The same allocator as the flotilla-controlplane binary, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},

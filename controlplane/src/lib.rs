@@ -1,10 +1,11 @@
-//! The Flotilla control plane: a Kubernetes-compatible API server on etcd (scheduler,
-//! controllers and IPAM follow).
+//! The Flotilla control plane: a Kubernetes-compatible API server on etcd, the scheduler, the
+//! controllers and IPAM; plus simulated (hollow) nodes for tests and benchmarks.
 
 pub mod apiserver;
 pub mod auth;
 pub mod controllers;
 pub mod etcd;
+pub mod hollow;
 pub mod ipam;
 pub mod run;
 pub mod scheduler;

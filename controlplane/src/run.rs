@@ -43,6 +43,10 @@ pub struct Config {
     pub node_port_range: PortRange,
     /// Whether to run the scheduler and the controllers.
     pub scheduler: bool,
+    /// Controller settings (node heartbeat grace period and monitor period).
+    pub controllers: crate::controllers::Settings,
+    /// Admission settings (default toleration of not-ready/unreachable nodes).
+    pub admission: crate::apiserver::admission::Admission,
 }
 
 impl Config {
@@ -68,6 +72,8 @@ impl Config {
                 last: 32767,
             },
             scheduler: true,
+            controllers: crate::controllers::Settings::default(),
+            admission: crate::apiserver::admission::Admission::default(),
         }
     }
 }
@@ -177,7 +183,8 @@ impl ControlPlane {
         };
         let api = ApiServer::new(store, tokens, address.to_string())
             .with_kubelet_client(crate::auth::pki::kubelet_client_config(&pki)?)
-            .with_ipam(ipam);
+            .with_ipam(ipam)
+            .with_admission(config.admission);
         api.bootstrap()
             .await
             .map_err(|err| RunError::Bootstrap(err.to_string()))?;
@@ -194,10 +201,11 @@ impl ControlPlane {
                     .map_err(|err| RunError::Bootstrap(format!("the admin kubeconfig: {err}")))?;
             let client = kube::Client::try_from(client_config)
                 .map_err(|err| RunError::Bootstrap(format!("a client for the scheduler: {err}")))?;
+            let settings = config.controllers;
             Some(tokio::spawn(async move {
                 tokio::join!(
                     crate::scheduler::run(client.clone()),
-                    crate::controllers::run(client)
+                    crate::controllers::run(client, settings)
                 );
             }))
         } else {

@@ -17,12 +17,20 @@ pub(crate) struct BenchArgs {
     /// Number of objects (api).
     #[arg(long, default_value_t = 10_000)]
     objects: usize,
+    /// Number of simulated nodes (scheduler).
+    #[arg(long, default_value_t = 1_000)]
+    nodes: usize,
+    /// Number of pods per phase (scheduler).
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Which {
     /// API create/get/list/update/watch latency and throughput vs etcd, against the SLO.
     Api,
+    /// Scheduler pods/s and create-to-bound latency with hollow nodes, against kube-scheduler.
+    Scheduler,
 }
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -39,6 +47,24 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 "--",
                 "--objects",
                 &args.objects.to_string(),
+            ]),
+        ),
+        Which::Scheduler => run_visible(
+            &format!(
+                "scheduler benchmark with {} nodes and {} pods",
+                args.nodes, args.pods
+            ),
+            cargo().args([
+                "bench",
+                "--package",
+                "flotilla-controlplane",
+                "--bench",
+                "scheduler",
+                "--",
+                "--nodes",
+                &args.nodes.to_string(),
+                "--pods",
+                &args.pods.to_string(),
             ]),
         ),
     }

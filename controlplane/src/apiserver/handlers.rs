@@ -182,6 +182,7 @@ impl ApiServer {
         }
         let warnings = check_schema(resource, &mut object, query)?;
         meta::prepare_create(resource, &mut object);
+        self.admission.admit_create(resource.kind, &mut object);
 
         let generate = meta::name(&object).is_empty()
             && object["metadata"]["generateName"]

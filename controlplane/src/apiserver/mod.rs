@@ -2,6 +2,7 @@
 //! authentication, discovery, and the REST verbs on the resources of [`resources::RESOURCES`],
 //! stored in etcd through [`crate::storage`].
 
+pub mod admission;
 pub mod allocations;
 pub mod discovery;
 pub mod gc;
@@ -50,6 +51,7 @@ pub struct ApiServer {
     advertise: String,
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
     ipam: Option<Arc<allocations::Ipam>>,
+    pub(crate) admission: admission::Admission,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -69,7 +71,14 @@ impl ApiServer {
             advertise,
             kubelet_tls: None,
             ipam: None,
+            admission: admission::Admission::default(),
         }
+    }
+
+    /// Use these admission settings instead of upstream's defaults.
+    pub fn with_admission(mut self, admission: admission::Admission) -> Self {
+        self.admission = admission;
+        self
     }
 
     /// Allocate ClusterIPs, NodePorts and podCIDRs from these pools.

@@ -3,6 +3,7 @@
 
 pub mod deployment;
 pub mod endpoints;
+pub mod node_lifecycle;
 pub mod replicaset;
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
@@ -11,13 +12,64 @@ use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Client, runtime::controller::Action};
 
+/// Settings of the controllers that have any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    /// Node health and eviction.
+    pub node_lifecycle: node_lifecycle::Settings,
+}
+
 /// Runs every controller until the task is dropped.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, settings: Settings) {
     tokio::join!(
         replicaset::run(client.clone()),
         deployment::run(client.clone()),
-        endpoints::run(client)
+        endpoints::run(client.clone()),
+        node_lifecycle::run(client, settings.node_lifecycle),
     );
+}
+
+/// Aborts background tasks (reflector drivers) when their owner stops.
+pub struct AbortOnDrop(pub Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Writes an Event about `involved` (an object reference as JSON); failures are only logged,
+/// as events are best effort upstream too.
+pub async fn record_event(
+    client: &Client,
+    involved: &serde_json::Value,
+    kind: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let name = involved["name"].as_str().unwrap_or_default();
+    let namespace = involved["namespace"].as_str().unwrap_or("default");
+    let now = crate::apiserver::meta::now();
+    let event = serde_json::json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+        "involvedObject": involved,
+        "type": kind, "reason": reason, "message": message,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let Ok(event) = serde_json::from_value(event) else {
+        return;
+    };
+    if let Err(err) = events.create(&Default::default(), &event).await {
+        tracing::debug!("recording an event failed: {err}");
+    }
 }
 
 /// What every reconciler gets.

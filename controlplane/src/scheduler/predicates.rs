@@ -66,21 +66,128 @@ fn node_name(node: &Node) -> &str {
     node.metadata.name.as_deref().unwrap_or_default()
 }
 
+/// A host port a pod claims: (port, protocol, host IP; empty = all addresses).
+type HostPort = (i32, String, String);
+
+/// What the scheduler needs of a pod, computed once per pod rather than once per node.
+#[derive(Debug, Clone, Default)]
+pub struct Demand {
+    /// Resource requests.
+    pub requests: Resources,
+    /// Host ports it binds.
+    pub host_ports: Vec<HostPort>,
+    /// UIDs of its owners (replicas of one owner are spread).
+    pub owners: Vec<String>,
+}
+
+impl Demand {
+    /// Reads a pod's demand.
+    pub fn of(pod: &Pod) -> Self {
+        let host_ports = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|port| {
+                port.host_port.filter(|hp| *hp > 0).map(|hp| {
+                    (
+                        hp,
+                        port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                        port.host_ip.clone().unwrap_or_default(),
+                    )
+                })
+            })
+            .collect();
+        Self {
+            requests: requests(pod),
+            host_ports,
+            owners: pod
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|o| o.uid.clone())
+                .collect(),
+        }
+    }
+}
+
+/// A node with the totals of the pods bound to it: what each filter and score reads, kept up
+/// to date as pods are placed so a decision costs O(1) in the number of pods.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// The node.
+    pub node: std::sync::Arc<Node>,
+    ready: bool,
+    allocatable: (Option<i128>, Option<i128>, Option<i128>),
+    requested: Resources,
+    pods: i128,
+    host_ports: Vec<HostPort>,
+    owners: std::collections::HashMap<String, i128>,
+}
+
+impl NodeInfo {
+    /// A node with nothing bound to it yet.
+    pub fn new(node: std::sync::Arc<Node>) -> Self {
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+        let allocatable = (
+            allocatable(&node, "cpu"),
+            allocatable(&node, "memory"),
+            allocatable(&node, "pods"),
+        );
+        Self {
+            node,
+            ready,
+            allocatable,
+            requested: Resources::default(),
+            pods: 0,
+            host_ports: Vec::new(),
+            owners: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Counts a (non-terminal) pod as bound to this node.
+    pub fn add(&mut self, demand: &Demand) {
+        self.requested.cpu += demand.requests.cpu;
+        self.requested.memory += demand.requests.memory;
+        self.pods += 1;
+        self.host_ports.extend(demand.host_ports.iter().cloned());
+        for owner in &demand.owners {
+            *self.owners.entry(owner.clone()).or_default() += 1;
+        }
+    }
+
+    fn with_pods(node: &Node, bound: &[&Pod]) -> Self {
+        let mut info = Self::new(std::sync::Arc::new(node.clone()));
+        for pod in bound.iter().filter(|p| !terminal(p)) {
+            info.add(&Demand::of(pod));
+        }
+        info
+    }
+}
+
 /// The reasons `node` cannot take `pod` (empty = it can). `bound` are the pods on that node.
 pub fn filter(pod: &Pod, node: &Node, bound: &[&Pod]) -> Vec<Reason> {
+    fits(pod, &Demand::of(pod), &NodeInfo::with_pods(node, bound))
+}
+
+/// The reasons the node of `info` cannot take `pod`, whose demand is `demand` (empty = it can).
+pub fn fits(pod: &Pod, demand: &Demand, info: &NodeInfo) -> Vec<Reason> {
     let mut reasons = Vec::new();
-    let spec = pod.spec.clone().unwrap_or_default();
-    let tolerations = spec.tolerations.clone().unwrap_or_default();
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        });
-    if !ready {
+    let node = &*info.node;
+    let spec = pod.spec.as_ref();
+    let tolerations = spec
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default();
+    if !info.ready {
         reasons.push("node(s) were not ready".to_owned());
     }
     let unschedulable = node
@@ -88,39 +195,17 @@ pub fn filter(pod: &Pod, node: &Node, bound: &[&Pod]) -> Vec<Reason> {
         .as_ref()
         .and_then(|s| s.unschedulable)
         .unwrap_or(false);
-    let tolerates_unschedulable = tolerations.iter().any(|t| {
-        tolerates(
-            t,
-            &Taint {
-                key: "node.kubernetes.io/unschedulable".into(),
-                effect: "NoSchedule".into(),
-                ..Taint::default()
-            },
-        )
-    });
-    if unschedulable && !tolerates_unschedulable {
-        reasons.push("node(s) were unschedulable".to_owned());
+    if unschedulable {
+        let cordon = Taint {
+            key: "node.kubernetes.io/unschedulable".into(),
+            effect: "NoSchedule".into(),
+            ..Taint::default()
+        };
+        if !tolerations.iter().any(|t| tolerates(t, &cordon)) {
+            reasons.push("node(s) were unschedulable".to_owned());
+        }
     }
-    let labels = node.metadata.labels.clone().unwrap_or_default();
-    let selector_ok = spec
-        .node_selector
-        .as_ref()
-        .is_none_or(|selector| selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
-    let affinity_ok = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| {
-            a.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .is_none_or(|required| {
-            required
-                .node_selector_terms
-                .iter()
-                .any(|term| term_matches(term, &labels, node_name(node)))
-        });
-    if !selector_ok || !affinity_ok {
+    if !node_matches(pod, node) {
         reasons.push("node(s) didn't match Pod's node affinity/selector".to_owned());
     }
     let untolerated = node
@@ -138,69 +223,61 @@ pub fn filter(pod: &Pod, node: &Node, bound: &[&Pod]) -> Vec<Reason> {
             taint.value.clone().unwrap_or_default()
         ));
     }
-    let used = bound
-        .iter()
-        .filter(|p| !terminal(p))
-        .fold(Resources::default(), |total, p| {
-            let r = requests(p);
-            Resources {
-                cpu: total.cpu + r.cpu,
-                memory: total.memory + r.memory,
-            }
-        });
-    let wanted = requests(pod);
-    if let Some(cpu) = allocatable(node, "cpu")
-        && used.cpu + wanted.cpu > cpu
+    let (cpu, memory, pods) = info.allocatable;
+    if let Some(cpu) = cpu
+        && info.requested.cpu + demand.requests.cpu > cpu
     {
         reasons.push("Insufficient cpu".to_owned());
     }
-    if let Some(memory) = allocatable(node, "memory")
-        && used.memory + wanted.memory > memory
+    if let Some(memory) = memory
+        && info.requested.memory + demand.requests.memory > memory
     {
         reasons.push("Insufficient memory".to_owned());
     }
-    if let Some(pods) = allocatable(node, "pods") {
-        let running = bound.iter().filter(|p| !terminal(p)).count() as i128;
-        if (running + 1) * 1000 > pods {
-            reasons.push("Too many pods".to_owned());
-        }
+    if let Some(pods) = pods
+        && (info.pods + 1) * 1000 > pods
+    {
+        reasons.push("Too many pods".to_owned());
     }
-    let ports = |p: &Pod| -> Vec<(i32, String, String)> {
-        p.spec
-            .iter()
-            .flat_map(|s| s.containers.iter())
-            .flat_map(|c| c.ports.iter().flatten())
-            .filter_map(|port| {
-                port.host_port.filter(|hp| *hp > 0).map(|hp| {
-                    (
-                        hp,
-                        port.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                        port.host_ip.clone().unwrap_or_default(),
-                    )
-                })
-            })
-            .collect()
-    };
-    let wanted_ports = ports(pod);
-    let conflict = bound
-        .iter()
-        .filter(|p| !terminal(p))
-        .flat_map(|p| ports(p))
-        .any(|(port, protocol, ip)| {
-            wanted_ports.iter().any(|(wp, wproto, wip)| {
-                *wp == port
-                    && *wproto == protocol
-                    && (ip.is_empty()
-                        || wip.is_empty()
-                        || ip == *wip
-                        || ip == "0.0.0.0"
-                        || wip == "0.0.0.0")
-            })
-        });
+    let conflict = info.host_ports.iter().any(|(port, protocol, ip)| {
+        demand.host_ports.iter().any(|(wp, wproto, wip)| {
+            wp == port
+                && wproto == protocol
+                && (ip.is_empty()
+                    || wip.is_empty()
+                    || ip == wip
+                    || ip == "0.0.0.0"
+                    || wip == "0.0.0.0")
+        })
+    });
     if conflict {
         reasons.push("node(s) didn't have free ports for the requested pod ports".to_owned());
     }
     reasons
+}
+
+/// Whether the node satisfies the pod's nodeSelector and required node affinity.
+pub fn node_matches(pod: &Pod, node: &Node) -> bool {
+    let spec = pod.spec.as_ref();
+    let empty = BTreeMap::new();
+    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
+    let selector_ok = spec
+        .and_then(|s| s.node_selector.as_ref())
+        .is_none_or(|selector| selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let affinity_ok = spec
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_none_or(|required| {
+            required
+                .node_selector_terms
+                .iter()
+                .any(|term| term_matches(term, labels, node_name(node)))
+        });
+    selector_ok && affinity_ok
 }
 
 /// Upstream's toleration matching.
@@ -226,35 +303,24 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
 }
 
 fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
-    let expressions = term.match_expressions.iter().flatten();
-    let fields = term.match_fields.iter().flatten();
-    let has_any = term
-        .match_expressions
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-        || term.match_fields.as_ref().is_some_and(|f| !f.is_empty());
-    if !has_any {
+    let expressions = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    if expressions.is_empty() && fields.is_empty() {
         return false;
     }
-    let name_labels: BTreeMap<String, String> =
-        [("metadata.name".to_owned(), name.to_owned())].into();
     expressions
-        .into_iter()
-        .all(|r| requirement_matches(r, labels))
+        .iter()
+        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields
-            .into_iter()
-            .all(|r| requirement_matches(r, &name_labels))
+            .iter()
+            .all(|r| requirement_matches(r, (r.key == "metadata.name").then_some(name)))
 }
 
-fn requirement_matches(
-    requirement: &NodeSelectorRequirement,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    let value = labels.get(&requirement.key);
-    let values = requirement.values.clone().unwrap_or_default();
+fn requirement_matches(requirement: &NodeSelectorRequirement, value: Option<&str>) -> bool {
+    let values = requirement.values.as_deref().unwrap_or_default();
     match requirement.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
+        "In" => value.is_some_and(|v| values.iter().any(|w| w == v)),
+        "NotIn" => value.is_none_or(|v| values.iter().all(|w| w != v)),
         "Exists" => value.is_some(),
         "DoesNotExist" => value.is_none(),
         "Gt" | "Lt" => {
@@ -277,43 +343,26 @@ fn requirement_matches(
 /// How good `node` is for `pod` (higher is better): least allocated, then fewest pods of the
 /// same owner (spreading replicas).
 pub fn score(pod: &Pod, node: &Node, bound: &[&Pod]) -> i128 {
-    let used = bound
-        .iter()
-        .filter(|p| !terminal(p))
-        .fold(requests(pod), |total, p| {
-            let r = requests(p);
-            Resources {
-                cpu: total.cpu + r.cpu,
-                memory: total.memory + r.memory,
-            }
-        });
+    rank(&Demand::of(pod), &NodeInfo::with_pods(node, bound))
+}
+
+/// How good the node of `info` is for a pod with `demand` (higher is better).
+pub fn rank(demand: &Demand, info: &NodeInfo) -> i128 {
     let free_share = |used: i128, capacity: Option<i128>| -> i128 {
         match capacity {
             Some(capacity) if capacity > 0 => ((capacity - used).max(0) * 100) / capacity,
             _ => 100,
         }
     };
-    let least_allocated = (free_share(used.cpu, allocatable(node, "cpu"))
-        + free_share(used.memory, allocatable(node, "memory")))
+    let (cpu, memory, _) = info.allocatable;
+    let least_allocated = (free_share(info.requested.cpu + demand.requests.cpu, cpu)
+        + free_share(info.requested.memory + demand.requests.memory, memory))
         / 2;
-    let owners: Vec<String> = pod
-        .metadata
-        .owner_references
+    let siblings: i128 = demand
+        .owners
         .iter()
-        .flatten()
-        .map(|o| o.uid.clone())
-        .collect();
-    let siblings = bound
-        .iter()
-        .filter(|p| !terminal(p))
-        .filter(|p| {
-            p.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| owners.contains(&o.uid))
-        })
-        .count() as i128;
+        .filter_map(|owner| info.owners.get(owner))
+        .sum();
     // Spreading weighs more than packing: a sibling costs more than any resource difference.
     least_allocated - siblings * 1000
 }

@@ -28,14 +28,20 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a control plane with a configuration changed by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let config = Config {
+        let mut config = Config {
             etcd_ports: (free_port()?, free_port()?),
             ..Config::new(
                 dir.path().join("state"),
                 format!("127.0.0.1:{}", free_port()?).parse()?,
             )
         };
+        adjust(&mut config);
         let control_plane =
             tokio::time::timeout(Duration::from_secs(60), ControlPlane::start(config)).await??;
         Ok(Self { dir, control_plane })
