@@ -394,6 +394,9 @@ async fn rolling_update_history_and_undo() -> anyhow::Result<()> {
         ["2", "3"],
         "revision 1 became revision 3: {history}"
     );
+    // kubectl compares the revision's bytes with its own encoding of the live template.
+    let again = cluster.kubectl_ok(&["rollout", "undo", "ds/agent", "--to-revision=3"]);
+    assert!(again.contains("skipped rollback"), "{again}");
     Ok(())
 }
 

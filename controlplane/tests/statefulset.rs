@@ -268,6 +268,9 @@ async fn ordered_identity_scaling_update_and_undo() -> anyhow::Result<()> {
         .filter(|w| w.parse::<u32>().is_ok())
         .collect();
     assert_eq!(listed, ["2", "3"], "{history}");
+    // kubectl compares the revision's bytes with its own encoding of the live template.
+    let again = cluster.kubectl_ok(&["rollout", "undo", "sts/web", "--to-revision=3"]);
+    assert!(again.contains("skipped rollback"), "{again}");
     let status = cluster.kubectl_ok(&["rollout", "status", "sts/web", "--timeout=30s"]);
     assert!(status.contains("3 new pods"), "{status}");
     Ok(())

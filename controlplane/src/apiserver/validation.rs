@@ -6602,6 +6602,41 @@ mod tests {
     }
 
     #[test]
+    fn controller_revisions_need_data_that_never_changes() {
+        let revision = json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": "web-abc", "namespace": "default"},
+            "data": {"spec": {"template": {"$patch": "replace"}}}, "revision": 1});
+        assert!(check("apps/v1", "ControllerRevision", &revision).is_empty());
+        let mut empty = revision.clone();
+        empty.as_object_mut().unwrap().remove("data");
+        expect(
+            &check("apps/v1", "ControllerRevision", &empty),
+            CauseReason::Required,
+            "data",
+        );
+        // Rollback renumbers a revision; its data stays.
+        let mut renumbered = revision.clone();
+        renumbered["revision"] = json!(3);
+        assert!(
+            validate(
+                "apps/v1",
+                "ControllerRevision",
+                &renumbered,
+                Some(&revision)
+            )
+            .is_empty()
+        );
+        let mut rewritten = revision.clone();
+        rewritten["data"] = json!({"spec": {}});
+        let msg = expect(
+            &validate("apps/v1", "ControllerRevision", &rewritten, Some(&revision)),
+            CauseReason::Invalid,
+            "data",
+        );
+        assert!(msg.ends_with("field is immutable"), "{msg}");
+    }
+
+    #[test]
     fn replica_set_and_daemon_set_rules() {
         let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs", "namespace": "default"},
                         "spec": {"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});

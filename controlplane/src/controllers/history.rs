@@ -41,10 +41,18 @@ pub struct Owner<'a> {
 }
 
 /// The revision data restoring `template`.
+///
+/// kubectl decides whether `rollout undo` has anything to do by comparing these bytes with the
+/// patch it computes from the live object through Go's encoding, which writes the template's
+/// zero `creationTimestamp` as null; so does this (the server sorts keys as Go does).
 pub fn template_patch(template: &PodTemplateSpec) -> Value {
     let mut template = serde_json::to_value(template).unwrap_or_else(|_| json!({}));
     if let Some(map) = template.as_object_mut() {
         map.insert("$patch".into(), json!("replace"));
+        let metadata = map.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(metadata) = metadata.as_object_mut() {
+            metadata.entry("creationTimestamp").or_insert(Value::Null);
+        }
     }
     json!({"spec": {"template": template}})
 }
