@@ -172,11 +172,12 @@ fn apply_defaults(resource: &Resource, object: &mut Value) {
             }
             default_pod_spec(&mut spec["template"]["spec"]);
         }
-        ("apps", "ReplicaSet" | "StatefulSet") => {
+        ("apps", "ReplicaSet") => {
             set_default(&mut object["spec"], "replicas", json!(1));
             default_pod_spec(&mut object["spec"]["template"]["spec"]);
         }
-        ("apps", "DaemonSet") => default_pod_spec(&mut object["spec"]["template"]["spec"]),
+        ("apps", "StatefulSet") => default_stateful_set(&mut object["spec"]),
+        ("apps", "DaemonSet") => default_daemon_set(&mut object["spec"]),
         ("batch", "Job") => {
             let spec = &mut object["spec"];
             set_default(spec, "backoffLimit", json!(6));
@@ -187,6 +188,47 @@ fn apply_defaults(resource: &Resource, object: &mut Value) {
         ("", "Service") => default_service(&mut object["spec"]),
         _ => {}
     }
+}
+
+/// `SetDefaults_StatefulSet`: `kubectl rollout status` reads the strategy type and partition.
+fn default_stateful_set(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "replicas", json!(1));
+    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    if spec["updateStrategy"]["type"].is_null() {
+        spec["updateStrategy"]["type"] = json!("RollingUpdate");
+    }
+    if spec["updateStrategy"]["type"] == "RollingUpdate" {
+        set_default(
+            &mut spec["updateStrategy"]["rollingUpdate"],
+            "partition",
+            json!(0),
+        );
+    }
+    let retention = &mut spec["persistentVolumeClaimRetentionPolicy"];
+    set_default(retention, "whenDeleted", json!("Retain"));
+    set_default(retention, "whenScaled", json!("Retain"));
+    default_pod_spec(&mut spec["template"]["spec"]);
+}
+
+/// `SetDefaults_DaemonSet`: RollingUpdate one node at a time, no surge.
+fn default_daemon_set(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    if spec["updateStrategy"]["type"].is_null() {
+        spec["updateStrategy"]["type"] = json!("RollingUpdate");
+    }
+    if spec["updateStrategy"]["type"] == "RollingUpdate" {
+        let rolling = &mut spec["updateStrategy"]["rollingUpdate"];
+        set_default(rolling, "maxUnavailable", json!(1));
+        set_default(rolling, "maxSurge", json!(0));
+    }
+    default_pod_spec(&mut spec["template"]["spec"]);
 }
 
 fn default_pod_spec(spec: &mut Value) {
@@ -385,6 +427,68 @@ mod tests {
         assert_eq!(
             object["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
             "Always"
+        );
+    }
+
+    #[test]
+    fn daemon_set_defaults_follow_upstream() {
+        let daemonsets = find("apps", "v1", "daemonsets").unwrap();
+        let mut object = json!({
+            "metadata": {"name": "agent"},
+            "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1"}]}}},
+        });
+        prepare_create(daemonsets, &mut object);
+        let spec = &object["spec"];
+        assert_eq!(spec["revisionHistoryLimit"], 10);
+        assert_eq!(
+            spec["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+        );
+        assert_eq!(spec["template"]["spec"]["restartPolicy"], "Always");
+
+        let mut on_delete = json!({"metadata": {"name": "agent"},
+            "spec": {"updateStrategy": {"type": "OnDelete"}, "revisionHistoryLimit": 3}});
+        prepare_create(daemonsets, &mut on_delete);
+        assert_eq!(
+            on_delete["spec"]["updateStrategy"],
+            json!({"type": "OnDelete"})
+        );
+        assert_eq!(on_delete["spec"]["revisionHistoryLimit"], 3);
+    }
+
+    #[test]
+    fn stateful_set_defaults_follow_upstream() {
+        let statefulsets = find("apps", "v1", "statefulsets").unwrap();
+        let mut object = json!({
+            "metadata": {"name": "web"},
+            "spec": {"serviceName": "web", "template": {"spec": {"containers": [{"name": "a"}]}}},
+        });
+        prepare_create(statefulsets, &mut object);
+        let spec = &object["spec"];
+        assert_eq!(spec["replicas"], 1);
+        assert_eq!(spec["podManagementPolicy"], "OrderedReady");
+        assert_eq!(spec["revisionHistoryLimit"], 10);
+        assert_eq!(
+            spec["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
+        assert_eq!(
+            spec["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
+        );
+
+        let mut custom = json!({"metadata": {"name": "web"}, "spec": {
+            "replicas": 0, "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}}});
+        prepare_create(statefulsets, &mut custom);
+        let spec = &custom["spec"];
+        assert_eq!(spec["replicas"], 0);
+        assert_eq!(spec["podManagementPolicy"], "Parallel");
+        assert_eq!(spec["updateStrategy"]["rollingUpdate"]["partition"], 2);
+        assert_eq!(
+            spec["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenDeleted": "Delete", "whenScaled": "Retain"})
         );
     }
 

@@ -172,6 +172,8 @@ pub static RESOURCES: &[Resource] = &[
         short: ["sts"], categories: ["all"], sub: [Status, Scale], storage: "statefulsets", fields: []),
     resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true,
         short: ["ds"], categories: ["all"], sub: [Status], storage: "daemonsets", fields: []),
+    resource!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true,
+        short: [], categories: [], sub: [], storage: "controllerrevisions", fields: []),
     resource!("batch", "v1", "Job", "jobs", "job", true,
         short: [], categories: ["all"], sub: [Status], storage: "jobs", fields: ["status.successful"]),
     resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true,

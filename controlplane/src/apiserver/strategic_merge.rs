@@ -400,6 +400,7 @@ static KINDS: &[(&str, &str, &Schema)] = &[
     ("apps/v1", "ReplicaSet", &TEMPLATED_WORKLOAD),
     ("apps/v1", "StatefulSet", &TEMPLATED_WORKLOAD),
     ("apps/v1", "DaemonSet", &TEMPLATED_WORKLOAD),
+    ("apps/v1", "ControllerRevision", &METADATA_ONLY),
     ("batch/v1", "Job", &TEMPLATED_WORKLOAD),
     ("batch/v1", "CronJob", &CRON_JOB),
     ("networking.k8s.io/v1", "NetworkPolicy", &METADATA_ONLY),

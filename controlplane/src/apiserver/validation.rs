@@ -199,6 +199,7 @@ pub fn validate(api_version: &str, kind: &str, object: &Value, old: Option<&Valu
         Which::ReplicaSet => replica_set(&mut e, obj, old),
         Which::StatefulSet => stateful_set(&mut e, obj, old),
         Which::DaemonSet => daemon_set(&mut e, obj, old),
+        Which::ControllerRevision => controller_revision(&mut e, obj, old),
         Which::Job => job(&mut e, obj, old),
         Which::CronJob => cron_job(&mut e, obj, is_update),
         Which::NetworkPolicy => network_policy(&mut e, obj),
@@ -252,6 +253,7 @@ enum Which {
     ReplicaSet,
     StatefulSet,
     DaemonSet,
+    ControllerRevision,
     Job,
     CronJob,
     NetworkPolicy,
@@ -277,6 +279,7 @@ fn registered(api_version: &str, kind: &str) -> Option<Which> {
         ("apps/v1", "ReplicaSet") => Which::ReplicaSet,
         ("apps/v1", "StatefulSet") => Which::StatefulSet,
         ("apps/v1", "DaemonSet") => Which::DaemonSet,
+        ("apps/v1", "ControllerRevision") => Which::ControllerRevision,
         ("batch/v1", "Job") => Which::Job,
         ("batch/v1", "CronJob") => Which::CronJob,
         ("networking.k8s.io/v1", "NetworkPolicy") => Which::NetworkPolicy,
@@ -333,6 +336,7 @@ fn go_type_name(w: Which) -> &'static str {
         Which::ReplicaSet => "v1.ReplicaSet",
         Which::StatefulSet => "v1.StatefulSet",
         Which::DaemonSet => "v1.DaemonSet",
+        Which::ControllerRevision => "v1.ControllerRevision",
         Which::Job => "v1.Job",
         Which::CronJob => "v1.CronJob",
         Which::NetworkPolicy => "v1.NetworkPolicy",
@@ -366,6 +370,7 @@ fn round_trip_fn(w: Which) -> Option<RoundTrip> {
         Which::ReplicaSet => rt::<apps::ReplicaSet>,
         Which::StatefulSet => rt::<apps::StatefulSet>,
         Which::DaemonSet => rt::<apps::DaemonSet>,
+        Which::ControllerRevision => rt::<apps::ControllerRevision>,
         Which::Job => rt::<batch::Job>,
         Which::CronJob => rt::<batch::CronJob>,
         Which::NetworkPolicy => rt::<networking::NetworkPolicy>,
@@ -4844,6 +4849,24 @@ fn daemon_set(e: &mut Errs, obj: Option<&Value>, old: Option<&Value>) {
     selector_immutable(e, obj, old);
 }
 
+/// `ValidateControllerRevisionCreate`/`Update`: data is required and, once written, fixed (a
+/// revision is a snapshot; only its revision number moves, on rollback).
+fn controller_revision(e: &mut Errs, obj: Option<&Value>, old: Option<&Value>) {
+    if get(obj, "data").is_none_or(Value::is_null) {
+        e.required("data", "data is mandatory");
+    }
+    e.non_negative("revision", int_of(obj, "revision"));
+    if let Some(old) = old
+        && get(obj, "data").map(normalize) != get(Some(old), "data").map(normalize)
+    {
+        e.invalid(
+            "data",
+            &compact(get(obj, "data").unwrap_or(&Value::Null)),
+            "field is immutable",
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // batch/v1
 // ---------------------------------------------------------------------------------------------
@@ -6576,6 +6599,41 @@ mod tests {
         let mut new = deployment();
         set(&mut new, "/spec/replicas", json!(10));
         assert!(validate("apps/v1", "Deployment", &new, Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn controller_revisions_need_data_that_never_changes() {
+        let revision = json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": "web-abc", "namespace": "default"},
+            "data": {"spec": {"template": {"$patch": "replace"}}}, "revision": 1});
+        assert!(check("apps/v1", "ControllerRevision", &revision).is_empty());
+        let mut empty = revision.clone();
+        empty.as_object_mut().unwrap().remove("data");
+        expect(
+            &check("apps/v1", "ControllerRevision", &empty),
+            CauseReason::Required,
+            "data",
+        );
+        // Rollback renumbers a revision; its data stays.
+        let mut renumbered = revision.clone();
+        renumbered["revision"] = json!(3);
+        assert!(
+            validate(
+                "apps/v1",
+                "ControllerRevision",
+                &renumbered,
+                Some(&revision)
+            )
+            .is_empty()
+        );
+        let mut rewritten = revision.clone();
+        rewritten["data"] = json!({"spec": {}});
+        let msg = expect(
+            &validate("apps/v1", "ControllerRevision", &rewritten, Some(&revision)),
+            CauseReason::Invalid,
+            "data",
+        );
+        assert!(msg.ends_with("field is immutable"), "{msg}");
     }
 
     #[test]

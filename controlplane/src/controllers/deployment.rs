@@ -17,7 +17,7 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{Context, ReconcileError, drive, retry_later};
+use super::{Context, ReconcileError, drive, percent, retry_later};
 
 /// The label that tells ReplicaSets (and their pods) of one Deployment apart.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
@@ -71,19 +71,6 @@ pub fn surge_and_unavailable(
         unavailable = 1;
     }
     (surge, unavailable.min(desired.max(0)))
-}
-
-fn percent(text: &str, of: i32, round_up: bool) -> i32 {
-    let Some(number) = text.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) else {
-        return text.parse().unwrap_or(0);
-    };
-    let product = number * i64::from(of);
-    let value = if round_up {
-        (product + 99) / 100
-    } else {
-        product / 100
-    };
-    i32::try_from(value).unwrap_or(0)
 }
 
 fn replicas(rs: &ReplicaSet) -> i32 {

@@ -1,15 +1,21 @@
 //! Workload controllers, each a kube-runtime `Controller` against our own API server:
 //! level-triggered reconcilers that read the current state and converge on the spec.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
+pub mod history;
 pub mod node_lifecycle;
 pub mod replicaset;
+pub mod statefulset;
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt as _};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::{
+    api::core::v1::Pod,
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+};
 use kube::{Client, runtime::controller::Action};
 
 /// Settings of the controllers that have any.
@@ -24,6 +30,8 @@ pub async fn run(client: Client, settings: Settings) {
     tokio::join!(
         replicaset::run(client.clone()),
         deployment::run(client.clone()),
+        daemonset::run(client.clone()),
+        statefulset::run(client.clone()),
         endpoints::run(client.clone()),
         node_lifecycle::run(client, settings.node_lifecycle),
     );
@@ -135,4 +143,153 @@ pub fn pod_ready(pod: &Pod) -> bool {
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
         })
+}
+
+/// Whether the pod has been Ready for `min_ready_seconds` (upstream's `IsPodAvailable`), and if
+/// it is Ready but not yet long enough, how long until it will be.
+pub fn pod_available(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: jiff::Timestamp,
+) -> (bool, Option<Duration>) {
+    if !pod_ready(pod) {
+        return (false, None);
+    }
+    if min_ready_seconds <= 0 {
+        return (true, None);
+    }
+    let since = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0);
+    let Some(since) = since else {
+        // Ready without a transition time: nothing to wait from, as upstream treats it.
+        return (
+            false,
+            Some(Duration::from_secs(u64::from(
+                min_ready_seconds.unsigned_abs(),
+            ))),
+        );
+    };
+    let ready_for = now.duration_since(since).as_secs();
+    let wanted = i64::from(min_ready_seconds);
+    if ready_for >= wanted {
+        (true, None)
+    } else {
+        (
+            false,
+            Some(Duration::from_secs((wanted - ready_for).unsigned_abs())),
+        )
+    }
+}
+
+/// Whether the pod has finished (Succeeded or Failed).
+pub fn pod_finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// A label selector in the query syntax (`a=b,c in (d,e),!f`), for list calls.
+pub fn selector_string(selector: &LabelSelector) -> String {
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for requirement in selector.match_expressions.iter().flatten() {
+        let values = requirement.values.clone().unwrap_or_default().join(",");
+        let key = &requirement.key;
+        parts.push(match requirement.operator.as_str() {
+            "In" => format!("{key} in ({values})"),
+            "NotIn" => format!("{key} notin ({values})"),
+            "DoesNotExist" => format!("!{key}"),
+            _ => key.clone(),
+        });
+    }
+    parts.join(",")
+}
+
+/// An int-or-percent field as a count of `total` (upstream's `GetScaledValueFromIntOrPercent`).
+pub fn scaled_value(value: &IntOrString, total: i32, round_up: bool) -> i32 {
+    match value {
+        IntOrString::Int(n) => *n,
+        IntOrString::String(text) => percent(text, total, round_up),
+    }
+}
+
+/// `text` ("25%" or a bare number) as a count of `of`.
+pub fn percent(text: &str, of: i32, round_up: bool) -> i32 {
+    let Some(number) = text.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) else {
+        return text.parse().unwrap_or(0);
+    };
+    let product = number * i64::from(of);
+    let value = if round_up {
+        (product + 99) / 100
+    } else {
+        product / 100
+    };
+    i32::try_from(value).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn selectors_render_expressions() {
+        let selector: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["a", "b"]},
+                {"key": "old", "operator": "DoesNotExist"},
+                {"key": "zone", "operator": "Exists"},
+            ],
+        }))
+        .unwrap();
+        assert_eq!(
+            selector_string(&selector),
+            "app=web,tier in (a,b),!old,zone"
+        );
+    }
+
+    #[test]
+    fn availability_waits_min_ready_seconds() {
+        let pod: Pod = serde_json::from_value(json!({
+            "status": {"conditions": [{"type": "Ready", "status": "True",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+        }))
+        .unwrap();
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert_eq!(
+            pod_available(&pod, 0, at("2026-01-01T00:00:00Z")),
+            (true, None)
+        );
+        assert_eq!(
+            pod_available(&pod, 10, at("2026-01-01T00:00:04Z")),
+            (false, Some(Duration::from_secs(6)))
+        );
+        assert_eq!(
+            pod_available(&pod, 10, at("2026-01-01T00:00:10Z")),
+            (true, None)
+        );
+        assert_eq!(
+            pod_available(&Pod::default(), 0, at("2026-01-01T00:00:00Z")),
+            (false, None)
+        );
+    }
+
+    #[test]
+    fn percentages_round_as_asked() {
+        let pct = IntOrString::String("30%".into());
+        assert_eq!(scaled_value(&pct, 5, true), 2);
+        assert_eq!(scaled_value(&pct, 5, false), 1);
+        assert_eq!(scaled_value(&IntOrString::Int(3), 5, true), 3);
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
+    Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
 };
 
 use super::quantity::milli_units;
@@ -205,17 +205,12 @@ pub fn fits(pod: &Pod, demand: &Demand, info: &NodeInfo) -> Vec<Reason> {
             reasons.push("node(s) were unschedulable".to_owned());
         }
     }
-    if !node_matches(pod, node) {
+    if !spec.is_none_or(|spec| matches_node_selection(spec, node)) {
         reasons.push("node(s) didn't match Pod's node affinity/selector".to_owned());
     }
-    let untolerated = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|taint| taint.effect == "NoSchedule" || taint.effect == "NoExecute")
-        .find(|taint| !tolerations.iter().any(|t| tolerates(t, taint)));
+    let untolerated = untolerated_taint(tolerations, node, |effect| {
+        effect == "NoSchedule" || effect == "NoExecute"
+    });
     if let Some(taint) = untolerated {
         reasons.push(format!(
             "node(s) had untolerated taint {{{}: {}}}",
@@ -256,16 +251,18 @@ pub fn fits(pod: &Pod, demand: &Demand, info: &NodeInfo) -> Vec<Reason> {
     reasons
 }
 
-/// Whether the node satisfies the pod's nodeSelector and required node affinity.
-pub fn node_matches(pod: &Pod, node: &Node) -> bool {
-    let spec = pod.spec.as_ref();
+/// Whether `node` satisfies the pod's nodeSelector and required node affinity (matchFields on
+/// `metadata.name` included).
+pub fn matches_node_selection(spec: &PodSpec, node: &Node) -> bool {
     let empty = BTreeMap::new();
     let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
     let selector_ok = spec
-        .and_then(|s| s.node_selector.as_ref())
+        .node_selector
+        .as_ref()
         .is_none_or(|selector| selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
     let affinity_ok = spec
-        .and_then(|s| s.affinity.as_ref())
+        .affinity
+        .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|a| {
             a.required_during_scheduling_ignored_during_execution
@@ -278,6 +275,21 @@ pub fn node_matches(pod: &Pod, node: &Node) -> bool {
                 .any(|term| term_matches(term, labels, node_name(node)))
         });
     selector_ok && affinity_ok
+}
+
+/// The first taint of `node` with an effect `effect_filter` accepts that no toleration tolerates.
+pub fn untolerated_taint<'a>(
+    tolerations: &[Toleration],
+    node: &'a Node,
+    effect_filter: impl Fn(&str) -> bool,
+) -> Option<&'a Taint> {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|taint| effect_filter(&taint.effect))
+        .find(|taint| !tolerations.iter().any(|t| tolerates(t, taint)))
 }
 
 /// Upstream's toleration matching.
