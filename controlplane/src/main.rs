@@ -93,6 +93,7 @@ async fn main() -> ExitCode {
                 grace_period: Duration::from_secs(cli.node_monitor_grace_period),
                 monitor_period: Duration::from_secs(cli.node_monitor_period.max(1)),
             },
+            ..Settings::default()
         },
         admission: Admission {
             not_ready_toleration_seconds: cli.default_not_ready_toleration_seconds,

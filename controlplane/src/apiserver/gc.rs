@@ -1,7 +1,9 @@
 //! Cascading deletion through ownerReferences, and namespace deletion: what kube-controller-
 //! manager's garbage collector and namespace controller do, run by the API server right after the
-//! delete request (a restart in the middle leaves dependents until they are deleted again; the
-//! full garbage-collector controller arrives with the controllers).
+//! delete request. Deletions still pending when the server stopped (terminating namespaces,
+//! owners behind the foregroundDeletion or orphan finalizer) are taken up again at start
+//! ([`resume_pending`]); dependents left behind otherwise are found by the garbage collector's
+//! sweep (controllers/garbage_collector.rs).
 
 use std::time::Duration;
 
@@ -103,6 +105,46 @@ pub async fn cascade(
                 }
             }
             remove_finalizer(server, scope, name, ORPHAN_FINALIZER).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Restarts the cascades of deletions that were pending when the server last stopped.
+pub async fn resume_pending(server: &ApiServer) -> Result<(), ApiError> {
+    for resource in RESOURCES {
+        let page = server
+            .store
+            .list(&resource.prefix(None), 0, None)
+            .await
+            .map_err(|err| ApiError::from_storage(err, &resource.qualified_name(), ""))?;
+        for item in page.items {
+            if item.object["metadata"]["deletionTimestamp"].is_null() {
+                continue;
+            }
+            let pending = finalizers(&item.object);
+            let policy = if resource.kind == "Namespace" {
+                Propagation::Background
+            } else if pending.iter().any(|f| f == FOREGROUND_FINALIZER) {
+                Propagation::Foreground
+            } else if pending.iter().any(|f| f == ORPHAN_FINALIZER) {
+                Propagation::Orphan
+            } else {
+                continue;
+            };
+            let scope = Scope {
+                resource,
+                namespace: meta::namespace(&item.object).map(str::to_owned),
+            };
+            let name = meta::name(&item.object).to_owned();
+            let uid = meta::uid(&item.object).unwrap_or_default().to_owned();
+            tracing::info!(resource = resource.plural, %name, "resuming a pending deletion");
+            let server = server.clone();
+            tokio::spawn(async move {
+                if let Err(err) = cascade(&server, &scope, &name, &uid, policy, true).await {
+                    tracing::warn!(resource = scope.resource.plural, %name, "resumed deletion failed: {err}");
+                }
+            });
         }
     }
     Ok(())

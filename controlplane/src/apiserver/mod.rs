@@ -111,7 +111,8 @@ impl ApiServer {
                 Err(err) => return Err(err),
             }
         }
-        self.bootstrap_kubernetes_service().await
+        self.bootstrap_kubernetes_service().await?;
+        gc::resume_pending(self).await
     }
 
     /// The `kubernetes` Service in `default` (first ClusterIP, port 443) and its endpoints, which

@@ -4,6 +4,7 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
+pub mod garbage_collector;
 pub mod history;
 pub mod node_lifecycle;
 pub mod replicaset;
@@ -23,6 +24,8 @@ use kube::{Client, runtime::controller::Action};
 pub struct Settings {
     /// Node health and eviction.
     pub node_lifecycle: node_lifecycle::Settings,
+    /// The garbage collector's sweep.
+    pub garbage_collector: garbage_collector::Settings,
 }
 
 /// Runs every controller until the task is dropped.
@@ -33,7 +36,8 @@ pub async fn run(client: Client, settings: Settings) {
         daemonset::run(client.clone()),
         statefulset::run(client.clone()),
         endpoints::run(client.clone()),
-        node_lifecycle::run(client, settings.node_lifecycle),
+        node_lifecycle::run(client.clone(), settings.node_lifecycle),
+        garbage_collector::run(client, settings.garbage_collector),
     );
 }
 
