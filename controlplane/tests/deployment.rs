@@ -135,3 +135,35 @@ async fn rollout_set_image_history_undo_pause() -> anyhow::Result<()> {
     kubelet.abort();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stuck_rollout_exceeds_its_progress_deadline() -> anyhow::Result<()> {
+    // No nodes: the pods can never run, so the rollout cannot advance.
+    let cluster = Cluster::start().await?;
+    let stuck = DEPLOYMENT.replace("name: web,", "name: stuck,").replace(
+        "spec:\n  replicas: 3",
+        "spec:\n  replicas: 2\n  progressDeadlineSeconds: 2",
+    );
+    cluster.kubectl_ok(&[
+        "apply",
+        "-f",
+        &cluster.write("stuck.yaml", &stuck).to_string_lossy(),
+    ]);
+    let started = std::time::Instant::now();
+    let err = cluster.kubectl_err(&["rollout", "status", "deployment/stuck", "--timeout=40s"]);
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(35),
+        "it took {:?}",
+        started.elapsed()
+    );
+    let reason = cluster.kubectl_ok(&[
+        "get",
+        "deployment",
+        "stuck",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+    ]);
+    assert_eq!(reason, "ProgressDeadlineExceeded");
+    Ok(())
+}

@@ -7,7 +7,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::{
-    api::apps::v1::{Deployment, ReplicaSet},
+    api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet},
     apimachinery::pkg::{apis::meta::v1::OwnerReference, util::intstr::IntOrString},
 };
 use kube::{
@@ -287,8 +287,43 @@ async fn reconcile(
         .map_or(0, |s| s.replicas);
     let ready_total: i32 = all.iter().map(|rs| ready(rs)).sum();
     let available = ready_total;
-    let now = crate::apiserver::meta::now();
+    let now = jiff::Timestamp::now();
     let complete = updated == desired && status_replicas == desired && available == desired;
+    let current = deployment.status.clone().unwrap_or_default();
+    let conditions = current.conditions.clone().unwrap_or_default();
+    let find = |kind: &str| conditions.iter().find(|c| c.type_ == kind);
+    let rs_name = format!("{name}-{hash}");
+    let progress = Progress {
+        complete,
+        paused,
+        // Upstream's DeploymentProgressing: more updated, ready or available replicas, or fewer
+        // old ones, than the last status said.
+        advanced: updated > current.updated_replicas.unwrap_or(0)
+            || ready_total > current.ready_replicas.unwrap_or(0)
+            || available > current.available_replicas.unwrap_or(0)
+            || status_replicas - updated
+                < current.replicas.unwrap_or(0) - current.updated_replicas.unwrap_or(0),
+        deadline: spec.progress_deadline_seconds,
+    };
+    let (progressing, wake) = progressing_condition(find("Progressing"), &progress, &rs_name, now);
+    let available_status = if available >= desired - unavailable {
+        "True"
+    } else {
+        "False"
+    };
+    let available_condition = condition(
+        find("Available"),
+        "Available",
+        available_status,
+        if available >= desired {
+            "MinimumReplicasAvailable"
+        } else {
+            "MinimumReplicasUnavailable"
+        },
+        &format!("{available} of {desired} replicas available"),
+        now,
+        false,
+    );
     let status = json!({"status": {
         "observedGeneration": deployment.metadata.generation,
         "replicas": status_replicas,
@@ -296,29 +331,190 @@ async fn reconcile(
         "readyReplicas": ready_total,
         "availableReplicas": available,
         "unavailableReplicas": (desired - available).max(0),
-        "conditions": [
-            {"type": "Available", "status": if available >= desired - unavailable { "True" } else { "False" },
-             "reason": if available >= desired { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-             "message": format!("{available} of {desired} replicas available"),
-             "lastUpdateTime": now, "lastTransitionTime": now},
-            {"type": "Progressing", "status": "True",
-             "reason": if complete { "NewReplicaSetAvailable" } else if paused { "DeploymentPaused" } else { "ReplicaSetUpdated" },
-             "message": format!("ReplicaSet \"{name}-{hash}\" is progressing."),
-             "lastUpdateTime": now, "lastTransitionTime": now},
-        ],
+        "conditions": [available_condition, progressing],
     }});
-    let current = deployment.status.clone().unwrap_or_default();
     let unchanged = current.observed_generation == deployment.metadata.generation
         && current.replicas == Some(status_replicas)
         && current.updated_replicas == Some(updated)
-        && current.ready_replicas.unwrap_or(0) == ready_total;
+        && current.ready_replicas.unwrap_or(0) == ready_total
+        && same_conditions(&conditions, &status["status"]["conditions"]);
     if !unchanged {
         let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
             .await
             .map_err(fail)?;
     }
-    Ok(Action::requeue(Duration::from_secs(30)))
+    Ok(Action::requeue(
+        wake.unwrap_or(Duration::from_secs(30))
+            .min(Duration::from_secs(30)),
+    ))
+}
+
+/// What the rollout's Progressing condition is decided from.
+struct Progress {
+    complete: bool,
+    paused: bool,
+    advanced: bool,
+    deadline: Option<i32>,
+}
+
+/// A condition as JSON, keeping lastTransitionTime (and, unless `touched`, lastUpdateTime) from
+/// `previous` while its status stays the same.
+fn condition(
+    previous: Option<&DeploymentCondition>,
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+    touched: bool,
+) -> serde_json::Value {
+    let now_text = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let same = previous.filter(|p| p.status == status);
+    let time = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        t.map_or(now_text.clone(), |t| {
+            t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+        })
+    };
+    let transition = same.map_or(now_text.clone(), |p| time(p.last_transition_time.as_ref()));
+    let same_reason = same.filter(|p| p.reason.as_deref() == Some(reason) && !touched);
+    let update = same_reason.map_or(now_text.clone(), |p| time(p.last_update_time.as_ref()));
+    json!({"type": kind, "status": status, "reason": reason, "message": message,
+           "lastUpdateTime": update, "lastTransitionTime": transition})
+}
+
+/// Upstream's Progressing condition: True while the rollout advances (or is complete), Unknown
+/// while paused, False with ProgressDeadlineExceeded once it has not advanced for
+/// progressDeadlineSeconds. Also returns when the deadline would pass, to look again then.
+fn progressing_condition(
+    previous: Option<&DeploymentCondition>,
+    progress: &Progress,
+    rs_name: &str,
+    now: jiff::Timestamp,
+) -> (serde_json::Value, Option<Duration>) {
+    if progress.paused {
+        let c = condition(
+            previous,
+            "Progressing",
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused",
+            now,
+            false,
+        );
+        return (c, None);
+    }
+    if progress.complete {
+        let message = format!("ReplicaSet \"{rs_name}\" has successfully progressed.");
+        let c = condition(
+            previous,
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            &message,
+            now,
+            false,
+        );
+        return (c, None);
+    }
+    let progressing_message = format!("ReplicaSet \"{rs_name}\" is progressing.");
+    let was_timed_out =
+        previous.is_some_and(|p| p.reason.as_deref() == Some("ProgressDeadlineExceeded"));
+    let resumed = previous.is_some_and(|p| p.reason.as_deref() == Some("DeploymentPaused"));
+    if progress.advanced
+        || previous.is_none()
+        || resumed
+        || previous.is_some_and(|p| p.reason.as_deref() == Some("NewReplicaSetAvailable"))
+    {
+        let c = condition(
+            previous,
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            &progressing_message,
+            now,
+            true,
+        );
+        return (
+            c,
+            progress
+                .deadline
+                .map(|d| Duration::from_secs(u64::from(d.unsigned_abs()))),
+        );
+    }
+    if was_timed_out {
+        let message = format!("ReplicaSet \"{rs_name}\" has timed out progressing.");
+        return (
+            condition(
+                previous,
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                &message,
+                now,
+                false,
+            ),
+            None,
+        );
+    }
+    let last = previous
+        .and_then(|p| p.last_update_time.as_ref())
+        .map_or(now, |t| t.0);
+    let Some(deadline) = progress.deadline else {
+        return (
+            condition(
+                previous,
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                &progressing_message,
+                now,
+                false,
+            ),
+            None,
+        );
+    };
+    let elapsed = now.duration_since(last).as_secs();
+    let allowed = i64::from(deadline);
+    if elapsed >= allowed {
+        let message = format!("ReplicaSet \"{rs_name}\" has timed out progressing.");
+        (
+            condition(
+                previous,
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                &message,
+                now,
+                false,
+            ),
+            None,
+        )
+    } else {
+        let c = condition(
+            previous,
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            &progressing_message,
+            now,
+            false,
+        );
+        (
+            c,
+            Some(Duration::from_secs((allowed - elapsed).unsigned_abs())),
+        )
+    }
+}
+
+/// Whether the stored conditions say what `wanted` (JSON) says, timestamps included.
+fn same_conditions(stored: &[DeploymentCondition], wanted: &serde_json::Value) -> bool {
+    serde_json::to_value(stored).is_ok_and(|stored| {
+        let strip = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+            v.as_array().cloned().unwrap_or_default()
+        };
+        strip(&stored) == strip(wanted)
+    })
 }
 
 #[cfg(test)]
@@ -337,6 +533,49 @@ mod tests {
             surge_and_unavailable(4, Some(&IntOrString::Int(0)), Some(&IntOrString::Int(0))),
             (0, 1)
         );
+    }
+
+    #[test]
+    fn progress_deadline_turns_progressing_false() {
+        let now: jiff::Timestamp = "2026-11-23T10:00:10Z".parse().unwrap();
+        let previous: DeploymentCondition = serde_json::from_value(json!({
+            "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+            "lastUpdateTime": "2026-11-23T10:00:00Z", "lastTransitionTime": "2026-11-23T10:00:00Z",
+        }))
+        .unwrap();
+        let stalled = Progress {
+            complete: false,
+            paused: false,
+            advanced: false,
+            deadline: Some(5),
+        };
+        let (c, wake) = progressing_condition(Some(&previous), &stalled, "web-1", now);
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some("False"), Some("ProgressDeadlineExceeded"))
+        );
+        assert_eq!(wake, None);
+        let patient = Progress {
+            deadline: Some(60),
+            ..stalled
+        };
+        let (c, wake) = progressing_condition(Some(&previous), &patient, "web-1", now);
+        assert_eq!(c["reason"], "ReplicaSetUpdated");
+        assert_eq!(c["lastUpdateTime"], "2026-11-23T10:00:00Z");
+        assert_eq!(wake, Some(Duration::from_secs(50)));
+        let advanced = Progress {
+            advanced: true,
+            ..patient
+        };
+        let (c, _) = progressing_condition(Some(&previous), &advanced, "web-1", now);
+        assert_eq!(c["lastUpdateTime"], "2026-11-23T10:00:10Z");
+        assert_eq!(c["lastTransitionTime"], "2026-11-23T10:00:00Z");
+        let paused = Progress {
+            paused: true,
+            ..advanced
+        };
+        let (c, _) = progressing_condition(Some(&previous), &paused, "web-1", now);
+        assert_eq!(c["status"], "Unknown");
     }
 
     #[test]
