@@ -47,6 +47,8 @@ pub struct Config {
     pub controllers: crate::controllers::Settings,
     /// Admission settings (default toleration of not-ready/unreachable nodes).
     pub admission: crate::apiserver::admission::Admission,
+    /// How often IPAM pools are checked against the objects holding their items.
+    pub ipam_repair_period: Duration,
 }
 
 impl Config {
@@ -74,6 +76,7 @@ impl Config {
             scheduler: true,
             controllers: crate::controllers::Settings::default(),
             admission: crate::apiserver::admission::Admission::default(),
+            ipam_repair_period: Duration::from_secs(60),
         }
     }
 }
@@ -118,6 +121,7 @@ pub struct ControlPlane {
     /// The client port of the embedded etcd (0 with external etcd).
     pub etcd_client_port: u16,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    repair: tokio::task::JoinHandle<()>,
     etcd: Option<tokio::task::JoinHandle<()>>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
 }
@@ -189,6 +193,10 @@ impl ControlPlane {
             .await
             .map_err(|err| RunError::Bootstrap(err.to_string()))?;
         let tls = pki.server_config()?;
+        let repair = tokio::spawn(
+            api.clone()
+                .repair_allocations_forever(config.ipam_repair_period),
+        );
         let server = tokio::spawn(api.serve(listener, tls));
         let scheduler = if config.scheduler {
             let kubeconfig =
@@ -221,6 +229,7 @@ impl ControlPlane {
                 0
             },
             server,
+            repair,
             etcd,
             scheduler,
         })
@@ -240,6 +249,7 @@ impl ControlPlane {
             scheduler.abort();
         }
         self.server.abort();
+        self.repair.abort();
         if let Some(etcd) = self.etcd {
             etcd.abort();
             let _ = etcd.await;

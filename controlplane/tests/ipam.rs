@@ -245,3 +245,75 @@ async fn allocations_survive_a_restart() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaked_and_lost_allocations_are_repaired() -> anyhow::Result<()> {
+    use flotilla_controlplane::{
+        ipam::{Cidr, Pool, ranges::ServiceIps},
+        storage::Store,
+    };
+    let cluster = Cluster::start_with(|config| {
+        config.ipam_repair_period = Duration::from_millis(300);
+    })
+    .await?;
+    let store = Store::connect(
+        &[format!(
+            "http://127.0.0.1:{}",
+            cluster.control_plane.etcd_client_port
+        )],
+        Duration::from_secs(10),
+    )
+    .await?;
+    let pool = Pool::new(
+        store,
+        "serviceips",
+        ServiceIps(Cidr {
+            network: std::net::Ipv4Addr::new(10, 96, 0, 0),
+            prefix: 12,
+        }),
+    );
+    let services: Api<Service> = Api::namespaced(cluster.client().await?, "default");
+    services
+        .create(
+            &PostParams::default(),
+            &service(
+                "held",
+                serde_json::json!({"clusterIP": "10.96.0.150", "ports": ports()}),
+            ),
+        )
+        .await?;
+    // A crash after allocating but before storing the object, and one after deleting an object
+    // but before releasing its IP, look like these two keys.
+    pool.allocate("10.96.0.200", "default/ghost").await?;
+    pool.release("10.96.0.150").await?;
+    let mut repaired = false;
+    for _ in 0..50 {
+        let allocations = pool.allocations().await?;
+        let leaked = allocations.iter().any(|(item, _)| item == "10.96.0.200");
+        let recorded = allocations
+            .iter()
+            .any(|(item, owner)| item == "10.96.0.150" && owner == "default/held");
+        if !leaked && recorded {
+            repaired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        repaired,
+        "the pool still differs from the objects: {:?}",
+        pool.allocations().await?
+    );
+    let err = services
+        .create(
+            &PostParams::default(),
+            &service(
+                "thief",
+                serde_json::json!({"clusterIP": "10.96.0.150", "ports": ports()}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).0, 422, "{err}");
+    Ok(())
+}

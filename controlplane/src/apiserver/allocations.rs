@@ -28,8 +28,33 @@ pub struct Ipam {
     pub pod_cidrs: Pool<Subnets>,
 }
 
+impl Ipam {
+    /// Returns `item` to the pool of `kind`.
+    pub async fn release_item(&self, kind: PoolKind, item: &str) -> Result<(), IpamError> {
+        match kind {
+            PoolKind::ServiceIp => self.service_ips.release(item).await,
+            PoolKind::NodePort => self.node_ports.release(item).await,
+            PoolKind::PodCidr => self.pod_cidrs.release(item).await,
+        }
+    }
+
+    /// Allocates exactly `item` from the pool of `kind` for `owner`.
+    pub async fn allocate_item(
+        &self,
+        kind: PoolKind,
+        item: &str,
+        owner: &str,
+    ) -> Result<(), IpamError> {
+        match kind {
+            PoolKind::ServiceIp => self.service_ips.allocate(item, owner).await,
+            PoolKind::NodePort => self.node_ports.allocate(item, owner).await,
+            PoolKind::PodCidr => self.pod_cidrs.allocate(item, owner).await,
+        }
+    }
+}
+
 /// Which pool an allocation came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PoolKind {
     /// Service ClusterIPs.
     ServiceIp,
@@ -79,12 +104,7 @@ impl ApiServer {
         };
         tokio::spawn(async move {
             for (kind, item) in allocations {
-                let result = match kind {
-                    PoolKind::ServiceIp => ipam.service_ips.release(&item).await,
-                    PoolKind::NodePort => ipam.node_ports.release(&item).await,
-                    PoolKind::PodCidr => ipam.pod_cidrs.release(&item).await,
-                };
-                if let Err(err) = result {
+                if let Err(err) = ipam.release_item(kind, &item).await {
                     tracing::warn!(%item, "releasing an allocation failed: {err}");
                 }
             }
@@ -122,7 +142,7 @@ impl ApiServer {
 }
 
 /// What an object holds, by pool.
-fn held(resource: &Resource, object: &Value) -> Allocations {
+pub(crate) fn held(resource: &Resource, object: &Value) -> Allocations {
     let mut items = Vec::new();
     match (resource.group, resource.kind) {
         ("", "Service") => {
@@ -160,7 +180,8 @@ fn invalid(kind: &str, object: &Value, field: &str, value: &str, why: String) ->
     )
 }
 
-fn owner(object: &Value) -> String {
+/// How allocations name their owner: `namespace/name`.
+pub(crate) fn owner(object: &Value) -> String {
     format!(
         "{}/{}",
         object["metadata"]["namespace"].as_str().unwrap_or_default(),

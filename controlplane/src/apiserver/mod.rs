@@ -7,6 +7,7 @@ pub mod allocations;
 pub mod discovery;
 pub mod gc;
 pub mod handlers;
+pub mod ipam_repair;
 pub mod logs;
 pub mod meta;
 pub mod openapi;

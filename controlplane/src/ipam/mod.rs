@@ -125,6 +125,21 @@ impl<R: ranges::Range> Pool<R> {
         })
     }
 
+    /// Every allocation of the pool: (item, owner).
+    pub async fn allocations(&self) -> Result<Vec<(String, String)>, IpamError> {
+        let prefix = format!("/registry/ipam/{}/", self.name);
+        let page = self.store.list(&prefix, 0, None).await?;
+        Ok(page
+            .items
+            .into_iter()
+            .map(|stored| {
+                let field =
+                    |name: &str| stored.object[name].as_str().unwrap_or_default().to_owned();
+                (field("item"), field("owner"))
+            })
+            .collect())
+    }
+
     /// Releases `item` (releasing a free item is not an error).
     pub async fn release(&self, item: &str) -> Result<(), IpamError> {
         match self.store.delete(&self.key(item), None).await {
