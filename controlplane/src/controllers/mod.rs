@@ -1,21 +1,26 @@
 //! Workload controllers, each a kube-runtime `Controller` against our own API server:
 //! level-triggered reconcilers that read the current state and converge on the spec.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
+pub mod job;
 pub mod replicaset;
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
-use kube::{Client, runtime::controller::Action};
+use kube::{Api, Client, Resource, api::PostParams, runtime::controller::Action};
+use serde_json::json;
 
 /// Runs every controller until the task is dropped.
 pub async fn run(client: Client) {
     tokio::join!(
         replicaset::run(client.clone()),
         deployment::run(client.clone()),
+        job::run(client.clone()),
+        cronjob::run(client.clone()),
         endpoints::run(client)
     );
 }
@@ -83,4 +88,41 @@ pub fn pod_ready(pod: &Pod) -> bool {
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
         })
+}
+
+/// Records an Event about `object` from the controller `component`, like upstream's event
+/// recorder; failures are only logged, as an Event is never worth failing a reconcile for.
+pub async fn record_event<K: Resource<DynamicType = ()>>(
+    client: &Client,
+    object: &K,
+    component: &str,
+    (type_, reason, message): (&str, &str, &str),
+) {
+    let meta = object.meta();
+    let name = meta.name.clone().unwrap_or_default();
+    let namespace = meta
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
+    let now = crate::apiserver::meta::now();
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": K::api_version(&()), "kind": K::kind(&()), "name": name,
+            "namespace": namespace, "uid": meta.uid, "resourceVersion": meta.resource_version,
+        },
+        "type": type_, "reason": reason, "message": message,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    let Ok(event) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(event) else {
+        return;
+    };
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), &namespace);
+    if let Err(err) = events.create(&PostParams::default(), &event).await {
+        tracing::debug!("recording event {reason} about {name} failed: {err}");
+    }
 }
