@@ -374,23 +374,39 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
         }
     };
 
-    let jobs: Vec<Job> = jobs_api
+    let listed = jobs_api
         .list(&ListParams::default())
         .await
         .map_err(fail)?
-        .items
-        .into_iter()
-        .filter(|job| {
-            job.owner_references()
-                .iter()
-                .any(|o| o.uid == uid && o.controller == Some(true))
-        })
-        .collect();
+        .items;
+    let owned = |job: &&Job| {
+        job.owner_references()
+            .iter()
+            .any(|o| o.uid == uid && o.controller == Some(true))
+    };
+    let jobs: Vec<Job> = listed.iter().filter(owned).cloned().collect();
 
-    // Active: the unfinished Jobs we own. (Upstream only warns about an owned unfinished Job
-    // missing from the list; counting it keeps Forbid honest after a crash between creating a
-    // Job and recording it.)
+    // Active: the Jobs the status lists, while they exist and run. Like upstream, an unfinished
+    // Job we own but never recorded (made by hand, say) is reported, not adopted.
     let mut active: BTreeMap<String, ObjectReference> = BTreeMap::new();
+    for reference in status.active.iter().flatten() {
+        let job = listed.iter().find(|j| j.metadata.uid == reference.uid);
+        match job {
+            Some(job) if finished(job).is_none() => {
+                active.insert(job.name_any(), reference.clone());
+            }
+            Some(_) => {}
+            None => {
+                let name = reference.name.clone().unwrap_or_default();
+                event(
+                    "Normal",
+                    "MissingJob",
+                    format!("Active job went missing: {name}"),
+                )
+                .await;
+            }
+        }
+    }
     let mut last_successful = status.last_successful_time.as_ref().map(|t| t.0);
     let was_active = |job: &Job| {
         status
@@ -401,9 +417,18 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
     };
     for job in &jobs {
         match finished(job) {
-            None => {
-                active.insert(job.name_any(), reference(job));
+            None if !was_active(job) => {
+                event(
+                    "Warning",
+                    "UnexpectedJob",
+                    format!(
+                        "Saw a job that the controller did not create or forgot: {}",
+                        job.name_any()
+                    ),
+                )
+                .await;
             }
+            None => {}
             Some(outcome) => {
                 if was_active(job) {
                     event(
@@ -547,7 +572,9 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
     if !unchanged {
         let as_text =
             |t: Option<Timestamp>| t.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
-        let patch = json!({"status": {
+        // The resourceVersion makes a write from a stale view fail (and be retried) rather
+        // than undo a newer status.
+        let patch = json!({"metadata": {"resourceVersion": cron_job.resource_version()}, "status": {
             "active": if active.is_empty() { Value::Null } else { json!(active) },
             "lastScheduleTime": as_text(last_scheduled),
             "lastSuccessfulTime": as_text(last_successful),
@@ -595,8 +622,15 @@ async fn run_scheduled(
         .as_ref()
         .and_then(|s| s.last_schedule_time.as_ref())
         .is_some_and(|t| t.0 == scheduled);
-    if already || jobs.iter().any(|j| j.name_any() == job_name) {
+    if already {
         return Ok(None);
+    }
+    if let Some(existing) = jobs.iter().find(|j| j.name_any() == job_name) {
+        // Created before its status was written (a conflict or a crash): it ran.
+        if finished(existing).is_none() {
+            active.insert(job_name, reference(existing));
+        }
+        return Ok(Some(false));
     }
     match spec.concurrency_policy.as_deref() {
         Some("Forbid") if !active.is_empty() => {

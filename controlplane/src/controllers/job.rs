@@ -548,7 +548,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Reconcile
         jobs.patch_status(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(&json!({ "status": status })),
+            // A write from a stale view of the Job fails (and is retried) instead of undoing
+            // a newer status.
+            &Patch::Merge(&json!({
+                "metadata": {"resourceVersion": job.resource_version()},
+                "status": status,
+            })),
         )
         .await
         .map_err(fail)?;
