@@ -275,7 +275,7 @@ async fn the_active_deadline_fails_the_job_and_stops_its_pods() -> anyhow::Resul
         "job.yaml",
         &job_yaml(
             "slow",
-            "  activeDeadlineSeconds: 2\n  parallelism: 2\n  completions: 4\n",
+            "  activeDeadlineSeconds: 2\n  parallelism: 2\n  completions: 4\n  ttlSecondsAfterFinished: 1\n",
         ),
     );
     let client = cluster.client().await?;
@@ -308,6 +308,13 @@ async fn the_active_deadline_fails_the_job_and_stops_its_pods() -> anyhow::Resul
         all.iter().all(|p| p.metadata.deletion_timestamp.is_some()),
         "the Job's pods are being deleted"
     );
+    // ttlSecondsAfterFinished: the finished Job goes a second later.
+    eventually(
+        "the Job's time to live",
+        Duration::from_secs(10),
+        || async { matches!(jobs.get_opt("slow").await, Ok(None)).then_some(()) },
+    )
+    .await;
     Ok(())
 }
 
@@ -506,6 +513,18 @@ async fn history_limits_prune_finished_jobs() -> anyhow::Result<()> {
             "  successfulJobsHistoryLimit: 1\n  failedJobsHistoryLimit: 1\n",
         ),
     );
+    // The schedule is checked on the way in, with upstream's message.
+    let err = cluster.kubectl_err(&[
+        "apply",
+        "-f",
+        &cluster
+            .write("bad.yaml", &cron_yaml("bad", "61 * * * *", ""))
+            .to_string_lossy(),
+    ]);
+    assert!(
+        err.contains("spec.schedule: Invalid value: \"61 * * * *\""),
+        "{err}"
+    );
     let client = cluster.client().await?;
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), "default");
     let jobs: Api<Job> = Api::namespaced(client, "default");
@@ -582,5 +601,62 @@ async fn history_limits_prune_finished_jobs() -> anyhow::Result<()> {
         status.active.unwrap_or_default().is_empty(),
         "finished Jobs are not active"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_suspended_job_starts_when_resumed() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    apply(&cluster, "nodes.yaml", NODES);
+    apply(
+        &cluster,
+        "job.yaml",
+        &job_yaml(
+            "later",
+            "  suspend: true\n  parallelism: 2\n  completions: 2\n",
+        ),
+    );
+    let client = cluster.client().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client, "default");
+    let uid = jobs.get("later").await?.uid().unwrap();
+    let job = eventually(
+        "the Suspended condition",
+        Duration::from_secs(10),
+        || async {
+            let job = jobs.get("later").await.unwrap();
+            condition(&job, "Suspended").is_some().then_some(job)
+        },
+    )
+    .await;
+    assert_eq!(
+        condition(&job, "Suspended"),
+        Some(("True".into(), "JobSuspended".into()))
+    );
+    assert!(job.status.as_ref().unwrap().start_time.is_none());
+    assert!(
+        pods_of(&pods, &uid).await.is_empty(),
+        "no pods while suspended"
+    );
+    let table = cluster.kubectl_ok(&["get", "job", "later"]);
+    assert!(table.contains("Suspended"), "{table}");
+
+    cluster.kubectl_ok(&[
+        "patch",
+        "job",
+        "later",
+        "-p",
+        "{\"spec\":{\"suspend\":false}}",
+    ]);
+    eventually("pods after resuming", Duration::from_secs(10), || async {
+        (running(&pods_of(&pods, &uid).await).len() == 2).then_some(())
+    })
+    .await;
+    let job = eventually("the resumed status", Duration::from_secs(10), || async {
+        let job = jobs.get("later").await.unwrap();
+        (condition(&job, "Suspended").map(|c| c.0) == Some("False".into())).then_some(job)
+    })
+    .await;
+    assert!(job.status.as_ref().unwrap().start_time.is_some());
     Ok(())
 }

@@ -27,7 +27,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use super::{Context, ReconcileError, drive, record_event, retry_later};
+use super::{Context, ReconcileError, drive, record_event, requeue_within, retry_later};
 
 /// The annotation on a created Job saying which schedule time it is for (RFC 3339).
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -585,7 +585,7 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
             .await
             .map_err(fail)?;
     }
-    Ok(wake.map_or_else(Action::await_change, Action::requeue))
+    Ok(wake.map_or_else(Action::await_change, requeue_within))
 }
 
 /// Deletes a Job and its pods; false if it was already gone.

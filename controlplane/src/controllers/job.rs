@@ -32,7 +32,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use super::{Context, ReconcileError, drive, pod_ready, record_event, retry_later};
+use super::{Context, ReconcileError, drive, pod_ready, record_event, requeue_within, retry_later};
 
 /// The name our Events give as their source, upstream's.
 const COMPONENT: &str = "job-controller";
@@ -500,7 +500,6 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Reconcile
         controller: Some(true),
         block_owner_deletion: Some(true),
     };
-    let mut created = 0;
     for _ in 0..plan.create {
         let mut metadata = spec.template.metadata.clone().unwrap_or_default();
         metadata.generate_name = Some(format!("{name}-"));
@@ -512,14 +511,11 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Reconcile
             spec: spec.template.spec.clone(),
             status: None,
         };
-        pods_api
+        let created = pods_api
             .create(&PostParams::default(), &pod)
             .await
             .map_err(fail)?;
-        created += 1;
-    }
-    if created > 0 {
-        let message = format!("Created {created} pod(s)");
+        let message = format!("Created pod: {}", created.name_any());
         record_event(
             &ctx.client,
             job.as_ref(),
@@ -569,7 +565,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Reconcile
     }
     Ok(plan.requeue.map_or_else(Action::await_change, |after| {
         // A little late rather than early, so the deadline has passed when we look.
-        Action::requeue(after + Duration::from_millis(100))
+        requeue_within(after + Duration::from_millis(100))
     }))
 }
 

@@ -64,6 +64,16 @@ pub fn retry_later<K>(_object: Arc<K>, err: &ReconcileError, _ctx: Arc<Context>)
     Action::requeue(Duration::from_secs(5))
 }
 
+/// The longest a reconcile is put off. kube-runtime's scheduler panics on delays past about
+/// two years (a leap-day schedule, a huge ttlSecondsAfterFinished), and waking early only
+/// costs a reconcile that finds nothing due.
+pub const MAX_REQUEUE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Reconcile again after `after`, at most [`MAX_REQUEUE`] from now.
+pub fn requeue_within(after: Duration) -> Action {
+    Action::requeue(after.min(MAX_REQUEUE))
+}
+
 /// Drives a controller's result stream, logging failed reconciles (they are retried).
 pub async fn drive<T: Debug, E: std::fmt::Display>(
     name: &str,
