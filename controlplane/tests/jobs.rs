@@ -660,3 +660,61 @@ async fn a_suspended_job_starts_when_resumed() -> anyhow::Result<()> {
     assert!(job.status.as_ref().unwrap().start_time.is_some());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_indexed_job_runs_one_pod_per_index() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    apply(&cluster, "nodes.yaml", NODES);
+    apply(
+        &cluster,
+        "job.yaml",
+        &job_yaml(
+            "shards",
+            "  completionMode: Indexed\n  completions: 3\n  parallelism: 3\n",
+        ),
+    );
+    let client = cluster.client().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client, "default");
+    let uid = jobs.get("shards").await?.uid().unwrap();
+    let started = eventually("three pods", Duration::from_secs(10), || async {
+        let all = pods_of(&pods, &uid).await;
+        (running(&all).len() == 3).then_some(all)
+    })
+    .await;
+    let mut indexes: Vec<(String, String)> = started
+        .iter()
+        .map(|p| {
+            (
+                p.annotations()["batch.kubernetes.io/job-completion-index"].clone(),
+                p.spec
+                    .as_ref()
+                    .unwrap()
+                    .hostname
+                    .clone()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    indexes.sort();
+    assert_eq!(
+        indexes,
+        [
+            ("0".into(), "shards-0".into()),
+            ("1".into(), "shards-1".into()),
+            ("2".into(), "shards-2".into())
+        ]
+    );
+    for pod in &started {
+        finish(&pods, &pod.name_any(), 0).await;
+    }
+    let job = eventually("the Job to complete", Duration::from_secs(10), || async {
+        let job = jobs.get("shards").await.unwrap();
+        condition(&job, "Complete").is_some().then_some(job)
+    })
+    .await;
+    let status = job.status.unwrap();
+    assert_eq!(status.completed_indexes.as_deref(), Some("0-2"));
+    assert_eq!(status.succeeded, Some(3));
+    Ok(())
+}

@@ -98,8 +98,8 @@ pub(crate) fn up(args: &UpArgs) -> anyhow::Result<()> {
     bail!(
         "the control plane runs, but the {} worker nodes cannot join yet: the node agent's pod \
          lifecycle on containerd (issue 4) and the CNI plugin with the VXLAN overlay (issue 5) \
-         are not implemented, and of the workload controllers only ReplicaSet and Deployment \
-         exist (issue 3). You can store and watch any supported object with kubectl, and \
+         are not implemented, and of the workload controllers only ReplicaSet, Deployment, \
+         Job and CronJob exist (issue 3). You can store and watch any supported object with kubectl, and \
          Deployment pods get created and scheduled to nodes you create by hand, but no pod will \
          run. `cargo xtask down` \
          stops everything",

@@ -11,18 +11,21 @@
 //! - A pod deleted while running (by someone else) is replaced but not counted as failed.
 //! - `Complete`/`Failed` are set together with `SuccessCriteriaMet`/`FailureTarget`, without
 //!   waiting for the pods being deleted to terminate.
-//! - `completionMode: Indexed`, `podFailurePolicy`, `successPolicy` and `backoffLimitPerIndex`
-//!   are not acted on: such Jobs run as NonIndexed ones.
+//! - `podFailurePolicy`, `successPolicy` and `backoffLimitPerIndex` are not acted on.
+//!
+//! `completionMode: Indexed` Jobs run one pod per index in `0..completions` (annotation and
+//! label `batch.kubernetes.io/job-completion-index`, env `JOB_COMPLETION_INDEX`, hostname
+//! `<job>-<index>`) and report `completedIndexes`.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::{
     api::{
         batch::v1::{Job, JobCondition},
-        core::v1::Pod,
+        core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec},
     },
-    apimachinery::pkg::apis::meta::v1::OwnerReference,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{
     Api, Client, ResourceExt as _,
@@ -36,6 +39,8 @@ use super::{Context, ReconcileError, drive, pod_ready, record_event, requeue_wit
 
 /// The name our Events give as their source, upstream's.
 const COMPONENT: &str = "job-controller";
+/// The annotation and label carrying an Indexed Job pod's completion index.
+pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 /// Upstream's burst limit: at most this many pods created or deleted per reconcile.
 const BURST: usize = 500;
 /// Upstream's pod-failure backoff: 10 s, doubled per failure since the last success, at most 6 min.
@@ -54,8 +59,8 @@ pub async fn run(client: Client) {
 /// Job's time to live is over, and when to look again.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
-    /// How many pods to create from the template.
-    pub create: usize,
+    /// Pods to create from the template, each with its completion index (Indexed Jobs only).
+    pub create: Vec<Option<i64>>,
     /// Names of pods to delete.
     pub delete: Vec<String>,
     /// The status to write (a full JobStatus), if it differs from the current one.
@@ -192,6 +197,27 @@ pub fn backoff(failures: u32) -> Duration {
     BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_MAX)
 }
 
+/// Indexes as upstream writes `completedIndexes`: ascending, runs as ranges (`0-2,4`).
+pub fn index_ranges(indexes: &BTreeSet<i64>) -> String {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &i in indexes {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == i => *end = i,
+            _ => runs.push((i, i)),
+        }
+    }
+    runs.iter()
+        .map(|(start, end)| {
+            if start == end {
+                start.to_string()
+            } else {
+                format!("{start}-{end}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Decides what to do about `job` given its pods at `now`.
 pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
     let mut plan = Plan::default();
@@ -247,9 +273,36 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
         .as_ref()
         .and_then(|s| s.restart_policy.as_deref())
         == Some("OnFailure");
-    let succeeded = census.succeeded.len() as i64;
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let index_of = |pod: &Pod| -> Option<i64> {
+        let index: i64 = pod.annotations().get(COMPLETION_INDEX)?.parse().ok()?;
+        (0..completions.unwrap_or(0))
+            .contains(&index)
+            .then_some(index)
+    };
+    let succeeded_indexes: BTreeSet<i64> = if indexed {
+        census
+            .succeeded
+            .iter()
+            .filter_map(|p| index_of(p))
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    // An Indexed Job needs one running pod per index not yet done; others are redundant.
+    let mut active_indexes = BTreeSet::new();
+    let (needed, redundant): (Vec<&Pod>, Vec<&Pod>) = census.active.iter().partition(|pod| {
+        !indexed
+            || index_of(pod)
+                .is_some_and(|i| !succeeded_indexes.contains(&i) && active_indexes.insert(i))
+    });
+    let succeeded = if indexed {
+        succeeded_indexes.len() as i64
+    } else {
+        census.succeeded.len() as i64
+    };
     let failed = census.failed.len() as i64;
-    let active = census.active.len() as i64;
+    let active = needed.len() as i64;
     let mut start_time = current.start_time.as_ref().map(|t| t.0);
     let mut completion_time = None;
     let mut new_active = active;
@@ -332,7 +385,7 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
     if let Some((reason, message)) = failure {
         delete_all(&mut plan);
         // Pods stopped for the failure count as failed, as upstream counts them.
-        reported_failed += active;
+        reported_failed += census.active.len() as i64;
         new_active = 0;
         set_condition(
             &mut conditions,
@@ -398,19 +451,32 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
             match next_try {
                 Some(at) if at > now => plan.requeue = Some(until(now, at)),
                 _ => {
-                    plan.create = usize::try_from(want - occupied).unwrap_or(0).min(BURST);
-                    new_active = active + plan.create as i64;
+                    let count = usize::try_from(want - occupied).unwrap_or(0).min(BURST);
+                    plan.create = if indexed {
+                        (0..completions.unwrap_or(0))
+                            .filter(|i| {
+                                !succeeded_indexes.contains(i) && !active_indexes.contains(i)
+                            })
+                            .take(count)
+                            .map(Some)
+                            .collect()
+                    } else {
+                        vec![None; count]
+                    };
+                    new_active = active + plan.create.len() as i64;
                 }
             }
         } else if active > want {
             let excess = usize::try_from(active - want).unwrap_or(0);
-            plan.delete = super::replicaset::deletion_order(census.active.clone())
+            plan.delete = super::replicaset::deletion_order(needed.clone())
                 .into_iter()
                 .take(excess.min(BURST))
                 .map(|p| p.name_any())
                 .collect();
             new_active = active - plan.delete.len() as i64;
         }
+        plan.delete
+            .extend(redundant.iter().take(BURST).map(|p| p.name_any()));
         if let Some(deadline) = deadline {
             let wake = until(now, deadline);
             plan.requeue = Some(plan.requeue.map_or(wake, |r| r.min(wake)));
@@ -432,6 +498,7 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
         "conditions": conditions,
         "startTime": start_time.map(rfc3339),
         "completionTime": completion_time.map(rfc3339),
+        "completedIndexes": indexed.then(|| index_ranges(&succeeded_indexes)).filter(|r| !r.is_empty()),
     });
     if let Some(map) = status.as_object_mut() {
         map.retain(|_, v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
@@ -445,6 +512,7 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
         "conditions": current.conditions.iter().flatten().filter_map(|c| serde_json::to_value(c).ok()).collect::<Vec<_>>(),
         "startTime": current.start_time.map(|t| rfc3339(t.0)),
         "completionTime": current.completion_time.map(|t| rfc3339(t.0)),
+        "completedIndexes": current.completed_indexes.filter(|r| !r.is_empty()),
     });
     let mut as_is = as_is;
     if let Some(map) = as_is.as_object_mut() {
@@ -454,6 +522,38 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
         plan.status = Some(status);
     }
     plan
+}
+
+/// What upstream gives an Indexed Job's pod: its index in an annotation, a label and the
+/// `JOB_COMPLETION_INDEX` environment variable, and the hostname `<job>-<index>`.
+fn index_pod(job: &str, index: i64, metadata: &mut ObjectMeta, spec: &mut PodSpec) {
+    metadata.generate_name = Some(format!("{job}-{index}-"));
+    for map in [&mut metadata.annotations, &mut metadata.labels] {
+        map.get_or_insert_default()
+            .insert(COMPLETION_INDEX.into(), index.to_string());
+    }
+    spec.hostname
+        .get_or_insert_with(|| format!("{job}-{index}"));
+    let containers = spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten());
+    for container in containers {
+        let env = container.env.get_or_insert_default();
+        if env.iter().all(|e| e.name != "JOB_COMPLETION_INDEX") {
+            env.push(EnvVar {
+                name: "JOB_COMPLETION_INDEX".into(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        api_version: Some("v1".into()),
+                        field_path: format!("metadata.annotations['{COMPLETION_INDEX}']"),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            });
+        }
+    }
 }
 
 async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -500,15 +600,24 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Reconcile
         controller: Some(true),
         block_owner_deletion: Some(true),
     };
-    for _ in 0..plan.create {
+    for index in &plan.create {
         let mut metadata = spec.template.metadata.clone().unwrap_or_default();
         metadata.generate_name = Some(format!("{name}-"));
         metadata.name = None;
         metadata.namespace = Some(namespace.clone());
         metadata.owner_references = Some(vec![owner.clone()]);
+        let mut pod_spec = spec.template.spec.clone();
+        if let Some(index) = index {
+            index_pod(
+                &name,
+                *index,
+                &mut metadata,
+                pod_spec.get_or_insert_default(),
+            );
+        }
         let pod = Pod {
             metadata,
-            spec: spec.template.spec.clone(),
+            spec: pod_spec,
             status: None,
         };
         let created = pods_api
@@ -639,7 +748,7 @@ mod tests {
     fn runs_at_most_parallelism_and_no_more_than_remain() {
         let j = job(json!({"completions": 3, "parallelism": 2}), json!({}));
         let plan = plan(&j, &[], now());
-        assert_eq!(plan.create, 2);
+        assert_eq!(plan.create.len(), 2);
         assert_eq!(status(&plan)["active"], 2);
         assert_eq!(status(&plan)["startTime"], NOW);
 
@@ -649,7 +758,11 @@ mod tests {
             pod("c", "Running", json!({})),
         ];
         let plan = super::plan(&j, &pods, now());
-        assert_eq!(plan.create, 0, "one completion left and one pod running");
+        assert_eq!(
+            plan.create.len(),
+            0,
+            "one completion left and one pod running"
+        );
         assert!(plan.delete.is_empty());
     }
 
@@ -664,7 +777,7 @@ mod tests {
             pod("b", "Succeeded", json!({})),
         ];
         let plan = plan(&j, &pods, now());
-        assert_eq!(plan.create, 0);
+        assert_eq!(plan.create.len(), 0);
         assert_eq!(status(&plan)["succeeded"], 2);
         assert_eq!(status(&plan)["completionTime"], NOW);
         assert_eq!(
@@ -684,7 +797,7 @@ mod tests {
             pod("b", "Running", json!({})),
         ];
         let plan = plan(&j, &pods, now());
-        assert_eq!((plan.create, plan.delete.len()), (0, 0));
+        assert_eq!((plan.create.len(), plan.delete.len()), (0, 0));
         assert!(condition_types(&plan).is_empty() || plan.status.is_none());
 
         let pods = [
@@ -695,7 +808,11 @@ mod tests {
         assert!(condition_types(&plan).contains(&("Complete".into(), "CompletionsReached".into())));
 
         let plan = super::plan(&j, &[pod("b", "Running", json!({}))], now());
-        assert_eq!(plan.create, 2, "no success yet: keep parallelism running");
+        assert_eq!(
+            plan.create.len(),
+            2,
+            "no success yet: keep parallelism running"
+        );
     }
 
     #[test]
@@ -706,7 +823,7 @@ mod tests {
         );
         let one = [failed_at("a", "2026-03-01T11:00:00Z")];
         let plan = plan(&j, &one, now());
-        assert_eq!(plan.create, 2, "one failure is within the limit");
+        assert_eq!(plan.create.len(), 2, "one failure is within the limit");
 
         let two = [
             failed_at("a", "2026-03-01T11:00:00Z"),
@@ -714,7 +831,7 @@ mod tests {
             pod("c", "Running", json!({})),
         ];
         let plan = super::plan(&j, &two, now());
-        assert_eq!(plan.create, 0);
+        assert_eq!(plan.create.len(), 0);
         assert_eq!(plan.delete, ["c"]);
         assert_eq!(
             status(&plan)["failed"],
@@ -760,11 +877,11 @@ mod tests {
         assert_eq!(backoff(40), BACKOFF_MAX);
         let j = job(json!({"backoffLimit": 6}), json!({"startTime": NOW}));
         let plan = plan(&j, &[failed_at("a", "2026-03-01T11:59:55Z")], now());
-        assert_eq!(plan.create, 0);
+        assert_eq!(plan.create.len(), 0);
         assert_eq!(plan.requeue, Some(Duration::from_secs(5)));
         let later: Timestamp = "2026-03-01T12:00:06Z".parse().unwrap();
         let plan = super::plan(&j, &[failed_at("a", "2026-03-01T11:59:55Z")], later);
-        assert_eq!(plan.create, 1);
+        assert_eq!(plan.create.len(), 1);
     }
 
     #[test]
@@ -795,7 +912,7 @@ mod tests {
         );
         let plan = plan(&j, &[pod("a", "Running", json!({}))], now());
         assert_eq!(plan.delete, ["a"]);
-        assert_eq!(plan.create, 0);
+        assert_eq!(plan.create.len(), 0);
         assert_eq!(
             condition_types(&plan),
             [("Suspended".into(), "JobSuspended".into())]
@@ -807,7 +924,7 @@ mod tests {
                 {"type": "Suspended", "status": "True", "reason": "JobSuspended"}]}),
         );
         let plan = super::plan(&resumed, &[], now());
-        assert_eq!(plan.create, 1, "the old start time no longer counts");
+        assert_eq!(plan.create.len(), 1, "the old start time no longer counts");
         assert_eq!(status(&plan)["startTime"], NOW);
         assert_eq!(status(&plan)["conditions"][0]["status"], "False");
     }
@@ -825,12 +942,90 @@ mod tests {
         assert!(super::plan(&expired, &[], now()).delete_job);
     }
 
+    fn indexed(name: &str, phase: &str, index: i64) -> Pod {
+        let mut pod = pod(name, phase, json!({}));
+        pod.metadata.annotations = Some([(COMPLETION_INDEX.to_owned(), index.to_string())].into());
+        pod
+    }
+
+    #[test]
+    fn indexed_jobs_run_each_missing_index_once() {
+        let j = job(
+            json!({"completionMode": "Indexed", "completions": 4, "parallelism": 2}),
+            json!({"startTime": NOW}),
+        );
+        assert_eq!(plan(&j, &[], now()).create, [Some(0), Some(1)]);
+
+        let pods = [
+            indexed("a", "Succeeded", 0),
+            indexed("b", "Running", 1),
+            indexed("b-twin", "Running", 1),
+            indexed("c", "Running", 0),
+            indexed("d", "Failed", 2),
+        ];
+        let plan = plan(&j, &pods, now());
+        assert_eq!(
+            plan.delete,
+            ["b-twin", "c"],
+            "a second pod for an index, and one for a done index, are not needed"
+        );
+        assert_eq!(
+            plan.create,
+            [Some(2)],
+            "the failed index is retried, lowest first"
+        );
+        assert_eq!(status(&plan)["completedIndexes"], "0");
+        assert_eq!(status(&plan)["succeeded"], 1);
+        assert_eq!(status(&plan)["active"], 2);
+
+        let done: Vec<Pod> = (0..4)
+            .map(|i| indexed(&format!("p{i}"), "Succeeded", i))
+            .collect();
+        let plan = super::plan(&j, &done, now());
+        assert_eq!(status(&plan)["completedIndexes"], "0-3");
+        assert!(condition_types(&plan).contains(&("Complete".into(), "CompletionsReached".into())));
+    }
+
+    #[test]
+    fn completed_indexes_are_written_as_ranges() {
+        let set = |v: &[i64]| v.iter().copied().collect::<BTreeSet<i64>>();
+        assert_eq!(index_ranges(&set(&[])), "");
+        assert_eq!(index_ranges(&set(&[3])), "3");
+        assert_eq!(index_ranges(&set(&[0, 1, 2, 4, 6, 7])), "0-2,4,6-7");
+    }
+
+    #[test]
+    fn indexed_pods_carry_their_index() {
+        let mut metadata = ObjectMeta::default();
+        let mut spec: PodSpec =
+            serde_json::from_value(json!({"containers": [{"name": "a"}, {"name": "b"}]})).unwrap();
+        index_pod("pi", 3, &mut metadata, &mut spec);
+        assert_eq!(metadata.generate_name.as_deref(), Some("pi-3-"));
+        assert_eq!(metadata.annotations.unwrap()[COMPLETION_INDEX], "3");
+        assert_eq!(metadata.labels.unwrap()[COMPLETION_INDEX], "3");
+        assert_eq!(spec.hostname.as_deref(), Some("pi-3"));
+        for container in &spec.containers {
+            let env = &container.env.as_ref().unwrap()[0];
+            assert_eq!(env.name, "JOB_COMPLETION_INDEX");
+            assert_eq!(
+                env.value_from
+                    .as_ref()
+                    .unwrap()
+                    .field_ref
+                    .as_ref()
+                    .unwrap()
+                    .field_path,
+                "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+            );
+        }
+    }
+
     #[test]
     fn pods_of_other_owners_do_not_count() {
         let j = job(json!({"completions": 1}), json!({}));
         let mut stranger = pod("x", "Succeeded", json!({}));
         stranger.metadata.owner_references = None;
         let plan = plan(&j, &[stranger], now());
-        assert_eq!(plan.create, 1);
+        assert_eq!(plan.create.len(), 1);
     }
 }
