@@ -381,6 +381,23 @@ async fn a_cron_job_runs_on_schedule() -> anyhow::Result<()> {
         Some(job.name_any().as_str())
     );
     assert_eq!(status.last_schedule_time.map(|t| t.0), Some(at));
+    let events: Api<Event> = Api::namespaced(cluster.client().await?, "default");
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some("tick"))
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.contains(&"SuccessfulCreate".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.contains(&"UnexpectedJob".to_owned()),
+        "its own Job is never unexpected: {reasons:?}"
+    );
     let table = cluster.kubectl_ok(&["get", "cronjob", "tick"]);
     let row = table.lines().nth(1).unwrap_or_default();
     // ACTIVE is the third column from the end (the schedule has spaces).

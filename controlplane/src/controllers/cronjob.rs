@@ -352,10 +352,17 @@ pub fn beyond_history<'a>(jobs: &[&'a Job], outcome: &str, limit: Option<i32>) -
     ended.into_iter().take(excess).collect()
 }
 
-async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let namespace = cron_job.namespace().unwrap_or_default();
-    let name = cron_job.name_any();
+async fn reconcile(cached: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let namespace = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
     let fail = ReconcileError::about("CronJob", &namespace, &name);
+    // The watch can lag our own status writes (a Job created a moment ago would look
+    // unexpected), so decide from the stored object.
+    let cron_jobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(cron_job) = cron_jobs.get_opt(&name).await.map_err(fail)? else {
+        return Ok(Action::await_change());
+    };
+    let cron_job = Arc::new(cron_job);
     let uid = cron_job.uid().unwrap_or_default();
     let spec = cron_job.spec.clone().unwrap_or_default();
     let status = cron_job.status.clone().unwrap_or_default();
@@ -579,7 +586,6 @@ async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, 
             "lastScheduleTime": as_text(last_scheduled),
             "lastSuccessfulTime": as_text(last_successful),
         }});
-        let cron_jobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &namespace);
         cron_jobs
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await

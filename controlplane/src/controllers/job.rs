@@ -556,10 +556,15 @@ fn index_pod(job: &str, index: i64, metadata: &mut ObjectMeta, spec: &mut PodSpe
     }
 }
 
-async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let namespace = job.namespace().unwrap_or_default();
-    let name = job.name_any();
+async fn reconcile(cached: Arc<Job>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let namespace = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
     let fail = ReconcileError::about("Job", &namespace, &name);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    // The watch can lag our own status writes; decide from the stored Job.
+    let Some(job) = jobs.get_opt(&name).await.map_err(fail)? else {
+        return Ok(Action::await_change());
+    };
     if job.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -575,7 +580,6 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Reconcile
     }
     let pods = pods_api.list(&list).await.map_err(fail)?.items;
     let plan = plan(&job, &pods, Timestamp::now());
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
 
     if plan.delete_job {
         let params = DeleteParams {
@@ -627,7 +631,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Reconcile
         let message = format!("Created pod: {}", created.name_any());
         record_event(
             &ctx.client,
-            job.as_ref(),
+            &job,
             COMPONENT,
             ("Normal", "SuccessfulCreate", &message),
         )
@@ -639,7 +643,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Reconcile
                 let message = format!("Deleted pod: {pod}");
                 record_event(
                     &ctx.client,
-                    job.as_ref(),
+                    &job,
                     COMPONENT,
                     ("Normal", "SuccessfulDelete", &message),
                 )
@@ -663,13 +667,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Reconcile
         .await
         .map_err(fail)?;
         for (type_, reason, message) in &plan.events {
-            record_event(
-                &ctx.client,
-                job.as_ref(),
-                COMPONENT,
-                (type_, reason, message),
-            )
-            .await;
+            record_event(&ctx.client, &job, COMPONENT, (type_, reason, message)).await;
         }
     }
     Ok(plan.requeue.map_or_else(Action::await_change, |after| {
