@@ -188,8 +188,11 @@ impl ApiServer {
             && object["metadata"]["generateName"]
                 .as_str()
                 .is_some_and(|p| !p.is_empty());
+        let prepared = object.clone();
         // A generated name can collide; upstream retries, and so do we, a bounded number of times.
         for _ in 0..8 {
+            // Each attempt starts afresh, so nothing derived from a rejected name is kept.
+            object = prepared.clone();
             if generate {
                 let prefix = object["metadata"]["generateName"]
                     .as_str()
@@ -199,6 +202,8 @@ impl ApiServer {
                     metadata.insert("name".into(), json!(generated_name(&prefix)));
                 }
             }
+            // Needs the final name, so it follows name generation, as upstream's Validate does.
+            meta::generate_job_selector(resource, &mut object);
             validate(resource, &object, None)?;
             let name = meta::name(&object).to_owned();
             if query.dry_run()? {

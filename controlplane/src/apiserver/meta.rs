@@ -180,10 +180,34 @@ fn apply_defaults(resource: &Resource, object: &mut Value) {
         ("apps", "DaemonSet") => default_daemon_set(&mut object["spec"]),
         ("batch", "Job") => {
             let spec = &mut object["spec"];
-            set_default(spec, "backoffLimit", json!(6));
-            set_default(spec, "completions", json!(1));
+            // Both unset is the non-parallel Job; parallelism alone is a work queue, whose
+            // completions stay unset.
+            if spec["completions"].is_null() && spec["parallelism"].is_null() {
+                set_default(spec, "completions", json!(1));
+            }
             set_default(spec, "parallelism", json!(1));
+            let per_index = !spec["backoffLimitPerIndex"].is_null();
+            set_default(
+                spec,
+                "backoffLimit",
+                json!(if per_index { i32::MAX } else { 6 }),
+            );
+            set_default(spec, "completionMode", json!("NonIndexed"));
+            set_default(spec, "suspend", json!(false));
+            if spec["podFailurePolicy"].is_null() {
+                set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+            } else {
+                set_default(spec, "podReplacementPolicy", json!("Failed"));
+            }
             default_pod_spec(&mut spec["template"]["spec"]);
+        }
+        ("batch", "CronJob") => {
+            let spec = &mut object["spec"];
+            set_default(spec, "concurrencyPolicy", json!("Allow"));
+            set_default(spec, "suspend", json!(false));
+            set_default(spec, "successfulJobsHistoryLimit", json!(3));
+            set_default(spec, "failedJobsHistoryLimit", json!(1));
+            default_pod_spec(&mut spec["jobTemplate"]["spec"]["template"]["spec"]);
         }
         ("", "Service") => default_service(&mut object["spec"]),
         _ => {}
@@ -229,6 +253,51 @@ fn default_daemon_set(spec: &mut Value) {
         set_default(rolling, "maxSurge", json!(0));
     }
     default_pod_spec(&mut spec["template"]["spec"]);
+}
+
+/// The label selecting a Job's pods by the Job's uid.
+pub const JOB_CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
+/// The label carrying a Job's name on its pods.
+pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
+
+/// What upstream's Job strategy does at validation time, once the Job has its name and uid:
+/// unless `spec.manualSelector` is true, select the pods by the Job's uid and label the pod
+/// template with it and the Job's name (both the current and the legacy label keys). Labels
+/// the caller set are kept, so a conflicting one fails validation rather than being hidden.
+pub fn generate_job_selector(resource: &Resource, object: &mut Value) {
+    if (resource.group, resource.kind) != ("batch", "Job")
+        || object["spec"]["manualSelector"] == json!(true)
+        || !object["spec"].is_object()
+    {
+        return;
+    }
+    let job_name = name(object).to_owned();
+    let Some(job_uid) = uid(object).map(str::to_owned) else {
+        return;
+    };
+    let template = &mut object["spec"]["template"];
+    if !template.is_object() {
+        *template = json!({});
+    }
+    let labels = &mut template["metadata"]["labels"];
+    for key in ["job-name", JOB_NAME] {
+        set_default(labels, key, json!(job_name));
+    }
+    for key in ["controller-uid", JOB_CONTROLLER_UID] {
+        set_default(labels, key, json!(job_uid));
+    }
+    let template_labels = labels.clone();
+    set_default(
+        &mut object["spec"]["selector"]["matchLabels"],
+        JOB_CONTROLLER_UID,
+        json!(job_uid),
+    );
+    // Upstream defaults a Job without labels to its template's labels (the same map, so the
+    // generated ones show on the Job too).
+    let job_labels = &object["metadata"]["labels"];
+    if job_labels.is_null() || job_labels.as_object().is_some_and(Map::is_empty) {
+        object["metadata"]["labels"] = template_labels;
+    }
 }
 
 fn default_pod_spec(spec: &mut Value) {
@@ -517,6 +586,107 @@ mod tests {
         assert_eq!(merged["spec"]["replicas"], 1);
         assert_eq!(merged["status"]["replicas"], 2);
         assert_eq!(merged["metadata"]["generation"], 3);
+    }
+
+    fn job(spec: Value) -> Value {
+        json!({"metadata": {"name": "pi"}, "spec": spec})
+    }
+
+    #[test]
+    fn job_defaults_follow_upstream() {
+        let jobs = find("batch", "v1", "jobs").unwrap();
+        let template = json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "perl:5"}]}});
+        let mut plain = job(json!({"template": template}));
+        prepare_create(jobs, &mut plain);
+        let spec = &plain["spec"];
+        assert_eq!(
+            (
+                &spec["completions"],
+                &spec["parallelism"],
+                &spec["backoffLimit"]
+            ),
+            (&json!(1), &json!(1), &json!(6))
+        );
+        assert_eq!(spec["completionMode"], "NonIndexed");
+        assert_eq!(spec["suspend"], false);
+        assert_eq!(spec["podReplacementPolicy"], "TerminatingOrFailed");
+        assert_eq!(spec["template"]["spec"]["restartPolicy"], "Never");
+
+        // Parallelism alone is a work queue: completions stay unset.
+        let mut queue = job(json!({"parallelism": 3, "template": template}));
+        prepare_create(jobs, &mut queue);
+        assert!(queue["spec"]["completions"].is_null());
+        assert_eq!(queue["spec"]["parallelism"], 3);
+
+        let mut counted = job(json!({"completions": 5, "template": template}));
+        prepare_create(jobs, &mut counted);
+        assert_eq!(counted["spec"]["parallelism"], 1);
+        assert_eq!(counted["spec"]["completions"], 5);
+    }
+
+    #[test]
+    fn job_selector_is_generated_from_the_uid_unless_manual() {
+        let jobs = find("batch", "v1", "jobs").unwrap();
+        let template = json!({"metadata": {"labels": {"app": "pi"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c"}]}});
+        let mut generated = job(json!({"template": template}));
+        prepare_create(jobs, &mut generated);
+        generate_job_selector(jobs, &mut generated);
+        let uid = generated["metadata"]["uid"].as_str().unwrap().to_owned();
+        assert_eq!(
+            generated["spec"]["selector"],
+            json!({"matchLabels": {JOB_CONTROLLER_UID: uid}})
+        );
+        let labels = &generated["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["app"], "pi");
+        assert_eq!(labels[JOB_CONTROLLER_UID], uid.as_str());
+        assert_eq!(labels["controller-uid"], uid.as_str());
+        assert_eq!(labels[JOB_NAME], "pi");
+        assert_eq!(labels["job-name"], "pi");
+        assert_eq!(
+            &generated["metadata"]["labels"], labels,
+            "a Job without labels takes its template's"
+        );
+
+        let mut manual = job(json!({
+            "manualSelector": true,
+            "selector": {"matchLabels": {"app": "pi"}},
+            "template": template,
+        }));
+        manual["metadata"]["labels"] = json!({"team": "a"});
+        prepare_create(jobs, &mut manual);
+        generate_job_selector(jobs, &mut manual);
+        assert_eq!(
+            manual["spec"]["selector"],
+            json!({"matchLabels": {"app": "pi"}})
+        );
+        assert_eq!(
+            manual["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "pi"})
+        );
+        assert_eq!(manual["metadata"]["labels"], json!({"team": "a"}));
+    }
+
+    #[test]
+    fn cron_job_defaults_follow_upstream() {
+        let cron_jobs = find("batch", "v1", "cronjobs").unwrap();
+        let mut object = json!({"metadata": {"name": "nightly"}, "spec": {
+            "schedule": "0 3 * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}},
+        }});
+        prepare_create(cron_jobs, &mut object);
+        let spec = &object["spec"];
+        assert_eq!(spec["concurrencyPolicy"], "Allow");
+        assert_eq!(spec["suspend"], false);
+        assert_eq!(spec["successfulJobsHistoryLimit"], 3);
+        assert_eq!(spec["failedJobsHistoryLimit"], 1);
+        assert_eq!(
+            spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "Always"
+        );
+        assert!(
+            spec["jobTemplate"]["spec"]["selector"].is_null(),
+            "the Job's own create generates it"
+        );
     }
 
     #[test]

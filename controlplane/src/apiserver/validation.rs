@@ -5163,6 +5163,13 @@ fn time_zone(e: &mut Errs, tz: &str) {
             tz,
             "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
         );
+        return;
+    }
+    // Upstream loads the zone; so do we, when this machine has a time zone database at all
+    // (without one every name would fail, and the CronJob controller reports it instead).
+    let db = jiff::tz::db();
+    if !db.is_definitively_empty() && db.get(tz).is_err() {
+        e.invalid_s("spec.timeZone", tz, &format!("unknown time zone {tz}"));
     }
 }
 
@@ -6781,6 +6788,27 @@ mod tests {
             &check("batch/v1", "CronJob", &long),
             CauseReason::Invalid,
             "metadata.name",
+        );
+    }
+
+    #[test]
+    fn cron_job_time_zones_must_exist() {
+        let cj = |zone: &str| {
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c", "namespace": "default"},
+                   "spec": {"schedule": "0 9 * * *", "timeZone": zone,
+                            "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}}}})
+        };
+        assert!(check("batch/v1", "CronJob", &cj("Europe/Berlin")).is_empty());
+        if jiff::tz::db().is_definitively_empty() {
+            return; // Nothing to check names against on this machine.
+        }
+        assert_eq!(
+            expect(
+                &check("batch/v1", "CronJob", &cj("Mars/Olympus")),
+                CauseReason::Invalid,
+                "spec.timeZone"
+            ),
+            "Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"
         );
     }
 

@@ -1,11 +1,13 @@
 //! Workload controllers, each a kube-runtime `Controller` against our own API server:
 //! level-triggered reconcilers that read the current state and converge on the spec.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod history;
+pub mod job;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod statefulset;
@@ -17,7 +19,8 @@ use k8s_openapi::{
     api::core::v1::Pod,
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
-use kube::{Client, runtime::controller::Action};
+use kube::{Api, Client, Resource, api::PostParams, runtime::controller::Action};
+use serde_json::json;
 
 /// Settings of the controllers that have any.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,6 +38,8 @@ pub async fn run(client: Client, settings: Settings) {
         deployment::run(client.clone()),
         daemonset::run(client.clone()),
         statefulset::run(client.clone()),
+        job::run(client.clone()),
+        cronjob::run(client.clone()),
         endpoints::run(client.clone()),
         node_lifecycle::run(client.clone(), settings.node_lifecycle),
         garbage_collector::run(client, settings.garbage_collector),
@@ -52,35 +57,40 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Writes an Event about `involved` (an object reference as JSON); failures are only logged,
-/// as events are best effort upstream too.
-pub async fn record_event(
+/// Records an Event about `object` from the controller `component`, like upstream's event
+/// recorder; failures are only logged, as an Event is never worth failing a reconcile for.
+pub async fn record_event<K: Resource<DynamicType = ()>>(
     client: &Client,
-    involved: &serde_json::Value,
-    kind: &str,
-    reason: &str,
-    message: &str,
+    object: &K,
     component: &str,
+    (type_, reason, message): (&str, &str, &str),
 ) {
-    let name = involved["name"].as_str().unwrap_or_default();
-    let namespace = involved["namespace"].as_str().unwrap_or("default");
+    let meta = object.meta();
+    let name = meta.name.clone().unwrap_or_default();
+    let namespace = meta
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
     let now = crate::apiserver::meta::now();
-    let event = serde_json::json!({
+    let event = json!({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"generateName": format!("{name}."), "namespace": namespace},
-        "involvedObject": involved,
-        "type": kind, "reason": reason, "message": message,
+        "involvedObject": {
+            "apiVersion": K::api_version(&()), "kind": K::kind(&()), "name": name,
+            "namespace": namespace, "uid": meta.uid, "resourceVersion": meta.resource_version,
+        },
+        "type": type_, "reason": reason, "message": message,
         "source": {"component": component},
         "reportingComponent": component,
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,
     });
-    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
-        kube::Api::namespaced(client.clone(), namespace);
-    let Ok(event) = serde_json::from_value(event) else {
+    let Ok(event) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(event) else {
         return;
     };
-    if let Err(err) = events.create(&Default::default(), &event).await {
-        tracing::debug!("recording an event failed: {err}");
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), &namespace);
+    if let Err(err) = events.create(&PostParams::default(), &event).await {
+        tracing::debug!("recording event {reason} about {name} failed: {err}");
     }
 }
 
@@ -121,6 +131,16 @@ impl ReconcileError {
 pub fn retry_later<K>(_object: Arc<K>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
     tracing::warn!("{err}");
     Action::requeue(Duration::from_secs(5))
+}
+
+/// The longest a reconcile is put off. kube-runtime's scheduler panics on delays past about
+/// two years (a leap-day schedule, a huge ttlSecondsAfterFinished), and waking early only
+/// costs a reconcile that finds nothing due.
+pub const MAX_REQUEUE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Reconcile again after `after`, at most [`MAX_REQUEUE`] from now.
+pub fn requeue_within(after: Duration) -> Action {
+    Action::requeue(after.min(MAX_REQUEUE))
 }
 
 /// Drives a controller's result stream, logging failed reconciles (they are retried).

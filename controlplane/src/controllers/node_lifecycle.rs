@@ -43,6 +43,9 @@ use crate::{
     scheduler::predicates::{terminal, tolerates},
 };
 
+/// The component named in our Events, as upstream's.
+const COMPONENT: &str = "node-controller";
+
 /// How the controller judges nodes.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -186,13 +189,12 @@ impl Monitor {
             )
             .await?;
             tracing::info!(node = %name, "node stopped posting status; marked Unknown");
+            let message = format!("Node {name} status is now: NodeNotReady");
             super::record_event(
                 &self.client,
-                &node_reference(node),
-                "Normal",
-                "NodeNotReady",
-                &format!("Node {name} status is now: NodeNotReady"),
-                "node-controller",
+                node,
+                COMPONENT,
+                ("Normal", "NodeNotReady", &message),
             )
             .await;
             for pod in pods.iter().filter(|p| !terminal(p)) {
@@ -293,15 +295,9 @@ impl Monitor {
         match api.delete(&name, &params).await {
             Ok(_) => {
                 tracing::info!(pod = %format!("{namespace}/{name}"), reason, "deleted");
-                super::record_event(
-                    &self.client,
-                    &pod_reference(pod),
-                    "Normal",
-                    reason,
-                    &format!("Marking for deletion Pod {namespace}/{name}"),
-                    "node-controller",
-                )
-                .await;
+                let message = format!("Marking for deletion Pod {namespace}/{name}");
+                super::record_event(&self.client, pod, COMPONENT, ("Normal", reason, &message))
+                    .await;
             }
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
             Err(err) => tracing::warn!(pod = %format!("{namespace}/{name}"), "deleting: {err}"),
@@ -435,15 +431,6 @@ async fn mark_not_ready(client: &Client, pod: &Pod) {
     {
         tracing::debug!(pod = %pod.name_any(), "marking not ready: {err}");
     }
-}
-
-fn node_reference(node: &Node) -> serde_json::Value {
-    json!({"apiVersion": "v1", "kind": "Node", "name": node.name_any(), "uid": node.metadata.uid})
-}
-
-fn pod_reference(pod: &Pod) -> serde_json::Value {
-    json!({"apiVersion": "v1", "kind": "Pod", "name": pod.name_any(),
-           "namespace": pod.namespace(), "uid": pod.metadata.uid})
 }
 
 #[cfg(test)]

@@ -358,13 +358,7 @@ fn is_pending(pod: &Pod) -> bool {
 }
 
 async fn record_event(client: &Client, pod: &Pod, kind: &str, reason: &str, message: &str) {
-    let involved = json!({
-        "apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name,
-        "namespace": pod.metadata.namespace, "uid": pod.metadata.uid,
-        "resourceVersion": pod.metadata.resource_version,
-    });
-    crate::controllers::record_event(client, &involved, kind, reason, message, SCHEDULER_NAME)
-        .await;
+    crate::controllers::record_event(client, pod, SCHEDULER_NAME, (kind, reason, message)).await;
 }
 
 #[cfg(test)]
