@@ -247,6 +247,26 @@ mod tests {
     }
 
     #[test]
+    fn both_kinds_render_selectors_and_read_counts() {
+        let rc: ReplicationController = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"tier": "front", "app": "web"}},
+            "status": {"replicas": 2, "readyReplicas": 1, "observedGeneration": 3},
+        }))
+        .unwrap();
+        assert_eq!(rc.selector(), "app=web,tier=front");
+        assert_eq!((rc.desired(), rc.recorded()), (1, (2, 1, Some(3))));
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"},
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]}},
+        }))
+        .unwrap();
+        assert_eq!(rs.selector(), "app=web,tier in (front)");
+        assert_eq!((rs.desired(), rs.recorded()), (4, (0, 0, None)));
+    }
+
+    #[test]
     fn scale_down_removes_unscheduled_then_unready_then_newest() {
         let a = pod("ready-old", Some("n"), true, "2026-01-01T00:00:00Z");
         let b = pod("ready-new", Some("n"), true, "2026-01-02T00:00:00Z");
