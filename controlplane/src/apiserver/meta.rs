@@ -172,6 +172,7 @@ fn apply_defaults(resource: &Resource, object: &mut Value) {
             }
             default_pod_spec(&mut spec["template"]["spec"]);
         }
+        ("", "ReplicationController") => default_replication_controller(object),
         ("apps", "ReplicaSet") => {
             set_default(&mut object["spec"], "replicas", json!(1));
             default_pod_spec(&mut object["spec"]["template"]["spec"]);
@@ -212,6 +213,26 @@ fn apply_defaults(resource: &Resource, object: &mut Value) {
         ("", "Service") => default_service(&mut object["spec"]),
         _ => {}
     }
+}
+
+/// `SetDefaults_ReplicationController`: an empty selector, and empty object labels, become the
+/// template's labels (the pre-apps/v1 convenience kubectl users rely on), and one replica.
+fn default_replication_controller(object: &mut Value) {
+    if !object["spec"].is_object() {
+        return;
+    }
+    let template_labels = object["spec"]["template"]["metadata"]["labels"].clone();
+    if template_labels.is_object() {
+        let empty = |value: &Value| value.as_object().is_none_or(serde_json::Map::is_empty);
+        if empty(&object["spec"]["selector"]) {
+            object["spec"]["selector"] = template_labels.clone();
+        }
+        if empty(&object["metadata"]["labels"]) {
+            object["metadata"]["labels"] = template_labels;
+        }
+    }
+    set_default(&mut object["spec"], "replicas", json!(1));
+    default_pod_spec(&mut object["spec"]["template"]["spec"]);
 }
 
 /// `SetDefaults_StatefulSet`: `kubectl rollout status` reads the strategy type and partition.
@@ -523,6 +544,43 @@ mod tests {
             json!({"type": "OnDelete"})
         );
         assert_eq!(on_delete["spec"]["revisionHistoryLimit"], 3);
+    }
+
+    #[test]
+    fn replication_controller_defaults_follow_upstream() {
+        let rcs = find("", "v1", "replicationcontrollers").unwrap();
+        let mut object = json!({
+            "metadata": {"name": "web"},
+            "spec": {"template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "a", "image": "x:1"}]}}},
+        });
+        prepare_create(rcs, &mut object);
+        assert_eq!(object["spec"]["replicas"], 1);
+        assert_eq!(object["spec"]["selector"], json!({"app": "web"}));
+        assert_eq!(object["metadata"]["labels"], json!({"app": "web"}));
+        assert_eq!(
+            object["spec"]["template"]["spec"]["restartPolicy"],
+            "Always"
+        );
+
+        let mut explicit = json!({
+            "metadata": {"name": "web", "labels": {"tier": "front"}},
+            "spec": {"replicas": 0, "selector": {"app": "web", "v": "1"},
+                "template": {"metadata": {"labels": {"app": "web", "v": "1", "x": "y"}}}},
+        });
+        prepare_create(rcs, &mut explicit);
+        assert_eq!(explicit["spec"]["replicas"], 0);
+        assert_eq!(
+            explicit["spec"]["selector"],
+            json!({"app": "web", "v": "1"})
+        );
+        assert_eq!(explicit["metadata"]["labels"], json!({"tier": "front"}));
+
+        // Without template labels there is nothing to default from: validation reports it.
+        let mut bare = json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": {}}}});
+        prepare_create(rcs, &mut bare);
+        assert!(bare["spec"].get("selector").is_none());
+        assert!(bare["metadata"].get("labels").is_none());
     }
 
     #[test]

@@ -162,6 +162,8 @@ pub static RESOURCES: &[Resource] = &[
         fields: ["involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
                  "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
                  "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"]),
+    resource!("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true,
+        short: ["rc"], categories: ["all"], sub: [Status, Scale], storage: "controllers", fields: ["status.replicas"]),
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true,
         short: [], categories: [], sub: [], storage: "leases", fields: []),
     resource!("apps", "v1", "Deployment", "deployments", "deployment", true,
@@ -227,6 +229,11 @@ mod tests {
         assert_eq!(
             services.prefix(Some("kube-system")),
             "/registry/services/specs/kube-system/"
+        );
+        let rcs = find_kind("v1", "ReplicationController").unwrap();
+        assert_eq!(
+            rcs.key(Some("default"), "web"),
+            "/registry/controllers/default/web"
         );
         assert_eq!(
             find_kind("apps/v1", "Deployment").unwrap().plural,

@@ -274,19 +274,21 @@ static POD_TEMPLATE_SPEC: Schema = Schema {
     fields: &[nested("metadata", &OBJECT_META), nested("spec", &POD_SPEC)],
 };
 
-/// Status of Service, Namespace, Deployment, ReplicaSet, StatefulSet, DaemonSet and Job:
+/// Status of Service, Namespace, ReplicationController, Deployment, ReplicaSet, StatefulSet,
+/// DaemonSet and Job:
 /// each has `conditions` merged by `type` and nothing else tagged.
 static CONDITIONS_STATUS: Schema = Schema {
     fields: &[merge_by("conditions", "type", &UNKNOWN)],
 };
 
-/// Specs whose only tagged descendants are under `template` (ReplicaSet, StatefulSet,
-/// DaemonSet, Job). StatefulSet `volumeClaimTemplates` is untagged (atomic).
+/// Specs whose only tagged descendants are under `template` (ReplicationController,
+/// ReplicaSet, StatefulSet, DaemonSet, Job). StatefulSet `volumeClaimTemplates` is untagged (atomic).
 static TEMPLATED_SPEC: Schema = Schema {
     fields: &[nested("template", &POD_TEMPLATE_SPEC)],
 };
 
-/// Objects with metadata, a templated spec and conditions (ReplicaSet, StatefulSet, DaemonSet, Job).
+/// Objects with metadata, a templated spec and conditions (ReplicationController, ReplicaSet,
+/// StatefulSet, DaemonSet, Job).
 static TEMPLATED_WORKLOAD: Schema = Schema {
     fields: &[
         nested("metadata", &OBJECT_META),
@@ -396,6 +398,7 @@ static KINDS: &[(&str, &str, &Schema)] = &[
     ("v1", "Namespace", &NAMESPACE),
     ("v1", "Node", &NODE),
     ("v1", "Event", &METADATA_ONLY),
+    ("v1", "ReplicationController", &TEMPLATED_WORKLOAD),
     ("apps/v1", "Deployment", &DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &TEMPLATED_WORKLOAD),
     ("apps/v1", "StatefulSet", &TEMPLATED_WORKLOAD),
@@ -2420,6 +2423,7 @@ mod tests {
             ("v1", "Namespace"),
             ("v1", "Node"),
             ("v1", "Event"),
+            ("v1", "ReplicationController"),
             ("apps/v1", "Deployment"),
             ("apps/v1", "ReplicaSet"),
             ("apps/v1", "StatefulSet"),

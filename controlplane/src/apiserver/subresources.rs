@@ -11,13 +11,14 @@ use super::{
     query::Query,
     resources::Subresource,
     status::ApiError,
+    tables,
 };
 
 impl ApiServer {
     /// The Scale of a workload.
     pub async fn get_scale(&self, scope: &Scope, name: &str) -> Result<Value, ApiError> {
         let stored = self.get_object(scope, name).await?;
-        Ok(scale_of(&stored.object))
+        Ok(scale_of(&stored.object, scope.resource.kind))
     }
 
     /// Updates spec.replicas from a Scale (PUT) or a patch of the Scale (PATCH).
@@ -66,7 +67,7 @@ impl ApiServer {
                 name,
                 query,
                 |current| {
-                    let scale = scale_of(&current.object);
+                    let scale = scale_of(&current.object, scope.resource.kind);
                     let desired = match (&request, &patch) {
                         (Some(request), _) => request.clone(),
                         (None, Some((kind, patch))) => patch_scale(*kind, &scale, patch)?,
@@ -95,7 +96,7 @@ impl ApiServer {
                 None,
             )
             .await?;
-        Ok(scale_of(&updated))
+        Ok(scale_of(&updated, scope.resource.kind))
     }
 
     /// Binds a pod to a node: sets spec.nodeName and the PodScheduled condition.
@@ -170,17 +171,17 @@ impl ApiServer {
     }
 }
 
-fn scale_of(object: &Value) -> Value {
-    let selector = object["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+/// The Scale view of a workload of `kind`; its status.selector is the selector as a string.
+fn scale_of(object: &Value, kind: &str) -> Value {
+    let spec_selector = object["spec"].get("selector");
+    // A ReplicationController's selector is a plain label map (labels.SelectorFromSet upstream);
+    // the apps workloads' is a LabelSelector.
+    let selector = if kind == "ReplicationController" {
+        spec_selector.map(|labels| json!({"matchLabels": labels}))
+    } else {
+        spec_selector.cloned()
+    };
+    let selector = tables::selector_string(selector.as_ref()).unwrap_or_default();
     let metadata = &object["metadata"];
     json!({
         "kind": "Scale",

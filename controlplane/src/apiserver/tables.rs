@@ -807,8 +807,10 @@ pub fn row_cells(kind: &str, object: &Value, now: Timestamp) -> Vec<Value> {
             json!(age(o, now)),
         ],
         "Deployment" => deployment_cells(o, now),
-        "ReplicaSet" => replica_set_cells(o, now),
-        "ReplicationController" => replication_controller_cells(o, now),
+        "ReplicaSet" => replica_cells(o, now, format_label_selector(get(o, &["spec", "selector"]))),
+        "ReplicationController" => {
+            replica_cells(o, now, format_labels(get(o, &["spec", "selector"])))
+        }
         "StatefulSet" => {
             let (names, images) = container_cells(o, &["spec", "template"]);
             vec![
@@ -1086,7 +1088,7 @@ fn format_labels(v: Option<&Value>) -> String {
 }
 
 /// LabelSelectorAsSelector(selector).String(), or None where upstream reports the selector invalid.
-fn selector_string(selector: Option<&Value>) -> Option<String> {
+pub fn selector_string(selector: Option<&Value>) -> Option<String> {
     // A nil selector selects nothing and an empty one everything; both print as "".
     let Some(selector) = selector else {
         return Some(String::new());
@@ -1642,7 +1644,8 @@ fn deployment_cells(o: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn replica_set_cells(o: &Value, now: Timestamp) -> Vec<Value> {
+/// Rows of ReplicaSets and ReplicationControllers, which differ only in how the selector prints.
+fn replica_cells(o: &Value, now: Timestamp, selector: String) -> Vec<Value> {
     let (names, images) = container_cells(o, &["spec", "template"]);
     vec![
         json!(name(o)),
@@ -1652,21 +1655,7 @@ fn replica_set_cells(o: &Value, now: Timestamp) -> Vec<Value> {
         json!(age(o, now)),
         json!(names),
         json!(images),
-        json!(format_label_selector(get(o, &["spec", "selector"]))),
-    ]
-}
-
-fn replication_controller_cells(o: &Value, now: Timestamp) -> Vec<Value> {
-    let (names, images) = container_cells(o, &["spec", "template"]);
-    vec![
-        json!(name(o)),
-        json!(replicas(o)),
-        json!(int_at(o, &["status", "replicas"])),
-        json!(int_at(o, &["status", "readyReplicas"])),
-        json!(age(o, now)),
-        json!(names),
-        json!(images),
-        json!(format_labels(get(o, &["spec", "selector"]))),
+        json!(selector),
     ]
 }
 

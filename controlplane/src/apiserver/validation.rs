@@ -197,6 +197,7 @@ pub fn validate(api_version: &str, kind: &str, object: &Value, old: Option<&Valu
         Which::Lease => lease(&mut e, obj),
         Which::Deployment => deployment(&mut e, obj, old),
         Which::ReplicaSet => replica_set(&mut e, obj, old),
+        Which::ReplicationController => replication_controller(&mut e, obj),
         Which::StatefulSet => stateful_set(&mut e, obj, old),
         Which::DaemonSet => daemon_set(&mut e, obj, old),
         Which::ControllerRevision => controller_revision(&mut e, obj, old),
@@ -251,6 +252,7 @@ enum Which {
     Lease,
     Deployment,
     ReplicaSet,
+    ReplicationController,
     StatefulSet,
     DaemonSet,
     ControllerRevision,
@@ -274,6 +276,7 @@ fn registered(api_version: &str, kind: &str) -> Option<Which> {
         ("v1", "Node") => Which::Node,
         ("v1", "Event") => Which::Event,
         ("v1", "Binding") => Which::Binding,
+        ("v1", "ReplicationController") => Which::ReplicationController,
         ("coordination.k8s.io/v1", "Lease") => Which::Lease,
         ("apps/v1", "Deployment") => Which::Deployment,
         ("apps/v1", "ReplicaSet") => Which::ReplicaSet,
@@ -334,6 +337,7 @@ fn go_type_name(w: Which) -> &'static str {
         Which::Lease => "v1.Lease",
         Which::Deployment => "v1.Deployment",
         Which::ReplicaSet => "v1.ReplicaSet",
+        Which::ReplicationController => "v1.ReplicationController",
         Which::StatefulSet => "v1.StatefulSet",
         Which::DaemonSet => "v1.DaemonSet",
         Which::ControllerRevision => "v1.ControllerRevision",
@@ -368,6 +372,7 @@ fn round_trip_fn(w: Which) -> Option<RoundTrip> {
         Which::Lease => rt::<coordination::Lease>,
         Which::Deployment => rt::<apps::Deployment>,
         Which::ReplicaSet => rt::<apps::ReplicaSet>,
+        Which::ReplicationController => rt::<core::ReplicationController>,
         Which::StatefulSet => rt::<apps::StatefulSet>,
         Which::DaemonSet => rt::<apps::DaemonSet>,
         Which::ControllerRevision => rt::<apps::ControllerRevision>,
@@ -4657,6 +4662,37 @@ fn replica_set(e: &mut Errs, obj: Option<&Value>, old: Option<&Value>) {
     selector_immutable(e, obj, old);
 }
 
+/// `ValidateReplicationControllerSpec`: unlike a ReplicaSet's, the selector is a plain label map
+/// (defaulted from the template's labels) and may change on update.
+fn replication_controller(e: &mut Errs, obj: Option<&Value>) {
+    let spec = get(obj, "spec");
+    e.non_negative("spec.minReadySeconds", int_of(spec, "minReadySeconds"));
+    let selector = obj_of(spec, "selector").filter(|s| !s.is_empty());
+    if selector.is_none() {
+        e.required("spec.selector", "");
+    }
+    e.non_negative("spec.replicas", int_of(spec, "replicas"));
+    let Some(template) = get(spec, "template") else {
+        e.required("spec.template", "");
+        return;
+    };
+    let template_labels = obj_of(get(Some(template), "metadata"), "labels");
+    if let Some(selector) = selector {
+        let as_label_selector = Value::Object(Map::from_iter([(
+            "matchLabels".to_string(),
+            Value::Object(selector.clone()),
+        )]));
+        if !selector_matches(Some(&as_label_selector), template_labels) {
+            e.invalid(
+                "spec.template.metadata.labels",
+                &go_map(template_labels),
+                "selector does not match labels in spec.template",
+            );
+        }
+    }
+    workload_template(e, spec, "ReplicationController", &PodCtx::default());
+}
+
 fn stateful_set(e: &mut Errs, obj: Option<&Value>, old: Option<&Value>) {
     let spec = get(obj, "spec");
     if let Some(p) = str_opt(spec, "podManagementPolicy").filter(|p| !p.is_empty())
@@ -6644,6 +6680,71 @@ mod tests {
     }
 
     #[test]
+    fn replication_controller_rules() {
+        let rc = |selector: Value, labels: Value| {
+            json!({"apiVersion": "v1", "kind": "ReplicationController",
+                   "metadata": {"name": "web", "namespace": "default"},
+                   "spec": {"replicas": 2, "selector": selector,
+                            "template": {"metadata": {"labels": labels},
+                                         "spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]}}}})
+        };
+        let good = rc(
+            json!({"app": "web"}),
+            json!({"app": "web", "tier": "front"}),
+        );
+        assert_eq!(check("v1", "ReplicationController", &good), vec![]);
+
+        let mismatch = rc(json!({"app": "web"}), json!({"app": "other"}));
+        let causes = check("v1", "ReplicationController", &mismatch);
+        let msg = expect(
+            &causes,
+            CauseReason::Invalid,
+            "spec.template.metadata.labels",
+        );
+        assert_eq!(
+            msg,
+            "Invalid value: map[string]string{\"app\":\"other\"}: selector does not match labels in spec.template"
+        );
+        assert_eq!(
+            invalid_message("v1", "ReplicationController", "web", &causes),
+            "ReplicationController \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: selector does not match labels in spec.template"
+        );
+
+        let mut odd = rc(json!({}), json!({"app": "web"}));
+        odd["spec"]["replicas"] = json!(-1);
+        odd["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        let causes = check("v1", "ReplicationController", &odd);
+        expect(&causes, CauseReason::Required, "spec.selector");
+        expect(&causes, CauseReason::Invalid, "spec.replicas");
+        expect(
+            &causes,
+            CauseReason::NotSupported,
+            "spec.template.spec.restartPolicy",
+        );
+
+        let mut no_template = rc(json!({"app": "web"}), json!({}));
+        no_template["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("template");
+        expect(
+            &check("v1", "ReplicationController", &no_template),
+            CauseReason::Required,
+            "spec.template",
+        );
+
+        // The selector of a ReplicationController may change, unlike a ReplicaSet's.
+        let moved = rc(
+            json!({"app": "web", "tier": "front"}),
+            json!({"app": "web", "tier": "front"}),
+        );
+        assert_eq!(
+            validate("v1", "ReplicationController", &moved, Some(&good)),
+            vec![]
+        );
+    }
+
+    #[test]
     fn replica_set_and_daemon_set_rules() {
         let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs", "namespace": "default"},
                         "spec": {"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
@@ -7098,6 +7199,7 @@ mod tests {
             "Node",
             "Event",
             "Binding",
+            "ReplicationController",
         ] {
             for body in [
                 json!({}),

@@ -16,7 +16,10 @@ use std::{fmt::Debug, sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt as _};
 use k8s_openapi::{
-    api::core::v1::Pod,
+    api::{
+        apps::v1::ReplicaSet,
+        core::v1::{Pod, ReplicationController},
+    },
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 use kube::{Api, Client, Resource, api::PostParams, runtime::controller::Action};
@@ -34,7 +37,8 @@ pub struct Settings {
 /// Runs every controller until the task is dropped.
 pub async fn run(client: Client, settings: Settings) {
     tokio::join!(
-        replicaset::run(client.clone()),
+        replicaset::run::<ReplicaSet>(client.clone()),
+        replicaset::run::<ReplicationController>(client.clone()),
         deployment::run(client.clone()),
         daemonset::run(client.clone()),
         statefulset::run(client.clone()),

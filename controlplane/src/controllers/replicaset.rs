@@ -1,35 +1,112 @@
-//! The ReplicaSet controller: keeps `spec.replicas` pods from the template, owned by the
-//! ReplicaSet, and reports counts in its status.
+//! The replica controllers of ReplicaSets and ReplicationControllers: keep `spec.replicas` pods
+//! from the template, owned by the workload, and report counts in its status. The two kinds
+//! differ only in how they spell their fields (see [`Replicated`]), so one reconciler serves both,
+//! as upstream's ReplicationManager wraps its ReplicaSetController.
 
-use std::sync::Arc;
+use std::{fmt::Debug, sync::Arc};
 
 use k8s_openapi::{
-    api::{apps::v1::ReplicaSet, core::v1::Pod},
-    apimachinery::pkg::apis::meta::v1::OwnerReference,
+    NamespaceResourceScope,
+    api::{
+        apps::v1::ReplicaSet,
+        core::v1::{Pod, PodTemplateSpec, ReplicationController},
+    },
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{
-    Api, Client, ResourceExt as _,
+    Api, Client, Resource as _, ResourceExt as _,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
     runtime::{Controller, controller::Action, watcher},
 };
-use serde_json::json;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 use super::{Context, ReconcileError, drive, pod_ready, retry_later};
+use crate::apiserver::tables::selector_string;
 
 /// Upstream's burst limit: at most this many pods created or deleted per reconcile.
 const BURST: usize = 500;
 
-/// Runs the controller until the task is dropped.
-pub async fn run(client: Client) {
-    let replicasets: Api<ReplicaSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let results = Controller::new(replicasets, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
-        .run(reconcile, retry_later, Arc::new(Context { client }));
-    drive("replicaset", results).await;
+/// A workload that keeps a number of identical pods: what the reconciler needs to know of it.
+pub trait Replicated:
+    k8s_openapi::Resource<Scope = NamespaceResourceScope>
+    + k8s_openapi::Metadata<Ty = ObjectMeta>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// `spec.replicas`; unset means 1, as defaulting would have made it.
+    fn desired(&self) -> i32;
+    /// The selector of its pods as a label selector string (`app=web,tier=front`).
+    fn selector(&self) -> String;
+    /// The template its pods are made from.
+    fn template(&self) -> PodTemplateSpec;
+    /// `status.replicas`, `status.readyReplicas` and `status.observedGeneration` as last written.
+    fn recorded(&self) -> (i32, i32, Option<i64>);
 }
 
-/// Pods that count toward the ReplicaSet: owned by it, not finished, not being deleted.
+/// The methods of [`Replicated`] whose fields both kinds spell alike: `spec.replicas`,
+/// `spec.template` and the status counts.
+macro_rules! alike_fields {
+    () => {
+        fn desired(&self) -> i32 {
+            self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+        }
+
+        fn template(&self) -> PodTemplateSpec {
+            self.spec
+                .as_ref()
+                .and_then(|s| s.template.clone())
+                .unwrap_or_default()
+        }
+
+        fn recorded(&self) -> (i32, i32, Option<i64>) {
+            let status = self.status.as_ref();
+            (
+                status.map_or(0, |s| s.replicas),
+                status.and_then(|s| s.ready_replicas).unwrap_or(0),
+                status.and_then(|s| s.observed_generation),
+            )
+        }
+    };
+}
+
+impl Replicated for ReplicaSet {
+    alike_fields!();
+
+    fn selector(&self) -> String {
+        let selector = self
+            .spec
+            .as_ref()
+            .and_then(|s| serde_json::to_value(&s.selector).ok());
+        selector_string(selector.as_ref()).unwrap_or_default()
+    }
+}
+
+impl Replicated for ReplicationController {
+    alike_fields!();
+
+    fn selector(&self) -> String {
+        // A plain label map: the matchLabels of a LabelSelector, rendered the same way.
+        let labels = self.spec.as_ref().and_then(|s| s.selector.clone());
+        selector_string(Some(&json!({"matchLabels": labels}))).unwrap_or_default()
+    }
+}
+
+/// Runs the controller of `K` (ReplicaSets or ReplicationControllers) until the task is dropped.
+pub async fn run<K: Replicated>(client: Client) {
+    let workloads: Api<K> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let results = Controller::new(workloads, watcher::Config::default())
+        .owns(pods, watcher::Config::default())
+        .run(reconcile::<K>, retry_later, Arc::new(Context { client }));
+    drive(K::KIND, results).await;
+}
+
+/// Pods that count toward the workload: owned by it, not finished, not being deleted.
 fn active<'a>(pods: &'a [Pod], uid: &str) -> Vec<&'a Pod> {
     pods.iter()
         .filter(|pod| {
@@ -61,38 +138,31 @@ pub fn deletion_order(mut pods: Vec<&Pod>) -> Vec<&Pod> {
     pods
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let namespace = rs.namespace().unwrap_or_default();
-    let name = rs.name_any();
-    let fail = ReconcileError::about("ReplicaSet", &namespace, &name);
-    if rs.metadata.deletion_timestamp.is_some() {
+async fn reconcile<K: Replicated>(
+    workload: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let namespace = workload.namespace().unwrap_or_default();
+    let name = workload.name_any();
+    let fail = ReconcileError::about(K::KIND, &namespace, &name);
+    if workload.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let uid = rs.uid().unwrap_or_default();
-    let spec = rs.spec.clone().unwrap_or_default();
-    let selector = spec
-        .selector
-        .match_labels
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let uid = workload.uid().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let pods = pods_api
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&workload.selector()))
         .await
         .map_err(fail)?
         .items;
     let active = active(&pods, &uid);
-    let desired = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+    let desired = usize::try_from(workload.desired()).unwrap_or(0);
 
     if active.len() < desired {
-        let template = spec.template.clone().unwrap_or_default();
+        let template = workload.template();
         let owner = OwnerReference {
-            api_version: "apps/v1".into(),
-            kind: "ReplicaSet".into(),
+            api_version: K::API_VERSION.into(),
+            kind: K::KIND.into(),
             name: name.clone(),
             uid: uid.clone(),
             controller: Some(true),
@@ -133,25 +203,34 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Rec
 
     let replicas = active.len();
     let ready = active.iter().filter(|pod| pod_ready(pod)).count();
-    let status = json!({"status": {
+    let generation = workload.meta().generation;
+    let counted = (
+        i32::try_from(replicas).unwrap_or(i32::MAX),
+        i32::try_from(ready).unwrap_or(i32::MAX),
+        generation,
+    );
+    if workload.recorded() != counted {
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&status_patch(replicas, ready, generation)),
+        )
+        .await
+        .map_err(fail)?;
+    }
+    Ok(Action::await_change())
+}
+
+/// The status both kinds report: their status types have the same fields.
+fn status_patch(replicas: usize, ready: usize, generation: Option<i64>) -> Value {
+    json!({"status": {
         "replicas": replicas,
         "fullyLabeledReplicas": replicas,
         "readyReplicas": ready,
         "availableReplicas": ready,
-        "observedGeneration": rs.metadata.generation,
-    }});
-    let current = rs.status.clone().unwrap_or_default();
-    let unchanged = current.replicas == i32::try_from(replicas).unwrap_or(0)
-        && current.ready_replicas.unwrap_or(0) == i32::try_from(ready).unwrap_or(0)
-        && current.observed_generation == rs.metadata.generation;
-    if !unchanged {
-        let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
-        rs_api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-            .await
-            .map_err(fail)?;
-    }
-    Ok(Action::await_change())
+        "observedGeneration": generation,
+    }})
 }
 
 #[cfg(test)]
@@ -165,6 +244,26 @@ mod tests {
             "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn both_kinds_render_selectors_and_read_counts() {
+        let rc: ReplicationController = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"tier": "front", "app": "web"}},
+            "status": {"replicas": 2, "readyReplicas": 1, "observedGeneration": 3},
+        }))
+        .unwrap();
+        assert_eq!(rc.selector(), "app=web,tier=front");
+        assert_eq!((rc.desired(), rc.recorded()), (1, (2, 1, Some(3))));
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"},
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]}},
+        }))
+        .unwrap();
+        assert_eq!(rs.selector(), "app=web,tier in (front)");
+        assert_eq!((rs.desired(), rs.recorded()), (4, (0, 0, None)));
     }
 
     #[test]

@@ -20,6 +20,56 @@ use flotilla_controlplane::{
     run::{Config, ControlPlane},
 };
 
+/// Two Ready nodes with room for many pods, so the scheduler binds what the controllers create.
+pub const TWO_NODES: &str = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus:\n  conditions: [{type: Ready, status: \"True\"}]\n  allocatable: {cpu: \"4\", memory: 8Gi, pods: \"110\"}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n2}\nstatus:\n  conditions: [{type: Ready, status: \"True\"}]\n  allocatable: {cpu: \"4\", memory: 8Gi, pods: \"110\"}\n";
+
+/// Active (not terminating) pods matching `selector`, waiting up to 10 s for `count` of them,
+/// all bound to a node.
+pub async fn wait_for_bound(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    selector: &str,
+    count: usize,
+) -> Vec<k8s_openapi::api::core::v1::Pod> {
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        last = pods
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let bound = last
+            .iter()
+            .all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some());
+        if last.len() == count && bound {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("expected {count} bound pods, have {}", last.len());
+}
+
+/// Deletes `victim` with kubectl and waits for its controller to bring the `count` pods matching
+/// `selector` back, without it.
+pub async fn expect_replaced(
+    cluster: &Cluster,
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    selector: &str,
+    count: usize,
+    victim: &str,
+) {
+    cluster.kubectl_ok(&["delete", "pod", victim, "--wait=false"]);
+    let replaced = wait_for_bound(pods, selector, count).await;
+    assert!(
+        replaced
+            .iter()
+            .all(|p| p.metadata.name.as_deref() != Some(victim)),
+        "{victim} is still there"
+    );
+}
+
 /// A running control plane and the files of its test.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -105,6 +155,12 @@ impl Cluster {
             String::from_utf8_lossy(&output.stdout)
         );
         String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// Writes `manifest` to the file `name` and `kubectl apply`s it; returns kubectl's output.
+    pub fn apply(&self, name: &str, manifest: &str) -> String {
+        let path = self.write(name, manifest);
+        self.kubectl_ok(&["apply", "-f", &path.to_string_lossy()])
     }
 
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
