@@ -1,303 +1,486 @@
 //! The scheduler: binds pending pods to nodes through the binding subresource. It is a client of
-//! the API server like any other (kube-runtime reflectors over Nodes and Pods), decides with the
-//! plain functions of [`predicates`], and reports pods it cannot place with a PodScheduled=False
-//! condition and a FailedScheduling event, as kube-scheduler does.
+//! the API server like any other and works as kube-scheduler does:
+//! - [`cache`] keeps every node with the totals of the pods on it, updated from Node and Pod
+//!   watch events rather than rebuilt, so each event and each decision costs the same however
+//!   many pods the cluster runs;
+//! - [`queue`] holds the pending pods (priority, then age), parks the ones no node can take
+//!   until the cluster changes, and backs off the ones whose binding failed;
+//! - this module's loop takes events as they come and, between them, places one pod at a time
+//!   with the plain functions of [`predicates`], counts it on its node at once (assumed) and
+//!   hands the binding to a bounded set of tasks, whose results come back to the loop.
+//!
+//! Pods no node can take get a PodScheduled=False condition and a FailedScheduling event.
 
+pub mod cache;
 pub mod predicates;
 pub mod quantity;
+pub mod queue;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use futures::StreamExt as _;
+use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
-    runtime::{WatchStreamExt as _, reflector, watcher},
+    runtime::{WatchStreamExt as _, watcher, watcher::Event},
 };
 use predicates::{Demand, NodeInfo};
 use serde_json::json;
+use tokio::{sync::mpsc, task::JoinSet};
+
+use self::{cache::Cache, queue::Queue};
 
 /// The name pods ask for in spec.schedulerName.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// How often unschedulable pods are retried even when nothing changed.
 const RETRY: Duration = Duration::from_secs(5);
+/// Bindings (and status reports) in flight at once: the API server and etcd take them in
+/// parallel.
+const PARALLEL_BINDINGS: usize = 64;
+/// Events waiting to be written; beyond this they are dropped, as upstream's broadcaster does.
+const EVENT_QUEUE: usize = 16_384;
+/// Watch events decoded ahead of the loop.
+const WATCH_BUFFER: usize = 1024;
+/// How long a pod bound by us may be missing from the cache before we stop assuming it.
+const ASSUME_TTL: Duration = Duration::from_secs(30);
+/// How long a pod whose binding failed waits before it is tried again.
+const BIND_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Runs until the task is dropped.
 pub async fn run(client: Client) {
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let node_events = reflector::reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .map(|_| ())
-    .boxed();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .map(|_| ())
-    .boxed();
-    // The reflectors run on their own tasks: the scheduling pass below awaits the stores being
-    // ready, which only happens while their streams are polled.
-    let changed = Arc::new(tokio::sync::Notify::new());
-    let mut drivers = Vec::new();
-    for events in [node_events, pod_events] {
-        let changed = changed.clone();
-        drivers.push(tokio::spawn(events.for_each(move |()| {
-            changed.notify_one();
-            futures::future::ready(())
-        })));
-    }
-    let (events, event_queue) = tokio::sync::mpsc::channel(EVENT_QUEUE);
-    drivers.push(tokio::spawn(record_events(client.clone(), event_queue)));
-    let _abort_drivers = crate::controllers::AbortOnDrop(drivers);
+    // The watches decode on their own tasks, in parallel with the scheduling loop.
+    let (node_sender, mut node_events) = mpsc::channel(WATCH_BUFFER);
+    let (pod_sender, mut pod_events) = mpsc::channel(WATCH_BUFFER);
+    let (events, event_queue) = mpsc::channel(EVENT_QUEUE);
+    let _abort_drivers = crate::controllers::AbortOnDrop(vec![
+        tokio::spawn(forward(
+            watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+            node_sender,
+        )),
+        tokio::spawn(forward(
+            watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+            pod_sender,
+        )),
+        tokio::spawn(record_events(client.clone(), event_queue)),
+    ]);
     let mut scheduler = Scheduler {
         client,
         events,
-        reported: HashMap::new(),
-        assumed: HashMap::new(),
-        demands: HashMap::new(),
+        state: State::default(),
+        in_flight: JoinSet::new(),
         next_start: 0,
     };
     let mut retry = tokio::time::interval(RETRY);
     loop {
+        scheduler.state.settle();
+        let ready = scheduler.can_schedule();
+        let backoff = scheduler.state.queue.next_backoff();
+        // Events first, so each decision sees the newest state; a decision only when a binding
+        // slot is free.
         tokio::select! {
-            () = changed.notified() => {}
-            _ = retry.tick() => {}
+            biased;
+            Some(event) = node_events.recv() => scheduler.state.node_event(event),
+            Some(event) = pod_events.recv() => scheduler.state.pod_event(event),
+            Some(done) = scheduler.in_flight.join_next() => scheduler.finished(done),
+            _ = retry.tick() => scheduler.retry(),
+            () = sleep_until(backoff) , if backoff.is_some() => {
+                scheduler.state.queue.end_backoffs(Instant::now());
+            }
+            () = std::future::ready(()), if ready => scheduler.schedule_one(),
         }
-        if nodes.wait_until_ready().await.is_err() || pods.wait_until_ready().await.is_err() {
-            tracing::error!("the scheduler's caches were dropped");
-            return;
-        }
-        scheduler.pass(&nodes.state(), &pods.state()).await;
     }
 }
 
-/// Bindings in flight at once: the API server and etcd take them in parallel.
-const PARALLEL_BINDINGS: usize = 64;
-/// Events waiting to be written; beyond this they are dropped, as upstream's broadcaster does.
-const EVENT_QUEUE: usize = 16_384;
-/// How long a pod bound by us may be missing from the cache before we stop assuming it.
-const ASSUME_TTL: Duration = Duration::from_secs(30);
+async fn sleep_until(when: Option<Instant>) {
+    if let Some(when) = when {
+        tokio::time::sleep_until(when.into()).await;
+    }
+}
 
-/// The scheduler's memory between passes.
-struct Scheduler {
-    client: Client,
-    events: tokio::sync::mpsc::Sender<PendingEvent>,
+/// Passes a watch's events to the loop, retrying failed watches with the usual backoff.
+async fn forward<K>(
+    events: impl Stream<Item = Result<Event<K>, watcher::Error>>,
+    to: mpsc::Sender<Event<K>>,
+) {
+    let mut events = std::pin::pin!(events.default_backoff());
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
+                if to.send(event).await.is_err() {
+                    return;
+                }
+            }
+            Err(err) => tracing::warn!("the scheduler's watch failed: {err}"),
+        }
+    }
+}
+
+/// What the scheduler knows, kept from watch events: the cache, the queue, and what it
+/// reported. Nothing here talks to the API server.
+#[derive(Default)]
+struct State {
+    cache: Cache,
+    queue: Queue,
+    /// Nodes and pods of a (re-)list under way, applied when it is complete.
+    node_listing: Option<Vec<Arc<Node>>>,
+    pod_listing: Option<Vec<Arc<Pod>>>,
+    nodes_synced: bool,
+    pods_synced: bool,
+    /// Something changed that may let unschedulable pods fit (a node appeared or changed, a
+    /// pod went away): they go back to the active queue before the next decision.
+    cluster_changed: bool,
     /// Unschedulable messages already reported, by pod uid (so each is reported once).
     reported: HashMap<String, String>,
-    /// Pods bound by us that the cache does not show bound yet: uid -> (node, when).
-    assumed: HashMap<String, (String, Instant)>,
-    /// Each pod's demand, computed once: uid -> demand.
-    demands: HashMap<String, Arc<Demand>>,
+}
+
+impl State {
+    fn node_event(&mut self, event: Event<Node>) {
+        match event {
+            Event::Apply(node) => self.cluster_changed |= self.cache.apply_node(Arc::new(node)),
+            Event::Delete(node) => {
+                if let Some(name) = &node.metadata.name {
+                    self.cache.delete_node(name);
+                }
+            }
+            Event::Init => self.node_listing = Some(Vec::new()),
+            Event::InitApply(node) => self
+                .node_listing
+                .get_or_insert_default()
+                .push(Arc::new(node)),
+            Event::InitDone => {
+                let listed = self.node_listing.take().unwrap_or_default();
+                self.cluster_changed |= self.cache.relist_nodes(listed);
+                self.nodes_synced = true;
+            }
+        }
+    }
+
+    fn pod_event(&mut self, event: Event<Pod>) {
+        match event {
+            Event::Apply(pod) => self.apply_pod(Arc::new(pod)),
+            Event::Delete(pod) => {
+                if let Some(uid) = &pod.metadata.uid {
+                    self.delete_pod(uid);
+                }
+            }
+            Event::Init => self.pod_listing = Some(Vec::new()),
+            Event::InitApply(pod) => self.pod_listing.get_or_insert_default().push(Arc::new(pod)),
+            Event::InitDone => {
+                let listed = self.pod_listing.take().unwrap_or_default();
+                self.relist_pods(listed);
+                self.pods_synced = true;
+            }
+        }
+    }
+
+    /// Takes in a pod's newest version.
+    fn apply_pod(&mut self, pod: Arc<Pod>) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        match bound_node(&pod) {
+            Some(node) if !predicates::terminal(&pod) => {
+                self.cache.bound(&uid, node, &pod);
+                self.queue.remove(&uid);
+            }
+            // Being bound by us: the watch shows it bound later.
+            None if is_pending(&pod) && self.cache.is_assumed(&uid) => {}
+            None if is_pending(&pod) => self.queue.add(pod),
+            // Finished, deleted before it was bound, or another scheduler's.
+            _ => {
+                if self.cache.forget(&uid).is_some() {
+                    self.cluster_changed = true;
+                }
+                self.queue.remove(&uid);
+            }
+        }
+    }
+
+    fn delete_pod(&mut self, uid: &str) {
+        if self.cache.forget(uid).is_some() {
+            self.cluster_changed = true;
+        }
+        self.queue.remove(uid);
+        self.reported.remove(uid);
+    }
+
+    /// Replaces what is known of pods with a fresh listing: pods not listed are gone.
+    fn relist_pods(&mut self, pods: Vec<Arc<Pod>>) {
+        let listed: HashSet<&str> = pods
+            .iter()
+            .filter_map(|p| p.metadata.uid.as_deref())
+            .collect();
+        let gone: Vec<String> = self
+            .cache
+            .uids()
+            .chain(self.queue.uids())
+            .chain(self.reported.keys())
+            .filter(|uid| !listed.contains(uid.as_str()))
+            .cloned()
+            .collect();
+        for uid in gone {
+            self.delete_pod(&uid);
+        }
+        for pod in pods {
+            self.apply_pod(pod);
+        }
+    }
+
+    /// Acts on cluster changes seen since the last decision, once for all of them.
+    fn settle(&mut self) {
+        if std::mem::take(&mut self.cluster_changed) {
+            self.queue.move_unschedulable_to_active();
+        }
+    }
+
+    fn synced(&self) -> bool {
+        self.nodes_synced && self.pods_synced
+    }
+}
+
+/// The scheduler: its state, and the bindings and reports in flight.
+struct Scheduler {
+    client: Client,
+    events: mpsc::Sender<PendingEvent>,
+    state: State,
+    in_flight: JoinSet<Outcome>,
     /// Where the next node search starts, so sampled searches rotate over all nodes.
     next_start: usize,
 }
 
-/// One decision of a pass.
-enum Decision {
-    Bind(String),
-    Unschedulable(String),
+/// How a task in flight ended.
+enum Outcome {
+    Bound,
+    BindFailed(Arc<Pod>),
+    Reported {
+        uid: String,
+        message: String,
+        ok: bool,
+    },
 }
 
 impl Scheduler {
-    /// One pass over the pending pods: decide every placement in memory, then bind in parallel.
-    async fn pass(&mut self, nodes: &[Arc<Node>], pods: &[Arc<Pod>]) {
-        let now = Instant::now();
-        let present: HashMap<&str, &Arc<Pod>> = pods
-            .iter()
-            .filter_map(|p| Some((p.metadata.uid.as_deref()?, p)))
-            .collect();
-        self.assumed.retain(|uid, (_, since)| {
-            present
-                .get(uid.as_str())
-                .is_some_and(|p| bound_node(p).is_none())
-                && now.duration_since(*since) < ASSUME_TTL
-        });
-        self.demands
-            .retain(|uid, _| present.contains_key(uid.as_str()));
-        self.reported
-            .retain(|uid, _| present.contains_key(uid.as_str()));
-
-        let mut infos: Vec<NodeInfo> = nodes.iter().cloned().map(NodeInfo::new).collect();
-        let index: HashMap<&str, usize> = nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| Some((n.metadata.name.as_deref()?, i)))
-            .collect();
-        let mut pending = Vec::new();
-        for pod in pods {
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let node = bound_node(pod).or_else(|| self.assumed.get(&uid).map(|(n, _)| n.as_str()));
-            match node {
-                Some(node) if !predicates::terminal(pod) => {
-                    if let Some(&i) = index.get(node) {
-                        let demand = self.demand(&uid, pod);
-                        infos[i].add(&demand);
-                    }
-                }
-                Some(_) => {}
-                None if is_pending(pod) => pending.push(pod),
-                None => {}
-            }
-        }
-        // Higher priority first, then oldest first, as upstream's active queue orders them.
-        pending.sort_by_key(|p| {
-            (
-                std::cmp::Reverse(p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)),
-                p.metadata.creation_timestamp.clone().map(|t| t.0),
-            )
-        });
-        let mut decisions = Vec::with_capacity(pending.len());
-        for pod in pending {
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let demand = self.demand(&uid, pod);
-            let decision = self.place(pod, &demand, &mut infos);
-            if let Decision::Bind(node) = &decision {
-                self.assumed.insert(uid, (node.clone(), now));
-            }
-            decisions.push((pod.clone(), decision));
-        }
-        let outcomes: Vec<(String, bool)> = futures::stream::iter(decisions)
-            .map(|(pod, decision)| self.carry_out(pod, decision, nodes.len()))
-            .buffer_unordered(PARALLEL_BINDINGS)
-            .collect()
-            .await;
-        for (uid, bound) in outcomes {
-            if !bound {
-                self.assumed.remove(&uid);
-            }
-        }
+    fn can_schedule(&self) -> bool {
+        self.state.synced()
+            && self.in_flight.len() < PARALLEL_BINDINGS
+            && self.state.queue.has_active()
     }
 
-    fn demand(&mut self, uid: &str, pod: &Pod) -> Arc<Demand> {
-        self.demands
-            .entry(uid.to_owned())
-            .or_insert_with(|| Arc::new(Demand::of(pod)))
-            .clone()
-    }
-
-    /// Picks the best of the feasible nodes found, searching from a rotating start and
-    /// stopping after upstream's adaptive share of the nodes (percentageOfNodesToScore).
-    fn place(&mut self, pod: &Pod, demand: &Demand, infos: &mut [NodeInfo]) -> Decision {
-        let wanted = feasible_nodes_to_find(infos.len());
-        let mut reasons = Vec::new();
-        let mut best: Option<(i128, usize)> = None;
-        let mut feasible = 0;
-        for offset in 0..infos.len() {
-            let i = (self.next_start + offset) % infos.len();
-            let why = predicates::fits(pod, demand, &infos[i]);
-            if !why.is_empty() {
-                reasons.extend(why);
-                continue;
-            }
-            feasible += 1;
-            let score = predicates::rank(demand, &infos[i]);
-            let better = best.is_none_or(|(best_score, best_i)| {
-                score > best_score
-                    || (score == best_score
-                        && infos[i].node.metadata.name < infos[best_i].node.metadata.name)
-            });
-            if better {
-                best = Some((score, i));
-            }
-            if feasible >= wanted {
-                break;
-            }
-        }
-        if !infos.is_empty() {
-            self.next_start = (self.next_start + 1) % infos.len();
-        }
-        match best {
-            Some((_, i)) => {
-                infos[i].add(demand);
-                Decision::Bind(infos[i].node.metadata.name.clone().unwrap_or_default())
-            }
-            None => {
-                Decision::Unschedulable(predicates::unschedulable_message(infos.len(), &reasons))
-            }
-        }
-    }
-
-    /// Binds the pod or reports it unschedulable; returns its uid and whether it was bound.
-    async fn carry_out(&self, pod: Arc<Pod>, decision: Decision, nodes: usize) -> (String, bool) {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        match decision {
-            Decision::Bind(node_name) => {
-                let binding = json!({
-                    "apiVersion": "v1", "kind": "Binding",
-                    "metadata": {"name": name, "namespace": namespace, "uid": uid},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
-                });
-                match pods_api
-                    .create_subresource::<_, serde_json::Value>(
-                        "binding",
-                        &name,
-                        &PostParams::default(),
-                        &binding,
-                    )
-                    .await
-                {
-                    Ok(_) => {
-                        tracing::debug!(pod = %format!("{namespace}/{name}"), node = %node_name, "scheduled");
-                        self.event(
-                            &pod,
-                            "Normal",
-                            "Scheduled",
-                            format!("Successfully assigned {namespace}/{name} to {node_name}"),
-                        );
-                        (uid, true)
-                    }
-                    Err(err) => {
-                        tracing::warn!(pod = %format!("{namespace}/{name}"), "binding failed: {err}");
-                        (uid, false)
-                    }
-                }
-            }
-            Decision::Unschedulable(message) => {
-                if self.reported.get(&uid) == Some(&message) {
-                    return (uid, false);
-                }
-                let status = json!({"status": {"conditions": [{
-                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                    "message": message, "lastProbeTime": null,
-                    "lastTransitionTime": crate::apiserver::meta::now(),
-                }]}});
-                if let Err(err) = pods_api
-                    .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&status))
-                    .await
-                {
-                    tracing::warn!(pod = %format!("{namespace}/{name}"), "reporting unschedulable failed: {err}");
-                    return (uid, false);
-                }
-                tracing::info!(pod = %format!("{namespace}/{name}"), %message, nodes, "unschedulable");
-                self.event(&pod, "Warning", "FailedScheduling", message);
-                (uid, false)
-            }
-        }
-    }
-
-    fn event(&self, pod: &Arc<Pod>, kind: &'static str, reason: &'static str, message: String) {
-        let event = PendingEvent {
-            pod: pod.clone(),
-            kind,
-            reason,
-            message,
+    /// Decides where the next pending pod goes, counts it there and starts binding it; or
+    /// parks it as unschedulable and reports why.
+    fn schedule_one(&mut self) {
+        let Some(pod) = self.state.queue.pop() else {
+            return;
         };
-        if self.events.try_send(event).is_err() {
-            tracing::debug!("the event queue is full; an event was dropped");
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let demand = Arc::new(Demand::of(&pod));
+        let nodes = self.state.cache.nodes();
+        match place(&pod, &demand, nodes, &mut self.next_start) {
+            Ok(i) => {
+                let node = nodes[i].node.metadata.name.clone().unwrap_or_default();
+                self.state
+                    .cache
+                    .assume(pod.clone(), &node, demand, Instant::now());
+                self.in_flight
+                    .spawn(bind(self.client.clone(), self.events.clone(), pod, node));
+            }
+            Err(message) => {
+                let nodes = nodes.len();
+                self.state.queue.park_unschedulable(pod.clone());
+                if self.state.reported.get(&uid) != Some(&message) {
+                    self.state.reported.insert(uid, message.clone());
+                    self.in_flight.spawn(report_unschedulable(
+                        self.client.clone(),
+                        self.events.clone(),
+                        pod,
+                        message,
+                        nodes,
+                    ));
+                }
+            }
         }
+    }
+
+    fn finished(&mut self, done: Result<Outcome, tokio::task::JoinError>) {
+        match done {
+            Ok(Outcome::Bound) => {}
+            Ok(Outcome::BindFailed(pod)) => {
+                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                // Unless the watch meanwhile showed it bound or gone: free its place, retry.
+                if self.state.cache.is_assumed(uid) {
+                    self.state.cache.forget(uid);
+                    self.state.cluster_changed = true;
+                    self.state
+                        .queue
+                        .back_off(pod, Instant::now() + BIND_BACKOFF);
+                }
+            }
+            Ok(Outcome::Reported { uid, message, ok }) => {
+                if !ok && self.state.reported.get(&uid) == Some(&message) {
+                    self.state.reported.remove(&uid);
+                }
+            }
+            Err(err) => tracing::error!("a scheduler task failed: {err}"),
+        }
+    }
+
+    /// The periodic retry: unschedulable pods try again, and assumptions the watch never
+    /// confirmed expire.
+    fn retry(&mut self) {
+        self.state.queue.move_unschedulable_to_active();
+        for pod in self.state.cache.expire(Instant::now(), ASSUME_TTL) {
+            self.state.queue.add(pod);
+        }
+    }
+}
+
+/// Picks the best of the feasible nodes found, searching from a rotating start and stopping
+/// after upstream's adaptive share of the nodes (percentageOfNodesToScore). Returns the node's
+/// index, or the FailedScheduling message.
+fn place(
+    pod: &Pod,
+    demand: &Demand,
+    infos: &[NodeInfo],
+    next_start: &mut usize,
+) -> Result<usize, String> {
+    let wanted = feasible_nodes_to_find(infos.len());
+    let mut reasons = Vec::new();
+    let mut best: Option<(i128, usize)> = None;
+    let mut feasible = 0;
+    for offset in 0..infos.len() {
+        let i = (*next_start + offset) % infos.len();
+        let why = predicates::fits(pod, demand, &infos[i]);
+        if !why.is_empty() {
+            reasons.extend(why);
+            continue;
+        }
+        feasible += 1;
+        let score = predicates::rank(demand, &infos[i]);
+        let better = best.is_none_or(|(best_score, best_i)| {
+            score > best_score
+                || (score == best_score
+                    && infos[i].node.metadata.name < infos[best_i].node.metadata.name)
+        });
+        if better {
+            best = Some((score, i));
+        }
+        if feasible >= wanted {
+            break;
+        }
+    }
+    if !infos.is_empty() {
+        *next_start = (*next_start + 1) % infos.len();
+    }
+    best.map(|(_, i)| i)
+        .ok_or_else(|| predicates::unschedulable_message(infos.len(), &reasons))
+}
+
+/// Binds the pod to the node.
+async fn bind(
+    client: Client,
+    events: mpsc::Sender<PendingEvent>,
+    pod: Arc<Pod>,
+    node_name: String,
+) -> Outcome {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(client, &namespace);
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
+    });
+    match pods_api
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            &name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::debug!(pod = %format!("{namespace}/{name}"), node = %node_name, "scheduled");
+            event(
+                &events,
+                &pod,
+                "Normal",
+                "Scheduled",
+                format!("Successfully assigned {namespace}/{name} to {node_name}"),
+            );
+            Outcome::Bound
+        }
+        Err(err) => {
+            tracing::warn!(pod = %format!("{namespace}/{name}"), "binding failed: {err}");
+            Outcome::BindFailed(pod)
+        }
+    }
+}
+
+/// Sets PodScheduled=False with the reason and records a FailedScheduling event.
+async fn report_unschedulable(
+    client: Client,
+    events: mpsc::Sender<PendingEvent>,
+    pod: Arc<Pod>,
+    message: String,
+    nodes: usize,
+) -> Outcome {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(client, &namespace);
+    let status = json!({"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastProbeTime": null,
+        "lastTransitionTime": crate::apiserver::meta::now(),
+    }]}});
+    if let Err(err) = pods_api
+        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&status))
+        .await
+    {
+        tracing::warn!(pod = %format!("{namespace}/{name}"), "reporting unschedulable failed: {err}");
+        return Outcome::Reported {
+            uid,
+            message,
+            ok: false,
+        };
+    }
+    tracing::info!(pod = %format!("{namespace}/{name}"), %message, nodes, "unschedulable");
+    event(
+        &events,
+        &pod,
+        "Warning",
+        "FailedScheduling",
+        message.clone(),
+    );
+    Outcome::Reported {
+        uid,
+        message,
+        ok: true,
+    }
+}
+
+fn event(
+    events: &mpsc::Sender<PendingEvent>,
+    pod: &Arc<Pod>,
+    kind: &'static str,
+    reason: &'static str,
+    message: String,
+) {
+    let event = PendingEvent {
+        pod: pod.clone(),
+        kind,
+        reason,
+        message,
+    };
+    if events.try_send(event).is_err() {
+        tracing::debug!("the event queue is full; an event was dropped");
     }
 }
 
@@ -329,7 +512,7 @@ struct PendingEvent {
 }
 
 /// Writes events off the scheduling path, a few at a time.
-async fn record_events(client: Client, queue: tokio::sync::mpsc::Receiver<PendingEvent>) {
+async fn record_events(client: Client, queue: mpsc::Receiver<PendingEvent>) {
     tokio_stream::wrappers::ReceiverStream::new(queue)
         .for_each_concurrent(16, |event| {
             let client = client.clone();
@@ -363,7 +546,179 @@ async fn record_event(client: &Client, pod: &Pod, kind: &str, reason: &str, mess
 
 #[cfg(test)]
 mod tests {
-    use super::feasible_nodes_to_find;
+    use super::*;
+
+    fn node(name: &str, cpu: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
+            },
+        }))
+        .unwrap()
+    }
+
+    fn pod(uid: &str, node: Option<&str>, extra: serde_json::Value) -> Pod {
+        let mut base = json!({
+            "metadata": {"name": uid, "namespace": "default", "uid": uid},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "500m"}}}]},
+        });
+        if let Some(node) = node {
+            base["spec"]["nodeName"] = json!(node);
+        }
+        json_patch::merge(&mut base, &extra);
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn cpu_on(state: &State, node: &str) -> (i128, i128) {
+        let (requested, pods) = state.cache.node(node).unwrap().requested();
+        (requested.cpu, pods)
+    }
+
+    /// A state synced with `nodes` and `pods`.
+    fn synced(nodes: Vec<Node>, pods: Vec<Pod>) -> State {
+        let mut state = State::default();
+        state.node_event(Event::Init);
+        for node in nodes {
+            state.node_event(Event::InitApply(node));
+        }
+        state.node_event(Event::InitDone);
+        state.pod_event(Event::Init);
+        for pod in pods {
+            state.pod_event(Event::InitApply(pod));
+        }
+        state.pod_event(Event::InitDone);
+        assert!(state.synced());
+        // The loop settles before each decision.
+        state.settle();
+        state
+    }
+
+    #[test]
+    fn bound_pods_count_until_they_finish_or_go() {
+        let mut state = synced(vec![node("n1", "2")], vec![pod("a", Some("n1"), json!({}))]);
+        assert_eq!(cpu_on(&state, "n1"), (500, 1));
+        state.pod_event(Event::Apply(pod("b", Some("n1"), json!({}))));
+        assert_eq!(cpu_on(&state, "n1"), (1000, 2));
+        state.pod_event(Event::Apply(pod(
+            "b",
+            Some("n1"),
+            json!({"status": {"phase": "Succeeded"}}),
+        )));
+        assert_eq!(cpu_on(&state, "n1"), (500, 1));
+        state.pod_event(Event::Delete(pod("a", Some("n1"), json!({}))));
+        assert_eq!(cpu_on(&state, "n1"), (0, 0));
+        // A node update keeps the totals.
+        state.pod_event(Event::Apply(pod("c", Some("n1"), json!({}))));
+        state.node_event(Event::Apply(node("n1", "4")));
+        assert_eq!(cpu_on(&state, "n1"), (500, 1));
+    }
+
+    #[test]
+    fn a_relist_drops_what_was_not_listed() {
+        let mut state = synced(
+            vec![node("n1", "2"), node("n2", "2")],
+            vec![
+                pod("a", Some("n1"), json!({})),
+                pod("b", Some("n1"), json!({})),
+                pod("p", None, json!({})),
+                pod("q", None, json!({})),
+            ],
+        );
+        assert_eq!(cpu_on(&state, "n1"), (1000, 2));
+        assert!(state.queue.contains("p"));
+        state.node_event(Event::Init);
+        state.node_event(Event::InitApply(node("n1", "2")));
+        state.pod_event(Event::Init);
+        state.pod_event(Event::InitApply(pod("b", Some("n1"), json!({}))));
+        state.pod_event(Event::InitApply(pod("q", None, json!({}))));
+        // Nothing changes until the listing is complete.
+        assert!(state.cache.node("n2").is_some());
+        assert_eq!(cpu_on(&state, "n1"), (1000, 2));
+        state.node_event(Event::InitDone);
+        state.pod_event(Event::InitDone);
+        assert!(state.cache.node("n2").is_none());
+        assert_eq!(cpu_on(&state, "n1"), (500, 1));
+        assert!(!state.queue.contains("p"));
+        assert!(state.queue.contains("q"));
+    }
+
+    #[test]
+    fn an_assumed_pod_counts_until_the_watch_confirms_it() {
+        let mut state = synced(vec![node("n1", "2")], vec![]);
+        state.pod_event(Event::Apply(pod("a", None, json!({}))));
+        let a = state.queue.pop().unwrap();
+        let mut next_start = 0;
+        let i = place(&a, &Demand::of(&a), state.cache.nodes(), &mut next_start).unwrap();
+        assert_eq!(i, 0);
+        state.cache.assume(
+            a,
+            "n1",
+            Arc::new(Demand::of(&pod("a", None, json!({})))),
+            Instant::now(),
+        );
+        // An update of the still unbound pod (say, a label) does not queue it again.
+        state.pod_event(Event::Apply(pod(
+            "a",
+            None,
+            json!({"metadata": {"labels": {"x": "y"}}}),
+        )));
+        assert!(!state.queue.contains("a"));
+        assert!(state.cache.is_assumed("a"));
+        assert_eq!(cpu_on(&state, "n1"), (500, 1));
+        state.pod_event(Event::Apply(pod("a", Some("n1"), json!({}))));
+        assert!(!state.cache.is_assumed("a"));
+        assert_eq!(cpu_on(&state, "n1"), (500, 1));
+    }
+
+    #[test]
+    fn unschedulable_pods_come_back_when_a_node_is_added() {
+        let mut state = synced(vec![node("n1", "1")], vec![]);
+        state.pod_event(Event::Apply(pod(
+            "big",
+            None,
+            json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "2"}}}]}}),
+        )));
+        let big = state.queue.pop().unwrap();
+        let message = place(&big, &Demand::of(&big), state.cache.nodes(), &mut 0).unwrap_err();
+        assert_eq!(message, "0/1 nodes are available: 1 Insufficient cpu.");
+        state.queue.park_unschedulable(big);
+        state.settle();
+        assert!(!state.queue.has_active());
+        // A heartbeat-like update of the node changes nothing a filter reads.
+        state.node_event(Event::Apply(node("n1", "1")));
+        state.settle();
+        assert!(!state.queue.has_active());
+        state.node_event(Event::Apply(node("n2", "4")));
+        state.settle();
+        assert!(state.queue.has_active());
+        let big = state.queue.pop().unwrap();
+        let i = place(&big, &Demand::of(&big), state.cache.nodes(), &mut 0).unwrap();
+        assert_eq!(
+            state.cache.nodes()[i].node.metadata.name.as_deref(),
+            Some("n2")
+        );
+    }
+
+    #[test]
+    fn unschedulable_pods_come_back_when_a_pod_goes() {
+        let mut state = synced(
+            vec![node("n1", "1")],
+            vec![
+                pod("a", Some("n1"), json!({})),
+                pod("b", Some("n1"), json!({})),
+            ],
+        );
+        state.pod_event(Event::Apply(pod("c", None, json!({}))));
+        let c = state.queue.pop().unwrap();
+        assert!(place(&c, &Demand::of(&c), state.cache.nodes(), &mut 0).is_err());
+        state.queue.park_unschedulable(c);
+        state.pod_event(Event::Delete(pod("a", Some("n1"), json!({}))));
+        state.settle();
+        let c = state.queue.pop().unwrap();
+        assert!(place(&c, &Demand::of(&c), state.cache.nodes(), &mut 0).is_ok());
+    }
 
     #[test]
     fn node_sampling_follows_upstreams_adaptive_share() {

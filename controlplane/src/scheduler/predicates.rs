@@ -165,6 +165,46 @@ impl NodeInfo {
         }
     }
 
+    /// Stops counting a pod that [`NodeInfo::add`] counted (it finished, was deleted or moved).
+    pub fn remove(&mut self, demand: &Demand) {
+        self.requested.cpu -= demand.requests.cpu;
+        self.requested.memory -= demand.requests.memory;
+        self.pods -= 1;
+        for port in &demand.host_ports {
+            if let Some(i) = self.host_ports.iter().position(|p| p == port) {
+                self.host_ports.swap_remove(i);
+            }
+        }
+        for owner in &demand.owners {
+            if let Some(count) = self.owners.get_mut(owner) {
+                *count -= 1;
+                if *count <= 0 {
+                    self.owners.remove(owner);
+                }
+            }
+        }
+    }
+
+    /// Swaps in a newer version of the node, keeping the totals of its pods. Returns whether
+    /// anything a filter reads changed (readiness, allocatable, labels, spec: taints, cordon),
+    /// that is whether pods that did not fit before might fit now.
+    pub fn set_node(&mut self, node: std::sync::Arc<Node>) -> bool {
+        let fresh = Self::new(node);
+        let changed = fresh.ready != self.ready
+            || fresh.allocatable != self.allocatable
+            || fresh.node.metadata.labels != self.node.metadata.labels
+            || fresh.node.spec != self.node.spec;
+        self.node = fresh.node;
+        self.ready = fresh.ready;
+        self.allocatable = fresh.allocatable;
+        changed
+    }
+
+    /// The requests of the pods counted on this node, and how many there are.
+    pub fn requested(&self) -> (Resources, i128) {
+        (self.requested, self.pods)
+    }
+
     fn with_pods(node: &Node, bound: &[&Pod]) -> Self {
         let mut info = Self::new(std::sync::Arc::new(node.clone()));
         for pod in bound.iter().filter(|p| !terminal(p)) {
@@ -505,6 +545,40 @@ mod tests {
         let busy = node("busy", serde_json::json!({}));
         let empty = node("empty", serde_json::json!({}));
         assert!(score(&owned, &empty, &[]) > score(&owned, &busy, &[&owned]));
+    }
+
+    #[test]
+    fn removing_a_pod_undoes_adding_it() {
+        let hp = pod(
+            serde_json::json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u1"}]},
+                               "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}],
+                                                        "resources": {"requests": {"cpu": "500m"}}}]}}),
+        );
+        let demand = Demand::of(&hp);
+        let mut info = NodeInfo::new(std::sync::Arc::new(node("n", serde_json::json!({}))));
+        let empty_rank = rank(&demand, &info);
+        info.add(&demand);
+        assert_eq!(info.requested().1, 1);
+        assert!(!fits(&hp, &demand, &info).is_empty());
+        info.remove(&demand);
+        assert_eq!(info.requested(), (Resources::default(), 0));
+        assert!(fits(&hp, &demand, &info).is_empty());
+        assert_eq!(rank(&demand, &info), empty_rank);
+    }
+
+    #[test]
+    fn swapping_the_node_keeps_totals_and_tells_relevant_changes() {
+        let mut info = NodeInfo::new(std::sync::Arc::new(node("n", serde_json::json!({}))));
+        info.add(&Demand::of(&pod(serde_json::json!({}))));
+        let mut renewed = node("n", serde_json::json!({}));
+        renewed.metadata.resource_version = Some("2".into());
+        assert!(!info.set_node(std::sync::Arc::new(renewed)));
+        assert!(info.set_node(std::sync::Arc::new(node(
+            "n",
+            serde_json::json!({"spec": {"unschedulable": true}})
+        ))));
+        assert_eq!(info.requested().1, 1);
+        assert_eq!(info.requested().0.cpu, 500);
     }
 
     #[test]
