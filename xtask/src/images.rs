@@ -417,7 +417,13 @@ fn import(socket: &Path, images: &[WrittenImage]) -> anyhow::Result<()> {
     for image in images {
         run_logged(
             &format!("ctr images import {}", image.name),
-            "images-import",
+            &format!(
+                "images-import-{}",
+                image
+                    .tarball
+                    .file_stem()
+                    .map_or_else(|| "image".into(), |stem| stem.to_string_lossy())
+            ),
             ctr(socket).args(["images", "import"]).arg(&image.tarball),
         )
         .with_context(|| {
