@@ -3,6 +3,7 @@
 mod bench;
 mod cluster;
 mod ebpf;
+mod images;
 mod process;
 mod setup;
 mod test;
@@ -25,6 +26,8 @@ enum Command {
     Setup,
     /// Build the eBPF objects on their own and list the programs and maps in each.
     BuildEbpf(ebpf::BuildEbpfArgs),
+    /// Build the pause and test-app OCI image tarballs; `--import SOCK` loads them into containerd.
+    Images(images::ImagesArgs),
     /// The README's test command: setup, fmt, clippy, unit tests, privileged integration tests.
     Test,
     /// Run a benchmark (`api`: API latency/throughput vs etcd and the SLO).
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::run().map(|_| ()),
         Command::BuildEbpf(args) => ebpf::run(&args),
+        Command::Images(args) => images::run(&args),
         Command::Test => test::run(),
         Command::Bench(args) => bench::run(&args),
         Command::Up(args) => cluster::up(&args),
