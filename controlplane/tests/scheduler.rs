@@ -63,7 +63,12 @@ async fn pods_are_bound_to_fitting_nodes_and_replicas_spread() -> anyhow::Result
             true,
             serde_json::json!({"metadata": {"labels": {"zone": "b"}}}),
         ),
-        node("n3", false, serde_json::json!({})),
+        // Registered not ready, as a kubelet does: with the not-ready taint.
+        node(
+            "n3",
+            false,
+            serde_json::json!({"spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}}),
+        ),
         node(
             "n4",
             true,
@@ -128,7 +133,10 @@ async fn pods_are_bound_to_fitting_nodes_and_replicas_spread() -> anyhow::Result
     }
     assert!(message.starts_with("0/4 nodes are available:"), "{message}");
     assert!(message.contains("Insufficient cpu"), "{message}");
-    assert!(message.contains("1 node(s) were not ready"), "{message}");
+    assert!(
+        message.contains("1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }"),
+        "{message}"
+    );
     assert!(
         message.contains("untolerated taint {dedicated: gpu}"),
         "{message}"

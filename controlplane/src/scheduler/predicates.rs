@@ -118,7 +118,6 @@ impl Demand {
 pub struct NodeInfo {
     /// The node.
     pub node: std::sync::Arc<Node>,
-    ready: bool,
     allocatable: (Option<i128>, Option<i128>, Option<i128>),
     requested: Resources,
     pods: i128,
@@ -129,15 +128,6 @@ pub struct NodeInfo {
 impl NodeInfo {
     /// A node with nothing bound to it yet.
     pub fn new(node: std::sync::Arc<Node>) -> Self {
-        let ready = node
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|conditions| {
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            });
         let allocatable = (
             allocatable(&node, "cpu"),
             allocatable(&node, "memory"),
@@ -145,7 +135,6 @@ impl NodeInfo {
         );
         Self {
             node,
-            ready,
             allocatable,
             requested: Resources::default(),
             pods: 0,
@@ -186,16 +175,14 @@ impl NodeInfo {
     }
 
     /// Swaps in a newer version of the node, keeping the totals of its pods. Returns whether
-    /// anything a filter reads changed (readiness, allocatable, labels, spec: taints, cordon),
+    /// anything a filter reads changed (allocatable, labels, spec: taints, cordon),
     /// that is whether pods that did not fit before might fit now.
     pub fn set_node(&mut self, node: std::sync::Arc<Node>) -> bool {
         let fresh = Self::new(node);
-        let changed = fresh.ready != self.ready
-            || fresh.allocatable != self.allocatable
+        let changed = fresh.allocatable != self.allocatable
             || fresh.node.metadata.labels != self.node.metadata.labels
             || fresh.node.spec != self.node.spec;
         self.node = fresh.node;
-        self.ready = fresh.ready;
         self.allocatable = fresh.allocatable;
         changed
     }
@@ -227,9 +214,9 @@ pub fn fits(pod: &Pod, demand: &Demand, info: &NodeInfo) -> Vec<Reason> {
     let tolerations = spec
         .and_then(|s| s.tolerations.as_deref())
         .unwrap_or_default();
-    if !info.ready {
-        reasons.push("node(s) were not ready".to_owned());
-    }
+    // Readiness is not checked here: as with upstream's TaintNodesByCondition, a node that is
+    // not ready carries the not-ready or unreachable NoSchedule taint (the node lifecycle
+    // controller keeps it), so pods that tolerate it, like DaemonSet pods, still land there.
     let unschedulable = node
         .spec
         .as_ref()
@@ -475,14 +462,23 @@ mod tests {
 
     #[test]
     fn each_filter_names_its_reason() {
+        // A not-ready node is kept out by its taint, not by its condition, so a pod that
+        // tolerates the taint (a DaemonSet's) still fits.
         let not_ready = node(
             "n",
-            serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
+            serde_json::json!({
+                "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]},
+                "status": {"conditions": [{"type": "Ready", "status": "False"}]},
+            }),
         );
         assert_eq!(
             filter(&pod(serde_json::json!({})), &not_ready, &[]),
-            ["node(s) were not ready"]
+            ["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
         );
+        let daemon = pod(
+            serde_json::json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]}}),
+        );
+        assert!(filter(&daemon, &not_ready, &[]).is_empty());
         let cordoned = node("n", serde_json::json!({"spec": {"unschedulable": true}}));
         assert_eq!(
             filter(&pod(serde_json::json!({})), &cordoned, &[]),
