@@ -93,9 +93,11 @@ async fn stand_in_agent(cluster: &Cluster) -> anyhow::Result<u16> {
     Ok(port)
 }
 
+/// A node that is not ready (so the scheduler leaves the pod to the test's own binding), as a
+/// kubelet registers one: Ready=False and the not-ready taint.
 fn node(name: &str, port: u16) -> String {
     format!(
-        "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nstatus:\n  addresses: [{{type: InternalIP, address: 127.0.0.1}}]\n  daemonEndpoints: {{kubeletEndpoint: {{Port: {port}}}}}\n"
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nspec:\n  taints: [{{key: node.kubernetes.io/not-ready, effect: NoSchedule}}]\nstatus:\n  conditions: [{{type: Ready, status: \"False\"}}]\n  addresses: [{{type: InternalIP, address: 127.0.0.1}}]\n  daemonEndpoints: {{kubeletEndpoint: {{Port: {port}}}}}\n"
     )
 }
 

@@ -78,6 +78,21 @@ async fn pods_are_bound_to_fitting_nodes_and_replicas_spread() -> anyhow::Result
         nodes.create(&PostParams::default(), &node).await?;
     }
     let pods: Api<Pod> = Api::namespaced(client, "default");
+    // The scheduler learns of nodes and pods over two watches; one pod pinned to each of n1 and
+    // n2 shows both nodes are in its cache before the replicas arrive (they add the same load to
+    // both, so spreading is still decided by the replicas alone).
+    for name in ["n1", "n2"] {
+        let probe = serde_json::json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": name}}});
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("probe-{name}"), probe),
+        )
+        .await?;
+        assert_eq!(
+            node_of(&pods, &format!("probe-{name}")).await.as_deref(),
+            Some(name)
+        );
+    }
     let owner = serde_json::json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "rs-uid-1"}]}});
     for i in 0..4 {
         pods.create(
