@@ -452,3 +452,39 @@ fn flotilla_ready(pod: &Pod) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tolerant_daemon_pods_run_on_not_ready_nodes_other_pods_do_not() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    // n2 is registered not ready, as a kubelet does: Ready=False and the not-ready taint. A
+    // DaemonSet that tolerates NoSchedule taints (as flannel's and other CNI agents' do, since
+    // they are what makes a node ready) runs there; the scheduler judges by taints, not by the
+    // condition, as upstream's does.
+    let not_ready = "apiVersion: v1\nkind: Node\nmetadata: {name: n2}\nspec: {taints: [{key: node.kubernetes.io/not-ready, effect: NoSchedule}]}\nstatus:\n  conditions: [{type: Ready, status: \"False\"}]\n  allocatable: {cpu: \"4\", memory: 8Gi, pods: \"110\"}\n";
+    let nodes = [node("n1", "", ""), not_ready.to_owned()].concat();
+    cluster.kubectl_ok(&[
+        "apply",
+        "-f",
+        &cluster.write("nodes.yaml", &nodes).to_string_lossy(),
+    ]);
+    let tolerant = DS.replace(
+        "      containers:",
+        "      tolerations: [{operator: Exists, effect: NoSchedule}]\n      containers:",
+    );
+    assert_ne!(tolerant, DS);
+    cluster.kubectl_ok(&[
+        "apply",
+        "-f",
+        &cluster.write("ds.yaml", &tolerant).to_string_lossy(),
+    ]);
+    let pods: Api<Pod> = Api::namespaced(cluster.client().await?, "default");
+    wait_for_nodes(&pods, "agent", &["n1", "n2"]).await;
+    let plain = "apiVersion: v1\nkind: Pod\nmetadata: {name: plain, namespace: default, labels: {app: plain}}\nspec:\n  containers: [{name: c, image: flotilla/testapp:v1}]\n";
+    cluster.kubectl_ok(&[
+        "apply",
+        "-f",
+        &cluster.write("plain.yaml", plain).to_string_lossy(),
+    ]);
+    wait_for_nodes(&pods, "plain", &["n1"]).await;
+    Ok(())
+}
