@@ -442,20 +442,21 @@ fn progressing_condition(
                 .map(|d| Duration::from_secs(u64::from(d.unsigned_abs()))),
         );
     }
-    if was_timed_out {
+    let timed_out = || {
         let message = format!("ReplicaSet \"{rs_name}\" has timed out progressing.");
-        return (
-            condition(
-                previous,
-                "Progressing",
-                "False",
-                "ProgressDeadlineExceeded",
-                &message,
-                now,
-                false,
-            ),
-            None,
+        let c = condition(
+            previous,
+            "Progressing",
+            "False",
+            "ProgressDeadlineExceeded",
+            &message,
+            now,
+            false,
         );
+        (c, None)
+    };
+    if was_timed_out {
+        return timed_out();
     }
     let last = previous
         .and_then(|p| p.last_update_time.as_ref())
@@ -477,19 +478,7 @@ fn progressing_condition(
     let elapsed = now.duration_since(last).as_secs();
     let allowed = i64::from(deadline);
     if elapsed >= allowed {
-        let message = format!("ReplicaSet \"{rs_name}\" has timed out progressing.");
-        (
-            condition(
-                previous,
-                "Progressing",
-                "False",
-                "ProgressDeadlineExceeded",
-                &message,
-                now,
-                false,
-            ),
-            None,
-        )
+        timed_out()
     } else {
         let c = condition(
             previous,

@@ -216,10 +216,7 @@ pub fn pod_available(
 
 /// Whether the pod has finished (Succeeded or Failed).
 pub fn pod_finished(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
+    crate::scheduler::predicates::terminal(pod)
 }
 
 /// A label selector in the query syntax (`a=b,c in (d,e),!f`), for list calls.

@@ -13,7 +13,7 @@
 //! so clock skew between nodes and the control plane does not matter (as upstream).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -137,8 +137,12 @@ impl Monitor {
                 by_node.entry(node).or_default().push(pod);
             }
         }
+        let names: HashSet<&str> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.as_deref())
+            .collect();
         self.heartbeats
-            .retain(|name, _| nodes.iter().any(|n| n.metadata.name.as_ref() == Some(name)));
+            .retain(|name, _| names.contains(name.as_str()));
         for node in &nodes {
             let name = node.name_any();
             let lease = leases.get(&reflector::ObjectRef::new(&name).within("kube-node-lease"));
@@ -166,7 +170,7 @@ impl Monitor {
             }
         }
         self.evict(&nodes, &by_node).await;
-        self.collect_orphans(&nodes, &pods, now).await;
+        self.collect_orphans(&names, &pods, now).await;
     }
 
     /// Marks a silent node Unknown (and its pods not Ready) and keeps its taints in line with
@@ -253,7 +257,7 @@ impl Monitor {
     }
 
     /// Force-deletes pods whose node is gone for longer than the grace period.
-    async fn collect_orphans(&mut self, nodes: &[Arc<Node>], pods: &[Arc<Pod>], now: Instant) {
+    async fn collect_orphans(&mut self, nodes: &HashSet<&str>, pods: &[Arc<Pod>], now: Instant) {
         let mut orphaned = Vec::new();
         for pod in pods {
             let Some(node) = pod
@@ -264,10 +268,7 @@ impl Monitor {
             else {
                 continue;
             };
-            if nodes
-                .iter()
-                .any(|n| n.metadata.name.as_deref() == Some(node))
-            {
+            if nodes.contains(node) {
                 continue;
             }
             let uid = pod.metadata.uid.clone().unwrap_or_default();

@@ -115,12 +115,7 @@ fn active<'a>(pods: &'a [Pod], uid: &str) -> Vec<&'a Pod> {
                 .any(|owner| owner.uid == uid && owner.controller == Some(true))
         })
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
-        .filter(|pod| {
-            !matches!(
-                pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
-            )
-        })
+        .filter(|pod| !super::pod_finished(pod))
         .collect()
 }
 
