@@ -386,11 +386,7 @@ async fn reconcile(cached: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Re
         .await
         .map_err(fail)?
         .items;
-    let owned = |job: &&Job| {
-        job.owner_references()
-            .iter()
-            .any(|o| o.uid == uid && o.controller == Some(true))
-    };
+    let owned = |job: &&Job| super::controlled_by(&job.metadata, &uid);
     let jobs: Vec<Job> = listed.iter().filter(owned).cloned().collect();
 
     // Active: the Jobs the status lists, while they exist and run. Like upstream, an unfinished
@@ -696,9 +692,11 @@ async fn run_scheduled(
         }
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let existing = jobs_api.get(&job_name).await?;
-            let ours = existing.owner_references().iter().any(|o| {
-                Some(&o.uid) == cron_job.metadata.uid.as_ref() && o.controller == Some(true)
-            });
+            let ours = cron_job
+                .metadata
+                .uid
+                .as_deref()
+                .is_some_and(|uid| super::controlled_by(&existing.metadata, uid));
             if !ours {
                 return Ok(None);
             }

@@ -381,11 +381,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Reco
         .map_err(fail)?
         .items
         .into_iter()
-        .filter(|pod| {
-            pod.owner_references()
-                .iter()
-                .any(|o| o.uid == uid && o.controller == Some(true))
-        })
+        .filter(|pod| super::controlled_by(&pod.metadata, &uid))
         .collect();
 
     let mut revisions = history::list(&revisions_api, &selector, &uid)

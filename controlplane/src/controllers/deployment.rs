@@ -126,11 +126,7 @@ async fn reconcile(
         .map_err(fail)?
         .items
         .into_iter()
-        .filter(|rs| {
-            rs.owner_references()
-                .iter()
-                .any(|o| o.uid == uid && o.controller == Some(true))
-        })
+        .filter(|rs| super::controlled_by(&rs.metadata, &uid))
         .collect();
 
     let template = serde_json::to_value(&spec.template).unwrap_or_default();

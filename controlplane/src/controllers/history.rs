@@ -116,11 +116,7 @@ pub async fn list(
         .await?
         .items
         .into_iter()
-        .filter(|r| {
-            r.owner_references()
-                .iter()
-                .any(|o| o.uid == uid && o.controller == Some(true))
-        })
+        .filter(|r| super::controlled_by(&r.metadata, uid))
         .collect();
     sort(&mut revisions);
     revisions.dedup_by(|a, b| a.metadata.name == b.metadata.name && a.revision == b.revision);
@@ -231,10 +227,7 @@ pub async fn sync_update_revision(
                     }
                     Err(kube::Error::Api(status)) if status.code == 409 => {
                         let existing = api.get(&revision_name(owner.name, &hash)).await?;
-                        let ours = existing
-                            .owner_references()
-                            .iter()
-                            .any(|o| o.uid == owner.uid && o.controller == Some(true));
+                        let ours = super::controlled_by(&existing.metadata, owner.uid);
                         if ours && existing.data.as_ref().is_some_and(|d| d.0 == data) {
                             // Our own revision the list did not show yet (a stale read).
                             revisions.push(existing);

@@ -91,11 +91,9 @@ fn phase(pod: &Pod) -> &str {
 
 fn census<'a>(pods: &'a [Pod], uid: &str) -> Census<'a> {
     let mut census = Census::default();
-    let owned = pods.iter().filter(|pod| {
-        pod.owner_references()
-            .iter()
-            .any(|owner| owner.uid == uid && owner.controller == Some(true))
-    });
+    let owned = pods
+        .iter()
+        .filter(|pod| super::controlled_by(&pod.metadata, uid));
     for pod in owned {
         match phase(pod) {
             "Succeeded" => census.succeeded.push(pod),

@@ -214,6 +214,17 @@ pub fn pod_available(
     }
 }
 
+/// Whether the object's controller reference (the one with `controller: true`) names `uid`.
+pub fn controlled_by(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    uid: &str,
+) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
 /// Whether the pod has finished (Succeeded or Failed).
 pub fn pod_finished(pod: &Pod) -> bool {
     crate::scheduler::predicates::terminal(pod)

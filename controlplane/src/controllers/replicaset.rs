@@ -109,11 +109,7 @@ pub async fn run<K: Replicated>(client: Client) {
 /// Pods that count toward the workload: owned by it, not finished, not being deleted.
 fn active<'a>(pods: &'a [Pod], uid: &str) -> Vec<&'a Pod> {
     pods.iter()
-        .filter(|pod| {
-            pod.owner_references()
-                .iter()
-                .any(|owner| owner.uid == uid && owner.controller == Some(true))
-        })
+        .filter(|pod| super::controlled_by(&pod.metadata, uid))
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .filter(|pod| !super::pod_finished(pod))
         .collect()

@@ -297,11 +297,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, R
         .map_err(fail)?
         .items
         .into_iter()
-        .filter(|pod| {
-            pod.owner_references()
-                .iter()
-                .any(|o| o.uid == uid && o.controller == Some(true))
-        })
+        .filter(|pod| super::controlled_by(&pod.metadata, &uid))
         .filter(|pod| ordinal_of(&name, &pod.name_any()).is_some())
         .collect();
     let pods: Vec<&Pod> = pods.iter().collect();
