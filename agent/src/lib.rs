@@ -4,3 +4,4 @@
 //! and node registration follow in their own modules.
 
 pub mod datapath;
+pub mod pods;

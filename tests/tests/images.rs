@@ -11,22 +11,15 @@ use std::{
     fs,
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream, UdpSocket},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Output, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail, ensure};
 use flotilla_testbed::{Netlink, Netns, unique_prefix};
-use nix::{
-    mount::{MntFlags, umount2},
-    sys::signal::{Signal, kill},
-    unistd::Pid,
-};
 use sha2::{Digest as _, Sha256};
 
-const NAMESPACE: &str = "k8s.io";
 const PAUSE: &str = "docker.io/flotilla/pause:3.10";
 const TESTAPP_V1: &str = "docker.io/flotilla/testapp:v1";
 const TESTAPP_V2: &str = "docker.io/flotilla/testapp:v2";
@@ -41,25 +34,7 @@ fn require_root() {
 
 /// Runs `command` to completion, killing it after `timeout`.
 fn run_bounded(command: &mut Command, timeout: Duration) -> anyhow::Result<Output> {
-    let description = format!("{command:?}");
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {description}"))?;
-    let pid = Pid::from_raw(i32::try_from(child.id())?);
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    match receiver.recv_timeout(timeout) {
-        Ok(output) => Ok(output?),
-        Err(_) => {
-            let _ = kill(pid, Signal::SIGKILL);
-            bail!("{description} did not finish within {timeout:?}; killed it")
-        }
-    }
+    Ok(flotilla_testbed::containerd::run_bounded(command, timeout)?)
 }
 
 /// Runs `command` bounded and fails unless it succeeds; returns stdout.
@@ -76,12 +51,11 @@ fn run_ok(command: &mut Command, timeout: Duration) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// A containerd of its own. Dropping it removes its containers, stops it, kills shims left for
-/// its socket, unmounts what is left under its directory and removes the directory.
+/// A throwaway containerd under a temp dir (its own root, state, socket and config); the
+/// containers it ran are removed and it is stopped on drop.
 struct Containerd {
     dir: tempfile::TempDir,
-    socket: PathBuf,
-    process: Option<Child>,
+    process: flotilla_testbed::containerd::Containerd,
     containers: Vec<String>,
 }
 
@@ -95,51 +69,23 @@ impl Containerd {
         }
         let config = root.join("config.toml");
         fs::write(&config, containerd_config(root, &socket))?;
-        let log = fs::File::create(root.join("containerd.log"))?;
-        let process = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting containerd (installed by `cargo xtask setup`)")?;
-        let containerd = Self {
+        let process = flotilla_testbed::containerd::Containerd::start(
+            &config,
+            &socket,
+            &root.join("containerd.log"),
+            vec![root.to_path_buf()],
+            None,
+            Duration::from_secs(30),
+        )?;
+        Ok(Self {
             dir,
-            socket,
-            process: Some(process),
+            process,
             containers: Vec::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if containerd.socket.exists()
-                && run_bounded(containerd.ctr().arg("version"), Duration::from_secs(5))
-                    .is_ok_and(|output| output.status.success())
-            {
-                return Ok(containerd);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "containerd did not answer on {} within 30 s; its log:\n{}",
-                    containerd.socket.display(),
-                    containerd.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     fn ctr(&self) -> Command {
-        let mut command = Command::new("ctr");
-        command
-            .arg("--address")
-            .arg(&self.socket)
-            .args(["--namespace", NAMESPACE]);
-        command
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+        self.process.ctr()
     }
 
     /// Starts `image` detached as container `id`; it is removed again on drop.
@@ -169,19 +115,7 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         self.remove_containers();
-        if let Some(mut process) = self.process.take() {
-            if let Ok(pid) = i32::try_from(process.id()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(process.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-        kill_shims_of(&self.socket);
-        unmount_below(self.dir.path());
+        self.process.stop();
     }
 }
 
@@ -209,51 +143,6 @@ state = "{root}/state"
 "#,
         socket = socket.display()
     )
-}
-
-/// SIGKILLs containerd shims started for `socket` (their command line names it) that outlived
-/// their containers, e.g. because containerd died first.
-fn kill_shims_of(socket: &Path) {
-    let wanted = socket.as_os_str().as_encoded_bytes();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-        let is_shim = args
-            .first()
-            .is_some_and(|program| program.ends_with(b"containerd-shim-runc-v2"));
-        if is_shim && args.contains(&wanted) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
-}
-
-/// Detaches every mount below `dir` (container root filesystems left by a dead containerd), so
-/// the temp dir can be removed.
-fn unmount_below(dir: &Path) {
-    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut targets: Vec<&str> = mountinfo
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .filter(|target| Path::new(target).starts_with(dir))
-        .collect();
-    targets.reverse();
-    for target in targets {
-        let _ = umount2(target, MntFlags::MNT_DETACH);
-    }
 }
 
 /// A network namespace removed (with whatever still runs inside) on drop.

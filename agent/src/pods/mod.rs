@@ -1,0 +1,5 @@
+//! Pods on containerd: the CRI client, containerd's configuration, and the pod workers that make
+//! the pods bound to this node real.
+
+pub mod containerd;
+pub mod cri;

@@ -1,0 +1,236 @@
+//! A containerd process for one node: started (optionally inside the node's network namespace)
+//! with a config file the caller wrote, stopped with everything it left behind — shims, mounts of
+//! container root filesystems — on [`Containerd::stop`] or drop. Used by the privileged tests
+//! and by `cargo xtask up`.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    mount::{MntFlags, umount2},
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+use crate::{Netns, TestbedError};
+
+/// containerd's namespace for CRI-managed containers and images.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+
+/// A running containerd; stopped on drop.
+#[derive(Debug)]
+pub struct Containerd {
+    socket: PathBuf,
+    log: PathBuf,
+    /// Directories whose leftover mounts are detached on stop (root and state).
+    mount_roots: Vec<PathBuf>,
+    process: Option<Child>,
+}
+
+impl Containerd {
+    /// Starts `containerd --config <config>` (in `netns` if given), logging to `log`, and waits up
+    /// to `timeout` until it answers on `socket`. `mount_roots` are the root and state dirs named
+    /// in the config.
+    pub fn start(
+        config: &Path,
+        socket: &Path,
+        log: &Path,
+        mount_roots: Vec<PathBuf>,
+        netns: Option<&Netns>,
+        timeout: Duration,
+    ) -> Result<Self, TestbedError> {
+        let log_file =
+            fs::File::create(log).map_err(|source| TestbedError::io("creating", log, source))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(|source| TestbedError::io("duplicating", log, source))?;
+        let mut command = match netns {
+            Some(netns) => netns.command("containerd")?,
+            None => Command::new("containerd"),
+        };
+        let process = command
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|source| {
+                TestbedError::Other(format!(
+                    "starting containerd (installed by `cargo xtask setup`): {source}"
+                ))
+            })?;
+        let containerd = Self {
+            socket: socket.to_path_buf(),
+            log: log.to_path_buf(),
+            mount_roots,
+            process: Some(process),
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if containerd.socket.exists()
+                && run_bounded(containerd.ctr().arg("version"), Duration::from_secs(5))
+                    .is_ok_and(|output| output.status.success())
+            {
+                return Ok(containerd);
+            }
+            if Instant::now() > deadline {
+                return Err(TestbedError::Other(format!(
+                    "containerd did not answer on {} within {timeout:?}; its log:\n{}",
+                    containerd.socket.display(),
+                    containerd.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The gRPC socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
+    }
+
+    /// `ctr` talking to this containerd in the CRI namespace.
+    pub fn ctr(&self) -> Command {
+        let mut command = Command::new("ctr");
+        command
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", CRI_NAMESPACE]);
+        command
+    }
+
+    /// containerd's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Imports OCI image tarballs (`ctr images import`), each bounded to 60 s.
+    pub fn import(&self, tarballs: &[PathBuf]) -> Result<(), TestbedError> {
+        for tarball in tarballs {
+            let output = run_bounded(
+                self.ctr().args(["images", "import"]).arg(tarball),
+                Duration::from_secs(60),
+            )?;
+            if !output.status.success() {
+                return Err(TestbedError::Other(format!(
+                    "importing {}: {}",
+                    tarball.display(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops containerd (SIGTERM, SIGKILL after 10 s), kills the shims it started and detaches
+    /// the mounts it left. Containers are not stopped first: callers that want a graceful end
+    /// remove their pods before.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            if let Ok(pid) = i32::try_from(process.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(process.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+        kill_shims_of(&self.socket);
+        for root in &self.mount_roots {
+            unmount_below(root);
+        }
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `command` with its output captured, killing it after `timeout`. The wait happens on a
+/// helper thread, so a command writing more than a pipe's buffer cannot stall it.
+pub fn run_bounded(command: &mut Command, timeout: Duration) -> Result<Output, TestbedError> {
+    let description = format!("{command:?}");
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| TestbedError::Other(format!("starting {description}: {err}")))?;
+    let pid = i32::try_from(child.id()).map(Pid::from_raw);
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(timeout) {
+        Ok(output) => {
+            output.map_err(|err| TestbedError::Other(format!("waiting for {description}: {err}")))
+        }
+        Err(_) => {
+            if let Ok(pid) = pid {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            Err(TestbedError::Other(format!(
+                "{description} did not finish within {timeout:?}; killed it"
+            )))
+        }
+    }
+}
+
+/// SIGKILLs containerd shims started for `socket` (their command line names it) that outlived
+/// their containers, e.g. because containerd died first.
+pub fn kill_shims_of(socket: &Path) {
+    let wanted = socket.as_os_str().as_encoded_bytes();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+        let is_shim = args
+            .first()
+            .is_some_and(|program| program.ends_with(b"containerd-shim-runc-v2"));
+        if is_shim && args.contains(&wanted) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Detaches every mount below `dir` (container root filesystems, sandbox shm, tmpfs volumes left
+/// by a dead containerd or agent), deepest first, so the directory can be removed.
+pub fn unmount_below(dir: &Path) {
+    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut targets: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .filter(|target| Path::new(target).starts_with(dir))
+        .collect();
+    targets.reverse();
+    for target in targets {
+        let _ = umount2(target, MntFlags::MNT_DETACH);
+    }
+}
