@@ -57,6 +57,9 @@ pub(crate) struct ImageSpec {
     pub(crate) path_in_image: &'static str,
     pub(crate) env: &'static [&'static str],
     pub(crate) exposed_ports: &'static [&'static str],
+    /// Whether the image also carries busybox (a shell and tools for `kubectl exec`, exec probes
+    /// and preStop hooks), as upstream's agnhost does.
+    pub(crate) busybox: bool,
 }
 
 impl ImageSpec {
@@ -84,6 +87,7 @@ pub(crate) const IMAGES: &[ImageSpec] = &[
         path_in_image: "/pause",
         env: &[PATH_ENV],
         exposed_ports: &[],
+        busybox: false,
     },
     ImageSpec {
         repository: "flotilla/testapp",
@@ -92,6 +96,7 @@ pub(crate) const IMAGES: &[ImageSpec] = &[
         path_in_image: "/testapp",
         env: &[PATH_ENV, "TESTAPP_VERSION=v1"],
         exposed_ports: &["8080/tcp", "9000/tcp", "9001/udp"],
+        busybox: true,
     },
     ImageSpec {
         repository: "flotilla/testapp",
@@ -100,6 +105,7 @@ pub(crate) const IMAGES: &[ImageSpec] = &[
         path_in_image: "/testapp",
         env: &[PATH_ENV, "TESTAPP_VERSION=v2"],
         exposed_ports: &["8080/tcp", "9000/tcp", "9001/udp"],
+        busybox: true,
     },
 ];
 
@@ -160,9 +166,14 @@ pub(crate) struct OciImage {
 }
 
 impl OciImage {
-    /// Builds the image `spec` whose only file is `binary`.
-    pub(crate) fn assemble(spec: &ImageSpec, binary: &[u8]) -> anyhow::Result<Self> {
-        let layer_tar = layer_tar(spec.path_in_image, binary).context("writing the layer tar")?;
+    /// Builds the image `spec` holding `binary` and, if given, busybox with its applet links.
+    pub(crate) fn assemble(
+        spec: &ImageSpec,
+        binary: &[u8],
+        busybox: Option<&[u8]>,
+    ) -> anyhow::Result<Self> {
+        let layer_tar =
+            layer_tar(spec.path_in_image, binary, busybox).context("writing the layer tar")?;
         let diff_id = sha256_digest(&layer_tar);
         let layer = Blob::new(gzip(&layer_tar).context("compressing the layer")?);
         let exposed: serde_json::Map<String, Value> = spec
@@ -231,9 +242,30 @@ impl OciImage {
     }
 }
 
-/// The image's filesystem: one executable at `path` (absolute), owned by root.
-fn layer_tar(path: &str, binary: &[u8]) -> std::io::Result<Vec<u8>> {
+/// Where busybox-static puts busybox (installed by `cargo xtask setup`).
+const HOST_BUSYBOX: &str = "/bin/busybox";
+
+/// The busybox applets linked into images that carry busybox: what tests, probes and hooks use.
+const BUSYBOX_APPLETS: &[&str] = &[
+    "cat", "date", "echo", "env", "false", "grep", "head", "hostname", "id", "kill", "ls", "mkdir",
+    "nc", "ping", "printf", "ps", "rm", "sh", "sleep", "tail", "test", "touch", "true", "wc",
+    "wget",
+];
+
+/// The image's filesystem, owned by root: the executable at `path` (absolute) and optionally
+/// /bin/busybox with one symlink per applet and a world-writable /tmp.
+fn layer_tar(path: &str, binary: &[u8], busybox: Option<&[u8]>) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
+    if let Some(busybox) = busybox {
+        append_dir(&mut builder, "bin/")?;
+        append_file(&mut builder, "bin/busybox", 0o755, busybox)?;
+        for applet in BUSYBOX_APPLETS {
+            let mut header = fixed_header(tar::EntryType::Symlink, 0o777, 0);
+            builder.append_link(&mut header, format!("bin/{applet}"), "busybox")?;
+        }
+        let mut tmp = fixed_header(tar::EntryType::Directory, 0o1777, 0);
+        builder.append_data(&mut tmp, "tmp/", std::io::empty())?;
+    }
     append_file(&mut builder, path.trim_start_matches('/'), 0o755, binary)?;
     builder.into_inner()
 }
@@ -357,7 +389,14 @@ fn write_images(binaries: &Path, out: &Path) -> anyhow::Result<Vec<WrittenImage>
         let binary_path = binaries.join(spec.binary);
         let binary = fs::read(&binary_path)
             .with_context(|| format!("reading the built binary {}", binary_path.display()))?;
-        let image = OciImage::assemble(spec, &binary)
+        let busybox = if spec.busybox {
+            Some(fs::read(HOST_BUSYBOX).with_context(|| {
+                format!("reading {HOST_BUSYBOX} (package busybox-static; run `cargo xtask setup`)")
+            })?)
+        } else {
+            None
+        };
+        let image = OciImage::assemble(spec, &binary, busybox.as_deref())
             .with_context(|| format!("assembling {}", spec.name()))?;
         let tarball = image
             .layout_tar()
@@ -513,8 +552,8 @@ mod tests {
 
     #[test]
     fn layout_is_self_consistent_and_deterministic() {
-        let image = OciImage::assemble(&IMAGES[1], b"\x7fELF not really").unwrap();
-        let again = OciImage::assemble(&IMAGES[1], b"\x7fELF not really").unwrap();
+        let image = OciImage::assemble(&IMAGES[1], b"\x7fELF not really", None).unwrap();
+        let again = OciImage::assemble(&IMAGES[1], b"\x7fELF not really", None).unwrap();
         let tarball = image.layout_tar().unwrap();
         assert_eq!(
             tarball,
@@ -582,11 +621,35 @@ mod tests {
 
     #[test]
     fn v1_and_v2_differ_in_config_only() {
-        let v1 = OciImage::assemble(&IMAGES[1], b"same binary").unwrap();
-        let v2 = OciImage::assemble(&IMAGES[2], b"same binary").unwrap();
+        let v1 = OciImage::assemble(&IMAGES[1], b"same binary", None).unwrap();
+        let v2 = OciImage::assemble(&IMAGES[2], b"same binary", None).unwrap();
         assert_eq!(v1.layer, v2.layer);
         assert_ne!(v1.config.digest, v2.config.digest);
         assert_ne!(v1.manifest.digest, v2.manifest.digest);
+    }
+
+    #[test]
+    fn busybox_images_carry_a_shell_and_tmp() {
+        let image = OciImage::assemble(&IMAGES[1], b"app", Some(b"busybox")).unwrap();
+        let mut layer_tar = Vec::new();
+        flate2::read::GzDecoder::new(image.layer.bytes.as_slice())
+            .read_to_end(&mut layer_tar)
+            .unwrap();
+        let mut archive = tar::Archive::new(layer_tar.as_slice());
+        let mut links = Vec::new();
+        let mut tmp_mode = None;
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            if let Some(target) = entry.link_name().unwrap() {
+                links.push((path.clone(), target.display().to_string()));
+            }
+            if path == "tmp/" {
+                tmp_mode = Some(entry.header().mode().unwrap());
+            }
+        }
+        assert!(links.contains(&("bin/sh".to_owned(), "busybox".to_owned())));
+        assert_eq!(tmp_mode, Some(0o1777));
     }
 
     #[test]
