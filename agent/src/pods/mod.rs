@@ -3,3 +3,5 @@
 
 pub mod containerd;
 pub mod cri;
+pub mod env;
+pub mod objects;
