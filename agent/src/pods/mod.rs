@@ -5,5 +5,6 @@ pub mod atomic_writer;
 pub mod containerd;
 pub mod cri;
 pub mod env;
+pub mod handlers;
 pub mod objects;
 pub mod volumes;
