@@ -7,4 +7,5 @@ pub mod cri;
 pub mod env;
 pub mod handlers;
 pub mod objects;
+pub mod probes;
 pub mod volumes;
