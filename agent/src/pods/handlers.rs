@@ -980,6 +980,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn https_probe_skips_certificate_verification() {
+        // A self-signed certificate for another name: kubelet's probes accept it anyway.
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["elsewhere.test".to_owned()]).unwrap();
+        let cert = rustls::pki_types::CertificateDer::from(certified.cert.der().to_vec());
+        let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(stream).await.unwrap();
+            let mut buffer = vec![0; 4096];
+            let mut read = 0;
+            while !buffer[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                match tls.read(&mut buffer[read..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => read += n,
+                }
+            }
+            let _ = tls
+                .write_all(response("200 OK", "", "secure").as_bytes())
+                .await;
+            let _ = tls.shutdown().await;
+        });
+        let mut action = get("/");
+        action.scheme = Some("HTTPS".into());
+        let outcome = http_get("127.0.0.1", port, &action, T).await;
+        assert_eq!(outcome, Outcome::success("secure"));
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn tcp_probe() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -192,8 +192,8 @@ pub enum ProbeEvent {
         /// The last probe's output (for failures: what kubelet's event says).
         message: String,
     },
-    /// One probe failed (or warned); kubelet records an `Unhealthy` warning event for each,
-    /// e.g. `Liveness probe failed: HTTP probe failed with statuscode: 500`.
+    /// One probe failed (or warned); kubelet records a warning event for each, e.g. reason
+    /// `Unhealthy`, message `Liveness probe failed: HTTP probe failed with statuscode: 500`.
     Unhealthy {
         /// The pod's uid.
         pod_uid: String,
@@ -201,6 +201,9 @@ pub enum ProbeEvent {
         container_name: String,
         /// Which probe.
         kind: ProbeKind,
+        /// The event reason: `Unhealthy`, or `ProbeWarning` for a healthy result with a
+        /// warning (a redirect to another host).
+        reason: &'static str,
         /// The event message.
         message: String,
     },
@@ -373,11 +376,16 @@ async fn worker(
         };
         let healthy = outcome.healthy();
         if !healthy || outcome.result == handlers::ProbeResult::Warning {
-            let verb = if healthy { "warning" } else { "failed" };
+            let (reason, verb) = if healthy {
+                ("ProbeWarning", "warning")
+            } else {
+                ("Unhealthy", "failed")
+            };
             let event = ProbeEvent::Unhealthy {
                 pod_uid: identity.pod_uid.clone(),
                 container_name: identity.container_name.clone(),
                 kind,
+                reason,
                 message: format!("{} probe {verb}: {}", kind.name(), outcome.output),
             };
             if events.send(event).await.is_err() {
@@ -668,7 +676,10 @@ mod tests {
                 .unwrap()
                 .unwrap();
             match event {
-                ProbeEvent::Unhealthy { message, .. } => {
+                ProbeEvent::Unhealthy {
+                    message, reason, ..
+                } => {
+                    assert_eq!(reason, "Unhealthy");
                     assert_eq!(message, "Liveness probe failed: Failure");
                     unhealthy += 1;
                 }

@@ -288,15 +288,14 @@ fn setup_volume(
         match empty_dir.medium.as_deref().unwrap_or("") {
             "" => {}
             "Memory" => {
-                let size = match &empty_dir.size_limit {
-                    Some(q) => {
-                        let bytes = env::parse_quantity(&q.0)
-                            .map_err(|e| VolumeError::new(name, format!("invalid sizeLimit: {e}")))?
-                            .value();
-                        u64::try_from(bytes).ok().filter(|b| *b > 0)
-                    }
-                    None => None,
-                };
+                let size_limit =
+                    match &empty_dir.size_limit {
+                        Some(q) => Some(quantity_bytes(q).map_err(|e| {
+                            VolumeError::new(name, format!("invalid sizeLimit: {e}"))
+                        })?),
+                        None => None,
+                    };
+                let size = memory_volume_size(ctx, size_limit);
                 ensure_tmpfs(&path, size, mounter).map_err(|e| io_err("mounting tmpfs", e))?;
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
                     .map_err(|e| io_err("setting the emptyDir mode", e))?;
@@ -385,6 +384,54 @@ fn setup_volume(
         host_path: path,
         read_only: true,
     })
+}
+
+fn quantity_bytes(quantity: &Quantity) -> Result<u64, String> {
+    let bytes = env::parse_quantity(&quantity.0)?.value();
+    Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
+/// The size of a memory-backed emptyDir, as kubelet's `calculateEmptyDirMemorySize`: node
+/// allocatable memory, lowered to the pod's memory limit (when every container has one) and to
+/// the volume's `sizeLimit`, whichever are positive and smaller.
+fn memory_volume_size(ctx: &VolumeContext<'_>, size_limit: Option<u64>) -> Option<u64> {
+    let mut size = ctx
+        .allocatable
+        .get("memory")
+        .and_then(|q| quantity_bytes(q).ok())
+        .filter(|b| *b > 0);
+    let lower = |size: Option<u64>, candidate: Option<u64>| match (size, candidate) {
+        (Some(current), Some(c)) if c > 0 && c <= current => Some(c),
+        (None, Some(c)) if c > 0 => Some(c),
+        (current, _) => current,
+    };
+    size = lower(size, pod_memory_limit(ctx.pod));
+    lower(size, size_limit)
+}
+
+/// The pod's memory limit as its cgroup gets it: the sum over app containers (raised to the
+/// largest init container's), or none when any app container has no memory limit.
+fn pod_memory_limit(pod: &Pod) -> Option<u64> {
+    let spec = pod.spec.as_ref()?;
+    let limit = |c: &Container| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get("memory"))
+            .and_then(|q| quantity_bytes(q).ok())
+    };
+    let mut sum: u64 = 0;
+    for container in &spec.containers {
+        sum = sum.saturating_add(limit(container)?);
+    }
+    let init_max = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter_map(limit)
+        .max()
+        .unwrap_or(0);
+    Some(sum.max(init_max))
 }
 
 fn make_dir(path: &Path, mode: u32) -> io::Result<()> {
@@ -1057,6 +1104,52 @@ mod tests {
         assert!(!tmp.path().join("1234-abcd").exists());
         assert!(mounter.mounted.lock().unwrap().is_empty());
         remove_pod_volumes(tmp.path(), "1234-abcd", &mounter).unwrap();
+    }
+
+    #[test]
+    fn memory_volumes_are_sized_like_kubelet() {
+        use k8s_openapi::api::core::v1::ResourceRequirements;
+        let mut pod = pod(vec![]);
+        let objects = PodObjects::default();
+        let allocatable = BTreeMap::from([("memory".to_owned(), Quantity("1Gi".into()))]);
+        let ctx = |pod: &Pod| -> Option<u64> {
+            let ctx = VolumeContext {
+                pod,
+                objects: &objects,
+                allocatable: &allocatable,
+            };
+            memory_volume_size(&ctx, Some(512 << 20))
+        };
+        assert_eq!(ctx(&pod), Some(512 << 20), "sizeLimit below allocatable");
+        let with_limit = |memory: &str| Container {
+            resources: Some(ResourceRequirements {
+                limits: Some(BTreeMap::from([("memory".into(), Quantity(memory.into()))])),
+                ..ResourceRequirements::default()
+            }),
+            ..Container::default()
+        };
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.containers = vec![with_limit("64Mi"), with_limit("64Mi")];
+        }
+        assert_eq!(ctx(&pod), Some(128 << 20), "the pod's limit is smaller");
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.containers.push(Container::default());
+        }
+        assert_eq!(
+            ctx(&pod),
+            Some(512 << 20),
+            "a container without limit: no pod limit"
+        );
+        let none = VolumeContext {
+            pod: &pod,
+            objects: &objects,
+            allocatable: &allocatable,
+        };
+        assert_eq!(
+            memory_volume_size(&none, None),
+            Some(1 << 30),
+            "allocatable by default"
+        );
     }
 
     #[test]
