@@ -1085,6 +1085,68 @@ mod tests {
         assert_eq!(target("http://example.test").2, 80);
     }
 
+    /// A grpc.health.v1 server over h2c: the service "bad" is NOT_SERVING, any other SERVING.
+    async fn health_server() -> (u16, tokio::task::JoinHandle<()>) {
+        async fn check(body: bytes::Bytes) -> axum::response::Response {
+            let status: u8 = if body.windows(3).any(|w| w == b"bad") {
+                2
+            } else {
+                1
+            };
+            // A length-prefixed message: { status = 1 (varint) }, then grpc-status trailers.
+            let message = [0_u8, 0, 0, 0, 2, 0x08, status];
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            let frames = futures::stream::iter([
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                    bytes::Bytes::copy_from_slice(&message),
+                )),
+                Ok(hyper::body::Frame::trailers(trailers)),
+            ]);
+            http::Response::builder()
+                .header("content-type", "application/grpc")
+                .body(axum::body::Body::new(http_body_util::StreamBody::new(
+                    frames,
+                )))
+                .unwrap()
+        }
+        let app =
+            axum::Router::new().route("/grpc.health.v1.Health/Check", axum::routing::post(check));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn grpc_health_probe() {
+        let (port, task) = health_server().await;
+        let action = |service: Option<&str>| GRPCAction {
+            port: i32::from(port),
+            service: service.map(str::to_owned),
+        };
+        assert_eq!(
+            grpc_health("127.0.0.1", &action(None), T).await,
+            Outcome::success("service healthy")
+        );
+        assert_eq!(
+            grpc_health("127.0.0.1", &action(Some("bad")), T).await,
+            Outcome::failure("service unhealthy (responded with \"NOT_SERVING\")")
+        );
+        task.abort();
+        let _ = task.await;
+        let outcome = grpc_health("127.0.0.1", &action(None), T).await;
+        assert_eq!(outcome.result, ProbeResult::Failure);
+        assert!(
+            outcome.output.starts_with(&format!(
+                "error: failed to connect service at \"127.0.0.1:{port}\""
+            )),
+            "{outcome:?}"
+        );
+    }
+
     #[test]
     fn health_messages_encode_and_decode() {
         let mut buffer = bytes::BytesMut::new();
