@@ -93,6 +93,10 @@ pub fn referenced_names(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
             }
         }
     }
+    // A reference without a name cannot be fetched (an empty name would turn a GET into a
+    // LIST); it stays absent and fails as "not found" unless optional.
+    config_maps.remove("");
+    secrets.remove("");
     (config_maps, secrets)
 }
 
@@ -153,5 +157,92 @@ impl PodObjects {
             None if optional => Ok(None),
             None => Err(format!("secret \"{name}\" not found")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{
+        ConfigMapKeySelector, ConfigMapVolumeSource, Container, EnvFromSource, EnvVar,
+        EnvVarSource, PodSpec, ProjectedVolumeSource, SecretEnvSource, SecretProjection,
+        SecretVolumeSource, Volume, VolumeProjection,
+    };
+
+    use super::*;
+
+    #[test]
+    fn collects_every_reference() {
+        let pod = Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    env: Some(vec![EnvVar {
+                        name: "A".into(),
+                        value: None,
+                        value_from: Some(EnvVarSource {
+                            config_map_key_ref: Some(ConfigMapKeySelector {
+                                name: "from-env".into(),
+                                key: "k".into(),
+                                optional: None,
+                            }),
+                            ..EnvVarSource::default()
+                        }),
+                    }]),
+                    env_from: Some(vec![EnvFromSource {
+                        secret_ref: Some(SecretEnvSource {
+                            name: "from-env-from".into(),
+                            optional: None,
+                        }),
+                        ..EnvFromSource::default()
+                    }]),
+                    ..Container::default()
+                }],
+                volumes: Some(vec![
+                    Volume {
+                        name: "a".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: "from-volume".into(),
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    },
+                    Volume {
+                        name: "b".into(),
+                        secret: Some(SecretVolumeSource::default()),
+                        ..Volume::default()
+                    },
+                    Volume {
+                        name: "c".into(),
+                        projected: Some(ProjectedVolumeSource {
+                            sources: Some(vec![VolumeProjection {
+                                secret: Some(SecretProjection {
+                                    name: "from-projection".into(),
+                                    ..SecretProjection::default()
+                                }),
+                                ..VolumeProjection::default()
+                            }]),
+                            ..ProjectedVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    },
+                ]),
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        };
+        let (config_maps, secrets) = referenced_names(&pod);
+        assert_eq!(
+            config_maps.into_iter().collect::<Vec<_>>(),
+            ["from-env", "from-volume"]
+        );
+        assert_eq!(
+            secrets.into_iter().collect::<Vec<_>>(),
+            ["from-env-from", "from-projection"]
+        );
+        let objects = PodObjects::default();
+        assert_eq!(
+            objects.secret("", false).unwrap_err(),
+            "secret \"\" not found"
+        );
+        assert!(objects.config_map("x", true).unwrap().is_none());
     }
 }

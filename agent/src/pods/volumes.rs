@@ -100,7 +100,10 @@ fn unescape_mountinfo(field: &str) -> String {
 
 impl Mounter for HostMounter {
     fn is_mount_point(&self, path: &Path) -> io::Result<bool> {
-        Ok(Self::mount_points()?.iter().any(|p| p == path))
+        // mountinfo lists resolved paths; comparing anything else would miss an existing tmpfs
+        // and stack a second one over it.
+        let path = fs::canonicalize(path)?;
+        Ok(Self::mount_points()?.contains(&path))
     }
 
     fn mount_tmpfs(&self, path: &Path, size: Option<u64>) -> io::Result<()> {
@@ -120,9 +123,10 @@ impl Mounter for HostMounter {
     }
 
     fn mounts_below(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        let path = fs::canonicalize(path)?;
         Ok(Self::mount_points()?
             .into_iter()
-            .filter(|p| p.starts_with(path))
+            .filter(|p| p.starts_with(&path))
             .collect())
     }
 }
@@ -377,7 +381,11 @@ fn setup_volume(
     let path = dir(plugin);
     make_dir(&path, 0o777).map_err(|e| io_err("creating the volume directory", e))?;
     if tmpfs {
-        ensure_tmpfs(&path, None, mounter).map_err(|e| io_err("mounting tmpfs", e))?;
+        ensure_tmpfs(&path, memory_volume_size(ctx, None), mounter)
+            .map_err(|e| io_err("mounting tmpfs", e))?;
+        // A fresh tmpfs root is 1777; kubelet leaves these directories 0777.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
+            .map_err(|e| io_err("setting the volume directory's mode", e))?;
     }
     atomic_writer::write(&path, &payload).map_err(|e| io_err("writing the volume's files", e))?;
     Ok(VolumePath {
