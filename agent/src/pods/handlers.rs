@@ -457,6 +457,8 @@ where
             join_host_port(&request.host, request.port),
         );
     }
+    // kubelet's probe transport disables keep-alives: one connection per probe.
+    builder = builder.header(http::header::CONNECTION, "close");
     let http_request = builder
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|err| format!("building the request: {err}"))?;
