@@ -845,6 +845,8 @@ pub async fn run_lifecycle_handler(
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use k8s_openapi::api::core::v1::{ContainerPort, HTTPHeader};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -1037,6 +1039,67 @@ mod tests {
             Outcome::failure(format!(
                 "dial tcp 127.0.0.1:{port}: connect: connection refused"
             ))
+        );
+    }
+
+    #[tokio::test]
+    async fn http_and_sleep_hooks() {
+        use k8s_openapi::api::core::v1::SleepAction;
+        // The CRI connection is lazy and these hooks never use it.
+        let cri = Cri::connect(Path::new("/nonexistent/containerd.sock")).unwrap();
+        let pod = Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            ..Pod::default()
+        };
+        let container = Container {
+            name: "app".into(),
+            ..Container::default()
+        };
+        let (port, task) = server(|_| response("500 Internal Server Error", "", "")).await;
+        let target = HandlerTarget::new(cri, &pod, &container, "cid", "127.0.0.1");
+        let mut action = get("/hook");
+        action.port = IntOrString::Int(i32::from(port));
+        let hook = LifecycleHandler {
+            http_get: Some(action),
+            ..LifecycleHandler::default()
+        };
+        // The status code does not matter to hooks, only that the request went through.
+        run_lifecycle_handler(&target, &hook, Hook::PreStop)
+            .await
+            .unwrap();
+        task.abort();
+        let _ = task.await;
+        let err = run_lifecycle_handler(&target, &hook, Hook::PreStop)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "FailedPreStopHook");
+        assert_eq!(
+            err.message,
+            format!(
+                "HTTP lifecycle hook (/hook) for Container \"app\" in Pod \"p_ns(u1)\" failed - \
+                 error: Get \"http://127.0.0.1:{port}/hook\": dial tcp 127.0.0.1:{port}: \
+                 connect: connection refused"
+            )
+        );
+        let sleep = LifecycleHandler {
+            sleep: Some(SleepAction { seconds: 0 }),
+            ..LifecycleHandler::default()
+        };
+        run_lifecycle_handler(&target, &sleep, Hook::PostStart)
+            .await
+            .unwrap();
+        let err = run_lifecycle_handler(&target, &LifecycleHandler::default(), Hook::PostStart)
+            .await
+            .unwrap_err();
+        assert!(
+            err.message
+                .starts_with("Cannot run handler: invalid handler"),
+            "{err}"
         );
     }
 
