@@ -247,7 +247,7 @@ impl ContainerProbes {
     /// `started_at` is when the container started (see [`instant_from_unix_nanos`]); events
     /// go to `events`. A container without a startup probe counts as started at once; one
     /// without a readiness probe gets no readiness reports (the caller treats it as ready when
-    /// started, as kubelet).
+    /// started, as kubelet). Spawns tokio tasks, so it must be called inside a runtime.
     pub fn start(
         target: HandlerTarget,
         pod_uid: impl Into<String>,
