@@ -127,6 +127,7 @@ pub async fn run(
                 host_searches,
             },
         },
+        node::capacity(config.max_pods),
     ));
     let heartbeat = tokio::spawn(node::heartbeat(
         client.clone(),

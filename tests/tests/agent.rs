@@ -339,6 +339,41 @@ spec:
       - name: web
         image: docker.io/flotilla/testapp:v1
         ports: [{containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /healthz, port: 8080}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unready, labels: {app: web}}
+spec:
+  containers:
+  - name: web
+    image: docker.io/flotilla/testapp:v1
+    readinessProbe:
+      exec: {command: [cat, /tmp/ready]}
+      periodSeconds: 1
+";
+
+const UNHEALTHY: &str = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: unhealthy}
+spec:
+  containers:
+  - name: main
+    image: docker.io/flotilla/testapp:v1
+    livenessProbe:
+      tcpSocket: {port: 9999}
+      periodSeconds: 1
+      failureThreshold: 2
 ";
 
 const CRASHER: &str = r#"
@@ -483,7 +518,13 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
         .unwrap_or_default();
     let web = eventually(Duration::from_secs(60), "web pods Running", || {
         let pods = cluster.json(&["get", "pods", "-l", "app=web"])?;
-        let items = pods["items"].as_array().cloned().unwrap_or_default();
+        let items: Vec<Value> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["metadata"]["name"] != "unready")
+            .cloned()
+            .collect();
         let running = items.len() == 2
             && items.iter().all(|p| {
                 pod_phase(p) == "Running"
@@ -511,6 +552,72 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
             .all(|id| id.starts_with("containerd://")),
         "{container_ids:?}"
     );
+
+    // Readiness: the web pods pass their httpGet probe and serve the Service; the pod whose exec
+    // probe fails stays in the EndpointSlice only as not ready.
+    let unready_ip = eventually(Duration::from_secs(30), "unready pod Running", || {
+        let pod = cluster.json(&["get", "pod", "unready"])?;
+        Ok((pod_phase(&pod) == "Running")
+            .then(|| pod["status"]["podIP"].as_str().map(str::to_owned))
+            .flatten())
+    })
+    .await?;
+    let web_ips: Vec<String> = web
+        .iter()
+        .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_owned))
+        .collect();
+    eventually(Duration::from_secs(30), "EndpointSlice readiness", || {
+        let slices = cluster.json(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ])?;
+        let mut ready = Vec::new();
+        let mut not_ready = Vec::new();
+        for endpoint in slices["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["endpoints"].as_array().into_iter().flatten())
+        {
+            let address = endpoint["addresses"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if endpoint["conditions"]["ready"] == true {
+                ready.push(address);
+            } else {
+                not_ready.push(address);
+            }
+        }
+        ready.sort();
+        let mut expected = web_ips.clone();
+        expected.sort();
+        Ok((ready == expected && not_ready == [unready_ip.clone()]).then_some(()))
+    })
+    .await?;
+    let unready = cluster.json(&["get", "pod", "unready"])?;
+    ensure!(
+        unready["status"]["containerStatuses"][0]["ready"] == false,
+        "{unready}"
+    );
+    eprintln!(
+        "readiness reflected in the EndpointSlice after {:?}",
+        started.elapsed()
+    );
+
+    // A failing liveness probe restarts the container.
+    cluster.apply("unhealthy.yaml", UNHEALTHY)?;
+    eventually(Duration::from_secs(60), "unhealthy restarted", || {
+        let pod = cluster.json(&["get", "pod", "unhealthy"])?;
+        Ok((pod["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1)
+            .then_some(()))
+    })
+    .await?;
 
     // A crashing container backs off and its restart count climbs.
     cluster.apply("crasher.yaml", CRASHER)?;
@@ -580,6 +687,7 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|p| p["metadata"]["name"] != "unready")
         .map(|p| {
             p["status"]["containerStatuses"][0]["containerID"]
                 .as_str()
@@ -591,7 +699,12 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
         ids_after == container_ids,
         "containers changed across an agent restart: {container_ids:?} -> {ids_after:?}"
     );
-    for pod in after["items"].as_array().into_iter().flatten() {
+    for pod in after["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["name"] != "unready")
+    {
         ensure!(pod_phase(pod) == "Running", "{pod}");
         ensure!(
             pod["status"]["containerStatuses"][0]["restartCount"] == 0,
@@ -616,15 +729,31 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
         "pod",
         "crasher",
         "missing",
+        "unready",
+        "unhealthy",
         "--wait=true",
         "--timeout=60s",
     ])?;
     eventually(Duration::from_secs(60), "pods gone", || {
         let pods = cluster.json(&["get", "pods"])?;
-        Ok(pods["items"]
+        let left: Vec<String> = pods["items"]
             .as_array()
-            .is_none_or(|i| i.is_empty())
-            .then_some(()))
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "{} {} deleting={}",
+                    p["metadata"]["name"],
+                    pod_phase(p),
+                    p["metadata"]["deletionTimestamp"]
+                )
+            })
+            .collect();
+        if left.is_empty() {
+            Ok(Some(()))
+        } else {
+            Err(anyhow::anyhow!("left: {left:?}"))
+        }
     })
     .await?;
     drop(local);

@@ -8,7 +8,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::{
     api::{coordination::v1::Lease, core::v1::Node},
-    apimachinery::pkg::apis::meta::v1::{MicroTime, Time},
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{MicroTime, Time},
+    },
     jiff::Timestamp,
 };
 use kube::{
@@ -156,8 +159,8 @@ fn conditions(readiness: &Readiness, previous: &[Value]) -> Value {
     ])
 }
 
-/// Capacity of this machine: CPUs, memory and pods.
-fn capacity(max_pods: u32) -> Value {
+/// Capacity (= allocatable) of this machine: CPUs, memory, pods and ephemeral storage.
+pub fn capacity(max_pods: u32) -> std::collections::BTreeMap<String, Quantity> {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let memory_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -168,8 +171,15 @@ fn capacity(max_pods: u32) -> Value {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .unwrap_or(0);
-    json!({"cpu": cpus.to_string(), "memory": format!("{memory_kib}Ki"), "pods": max_pods.to_string(),
-           "ephemeral-storage": "10Gi"})
+    [
+        ("cpu", cpus.to_string()),
+        ("memory", format!("{memory_kib}Ki")),
+        ("pods", max_pods.to_string()),
+        ("ephemeral-storage", "10Gi".to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), Quantity(value)))
+    .collect()
 }
 
 fn node_info(runtime_version: &str) -> Value {

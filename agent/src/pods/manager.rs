@@ -10,10 +10,17 @@ use std::{
 };
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
+use k8s_openapi::{
+    api::core::v1::{Container, LifecycleHandler, Pod, Service},
+    apimachinery::pkg::api::resource::Quantity,
+};
 use kube::{
     Api, Client,
-    runtime::watcher::{self, Event},
+    runtime::{
+        WatchStreamExt as _,
+        reflector::{self, Store},
+        watcher::{self, Event},
+    },
 };
 use tokio::{
     sync::{mpsc, watch},
@@ -24,8 +31,13 @@ use super::{
     backoff::Backoff,
     containerd::NodeDirs,
     cri::{self, Cri, CriError, api},
+    env::{self, EnvContext},
+    handlers::{self, HandlerTarget, Hook},
+    objects::PodObjects,
+    probes::{self, ContainerProbes, ProbeEvent},
     spec::{self, DnsSettings, LABEL_MANAGED, LABEL_POD_UID, SandboxContext},
     status::{Instance, Observed},
+    volumes::{self, HostMounter, VolumeContext},
     worker::{self, Waiting as StartBlocked, Wake, blocked},
 };
 use crate::server::{ContainerLocator, LocateError};
@@ -50,46 +62,6 @@ pub struct NodeSettings {
     pub cgroup_root: String,
     /// DNS settings for pods.
     pub dns: DnsSettings,
-}
-
-/// The kind of a probe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeKind {
-    /// Restarts the container when it fails.
-    Liveness,
-    /// Takes the pod out of service when it fails.
-    Readiness,
-    /// Holds the other probes until it succeeds.
-    Startup,
-}
-
-/// A change of a probe's result.
-#[derive(Clone, Debug)]
-pub struct ProbeUpdate {
-    /// The container's name.
-    pub container: String,
-    /// The CRI id of the instance probed.
-    pub container_id: String,
-    /// Which probe.
-    pub kind: ProbeKind,
-    /// The new result.
-    pub healthy: bool,
-    /// Why it failed.
-    pub message: String,
-}
-
-/// The probe workers of one container instance; they stop when this is dropped.
-#[derive(Default)]
-pub struct ContainerProbes {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for ContainerProbes {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
 }
 
 /// A container's environment and mounts, ready for CreateContainer.
@@ -137,6 +109,14 @@ pub struct Runtime {
     views: Mutex<HashMap<(String, String), PodView>>,
     pod_ips: Mutex<HashMap<String, Vec<String>>>,
     wakes: Mutex<HashMap<String, mpsc::UnboundedSender<Wake>>>,
+    /// Every Service, for the `{SVC}_SERVICE_HOST` variables.
+    services: Store<Service>,
+    services_writer: Mutex<Option<reflector::store::Writer<Service>>>,
+    /// Probe results from all probe workers, routed to the pods' workers.
+    probe_events: mpsc::Sender<ProbeEvent>,
+    probe_receiver: Mutex<Option<mpsc::Receiver<ProbeEvent>>>,
+    /// The node's allocatable resources (for resourceFieldRef and memory emptyDirs).
+    allocatable: std::collections::BTreeMap<String, Quantity>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -145,8 +125,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Runtime {
     /// The runtime for a node.
-    pub fn new(client: Client, cri: Cri, settings: NodeSettings) -> Self {
+    pub fn new(
+        client: Client,
+        cri: Cri,
+        settings: NodeSettings,
+        allocatable: std::collections::BTreeMap<String, Quantity>,
+    ) -> Self {
+        let (services, services_writer) = reflector::store();
+        let (probe_events, probe_receiver) = mpsc::channel(1024);
         Self {
+            services,
+            services_writer: Mutex::new(Some(services_writer)),
+            probe_events,
+            probe_receiver: Mutex::new(Some(probe_receiver)),
+            allocatable,
             client,
             cri,
             node_name: settings.name.clone(),
@@ -373,65 +365,145 @@ impl Runtime {
         }
     }
 
-    /// The container's environment and mounts.
+    /// The container's environment and mounts; errors are kubelet's CreateContainerConfigError
+    /// messages.
     pub async fn container_inputs(
         &self,
-        _pod: &Pod,
+        pod: &Pod,
         container: &Container,
-        _observed: &Observed,
+        observed: &Observed,
     ) -> Result<ContainerInputs, String> {
-        let env = container
-            .env
+        let objects = PodObjects::fetch(&self.client, pod)
+            .await
+            .map_err(|err| err.to_string())?;
+        let services: Vec<Service> = self
+            .services
+            .state()
             .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .map(|s| (**s).clone())
             .collect();
+        let host_ips = [self.node_ip.clone()];
+        let environment = env::container_env(
+            &EnvContext {
+                pod,
+                pod_ips: &observed.pod_ips,
+                host_ips: &host_ips,
+                allocatable: &self.allocatable,
+                services: &services,
+                objects: &objects,
+            },
+            container,
+        )
+        .map_err(|err| err.message)?;
+        for warning in &environment.warnings {
+            worker_event(
+                self,
+                pod,
+                true,
+                "InvalidEnvironmentVariableNames",
+                warning.clone(),
+            );
+        }
+        let volumes = volumes::setup_pod_volumes(
+            &VolumeContext {
+                pod,
+                objects: &objects,
+                allocatable: &self.allocatable,
+            },
+            &self.settings.dirs.pods_dir(),
+            &HostMounter,
+        )
+        .map_err(|err| err.to_string())?;
+        let mounts = volumes::container_mounts(container, &volumes, &environment)
+            .map_err(|err| err.message)?;
         Ok(ContainerInputs {
-            env,
-            mounts: Vec::new(),
+            env: environment.vars,
+            mounts,
         })
     }
 
-    /// Sets up the pod's volumes before its sandbox starts.
-    pub async fn prepare_volumes(&self, _pod: &Pod) -> Result<(), String> {
-        Ok(())
+    /// Sets up (or refreshes) the pod's volumes; the error is kubelet's FailedMount message.
+    pub async fn prepare_volumes(&self, pod: &Pod) -> Result<(), String> {
+        let objects = PodObjects::fetch(&self.client, pod)
+            .await
+            .map_err(|err| err.to_string())?;
+        volumes::setup_pod_volumes(
+            &VolumeContext {
+                pod,
+                objects: &objects,
+                allocatable: &self.allocatable,
+            },
+            &self.settings.dirs.pods_dir(),
+            &HostMounter,
+        )
+        .map(|_| ())
+        .map_err(|err| err.to_string())
     }
 
-    /// Removes the pod's volumes.
+    /// Removes the pod's volumes (unmounting memory-backed ones first).
     pub fn remove_volumes(&self, uid: &str) {
-        let dir = self.settings.dirs.pods_dir().join(uid);
-        if dir.exists()
-            && let Err(err) = std::fs::remove_dir_all(&dir)
+        if let Err(err) =
+            volumes::remove_pod_volumes(&self.settings.dirs.pods_dir(), uid, &HostMounter)
         {
-            tracing::warn!("removing {}: {err}", dir.display());
+            tracing::warn!(uid = %uid, "removing pod volumes: {err}");
         }
     }
 
-    /// Runs a lifecycle hook within `grace` seconds.
+    /// Runs a postStart (`grace` = 0: unbounded but for the CRI call limit) or preStop hook
+    /// (bounded by `grace` seconds); the error is kubelet's event message.
     pub async fn run_hook(
         &self,
-        _pod: &Pod,
+        pod: &Pod,
         container: &Container,
-        _id: &str,
-        _handler: &LifecycleHandler,
-        _pod_ip: Option<&String>,
-        _grace: i64,
+        id: &str,
+        handler: &LifecycleHandler,
+        hook: Hook,
+        grace: i64,
     ) -> Result<(), String> {
-        Err(format!(
-            "lifecycle hooks of container {} are not run yet",
-            container.name
-        ))
+        let pod_ip = self.pod_ips_cached(pod).into_iter().next();
+        let target = HandlerTarget::new(
+            self.cri.clone(),
+            pod,
+            container,
+            id,
+            pod_ip.unwrap_or_default(),
+        );
+        let run = handlers::run_lifecycle_handler(&target, handler, hook);
+        let limit = Duration::from_secs(u64::try_from(grace).unwrap_or(0).max(1));
+        match tokio::time::timeout(limit, run).await {
+            Ok(result) => result.map_err(|err| err.message),
+            Err(_) => Err(format!(
+                "{} hook of container {} did not finish within {limit:?}",
+                match hook {
+                    Hook::PostStart => "PostStart",
+                    Hook::PreStop => "PreStop",
+                },
+                container.name
+            )),
+        }
     }
 
-    /// Starts the probe workers of a container instance.
+    /// Starts the probe workers of a running container instance.
     pub fn start_probes(
         &self,
-        _pod: &Pod,
-        _container: &Container,
-        _instance: &Instance,
-        _pod_ip: Option<&String>,
+        pod: &Pod,
+        container: &Container,
+        instance: &Instance,
+        pod_ip: Option<&String>,
     ) -> ContainerProbes {
-        ContainerProbes::default()
+        let target = HandlerTarget::new(
+            self.cri.clone(),
+            pod,
+            container,
+            instance.id.clone(),
+            pod_ip.cloned().unwrap_or_default(),
+        );
+        ContainerProbes::start(
+            target,
+            pod.metadata.uid.clone().unwrap_or_default(),
+            probes::instant_from_unix_nanos(instance.started_at),
+            self.probe_events.clone(),
+        )
     }
 
     /// Time left in `key`'s back-off.
@@ -468,13 +540,6 @@ impl Runtime {
     /// Drops a pod from the kubelet API's view.
     pub fn forget_view(&self, namespace: &str, name: &str) {
         lock(&self.views).remove(&(namespace.to_owned(), name.to_owned()));
-    }
-
-    /// Sends a probe result to the worker of pod `uid`.
-    pub fn probe_update(&self, uid: &str, update: ProbeUpdate) {
-        if let Some(sender) = lock(&self.wakes).get(uid) {
-            let _ = sender.send(Wake::Probe(update));
-        }
     }
 }
 
@@ -560,6 +625,8 @@ struct WorkerHandle {
 
 /// Runs the pods bound to this node until the task is dropped.
 pub async fn run(runtime: Arc<Runtime>) {
+    let _services = AbortOnDrop(tokio::spawn(watch_services(runtime.clone())));
+    let _probes = AbortOnDrop(tokio::spawn(route_probe_events(runtime.clone())));
     let pods: Api<Pod> = Api::all(runtime.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", runtime.node_name));
     let mut events = watcher::watcher(pods, config).boxed();
@@ -621,6 +688,49 @@ pub async fn run(runtime: Arc<Runtime>) {
                 let known: Vec<String> = workers.keys().cloned().collect();
                 remove_orphans(&runtime, &known).await;
             }
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps the Service cache (for service environment variables) up to date.
+async fn watch_services(runtime: Arc<Runtime>) {
+    let Some(writer) = lock(&runtime.services_writer).take() else {
+        return;
+    };
+    let services: Api<Service> = Api::all(runtime.client.clone());
+    watcher::watcher(services, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|event| async move {
+            if let Err(err) = event {
+                tracing::debug!("watching services: {err}");
+            }
+        })
+        .await;
+}
+
+/// Hands every probe result to the worker of its pod.
+async fn route_probe_events(runtime: Arc<Runtime>) {
+    let Some(mut receiver) = lock(&runtime.probe_receiver).take() else {
+        return;
+    };
+    while let Some(event) = receiver.recv().await {
+        let uid = match &event {
+            ProbeEvent::Changed { pod_uid, .. } | ProbeEvent::Unhealthy { pod_uid, .. } => {
+                pod_uid.clone()
+            }
+        };
+        if let Some(sender) = lock(&runtime.wakes).get(&uid) {
+            let _ = sender.send(Wake::Probe(event));
         }
     }
 }

@@ -23,7 +23,9 @@ use tokio::{sync::watch, time::Instant};
 use super::{
     cri::{self, CriError, api},
     events::{self, Kind},
-    manager::{ContainerProbes, ContainerView, PodView, ProbeKind, ProbeUpdate, Runtime},
+    handlers::Hook,
+    manager::{ContainerView, PodView, Runtime},
+    probes::{ContainerProbes, ProbeEvent, ProbeKind},
     spec::{self, ContainerContext},
     status::{self, Instance, InstanceState, Observed},
 };
@@ -41,7 +43,7 @@ pub enum Wake {
     /// containerd showed a change for one of the pod's containers.
     Relist,
     /// A probe result changed.
-    Probe(ProbeUpdate),
+    Probe(ProbeEvent),
 }
 
 /// What the worker remembers between syncs (everything else is re-read from containerd).
@@ -112,38 +114,40 @@ fn describe(pod: &Pod) -> String {
     format!("{namespace}/{name}")
 }
 
-fn apply_probe(runtime: &Runtime, pod: &Pod, state: &mut PodState, update: ProbeUpdate) {
-    match update.kind {
-        ProbeKind::Readiness => {
-            state.ready.insert(update.container.clone(), update.healthy);
-        }
-        ProbeKind::Startup => {
-            state
-                .started
-                .insert(update.container.clone(), update.healthy);
-        }
-        ProbeKind::Liveness if !update.healthy => {
+fn apply_probe(runtime: &Runtime, pod: &Pod, state: &mut PodState, event: ProbeEvent) {
+    match event {
+        ProbeEvent::Unhealthy {
+            reason, message, ..
+        } => {
             events::record(
                 &runtime.client,
                 &runtime.node_name,
                 pod,
                 Kind::Warning,
-                "Unhealthy",
-                format!("Liveness probe failed: {}", update.message),
+                reason,
+                message,
             );
-            state.unhealthy.insert(update.container_id.clone());
         }
-        ProbeKind::Liveness => {}
-    }
-    if !update.healthy && update.kind == ProbeKind::Readiness && !update.message.is_empty() {
-        events::record(
-            &runtime.client,
-            &runtime.node_name,
-            pod,
-            Kind::Warning,
-            "Unhealthy",
-            format!("Readiness probe failed: {}", update.message),
-        );
+        ProbeEvent::Changed {
+            container_name,
+            container_id,
+            kind,
+            healthy,
+            message,
+            ..
+        } => match kind {
+            ProbeKind::Readiness => {
+                state.ready.insert(container_name, healthy);
+            }
+            ProbeKind::Startup if healthy => {
+                state.started.insert(container_name, true);
+            }
+            ProbeKind::Liveness | ProbeKind::Startup if !healthy => {
+                tracing::info!(pod = %describe(pod), container = %container_name, "{} probe failed: {message}", kind.name());
+                state.unhealthy.insert(container_id);
+            }
+            _ => {}
+        },
     }
 }
 
@@ -494,8 +498,15 @@ async fn start_containers(
                         Kind::Normal,
                         "Killing",
                         format!(
-                            "Container {} failed liveness probe, will be restarted",
-                            container.name
+                            "Container {} failed {} probe, will be restarted",
+                            container.name,
+                            if container.startup_probe.is_some()
+                                && !state.started.get(&container.name).copied().unwrap_or(false)
+                            {
+                                "startup"
+                            } else {
+                                "liveness"
+                            }
                         ),
                     );
                     let grace = spec
@@ -770,7 +781,7 @@ async fn start_container(
                 container,
                 &created.container_id,
                 post_start,
-                observed.pod_ips.first(),
+                Hook::PostStart,
                 DEFAULT_GRACE,
             )
             .await
@@ -856,21 +867,18 @@ pub(crate) async fn kill_container(
             .as_ref()
             .and_then(|l| l.pre_stop.as_ref())
         && grace > 0
-    {
-        let ips = runtime.pod_ips_cached(pod);
-        if let Err(message) = runtime
-            .run_hook(pod, container, id, pre_stop, ips.first(), grace)
+        && let Err(message) = runtime
+            .run_hook(pod, container, id, pre_stop, Hook::PreStop, grace)
             .await
-        {
-            events::record(
-                &runtime.client,
-                &runtime.node_name,
-                pod,
-                Kind::Warning,
-                "FailedPreStopHook",
-                message,
-            );
-        }
+    {
+        events::record(
+            &runtime.client,
+            &runtime.node_name,
+            pod,
+            Kind::Warning,
+            "FailedPreStopHook",
+            message,
+        );
     }
     let left = (grace - i64::try_from(started.elapsed().as_secs()).unwrap_or(0)).max(0);
     // containerd waits `timeout` seconds after SIGTERM before SIGKILL; bound our wait beyond it.
