@@ -23,7 +23,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use flotilla_agent::pods::cri::{Cri, api};
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::{
     Api,
     api::{DeleteParams, PostParams},
@@ -197,9 +197,13 @@ async fn through_flotilla(
     options: &Options,
 ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     let client = support::client(&cluster.cluster.kubeconfig).await?;
-    cluster
-        .cluster
-        .kubectl_ok(&["create", "namespace", "bench"])?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "bench"}}))?,
+        )
+        .await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "bench");
     // Observation times from one watch, as the SLO measures them.
     let watch_pods = pods.clone();
