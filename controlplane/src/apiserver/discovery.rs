@@ -121,6 +121,15 @@ fn subresource_entry(resource: &Resource, subresource: Subresource) -> Value {
             "name": name, "singularName": "", "namespaced": resource.namespaced,
             "kind": "Pod", "verbs": ["get"],
         }),
+        Subresource::Exec | Subresource::Attach | Subresource::PortForward => json!({
+            "name": name, "singularName": "", "namespaced": resource.namespaced,
+            "kind": match subresource {
+                Subresource::Exec => "PodExecOptions",
+                Subresource::Attach => "PodAttachOptions",
+                _ => "PodPortForwardOptions",
+            },
+            "verbs": ["create", "get"],
+        }),
     }
 }
 
