@@ -74,7 +74,9 @@ impl Drop for NetnsGuard {
 
 impl Node {
     async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("flotilla-kapi-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-kapi-")
+            .tempdir()?;
         let dirs = NodeDirs::under(dir.path());
         for sub in dirs.all() {
             std::fs::create_dir_all(&sub)?;
@@ -347,7 +349,9 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("flotilla-kapi-cp-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-kapi-cp-")
+            .tempdir()?;
         let config = Config {
             etcd_ports: (free_port()?, free_port()?),
             ..Config::new(
@@ -469,7 +473,10 @@ async fn wait_for<T>(
         if let Some(value) = check() {
             return Ok(value);
         }
-        ensure!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        ensure!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -533,12 +540,7 @@ async fn exercise(
     tls: Arc<rustls::ServerConfig>,
 ) -> anyhow::Result<()> {
     let locator = Arc::new(Table(HashMap::from([("p".to_owned(), pod.clone())])));
-    let agent = Agent::start(
-        &node.netns.0,
-        node.dirs.containerd_socket(),
-        tls,
-        locator,
-    )?;
+    let agent = Agent::start(&node.netns.0, node.dirs.containerd_socket(), tls, locator)?;
 
     // The agent requires a client certificate from the cluster CA.
     let healthz = format!("https://127.0.0.1:{}/healthz", agent.port);
@@ -598,11 +600,17 @@ async fn exercise(
         if status.state == api::ContainerState::ContainerExited as i32 {
             break;
         }
-        ensure!(Instant::now() < deadline, "the counter did not exit: {status:?}");
+        ensure!(
+            Instant::now() < deadline,
+            "the counter did not exit: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = cluster.kubectl_ok(&["logs", "p", "-c", "counter"]);
-    assert_eq!(all, "line 1\nline 2\nline 3\nline 4\nline 5\nto-stderr\nlast\n");
+    assert_eq!(
+        all,
+        "line 1\nline 2\nline 3\nline 4\nline 5\nto-stderr\nlast\n"
+    );
     let tail = cluster.kubectl_ok(&["logs", "p", "-c", "counter", "--tail=2"]);
     assert_eq!(tail, "to-stderr\nlast\n");
     let stamped = cluster.kubectl_ok(&["logs", "p", "-c", "counter", "--tail=1", "--timestamps"]);
@@ -617,7 +625,10 @@ async fn exercise(
 
     // Logs errors: the locator's (kubelet's) messages with their codes.
     let err = cluster.kubectl_err(&["logs", "ghost", "-c", "web"]);
-    assert!(err.contains("pod default/ghost not found on this node"), "{err}");
+    assert!(
+        err.contains("pod default/ghost not found on this node"),
+        "{err}"
+    );
     let err = cluster.kubectl_err(&["logs", "p", "-c", "web", "--previous"]);
     assert!(
         err.contains("previous terminated container \"web\" in pod \"p\" not found"),
@@ -627,25 +638,40 @@ async fn exercise(
     // Exec: output, exit codes, stdin, -it without a terminal.
     let out = cluster.kubectl_ok(&["exec", "p", "-c", "web", "--", "echo", "hello", "world"]);
     assert_eq!(out, "hello world\n");
-    let exit = cluster.kubectl(&["exec", "p", "-c", "web", "--", "sh", "-c", "exit 3"], None);
+    let exit = cluster.kubectl(
+        &["exec", "p", "-c", "web", "--", "sh", "-c", "exit 3"],
+        None,
+    );
     assert_eq!(exit.status.code(), Some(3), "{exit:?}");
     let stderr = cluster.kubectl(
         &["exec", "p", "-c", "web", "--", "sh", "-c", "echo oops >&2"],
         None,
     );
     assert_eq!(String::from_utf8_lossy(&stderr.stderr), "oops\n");
-    let cat = cluster.kubectl(&["exec", "-i", "p", "-c", "web", "--", "cat"], Some("hi\nthere\n"));
+    let cat = cluster.kubectl(
+        &["exec", "-i", "p", "-c", "web", "--", "cat"],
+        Some("hi\nthere\n"),
+    );
     assert!(cat.status.success(), "{cat:?}");
     assert_eq!(String::from_utf8_lossy(&cat.stdout), "hi\nthere\n");
-    let tty = cluster.kubectl(&["exec", "-it", "p", "-c", "web", "--", "echo", "tty"], Some(""));
+    let tty = cluster.kubectl(
+        &["exec", "-it", "p", "-c", "web", "--", "echo", "tty"],
+        Some(""),
+    );
     assert!(tty.status.success(), "{tty:?}");
     assert_eq!(String::from_utf8_lossy(&tty.stdout).trim(), "tty");
 
     // Exec errors.
     let err = cluster.kubectl_err(&["exec", "p", "-c", "nope", "--", "ls"]);
-    assert!(err.contains("container nope is not valid for pod p"), "{err}");
+    assert!(
+        err.contains("container nope is not valid for pod p"),
+        "{err}"
+    );
     let err = cluster.kubectl_err(&["exec", "ghost", "-c", "web", "--", "ls"]);
-    assert!(err.contains("pod default/ghost not found on this node"), "{err}");
+    assert!(
+        err.contains("pod default/ghost not found on this node"),
+        "{err}"
+    );
 
     // Port-forward: a local port on the host reaches the testapp's HTTP port in the pod.
     let local = free_port()?;
@@ -676,16 +702,20 @@ async fn exercise(
                 forward_stderr()
             )
         })?;
-    let answer = wait_for(Duration::from_secs(10), "an HTTP answer through port-forward", || {
-        let mut stream = TcpStream::connect(("127.0.0.1", local)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).ok()?;
-        answer.starts_with("HTTP/1.1 200").then_some(answer)
-    })
+    let answer = wait_for(
+        Duration::from_secs(10),
+        "an HTTP answer through port-forward",
+        || {
+            let mut stream = TcpStream::connect(("127.0.0.1", local)).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n")
+                .ok()?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).ok()?;
+            answer.starts_with("HTTP/1.1 200").then_some(answer)
+        },
+    )
     .await?;
     assert!(
         answer.starts_with("HTTP/1.1 200"),
