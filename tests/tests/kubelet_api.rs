@@ -125,7 +125,7 @@ impl Pod {
         cri: &Cri,
         dirs: &NodeDirs,
         name: &str,
-        containers: &[(&str, Vec<String>)],
+        containers: &[(&str, Vec<String>, bool)],
     ) -> anyhow::Result<Self> {
         let log_directory = dirs.pod_logs().join(format!("default_{name}_uid-{name}"));
         let sandbox_config = api::PodSandboxConfig {
@@ -163,7 +163,7 @@ impl Pod {
             sandbox,
             containers: HashMap::new(),
         };
-        for (container, command) in containers {
+        for (container, command, stdin_once) in containers {
             let id = runtime
                 .create_container(api::CreateContainerRequest {
                     pod_sandbox_id: pod.sandbox.clone(),
@@ -179,6 +179,7 @@ impl Pod {
                         command: command.clone(),
                         log_path: format!("{container}/0.log"),
                         stdin: true,
+                        stdin_once: *stdin_once,
                         ..Default::default()
                     }),
                     sandbox_config: Some(sandbox_config.clone()),
@@ -460,7 +461,7 @@ fn node_manifest(name: &str, port: u16) -> String {
     )
 }
 
-const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\nspec:\n  containers:\n  - {name: web, image: flotilla/testapp:v1}\n  - {name: counter, image: flotilla/testapp:v1}\n";
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\nspec:\n  containers:\n  - {name: web, image: flotilla/testapp:v1}\n  - {name: counter, image: flotilla/testapp:v1}\n  - {name: catter, image: flotilla/testapp:v1}\n";
 
 /// Waits up to `timeout` for `check` to return Some.
 async fn wait_for<T>(
@@ -507,14 +508,19 @@ async fn kubectl_logs_exec_and_port_forward_reach_containerd() -> anyhow::Result
     let counter = vec![
         "/bin/sh".to_owned(),
         "-c".to_owned(),
-        "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done; echo to-stderr >&2; sleep 0.3; echo last"
+        "sleep 3; for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done; echo to-stderr >&2; sleep 0.3; echo last"
             .to_owned(),
     ];
     let pod = match Pod::run(
         &cri,
         &node.dirs,
         "p",
-        &[("web", Vec::new()), ("counter", counter)],
+        &[
+            ("web", Vec::new(), false),
+            ("counter", counter, false),
+            // Reads what an attached client sends; ends when that client closes stdin.
+            ("catter", vec!["cat".to_owned()], true),
+        ],
     )
     .await
     {
@@ -583,9 +589,32 @@ async fn exercise(
         r#"{"status":{"phase":"Running"}}"#,
     ]);
 
-    // Logs: the counter's lines once it has exited, tail, timestamps, follow to the end.
+    // Follow a running container: lines arrive as written, and the stream ends once it exits.
     let counter_id = pod.containers["counter"].clone();
     let mut runtime = cri.runtime.clone();
+    let follow = cluster
+        .kubectl_command(&["logs", "-f", "p", "-c", "counter"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let follow = std::thread::spawn(move || follow.wait_with_output());
+    let state = runtime
+        .container_status(api::ContainerStatusRequest {
+            container_id: counter_id.clone(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .context("no status")?
+        .state;
+    ensure!(
+        state == api::ContainerState::ContainerRunning as i32,
+        "the counter should still run while its log is followed (state {state})"
+    );
+
+    // Logs: the counter's lines once it has exited, tail, timestamps, follow to the end.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = runtime
@@ -607,6 +636,11 @@ async fn exercise(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = cluster.kubectl_ok(&["logs", "p", "-c", "counter"]);
+    let followed_live = follow
+        .join()
+        .map_err(|_| anyhow::anyhow!("the follow thread panicked"))??;
+    assert!(followed_live.status.success(), "{followed_live:?}");
+    assert_eq!(String::from_utf8_lossy(&followed_live.stdout), all);
     assert_eq!(
         all,
         "line 1\nline 2\nline 3\nline 4\nline 5\nto-stderr\nlast\n"
@@ -670,6 +704,25 @@ async fn exercise(
     let err = cluster.kubectl_err(&["exec", "ghost", "-c", "web", "--", "ls"]);
     assert!(
         err.contains("pod default/ghost not found on this node"),
+        "{err}"
+    );
+
+    // Attach: stdin reaches the container's process, its output comes back, and closing stdin
+    // ends it (the container was created with stdin_once).
+    let attached = cluster.kubectl(&["attach", "-i", "p", "-c", "catter"], Some("attached\n"));
+    assert!(attached.status.success(), "{attached:?}");
+    assert_eq!(String::from_utf8_lossy(&attached.stdout), "attached\n");
+
+    // A node whose agent does not answer: a clear 503 naming the node and address.
+    let dead_port = free_port()?;
+    cluster.apply("node2.yaml", &node_manifest("node-2", dead_port));
+    cluster.apply("q.yaml", &POD.replace("name: p,", "name: q,"));
+    cluster.bind("q", "node-2");
+    let err = cluster.kubectl_err(&["exec", "q", "-c", "web", "--", "ls"]);
+    assert!(
+        err.contains(&format!(
+            "cannot reach the agent of node node-2 at 127.0.0.1:{dead_port} for exec of pod q"
+        )),
         "{err}"
     );
 
