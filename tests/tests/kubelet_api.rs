@@ -656,6 +656,46 @@ async fn exercise(
     // Following an exited container drains the file and ends.
     let followed = cluster.kubectl_ok(&["logs", "-f", "p", "-c", "counter"]);
     assert_eq!(followed, all);
+    let since = cluster.kubectl_ok(&["logs", "p", "-c", "counter", "--since=1h"]);
+    assert_eq!(since, all);
+
+    // Following a container that never exits stops when the client goes away: the API server's
+    // connection to the agent closes, and the agent notices and closes its end too (a socket
+    // left in CLOSE-WAIT would mean the agent still streams to nobody).
+    let agent_connections = || {
+        let output = Command::new("ss")
+            .args(["-Htn", "state", "established", "state", "close-wait"])
+            .arg(format!(
+                "( sport = :{port} or dport = :{port} )",
+                port = agent.port
+            ))
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&output.stdout).lines().count())
+    };
+    let mut endless = Killed(
+        Command::new("kubectl")
+            .args(["logs", "-f", "p", "-c", "web"])
+            .env("KUBECONFIG", &cluster.control_plane().kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the followed log's connection",
+        || agent_connections().filter(|n| *n > 0),
+    )
+    .await?;
+    endless.0.kill()?;
+    endless.0.wait()?;
+    wait_for(
+        Duration::from_secs(10),
+        "the agent connection to close after the client left",
+        || agent_connections().filter(|n| *n == 0),
+    )
+    .await?;
 
     // Logs errors: the locator's (kubelet's) messages with their codes.
     let err = cluster.kubectl_err(&["logs", "ghost", "-c", "web"]);

@@ -152,6 +152,30 @@ mod tests {
     }
 
     #[test]
+    fn core_v1_lists_the_streaming_pod_subresources() {
+        let list = resource_list("", "v1").unwrap();
+        let entry = |name: &str| {
+            list["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{name} is not listed"))
+        };
+        assert_eq!(entry("pods/log")["verbs"], serde_json::json!(["get"]));
+        for (name, kind) in [
+            ("pods/exec", "PodExecOptions"),
+            ("pods/attach", "PodAttachOptions"),
+            ("pods/portforward", "PodPortForwardOptions"),
+        ] {
+            let entry = entry(name);
+            assert_eq!(entry["kind"], kind);
+            assert_eq!(entry["verbs"], serde_json::json!(["create", "get"]));
+        }
+    }
+
+    #[test]
     fn group_list_names_every_group_once() {
         let groups = group_list();
         let names: Vec<&str> = groups["groups"]
