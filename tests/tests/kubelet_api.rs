@@ -734,6 +734,20 @@ async fn exercise(
     );
     assert!(tty.status.success(), "{tty:?}");
     assert_eq!(String::from_utf8_lossy(&tty.stdout).trim(), "tty");
+    // With a real terminal (script(1) gives kubectl a pseudo-terminal) the container gets one
+    // too, and the exit code still comes back. `timeout --foreground` keeps kubectl in the
+    // terminal's foreground process group, where it may switch the terminal to raw mode.
+    let kubectl_in_terminal = format!(
+        "timeout --foreground 60 kubectl exec -it p -c web -- sh -c 'tty; exit 4'; echo kubectl-exit=$?"
+    );
+    let terminal = Command::new("script")
+        .args(["-q", "-e", "-c", &kubectl_in_terminal, "/dev/null"])
+        .env("KUBECONFIG", &cluster.control_plane().kubeconfig)
+        .stdin(Stdio::null())
+        .output()?;
+    let shown = String::from_utf8_lossy(&terminal.stdout);
+    assert!(shown.contains("/dev/pts/"), "{terminal:?}");
+    assert!(shown.contains("kubectl-exit=4"), "{terminal:?}");
 
     // Exec errors.
     let err = cluster.kubectl_err(&["exec", "p", "-c", "nope", "--", "ls"]);
