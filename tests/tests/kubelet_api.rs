@@ -485,6 +485,8 @@ async fn wait_for<T>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kubectl_logs_exec_and_port_forward_reach_containerd() -> anyhow::Result<()> {
     require_root();
+    // A run killed before its guards ran leaves its namespace (with containerd and shims in it).
+    flotilla_testbed::sweep_stale()?;
     let cluster = Cluster::start().await?;
     let node = Node::start().await?;
     let cri = Cri::connect(&node.dirs.containerd_socket())?;
@@ -737,11 +739,10 @@ async fn exercise(
     // With a real terminal (script(1) gives kubectl a pseudo-terminal) the container gets one
     // too, and the exit code still comes back. `timeout --foreground` keeps kubectl in the
     // terminal's foreground process group, where it may switch the terminal to raw mode.
-    let kubectl_in_terminal = format!(
-        "timeout --foreground 60 kubectl exec -it p -c web -- sh -c 'tty; exit 4'; echo kubectl-exit=$?"
-    );
+    let kubectl_in_terminal = "timeout --foreground 60 kubectl exec -it p -c web -- sh -c 'tty; exit 4'; \
+         echo kubectl-exit=$?";
     let terminal = Command::new("script")
-        .args(["-q", "-e", "-c", &kubectl_in_terminal, "/dev/null"])
+        .args(["-q", "-e", "-c", kubectl_in_terminal, "/dev/null"])
         .env("KUBECONFIG", &cluster.control_plane().kubeconfig)
         .stdin(Stdio::null())
         .output()?;
