@@ -259,6 +259,7 @@ fn locate_error(err: &LocateError) -> Response<Body> {
     error_response(status, &err.to_string())
 }
 
+/// A complete body.
 pub(crate) fn full(bytes: Bytes) -> Body {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }

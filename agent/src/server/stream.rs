@@ -16,6 +16,8 @@ use crate::pods::cri::api;
 
 /// How long connecting to containerd's streaming server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the streaming server may take to answer the upgrade request.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// WebSocket subprotocols containerd 1.6's streaming server speaks for exec and attach (the
 /// remote-command protocol up to v4, binary and base64) and for port-forward. Everything newer,
@@ -278,9 +280,9 @@ pub(crate) async fn proxy(
         )
         .body(request.into_body())
         .map_err(|err| err.to_string())?;
-    let mut response = sender
-        .send_request(outgoing)
+    let mut response = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(outgoing))
         .await
+        .map_err(|_| format!("no answer within {RESPONSE_TIMEOUT:?}"))?
         .map_err(|err| err.to_string())?;
 
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {

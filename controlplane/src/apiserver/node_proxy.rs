@@ -18,6 +18,9 @@ use super::{ApiServer, handlers::Scope, resources, status::ApiError};
 /// The port node agents serve their kubelet API on unless the Node says otherwise.
 pub const DEFAULT_KUBELET_PORT: u16 = 10250;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the agent may take to answer a request's head (it asks containerd first, whose CRI
+/// calls time out after 60 s); bodies and upgraded sessions are not bounded.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// A pod and the agent of the node it is bound to.
 #[derive(Debug)]
@@ -194,9 +197,9 @@ where
     };
     let host = http::HeaderValue::from_str(&host).map_err(|err| err.to_string())?;
     request.headers_mut().insert(header::HOST, host);
-    sender
-        .send_request(request)
+    tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
         .await
+        .map_err(|_| format!("no answer within {RESPONSE_TIMEOUT:?}"))?
         .map_err(|err| err.to_string())
 }
 
