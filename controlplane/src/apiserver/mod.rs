@@ -90,7 +90,8 @@ impl ApiServer {
         self
     }
 
-    /// How to reach node agents (pods/log): trust and client certificate.
+    /// How to reach node agents (pods/log, exec, attach, portforward): trust and client
+    /// certificate.
     pub fn with_kubelet_client(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
         self.kubelet_tls = Some(tls);
         self
