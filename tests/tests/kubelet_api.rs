@@ -662,8 +662,22 @@ async fn exercise(
     assert_eq!(since, all);
 
     // Following a container that never exits stops when the client goes away: the API server's
-    // connection to the agent closes, and the agent notices and closes its end too (a socket
-    // left in CLOSE-WAIT would mean the agent still streams to nobody).
+    // connection to the agent closes, the agent closes its end too (a socket left in CLOSE-WAIT
+    // would mean it still streams to nobody), and its follow task ends, closing the log file
+    // (the agent runs in this process, so its open files are ours).
+    let web_log = node
+        .dirs
+        .pod_logs()
+        .join("default_p_uid-p/web/0.log")
+        .canonicalize()?;
+    let open_web_logs = || {
+        std::fs::read_dir("/proc/self/fd")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == web_log))
+            .count()
+    };
     let agent_connections = || {
         let output = Command::new("ss")
             .args(["-Htn", "state", "established", "state", "close-wait"])
@@ -690,12 +704,24 @@ async fn exercise(
         || agent_connections().filter(|n| *n > 0),
     )
     .await?;
+    wait_for(
+        Duration::from_secs(10),
+        "the agent to open the followed log",
+        || Some(open_web_logs()).filter(|n| *n > 0),
+    )
+    .await?;
     endless.0.kill()?;
     endless.0.wait()?;
     wait_for(
         Duration::from_secs(10),
         "the agent connection to close after the client left",
         || agent_connections().filter(|n| *n == 0),
+    )
+    .await?;
+    wait_for(
+        Duration::from_secs(10),
+        "the agent to stop following the log after the client left",
+        || Some(open_web_logs()).filter(|n| *n == 0),
     )
     .await?;
 
