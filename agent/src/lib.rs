@@ -4,5 +4,7 @@
 //! and node registration follow in their own modules.
 
 pub mod datapath;
+pub mod node;
 pub mod pods;
+pub mod run;
 pub mod server;

@@ -3,10 +3,16 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
-use flotilla_agent::datapath::{
-    counters::{self, AttachOutcome, ProtocolCount},
-    pins::NodePins,
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use flotilla_agent::{
+    datapath::{
+        counters::{self, AttachOutcome, ProtocolCount},
+        pins::NodePins,
+    },
+    pods::containerd::{NodeDirs, config_toml},
+    run::AgentConfig,
 };
 
 /// The Flotilla node agent.
@@ -22,12 +28,63 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the node agent: register the node, run its pods on containerd, serve the kubelet API.
+    Run(Box<RunArgs>),
+    /// Print (or write) the containerd configuration for this node's directories.
+    ContainerdConfig {
+        /// Base directory of the node's files (default: the system layout under /var/lib,
+        /// /run and /var/log).
+        #[arg(long, env = "FLOTILLA_NODE_DIR")]
+        node_dir: Option<PathBuf>,
+        /// Write the file to the node's config path instead of printing it.
+        #[arg(long)]
+        write: bool,
+    },
     /// Manage the node's eBPF datapath.
     #[command(subcommand)]
     Datapath(DatapathCommand),
     /// Inspect the node's pinned BPF maps.
     #[command(subcommand)]
     Bpf(BpfCommand),
+}
+
+/// Flags of `flotilla-agent run` (named as kubelet's where kubelet has them).
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The node's InternalIP (its pods' hostIP; where the API server reaches the kubelet API).
+    #[arg(long, env = "FLOTILLA_NODE_IP")]
+    node_ip: String,
+    /// Kubeconfig with the node's credentials.
+    #[arg(long, env = "FLOTILLA_KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Base directory of the node's files (default: the system layout under /var/lib, /run and
+    /// /var/log).
+    #[arg(long, env = "FLOTILLA_NODE_DIR")]
+    node_dir: Option<PathBuf>,
+    /// Address of the kubelet API.
+    #[arg(long, default_value = "0.0.0.0:10250")]
+    listen: SocketAddr,
+    /// Serving certificate of the kubelet API (PEM, signed by the cluster CA).
+    #[arg(long)]
+    tls_cert_file: PathBuf,
+    /// Its private key.
+    #[arg(long)]
+    tls_private_key_file: PathBuf,
+    /// CA that client certificates (the API server's) must chain to.
+    #[arg(long)]
+    client_ca_file: PathBuf,
+    /// cgroup the node's pods go below (default /flotilla/<node>).
+    #[arg(long)]
+    cgroup_root: Option<String>,
+    /// Cluster DNS server IPs for pods' resolv.conf (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<String>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Maximum number of pods on the node.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,8 +142,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.node.is_empty() {
         anyhow::bail!("no node name: pass --node NAME or set FLOTILLA_NODE_NAME");
     }
+    let dirs = |base: Option<PathBuf>| match base {
+        Some(base) => NodeDirs::under(&base),
+        None => NodeDirs::system(&cli.node),
+    };
+    match cli.command {
+        Command::Run(args) => {
+            let args = *args;
+            let config = AgentConfig {
+                node_name: cli.node.clone(),
+                node_ip: args.node_ip,
+                kubeconfig: args.kubeconfig,
+                dirs: dirs(args.node_dir),
+                listen: args.listen,
+                tls_cert_file: args.tls_cert_file,
+                tls_private_key_file: args.tls_private_key_file,
+                client_ca_file: args.client_ca_file,
+                cgroup_root: args
+                    .cgroup_root
+                    .unwrap_or_else(|| format!("/flotilla/{}", cli.node)),
+                cluster_dns: args.cluster_dns,
+                cluster_domain: args.cluster_domain,
+                max_pods: args.max_pods,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            return runtime.block_on(flotilla_agent::run::run(config, async {
+                let _ = tokio::signal::ctrl_c().await;
+            }));
+        }
+        Command::ContainerdConfig { node_dir, write } => {
+            let dirs = dirs(node_dir);
+            let text = config_toml(&dirs);
+            if write {
+                let path = dirs.containerd_config();
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{}", path.display());
+            } else {
+                print!("{text}");
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let pins = NodePins::new(&cli.node)?;
     match cli.command {
+        Command::Run(_) | Command::ContainerdConfig { .. } => {}
         Command::Datapath(DatapathCommand::AttachCounter { iface }) => {
             let outcome = counters::attach(&pins, &iface)
                 .with_context(|| format!("attaching the packet counter to {iface}"))?;

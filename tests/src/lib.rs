@@ -36,6 +36,15 @@ pub const POD_IFACE: &str = "eth0";
 /// entry pointing at the host side of their veth, as Calico and Cilium do).
 pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
+/// The host's address on the underlay when [`Testbed::link_host`] joined it.
+pub const HOST_UNDERLAY_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 254);
+
+/// The host side of the host link: one per process (test beds with a host link are used one at a
+/// time), at most 15 characters.
+fn host_link_name() -> String {
+    format!("fltbh{}", std::process::id() % 1_000_000_000)
+}
+
 /// Errors from building, using or tearing down a test bed.
 #[derive(Debug, thiserror::Error)]
 pub enum TestbedError {
@@ -282,6 +291,28 @@ impl Testbed {
             netns.sysctl("net/ipv4/ip_forward", "1")?;
         }
         Ok(())
+    }
+
+    /// Joins the machine's own namespace to the underlay bridge with [`HOST_UNDERLAY_IP`], so a
+    /// control plane running on the host and the node agents in the node namespaces reach each
+    /// other. The link disappears with the underlay namespace. Returns the host's address.
+    pub async fn link_host(&mut self) -> Result<Ipv4Addr, TestbedError> {
+        let underlay = self
+            .underlay
+            .clone()
+            .ok_or_else(|| TestbedError::NotFound("the underlay namespace".into()))?;
+        let underlay_nl = Netlink::connect(&underlay)?;
+        let host = Netns::host();
+        let host_nl = Netlink::connect(&host)?;
+        let name = host_link_name();
+        connect_veth(&underlay_nl, "host", &host, &host_nl, &name).await?;
+        underlay_nl.set_master("host", UNDERLAY_BRIDGE).await?;
+        underlay_nl.set_up("host").await?;
+        host_nl
+            .add_address(&name, IpAddr::V4(HOST_UNDERLAY_IP), 24)
+            .await?;
+        host_nl.set_up(&name).await?;
+        Ok(HOST_UNDERLAY_IP)
     }
 
     /// The run prefix of every name this test bed created.

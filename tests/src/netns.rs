@@ -22,6 +22,8 @@ use crate::TestbedError;
 
 /// Where named network namespaces are bind-mounted (shared with iproute2 and containerd's CNI).
 pub const NETNS_DIR: &str = "/run/netns";
+/// The name [`Netns::host`] goes by.
+const HOST: &str = "(host)";
 
 /// A named network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +89,16 @@ impl Netns {
         })
     }
 
+    /// The namespace this process was started in (the machine's own, for links between it and a
+    /// test bed). /proc/1 may not be ours to open inside a container, /proc/self is. Never
+    /// deleted: [`Netns::delete`] refuses to.
+    pub fn host() -> Self {
+        Self {
+            name: HOST.to_owned(),
+            path: PathBuf::from("/proc/self/ns/net"),
+        }
+    }
+
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -147,6 +159,11 @@ impl Netns {
     /// Kills every process still inside the namespace, unmounts and removes it. Removing a
     /// namespace that is already gone succeeds.
     pub fn delete(&self) -> Result<(), TestbedError> {
+        if self.name == HOST {
+            return Err(TestbedError::Invalid(
+                "refusing to delete the host's network namespace".into(),
+            ));
+        }
         delete_netns_file(&self.path)
     }
 }

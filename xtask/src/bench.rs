@@ -23,6 +23,12 @@ pub(crate) struct BenchArgs {
     /// Number of pods per phase (scheduler).
     #[arg(long, default_value_t = 10_000)]
     pods: usize,
+    /// Number of pods started on the one node (pods).
+    #[arg(long, default_value_t = 100)]
+    node_pods: usize,
+    /// Pods created per second, 0 for all at once (pods).
+    #[arg(long, default_value_t = 5.0)]
+    rate: f64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -31,6 +37,8 @@ enum Which {
     Api,
     /// Scheduler pods/s and create-to-bound latency with hollow nodes, against kube-scheduler.
     Scheduler,
+    /// Pod startup latency (bound -> Running) on one real node vs starting them directly via CRI.
+    Pods,
 }
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -65,6 +73,24 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 &args.nodes.to_string(),
                 "--pods",
                 &args.pods.to_string(),
+            ]),
+        ),
+        Which::Pods => run_visible(
+            &format!(
+                "pod startup benchmark with {} pods at {} pods/s",
+                args.node_pods, args.rate
+            ),
+            cargo().args([
+                "bench",
+                "--package",
+                "flotilla-testbed",
+                "--bench",
+                "pod_startup",
+                "--",
+                "--pods",
+                &args.node_pods.to_string(),
+                "--rate",
+                &args.rate.to_string(),
             ]),
         ),
     }

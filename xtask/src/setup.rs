@@ -27,6 +27,10 @@ pub(crate) const APT_PACKAGES: &[(&str, &str)] = &[
     ("containerd", "the container runtime pods run on"),
     ("runc", "containerd's OCI runtime"),
     (
+        "containernetworking-plugins",
+        "bridge/host-local CNI plugins for pod addresses until Flotilla's own CNI plugin lands",
+    ),
+    (
         "busybox-static",
         "ping/nc in test namespaces and tiny images",
     ),

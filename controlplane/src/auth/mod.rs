@@ -5,6 +5,7 @@
 //! get 401.
 
 pub mod kubeconfig;
+pub mod node;
 pub mod pki;
 
 use std::{collections::HashMap, path::Path};

@@ -156,6 +156,28 @@ impl Pki {
         Ok((cert.pem(), key.serialize_pem()))
     }
 
+    /// Issues a client certificate for user `common_name` in group `organization`, signed by the
+    /// CA whose key is `ca_key` (node agents' credentials).
+    pub fn issue_client_with(
+        ca_cert: &str,
+        ca_key: &str,
+        common_name: &str,
+        organization: &str,
+    ) -> Result<(String, String), AuthError> {
+        let issuer = Issuer::from_ca_cert_pem(ca_cert, KeyPair::from_pem(ca_key)?)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, organization);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     /// A rustls server configuration: the serving certificate, and client certificates signed by
     /// the CA accepted but not required (token users have none).
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, AuthError> {

@@ -1,0 +1,144 @@
+//! `flotilla-agent run`: the node agent as a daemon. Registers the node, keeps its Lease and
+//! status fresh, runs the pods bound to it on containerd and serves the kubelet API. Stopping the
+//! agent leaves the pods running; the next start re-adopts them.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use kube::{
+    Client,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+use crate::{
+    node::{self, NodeIdentity, network},
+    pods::{
+        containerd::NodeDirs,
+        cri::Cri,
+        manager::{self, NodeSettings, Runtime},
+        spec::{DnsSettings, parse_resolv_conf},
+    },
+};
+
+/// How long the agent waits for containerd at start.
+const CONTAINERD_WAIT: Duration = Duration::from_secs(60);
+
+/// Everything the agent needs to run a node.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The node's name.
+    pub node_name: String,
+    /// The node's InternalIP.
+    pub node_ip: String,
+    /// Kubeconfig with the node's credentials.
+    pub kubeconfig: PathBuf,
+    /// The node's directories.
+    pub dirs: NodeDirs,
+    /// Where the kubelet API listens.
+    pub listen: SocketAddr,
+    /// Serving certificate (PEM) of the kubelet API.
+    pub tls_cert_file: PathBuf,
+    /// Its key.
+    pub tls_private_key_file: PathBuf,
+    /// The CA client certificates must chain to.
+    pub client_ca_file: PathBuf,
+    /// cgroup parent of the node's pods.
+    pub cgroup_root: String,
+    /// Cluster DNS server IPs written into pods' resolv.conf.
+    pub cluster_dns: Vec<String>,
+    /// The cluster domain.
+    pub cluster_domain: String,
+    /// Maximum pods on the node.
+    pub max_pods: u32,
+}
+
+/// An API client from a kubeconfig file.
+pub async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<Client> {
+    let file = Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading the kubeconfig {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading the kubeconfig {}", kubeconfig.display()))?;
+    Client::try_from(config).context("building the API client")
+}
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    for dir in config.dirs.all() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let client = client_from(&config.kubeconfig).await?;
+    let cri = Cri::connect(&config.dirs.containerd_socket())?;
+    let started = tokio::time::Instant::now();
+    let version = loop {
+        match cri.version().await {
+            Ok(version) => break version,
+            Err(err) if started.elapsed() < CONTAINERD_WAIT => {
+                tracing::info!("waiting for containerd: {err}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => {
+                return Err(err).context(format!(
+                    "containerd did not answer within {CONTAINERD_WAIT:?}"
+                ));
+            }
+        }
+    };
+    let runtime_version = format!("{}://{}", version.runtime_name, version.runtime_version);
+    let identity = NodeIdentity {
+        name: config.node_name.clone(),
+        ip: config.node_ip.clone(),
+        kubelet_port: config.listen.port(),
+        max_pods: config.max_pods,
+        labels: Default::default(),
+    };
+    let readiness = node::readiness(&cri).await;
+    let registered = node::register(&client, &identity, &runtime_version, &readiness).await?;
+    let pod_cidr = registered
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .context("the control plane gave the node no podCIDR; is --cluster-cidr set?")?;
+    network::install(
+        &pod_cidr,
+        &config.dirs.cni_bin_dir(),
+        &config.dirs.cni_conf_dir(),
+        &config.dirs.lib.join("cni/ipam"),
+    )?;
+    tracing::info!(node = %config.node_name, %pod_cidr, "registered");
+
+    let (host_servers, host_searches) =
+        parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    let runtime = Arc::new(Runtime::new(
+        client.clone(),
+        cri.clone(),
+        NodeSettings {
+            name: config.node_name.clone(),
+            ip: config.node_ip.clone(),
+            dirs: config.dirs.clone(),
+            cgroup_root: config.cgroup_root.clone(),
+            dns: DnsSettings {
+                servers: config.cluster_dns.clone(),
+                domain: config.cluster_domain.clone(),
+                host_servers,
+                host_searches,
+            },
+        },
+        node::capacity(config.max_pods),
+    ));
+    let heartbeat = tokio::spawn(node::heartbeat(
+        client.clone(),
+        identity,
+        cri.clone(),
+        runtime_version,
+    ));
+    let pods = tokio::spawn(manager::run(runtime.clone()));
+    shutdown.await;
+    heartbeat.abort();
+    pods.abort();
+    tracing::info!("stopped; pods keep running");
+    Ok(())
+}

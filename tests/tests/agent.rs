@@ -1,0 +1,365 @@
+//! Privileged end-to-end test of the node agent on a one-node local cluster (see
+//! `support`): pods driven with the real kubectl run on a real containerd.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step should fail the test"
+)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use serde_json::Value;
+use support::{LocalCluster, eventually, pod_phase, require_root};
+
+const WEB: &str = r"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: docker.io/flotilla/testapp:v1
+        ports: [{containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /healthz, port: 8080}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unready, labels: {app: web}}
+spec:
+  containers:
+  - name: web
+    image: docker.io/flotilla/testapp:v1
+    readinessProbe:
+      exec: {command: [cat, /tmp/ready]}
+      periodSeconds: 1
+";
+
+const UNHEALTHY: &str = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: unhealthy}
+spec:
+  containers:
+  - name: main
+    image: docker.io/flotilla/testapp:v1
+    livenessProbe:
+      tcpSocket: {port: 9999}
+      periodSeconds: 1
+      failureThreshold: 2
+";
+
+const CRASHER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers:
+  - name: crash
+    image: docker.io/flotilla/testapp:v1
+    command: ["sh", "-c", "echo crashing; exit 3"]
+"#;
+
+const STUBBORN: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: main
+    image: docker.io/flotilla/testapp:v1
+    command: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
+"#;
+
+const MISSING: &str = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: missing}
+spec:
+  containers:
+  - name: main
+    image: docker.io/flotilla/not-built-here:v9
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
+    require_root();
+    let started = Instant::now();
+    let LocalCluster {
+        node: mut local,
+        mut cluster,
+        bed,
+        node_name: _,
+        pod_cidr,
+    } = LocalCluster::start(started).await?;
+    // A Deployment's pods run with IPs from the node's podCIDR.
+    cluster.apply("web.yaml", WEB)?;
+    let prefix = pod_cidr
+        .rsplit_once('.')
+        .map(|(p, _)| p.to_owned())
+        .unwrap_or_default();
+    let web = eventually(Duration::from_secs(60), "web pods Running", || {
+        let pods = cluster.json(&["get", "pods", "-l", "app=web"])?;
+        let items: Vec<Value> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["metadata"]["name"] != "unready")
+            .cloned()
+            .collect();
+        let running = items.len() == 2
+            && items.iter().all(|p| {
+                pod_phase(p) == "Running"
+                    && p["status"]["podIP"]
+                        .as_str()
+                        .is_some_and(|ip| ip.starts_with(&prefix))
+            });
+        Ok(running.then_some(items))
+    })
+    .await?;
+    eprintln!("web pods Running after {:?}", started.elapsed());
+    cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"])?;
+    let container_ids: Vec<String> = web
+        .iter()
+        .map(|p| {
+            p["status"]["containerStatuses"][0]["containerID"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    ensure!(
+        container_ids
+            .iter()
+            .all(|id| id.starts_with("containerd://")),
+        "{container_ids:?}"
+    );
+
+    // Readiness: the web pods pass their httpGet probe and serve the Service; the pod whose exec
+    // probe fails stays in the EndpointSlice only as not ready.
+    let unready_ip = eventually(Duration::from_secs(30), "unready pod Running", || {
+        let pod = cluster.json(&["get", "pod", "unready"])?;
+        Ok((pod_phase(&pod) == "Running")
+            .then(|| pod["status"]["podIP"].as_str().map(str::to_owned))
+            .flatten())
+    })
+    .await?;
+    let web_ips: Vec<String> = web
+        .iter()
+        .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_owned))
+        .collect();
+    eventually(Duration::from_secs(30), "EndpointSlice readiness", || {
+        let slices = cluster.json(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ])?;
+        let mut ready = Vec::new();
+        let mut not_ready = Vec::new();
+        for endpoint in slices["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["endpoints"].as_array().into_iter().flatten())
+        {
+            let address = endpoint["addresses"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if endpoint["conditions"]["ready"] == true {
+                ready.push(address);
+            } else {
+                not_ready.push(address);
+            }
+        }
+        ready.sort();
+        let mut expected = web_ips.clone();
+        expected.sort();
+        Ok((ready == expected && not_ready == [unready_ip.clone()]).then_some(()))
+    })
+    .await?;
+    let unready = cluster.json(&["get", "pod", "unready"])?;
+    ensure!(
+        unready["status"]["containerStatuses"][0]["ready"] == false,
+        "{unready}"
+    );
+    eprintln!(
+        "readiness reflected in the EndpointSlice after {:?}",
+        started.elapsed()
+    );
+
+    // A failing liveness probe restarts the container.
+    cluster.apply("unhealthy.yaml", UNHEALTHY)?;
+    eventually(Duration::from_secs(60), "unhealthy restarted", || {
+        let pod = cluster.json(&["get", "pod", "unhealthy"])?;
+        Ok((pod["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1)
+            .then_some(()))
+    })
+    .await?;
+
+    // A crashing container backs off and its restart count climbs.
+    cluster.apply("crasher.yaml", CRASHER)?;
+    let crasher = eventually(Duration::from_secs(90), "crasher restarted twice", || {
+        let pod = cluster.json(&["get", "pod", "crasher"])?;
+        let status = &pod["status"]["containerStatuses"][0];
+        Ok((status["restartCount"].as_i64().unwrap_or(0) >= 2).then_some(pod))
+    })
+    .await?;
+    let status = &crasher["status"]["containerStatuses"][0];
+    ensure!(
+        status["lastState"]["terminated"]["exitCode"] == 3,
+        "last state should show exit code 3: {status}"
+    );
+    eventually(Duration::from_secs(30), "CrashLoopBackOff shown", || {
+        let pod = cluster.json(&["get", "pod", "crasher"])?;
+        Ok(
+            (pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                == "CrashLoopBackOff")
+                .then_some(()),
+        )
+    })
+    .await?;
+    eprintln!("crash loop seen after {:?}", started.elapsed());
+
+    // An image that is not there: ErrImagePull, then ImagePullBackOff, with the image named.
+    cluster.apply("missing.yaml", MISSING)?;
+    let waiting = eventually(Duration::from_secs(60), "missing image reported", || {
+        let pod = cluster.json(&["get", "pod", "missing"])?;
+        let waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+        Ok(matches!(
+            waiting["reason"].as_str(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
+        .then_some(waiting))
+    })
+    .await?;
+    ensure!(
+        waiting["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("docker.io/flotilla/not-built-here:v9")),
+        "{waiting}"
+    );
+
+    // Deletion kills a container that ignores SIGTERM within its 3 s grace period.
+    cluster.apply("stubborn.yaml", STUBBORN)?;
+    eventually(Duration::from_secs(60), "stubborn Running", || {
+        Ok((pod_phase(&cluster.json(&["get", "pod", "stubborn"])?) == "Running").then_some(()))
+    })
+    .await?;
+    let deleting = Instant::now();
+    cluster.kubectl_ok(&["delete", "pod", "stubborn", "--wait=true", "--timeout=60s"])?;
+    let took = deleting.elapsed();
+    ensure!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "deleting a pod with a 3 s grace period took {took:?}"
+    );
+    eprintln!("stubborn pod deleted in {took:?}");
+
+    // An agent restart re-adopts the running containers instead of restarting them.
+    local.stop_agent()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    local.start_agent()?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = cluster.json(&["get", "pods", "-l", "app=web"])?;
+    let ids_after: Vec<String> = after["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["name"] != "unready")
+        .map(|p| {
+            p["status"]["containerStatuses"][0]["containerID"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    ensure!(
+        ids_after == container_ids,
+        "containers changed across an agent restart: {container_ids:?} -> {ids_after:?}"
+    );
+    for pod in after["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["name"] != "unready")
+    {
+        ensure!(pod_phase(pod) == "Running", "{pod}");
+        ensure!(
+            pod["status"]["containerStatuses"][0]["restartCount"] == 0,
+            "{pod}"
+        );
+    }
+    eprintln!(
+        "agent restart kept the containers, after {:?}",
+        started.elapsed()
+    );
+
+    // Deleting the Deployment removes its pods and their containers from containerd.
+    cluster.kubectl_ok(&[
+        "delete",
+        "deployment",
+        "web",
+        "--wait=true",
+        "--timeout=60s",
+    ])?;
+    cluster.kubectl_ok(&[
+        "delete",
+        "pod",
+        "crasher",
+        "missing",
+        "unready",
+        "unhealthy",
+        "--wait=true",
+        "--timeout=60s",
+    ])?;
+    eventually(Duration::from_secs(60), "pods gone", || {
+        let pods = cluster.json(&["get", "pods"])?;
+        let left: Vec<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "{} {} deleting={}",
+                    p["metadata"]["name"],
+                    pod_phase(p),
+                    p["metadata"]["deletionTimestamp"]
+                )
+            })
+            .collect();
+        if left.is_empty() {
+            Ok(Some(()))
+        } else {
+            Err(anyhow::anyhow!("left: {left:?}"))
+        }
+    })
+    .await?;
+    drop(local);
+    if let Some(control_plane) = cluster.control_plane.take() {
+        control_plane.stop().await;
+    }
+    drop(bed);
+    Ok(())
+}

@@ -1,0 +1,462 @@
+//! A one-node local cluster for privileged tests and benchmarks: a real control plane (with its
+//! own etcd) on the host, joined over a test-bed underlay to a node namespace where a real
+//! containerd and the agent run. Guards stop the agent, remove every sandbox through CRI, stop
+//! containerd, remove the node's cgroups and tear the namespaces down, also on failure.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "shared by several test and bench targets, each using a part"
+)]
+
+use std::{
+    fs,
+    os::fd::AsFd as _,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use flotilla_agent::{
+    pods::{
+        containerd::{NodeDirs, config_toml},
+        cri::{Cri, api},
+    },
+    run::AgentConfig,
+};
+use flotilla_controlplane::{
+    auth::node::write_node_credentials,
+    etcd::free_port,
+    run::{Config, ControlPlane},
+};
+use flotilla_testbed::{Netns, Testbed, TestbedConfig, containerd::Containerd};
+use nix::sched::{CloneFlags, setns};
+use serde_json::Value;
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test starts containerd and creates network namespaces, so it needs root; run it via \
+         `cargo xtask test`"
+    );
+}
+
+/// Builds the image tarballs with `cargo xtask images` into `out` and returns them.
+pub fn build_images(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the tests crate has a parent directory")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = flotilla_testbed::containerd::run_bounded(
+        Command::new(cargo)
+            .current_dir(workspace)
+            .args([
+                "run",
+                "--quiet",
+                "--package",
+                "xtask",
+                "--",
+                "images",
+                "--out",
+            ])
+            .arg(out),
+        Duration::from_secs(20 * 60),
+    )?;
+    ensure!(
+        output.status.success(),
+        "cargo xtask images failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok([
+        "flotilla-pause-3.10.tar",
+        "flotilla-testapp-v1.tar",
+        "flotilla-testapp-v2.tar",
+    ]
+    .iter()
+    .map(|file| out.join(file))
+    .collect())
+}
+
+/// The agent, running on its own thread inside the node's namespace with its own tokio runtime
+/// (so every socket it opens belongs to the node); stopped on drop. Stopping it leaves the pods
+/// running, as stopping the real daemon does.
+pub struct AgentThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl AgentThread {
+    pub fn start(netns: &Netns, config: AgentConfig) -> anyhow::Result<Self> {
+        let namespace = fs::File::open(netns.path())?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+            setns(namespace.as_fd(), CloneFlags::CLONE_NEWNET)?;
+            // Worker threads are spawned from this thread and inherit its namespace.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(flotilla_agent::run::run(config, async {
+                let _ = stopped.await;
+            }))
+        });
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            ensure!(thread.is_finished(), "the agent did not stop within 20 s");
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("the agent thread panicked"))??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AgentThread {
+    fn drop(&mut self) {
+        if let Err(err) = self.stop() {
+            eprintln!("stopping the agent: {err:#}");
+        }
+    }
+}
+
+/// One node: containerd in the node's namespace plus the agent. Dropping it removes every
+/// sandbox through CRI (which releases pod addresses and namespaces), stops containerd and
+/// removes the node's cgroups.
+pub struct LocalNode {
+    pub dirs: NodeDirs,
+    pub cgroup_root: String,
+    pub containerd: Option<Containerd>,
+    pub agent: Option<AgentThread>,
+    pub netns: Netns,
+    pub config: AgentConfig,
+}
+
+impl LocalNode {
+    pub fn start_agent(&mut self) -> anyhow::Result<()> {
+        self.agent = Some(AgentThread::start(&self.netns, self.config.clone())?);
+        Ok(())
+    }
+
+    pub fn stop_agent(&mut self) -> anyhow::Result<()> {
+        if let Some(mut agent) = self.agent.take() {
+            agent.stop()?;
+        }
+        Ok(())
+    }
+
+    /// Removes all pod sandboxes (bounded), through a runtime of its own on a thread of its own
+    /// (drop may run inside the test's runtime).
+    pub fn remove_sandboxes(&self) {
+        let socket = self.dirs.containerd_socket();
+        let removed = std::thread::spawn(move || Self::remove_sandboxes_at(&socket)).join();
+        if removed.is_err() {
+            eprintln!("removing sandboxes: the thread panicked");
+        }
+    }
+
+    fn remove_sandboxes_at(socket: &Path) {
+        let socket = socket.to_path_buf();
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        let result = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), async {
+                let cri = Cri::connect(&socket)?;
+                let sandboxes = cri
+                    .runtime
+                    .clone()
+                    .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+                    .await?
+                    .into_inner()
+                    .items;
+                for sandbox in sandboxes {
+                    let id = sandbox.id;
+                    let _ = cri
+                        .runtime
+                        .clone()
+                        .stop_pod_sandbox(api::StopPodSandboxRequest {
+                            pod_sandbox_id: id.clone(),
+                        })
+                        .await;
+                    let _ = cri
+                        .runtime
+                        .clone()
+                        .remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: id })
+                        .await;
+                }
+                anyhow::Ok(())
+            })
+            .await
+        });
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("removing sandboxes: {err:#}"),
+            Err(_) => eprintln!("removing sandboxes took longer than 60 s"),
+        }
+    }
+}
+
+impl Drop for LocalNode {
+    fn drop(&mut self) {
+        let _ = self.stop_agent();
+        if self.containerd.is_some() {
+            self.remove_sandboxes();
+        }
+        if let Some(mut containerd) = self.containerd.take() {
+            containerd.stop();
+        }
+        remove_cgroups(&self.cgroup_root);
+        flotilla_testbed::containerd::unmount_below(&self.dirs.lib);
+        flotilla_testbed::containerd::unmount_below(&self.dirs.run);
+    }
+}
+
+/// Removes the cgroup `root` (e.g. /fltb-1-0-node1) and everything below it, in every
+/// hierarchy, deepest first; runc leaves the pod-level parents behind.
+pub fn remove_cgroups(root: &str) {
+    let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for hierarchy in hierarchies.flatten() {
+        let top = hierarchy.path().join(root.trim_start_matches('/'));
+        remove_cgroup_dir(&top);
+    }
+}
+
+pub fn remove_cgroup_dir(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_dir(&entry.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// The control plane, with kubectl helpers.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub control_plane: Option<ControlPlane>,
+    pub kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .arg("60")
+            .arg("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(Stdio::null())
+            .output()
+            .expect("kubectl must be on PATH")
+    }
+
+    pub fn kubectl_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = self.kubectl(args);
+        ensure!(
+            output.status.success(),
+            "kubectl {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    pub fn apply(&self, name: &str, manifest: &str) -> anyhow::Result<()> {
+        let path = self.dir.path().join(name);
+        fs::write(&path, manifest)?;
+        self.kubectl_ok(&["apply", "-f", &path.to_string_lossy()])?;
+        Ok(())
+    }
+
+    pub fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.kubectl_ok(&all)?)?)
+    }
+}
+
+/// Polls `check` every 250 ms until it returns Some or `limit` passes.
+pub async fn eventually<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + limit;
+    let mut last_error = None;
+    loop {
+        match check() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(err) => last_error = Some(err),
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {limit:?} (last error: {last_error:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn pod_phase(pod: &Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or_default()
+}
+
+/// A control plane plus one node with containerd and the agent, Ready. Fields drop in order:
+/// the node first, then the control plane, then the namespaces.
+pub struct LocalCluster {
+    pub node: LocalNode,
+    pub cluster: Cluster,
+    pub bed: Testbed,
+    pub node_name: String,
+    pub pod_cidr: String,
+}
+
+impl LocalCluster {
+    /// Builds it; `started` is for progress lines.
+    pub async fn start(started: Instant) -> anyhow::Result<Self> {
+        let mut bed = Testbed::create(TestbedConfig::nodes(1)).await?;
+        let host_ip = bed.link_host().await?;
+        let node = bed.node(0)?.clone();
+
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-agent-")
+            .tempdir()?;
+        let images = build_images(&dir.path().join("images"))?;
+        eprintln!("images ready after {:?}", started.elapsed());
+
+        // The control plane, reachable from the node over the underlay.
+        let listen: std::net::SocketAddr = format!("{host_ip}:{}", free_port()?).parse()?;
+        let config = Config {
+            etcd_ports: (free_port()?, free_port()?),
+            extra_names: vec![host_ip.to_string()],
+            ..Config::new(dir.path().join("state"), listen)
+        };
+        let control_plane =
+            tokio::time::timeout(Duration::from_secs(60), ControlPlane::start(config)).await??;
+        let cluster = Cluster {
+            kubeconfig: control_plane.kubeconfig.clone(),
+            control_plane: Some(control_plane),
+            dir,
+        };
+
+        // The node: containerd in its namespace, credentials from the cluster CA, the agent.
+        let node_name = node.name().to_owned();
+        let dirs = NodeDirs::under(&cluster.dir.path().join("node"));
+        for sub in dirs.all() {
+            fs::create_dir_all(sub)?;
+        }
+        let config_path = dirs.containerd_config();
+        fs::write(&config_path, config_toml(&dirs))?;
+        let containerd = Containerd::start(
+            &config_path,
+            &dirs.containerd_socket(),
+            &dirs.lib.join("containerd.log"),
+            vec![dirs.lib.clone(), dirs.run.clone()],
+            Some(node.netns()),
+            Duration::from_secs(30),
+        )?;
+        containerd.import(&images)?;
+        let credentials = write_node_credentials(
+            &cluster.dir.path().join("state/pki"),
+            &node_name,
+            &node.underlay_ip().to_string(),
+            &format!("https://{listen}"),
+            &dirs.lib.join("credentials"),
+        )?;
+        let cgroup_root = format!("/{node_name}");
+        let agent_config = AgentConfig {
+            node_name: node_name.clone(),
+            node_ip: node.underlay_ip().to_string(),
+            kubeconfig: credentials.kubeconfig.clone(),
+            dirs: dirs.clone(),
+            listen: format!("{}:{}", node.underlay_ip(), 10250).parse()?,
+            tls_cert_file: credentials.serving_cert.clone(),
+            tls_private_key_file: credentials.serving_key.clone(),
+            client_ca_file: credentials.client_ca.clone(),
+            cgroup_root: cgroup_root.clone(),
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".into(),
+            max_pods: 110,
+        };
+        let mut local = LocalNode {
+            dirs: dirs.clone(),
+            cgroup_root,
+            containerd: Some(containerd),
+            agent: None,
+            netns: node.netns().clone(),
+            config: agent_config,
+        };
+        local.start_agent()?;
+
+        // The node registers and turns Ready once containerd's CNI config is in place.
+        eventually(Duration::from_secs(60), "node Ready", || {
+            let node = cluster.json(&["get", "node", &node_name])?;
+            let ready = node["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let untainted = node["spec"]["taints"]
+                .as_array()
+                .is_none_or(|taints| taints.is_empty());
+            Ok((ready && untainted).then_some(()))
+        })
+        .await?;
+        let pod_cidr = cluster.json(&["get", "node", &node_name])?["spec"]["podCIDR"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        eprintln!(
+            "node Ready with podCIDR {pod_cidr} after {:?}",
+            started.elapsed()
+        );
+
+        Ok(Self {
+            node: local,
+            cluster,
+            bed,
+            node_name,
+            pod_cidr,
+        })
+    }
+
+    /// Stops the node and the control plane in order.
+    pub async fn shutdown(mut self) {
+        // The node's containers go first, then the API.
+        self.node.stop_agent().ok();
+        if let Some(mut containerd) = self.node.containerd.take() {
+            self.node.remove_sandboxes();
+            containerd.stop();
+        }
+        if let Some(control_plane) = self.cluster.control_plane.take() {
+            control_plane.stop().await;
+        }
+    }
+}
+
+/// A kube client from a kubeconfig file.
+pub async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
