@@ -121,6 +121,15 @@ fn subresource_entry(resource: &Resource, subresource: Subresource) -> Value {
             "name": name, "singularName": "", "namespaced": resource.namespaced,
             "kind": "Pod", "verbs": ["get"],
         }),
+        Subresource::Exec | Subresource::Attach | Subresource::PortForward => json!({
+            "name": name, "singularName": "", "namespaced": resource.namespaced,
+            "kind": match subresource {
+                Subresource::Exec => "PodExecOptions",
+                Subresource::Attach => "PodAttachOptions",
+                _ => "PodPortForwardOptions",
+            },
+            "verbs": ["create", "get"],
+        }),
     }
 }
 
@@ -140,6 +149,30 @@ mod tests {
         assert!(names.contains(&"deployments"));
         assert!(names.contains(&"deployments/scale"));
         assert!(resource_list("apps", "v2").is_none());
+    }
+
+    #[test]
+    fn core_v1_lists_the_streaming_pod_subresources() {
+        let list = resource_list("", "v1").unwrap();
+        let entry = |name: &str| {
+            list["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{name} is not listed"))
+        };
+        assert_eq!(entry("pods/log")["verbs"], serde_json::json!(["get"]));
+        for (name, kind) in [
+            ("pods/exec", "PodExecOptions"),
+            ("pods/attach", "PodAttachOptions"),
+            ("pods/portforward", "PodPortForwardOptions"),
+        ] {
+            let entry = entry(name);
+            assert_eq!(entry["kind"], kind);
+            assert_eq!(entry["verbs"], serde_json::json!(["create", "get"]));
+        }
     }
 
     #[test]

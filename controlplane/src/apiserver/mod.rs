@@ -10,12 +10,14 @@ pub mod handlers;
 pub mod ipam_repair;
 pub mod logs;
 pub mod meta;
+pub mod node_proxy;
 pub mod openapi;
 pub mod query;
 pub mod resources;
 pub mod selectors;
 pub mod status;
 pub mod strategic_merge;
+pub mod streaming;
 pub mod subresources;
 pub mod tables;
 pub mod validation;
@@ -88,7 +90,8 @@ impl ApiServer {
         self
     }
 
-    /// How to reach node agents (pods/log): trust and client certificate.
+    /// How to reach node agents (pods/log, exec, attach, portforward): trust and client
+    /// certificate.
     pub fn with_kubelet_client(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
         self.kubelet_tls = Some(tls);
         self
@@ -243,8 +246,9 @@ impl ApiServer {
             }
         });
         tracing::trace!(%peer, "TLS connection accepted");
+        // Upgrades carry exec, attach and port-forward sessions.
         auto::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(tls), service)
+            .serve_connection_with_upgrades(TokioIo::new(tls), service)
             .await
     }
 
@@ -352,6 +356,24 @@ impl ApiServer {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let (Some(kind), Some(name), Some(namespace)) = (
+            target.subresource.and_then(streaming_kind),
+            target.name.as_deref(),
+            target.namespace.as_ref(),
+        ) {
+            // Streaming requests keep their connection (for the upgrade) and have no body.
+            if !matches!(*request.method(), Method::GET | Method::POST) {
+                return Err(ApiError::method_not_allowed(
+                    request.method().as_str(),
+                    &format!("pods/{}", target.subresource.map_or("", Subresource::name)),
+                ));
+            }
+            let scope = Scope {
+                resource: target.resource,
+                namespace: Some(namespace.clone()),
+            };
+            return self.pod_stream(&scope, name, kind, request).await;
+        }
         let (parts, body) = request.into_parts();
         let query = Query::parse(parts.uri.query());
         let accept = parts
@@ -489,6 +511,16 @@ impl ApiServer {
                 },
             )),
         }
+    }
+}
+
+/// The streaming subresources (exec, attach, port-forward).
+fn streaming_kind(subresource: Subresource) -> Option<streaming::StreamKind> {
+    match subresource {
+        Subresource::Exec => Some(streaming::StreamKind::Exec),
+        Subresource::Attach => Some(streaming::StreamKind::Attach),
+        Subresource::PortForward => Some(streaming::StreamKind::PortForward),
+        _ => None,
     }
 }
 

@@ -26,6 +26,12 @@ impl Query {
         Self(pairs)
     }
 
+    /// Every decoded `key=value` pair of a raw query string in order, repeated keys kept (exec's
+    /// `command=sh&command=-c`).
+    pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
+        raw.map(url_decode_pairs).unwrap_or_default()
+    }
+
     /// The value of `name`, if present and non-empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -52,6 +52,12 @@ pub enum Subresource {
     Binding,
     /// `/log` (pods): container logs, served by the node agent.
     Log,
+    /// `/exec` (pods): a command in a container, streamed through the node agent.
+    Exec,
+    /// `/attach` (pods): attach to a container's process through the node agent.
+    Attach,
+    /// `/portforward` (pods): TCP forwarding into the pod through the node agent.
+    PortForward,
 }
 
 impl Subresource {
@@ -62,6 +68,9 @@ impl Subresource {
             Self::Scale => "scale",
             Self::Binding => "binding",
             Self::Log => "log",
+            Self::Exec => "exec",
+            Self::Attach => "attach",
+            Self::PortForward => "portforward",
         }
     }
 }
@@ -143,7 +152,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "Node", "nodes", "node", false,
         short: ["no"], categories: [], sub: [Status], storage: "minions", fields: ["spec.unschedulable"]),
     resource!("", "v1", "Pod", "pods", "pod", true,
-        short: ["po"], categories: ["all"], sub: [Status, Binding, Log], storage: "pods",
+        short: ["po"], categories: ["all"], sub: [Status, Binding, Log, Exec, Attach, PortForward], storage: "pods",
         fields: ["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
                  "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"]),
     resource!("", "v1", "Service", "services", "service", true,

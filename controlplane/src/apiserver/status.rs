@@ -73,6 +73,11 @@ impl ApiError {
         err
     }
 
+    /// 404 NotFound with a message of its own (e.g. a node agent's "pod not found on this node").
+    pub fn not_found_message(message: impl Into<String>) -> Self {
+        Self::new(404, "NotFound", message)
+    }
+
     /// 404 NotFound for a path that is not served.
     pub fn no_route(path: &str) -> Self {
         Self::new(
