@@ -18,6 +18,7 @@ use crate::{
         manager::{self, NodeSettings, Runtime},
         spec::{DnsSettings, parse_resolv_conf},
     },
+    server::{self, ContainerLocator, tls},
 };
 
 /// How long the agent waits for containerd at start.
@@ -136,9 +137,21 @@ pub async fn run(
         runtime_version,
     ));
     let pods = tokio::spawn(manager::run(runtime.clone()));
+    let tls = tls::server_config(&tls::TlsFiles {
+        cert: config.tls_cert_file.clone(),
+        key: config.tls_private_key_file.clone(),
+        client_ca: config.client_ca_file.clone(),
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening for the kubelet API on {}", config.listen))?;
+    let locator: Arc<dyn ContainerLocator> = runtime.clone();
+    let api = tokio::spawn(server::serve(listener, tls, cri.clone(), locator));
+    tracing::info!(listen = %config.listen, "serving the kubelet API");
     shutdown.await;
     heartbeat.abort();
     pods.abort();
+    api.abort();
     tracing::info!("stopped; pods keep running");
     Ok(())
 }

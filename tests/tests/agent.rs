@@ -89,6 +89,53 @@ spec:
     command: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
 "#;
 
+const ENVCHECK: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hello-from-configmap}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: envcheck}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: main
+    image: docker.io/flotilla/testapp:v1
+    command: ["sh", "-c", "echo svc=$WEB_SERVICE_HOST:$WEB_SERVICE_PORT cm=$GREETING node=$NODE; cat /etc/settings/greeting; echo; while true; do sleep 1; done"]
+    env:
+    - name: GREETING
+      valueFrom: {configMapKeyRef: {name: settings, key: greeting}}
+    - name: NODE
+      valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+    volumeMounts:
+    - {name: settings, mountPath: /etc/settings}
+    - {name: out, mountPath: /out}
+    lifecycle:
+      preStop:
+        exec: {command: ["sh", "-c", "echo stopped-gracefully > /out/prestop"]}
+  volumes:
+  - name: settings
+    configMap: {name: settings}
+  - name: out
+    hostPath: {path: HOSTPATH, type: DirectoryOrCreate}
+"#;
+
+const OOM: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: oom}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: docker.io/flotilla/testapp:v1
+    command: ["sh", "-c", "head -c 200000000 /dev/zero > /dev/shm/fill; sleep 30"]
+    resources:
+      limits: {memory: 24Mi}
+"#;
+
 const MISSING: &str = r"
 apiVersion: v1
 kind: Pod
@@ -107,7 +154,7 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
         node: mut local,
         mut cluster,
         bed,
-        node_name: _,
+        node_name,
         pod_cidr,
     } = LocalCluster::start(started).await?;
     // A Deployment's pods run with IPs from the node's podCIDR.
@@ -243,6 +290,69 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
     .await?;
     eprintln!("crash loop seen after {:?}", started.elapsed());
 
+    // Logs of the crashing container, current and previous, through the API server and the
+    // agent's kubelet API.
+    let logs = cluster.kubectl_ok(&["logs", "crasher"])?;
+    ensure!(logs.contains("crashing"), "kubectl logs crasher: {logs:?}");
+    let previous = cluster.kubectl_ok(&["logs", "crasher", "--previous"])?;
+    ensure!(
+        previous.contains("crashing"),
+        "kubectl logs --previous: {previous:?}"
+    );
+
+    // Environment (configMapKeyRef, fieldRef, service links), a configMap volume, exec, and a
+    // preStop hook writing into a hostPath volume.
+    let hostpath = tempfile::Builder::new()
+        .prefix("flotilla-hostpath-")
+        .tempdir()?;
+    cluster.apply(
+        "envcheck.yaml",
+        &ENVCHECK.replace("HOSTPATH", &hostpath.path().display().to_string()),
+    )?;
+    let service_ip = cluster.json(&["get", "service", "web"])?["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let output = eventually(Duration::from_secs(60), "envcheck logs", || {
+        let output = cluster.kubectl(&["logs", "envcheck"]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        Ok(text.contains("hello-from-configmap\n").then_some(text))
+    })
+    .await?;
+    ensure!(
+        output.contains(&format!(
+            "svc={service_ip}:80 cm=hello-from-configmap node={node_name}"
+        )),
+        "environment: {output:?}"
+    );
+    let exec = cluster.kubectl_ok(&["exec", "envcheck", "--", "cat", "/etc/settings/greeting"])?;
+    ensure!(exec == "hello-from-configmap", "kubectl exec: {exec:?}");
+    let failing = cluster.kubectl(&["exec", "envcheck", "--", "sh", "-c", "exit 7"]);
+    ensure!(
+        failing.status.code() == Some(7),
+        "exec exit code: {failing:?}"
+    );
+    cluster.kubectl_ok(&["delete", "pod", "envcheck", "--wait=true", "--timeout=60s"])?;
+    let prestop = std::fs::read_to_string(hostpath.path().join("prestop")).unwrap_or_default();
+    ensure!(
+        prestop.trim() == "stopped-gracefully",
+        "the preStop hook should have written into the hostPath volume: {prestop:?}"
+    );
+    eprintln!(
+        "logs, env, volumes, exec and preStop checked after {:?}",
+        started.elapsed()
+    );
+
+    // A container over its memory limit is OOM-killed and says so.
+    cluster.apply("oom.yaml", OOM)?;
+    let terminated = eventually(Duration::from_secs(60), "oom pod terminated", || {
+        let pod = cluster.json(&["get", "pod", "oom"])?;
+        let terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"].clone();
+        Ok((!terminated.is_null()).then_some(terminated))
+    })
+    .await?;
+    ensure!(terminated["reason"] == "OOMKilled", "{terminated}");
+
     // An image that is not there: ErrImagePull, then ImagePullBackOff, with the image named.
     cluster.apply("missing.yaml", MISSING)?;
     let waiting = eventually(Duration::from_secs(60), "missing image reported", || {
@@ -331,6 +441,7 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
         "missing",
         "unready",
         "unhealthy",
+        "oom",
         "--wait=true",
         "--timeout=60s",
     ])?;
