@@ -160,6 +160,12 @@ pub(crate) fn up(args: &UpArgs) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the local cluster creates network namespaces and loads eBPF, so `up` needs root");
     }
+    if which::which("kubectl").is_err() {
+        bail!(
+            "`up` checks the cluster with kubectl, which is not on PATH; Debian bookworm does not \
+             package it: install kubectl 1.32 from the Kubernetes release binaries"
+        );
+    }
     let inventory = Inventory::scan();
     let nodes = if inventory.is_complete() {
         let running = inventory.nodes.len();
