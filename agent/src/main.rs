@@ -179,9 +179,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_pods: args.max_pods,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            return runtime.block_on(flotilla_agent::run::run(config, async {
-                let _ = tokio::signal::ctrl_c().await;
-            }));
+            return runtime.block_on(async {
+                // SIGTERM is how process supervisors (and `cargo xtask down`) stop a daemon.
+                let mut terminate =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .context("listening for SIGTERM")?;
+                flotilla_agent::run::run(config, async move {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = terminate.recv() => {}
+                    }
+                })
+                .await
+            });
         }
         Command::RemovePods { node_dir } => {
             let socket = dirs(node_dir).containerd_socket();
