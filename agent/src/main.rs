@@ -11,7 +11,10 @@ use flotilla_agent::{
         counters::{self, AttachOutcome, ProtocolCount},
         pins::NodePins,
     },
-    pods::containerd::{NodeDirs, config_toml},
+    pods::{
+        containerd::{NodeDirs, config_toml},
+        cri::Cri,
+    },
     run::AgentConfig,
 };
 
@@ -36,9 +39,19 @@ enum Command {
         /// /run and /var/log).
         #[arg(long, env = "FLOTILLA_NODE_DIR")]
         node_dir: Option<PathBuf>,
-        /// Write the file to the node's config path instead of printing it.
+        /// Write the file to the node's config path (and create the node's directories) instead
+        /// of printing it; prints the path written.
         #[arg(long)]
         write: bool,
+    },
+    /// Stop and remove every pod sandbox of this node's containerd (through CRI, so CNI releases
+    /// the pods' addresses and namespaces); for taking a node apart. Stop the agent first, or it
+    /// starts the pods again.
+    RemovePods {
+        /// Base directory of the node's files (default: the system layout under /var/lib,
+        /// /run and /var/log).
+        #[arg(long, env = "FLOTILLA_NODE_DIR")]
+        node_dir: Option<PathBuf>,
     },
     /// Manage the node's eBPF datapath.
     #[command(subcommand)]
@@ -166,14 +179,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_pods: args.max_pods,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            return runtime.block_on(flotilla_agent::run::run(config, async {
-                let _ = tokio::signal::ctrl_c().await;
-            }));
+            return runtime.block_on(async {
+                // SIGTERM is how process supervisors (and `cargo xtask down`) stop a daemon.
+                let mut terminate =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .context("listening for SIGTERM")?;
+                flotilla_agent::run::run(config, async move {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = terminate.recv() => {}
+                    }
+                })
+                .await
+            });
+        }
+        Command::RemovePods { node_dir } => {
+            let socket = dirs(node_dir).containerd_socket();
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let removed = runtime.block_on(async {
+                let cri = Cri::connect(&socket)?;
+                cri.remove_all_sandboxes().await
+            });
+            let removed = removed.with_context(|| {
+                format!(
+                    "removing the pods of node {} through containerd at {}",
+                    cli.node,
+                    socket.display()
+                )
+            })?;
+            for name in &removed {
+                println!("removed pod sandbox {name}");
+            }
+            println!("{} pod sandboxes removed", removed.len());
+            return Ok(());
         }
         Command::ContainerdConfig { node_dir, write } => {
             let dirs = dirs(node_dir);
             let text = config_toml(&dirs);
             if write {
+                // containerd and the agent expect these; creating them here lets a caller start
+                // containerd right after writing its config.
+                for dir in dirs.all() {
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
                 let path = dirs.containerd_config();
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)
@@ -191,7 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let pins = NodePins::new(&cli.node)?;
     match cli.command {
-        Command::Run(_) | Command::ContainerdConfig { .. } => {}
+        Command::Run(_) | Command::ContainerdConfig { .. } | Command::RemovePods { .. } => {}
         Command::Datapath(DatapathCommand::AttachCounter { iface }) => {
             let outcome = counters::attach(&pins, &iface)
                 .with_context(|| format!("attaching the packet counter to {iface}"))?;

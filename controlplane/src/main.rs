@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use flotilla_controlplane::{
     apiserver::admission::Admission,
     controllers::{Settings, node_lifecycle},
@@ -24,9 +24,13 @@ struct Cli {
     #[arg(
         long,
         env = "FLOTILLA_STATE_DIR",
-        default_value = "/var/lib/flotilla/controlplane"
+        default_value = "/var/lib/flotilla/controlplane",
+        global = true
     )]
     state_dir: PathBuf,
+    /// Without a subcommand the control plane runs.
+    #[command(subcommand)]
+    command: Option<CliCommand>,
     /// Address and port the API server listens on (HTTPS).
     #[arg(long, env = "FLOTILLA_LISTEN", default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
@@ -70,6 +74,64 @@ struct Cli {
     default_unreachable_toleration_seconds: i64,
 }
 
+#[derive(Debug, Subcommand)]
+enum CliCommand {
+    /// Issue a node's credentials from the cluster CA (<state-dir>/pki): a kubeconfig with a
+    /// client certificate for `system:node:<node>` and the kubelet API's serving certificate.
+    NodeCredentials {
+        /// The node's name.
+        #[arg(long)]
+        node: String,
+        /// The node's address, put into the serving certificate (where the API server dials it).
+        #[arg(long)]
+        address: String,
+        /// The API server URL the node's kubeconfig points at, e.g. https://192.168.78.254:6443.
+        #[arg(long)]
+        server: String,
+        /// Directory to write kubeconfig, kubelet.crt, kubelet.key and ca.crt into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `node-credentials`: writes the files and lists them.
+fn node_credentials(
+    state_dir: &std::path::Path,
+    node: &str,
+    address: &str,
+    server: &str,
+    out: &std::path::Path,
+) -> ExitCode {
+    let pki = state_dir.join("pki");
+    if !pki.join("ca.key").exists() {
+        eprintln!(
+            "flotilla-controlplane: no cluster CA at {}; start the control plane once with this \
+             --state-dir (it creates the CA), or pass the --state-dir it uses",
+            pki.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    match flotilla_controlplane::auth::node::write_node_credentials(
+        &pki, node, address, server, out,
+    ) {
+        Ok(credentials) => {
+            for path in [
+                &credentials.kubeconfig,
+                &credentials.serving_cert,
+                &credentials.serving_key,
+                &credentials.client_ca,
+            ] {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("flotilla-controlplane: issuing the credentials of node {node}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -80,6 +142,15 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(CliCommand::NodeCredentials {
+        node,
+        address,
+        server,
+        out,
+    }) = &cli.command
+    {
+        return node_credentials(&cli.state_dir, node, address, server, out);
+    }
     let config = Config {
         etcd_endpoints: cli.etcd_endpoints,
         etcd_ports: (cli.etcd_client_port, cli.etcd_peer_port),

@@ -43,50 +43,36 @@ impl Containerd {
         netns: Option<&Netns>,
         timeout: Duration,
     ) -> Result<Self, TestbedError> {
-        let log_file =
-            fs::File::create(log).map_err(|source| TestbedError::io("creating", log, source))?;
-        let log_err = log_file
-            .try_clone()
-            .map_err(|source| TestbedError::io("duplicating", log, source))?;
-        let mut command = match netns {
-            Some(netns) => netns.command("containerd")?,
-            None => Command::new("containerd"),
-        };
-        let process = command
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|source| {
-                TestbedError::Other(format!(
-                    "starting containerd (installed by `cargo xtask setup`): {source}"
-                ))
-            })?;
-        let containerd = Self {
+        let process = spawn(config, log, netns, false)?;
+        let mut containerd = Self {
             socket: socket.to_path_buf(),
             log: log.to_path_buf(),
             mount_roots,
             process: Some(process),
         };
-        let deadline = Instant::now() + timeout;
-        loop {
-            if containerd.socket.exists()
-                && run_bounded(containerd.ctr().arg("version"), Duration::from_secs(5))
-                    .is_ok_and(|output| output.status.success())
-            {
-                return Ok(containerd);
-            }
-            if Instant::now() > deadline {
-                return Err(TestbedError::Other(format!(
-                    "containerd did not answer on {} within {timeout:?}; its log:\n{}",
-                    containerd.socket.display(),
-                    containerd.log()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        wait_until_serving(socket, log, containerd.process.as_mut(), timeout)?;
+        Ok(containerd)
+    }
+
+    /// Like [`Containerd::start`], but for a containerd that outlives this process: it runs in a
+    /// process group of its own (a Ctrl-C of the caller does not reach it) and nothing stops it
+    /// on drop. Returns its pid; [`stop_pid`] stops it later. If it does not come up, it is
+    /// stopped again before the error returns.
+    pub fn start_detached(
+        config: &Path,
+        socket: &Path,
+        log: &Path,
+        netns: Option<&Netns>,
+        timeout: Duration,
+    ) -> Result<u32, TestbedError> {
+        let mut process = spawn(config, log, netns, true)?;
+        let pid = process.id();
+        if let Err(err) = wait_until_serving(socket, log, Some(&mut process), timeout) {
+            let _ = process.kill();
+            let _ = process.wait();
+            return Err(err);
         }
+        Ok(pid)
     }
 
     /// The gRPC socket.
@@ -101,12 +87,7 @@ impl Containerd {
 
     /// `ctr` talking to this containerd in the CRI namespace.
     pub fn ctr(&self) -> Command {
-        let mut command = Command::new("ctr");
-        command
-            .arg("--address")
-            .arg(&self.socket)
-            .args(["--namespace", CRI_NAMESPACE]);
-        command
+        ctr_at(&self.socket)
     }
 
     /// containerd's log so far.
@@ -158,6 +139,125 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Spawns `containerd --config <config>` with its output appended to `log`.
+fn spawn(
+    config: &Path,
+    log: &Path,
+    netns: Option<&Netns>,
+    own_group: bool,
+) -> Result<Child, TestbedError> {
+    use std::os::unix::process::CommandExt as _;
+    let log_file =
+        fs::File::create(log).map_err(|source| TestbedError::io("creating", log, source))?;
+    let log_err = log_file
+        .try_clone()
+        .map_err(|source| TestbedError::io("duplicating", log, source))?;
+    let mut command = match netns {
+        Some(netns) => netns.command("containerd")?,
+        None => Command::new("containerd"),
+    };
+    if own_group {
+        command.process_group(0);
+    }
+    command
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|source| {
+            TestbedError::Other(format!(
+                "starting containerd (installed by `cargo xtask setup`): {source}"
+            ))
+        })
+}
+
+/// `ctr` talking to the containerd at `socket` in the CRI namespace.
+pub fn ctr_at(socket: &Path) -> Command {
+    let mut command = Command::new("ctr");
+    command
+        .arg("--address")
+        .arg(socket)
+        .args(["--namespace", CRI_NAMESPACE]);
+    command
+}
+
+/// Whether the containerd at `socket` answers `ctr version` within 5 s.
+pub fn answers(socket: &Path) -> bool {
+    socket.exists()
+        && run_bounded(ctr_at(socket).arg("version"), Duration::from_secs(5))
+            .is_ok_and(|output| output.status.success())
+}
+
+/// Waits until containerd answers on `socket`; fails early if `process` exits, with its log.
+fn wait_until_serving(
+    socket: &Path,
+    log: &Path,
+    mut process: Option<&mut Child>,
+    timeout: Duration,
+) -> Result<(), TestbedError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if answers(socket) {
+            return Ok(());
+        }
+        let exited = process
+            .as_mut()
+            .and_then(|process| process.try_wait().ok().flatten());
+        if let Some(status) = exited {
+            return Err(TestbedError::Other(format!(
+                "containerd exited during start-up ({status}); its log ({}):\n{}",
+                log.display(),
+                fs::read_to_string(log).unwrap_or_default()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(TestbedError::Other(format!(
+                "containerd did not answer on {} within {timeout:?}; its log ({}):\n{}",
+                socket.display(),
+                log.display(),
+                fs::read_to_string(log).unwrap_or_default()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Stops the process `pid` (SIGTERM, SIGKILL after `grace`); returns once it is gone. A pid
+/// that is not running succeeds.
+pub fn stop_pid(pid: u32, grace: Duration) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    let pid = Pid::from_raw(raw);
+    if kill(pid, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !running(raw) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running(raw) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `pid` exists and is not a zombie. A zombie whose parent is gone is reaped by init;
+/// one whose parent lives (our own child) counts as gone.
+pub fn running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
 }
 
 /// Runs `command` with its output captured, killing it after `timeout`. The wait happens on a

@@ -36,13 +36,20 @@ pub const POD_IFACE: &str = "eth0";
 /// entry pointing at the host side of their veth, as Calico and Cilium do).
 pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
-/// The host's address on the underlay when [`Testbed::link_host`] joined it.
-pub const HOST_UNDERLAY_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 254);
+/// The third octet of the test beds' underlay subnet (192.168.77.0/24) unless configured.
+pub const DEFAULT_UNDERLAY_OCTET: u8 = 77;
+/// The host's address on the default underlay when [`Testbed::link_host`] joined it.
+pub const HOST_UNDERLAY_IP: Ipv4Addr = Ipv4Addr::new(192, 168, DEFAULT_UNDERLAY_OCTET, 254);
 
-/// The host side of the host link: one per process (test beds with a host link are used one at a
-/// time), at most 15 characters.
-fn host_link_name() -> String {
+/// The default host side of the host link: one per process (test beds with a host link are used
+/// one at a time), at most 15 characters.
+fn default_host_link_name() -> String {
     format!("fltbh{}", std::process::id() % 1_000_000_000)
+}
+
+/// The underlay subnet 192.168.`octet`.0/24: the bridge is .1, node N is .(10+N), the host .254.
+fn underlay_address(octet: u8, host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, octet, host)
 }
 
 /// Errors from building, using or tearing down a test bed.
@@ -127,15 +134,35 @@ pub struct TestbedConfig {
     pub nodes: usize,
     /// Name prefix; by default `fltb-<pid>-<n>-`, unique per process and test bed.
     pub prefix: Option<String>,
+    /// Third octet of the underlay subnet 192.168.X.0/24 (default 77). Test beds that are up at
+    /// the same time with a host link need different subnets, or the host gets two routes for
+    /// one subnet: the tests use 77, `cargo xtask up`'s long-lived cluster 78.
+    pub underlay_octet: u8,
+    /// Name of the host side of the host link ([`Testbed::link_host`]); by default `fltbh<pid>`.
+    /// At most 15 characters.
+    pub host_link: Option<String>,
 }
 
 impl TestbedConfig {
-    /// A test bed of `nodes` nodes with a fresh run prefix.
+    /// A test bed of `nodes` nodes with a fresh run prefix on 192.168.77.0/24.
     pub fn nodes(nodes: usize) -> Self {
         Self {
             nodes,
             prefix: None,
+            underlay_octet: DEFAULT_UNDERLAY_OCTET,
+            host_link: None,
         }
+    }
+
+    /// The address of node `number` (1-based) on this config's underlay.
+    pub fn node_ip(&self, number: usize) -> Ipv4Addr {
+        // `create` limits nodes to 200, so 10 + number fits in a byte.
+        underlay_address(self.underlay_octet, 10 + (number.min(200) as u8))
+    }
+
+    /// The host's address on this config's underlay once [`Testbed::link_host`] ran.
+    pub fn host_ip(&self) -> Ipv4Addr {
+        underlay_address(self.underlay_octet, 254)
     }
 }
 
@@ -213,10 +240,12 @@ impl Pod {
     }
 }
 
-/// A running test bed. Dropping it removes everything it created.
+/// A running test bed. Dropping it removes everything it created (unless [`Testbed::keep`] handed
+/// it over).
 #[derive(Debug)]
 pub struct Testbed {
     prefix: String,
+    config: TestbedConfig,
     underlay: Option<Netns>,
     nodes: Vec<Node>,
     pods: Vec<Pod>,
@@ -236,16 +265,28 @@ impl Testbed {
         if let Err(err) = sweep_stale() {
             tracing::warn!("sweeping stale test beds failed: {err}");
         }
-        let prefix = config.prefix.unwrap_or_else(unique_prefix);
+        if config
+            .host_link
+            .as_ref()
+            .is_some_and(|name| name.is_empty() || name.len() > 15)
+        {
+            return Err(TestbedError::Invalid(format!(
+                "host link name {:?}: use 1 to 15 characters",
+                config.host_link
+            )));
+        }
+        let prefix = config.prefix.clone().unwrap_or_else(unique_prefix);
+        let nodes = config.nodes;
         let mut bed = Self {
             prefix,
+            config,
             underlay: None,
             nodes: Vec::new(),
             pods: Vec::new(),
             torn_down: false,
         };
         // On error `bed` is dropped here, which removes whatever was created so far.
-        bed.build_underlay(config.nodes).await?;
+        bed.build_underlay(nodes).await?;
         Ok(bed)
     }
 
@@ -258,7 +299,7 @@ impl Testbed {
         underlay_nl
             .add_address(
                 UNDERLAY_BRIDGE,
-                IpAddr::V4(Ipv4Addr::new(192, 168, 77, 1)),
+                IpAddr::V4(underlay_address(self.config.underlay_octet, 1)),
                 24,
             )
             .await?;
@@ -269,7 +310,7 @@ impl Testbed {
             let name = format!("{}node{number}", self.prefix);
             let netns = Netns::create(&name)?;
             let node_nl = Netlink::connect(&netns)?;
-            let underlay_ip = Ipv4Addr::new(192, 168, 77, 10 + number as u8);
+            let underlay_ip = self.config.node_ip(number);
             let pod_cidr = (Ipv4Addr::new(10, 244, number as u8, 0), 24);
             self.nodes.push(Node {
                 name,
@@ -293,9 +334,10 @@ impl Testbed {
         Ok(())
     }
 
-    /// Joins the machine's own namespace to the underlay bridge with [`HOST_UNDERLAY_IP`], so a
-    /// control plane running on the host and the node agents in the node namespaces reach each
-    /// other. The link disappears with the underlay namespace. Returns the host's address.
+    /// Joins the machine's own namespace to the underlay bridge with the config's host address
+    /// ([`HOST_UNDERLAY_IP`] by default), so a control plane running on the host and the node
+    /// agents in the node namespaces reach each other. The link disappears with the underlay
+    /// namespace. Returns the host's address.
     pub async fn link_host(&mut self) -> Result<Ipv4Addr, TestbedError> {
         let underlay = self
             .underlay
@@ -304,15 +346,38 @@ impl Testbed {
         let underlay_nl = Netlink::connect(&underlay)?;
         let host = Netns::host();
         let host_nl = Netlink::connect(&host)?;
-        let name = host_link_name();
+        let name = self
+            .config
+            .host_link
+            .clone()
+            .unwrap_or_else(default_host_link_name);
+        let host_ip = self.config.host_ip();
         connect_veth(&underlay_nl, "host", &host, &host_nl, &name).await?;
         underlay_nl.set_master("host", UNDERLAY_BRIDGE).await?;
         underlay_nl.set_up("host").await?;
-        host_nl
-            .add_address(&name, IpAddr::V4(HOST_UNDERLAY_IP), 24)
-            .await?;
+        host_nl.add_address(&name, IpAddr::V4(host_ip), 24).await?;
         host_nl.set_up(&name).await?;
-        Ok(HOST_UNDERLAY_IP)
+        Ok(host_ip)
+    }
+
+    /// Hands the namespaces over to the caller and disarms the teardown on drop: what the test
+    /// bed created outlives it, for a cluster that outlives the command that built it. Remove it
+    /// later with [`remove_with_prefix`] on [`KeptTestbed::prefix`]. Pods added so far are kept too.
+    pub fn keep(mut self) -> KeptTestbed {
+        self.torn_down = true;
+        KeptTestbed {
+            prefix: std::mem::take(&mut self.prefix),
+            underlay: self.underlay.take(),
+            nodes: self
+                .nodes
+                .drain(..)
+                .map(|node| KeptNode {
+                    name: node.name,
+                    netns: node.netns,
+                    underlay_ip: node.underlay_ip,
+                })
+                .collect(),
+        }
     }
 
     /// The run prefix of every name this test bed created.
@@ -438,6 +503,28 @@ impl Testbed {
         self.torn_down = true;
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// What [`Testbed::keep`] hands over: names and addresses, no live connections.
+#[derive(Clone, Debug)]
+pub struct KeptTestbed {
+    /// The prefix of every name the test bed created.
+    pub prefix: String,
+    /// The underlay namespace.
+    pub underlay: Option<Netns>,
+    /// The nodes, in creation order.
+    pub nodes: Vec<KeptNode>,
+}
+
+/// One node of a [`KeptTestbed`].
+#[derive(Clone, Debug)]
+pub struct KeptNode {
+    /// The node's name (also its namespace's name).
+    pub name: String,
+    /// Its namespace.
+    pub netns: Netns,
+    /// Its address on the underlay bridge.
+    pub underlay_ip: Ipv4Addr,
 }
 
 impl Drop for Testbed {

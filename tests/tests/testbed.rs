@@ -68,8 +68,8 @@ async fn creation_failing_half_way_leaves_nothing_behind() -> anyhow::Result<()>
     // exist.
     let squatter = Netns::create(&format!("{prefix}node2"))?;
     let result = Testbed::create(TestbedConfig {
-        nodes: 3,
         prefix: Some(prefix.clone()),
+        ..TestbedConfig::nodes(3)
     })
     .await;
     let err = result.expect_err("creation must fail on the existing namespace");
@@ -127,5 +127,45 @@ async fn sweep_removes_runs_of_dead_processes_only() -> anyhow::Result<()> {
     assert!(live.path().exists(), "a live run is left alone");
     live.delete()?;
     assert!(!live.path().exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_kept_bed_outlives_its_value_on_its_own_subnet_until_removed() -> anyhow::Result<()> {
+    require_root();
+    let prefix = unique_prefix();
+    let host_link = format!("fltbk{}", std::process::id() % 1_000_000_000);
+    let config = TestbedConfig {
+        prefix: Some(prefix.clone()),
+        // Neither the tests' 77 nor the local cluster's 78.
+        underlay_octet: 79,
+        host_link: Some(host_link.clone()),
+        ..TestbedConfig::nodes(1)
+    };
+    let mut bed = Testbed::create(config.clone()).await?;
+    assert_eq!(bed.link_host().await?, Ipv4Addr::new(192, 168, 79, 254));
+    let kept = bed.keep();
+    assert_eq!(kept.prefix, prefix);
+    assert_eq!(kept.nodes.len(), 1);
+    assert_eq!(kept.nodes[0].underlay_ip, config.node_ip(1));
+    assert_eq!(kept.nodes[0].underlay_ip, Ipv4Addr::new(192, 168, 79, 11));
+    // Dropped, yet everything is still there and connected.
+    assert_eq!(leftovers(&prefix).len(), 2, "{:?}", leftovers(&prefix));
+    assert!(
+        std::path::Path::new("/sys/class/net")
+            .join(&host_link)
+            .exists()
+    );
+    let reached = ping(&Netns::host(), kept.nodes[0].underlay_ip, 2);
+    flotilla_testbed::remove_with_prefix(&prefix)?;
+    reached?;
+    assert_eq!(leftovers(&prefix), Vec::<std::path::PathBuf>::new());
+    // The kernel frees a namespace (and with it the host link's peer) asynchronously.
+    let link = std::path::Path::new("/sys/class/net").join(&host_link);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while link.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!link.exists(), "{} outlived the underlay", link.display());
     Ok(())
 }

@@ -320,12 +320,7 @@ pub(crate) fn run(args: &ImagesArgs) -> anyhow::Result<()> {
     if let Some(socket) = &args.import {
         check_import_possible(socket)?;
     }
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| target_dir().join("images").join("oci"));
-    let binaries = build_binaries()?;
-    let written = write_images(&binaries, &out)?;
+    let written = build(args.out.as_deref())?;
     for image in &written {
         println!(
             "{:<36} {}  {:>9} bytes (layer {} bytes)  {}",
@@ -340,6 +335,16 @@ pub(crate) fn run(args: &ImagesArgs) -> anyhow::Result<()> {
         import(socket, &written)?;
     }
     Ok(())
+}
+
+/// Builds the images into `out` (default: <target>/images/oci/) and returns what was written.
+pub(crate) fn build(out: Option<&Path>) -> anyhow::Result<Vec<WrittenImage>> {
+    let out = out.map_or_else(
+        || target_dir().join("images").join("oci"),
+        Path::to_path_buf,
+    );
+    let binaries = build_binaries()?;
+    write_images(&binaries, &out)
 }
 
 /// Builds the image programs as static executables; returns the directory holding them.
@@ -452,7 +457,7 @@ fn ctr(socket: &Path) -> Command {
 
 /// Imports each tarball with `ctr images import`, then checks containerd lists every image with
 /// the manifest digest written here.
-fn import(socket: &Path, images: &[WrittenImage]) -> anyhow::Result<()> {
+pub(crate) fn import(socket: &Path, images: &[WrittenImage]) -> anyhow::Result<()> {
     for image in images {
         run_logged(
             &format!("ctr images import {}", image.name),

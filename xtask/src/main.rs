@@ -32,9 +32,9 @@ enum Command {
     Test,
     /// Run a benchmark (`api`: API latency/throughput vs etcd and the SLO).
     Bench(bench::BenchArgs),
-    /// Bring up the local cluster (says what it cannot do yet).
+    /// Bring up the local cluster: control plane, N nodes (containerd + agent each), a check.
     Up(cluster::UpArgs),
-    /// Remove everything a local cluster or a killed test run left behind.
+    /// Remove the local cluster and whatever killed test runs left behind.
     Down,
     /// Show what of Flotilla is running on this machine.
     Status,

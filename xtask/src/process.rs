@@ -84,6 +84,43 @@ pub(crate) fn run_logged(step: &str, log_name: &str, command: &mut Command) -> a
     Ok(())
 }
 
+/// Polls `check` every 500 ms under a spinner until it returns `Some`, fails, or `timeout`
+/// passes. `check` returning an error ends the wait at once (something it waits on died).
+pub(crate) fn wait_for<T>(
+    step: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    eprintln!("==> {step}");
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(
+        ProgressStyle::with_template("    {spinner} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    spinner.set_message(step.to_owned());
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let started = Instant::now();
+    let result = loop {
+        match check() {
+            Ok(Some(value)) => break Ok(value),
+            Ok(None) => {}
+            Err(err) => break Err(err),
+        }
+        if started.elapsed() > timeout {
+            break Err(anyhow::anyhow!(
+                "{step}: not done within {}",
+                human(timeout)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    spinner.finish_and_clear();
+    if result.is_ok() {
+        eprintln!("    {step}: done in {}", human(started.elapsed()));
+    }
+    result
+}
+
 /// Runs `command` quietly and returns its stdout, or None if it could not run or failed.
 pub(crate) fn output_of(command: &mut Command) -> Option<String> {
     let output = command
@@ -133,4 +170,35 @@ pub(crate) fn is_root() -> bool {
                 .and_then(|uids| uids.split_whitespace().nth(1).map(|euid| euid == "0"))
         })
         .unwrap_or(false)
+}
+
+/// SIGKILLs `pid` (for leftovers that have no reason to shut down gracefully).
+pub(crate) fn kill_now(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// The command line of process `pid` (arguments split), if it exists.
+pub(crate) fn cmdline(pid: i32) -> Option<Vec<String>> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|byte| *byte == 0)
+            .filter(|arg| !arg.is_empty())
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect(),
+    )
+}
+
+/// The pids of every process on the machine.
+pub(crate) fn all_pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -95,6 +95,54 @@ impl Cri {
             .map(tonic::Response::into_inner)
             .map_err(|status| call("asking containerd for its version", status))
     }
+
+    /// Stops and removes every pod sandbox (with its containers) this containerd knows, so CNI
+    /// releases the pods' addresses and their network namespaces go away; for taking a node
+    /// apart. Returns the names (`namespace/pod`) of the sandboxes removed. A sandbox that fails
+    /// to stop is still removed if containerd allows it; the first failure is returned after
+    /// every sandbox was tried.
+    pub async fn remove_all_sandboxes(&self) -> Result<Vec<String>, CriError> {
+        let sandboxes = self
+            .runtime
+            .clone()
+            .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+            .await
+            .map_err(|status| call("listing pod sandboxes", status))?
+            .into_inner()
+            .items;
+        let mut removed = Vec::new();
+        let mut first_error = None;
+        for sandbox in sandboxes {
+            let name = sandbox.metadata.as_ref().map_or_else(
+                || sandbox.id.clone(),
+                |meta| format!("{}/{}", meta.namespace, meta.name),
+            );
+            // Stopping first tears the network down (CNI DEL) while the sandbox still exists.
+            let stopped = self
+                .runtime
+                .clone()
+                .stop_pod_sandbox(api::StopPodSandboxRequest {
+                    pod_sandbox_id: sandbox.id.clone(),
+                })
+                .await
+                .map_err(|status| call(format!("stopping the sandbox of {name}"), status));
+            let result = self
+                .runtime
+                .clone()
+                .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                    pod_sandbox_id: sandbox.id.clone(),
+                })
+                .await
+                .map_err(|status| call(format!("removing the sandbox of {name}"), status));
+            match stopped.and(result) {
+                Ok(_) => removed.push(name),
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(removed), Err)
+    }
 }
 
 /// Wraps a failed call's status with what was being done.

@@ -1,0 +1,259 @@
+//! Checks of the running cluster through the real `kubectl`: nodes Ready, and a small Deployment
+//! of the test app that must reach Running with pod IPs before `up` calls the cluster up.
+
+use std::{
+    collections::BTreeMap,
+    io::Write as _,
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+use super::node;
+use crate::process::{output_of, run_visible, wait_for};
+
+/// Name (and `app` label) of the check's Deployment.
+const CHECK_NAME: &str = "flotilla-up-check";
+/// How long the check's rollout may take (the first pod on a node starts its sandbox image).
+const ROLLOUT_TIMEOUT: &str = "180s";
+
+/// `kubectl` against the local cluster, each request bounded.
+pub(super) fn kubectl(kubeconfig: &Path) -> Command {
+    let mut command = Command::new("kubectl");
+    command
+        .env("KUBECONFIG", kubeconfig)
+        .arg("--request-timeout=10s");
+    command
+}
+
+/// Ready (condition True and no NoSchedule/NoExecute taint) per registered node, or None if the
+/// API does not answer.
+pub(super) fn node_readiness(kubeconfig: &Path) -> Option<BTreeMap<String, bool>> {
+    let text = output_of(kubectl(kubeconfig).args(["get", "nodes", "-o", "json"]))?;
+    let list: Value = serde_json::from_str(&text).ok()?;
+    Some(
+        list["items"]
+            .as_array()?
+            .iter()
+            .map(|node| {
+                let ready = node["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                let untainted = node["spec"]["taints"]
+                    .as_array()
+                    .is_none_or(|taints| taints.is_empty());
+                let name = node["metadata"]["name"].as_str().unwrap_or_default();
+                (name.to_owned(), ready && untainted)
+            })
+            .collect(),
+    )
+}
+
+/// Waits until every node in `names` is Ready; fails at once if a node's containerd or agent
+/// dies, with the end of its log.
+pub(super) fn wait_nodes_ready(
+    kubeconfig: &Path,
+    names: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    wait_for(
+        &format!("waiting for {} nodes to be Ready", names.len()),
+        timeout,
+        || {
+            if let Some(failure) = names.iter().find_map(|name| node::failure(name)) {
+                bail!("{failure}");
+            }
+            let all_ready = node_readiness(kubeconfig).is_some_and(|ready| {
+                names
+                    .iter()
+                    .all(|name| ready.get(name).copied().unwrap_or(false))
+            });
+            Ok(all_ready.then_some(()))
+        },
+    )
+    .with_context(|| {
+        let shown = output_of(kubectl(kubeconfig).args(["get", "nodes"])).unwrap_or_default();
+        format!(
+            "the nodes did not all turn Ready; `kubectl get nodes` says:\n{shown}see each \
+             node's agent.log under .flotilla/cluster/nodes/"
+        )
+    })
+}
+
+/// The check's Deployment: two replicas of the test app with a readiness probe, so a rollout
+/// that completes means both pods run, got addresses and answer HTTP from their node.
+fn manifest() -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {CHECK_NAME}
+  namespace: default
+  labels:
+    app: {CHECK_NAME}
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: {CHECK_NAME}
+  template:
+    metadata:
+      labels:
+        app: {CHECK_NAME}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: testapp
+        image: docker.io/flotilla/testapp:v1
+        imagePullPolicy: IfNotPresent
+        ports:
+        - containerPort: 8080
+        readinessProbe:
+          httpGet:
+            path: /healthz
+            port: 8080
+          periodSeconds: 1
+"
+    )
+}
+
+/// Runs the Deployment check and removes it again.
+pub(super) fn deployment(kubeconfig: &Path) -> anyhow::Result<()> {
+    eprintln!(
+        "==> checking the cluster: a Deployment of docker.io/flotilla/testapp:v1, 2 replicas"
+    );
+    apply(kubeconfig, &manifest())?;
+    let result = (|| {
+        run_visible(
+            "kubectl rollout status",
+            kubectl(kubeconfig).args([
+                "rollout",
+                "status",
+                &format!("deployment/{CHECK_NAME}"),
+                &format!("--timeout={ROLLOUT_TIMEOUT}"),
+            ]),
+        )?;
+        run_visible(
+            "kubectl get pods -o wide",
+            kubectl(kubeconfig).args([
+                "get",
+                "pods",
+                "-o",
+                "wide",
+                "-l",
+                &format!("app={CHECK_NAME}"),
+            ]),
+        )?;
+        verify_pods(kubeconfig)
+    })();
+    if let Err(err) = result {
+        let pods = output_of(kubectl(kubeconfig).args([
+            "get",
+            "pods",
+            "-o",
+            "wide",
+            "-l",
+            &format!("app={CHECK_NAME}"),
+        ]))
+        .unwrap_or_default();
+        // Left in place so the failure can be looked at; the next `up` applies it again.
+        return Err(err.context(format!(
+            "the check Deployment {CHECK_NAME} did not come up (left in namespace default for \
+             inspection: `kubectl describe pods -l app={CHECK_NAME}`); its pods:\n{pods}"
+        )));
+    }
+    delete(kubeconfig)
+}
+
+fn apply(kubeconfig: &Path, manifest: &str) -> anyhow::Result<()> {
+    let mut child = kubectl(kubeconfig)
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running kubectl (is it on PATH?)")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(manifest.as_bytes())
+            .context("writing the manifest to kubectl")?;
+    }
+    let output = child.wait_with_output().context("waiting for kubectl")?;
+    if !output.status.success() {
+        bail!(
+            "kubectl apply of the check Deployment failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    eprint!("    {}", String::from_utf8_lossy(&output.stdout));
+    Ok(())
+}
+
+/// Both pods Running with an IP; says where they run.
+fn verify_pods(kubeconfig: &Path) -> anyhow::Result<()> {
+    let text = output_of(kubectl(kubeconfig).args([
+        "get",
+        "pods",
+        "-o",
+        "json",
+        "-l",
+        &format!("app={CHECK_NAME}"),
+    ]))
+    .context("listing the check's pods")?;
+    let list: Value = serde_json::from_str(&text).context("parsing kubectl's pod list")?;
+    let pods: Vec<(String, String, String, String)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+        .map(|pod| {
+            let field = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+            (
+                field(&pod["metadata"]["name"]),
+                field(&pod["status"]["phase"]),
+                field(&pod["status"]["podIP"]),
+                field(&pod["spec"]["nodeName"]),
+            )
+        })
+        .collect();
+    let good = pods
+        .iter()
+        .filter(|(_, phase, ip, _)| phase == "Running" && !ip.is_empty())
+        .count();
+    if good < 2 {
+        bail!("expected 2 Running pods with an IP, found {pods:?}");
+    }
+    for (name, _, ip, node) in &pods {
+        eprintln!("    pod {name} runs on {node} with IP {ip}");
+    }
+    Ok(())
+}
+
+fn delete(kubeconfig: &Path) -> anyhow::Result<()> {
+    run_visible(
+        "kubectl delete deployment (the check is done)",
+        kubectl(kubeconfig).args(["delete", "deployment", CHECK_NAME]),
+    )?;
+    wait_for(
+        "waiting for the check's pods to go",
+        Duration::from_secs(90),
+        || {
+            let names = output_of(kubectl(kubeconfig).args([
+                "get",
+                "pods",
+                "-o",
+                "name",
+                "-l",
+                &format!("app={CHECK_NAME}"),
+            ]));
+            Ok(names
+                .is_some_and(|names| names.trim().is_empty())
+                .then_some(()))
+        },
+    )
+}

@@ -1,0 +1,327 @@
+//! What of the local cluster exists on this machine: its processes (from pid files, checked
+//! against /proc so a recycled pid is not mistaken for ours), namespaces, the host link, node
+//! directories and pins. `up` reuses a complete cluster and refuses a partial one, `down`
+//! removes whatever is there, `status` shows it.
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use super::{HOST_LINK, PREFIX, cluster_dir, node, pid_file, testbed_config};
+use crate::process::{all_pids, cmdline};
+
+/// One node's pieces.
+#[derive(Debug)]
+pub(super) struct NodeState {
+    /// The node's name (and namespace's).
+    pub(super) name: String,
+    /// Whether its network namespace exists.
+    pub(super) netns: bool,
+    /// Whether its directory under .flotilla/cluster/nodes exists.
+    pub(super) dir: bool,
+    /// containerd's pid, if it runs.
+    pub(super) containerd: Option<i32>,
+    /// The agent's pid, if it runs.
+    pub(super) agent: Option<i32>,
+}
+
+impl NodeState {
+    /// The node's underlay address, from its number.
+    pub(super) fn ip(&self) -> Option<Ipv4Addr> {
+        let number: usize = self
+            .name
+            .strip_prefix(PREFIX)?
+            .strip_prefix("node")?
+            .parse()
+            .ok()?;
+        Some(testbed_config(1).node_ip(number))
+    }
+
+    fn complete(&self) -> bool {
+        self.netns && self.dir && self.containerd.is_some() && self.agent.is_some()
+    }
+
+    fn describe(&self) -> String {
+        let yes_no = |present: bool, what: &str| {
+            format!("{what} {}", if present { "present" } else { "missing" })
+        };
+        let process = |pid: Option<i32>, what: &str| {
+            pid.map_or_else(
+                || format!("{what} not running"),
+                |pid| format!("{what} pid {pid}"),
+            )
+        };
+        format!(
+            "node {}: {}, {}, {}, {}",
+            self.name,
+            yes_no(self.netns, "namespace"),
+            yes_no(self.dir, "directory"),
+            process(self.containerd, "containerd"),
+            process(self.agent, "agent")
+        )
+    }
+}
+
+/// Everything of the local cluster found on the machine.
+#[derive(Debug)]
+pub(super) struct Inventory {
+    /// The control plane's pid (its process group's id), if it runs.
+    pub(super) control_plane: Option<i32>,
+    /// Whether the underlay namespace exists.
+    pub(super) underlay: bool,
+    /// Whether the host's link to the underlay exists.
+    pub(super) host_link: bool,
+    /// The nodes with a namespace or a directory, by number.
+    pub(super) nodes: Vec<NodeState>,
+    /// Whether .flotilla/cluster holds more than the copied binaries (those alone are what a
+    /// start that failed early leaves, and harmless).
+    pub(super) cluster_dir: bool,
+    /// Pin directories under /sys/fs/bpf/flotilla of the cluster's nodes.
+    pub(super) pins: Vec<PathBuf>,
+    /// Processes that name the cluster's files but are none of the above (pid, program).
+    pub(super) strays: Vec<(i32, String)>,
+}
+
+impl Inventory {
+    /// Looks at the machine.
+    pub(super) fn scan() -> Self {
+        let control_plane = running_control_plane();
+        let mut names: Vec<String> = Vec::new();
+        let mut pins = Vec::new();
+        for path in flotilla_testbed::leftovers(PREFIX) {
+            let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            if path.starts_with(flotilla_testbed::netns::NETNS_DIR) {
+                if name.starts_with(&format!("{PREFIX}node")) {
+                    names.push(name);
+                }
+            } else {
+                pins.push(path);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(cluster_dir().join("nodes")) {
+            names.extend(
+                entries
+                    .flatten()
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned()),
+            );
+        }
+        names.sort_by_key(|name| (node_number(name), name.clone()));
+        names.dedup();
+        let nodes: Vec<NodeState> = names
+            .into_iter()
+            .map(|name| NodeState {
+                netns: Path::new(flotilla_testbed::netns::NETNS_DIR)
+                    .join(&name)
+                    .exists(),
+                dir: node::node_dir(&name).is_dir(),
+                containerd: node::running_containerd(&name),
+                agent: node::running_agent(&name),
+                name,
+            })
+            .collect();
+        let known: Vec<i32> = control_plane
+            .into_iter()
+            .chain(
+                nodes
+                    .iter()
+                    .flat_map(|n| n.containerd.into_iter().chain(n.agent)),
+            )
+            .collect();
+        // The shims of a running containerd are its business, not leftovers.
+        let live_sockets: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.containerd.is_some())
+            .filter_map(|n| node::containerd_socket(&n.name))
+            .map(|socket| socket.to_string_lossy().into_owned())
+            .collect();
+        let strays = processes_mentioning(&cluster_dir())
+            .into_iter()
+            .filter(|(pid, _)| {
+                let shim_of_live = cmdline(*pid)
+                    .is_some_and(|args| args.iter().any(|arg| live_sockets.contains(arg)));
+                !known.contains(pid)
+                    && !shim_of_live
+                    && control_plane.is_none_or(|group| process_group(*pid) != Some(group))
+            })
+            .collect();
+        Self {
+            control_plane,
+            underlay: Path::new(flotilla_testbed::netns::NETNS_DIR)
+                .join(format!("{PREFIX}underlay"))
+                .exists(),
+            host_link: Path::new("/sys/class/net").join(HOST_LINK).exists(),
+            nodes,
+            cluster_dir: std::fs::read_dir(cluster_dir())
+                .is_ok_and(|entries| entries.flatten().any(|entry| entry.file_name() != "bin")),
+            pins,
+            strays,
+        }
+    }
+
+    /// Whether every piece of a cluster runs: `up` can reuse it.
+    pub(super) fn is_complete(&self) -> bool {
+        self.control_plane.is_some()
+            && self.underlay
+            && self.host_link
+            && !self.nodes.is_empty()
+            && self.nodes.iter().all(NodeState::complete)
+    }
+
+    /// Whether nothing of a cluster is there: `up` starts from scratch.
+    pub(super) fn is_empty(&self) -> bool {
+        self.control_plane.is_none()
+            && !self.underlay
+            && !self.host_link
+            && self.nodes.is_empty()
+            && !self.cluster_dir
+            && self.pins.is_empty()
+            && self.strays.is_empty()
+    }
+
+    /// The node names.
+    pub(super) fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|node| node.name.clone()).collect()
+    }
+
+    /// What is there and what is missing of a partial cluster, and what to do about it.
+    pub(super) fn stale_message(&self) -> String {
+        let mut lines = vec![match self.control_plane {
+            Some(pid) => format!("control plane: running (pid {pid})"),
+            None => format!(
+                "control plane: not running ({} is stale or absent)",
+                pid_file().display()
+            ),
+        }];
+        lines.push(format!(
+            "underlay namespace {PREFIX}underlay: {}; host link {HOST_LINK}: {}",
+            if self.underlay { "present" } else { "missing" },
+            if self.host_link { "present" } else { "missing" }
+        ));
+        lines.extend(self.nodes.iter().map(NodeState::describe));
+        if self.nodes.is_empty() {
+            lines.push("no nodes".to_owned());
+        }
+        if self.cluster_dir {
+            lines.push(format!("state and logs in {}", cluster_dir().display()));
+        }
+        lines.extend(
+            self.pins
+                .iter()
+                .map(|pin| format!("pinned BPF objects in {}", pin.display())),
+        );
+        lines.extend(
+            self.strays
+                .iter()
+                .map(|(pid, program)| format!("leftover process {pid} ({program})")),
+        );
+        format!(
+            "a local cluster from an earlier run (crashed, killed or half started) is partly \
+             there, so `up` cannot reuse it:\n  - {}\nRun `cargo xtask down` to remove what is \
+             left (it stops the processes, removes the pods, namespaces, cgroups, pins and \
+             .flotilla/cluster), then `cargo xtask up` again.",
+            lines.join("\n  - ")
+        )
+    }
+}
+
+fn node_number(name: &str) -> Option<usize> {
+    name.strip_prefix(PREFIX)?
+        .strip_prefix("node")?
+        .parse()
+        .ok()
+}
+
+/// The control plane's pid (= process group), if one started by `up` is alive.
+pub(super) fn running_control_plane() -> Option<i32> {
+    pid_from_file(&pid_file(), "flotilla-controlplane")
+}
+
+/// The pid in `file` if that process is alive (not a zombie) and its program's name ends with
+/// `program` (so a recycled pid is not taken for ours).
+pub(super) fn pid_from_file(file: &Path, program: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    let args = cmdline(pid)?;
+    (alive(pid) && args.first().is_some_and(|argv0| argv0.ends_with(program))).then_some(pid)
+}
+
+/// Whether `pid` exists and is not a zombie (a child that died but was not reaped yet).
+pub(super) fn alive(pid: i32) -> bool {
+    flotilla_testbed::containerd::running(pid)
+}
+
+/// The process group of `pid`.
+fn process_group(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state, ppid, pgrp.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// The programs a cluster runs; only these count as its leftovers (a `tail -f` of one of its
+/// logs is the user's, not ours).
+const CLUSTER_PROGRAMS: &[&str] = &[
+    "flotilla-controlplane",
+    "flotilla-agent",
+    "etcd",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "runc",
+];
+
+/// Live processes of the cluster's programs (other than this one) with an argument inside `dir`
+/// (pid, program).
+pub(super) fn processes_mentioning(dir: &Path) -> Vec<(i32, String)> {
+    let own = i32::try_from(std::process::id()).unwrap_or_default();
+    let dir = dir.to_string_lossy().into_owned();
+    all_pids()
+        .into_iter()
+        .filter(|pid| *pid != own && alive(*pid))
+        .filter_map(|pid| {
+            let args = cmdline(pid)?;
+            let program = args.first()?;
+            let ours = CLUSTER_PROGRAMS.iter().any(|name| {
+                Path::new(program)
+                    .file_name()
+                    .is_some_and(|file| file == *name)
+            });
+            let mentions = args.iter().any(|arg| arg.contains(dir.as_str()));
+            (ours && mentions).then(|| (pid, program.clone()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_numbered_from_their_names() {
+        assert_eq!(node_number("flotilla-node2"), Some(2));
+        assert_eq!(node_number("flotilla-node12"), Some(12));
+        assert_eq!(node_number("flotilla-underlay"), None);
+        assert_eq!(node_number("fltb-1-0-node1"), None);
+    }
+
+    #[test]
+    fn node_addresses_are_on_the_clusters_underlay() {
+        let state = |name: &str| NodeState {
+            name: name.to_owned(),
+            netns: true,
+            dir: true,
+            containerd: None,
+            agent: None,
+        };
+        assert_eq!(
+            state("flotilla-node1").ip(),
+            Some(Ipv4Addr::new(192, 168, 78, 11))
+        );
+        assert_eq!(state("flotilla-other").ip(), None);
+    }
+}

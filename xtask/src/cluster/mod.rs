@@ -1,0 +1,503 @@
+//! `cargo xtask up/down/status`: the local cluster.
+//!
+//! `up` builds a test bed that outlives the command (namespaces `flotilla-underlay`,
+//! `flotilla-node<N>` on 192.168.78.0/24, the host joined as 192.168.78.254 through the link
+//! `flotilla-host`), starts the control plane on the host's underlay address, and per node a
+//! containerd and the agent inside the node's namespace, each in a process group of its own.
+//! Everything on disk lives under `<workspace>/.flotilla/cluster/` (pid files, logs, the control
+//! plane's state, one directory per node). `down` takes it apart in the order that leaves
+//! nothing behind: agents, pods (through CRI, so CNI releases addresses and pod namespaces),
+//! containerd and its shims, cgroups, the control plane, namespaces and pins, files.
+//!
+//! The fixed `flotilla-` prefix keeps the cluster apart from the privileged tests' test beds
+//! (`fltb-<pid>-`, subnet 192.168.77.0/24), which may run at the same time.
+
+mod check;
+mod inventory;
+mod node;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use flotilla_testbed::{Testbed, TestbedConfig};
+use nix::{
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
+
+use crate::{
+    images,
+    process::{cargo, is_root, output_of, run_visible, target_dir, wait_for, workspace_root},
+    setup,
+};
+use inventory::Inventory;
+
+/// Prefix of the local cluster's namespaces, node names and pin directories.
+pub(crate) const PREFIX: &str = "flotilla-";
+/// Third octet of the cluster's underlay subnet (the tests use 77).
+const UNDERLAY_OCTET: u8 = 78;
+/// The host side of the host's link to the underlay bridge.
+const HOST_LINK: &str = "flotilla-host";
+/// The API server's port on the host's underlay address.
+const API_PORT: u16 = 6443;
+/// Ports the local cluster's etcd uses on loopback (client, peer).
+const ETCD_PORTS: (u16, u16) = (12379, 12380);
+/// Node count when `--nodes` is not given and no cluster runs.
+const DEFAULT_NODES: usize = 2;
+/// Most nodes `up` starts: each runs a containerd and an agent on a machine shared with builds.
+const MAX_NODES: usize = 20;
+
+/// Options of `cargo xtask up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Number of worker nodes (default 2; a running cluster keeps the count it has).
+    #[arg(long)]
+    nodes: Option<usize>,
+}
+
+/// The test-bed settings of the local cluster with `nodes` nodes.
+fn testbed_config(nodes: usize) -> TestbedConfig {
+    TestbedConfig {
+        prefix: Some(PREFIX.to_owned()),
+        underlay_octet: UNDERLAY_OCTET,
+        host_link: Some(HOST_LINK.to_owned()),
+        ..TestbedConfig::nodes(nodes)
+    }
+}
+
+/// The host's address on the cluster's underlay, where the API server listens.
+fn host_ip() -> Ipv4Addr {
+    testbed_config(1).host_ip()
+}
+
+/// Where the API server listens.
+fn api_address() -> SocketAddr {
+    SocketAddr::from((host_ip(), API_PORT))
+}
+
+/// The API server's URL.
+fn server_url() -> String {
+    format!("https://{}", api_address())
+}
+
+/// Where the local cluster keeps its state.
+fn cluster_dir() -> PathBuf {
+    workspace_root().join(".flotilla").join("cluster")
+}
+
+fn control_plane_state() -> PathBuf {
+    cluster_dir().join("controlplane")
+}
+
+fn pid_file() -> PathBuf {
+    cluster_dir().join("controlplane.pid")
+}
+
+fn control_plane_log() -> PathBuf {
+    cluster_dir().join("controlplane.log")
+}
+
+/// The admin kubeconfig the control plane writes.
+fn kubeconfig() -> PathBuf {
+    control_plane_state().join("admin.kubeconfig")
+}
+
+/// The binaries the cluster runs, copied out of the target directory, each with a subcommand
+/// `up` needs (to tell a current build from an older one).
+const BINARIES: [(&str, &str); 2] = [
+    ("flotilla-controlplane", "node-credentials"),
+    ("flotilla-agent", "remove-pods"),
+];
+
+/// Where the cluster's copies of the binaries live.
+fn bin_dir() -> PathBuf {
+    cluster_dir().join("bin")
+}
+
+/// A binary of the cluster: its copy, or the build output if there is no copy (yet).
+fn binary(name: &str) -> PathBuf {
+    let copy = bin_dir().join(name);
+    if copy.exists() {
+        copy
+    } else {
+        target_dir().join("debug").join(name)
+    }
+}
+
+/// Copies the freshly built binaries next to the cluster's state. The target directory may be
+/// shared with other checkouts whose builds replace the files there; the cluster keeps running,
+/// and `down` later uses, exactly the binaries it started with.
+fn copy_binaries() -> anyhow::Result<()> {
+    let dir = bin_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, subcommand) in BINARIES {
+        let built = target_dir().join("debug").join(name);
+        let copy = dir.join(name);
+        std::fs::copy(&built, &copy)
+            .with_context(|| format!("copying {} into {}", built.display(), dir.display()))?;
+        // A build from another checkout sharing the target directory may have replaced the file
+        // between our build and the copy.
+        let help = output_of(Command::new(&copy).arg("--help")).unwrap_or_default();
+        if !help.contains(subcommand) {
+            bail!(
+                "{} lacks the `{subcommand}` subcommand: a build from another checkout sharing \
+                 the target directory replaced it after ours; run `cargo xtask down` and `cargo \
+                 xtask up` again (or give this checkout its own CARGO_TARGET_DIR)",
+                built.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn up(args: &UpArgs) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the local cluster creates network namespaces and loads eBPF, so `up` needs root");
+    }
+    if which::which("kubectl").is_err() {
+        bail!(
+            "`up` checks the cluster with kubectl, which is not on PATH; Debian bookworm does not \
+             package it: install kubectl 1.32 from the Kubernetes release binaries"
+        );
+    }
+    let inventory = Inventory::scan();
+    let nodes = if inventory.is_complete() {
+        let running = inventory.nodes.len();
+        if let Some(wanted) = args.nodes
+            && wanted != running
+        {
+            bail!(
+                "a local cluster with {running} nodes is already running; `cargo xtask down` \
+                 first to start one with {wanted}"
+            );
+        }
+        eprintln!(
+            "up: the local cluster is already running (control plane pid {}, {running} nodes); \
+             reusing it. It runs the binaries it was started with: `cargo xtask down && cargo \
+             xtask up` restarts it with freshly built ones.",
+            inventory.control_plane.unwrap_or_default()
+        );
+        inventory.node_names()
+    } else if !inventory.is_empty() {
+        bail!("{}", inventory.stale_message());
+    } else {
+        let nodes = args.nodes.unwrap_or(DEFAULT_NODES);
+        if !(1..=MAX_NODES).contains(&nodes) {
+            bail!("--nodes {nodes}: the local cluster has 1 to {MAX_NODES} nodes");
+        }
+        setup::run()?;
+        run_visible(
+            "building Flotilla",
+            cargo().args([
+                "build",
+                "--package",
+                "flotilla-controlplane",
+                "--package",
+                "flotilla-agent",
+            ]),
+        )?;
+        let images = images::build(None)?;
+        start_fresh(nodes, &images).context(
+            "the cluster did not come up; what was started is left for inspection (logs under \
+             .flotilla/cluster/) and `cargo xtask down` removes it",
+        )?
+    };
+    let kubeconfig = kubeconfig();
+    let after_start = || {
+        format!(
+            "the cluster runs but is not healthy; logs: {} and .flotilla/cluster/nodes/*/\
+             {{containerd,agent}}.log; `cargo xtask down` removes it",
+            control_plane_log().display()
+        )
+    };
+    check::wait_nodes_ready(&kubeconfig, &nodes, Duration::from_secs(120))
+        .with_context(after_start)?;
+    run_visible(
+        "kubectl get nodes -o wide",
+        check::kubectl(&kubeconfig).args(["get", "nodes", "-o", "wide"]),
+    )?;
+    check::deployment(&kubeconfig).with_context(after_start)?;
+    println!(
+        "\nThe local cluster is up: {} nodes ({}), API server {}.\n\
+         Pods on one node reach each other and their node; pods on different nodes cannot talk \
+         to each other yet (the VXLAN overlay is issue 5).\n\
+         `cargo xtask status` shows what runs, `cargo xtask down` removes it all.\n\
+         Use it with:\n\n  export KUBECONFIG={}\n",
+        nodes.len(),
+        nodes.join(", "),
+        server_url(),
+        kubeconfig.display()
+    );
+    Ok(())
+}
+
+/// Builds the namespaces, starts the control plane and every node; returns the node names.
+fn start_fresh(nodes: usize, images: &[images::WrittenImage]) -> anyhow::Result<Vec<String>> {
+    for port in [ETCD_PORTS.0, ETCD_PORTS.1] {
+        check_port_free(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "etcd")?;
+    }
+    copy_binaries()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting an async runtime for netlink")?;
+    let kept = runtime.block_on(async {
+        let mut bed = Testbed::create(testbed_config(nodes))
+            .await
+            .context("creating the node namespaces")?;
+        bed.link_host()
+            .await
+            .with_context(|| format!("joining the host to the underlay as {}", host_ip()))?;
+        // Checked with the address in place; on failure `bed` drops and removes the namespaces.
+        check_port_free(api_address(), "the API server")?;
+        anyhow::Ok(bed.keep())
+    })?;
+    eprintln!(
+        "up: created the namespaces {} on 192.168.{UNDERLAY_OCTET}.0/24; the host is {} on {HOST_LINK}",
+        std::iter::once(format!("{PREFIX}underlay"))
+            .chain(kept.nodes.iter().map(|node| node.name.clone()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        host_ip()
+    );
+    start_control_plane()?;
+    wait_api_ready(Duration::from_secs(60))?;
+    for kept_node in &kept.nodes {
+        node::start(kept_node, images)
+            .with_context(|| format!("starting node {}", kept_node.name))?;
+    }
+    Ok(kept.nodes.into_iter().map(|node| node.name).collect())
+}
+
+fn check_port_free(address: SocketAddr, what: &str) -> anyhow::Result<()> {
+    if TcpListener::bind(address).is_err() {
+        bail!(
+            "{address} ({what}) is in use by another process; find it with `ss -ltnp` and stop \
+             it, or run `cargo xtask down` if it is a Flotilla cluster from an earlier run"
+        );
+    }
+    Ok(())
+}
+
+fn start_control_plane() -> anyhow::Result<()> {
+    let dir = cluster_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let log_path = control_plane_log();
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let binary = binary("flotilla-controlplane");
+    let child = {
+        use std::os::unix::process::CommandExt as _;
+        Command::new(&binary)
+            .arg("--state-dir")
+            .arg(control_plane_state())
+            .args(["--listen", &api_address().to_string()])
+            .args(["--tls-san", &host_ip().to_string()])
+            .args(["--etcd-client-port", &ETCD_PORTS.0.to_string()])
+            .args(["--etcd-peer-port", &ETCD_PORTS.1.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group (with its etcd), outliving this command; `down` ends the group.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?
+    };
+    std::fs::write(pid_file(), child.id().to_string())?;
+    eprintln!(
+        "up: started the control plane (pid {}, log {})",
+        child.id(),
+        log_path.display()
+    );
+    Ok(())
+}
+
+fn wait_api_ready(timeout: Duration) -> anyhow::Result<()> {
+    let kubeconfig = kubeconfig();
+    wait_for("waiting for the API server", timeout, || {
+        if inventory::running_control_plane().is_none() {
+            bail!(
+                "the control plane exited during start-up; the end of its log:\n{}",
+                crate::process::tail(&control_plane_log(), 15)
+            );
+        }
+        let ready = kubeconfig.exists()
+            && output_of(check::kubectl(&kubeconfig).args([
+                "get",
+                "--raw",
+                "/readyz",
+                "--request-timeout=2s",
+            ]))
+            .is_some_and(|body| body.trim() == "ok");
+        Ok(ready.then_some(()))
+    })
+    .with_context(|| format!("see {}", control_plane_log().display()))
+}
+
+pub(crate) fn down() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("removing namespaces, processes, cgroups and bpffs pins needs root");
+    }
+    let inventory = Inventory::scan();
+    let mut did = Vec::new();
+    let mut problems = Vec::new();
+    // Nodes first, while the API is still there for nothing to notice; pods go before
+    // containerd, containerd before the namespaces.
+    for state in &inventory.nodes {
+        node::take_down(state, &mut did, &mut problems);
+    }
+    node::remove_empty_cgroup_parents();
+    if let Some(pid) = inventory.control_plane {
+        match stop_group(pid) {
+            Ok(()) => did.push(format!(
+                "stopped the control plane and its etcd (process group {pid})"
+            )),
+            Err(err) => problems.push(format!("stopping the control plane: {err:#}")),
+        }
+    }
+    // Whatever still runs from the cluster's files (an orphaned etcd, a shim of a containerd
+    // that died) goes too.
+    for (pid, program) in inventory::processes_mentioning(&cluster_dir()) {
+        crate::process::kill_now(pid);
+        did.push(format!("killed leftover process {pid} ({program})"));
+    }
+    match flotilla_testbed::remove_with_prefix(PREFIX) {
+        Ok(removed) => {
+            for path in removed {
+                did.push(format!("removed {}", path.display()));
+            }
+        }
+        Err(err) => problems.push(format!("removing the cluster's namespaces and pins: {err}")),
+    }
+    let dir = cluster_dir();
+    if dir.exists() {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => did.push(format!("removed {}", dir.display())),
+            Err(err) => problems.push(format!(
+                "removing {}: {err} (a mount left below it? see `mount | grep {}`)",
+                dir.display(),
+                dir.display()
+            )),
+        }
+        // The parent goes if the cluster was all it held.
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    // Test beds of killed test runs; those of running tests are left alone.
+    match flotilla_testbed::sweep_stale() {
+        Ok(report) => {
+            for path in report.removed {
+                did.push(format!(
+                    "removed {} (left by a killed test run)",
+                    path.display()
+                ));
+            }
+        }
+        Err(err) => problems.push(format!("sweeping stale test beds: {err}")),
+    }
+    if did.is_empty() && problems.is_empty() {
+        eprintln!("down: nothing to remove");
+    }
+    for line in did {
+        eprintln!("down: {line}");
+    }
+    if !problems.is_empty() {
+        bail!(
+            "some of the cluster could not be removed:\n  - {}\nfix the cause and run `cargo \
+             xtask down` again",
+            problems.join("\n  - ")
+        );
+    }
+    Ok(())
+}
+
+/// SIGTERM to the process group, SIGKILL after 10 s if anything is left.
+fn stop_group(pid: i32) -> anyhow::Result<()> {
+    let group = Pid::from_raw(pid);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if killpg(group, None).is_err() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    std::thread::sleep(Duration::from_millis(200));
+    if killpg(group, None).is_ok() {
+        bail!("processes of group {pid} survived SIGKILL");
+    }
+    Ok(())
+}
+
+pub(crate) fn status() -> anyhow::Result<()> {
+    let inventory = Inventory::scan();
+    let kubeconfig = kubeconfig();
+    match inventory.control_plane {
+        Some(pid) => println!(
+            "control plane: running (pid {pid}) at {}; export KUBECONFIG={}",
+            server_url(),
+            kubeconfig.display()
+        ),
+        None => println!("control plane: not running"),
+    }
+    if !inventory.nodes.is_empty() {
+        let readiness = inventory
+            .control_plane
+            .and_then(|_| check::node_readiness(&kubeconfig));
+        println!(
+            "{:<18} {:<16} {:<16} {:<16} READY",
+            "NODE", "ADDRESS", "CONTAINERD", "AGENT"
+        );
+        let show =
+            |pid: Option<i32>| pid.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"));
+        for state in &inventory.nodes {
+            let ready = match &readiness {
+                None => "unknown (no API)".to_owned(),
+                Some(map) => match map.get(&state.name) {
+                    Some(true) => "Ready".to_owned(),
+                    Some(false) => "NotReady".to_owned(),
+                    None => "not registered".to_owned(),
+                },
+            };
+            println!(
+                "{:<18} {:<16} {:<16} {:<16} {ready}",
+                state.name,
+                state
+                    .ip()
+                    .map_or_else(|| "?".to_owned(), |ip| ip.to_string()),
+                show(state.containerd),
+                show(state.agent),
+            );
+        }
+    }
+    if !inventory.is_empty() && !inventory.is_complete() {
+        println!("\n{}", inventory.stale_message());
+    }
+    let leftovers = flotilla_testbed::leftovers(flotilla_testbed::RUN_PREFIX);
+    if !leftovers.is_empty() {
+        println!("test-bed namespaces and pins on this machine:");
+        for path in leftovers {
+            let owner = path
+                .file_name()
+                .and_then(|name| flotilla_testbed::owner_pid(&name.to_string_lossy()));
+            match owner {
+                Some(pid) if Path::new("/proc").join(pid.to_string()).exists() => {
+                    println!("  {} (run by pid {pid})", path.display());
+                }
+                _ => println!("  {} (stale: its run is gone)", path.display()),
+            }
+        }
+    }
+    if let Some(version) = output_of(Command::new("bpf-linker").arg("--version")) {
+        println!("toolchain: {}", version.trim());
+    }
+    Ok(())
+}
