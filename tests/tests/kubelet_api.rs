@@ -18,11 +18,13 @@
     reason = "test code: a failed step should fail the test"
 )]
 
+mod support;
+
 use std::{
     collections::HashMap,
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::TcpStream,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::Arc,
     time::{Duration, Instant},
@@ -43,15 +45,14 @@ use flotilla_controlplane::{
 };
 use flotilla_testbed::{Netlink, Netns, containerd::Containerd, unique_prefix};
 
-const TESTAPP: &str = "docker.io/flotilla/testapp:v1";
-const IMAGE_FILES: [&str; 2] = ["flotilla-pause-3.10.tar", "flotilla-testapp-v1.tar"];
-
 fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "this test starts containerd and creates network namespaces, so it needs root"
     );
 }
+
+const TESTAPP: &str = "docker.io/flotilla/testapp:v1";
 
 /// The node: a namespace with containerd in it. Fields drop in order: containerd (and its shims,
 /// mounts) first, then the namespace, then the files.
@@ -92,8 +93,7 @@ impl Node {
             Some(&netns.0),
             Duration::from_secs(30),
         )?;
-        let images = images_dir(dir.path())?;
-        let images: Vec<PathBuf> = IMAGE_FILES.iter().map(|name| images.join(name)).collect();
+        let images = support::test_images()?;
         containerd.import(&images)?;
         Ok(Self {
             containerd,
@@ -102,43 +102,6 @@ impl Node {
             _dir: dir,
         })
     }
-}
-
-/// Where the test images are: `cargo xtask images`' default output (`<target>/images/oci`) if it
-/// has them, else freshly built under `scratch` (a fresh clone, as in CI).
-fn images_dir(scratch: &Path) -> anyhow::Result<PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the tests crate has a parent directory")?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), PathBuf::from);
-    let built = target.join("images/oci");
-    if IMAGE_FILES.iter().all(|name| built.join(name).exists()) {
-        return Ok(built);
-    }
-    let out = scratch.join("images");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = flotilla_testbed::containerd::run_bounded(
-        Command::new(cargo)
-            .current_dir(workspace)
-            .args([
-                "run",
-                "--quiet",
-                "--package",
-                "xtask",
-                "--",
-                "images",
-                "--out",
-            ])
-            .arg(&out),
-        Duration::from_secs(20 * 60),
-    )?;
-    ensure!(
-        output.status.success(),
-        "cargo xtask images failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(out)
 }
 
 /// A pod sandbox in the node's network namespace and its containers, as CRI ids.

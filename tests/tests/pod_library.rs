@@ -7,12 +7,9 @@
 //! network, which is that namespace (never the host's). containerd, the namespace and the temp
 //! dir are removed by guards, also when an assertion fails; every wait is bounded.
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+mod support;
+
+use std::{collections::BTreeMap, fs, time::Duration};
 
 use anyhow::{Context as _, bail, ensure};
 use flotilla_agent::pods::{
@@ -46,26 +43,6 @@ fn require_root() {
         "this test starts containerd, mounts tmpfs and creates a network namespace, so it needs \
          root; run it via `cargo xtask test`"
     );
-}
-
-/// The image tarballs `cargo xtask images` leaves in the shared target dir.
-fn image_tarballs() -> anyhow::Result<Vec<PathBuf>> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let dir = target.join("images/oci");
-    let tarballs: Vec<PathBuf> = ["flotilla-pause-3.10.tar", "flotilla-testapp-v1.tar"]
-        .iter()
-        .map(|name| dir.join(name))
-        .collect();
-    for tarball in &tarballs {
-        ensure!(
-            tarball.exists(),
-            "{} is missing; build the images with `cargo xtask images`",
-            tarball.display()
-        );
-    }
-    Ok(tarballs)
 }
 
 /// A network namespace removed (with whatever still runs inside) on drop.
@@ -197,7 +174,7 @@ fn exec_probe(command: &[&str]) -> Probe {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn volumes_env_and_probes_on_real_containerd() -> anyhow::Result<()> {
     require_root();
-    let tarballs = image_tarballs()?;
+    let tarballs = support::test_images()?;
     // Declared in this order so they drop in reverse: containerd (and its shims and mounts)
     // first, then the namespace, then the files.
     let dir = tempfile::Builder::new()

@@ -366,37 +366,18 @@ pub fn resources(container: &Container) -> api::LinuxContainerResources {
     }
 }
 
-/// A CPU quantity in millicores ("500m" -> 500, "2" -> 2000).
+/// A CPU quantity in millicores ("500m" -> 500, "2" -> 2000), rounded up as kubelet does.
 pub fn millicores(quantity: &Quantity) -> Option<i64> {
-    let text = quantity.0.trim();
-    if let Some(milli) = text.strip_suffix('m') {
-        return milli.parse().ok();
-    }
-    let value: f64 = text.parse().ok()?;
-    Some((value * 1000.0).ceil() as i64)
+    super::env::parse_quantity(&quantity.0)
+        .ok()
+        .map(super::env::Amount::milli_value)
 }
 
-/// A memory quantity in bytes ("128Mi", "1G", "1e3", "500").
+/// A memory quantity in bytes ("128Mi", "1G", "500"), rounded up.
 pub fn bytes(quantity: &Quantity) -> Option<i64> {
-    let text = quantity.0.trim();
-    const SUFFIXES: &[(&str, f64)] = &[
-        ("Ki", 1024.0),
-        ("Mi", 1_048_576.0),
-        ("Gi", 1_073_741_824.0),
-        ("Ti", 1_099_511_627_776.0),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("m", 1e-3),
-    ];
-    for (suffix, factor) in SUFFIXES {
-        if let Some(number) = text.strip_suffix(suffix) {
-            let value: f64 = number.parse().ok()?;
-            return Some((value * factor).ceil() as i64);
-        }
-    }
-    text.parse::<f64>().ok().map(|value| value.ceil() as i64)
+    super::env::parse_quantity(&quantity.0)
+        .ok()
+        .map(super::env::Amount::value)
 }
 
 #[cfg(test)]

@@ -42,25 +42,25 @@ pub fn require_root() {
     );
 }
 
-/// Builds the image tarballs with `cargo xtask images` into `out` and returns them.
-pub fn build_images(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The test images (pause, testapp v1 and v2) as `cargo xtask images` writes them to
+/// `<target>/images/oci`: built now if missing or stale (cargo and the deterministic tarballs make
+/// a rebuild of unchanged sources cheap), so a fresh clone needs no manual step.
+pub fn test_images() -> anyhow::Result<Vec<PathBuf>> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("the tests crate has a parent directory")?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = flotilla_testbed::containerd::run_bounded(
-        Command::new(cargo)
-            .current_dir(workspace)
-            .args([
-                "run",
-                "--quiet",
-                "--package",
-                "xtask",
-                "--",
-                "images",
-                "--out",
-            ])
-            .arg(out),
+        Command::new(cargo).current_dir(workspace).args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "images",
+        ]),
         Duration::from_secs(20 * 60),
     )?;
     ensure!(
@@ -68,13 +68,14 @@ pub fn build_images(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         "cargo xtask images failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let dir = target.join("images/oci");
     Ok([
         "flotilla-pause-3.10.tar",
         "flotilla-testapp-v1.tar",
         "flotilla-testapp-v2.tar",
     ]
     .iter()
-    .map(|file| out.join(file))
+    .map(|file| dir.join(file))
     .collect())
 }
 
@@ -267,7 +268,7 @@ impl Cluster {
             .env("KUBECONFIG", &self.kubeconfig)
             .stdin(Stdio::null())
             .output()
-            .expect("kubectl must be on PATH")
+            .unwrap_or_else(|err| panic!("kubectl could not start ({err}); it must be on PATH"))
     }
 
     pub fn kubectl_ok(&self, args: &[&str]) -> anyhow::Result<String> {
@@ -341,7 +342,7 @@ impl LocalCluster {
         let dir = tempfile::Builder::new()
             .prefix("flotilla-agent-")
             .tempdir()?;
-        let images = build_images(&dir.path().join("images"))?;
+        let images = test_images()?;
         eprintln!("images ready after {:?}", started.elapsed());
 
         // The control plane, reachable from the node over the underlay.
