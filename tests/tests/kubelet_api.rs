@@ -565,6 +565,51 @@ async fn exercise(
         String::from_utf8_lossy(&with_cert.stdout) == "ok",
         "healthz with the kubelet-client certificate: {with_cert:?}"
     );
+    // A node's own certificate from the same CA is authenticated but not authorized.
+    let node_credentials = flotilla_controlplane::auth::node::write_node_credentials(
+        &pki,
+        "node-x",
+        "127.0.0.1",
+        "https://127.0.0.1:1",
+        &cluster.dir.path().join("node-x"),
+    )?;
+    let kubeconfig = std::fs::read_to_string(&node_credentials.kubeconfig)?;
+    let decode = |field: &str| -> anyhow::Result<Vec<u8>> {
+        use base64::Engine as _;
+        let value = kubeconfig
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(&format!("{field}: ")))
+            .unwrap_or_default();
+        Ok(base64::engine::general_purpose::STANDARD.decode(value)?)
+    };
+    let node_dir = cluster.dir.path().join("node-x");
+    std::fs::write(
+        node_dir.join("client.crt"),
+        decode("client-certificate-data")?,
+    )?;
+    std::fs::write(node_dir.join("client.key"), decode("client-key-data")?)?;
+    let as_node = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            "--cacert",
+        ])
+        .arg(pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(node_dir.join("client.crt"))
+        .arg("--key")
+        .arg(node_dir.join("client.key"))
+        .arg(&healthz)
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&as_node.stdout) == "403",
+        "a node certificate must be refused with 403: {as_node:?}"
+    );
 
     cluster.apply("node.yaml", &node_manifest("node-1", agent.port));
     cluster.apply("pod.yaml", POD);

@@ -119,9 +119,22 @@ pub async fn serve(
                     return;
                 }
             };
+            let client = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| subject_of(leaf.as_ref()));
+            let refusal = authorize(client.as_ref());
             let service = hyper::service::service_fn(move |request| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, request).await) }
+                let refusal = refusal.clone();
+                async move {
+                    Ok::<_, Infallible>(match refusal {
+                        Some(message) => error_response(StatusCode::FORBIDDEN, &message),
+                        None => route(&state, request).await,
+                    })
+                }
             });
             if let Err(err) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service)
@@ -132,6 +145,40 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// The group whose members may use the kubelet API: the API server's kubelet-client identity
+/// (and cluster admins, who may exec anyway). Node and user certificates from the same CA are
+/// refused, as kubelet's webhook authorization would refuse them `nodes/proxy`.
+pub const AUTHORIZED_GROUP: &str = "system:masters";
+
+/// Whether a client (CN, groups from its certificate) may use the API: None, or the refusal.
+pub fn authorize(client: Option<&(String, Vec<String>)>) -> Option<String> {
+    match client {
+        Some((_, groups)) if groups.iter().any(|g| g == AUTHORIZED_GROUP) => None,
+        Some((user, _)) => Some(format!(
+            "Forbidden (user={user}, verb=get, resource=nodes, subresource=proxy): only \
+             {AUTHORIZED_GROUP} (the API server's kubelet client) may use the kubelet API"
+        )),
+        None => Some("Forbidden: no client certificate".to_owned()),
+    }
+}
+
+/// The subject's CN and O values of a DER certificate.
+fn subject_of(der: &[u8]) -> Option<(String, Vec<String>)> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = parsed.subject();
+    let common_name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    Some((common_name, groups))
 }
 
 /// Answers one request.
@@ -321,6 +368,19 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_api_servers_group_is_authorized() {
+        let api_server = (
+            "flotilla-apiserver-kubelet-client".to_owned(),
+            vec!["system:masters".to_owned()],
+        );
+        assert_eq!(authorize(Some(&api_server)), None);
+        let node = ("system:node:n1".to_owned(), vec!["system:nodes".to_owned()]);
+        let refusal = authorize(Some(&node)).unwrap_or_default();
+        assert!(refusal.contains("user=system:node:n1"), "{refusal}");
+        assert!(authorize(None).is_some());
+    }
 
     #[test]
     fn queries_decode_with_repeats() {
