@@ -100,10 +100,19 @@ kind: Pod
 metadata: {name: envcheck}
 spec:
   terminationGracePeriodSeconds: 5
+  initContainers:
+  - name: first
+    image: docker.io/flotilla/testapp:v1
+    command: ["sh", "-c", "echo first > /work/init"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: second
+    image: docker.io/flotilla/testapp:v1
+    command: ["sh", "-c", "echo second-after-$(cat /work/init) >> /work/init"]
+    volumeMounts: [{name: work, mountPath: /work}]
   containers:
   - name: main
     image: docker.io/flotilla/testapp:v1
-    command: ["sh", "-c", "echo svc=$WEB_SERVICE_HOST:$WEB_SERVICE_PORT cm=$GREETING node=$NODE; cat /etc/settings/greeting; echo; while true; do sleep 1; done"]
+    command: ["sh", "-c", "echo svc=$WEB_SERVICE_HOST:$WEB_SERVICE_PORT cm=$GREETING node=$NODE; cat /work/init; cat /etc/settings/greeting; echo; while true; do sleep 1; done"]
     env:
     - name: GREETING
       valueFrom: {configMapKeyRef: {name: settings, key: greeting}}
@@ -112,6 +121,7 @@ spec:
     volumeMounts:
     - {name: settings, mountPath: /etc/settings}
     - {name: out, mountPath: /out}
+    - {name: work, mountPath: /work}
     lifecycle:
       preStop:
         exec: {command: ["sh", "-c", "echo stopped-gracefully > /out/prestop"]}
@@ -120,6 +130,8 @@ spec:
     configMap: {name: settings}
   - name: out
     hostPath: {path: HOSTPATH, type: DirectoryOrCreate}
+  - name: work
+    emptyDir: {}
 "#;
 
 const OOM: &str = r#"
@@ -325,6 +337,22 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
         )),
         "environment: {output:?}"
     );
+    ensure!(
+        output.contains("first\nsecond-after-first\n"),
+        "init containers should have run in order before the app: {output:?}"
+    );
+    let envcheck = cluster.json(&["get", "pod", "envcheck"])?;
+    let inits = envcheck["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(inits.len() == 2, "two init container statuses: {inits:?}");
+    for init in &inits {
+        ensure!(
+            init["state"]["terminated"]["reason"] == "Completed",
+            "init container status: {init}"
+        );
+    }
     let exec = cluster.kubectl_ok(&["exec", "envcheck", "--", "cat", "/etc/settings/greeting"])?;
     ensure!(exec == "hello-from-configmap", "kubectl exec: {exec:?}");
     let failing = cluster.kubectl(&["exec", "envcheck", "--", "sh", "-c", "exit 7"]);
