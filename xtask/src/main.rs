@@ -41,6 +41,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `cargo xtask status | head` would panic in println! once head
+    // exits; the default action ends the process quietly, as other command-line tools do.
+    // SAFETY: restoring a signal's default disposition at start-up, before any thread exists.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup => setup::run().map(|_| ()),
