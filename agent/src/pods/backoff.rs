@@ -31,6 +31,11 @@ impl Backoff {
         (entry.until > now).then(|| entry.until - now)
     }
 
+    /// The delay of `key`'s current back-off (what kubelet's CrashLoopBackOff message names).
+    pub fn delay(&self, key: &str) -> Option<Duration> {
+        self.entries.get(key).map(|entry| entry.delay)
+    }
+
     /// Records a failure (a restart or failed pull) at `now` and returns the new delay.
     pub fn fail(&mut self, key: &str, now: Instant) -> Duration {
         let delay = match self.entries.get(key) {
@@ -66,6 +71,7 @@ mod tests {
         assert_eq!(backoff.fail("a", start), INITIAL);
         assert!(backoff.remaining("a", start).is_some());
         assert_eq!(backoff.fail("a", start + INITIAL), INITIAL * 2);
+        assert_eq!(backoff.delay("a"), Some(INITIAL * 2));
         let mut now = start;
         for _ in 0..10 {
             now += MAX;

@@ -4,7 +4,6 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -107,7 +106,8 @@ pub struct Runtime {
     settings: NodeSettings,
     backoff: Mutex<Backoff>,
     views: Mutex<HashMap<(String, String), PodView>>,
-    pod_ips: Mutex<HashMap<String, Vec<String>>>,
+    /// Each pod's IPs with the sandbox they belong to (a replaced sandbox gets new ones).
+    pod_ips: Mutex<HashMap<String, (String, Vec<String>)>>,
     wakes: Mutex<HashMap<String, mpsc::UnboundedSender<Wake>>>,
     /// Every Service, for the `{SVC}_SERVICE_HOST` variables.
     services: Store<Service>,
@@ -214,7 +214,10 @@ impl Runtime {
     /// The pod's IPs from its sandbox (the node's IP for hostNetwork pods).
     pub async fn pod_ips(&self, sandbox: &str, pod: &Pod) -> Result<Vec<String>, CriError> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        if let Some(ips) = lock(&self.pod_ips).get(&uid).filter(|ips| !ips.is_empty()) {
+        if let Some((_, ips)) = lock(&self.pod_ips)
+            .get(&uid)
+            .filter(|(known, ips)| known == sandbox && !ips.is_empty())
+        {
             return Ok(ips.clone());
         }
         let ips = if spec::host_network(pod) {
@@ -242,14 +245,17 @@ impl Runtime {
                 })
                 .unwrap_or_default()
         };
-        lock(&self.pod_ips).insert(uid, ips.clone());
+        lock(&self.pod_ips).insert(uid, (sandbox.to_owned(), ips.clone()));
         Ok(ips)
     }
 
     /// The pod's IPs as last seen.
     pub fn pod_ips_cached(&self, pod: &Pod) -> Vec<String> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        lock(&self.pod_ips).get(&uid).cloned().unwrap_or_default()
+        lock(&self.pod_ips)
+            .get(&uid)
+            .map(|(_, ips)| ips.clone())
+            .unwrap_or_default()
     }
 
     /// The sandbox configuration of `pod`.
@@ -513,12 +519,9 @@ impl Runtime {
 
     /// The current back-off delay of `key` (for messages).
     pub fn backoff_delay(&self, key: &str) -> Duration {
-        let now = Instant::now();
         lock(&self.backoff)
-            .remaining(key, now)
-            .map_or(super::backoff::INITIAL, |d| {
-                Duration::from_secs(d.as_secs().div_ceil(10) * 10)
-            })
+            .delay(key)
+            .unwrap_or(super::backoff::INITIAL)
     }
 
     /// Records a failure of `key`; returns its new delay.
@@ -827,11 +830,6 @@ async fn remove_orphans(runtime: &Arc<Runtime>, known: &[String]) {
         tracing::info!(uid = %uid, "removing the containers of a pod that no longer exists");
         worker::teardown(runtime, &uid, 0).await;
     }
-}
-
-/// The log directory root, for callers that need it.
-pub fn log_root(settings: &NodeSettings) -> PathBuf {
-    settings.dirs.pod_logs()
 }
 
 #[cfg(test)]

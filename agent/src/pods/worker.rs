@@ -1011,12 +1011,6 @@ async fn remove_container(runtime: &Runtime, id: &str) {
     }
 }
 
-impl From<Waiting> for (String, String) {
-    fn from(waiting: Waiting) -> Self {
-        (waiting.reason, waiting.message)
-    }
-}
-
 /// Builds a waiting reason for the image step.
 pub(crate) fn blocked(reason: &str, message: String, retry: Duration) -> Waiting {
     Waiting {
