@@ -8,6 +8,11 @@ use aya_build::Toolchain;
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=RUSTUP_TOOLCHAIN");
+    // The CNI backend API the agent serves to flotilla-cni (cni-plugin/ compiles the client).
+    tonic_prost_build::configure()
+        .build_client(false)
+        .compile_protos(&["proto/cni.proto"], &["proto"])
+        .context("compiling proto/cni.proto (protoc must be installed: `cargo xtask setup`)")?;
     which::which("bpf-linker").map_err(|err| {
         anyhow!("bpf-linker is not on PATH ({err}); `cargo xtask setup` installs it")
     })?;

@@ -3,6 +3,7 @@
 //! Today it holds the datapath loader and the per-protocol packet counters; pods (CRI), the CNI API
 //! and node registration follow in their own modules.
 
+pub mod cni_api;
 pub mod datapath;
 pub mod node;
 pub mod pods;

@@ -98,6 +98,16 @@ struct RunArgs {
     /// Maximum number of pods on the node.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// The cluster's pod network (the control plane's --cluster-cidr).
+    #[arg(long, env = "FLOTILLA_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// MTU of the overlay device and pods (default: the underlay's MTU minus 50 bytes of VXLAN).
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// The flotilla-cni binary installed into containerd's CNI bin dir (default: next to this
+    /// binary).
+    #[arg(long)]
+    cni_plugin: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +187,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cluster_dns: args.cluster_dns,
                 cluster_domain: args.cluster_domain,
                 max_pods: args.max_pods,
+                cluster_cidr: args.cluster_cidr,
+                mtu: args.mtu,
+                cni_plugin: args
+                    .cni_plugin
+                    .unwrap_or_else(flotilla_agent::node::network::default_plugin_path),
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             return runtime.block_on(async {

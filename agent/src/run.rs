@@ -2,7 +2,12 @@
 //! status fresh, runs the pods bound to it on containerd and serves the kubelet API. Stopping the
 //! agent leaves the pods running; the next start re-adopts them.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use kube::{
@@ -11,6 +16,8 @@ use kube::{
 };
 
 use crate::{
+    cni_api,
+    datapath::{self, start::NetworkSettings},
     node::{self, NodeIdentity, network},
     pods::{
         containerd::NodeDirs,
@@ -51,6 +58,12 @@ pub struct AgentConfig {
     pub cluster_domain: String,
     /// Maximum pods on the node.
     pub max_pods: u32,
+    /// The cluster's pod network (every node's podCIDR lies inside it).
+    pub cluster_cidr: String,
+    /// MTU of the overlay and the pods (default: the underlay's minus the VXLAN overhead).
+    pub mtu: Option<u32>,
+    /// The flotilla-cni binary to install into containerd's CNI bin dir.
+    pub cni_plugin: PathBuf,
 }
 
 /// An API client from a kubeconfig file.
@@ -103,13 +116,45 @@ pub async fn run(
         .as_ref()
         .and_then(|s| s.pod_cidr.clone())
         .context("the control plane gave the node no podCIDR; is --cluster-cidr set?")?;
+    tracing::info!(node = %config.node_name, %pod_cidr, "registered");
+
+    // The pod network: datapath and address pool first, then the API the plugin calls, and only
+    // then the conflist (which makes containerd report the network ready).
+    let node_ip: Ipv4Addr = config
+        .node_ip
+        .parse()
+        .with_context(|| format!("--node-ip {:?} is not an IPv4 address", config.node_ip))?;
+    let network = datapath::start::start(&NetworkSettings {
+        node_name: config.node_name.clone(),
+        node_ip,
+        pod_cidr: pod_cidr.clone(),
+        cluster_cidr: config.cluster_cidr.clone(),
+        mtu: config.mtu,
+        ipam_dir: config.dirs.ipam_dir(),
+    })
+    .await?;
+    let cni_socket = config.dirs.cni_socket();
+    let cni_api = {
+        let backend = network.backend.clone();
+        let socket = cni_socket.clone();
+        tokio::spawn(async move {
+            if let Err(err) = cni_api::serve(&socket, backend).await {
+                tracing::error!(socket = %socket.display(), "the CNI API stopped: {err}");
+            }
+        })
+    };
+    let tunnels = tokio::spawn(datapath::tunnels::sync(
+        client.clone(),
+        network.maps.clone(),
+        config.node_name.clone(),
+    ));
     network::install(
-        &pod_cidr,
+        &config.cni_plugin,
+        &cni_socket,
+        network.mtu,
         &config.dirs.cni_bin_dir(),
         &config.dirs.cni_conf_dir(),
-        &config.dirs.lib.join("cni/ipam"),
     )?;
-    tracing::info!(node = %config.node_name, %pod_cidr, "registered");
 
     let (host_servers, host_searches) =
         parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
@@ -152,6 +197,8 @@ pub async fn run(
     heartbeat.abort();
     pods.abort();
     api.abort();
+    cni_api.abort();
+    tunnels.abort();
     tracing::info!("stopped; pods keep running");
     Ok(())
 }

@@ -5,9 +5,6 @@
 /// Kernel object names are limited to 15 characters; this is also the pin file name.
 pub const PROTO_COUNTERS_MAP: &str = "PROTO_COUNTERS";
 
-/// Maps the agent pins under `/sys/fs/bpf/flotilla/<node>/maps/` so their state outlives it.
-pub const PINNED_MAPS: &[&str] = &[PROTO_COUNTERS_MAP];
-
 /// Name of the TC classifier program that fills [`PROTO_COUNTERS_MAP`].
 pub const FROM_POD_COUNT_PROG: &str = "from_pod_count";
 

@@ -5,3 +5,13 @@
 #![no_std]
 
 pub mod counters;
+pub mod network;
+
+/// Maps the agent pins under `/sys/fs/bpf/flotilla/<node>/maps/` so their state outlives it.
+pub const PINNED_MAPS: &[&str] = &[
+    counters::PROTO_COUNTERS_MAP,
+    network::ENDPOINTS_MAP,
+    network::TUNNELS_MAP,
+    network::NODE_CONFIG_MAP,
+    network::DROPS_MAP,
+];

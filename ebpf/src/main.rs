@@ -3,6 +3,7 @@
 #![no_main]
 
 mod counters;
+mod network;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -164,10 +164,12 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
     let started = Instant::now();
     let LocalCluster {
         node: mut local,
+        others: _others,
         mut cluster,
         bed,
         node_name,
         pod_cidr,
+        ..
     } = LocalCluster::start(started).await?;
     // A Deployment's pods run with IPs from the node's podCIDR.
     cluster.apply("web.yaml", WEB)?;

@@ -28,7 +28,7 @@ pub(crate) const APT_PACKAGES: &[(&str, &str)] = &[
     ("runc", "containerd's OCI runtime"),
     (
         "containernetworking-plugins",
-        "bridge/host-local CNI plugins for pod addresses until Flotilla's own CNI plugin lands",
+        "the reference loopback CNI plugin containerd runs for every pod's lo",
     ),
     (
         "busybox-static",
@@ -38,6 +38,10 @@ pub(crate) const APT_PACKAGES: &[(&str, &str)] = &[
     (
         "iptables",
         "the kube-proxy baseline of the service benchmarks",
+    ),
+    (
+        "nftables",
+        "nft, for the one masquerade rule of pod traffic leaving the cluster",
     ),
     ("bpftool", "inspecting eBPF objects and pinned maps"),
 ];

@@ -1,36 +1,24 @@
 //! The per-protocol packet counter on a pod's host-side veth (`from_pod_count`, ingress): attach
 //! it as a pinned TCX link, detach it, and read the pinned counter map.
 
-use std::{io, path::Path};
+use std::path::Path;
 
 use aya::{
     maps::{Map, MapData, PerCpuHashMap},
-    programs::{
-        LinkOrder, SchedClassifier, TcAttachType,
-        links::{FdLink, LinkError, PinnedLink},
-        tc::TcAttachOptions,
-    },
-    sys::SyscallError,
+    programs::SchedClassifier,
 };
 use flotilla_common::counters::{
     FROM_POD_COUNT_PROG, PROTO_COUNTERS_MAP, PacketCounter, ProtocolKey,
 };
 use serde::Serialize;
 
+pub use super::attach::AttachOutcome;
 use super::{
-    DatapathError, loader,
+    DatapathError,
+    attach::{attach_pinned, detach_pinned},
+    loader,
     pins::{Direction, NodePins},
 };
-
-/// What [`attach`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachOutcome {
-    /// The program was attached to the interface for the first time.
-    Attached,
-    /// A link pinned by an earlier agent existed; its program was replaced atomically, so no
-    /// packet went uncounted or was dropped in between.
-    Replaced,
-}
 
 /// Attaches `from_pod_count` to the ingress of `iface` (in the caller's network namespace) and pins
 /// the link, so the counter keeps running after this process exits.
@@ -45,88 +33,19 @@ pub fn attach(pins: &NodePins, iface: &str) -> Result<AttachOutcome, DatapathErr
         .try_into()
         .map_err(program_error)?;
     program.load().map_err(program_error)?;
-
-    let link_path = pins.link(FROM_POD_COUNT_PROG, iface, Direction::Ingress);
-    let (link_id, outcome) = match PinnedLink::from_pin(&link_path) {
-        Ok(old) => {
-            let link =
-                FdLink::from(old)
-                    .try_into()
-                    .map_err(|err: LinkError| DatapathError::Link {
-                        path: link_path.clone(),
-                        message: format!(
-                            "the pinned link is not a TCX link: {}",
-                            error_chain(&err)
-                        ),
-                    })?;
-            let id = program.attach_to_link(link).map_err(program_error)?;
-            (id, AttachOutcome::Replaced)
-        }
-        Err(LinkError::SyscallError(SyscallError { io_error, .. }))
-            if io_error.kind() == io::ErrorKind::NotFound =>
-        {
-            if !interface_exists(iface) {
-                return Err(DatapathError::NoSuchInterface {
-                    iface: iface.to_owned(),
-                });
-            }
-            let id = program
-                .attach_with_options(
-                    iface,
-                    TcAttachType::Ingress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .map_err(program_error)?;
-            (id, AttachOutcome::Attached)
-        }
-        Err(err) => {
-            return Err(DatapathError::Link {
-                path: link_path,
-                message: error_chain(&err),
-            });
-        }
-    };
-
-    let link = program.take_link(link_id).map_err(program_error)?;
-    let fd_link: FdLink = link
-        .try_into()
-        .map_err(|err: LinkError| DatapathError::Link {
-            path: link_path.clone(),
-            message: format!(
-                "the new link is not a TCX link (kernel older than 6.6?): {}",
-                error_chain(&err)
-            ),
-        })?;
-    let links_dir = pins.links_dir();
-    std::fs::create_dir_all(&links_dir).map_err(|source| DatapathError::Io {
-        action: "creating",
-        path: links_dir,
-        source,
-    })?;
-    if outcome == AttachOutcome::Replaced {
-        // The old pin still refers to the same kernel link, now running the new program.
-        return Ok(outcome);
-    }
-    fd_link.pin(&link_path).map_err(|err| DatapathError::Link {
-        path: link_path.clone(),
-        message: error_chain(&err),
-    })?;
-    Ok(outcome)
+    attach_pinned(
+        program,
+        FROM_POD_COUNT_PROG,
+        pins,
+        iface,
+        Direction::Ingress,
+    )
 }
 
 /// Detaches the counter from `iface` by removing its pinned link. Detaching what is not attached
 /// succeeds, so callers can clean up without checking first.
 pub fn detach(pins: &NodePins, iface: &str) -> Result<(), DatapathError> {
-    let link_path = pins.link(FROM_POD_COUNT_PROG, iface, Direction::Ingress);
-    match std::fs::remove_file(&link_path) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(DatapathError::Io {
-            action: "removing",
-            path: link_path,
-            source,
-        }),
-    }
+    detach_pinned(pins, FROM_POD_COUNT_PROG, iface, Direction::Ingress)
 }
 
 /// One row of the counter map, summed over all CPUs.
@@ -210,24 +129,6 @@ fn program_error(source: aya::programs::ProgramError) -> DatapathError {
         program: FROM_POD_COUNT_PROG,
         source,
     }
-}
-
-/// `err` and its sources, joined with ": " (aya's errors keep the errno in the source).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
-/// Asks the kernel (not /sys, which shows the netns of whoever mounted it) whether `iface` exists in
-/// this thread's network namespace.
-fn interface_exists(iface: &str) -> bool {
-    nix::net::if_::if_nametoindex(iface).is_ok()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use aya::{Ebpf, EbpfLoader};
-use flotilla_common::counters::PINNED_MAPS;
+use flotilla_common::PINNED_MAPS;
 
 use super::{DatapathError, pins::NodePins};
 

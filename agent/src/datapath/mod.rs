@@ -1,9 +1,14 @@
 //! The eBPF datapath of one node: loading the embedded programs, pinning them under
 //! `/sys/fs/bpf/flotilla/<node>/` so they outlive the agent, and reading their maps back.
 
+pub mod attach;
 pub mod counters;
 pub mod loader;
+pub mod network;
+pub mod overlay;
 pub mod pins;
+pub mod start;
+pub mod tunnels;
 
 use std::path::PathBuf;
 

@@ -1,9 +1,7 @@
-//! The node's pod network configuration for containerd's CNI plugin.
-//!
-//! Until Flotilla's own CNI plugin and eBPF overlay land (issue 5), pods on a node get their
-//! addresses from the node's podCIDR through the reference `bridge` + `host-local` plugins
-//! (Debian's containernetworking-plugins): pods on one node reach each other and the node, which
-//! is what the agent needs. Traffic between nodes is the overlay's job.
+//! The node's pod network configuration for containerd: Flotilla's CNI plugin (`flotilla-cni`)
+//! and the reference `loopback` plugin in the node's CNI bin dir, and a conflist naming the
+//! plugin and the agent's socket in its conf dir. containerd reads the conflist for every pod
+//! sandbox; until it exists the node reports NetworkReady=false.
 
 use std::{
     io,
@@ -14,19 +12,25 @@ use serde_json::json;
 
 /// Where Debian's containernetworking-plugins installs the reference plugins.
 pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
-/// The plugins the stand-in configuration uses (loopback is what containerd itself calls).
-const PLUGINS: &[&str] = &["bridge", "host-local", "loopback"];
-/// The name of the node's pod bridge.
-pub const BRIDGE: &str = "flt0";
+/// The conflist's file name (containerd takes the first file in name order).
+pub const CONFLIST: &str = "10-flotilla.conflist";
+/// The network's name.
+pub const NETWORK_NAME: &str = "flotilla";
+/// The CNI version of the conflist: containerd 1.6 (libcni 1.1) speaks up to 1.0.0; the plugin
+/// answers 0.4.0, 1.0.0 and 1.1.0.
+pub const CONFLIST_VERSION: &str = "1.0.0";
 
 /// Errors writing the network configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     /// A plugin binary is missing.
-    #[error(
-        "CNI plugin {0} is missing; install containernetworking-plugins (`cargo xtask setup` does)"
-    )]
-    MissingPlugin(PathBuf),
+    #[error("CNI plugin {path} is missing; {hint}")]
+    MissingPlugin {
+        /// Where it was expected.
+        path: PathBuf,
+        /// How to get it.
+        hint: &'static str,
+    },
     /// File system error.
     #[error("{action} {path}: {source}")]
     Io {
@@ -49,57 +53,85 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Netw
     }
 }
 
-/// The conflist for a node whose pods get addresses from `pod_cidr`.
-pub fn conflist(pod_cidr: &str, ipam_dir: &Path) -> serde_json::Value {
+/// The conflist: Flotilla's plugin, talking to the agent at `agent_socket`.
+pub fn conflist(agent_socket: &Path, mtu: u32) -> serde_json::Value {
     json!({
-        "cniVersion": "1.0.0",
-        "name": "flotilla",
+        "cniVersion": CONFLIST_VERSION,
+        "name": NETWORK_NAME,
         "plugins": [{
-            "type": "bridge",
-            "bridge": BRIDGE,
-            "isGateway": true,
-            "ipMasq": false,
-            "hairpinMode": true,
-            "ipam": {
-                "type": "host-local",
-                "ranges": [[{"subnet": pod_cidr}]],
-                "routes": [{"dst": "0.0.0.0/0"}],
-                "dataDir": ipam_dir.display().to_string(),
-            },
+            "type": "flotilla-cni",
+            "agentSocket": agent_socket.display().to_string(),
+            "mtu": mtu,
         }],
     })
 }
 
-/// Links the plugins into `bin_dir` and writes the conflist into `conf_dir` (atomically, so
-/// containerd never reads half a file). Idempotent.
+/// The flotilla-cni binary next to the running agent (how both are installed and built).
+pub fn default_plugin_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("flotilla-cni")))
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/flotilla-cni"))
+}
+
+/// Copies the plugins into `bin_dir` and writes the conflist into `conf_dir` (atomically, so
+/// containerd never reads half a file). Idempotent. The plugin is copied, not linked, so a
+/// rebuild of the agent's tree does not change the binary under running pods.
 pub fn install(
-    pod_cidr: &str,
+    plugin: &Path,
+    agent_socket: &Path,
+    mtu: u32,
     bin_dir: &Path,
     conf_dir: &Path,
-    ipam_dir: &Path,
 ) -> Result<(), NetworkError> {
-    for dir in [bin_dir, conf_dir, ipam_dir] {
+    for dir in [bin_dir, conf_dir] {
         std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
     }
-    for plugin in PLUGINS {
-        let source = Path::new(REFERENCE_PLUGINS).join(plugin);
-        if !source.exists() {
-            return Err(NetworkError::MissingPlugin(source));
-        }
-        let target = bin_dir.join(plugin);
-        if std::fs::read_link(&target).ok().as_deref() != Some(source.as_path()) {
-            let _ = std::fs::remove_file(&target);
-            std::os::unix::fs::symlink(&source, &target).map_err(io_error("linking", &target))?;
-        }
+    if !plugin.exists() {
+        return Err(NetworkError::MissingPlugin {
+            path: plugin.to_owned(),
+            hint: "build it with `cargo build -p flotilla-cni` or pass --cni-plugin",
+        });
     }
-    let file = conf_dir.join("10-flotilla.conflist");
-    let partial = conf_dir.join(".10-flotilla.conflist.partial");
-    let text = serde_json::to_string_pretty(&conflist(pod_cidr, ipam_dir)).unwrap_or_default();
+    install_file(plugin, &bin_dir.join("flotilla-cni"))?;
+    let loopback = Path::new(REFERENCE_PLUGINS).join("loopback");
+    if !loopback.exists() {
+        return Err(NetworkError::MissingPlugin {
+            path: loopback,
+            hint: "install containernetworking-plugins (`cargo xtask setup` does)",
+        });
+    }
+    let target = bin_dir.join("loopback");
+    if std::fs::read_link(&target).ok().as_deref() != Some(loopback.as_path()) {
+        let _ = std::fs::remove_file(&target);
+        std::os::unix::fs::symlink(&loopback, &target).map_err(io_error("linking", &target))?;
+    }
+    // The bridge stand-in of earlier versions named its file the same; anything else is left.
+    let file = conf_dir.join(CONFLIST);
+    let text = serde_json::to_string_pretty(&conflist(agent_socket, mtu)).unwrap_or_default();
     if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+        let partial = conf_dir.join(format!(".{CONFLIST}.partial"));
         std::fs::write(&partial, &text).map_err(io_error("writing", &partial))?;
         std::fs::rename(&partial, &file).map_err(io_error("renaming", &file))?;
     }
     Ok(())
+}
+
+/// Copies `source` to `target` through a temporary file and a rename, unless identical: a
+/// running plugin keeps its old inode, a new exec gets the new binary.
+fn install_file(source: &Path, target: &Path) -> Result<(), NetworkError> {
+    let new = std::fs::read(source).map_err(io_error("reading", source))?;
+    if std::fs::read(target).ok().as_deref() == Some(new.as_slice()) {
+        return Ok(());
+    }
+    let partial = target.with_extension("partial");
+    std::fs::write(&partial, &new).map_err(io_error("writing", &partial))?;
+    std::fs::set_permissions(
+        &partial,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(io_error("making executable", &partial))?;
+    std::fs::rename(&partial, target).map_err(io_error("renaming", target))
 }
 
 #[cfg(test)]
@@ -107,12 +139,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn conflist_uses_the_node_pod_cidr() {
-        let list = conflist("10.244.3.0/24", Path::new("/x/ipam"));
+    fn conflist_names_the_plugin_and_socket() {
+        let list = conflist(Path::new("/run/n1/cni.sock"), 1450);
+        assert_eq!(list["cniVersion"], "1.0.0");
+        assert_eq!(list["plugins"][0]["type"], "flotilla-cni");
+        assert_eq!(list["plugins"][0]["agentSocket"], "/run/n1/cni.sock");
+        assert_eq!(list["plugins"][0]["mtu"], 1450);
+    }
+
+    #[test]
+    fn install_copies_the_plugin_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin = dir.path().join("flotilla-cni-src");
+        std::fs::write(&plugin, b"#!/bin/true\n").unwrap();
+        let bin = dir.path().join("bin");
+        let conf = dir.path().join("net.d");
+        if !Path::new(REFERENCE_PLUGINS).join("loopback").exists() {
+            return; // containernetworking-plugins is installed by `cargo xtask setup`
+        }
+        install(&plugin, Path::new("/s"), 1450, &bin, &conf).unwrap();
+        install(&plugin, Path::new("/s"), 1450, &bin, &conf).unwrap();
         assert_eq!(
-            list["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
-            "10.244.3.0/24"
+            std::fs::read(bin.join("flotilla-cni")).unwrap(),
+            b"#!/bin/true\n"
         );
-        assert_eq!(list["plugins"][0]["ipam"]["dataDir"], "/x/ipam");
+        assert!(conf.join(CONFLIST).exists());
     }
 }

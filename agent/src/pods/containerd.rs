@@ -58,6 +58,16 @@ impl NodeDirs {
         self.lib.join("cni/bin")
     }
 
+    /// The agent's socket for the CNI plugin.
+    pub fn cni_socket(&self) -> PathBuf {
+        self.run.join("cni.sock")
+    }
+
+    /// The pod address pool (one file per allocated address).
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.lib.join("ipam")
+    }
+
     /// The CNI network configuration containerd reads.
     pub fn cni_conf_dir(&self) -> PathBuf {
         self.lib.join("cni/net.d")

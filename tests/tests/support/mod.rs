@@ -322,30 +322,69 @@ pub fn pod_phase(pod: &Value) -> &str {
     pod["status"]["phase"].as_str().unwrap_or_default()
 }
 
-/// A control plane plus one node with containerd and the agent, Ready. Fields drop in order:
-/// the node first, then the control plane, then the namespaces.
+/// `flotilla-cni`, built now if missing or stale (the agent installs it into each node's CNI
+/// bin dir, where containerd runs it for every pod).
+pub fn cni_plugin() -> anyhow::Result<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the tests crate has a parent directory")?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = flotilla_testbed::containerd::run_bounded(
+        Command::new(cargo).current_dir(workspace).args([
+            "build",
+            "--quiet",
+            "--package",
+            "flotilla-cni",
+        ]),
+        Duration::from_secs(20 * 60),
+    )?;
+    ensure!(
+        output.status.success(),
+        "building flotilla-cni failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(target.join("debug/flotilla-cni"))
+}
+
+/// A control plane plus nodes with containerd and the agent, Ready. Fields drop in order: the
+/// nodes first, then the control plane, then the namespaces.
 pub struct LocalCluster {
+    /// The first node.
     pub node: LocalNode,
+    /// The other nodes, if started with more than one.
+    pub others: Vec<LocalNode>,
     pub cluster: Cluster,
     pub bed: Testbed,
+    /// The first node's name.
     pub node_name: String,
+    /// The first node's podCIDR.
     pub pod_cidr: String,
+    /// The host's address on the underlay (where the control plane listens; outside the
+    /// cluster's pod network).
+    pub host_ip: std::net::Ipv4Addr,
 }
 
 impl LocalCluster {
-    /// Builds it; `started` is for progress lines.
+    /// Builds a one-node cluster; `started` is for progress lines.
     pub async fn start(started: Instant) -> anyhow::Result<Self> {
-        let mut bed = Testbed::create(TestbedConfig::nodes(1)).await?;
+        Self::start_nodes(started, 1).await
+    }
+
+    /// Builds a cluster of `count` nodes.
+    pub async fn start_nodes(started: Instant, count: usize) -> anyhow::Result<Self> {
+        let mut bed = Testbed::create(TestbedConfig::nodes(count)).await?;
         let host_ip = bed.link_host().await?;
-        let node = bed.node(0)?.clone();
 
         let dir = tempfile::Builder::new()
             .prefix("flotilla-agent-")
             .tempdir()?;
         let images = test_images()?;
-        eprintln!("images ready after {:?}", started.elapsed());
+        let plugin = cni_plugin()?;
+        eprintln!("images and CNI plugin ready after {:?}", started.elapsed());
 
-        // The control plane, reachable from the node over the underlay.
+        // The control plane, reachable from the nodes over the underlay.
         let listen: std::net::SocketAddr = format!("{host_ip}:{}", free_port()?).parse()?;
         let config = Config {
             etcd_ports: (free_port()?, free_port()?),
@@ -360,99 +399,132 @@ impl LocalCluster {
             dir,
         };
 
-        // The node: containerd in its namespace, credentials from the cluster CA, the agent.
-        let node_name = node.name().to_owned();
-        let dirs = NodeDirs::under(&cluster.dir.path().join("node"));
-        for sub in dirs.all() {
-            fs::create_dir_all(sub)?;
+        let mut nodes = Vec::new();
+        for index in 0..count {
+            let node = bed.node(index)?.clone();
+            nodes.push(start_node(&cluster, &node, &images, &plugin, listen)?);
         }
-        let config_path = dirs.containerd_config();
-        fs::write(&config_path, config_toml(&dirs))?;
-        let containerd = Containerd::start(
-            &config_path,
-            &dirs.containerd_socket(),
-            &dirs.lib.join("containerd.log"),
-            vec![dirs.lib.clone(), dirs.run.clone()],
-            Some(node.netns()),
-            Duration::from_secs(30),
-        )?;
-        containerd.import(&images)?;
-        let credentials = write_node_credentials(
-            &cluster.dir.path().join("state/pki"),
-            &node_name,
-            &node.underlay_ip().to_string(),
-            &format!("https://{listen}"),
-            &dirs.lib.join("credentials"),
-        )?;
-        let cgroup_root = format!("/{node_name}");
-        let agent_config = AgentConfig {
-            node_name: node_name.clone(),
-            node_ip: node.underlay_ip().to_string(),
-            kubeconfig: credentials.kubeconfig.clone(),
-            dirs: dirs.clone(),
-            listen: format!("{}:{}", node.underlay_ip(), 10250).parse()?,
-            tls_cert_file: credentials.serving_cert.clone(),
-            tls_private_key_file: credentials.serving_key.clone(),
-            client_ca_file: credentials.client_ca.clone(),
-            cgroup_root: cgroup_root.clone(),
-            cluster_dns: Vec::new(),
-            cluster_domain: "cluster.local".into(),
-            max_pods: 110,
-        };
-        let mut local = LocalNode {
-            dirs: dirs.clone(),
-            cgroup_root,
-            containerd: Some(containerd),
-            agent: None,
-            netns: node.netns().clone(),
-            config: agent_config,
-        };
-        local.start_agent()?;
-
-        // The node registers and turns Ready once containerd's CNI config is in place.
-        eventually(Duration::from_secs(60), "node Ready", || {
-            let node = cluster.json(&["get", "node", &node_name])?;
-            let ready = node["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            let untainted = node["spec"]["taints"]
-                .as_array()
-                .is_none_or(|taints| taints.is_empty());
-            Ok((ready && untainted).then_some(()))
-        })
-        .await?;
-        let pod_cidr = cluster.json(&["get", "node", &node_name])?["spec"]["podCIDR"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        eprintln!(
-            "node Ready with podCIDR {pod_cidr} after {:?}",
-            started.elapsed()
-        );
-
+        let mut pod_cidrs = Vec::new();
+        for node in &nodes {
+            let name = node.config.node_name.clone();
+            // Each node registers and turns Ready once containerd's CNI config is in place.
+            eventually(Duration::from_secs(60), "node Ready", || {
+                let node = cluster.json(&["get", "node", &name])?;
+                let ready = node["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                let untainted = node["spec"]["taints"]
+                    .as_array()
+                    .is_none_or(|taints| taints.is_empty());
+                Ok((ready && untainted).then_some(()))
+            })
+            .await?;
+            let pod_cidr = cluster.json(&["get", "node", &name])?["spec"]["podCIDR"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            eprintln!(
+                "node {name} Ready with podCIDR {pod_cidr} after {:?}",
+                started.elapsed()
+            );
+            pod_cidrs.push(pod_cidr);
+        }
+        let mut nodes = nodes.into_iter();
+        let node = nodes.next().context("at least one node")?;
         Ok(Self {
-            node: local,
+            node_name: node.config.node_name.clone(),
+            node,
+            others: nodes.collect(),
             cluster,
             bed,
-            node_name,
-            pod_cidr,
+            pod_cidr: pod_cidrs.swap_remove(0),
+            host_ip,
         })
     }
 
-    /// Stops the node and the control plane in order.
+    /// Every node, the first one first.
+    pub fn nodes(&self) -> impl Iterator<Item = &LocalNode> {
+        std::iter::once(&self.node).chain(self.others.iter())
+    }
+
+    /// Stops the nodes and the control plane in order.
     pub async fn shutdown(mut self) {
-        // The node's containers go first, then the API.
-        self.node.stop_agent().ok();
-        if let Some(mut containerd) = self.node.containerd.take() {
-            self.node.remove_sandboxes();
-            containerd.stop();
+        // The nodes' containers go first, then the API.
+        for node in std::iter::once(&mut self.node).chain(self.others.iter_mut()) {
+            node.stop_agent().ok();
+            if let Some(mut containerd) = node.containerd.take() {
+                node.remove_sandboxes();
+                containerd.stop();
+            }
         }
         if let Some(control_plane) = self.cluster.control_plane.take() {
             control_plane.stop().await;
         }
     }
+}
+
+/// One node of a local cluster: containerd in the node's namespace, credentials from the
+/// cluster CA, and the agent.
+fn start_node(
+    cluster: &Cluster,
+    node: &flotilla_testbed::Node,
+    images: &[PathBuf],
+    plugin: &Path,
+    api: std::net::SocketAddr,
+) -> anyhow::Result<LocalNode> {
+    let node_name = node.name().to_owned();
+    let dirs = NodeDirs::under(&cluster.dir.path().join(format!("nodes/{node_name}")));
+    for sub in dirs.all() {
+        fs::create_dir_all(sub)?;
+    }
+    let config_path = dirs.containerd_config();
+    fs::write(&config_path, config_toml(&dirs))?;
+    let containerd = Containerd::start(
+        &config_path,
+        &dirs.containerd_socket(),
+        &dirs.lib.join("containerd.log"),
+        vec![dirs.lib.clone(), dirs.run.clone()],
+        Some(node.netns()),
+        Duration::from_secs(30),
+    )?;
+    containerd.import(images)?;
+    let credentials = write_node_credentials(
+        &cluster.dir.path().join("state/pki"),
+        &node_name,
+        &node.underlay_ip().to_string(),
+        &format!("https://{api}"),
+        &dirs.lib.join("credentials"),
+    )?;
+    let cgroup_root = format!("/{node_name}");
+    let agent_config = AgentConfig {
+        node_name: node_name.clone(),
+        node_ip: node.underlay_ip().to_string(),
+        kubeconfig: credentials.kubeconfig.clone(),
+        dirs: dirs.clone(),
+        listen: format!("{}:{}", node.underlay_ip(), 10250).parse()?,
+        tls_cert_file: credentials.serving_cert.clone(),
+        tls_private_key_file: credentials.serving_key.clone(),
+        client_ca_file: credentials.client_ca.clone(),
+        cgroup_root: cgroup_root.clone(),
+        cluster_dns: Vec::new(),
+        cluster_domain: "cluster.local".into(),
+        max_pods: 110,
+        cluster_cidr: "10.244.0.0/16".into(),
+        mtu: None,
+        cni_plugin: plugin.to_owned(),
+    };
+    let mut local = LocalNode {
+        dirs,
+        cgroup_root,
+        containerd: Some(containerd),
+        agent: None,
+        netns: node.netns().clone(),
+        config: agent_config,
+    };
+    local.start_agent()?;
+    Ok(local)
 }
 
 /// A kube client from a kubeconfig file.

@@ -108,11 +108,13 @@ fn kubeconfig() -> PathBuf {
     control_plane_state().join("admin.kubeconfig")
 }
 
-/// The binaries the cluster runs, copied out of the target directory, each with a subcommand
-/// `up` needs (to tell a current build from an older one).
-const BINARIES: [(&str, &str); 2] = [
+/// The binaries the cluster runs, copied out of the target directory, each with a word its
+/// `--help` output must contain (to tell a current build from an older one). The agent installs
+/// the CNI plugin found next to itself into each node's CNI bin dir.
+const BINARIES: [(&str, &str); 3] = [
     ("flotilla-controlplane", "node-credentials"),
-    ("flotilla-agent", "remove-pods"),
+    ("flotilla-agent", "cni-plugin"),
+    ("flotilla-cni", "CNI_COMMAND"),
 ];
 
 /// Where the cluster's copies of the binaries live.
@@ -142,8 +144,19 @@ fn copy_binaries() -> anyhow::Result<()> {
         std::fs::copy(&built, &copy)
             .with_context(|| format!("copying {} into {}", built.display(), dir.display()))?;
         // A build from another checkout sharing the target directory may have replaced the file
-        // between our build and the copy.
-        let help = output_of(Command::new(&copy).arg("--help")).unwrap_or_default();
+        // between our build and the copy. (flotilla-cni answers any flag with a CNI error on
+        // stdout and a non-zero exit, which output_of treats as failure, hence stdout+stderr.)
+        let help = Command::new(&copy)
+            .arg("--help")
+            .output()
+            .map(|out| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .unwrap_or_default();
         if !help.contains(subcommand) {
             bail!(
                 "{} lacks the `{subcommand}` subcommand: a build from another checkout sharing \
@@ -200,6 +213,8 @@ pub(crate) fn up(args: &UpArgs) -> anyhow::Result<()> {
                 "flotilla-controlplane",
                 "--package",
                 "flotilla-agent",
+                "--package",
+                "flotilla-cni",
             ]),
         )?;
         let images = images::build(None)?;

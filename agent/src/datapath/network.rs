@@ -1,0 +1,343 @@
+//! The pod network datapath of one node: the three TC programs of `ebpf/src/network.rs` and
+//! their pinned maps (local endpoints, tunnels to other nodes, the node's settings, drop
+//! counters). Deciding *what* belongs in the maps is elsewhere (`cni_api` for endpoints,
+//! `tunnels` for remote nodes); this module only loads, attaches and writes.
+
+use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
+
+use aya::{
+    Ebpf,
+    maps::{
+        Array, HashMap, Map, MapData, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
+    programs::SchedClassifier,
+};
+use flotilla_common::network::{
+    DROPS_MAP, DropReason, ENDPOINTS_MAP, Endpoint, EndpointKey, FROM_OVERLAY_PROG, FROM_POD_PROG,
+    NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TUNNELS_MAP, Tunnel,
+};
+use serde::Serialize;
+
+use super::{
+    DatapathError,
+    attach::{AttachOutcome, attach_pinned, detach_pinned},
+    loader,
+    pins::{Direction, NodePins},
+};
+
+/// The loaded network programs of a node, ready to attach, and its pin paths.
+pub struct NetworkDatapath {
+    ebpf: Ebpf,
+    pins: NodePins,
+}
+
+impl std::fmt::Debug for NetworkDatapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkDatapath")
+            .field("pins", &self.pins)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetworkDatapath {
+    /// Loads the programs (verifying them once) against the node's pinned maps, creating the
+    /// maps on first use and re-using them afterwards.
+    pub fn load(pins: &NodePins) -> Result<Self, DatapathError> {
+        let mut ebpf = loader::load(pins)?;
+        for name in [FROM_POD_PROG, FROM_OVERLAY_PROG, TO_OVERLAY_PROG] {
+            classifier(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DatapathError::Program {
+                    program: name,
+                    source,
+                })?;
+        }
+        Ok(Self {
+            ebpf,
+            pins: pins.clone(),
+        })
+    }
+
+    /// The node's pin paths.
+    pub fn pins(&self) -> &NodePins {
+        &self.pins
+    }
+
+    /// Attaches `from_pod` to the ingress of a pod's host-side veth.
+    pub fn attach_pod(&mut self, host_ifname: &str) -> Result<AttachOutcome, DatapathError> {
+        let program = classifier(&mut self.ebpf, FROM_POD_PROG)?;
+        attach_pinned(
+            program,
+            FROM_POD_PROG,
+            &self.pins,
+            host_ifname,
+            Direction::Ingress,
+        )
+    }
+
+    /// Removes the pinned `from_pod` link of a pod's host-side veth.
+    pub fn detach_pod(&self, host_ifname: &str) -> Result<(), DatapathError> {
+        detach_pinned(&self.pins, FROM_POD_PROG, host_ifname, Direction::Ingress)
+    }
+
+    /// Attaches `from_overlay` (ingress) and `to_overlay` (egress) to the VXLAN device.
+    pub fn attach_overlay(&mut self, device: &str) -> Result<(), DatapathError> {
+        for (name, direction) in [
+            (FROM_OVERLAY_PROG, Direction::Ingress),
+            (TO_OVERLAY_PROG, Direction::Egress),
+        ] {
+            let program = classifier(&mut self.ebpf, name)?;
+            attach_pinned(program, name, &self.pins, device, direction)?;
+        }
+        Ok(())
+    }
+}
+
+fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DatapathError> {
+    ebpf.program_mut(name)
+        .ok_or(DatapathError::MissingObject {
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| DatapathError::Program {
+            program: name,
+            source,
+        })
+}
+
+fn open_pinned(path: &Path, what: &'static str) -> Result<Map, DatapathError> {
+    if !path.exists() {
+        return Err(DatapathError::NotPinned {
+            path: path.to_owned(),
+            what,
+        });
+    }
+    let map_error = |source| DatapathError::Map {
+        map: path.display().to_string(),
+        source,
+    };
+    let data = MapData::from_pin(path).map_err(map_error)?;
+    Map::from_map_data(data).map_err(map_error)
+}
+
+fn map_error(name: &str) -> impl Fn(aya::maps::MapError) -> DatapathError + '_ {
+    move |source| DatapathError::Map {
+        map: name.to_owned(),
+        source,
+    }
+}
+
+const NOT_STARTED: &str = "the node's network datapath; start the agent on this node first";
+
+/// The pinned maps of a node's network datapath, opened by path (the agent and the
+/// `flotilla-agent bpf` commands use the same handles).
+pub struct NetworkMaps {
+    endpoints: HashMap<MapData, EndpointKey, Endpoint>,
+    tunnels: LpmTrie<MapData, [u8; 4], Tunnel>,
+    node_config: Array<MapData, NodeConfig>,
+    drops: PerCpuArray<MapData, u64>,
+}
+
+impl std::fmt::Debug for NetworkMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkMaps").finish_non_exhaustive()
+    }
+}
+
+/// One local endpoint as listed by [`NetworkMaps::endpoints`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EndpointRow {
+    /// The pod's address.
+    pub address: Ipv4Addr,
+    /// ifindex of its host-side veth.
+    pub host_ifindex: u32,
+    /// The pod's MAC.
+    pub pod_mac: String,
+    /// The host-side veth's MAC.
+    pub host_mac: String,
+}
+
+/// One tunnel prefix as listed by [`NetworkMaps::tunnels`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct TunnelRow {
+    /// The prefix (a node's podCIDR or its /32 node IP).
+    pub prefix: Ipv4Addr,
+    /// Its length.
+    pub prefix_len: u32,
+    /// The node's underlay address packets to the prefix are tunnelled to.
+    pub node_ip: Ipv4Addr,
+}
+
+impl NetworkMaps {
+    /// Opens the node's pinned network maps.
+    pub fn open(pins: &NodePins) -> Result<Self, DatapathError> {
+        let endpoints = open_pinned(&pins.map(ENDPOINTS_MAP), NOT_STARTED)?
+            .try_into()
+            .map_err(map_error(ENDPOINTS_MAP))?;
+        let tunnels = open_pinned(&pins.map(TUNNELS_MAP), NOT_STARTED)?
+            .try_into()
+            .map_err(map_error(TUNNELS_MAP))?;
+        let node_config = open_pinned(&pins.map(NODE_CONFIG_MAP), NOT_STARTED)?
+            .try_into()
+            .map_err(map_error(NODE_CONFIG_MAP))?;
+        let drops = open_pinned(&pins.map(DROPS_MAP), NOT_STARTED)?
+            .try_into()
+            .map_err(map_error(DROPS_MAP))?;
+        Ok(Self {
+            endpoints,
+            tunnels,
+            node_config,
+            drops,
+        })
+    }
+
+    /// Writes the node's settings (the programs act on packets from then on).
+    pub fn set_node_config(&mut self, config: &NodeConfig) -> Result<(), DatapathError> {
+        self.node_config
+            .set(0, config, 0)
+            .map_err(map_error(NODE_CONFIG_MAP))
+    }
+
+    /// The node's settings as the programs see them.
+    pub fn node_config(&self) -> Result<NodeConfig, DatapathError> {
+        self.node_config
+            .get(&0, 0)
+            .map_err(map_error(NODE_CONFIG_MAP))
+    }
+
+    /// Adds or replaces the endpoint for `address`.
+    pub fn put_endpoint(
+        &mut self,
+        address: Ipv4Addr,
+        endpoint: &Endpoint,
+    ) -> Result<(), DatapathError> {
+        self.endpoints
+            .insert(
+                EndpointKey {
+                    ipv4: address.octets(),
+                },
+                endpoint,
+                0,
+            )
+            .map_err(map_error(ENDPOINTS_MAP))
+    }
+
+    /// Removes the endpoint for `address`; removing an absent one succeeds.
+    pub fn remove_endpoint(&mut self, address: Ipv4Addr) -> Result<(), DatapathError> {
+        match self.endpoints.remove(&EndpointKey {
+            ipv4: address.octets(),
+        }) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(err) => Err(map_error(ENDPOINTS_MAP)(err)),
+        }
+    }
+
+    /// Every endpoint in the map, by address.
+    pub fn endpoint_entries(&self) -> Result<BTreeMap<Ipv4Addr, Endpoint>, DatapathError> {
+        self.endpoints
+            .iter()
+            .map(|entry| {
+                entry
+                    .map(|(key, value)| (Ipv4Addr::from(key.ipv4), value))
+                    .map_err(map_error(ENDPOINTS_MAP))
+            })
+            .collect()
+    }
+
+    /// Every endpoint, for listing.
+    pub fn endpoints(&self) -> Result<Vec<EndpointRow>, DatapathError> {
+        Ok(self
+            .endpoint_entries()?
+            .into_iter()
+            .map(|(address, endpoint)| EndpointRow {
+                address,
+                host_ifindex: endpoint.host_ifindex,
+                pod_mac: format_mac(&endpoint.pod_mac),
+                host_mac: format_mac(&endpoint.host_mac),
+            })
+            .collect())
+    }
+
+    /// Adds or replaces the tunnel for `prefix/len`.
+    pub fn put_tunnel(
+        &mut self,
+        prefix: Ipv4Addr,
+        len: u32,
+        node_ip: Ipv4Addr,
+    ) -> Result<(), DatapathError> {
+        let tunnel = Tunnel {
+            node_ipv4: node_ip.octets(),
+            flags: 0,
+        };
+        self.tunnels
+            .insert(&Key::new(len, prefix.octets()), tunnel, 0)
+            .map_err(map_error(TUNNELS_MAP))
+    }
+
+    /// Removes the tunnel for `prefix/len`; removing an absent one succeeds.
+    pub fn remove_tunnel(&mut self, prefix: Ipv4Addr, len: u32) -> Result<(), DatapathError> {
+        match self.tunnels.remove(&Key::new(len, prefix.octets())) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(err) => Err(map_error(TUNNELS_MAP)(err)),
+        }
+    }
+
+    /// Every tunnel prefix, sorted.
+    pub fn tunnels(&self) -> Result<Vec<TunnelRow>, DatapathError> {
+        let mut rows = self
+            .tunnels
+            .iter()
+            .map(|entry| {
+                entry
+                    .map(|(key, value)| TunnelRow {
+                        prefix: Ipv4Addr::from(key.data()),
+                        prefix_len: key.prefix_len(),
+                        node_ip: Ipv4Addr::from(value.node_ipv4),
+                    })
+                    .map_err(map_error(TUNNELS_MAP))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.sort();
+        Ok(rows)
+    }
+
+    /// Packets dropped so far, per reason, summed over CPUs.
+    pub fn drops(&self) -> Result<Vec<(DropReason, u64)>, DatapathError> {
+        DropReason::ALL
+            .iter()
+            .map(|reason| {
+                let per_cpu = self
+                    .drops
+                    .get(&(*reason as u32), 0)
+                    .map_err(map_error(DROPS_MAP))?;
+                Ok((*reason, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_printed_the_usual_way() {
+        assert_eq!(
+            format_mac(&[0x02, 0, 0xab, 0x10, 0xff, 1]),
+            "02:00:ab:10:ff:01"
+        );
+    }
+}

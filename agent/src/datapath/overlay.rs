@@ -1,0 +1,320 @@
+//! The node's side of the overlay in the kernel: the collect-metadata VXLAN device the eBPF
+//! programs send through and receive from, the route that sends the node's own traffic for the
+//! cluster's pods into it, the forwarding sysctl, and the one masquerade rule for pods talking to
+//! the world outside the cluster (the nat table is consulted once per connection, by conntrack;
+//! every per-packet decision is eBPF).
+
+use std::{net::Ipv4Addr, path::Path, process::Stdio};
+
+use futures::TryStreamExt as _;
+use rtnetlink::{
+    Handle, LinkMessageBuilder, LinkUnspec, LinkVxlan, RouteMessageBuilder,
+    packet_route::{
+        address::AddressAttribute,
+        link::{LinkAttribute, LinkFlags},
+    },
+};
+use tokio::io::AsyncWriteExt as _;
+
+use flotilla_common::network::{OVERLAY_OVERHEAD, OVERLAY_PORT};
+
+/// The VXLAN device's name (flannel calls its own `flannel.1`).
+pub const OVERLAY_DEVICE: &str = "flotilla.1";
+/// The nftables table holding the masquerade rule.
+pub const NAT_TABLE: &str = "flotilla";
+
+/// Errors setting up the node's overlay plumbing.
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    /// A netlink request failed.
+    #[error("{action}: {source}")]
+    Netlink {
+        /// What was being done.
+        action: String,
+        /// The kernel's answer.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// No interface of this network namespace carries the node IP.
+    #[error(
+        "no interface in the agent's network namespace has the node IP {0}; pass the node's \
+         underlay address with --node-ip"
+    )]
+    NoUnderlay(Ipv4Addr),
+    /// The device exists but is not ours to use.
+    #[error("{0}")]
+    Unusable(String),
+    /// Writing a sysctl failed.
+    #[error("setting {path}: {source}")]
+    Sysctl {
+        /// The /proc/sys path.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// nft failed.
+    #[error("installing the masquerade rule with nft: {0}")]
+    Nft(String),
+}
+
+/// What the programs need to know about the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverlayDevice {
+    /// Its ifindex.
+    pub ifindex: u32,
+    /// Its MAC.
+    pub mac: [u8; 6],
+    /// Its MTU, which is also the pods' MTU.
+    pub mtu: u32,
+}
+
+/// Settings for [`ensure`].
+#[derive(Clone, Debug)]
+pub struct OverlaySettings {
+    /// The node's underlay address (the VXLAN source; the link holding it is the underlay).
+    pub node_ip: Ipv4Addr,
+    /// The whole pod network (routed into the device for the node's own traffic).
+    pub cluster_cidr: (Ipv4Addr, u32),
+    /// The node's own podCIDR (masqueraded when leaving the cluster).
+    pub pod_cidr: (Ipv4Addr, u32),
+    /// MTU for the device and pods; default: the underlay MTU minus the VXLAN overhead.
+    pub mtu: Option<u32>,
+}
+
+fn netlink(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> OverlayError {
+    let action = action.into();
+    move |source| OverlayError::Netlink { action, source }
+}
+
+/// Creates (or adopts) the VXLAN device, its route and the masquerade rule; idempotent, and it
+/// never deletes a working device, so an agent restart does not disturb traffic.
+pub async fn ensure(settings: &OverlaySettings) -> Result<OverlayDevice, OverlayError> {
+    let (connection, handle, _) = rtnetlink::new_connection()
+        .map_err(|err| OverlayError::Unusable(format!("opening a netlink socket: {err}")))?;
+    tokio::spawn(connection);
+    let (underlay_index, underlay_mtu) = underlay(&handle, settings.node_ip).await?;
+    let mtu = settings
+        .mtu
+        .unwrap_or_else(|| underlay_mtu.saturating_sub(OVERLAY_OVERHEAD));
+
+    if link_by_name(&handle, OVERLAY_DEVICE).await?.is_none() {
+        let device = LinkMessageBuilder::<LinkVxlan>::new(OVERLAY_DEVICE)
+            .port(OVERLAY_PORT)
+            .collect_metadata(true)
+            .learning(false)
+            .dev(underlay_index)
+            .mtu(mtu)
+            .arp(false)
+            .build();
+        handle
+            .link()
+            .add(device)
+            .execute()
+            .await
+            .map_err(netlink(format!(
+                "creating the VXLAN device {OVERLAY_DEVICE}"
+            )))?;
+    }
+    let Some(link) = link_by_name(&handle, OVERLAY_DEVICE).await? else {
+        return Err(OverlayError::Unusable(format!(
+            "{OVERLAY_DEVICE} vanished right after it was created"
+        )));
+    };
+    if !is_vxlan(&link) {
+        return Err(OverlayError::Unusable(format!(
+            "{OVERLAY_DEVICE} exists but is not a VXLAN device; delete it (`ip link del \
+             {OVERLAY_DEVICE}`) and restart the agent"
+        )));
+    }
+    let ifindex = link.header.index;
+    // No IPv6 on the device: it would send router solicitations nobody can route.
+    let _ = write_sysctl(&format!("net/ipv6/conf/{OVERLAY_DEVICE}/disable_ipv6"), "1");
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(ifindex)
+                .mtu(mtu)
+                .arp(false)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(netlink(format!(
+            "setting {OVERLAY_DEVICE} up with MTU {mtu}"
+        )))?;
+    let mac = link
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Address(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
+            _ => None,
+        })
+        .ok_or_else(|| OverlayError::Unusable(format!("{OVERLAY_DEVICE} has no MAC address")))?;
+
+    // The node's own packets to pods elsewhere: into the device, where to_overlay picks the node.
+    let (cluster, cluster_len) = settings.cluster_cidr;
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cluster, cluster_len as u8)
+        .output_interface(ifindex)
+        .pref_source(settings.node_ip)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .map_err(netlink(format!(
+            "routing {cluster}/{cluster_len} into {OVERLAY_DEVICE}"
+        )))?;
+
+    write_sysctl("net/ipv4/ip_forward", "1")?;
+    install_masquerade(settings).await?;
+    Ok(OverlayDevice { ifindex, mac, mtu })
+}
+
+async fn link_by_name(
+    handle: &Handle,
+    name: &str,
+) -> Result<Option<rtnetlink::packet_route::link::LinkMessage>, OverlayError> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link),
+        Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -nix::libc::ENODEV => {
+            Ok(None)
+        }
+        Err(err) => Err(netlink(format!("looking up link {name}"))(err)),
+    }
+}
+
+fn is_vxlan(link: &rtnetlink::packet_route::link::LinkMessage) -> bool {
+    use rtnetlink::packet_route::link::{InfoKind, LinkInfo};
+    link.attributes.iter().any(|attribute| {
+        matches!(attribute, LinkAttribute::LinkInfo(infos)
+            if infos.iter().any(|info| matches!(info, LinkInfo::Kind(InfoKind::Vxlan))))
+    })
+}
+
+/// The ifindex and MTU of the link holding `node_ip`.
+async fn underlay(handle: &Handle, node_ip: Ipv4Addr) -> Result<(u32, u32), OverlayError> {
+    let mut addresses = handle.address().get().execute();
+    let mut index = None;
+    while let Some(message) = addresses
+        .try_next()
+        .await
+        .map_err(netlink("listing addresses"))?
+    {
+        let holds = message.attributes.iter().any(|attribute| {
+            matches!(attribute, AddressAttribute::Local(ip) | AddressAttribute::Address(ip)
+                if *ip == std::net::IpAddr::V4(node_ip))
+        });
+        if holds {
+            index = Some(message.header.index);
+            break;
+        }
+    }
+    let index = index.ok_or(OverlayError::NoUnderlay(node_ip))?;
+    let mut links = handle.link().get().match_index(index).execute();
+    let link = links
+        .try_next()
+        .await
+        .map_err(netlink(format!("looking up link {index}")))?
+        .ok_or(OverlayError::NoUnderlay(node_ip))?;
+    let up = link.header.flags.contains(LinkFlags::Up);
+    let mtu = link
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Mtu(mtu) => Some(*mtu),
+            _ => None,
+        })
+        .unwrap_or(1500);
+    if !up {
+        tracing::warn!(ifindex = index, "the underlay link is down");
+    }
+    Ok((index, mtu))
+}
+
+/// Writes `value` to /proc/sys/`key` (in the caller's network namespace: /proc/sys/net follows
+/// the namespace of the thread that opens it).
+pub fn write_sysctl(key: &str, value: &str) -> Result<(), OverlayError> {
+    let path = Path::new("/proc/sys").join(key);
+    if std::fs::read_to_string(&path).is_ok_and(|current| current.trim() == value) {
+        return Ok(());
+    }
+    std::fs::write(&path, value).map_err(|source| OverlayError::Sysctl {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The nftables script for the masquerade rule: pod traffic to anything outside the cluster's
+/// pod network, except what leaves through the overlay, takes the node's address (flannel's
+/// rule, in one table the agent owns and replaces atomically).
+pub fn masquerade_script(settings: &OverlaySettings) -> String {
+    let (pods, pods_len) = settings.pod_cidr;
+    let (cluster, cluster_len) = settings.cluster_cidr;
+    format!(
+        "table ip {NAT_TABLE}\n\
+         delete table ip {NAT_TABLE}\n\
+         table ip {NAT_TABLE} {{\n\
+         \tchain postrouting {{\n\
+         \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+         \t\tip saddr {pods}/{pods_len} ip daddr != {cluster}/{cluster_len} oifname != \"{OVERLAY_DEVICE}\" masquerade\n\
+         \t}}\n\
+         }}\n"
+    )
+}
+
+async fn install_masquerade(settings: &OverlaySettings) -> Result<(), OverlayError> {
+    let script = masquerade_script(settings);
+    let mut child = tokio::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| {
+            OverlayError::Nft(format!(
+                "could not run nft ({err}); install nftables (`cargo xtask setup` does)"
+            ))
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|err| OverlayError::Nft(err.to_string()))?;
+    }
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|err| OverlayError::Nft(err.to_string()))?;
+    if !output.status.success() {
+        return Err(OverlayError::Nft(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masquerade_spares_the_cluster_and_the_overlay() {
+        let script = masquerade_script(&OverlaySettings {
+            node_ip: "192.168.77.11".parse().unwrap(),
+            cluster_cidr: ("10.244.0.0".parse().unwrap(), 16),
+            pod_cidr: ("10.244.1.0".parse().unwrap(), 24),
+            mtu: None,
+        });
+        assert!(script.contains(
+            "ip saddr 10.244.1.0/24 ip daddr != 10.244.0.0/16 oifname != \"flotilla.1\" masquerade"
+        ));
+        // Declaring the table first makes the delete succeed on a fresh node.
+        assert!(script.starts_with("table ip flotilla\ndelete table ip flotilla\n"));
+    }
+}

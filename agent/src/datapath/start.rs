@@ -1,0 +1,104 @@
+//! Bringing a node's pod network up at agent start: load the programs against the pinned maps,
+//! create or adopt the VXLAN device, tell the programs about the node, reopen the address pool
+//! and re-register the pods that already run. Each step is idempotent, so a restarted or
+//! upgraded agent goes through the same path without touching established traffic.
+
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::Context as _;
+use flotilla_common::network::{NodeConfig, OVERLAY_VNI};
+
+use super::{
+    network::{NetworkDatapath, NetworkMaps},
+    overlay::{self, OVERLAY_DEVICE, OverlaySettings},
+    pins::NodePins,
+    tunnels::parse_ipv4_cidr,
+};
+use crate::cni_api::{Backend, ipam::Ipam};
+
+/// What the node's network needs to know.
+#[derive(Clone, Debug)]
+pub struct NetworkSettings {
+    /// The node's name (pin directory).
+    pub node_name: String,
+    /// The node's underlay address.
+    pub node_ip: Ipv4Addr,
+    /// The node's podCIDR.
+    pub pod_cidr: String,
+    /// The cluster's pod network.
+    pub cluster_cidr: String,
+    /// MTU override for the overlay and pods.
+    pub mtu: Option<u32>,
+    /// Where the address pool lives.
+    pub ipam_dir: PathBuf,
+}
+
+/// A running node network.
+#[derive(Debug)]
+pub struct NodeNetwork {
+    /// The CNI API's backend.
+    pub backend: Arc<Backend>,
+    /// The pinned maps (shared with the tunnel sync).
+    pub maps: Arc<Mutex<NetworkMaps>>,
+    /// The pods' MTU.
+    pub mtu: u32,
+}
+
+/// Brings the node's network up (see the module docs).
+pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
+    let pins = NodePins::new(&settings.node_name)?;
+    let mut datapath = NetworkDatapath::load(&pins).context("loading the network datapath")?;
+    let cluster_cidr = parse_ipv4_cidr(&settings.cluster_cidr).with_context(|| {
+        format!(
+            "--cluster-cidr {:?} is not an IPv4 CIDR",
+            settings.cluster_cidr
+        )
+    })?;
+    let pod_cidr = parse_ipv4_cidr(&settings.pod_cidr)
+        .with_context(|| format!("the node's podCIDR {:?} is not IPv4", settings.pod_cidr))?;
+    let device = overlay::ensure(&OverlaySettings {
+        node_ip: settings.node_ip,
+        cluster_cidr,
+        pod_cidr,
+        mtu: settings.mtu,
+    })
+    .await
+    .context("setting up the overlay device")?;
+    datapath
+        .attach_overlay(OVERLAY_DEVICE)
+        .context("attaching the overlay programs")?;
+    let mut maps = NetworkMaps::open(&pins)?;
+    maps.set_node_config(&NodeConfig {
+        vxlan_ifindex: device.ifindex,
+        vni: OVERLAY_VNI,
+        node_ipv4: settings.node_ip.octets(),
+        vxlan_mac: device.mac,
+        pad: [0; 2],
+    })?;
+    let ipam = Ipam::open(&settings.ipam_dir, &settings.pod_cidr)?;
+    let backend = Arc::new(Backend::new(
+        ipam,
+        Arc::new(Mutex::new(datapath)),
+        Arc::new(Mutex::new(NetworkMaps::open(&pins)?)),
+        device.mtu,
+    ));
+    let restored = backend
+        .restore()
+        .context("restoring the node's endpoints")?;
+    tracing::info!(
+        device = OVERLAY_DEVICE,
+        ifindex = device.ifindex,
+        mtu = device.mtu,
+        restored,
+        "pod network up"
+    );
+    Ok(NodeNetwork {
+        backend,
+        maps: Arc::new(Mutex::new(maps)),
+        mtu: device.mtu,
+    })
+}

@@ -1,0 +1,169 @@
+//! The pod network datapath's maps: local endpoints, tunnels to other nodes, the node's own
+//! settings and drop counters. Shared by `ebpf/src/network.rs` (kernel side) and
+//! `agent/src/datapath/` (which fills them).
+//!
+//! Addresses are stored as the four bytes of the IPv4 address in network order, exactly as they
+//! sit in the packet, so the kernel side compares without byte swapping.
+
+/// Map of the pods on this node: [`EndpointKey`] -> [`Endpoint`].
+pub const ENDPOINTS_MAP: &str = "ENDPOINTS";
+/// LPM trie of where remote addresses live: `Key<[u8; 4]>` (podCIDRs of other nodes and their node
+/// IPs as /32) -> [`Tunnel`].
+pub const TUNNELS_MAP: &str = "TUNNELS";
+/// One-entry array with this node's [`NodeConfig`].
+pub const NODE_CONFIG_MAP: &str = "NODE_CONFIG";
+/// Per-CPU array of packets dropped, indexed by [`DropReason`].
+pub const DROPS_MAP: &str = "DROPS";
+
+/// TC program on the ingress of each pod's host-side veth (packets the pod sends).
+pub const FROM_POD_PROG: &str = "from_pod";
+/// TC program on the ingress of the VXLAN device (packets decapsulated from other nodes).
+pub const FROM_OVERLAY_PROG: &str = "from_overlay";
+/// TC program on the egress of the VXLAN device (sets the tunnel destination of every packet).
+pub const TO_OVERLAY_PROG: &str = "to_overlay";
+
+/// Maximum pods per node the endpoint map holds.
+pub const ENDPOINTS_MAX_ENTRIES: u32 = 4096;
+/// Maximum tunnel prefixes (two per remote node: its podCIDR and its node IP).
+pub const TUNNELS_MAX_ENTRIES: u32 = 16384;
+
+/// VXLAN network identifier of the overlay (flannel's default, VNI 1).
+pub const OVERLAY_VNI: u32 = 1;
+/// UDP port of the overlay (flannel's VXLAN port, also the Linux default).
+pub const OVERLAY_PORT: u16 = 8472;
+/// Bytes the VXLAN encapsulation adds (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
+pub const OVERLAY_OVERHEAD: u32 = 50;
+/// The link-local address pods route through; it is never assigned anywhere, the pod has a
+/// permanent neighbour entry for it pointing at its host-side veth.
+pub const POD_GATEWAY: [u8; 4] = [169, 254, 1, 1];
+
+/// Key of [`ENDPOINTS_MAP`]: a pod's IPv4 address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointKey {
+    /// The address, network order.
+    pub ipv4: [u8; 4],
+}
+
+/// A pod on this node, as the datapath needs it to deliver packets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// ifindex of the pod's host-side veth (redirect_peer target).
+    pub host_ifindex: u32,
+    /// MAC of the pod's interface (destination of delivered frames).
+    pub pod_mac: [u8; 6],
+    /// MAC of the host-side veth (source of delivered frames; the pod's gateway MAC).
+    pub host_mac: [u8; 6],
+    /// Reserved for flags (policy, ...); 0 today.
+    pub flags: u32,
+}
+
+/// Value of [`TUNNELS_MAP`]: the node behind a prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Underlay IPv4 address of the node (network order): the VXLAN destination.
+    pub node_ipv4: [u8; 4],
+    /// Reserved; 0 today.
+    pub flags: u32,
+}
+
+/// The node's own settings, index 0 of [`NODE_CONFIG_MAP`]. Until the agent wrote it, every
+/// field is 0 and the programs pass packets to the kernel unchanged.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// ifindex of the node's VXLAN device.
+    pub vxlan_ifindex: u32,
+    /// VNI used on the overlay.
+    pub vni: u32,
+    /// The node's underlay IPv4 address (network order).
+    pub node_ipv4: [u8; 4],
+    /// MAC of the VXLAN device: frames handed to the node's own stack must carry it.
+    pub vxlan_mac: [u8; 6],
+    /// Explicit padding (no uninitialised bytes).
+    pub pad: [u8; 2],
+}
+
+/// Why the datapath dropped a packet; the index into [`DROPS_MAP`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DropReason {
+    /// The IPv4 header could not be read (truncated packet).
+    Malformed = 0,
+    /// A pod sent a packet whose source address is not the one assigned to its interface.
+    SourceMismatch = 1,
+    /// The packet's TTL ran out while being forwarded between pods.
+    TtlExceeded = 2,
+    /// Bound for the overlay, but no node owns the destination (no tunnel).
+    NoTunnel = 3,
+    /// The tunnel destination could not be attached to the packet.
+    TunnelKey = 4,
+    /// Arrived over the overlay from a node that does not own the inner source address.
+    TunnelSourceMismatch = 5,
+    /// Arrived over the overlay for an address that is neither a pod here nor this node.
+    UnknownDestination = 6,
+}
+
+impl DropReason {
+    /// Every reason, in index order.
+    pub const ALL: [Self; 7] = [
+        Self::Malformed,
+        Self::SourceMismatch,
+        Self::TtlExceeded,
+        Self::NoTunnel,
+        Self::TunnelKey,
+        Self::TunnelSourceMismatch,
+        Self::UnknownDestination,
+    ];
+
+    /// Number of reasons (the size of [`DROPS_MAP`]).
+    pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// The name used in metrics and listings (snake_case, stable).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::SourceMismatch => "source_mismatch",
+            Self::TtlExceeded => "ttl_exceeded",
+            Self::NoTunnel => "no_tunnel",
+            Self::TunnelKey => "tunnel_key",
+            Self::TunnelSourceMismatch => "tunnel_source_mismatch",
+            Self::UnknownDestination => "unknown_destination",
+        }
+    }
+}
+
+// SAFETY: repr(C), integers and byte arrays only, no implicit padding.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for EndpointKey {}
+// SAFETY: as above (4 + 6 + 6 + 4 bytes).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Endpoint {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Tunnel {}
+// SAFETY: as above (4 + 4 + 4 + 6 + 2 bytes).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for NodeConfig {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_padding() {
+        assert_eq!(core::mem::size_of::<EndpointKey>(), 4);
+        assert_eq!(core::mem::size_of::<Endpoint>(), 20);
+        assert_eq!(core::mem::size_of::<Tunnel>(), 8);
+        assert_eq!(core::mem::size_of::<NodeConfig>(), 20);
+    }
+
+    #[test]
+    fn drop_reasons_are_indexed_in_order() {
+        for (index, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, index, "{}", reason.name());
+        }
+    }
+}

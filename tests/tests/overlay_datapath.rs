@@ -1,0 +1,250 @@
+//! The eBPF overlay on its own, without containerd or the API: two test-bed nodes, the agent's
+//! node network (`datapath::start`: programs, VXLAN device, address pool) brought up inside each
+//! node namespace, pods plumbed the way flotilla-cni does it (/32 + link-local gateway) with
+//! addresses from the agent's pool and registered through its CNI backend, and the tunnel map
+//! filled by hand. Then: same-node and cross-node ICMP/TCP/UDP, a restarted (re-started) node
+//! network keeping traffic flowing, and the drop counters for a spoofed source and a
+//! destination no pod owns.
+
+mod support;
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    process::Command,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context as _, ensure};
+use flotilla_agent::{
+    cni_api::{
+        Backend,
+        proto::{self, cni_backend_server::CniBackend as _},
+    },
+    datapath::{
+        network::NetworkMaps,
+        pins::NodePins,
+        start::{NetworkSettings, start},
+    },
+};
+use flotilla_common::network::DropReason;
+use flotilla_testbed::{
+    Netns, Testbed, TestbedConfig,
+    traffic::{UdpReceiver, ping, send_udp, tcp_echo},
+};
+use support::require_root;
+
+/// Runs `f` with the node's network (re)started inside the node's namespace, on a runtime of
+/// its own (every socket it opens belongs to the node).
+fn with_node_network<T: Send>(
+    netns: &Netns,
+    settings: &NetworkSettings,
+    f: impl AsyncFnOnce(Arc<Backend>) -> anyhow::Result<T> + Send,
+) -> anyhow::Result<T> {
+    netns.run(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let network = start(settings).await?;
+            f(network.backend).await
+        })
+    })?
+}
+
+fn attachment(container: &str) -> Option<proto::Attachment> {
+    Some(proto::Attachment {
+        container_id: container.into(),
+        ifname: "eth0".into(),
+    })
+}
+
+fn link_facts(netns: &Netns, iface: &str) -> anyhow::Result<(u32, Vec<u8>)> {
+    let output = Command::new("ip")
+        .args(["-n", netns.name(), "-j", "link", "show", iface])
+        .output()?;
+    let links: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("ip link show {iface} in {}", netns.name()))?;
+    let index = links[0]["ifindex"].as_u64().context("ifindex")? as u32;
+    let mac = links[0]["address"]
+        .as_str()
+        .context("address")?
+        .split(':')
+        .map(|byte| u8::from_str_radix(byte, 16))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((index, mac))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlay_forwards_between_pods_and_counts_drops() -> anyhow::Result<()> {
+    require_root();
+    let mut bed = Testbed::create(TestbedConfig::nodes(2)).await?;
+    let dir = tempfile::tempdir()?;
+    let settings: Vec<NetworkSettings> = bed
+        .nodes()
+        .iter()
+        .map(|node| {
+            let (network, len) = node.pod_cidr();
+            NetworkSettings {
+                node_name: node.name().to_owned(),
+                node_ip: node.underlay_ip(),
+                pod_cidr: format!("{network}/{len}"),
+                cluster_cidr: "10.244.0.0/16".into(),
+                mtu: None,
+                ipam_dir: dir.path().join(node.name()),
+            }
+        })
+        .collect();
+
+    // Three pods: a and b on node 0, c on node 1, each with an address from its node's pool.
+    let mut pods = Vec::new();
+    for (name, node) in [("a", 0usize), ("b", 0), ("c", 1)] {
+        let netns = bed.node(node)?.netns().clone();
+        let address = with_node_network(&netns, &settings[node], async |backend| {
+            let response = backend
+                .allocate(tonic::Request::new(proto::AllocateRequest {
+                    attachment: attachment(name),
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            ensure!(response.prefix_len == 32 && response.gateway == "169.254.1.1");
+            ensure!(
+                response.mtu == 1450,
+                "MTU {} (underlay 1500 - 50)",
+                response.mtu
+            );
+            Ok(response.address.parse::<Ipv4Addr>()?)
+        })?;
+        let pod = bed.add_pod_with_ip(node, name, address).await?;
+        let (host_ifindex, host_mac) = link_facts(&netns, pod.host_iface())?;
+        let (_, pod_mac) = link_facts(pod.netns(), "eth0")?;
+        let host_ifname = pod.host_iface().to_owned();
+        with_node_network(&netns, &settings[node], async |backend| {
+            backend
+                .register_endpoint(tonic::Request::new(proto::RegisterEndpointRequest {
+                    attachment: attachment(name),
+                    address: address.to_string(),
+                    host_ifname,
+                    host_ifindex,
+                    host_mac,
+                    pod_mac,
+                }))
+                .await?;
+            Ok(())
+        })?;
+        pods.push(pod);
+    }
+    let (a, b, c) = (&pods[0], &pods[1], &pods[2]);
+
+    // The tunnels the agent would derive from the Node objects.
+    for (node, other) in [(0usize, 1usize), (1, 0)] {
+        let mut maps = NetworkMaps::open(&NodePins::new(bed.node(node)?.name())?)?;
+        let remote = bed.node(other)?;
+        let (cidr, len) = remote.pod_cidr();
+        maps.put_tunnel(cidr, u32::from(len), remote.underlay_ip())?;
+        maps.put_tunnel(remote.underlay_ip(), 32, remote.underlay_ip())?;
+    }
+
+    ping(a.netns(), b.ip(), 3)?;
+    ping(a.netns(), c.ip(), 3)?;
+    ping(c.netns(), b.ip(), 3)?;
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    for (from, to) in [(a, c), (c, a), (a, b)] {
+        let server = flotilla_testbed::traffic::TcpEchoServer::start(
+            to.netns(),
+            SocketAddrV4::new(to.ip(), 9000),
+            Duration::from_secs(10),
+        )?;
+        let echoed = tcp_echo(
+            from.netns(),
+            SocketAddrV4::new(to.ip(), 9000),
+            &payload,
+            Duration::from_secs(10),
+        )?;
+        server.finish()?;
+        ensure!(
+            echoed == payload,
+            "TCP {} -> {} garbled",
+            from.name(),
+            to.name()
+        );
+    }
+    let receiver = UdpReceiver::bind(c.netns(), SocketAddrV4::new(c.ip(), 9001))?;
+    send_udp(a.netns(), SocketAddrV4::new(c.ip(), 9001), 20, 1200)?;
+    ensure!(
+        receiver.receive(20, Duration::from_secs(3)) >= 18,
+        "UDP a -> c lost"
+    );
+
+    // Pods reach the remote node's address through the tunnel, and nodes reach pods.
+    ping(a.netns(), bed.node(1)?.underlay_ip(), 2)?;
+    ping(bed.node(1)?.netns(), a.ip(), 2)?;
+    ping(bed.node(0)?.netns(), a.ip(), 2)?;
+
+    // A restarted node network (what an agent restart or upgrade does) keeps forwarding.
+    with_node_network(bed.node(0)?.netns(), &settings[0], async |_| Ok(()))?;
+    ping(a.netns(), c.ip(), 2)?;
+
+    // Drops are counted per reason: a spoofed source, a destination no pod owns.
+    let maps0 = NetworkMaps::open(&NodePins::new(bed.node(0)?.name())?)?;
+    let maps1 = NetworkMaps::open(&NodePins::new(bed.node(1)?.name())?)?;
+    let count = |maps: &NetworkMaps, reason: DropReason| -> anyhow::Result<u64> {
+        Ok(maps
+            .drops()?
+            .into_iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| n))
+    };
+    let spoofed_before = count(&maps0, DropReason::SourceMismatch)?;
+    let spoof = Ipv4Addr::new(10, 244, 1, 200);
+    let status = Command::new("ip")
+        .args([
+            "-n",
+            a.netns().name(),
+            "addr",
+            "add",
+            &format!("{spoof}/32"),
+            "dev",
+            "eth0",
+        ])
+        .status()?;
+    ensure!(status.success());
+    let spoofed = a
+        .netns()
+        .command("busybox")?
+        .args([
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "1",
+            "-I",
+            &spoof.to_string(),
+            &c.ip().to_string(),
+        ])
+        .output()?;
+    ensure!(!spoofed.status.success(), "a spoofed source got through");
+    ensure!(count(&maps0, DropReason::SourceMismatch)? >= spoofed_before + 2);
+
+    let unknown_before = count(&maps1, DropReason::UnknownDestination)?;
+    let nobody = Ipv4Addr::new(10, 244, 2, 250);
+    ensure!(ping(a.netns(), nobody, 1).is_err());
+    ensure!(count(&maps1, DropReason::UnknownDestination)? > unknown_before);
+
+    // Release removes the endpoint: the pod is unreachable even though its links still exist.
+    with_node_network(bed.node(1)?.netns(), &settings[1], async |backend| {
+        let released = backend
+            .release(tonic::Request::new(proto::ReleaseRequest {
+                attachment: attachment("c"),
+            }))
+            .await?
+            .into_inner();
+        ensure!(released.found && released.address == c.ip().to_string());
+        Ok(())
+    })?;
+    ensure!(ping(a.netns(), c.ip(), 1).is_err());
+    ensure!(maps1.endpoints()?.is_empty());
+    bed.teardown()?;
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! The pod network end to end: three nodes (namespaces on an underlay bridge), each with a real
+//! containerd calling `flotilla-cni` and an agent running the eBPF overlay; pods pinned to nodes
+//! ping and open TCP and UDP connections to each other on the same and on other nodes, the nodes
+//! reach pods, pods reach the nodes and the world outside the cluster (masqueraded), and an
+//! established pod-to-pod TCP stream survives both agents restarting.
+//!
+//! Traffic is sent from inside pod and node namespaces by the test process (nsenter semantics)
+//! and, for the pods' own view, with `kubectl exec`. Every address is inside the test bed.
+
+mod support;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsFd as _,
+    process::Command,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure};
+use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins};
+use flotilla_testbed::{
+    Netns,
+    traffic::{ping, tcp_echo},
+};
+use support::{LocalCluster, eventually, pod_phase, require_root};
+
+fn pods_manifest(nodes: &[String]) -> String {
+    let pod = |name: &str, node: &str| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels:
+    app: net
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: docker.io/flotilla/testapp:v1
+    imagePullPolicy: Never
+"
+        )
+    };
+    [
+        pod("a1", &nodes[0]),
+        pod("a2", &nodes[0]),
+        pod("b1", &nodes[1]),
+        pod("c1", &nodes[2]),
+    ]
+    .join("---\n")
+}
+
+/// The network namespace containerd created for the pod with `ip` (found by its address).
+fn pod_netns(ip: Ipv4Addr) -> anyhow::Result<Netns> {
+    for entry in std::fs::read_dir("/run/netns")?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("cni-") {
+            continue;
+        }
+        let output = Command::new("ip")
+            .args(["-n", &name, "-4", "-o", "addr", "show"])
+            .output()?;
+        if String::from_utf8_lossy(&output.stdout).contains(&format!("inet {ip}/32")) {
+            return Ok(Netns::open(&name)?);
+        }
+    }
+    bail!("no pod network namespace has {ip}")
+}
+
+/// Sends "hostname" to the testapp's UDP echo from inside `netns` and returns the answer.
+fn udp_hostname(netns: &Netns, to: SocketAddrV4) -> anyhow::Result<String> {
+    let answer = netns.run(|| -> std::io::Result<String> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut buffer = [0u8; 256];
+        // UDP may lose the first datagram while ARP/neighbour state settles: three tries.
+        let mut last = None;
+        for _ in 0..3 {
+            socket.send_to(b"hostname", to)?;
+            match socket.recv(&mut buffer) {
+                Ok(n) => return Ok(String::from_utf8_lossy(&buffer[..n]).trim().to_owned()),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no answer")))
+    })??;
+    Ok(answer)
+}
+
+/// Connects from inside `netns` to `to` and returns true if the TCP handshake completed.
+fn tcp_connects(netns: &Netns, to: SocketAddrV4) -> anyhow::Result<bool> {
+    Ok(netns.run(|| TcpStream::connect_timeout(&to.into(), Duration::from_secs(3)).is_ok())?)
+}
+
+/// Stops a running stream; its thread reports (round trips, failure).
+type Stream = (
+    mpsc::Sender<()>,
+    std::thread::JoinHandle<(u32, Option<String>)>,
+);
+
+/// A TCP stream from inside `netns` to an echo server that sends a numbered line every 50 ms
+/// and checks it comes back, until told to stop (or 120 s pass). Reports (round trips, failure).
+fn start_stream(netns: &Netns, to: SocketAddrV4) -> anyhow::Result<Stream> {
+    let file = std::fs::File::open(netns.path())?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    let (connected, is_connected) = mpsc::channel::<Result<(), String>>();
+    let thread = std::thread::spawn(move || {
+        let mut round_trips = 0;
+        if let Err(err) = nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET) {
+            let _ = connected.send(Err(err.to_string()));
+            return (0, Some(format!("setns: {err}")));
+        }
+        let mut stream = match TcpStream::connect_timeout(&to.into(), Duration::from_secs(3)) {
+            Ok(stream) => stream,
+            Err(err) => {
+                let _ = connected.send(Err(err.to_string()));
+                return (0, Some(format!("connect: {err}")));
+            }
+        };
+        let _ = connected.send(Ok(()));
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if stopped.try_recv().is_ok() {
+                return (round_trips, None);
+            }
+            let line = format!("line {round_trips:06}\n");
+            let mut echoed = vec![0u8; line.len()];
+            if let Err(err) = stream
+                .write_all(line.as_bytes())
+                .and_then(|()| stream.read_exact(&mut echoed))
+            {
+                return (
+                    round_trips,
+                    Some(format!("round trip {round_trips}: {err}")),
+                );
+            }
+            if echoed != line.as_bytes() {
+                return (
+                    round_trips,
+                    Some(format!("round trip {round_trips}: garbled echo")),
+                );
+            }
+            round_trips += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (
+            round_trips,
+            Some("ran for 120 s without being stopped".into()),
+        )
+    });
+    match is_connected.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => Ok((stop, thread)),
+        Ok(Err(err)) => bail!("the long-lived stream could not connect to {to}: {err}"),
+        Err(_) => bail!("the long-lived stream did not connect to {to} within 10 s"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pods_reach_each_other_on_and_across_nodes() -> anyhow::Result<()> {
+    require_root();
+    let started = Instant::now();
+    let mut local = LocalCluster::start_nodes(started, 3).await?;
+    let nodes: Vec<String> = local
+        .nodes()
+        .map(|node| node.config.node_name.clone())
+        .collect();
+    let node_ips: Vec<Ipv4Addr> = local
+        .nodes()
+        .map(|node| node.config.node_ip.parse())
+        .collect::<Result<_, _>>()?;
+    let cluster = &local.cluster;
+    cluster.apply("pods.yaml", &pods_manifest(&nodes))?;
+
+    let pods = eventually(Duration::from_secs(90), "pods Running with IPs", || {
+        let list = cluster.json(&["get", "pods", "-l", "app=net"])?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let ready: Vec<(String, Ipv4Addr)> = items
+            .iter()
+            .filter(|pod| pod_phase(pod) == "Running")
+            .filter_map(|pod| {
+                Some((
+                    pod["metadata"]["name"].as_str()?.to_owned(),
+                    pod["status"]["podIP"].as_str()?.parse().ok()?,
+                ))
+            })
+            .collect();
+        Ok((ready.len() == 4).then_some(ready))
+    })
+    .await?;
+    let ip = |name: &str| -> Ipv4Addr {
+        pods.iter()
+            .find(|(pod, _)| pod == name)
+            .map(|(_, ip)| *ip)
+            .unwrap_or(Ipv4Addr::UNSPECIFIED)
+    };
+    eprintln!("pods Running after {:?}: {pods:?}", started.elapsed());
+    let (a1, a2, b1, c1) = (ip("a1"), ip("a2"), ip("b1"), ip("c1"));
+    ensure!(
+        a1 != a2 && a1 != b1 && b1 != c1,
+        "pods share addresses: {pods:?}"
+    );
+
+    // What the agents put into the datapath, read from the pinned maps.
+    let maps0 = NetworkMaps::open(&NodePins::new(&nodes[0])?)?;
+    let endpoints: Vec<Ipv4Addr> = maps0.endpoints()?.iter().map(|e| e.address).collect();
+    ensure!(
+        endpoints.contains(&a1) && endpoints.contains(&a2) && !endpoints.contains(&b1),
+        "node 0's endpoint map holds {endpoints:?}, expected a1 {a1} and a2 {a2} only"
+    );
+    let tunnels = eventually(
+        Duration::from_secs(20),
+        "tunnels to both other nodes",
+        || {
+            let tunnels = maps0.tunnels()?;
+            Ok((tunnels.len() == 4).then_some(tunnels))
+        },
+    )
+    .await?;
+    eprintln!("node 0 tunnels: {tunnels:?}");
+
+    let a1_ns = pod_netns(a1)?;
+    let b1_ns = pod_netns(b1)?;
+    let c1_ns = pod_netns(c1)?;
+
+    // ICMP: same node, across nodes, both directions.
+    ping(&a1_ns, a2, 3)?;
+    ping(&a1_ns, b1, 3)?;
+    ping(&a1_ns, c1, 3)?;
+    ping(&c1_ns, b1, 3)?;
+    ping(&b1_ns, a1, 3)?;
+    eprintln!("ping ok after {:?}", started.elapsed());
+
+    // TCP across nodes with a payload larger than one segment (GSO through the tunnel), and on
+    // the same node.
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    for (from, to) in [(&a1_ns, b1), (&c1_ns, a1), (&a1_ns, a2)] {
+        let echoed = tcp_echo(
+            from,
+            SocketAddrV4::new(to, 9000),
+            &payload,
+            Duration::from_secs(10),
+        )?;
+        ensure!(echoed == payload, "TCP echo to {to} came back different");
+    }
+    // UDP across nodes and on the same node.
+    ensure!(udp_hostname(&a1_ns, SocketAddrV4::new(c1, 9001))? == "c1");
+    ensure!(udp_hostname(&b1_ns, SocketAddrV4::new(a2, 9001))? == "a2");
+    eprintln!("TCP and UDP ok after {:?}", started.elapsed());
+
+    // The pods' own view: no address translation between pods.
+    let seen = cluster.kubectl_ok(&[
+        "exec",
+        "a1",
+        "--",
+        "wget",
+        "-qO-",
+        &format!("http://{b1}:8080/clientip"),
+    ])?;
+    ensure!(
+        seen.trim() == a1.to_string(),
+        "b1 saw a1 as {seen:?}, expected {a1}"
+    );
+
+    // Nodes reach pods (their own and others'), pods reach nodes (their own and others').
+    let node0 = local.node.netns.clone();
+    let node1 = local.others[0].netns.clone();
+    ensure!(
+        tcp_connects(&node0, SocketAddrV4::new(a1, 9000))?,
+        "node 0 -> a1"
+    );
+    ensure!(
+        tcp_connects(&node1, SocketAddrV4::new(a1, 9000))?,
+        "node 1 -> a1"
+    );
+    ensure!(
+        tcp_connects(&a1_ns, SocketAddrV4::new(node_ips[0], 10250))?,
+        "a1 -> node 0"
+    );
+    ensure!(
+        tcp_connects(&a1_ns, SocketAddrV4::new(node_ips[1], 10250))?,
+        "a1 -> node 1"
+    );
+
+    // Outside the cluster (the host's address on the underlay): masqueraded to the node's IP.
+    let host_ip = local.host_ip;
+    let outside = TcpListener::bind(SocketAddrV4::new(host_ip, 0))?;
+    outside.set_nonblocking(false)?;
+    let outside_port = outside.local_addr()?.port();
+    let accept = std::thread::spawn(move || -> std::io::Result<std::net::SocketAddr> {
+        let (_, peer) = outside.accept()?;
+        Ok(peer)
+    });
+    ensure!(
+        tcp_connects(&a1_ns, SocketAddrV4::new(host_ip, outside_port))?,
+        "a1 -> outside {host_ip}"
+    );
+    let peer = accept
+        .join()
+        .map_err(|_| anyhow::anyhow!("accept thread panicked"))??;
+    ensure!(
+        peer.ip() == std::net::IpAddr::V4(node_ips[0]),
+        "the outside saw a1 as {peer}, expected node 0's address {}",
+        node_ips[0]
+    );
+    eprintln!("node/outside checks ok after {:?}", started.elapsed());
+
+    // A long-lived TCP stream a1 -> b1 across both agents restarting; and with the agents
+    // stopped, pods still reach each other.
+    let (stop, stream) = start_stream(&a1_ns, SocketAddrV4::new(b1, 9000))?;
+    std::thread::sleep(Duration::from_millis(500));
+    local.node.stop_agent()?;
+    local.others[0].stop_agent()?;
+    ping(&a1_ns, b1, 3)?;
+    ping(&a1_ns, a2, 3)?;
+    std::thread::sleep(Duration::from_millis(500));
+    local.node.start_agent()?;
+    local.others[0].start_agent()?;
+    // The restarted agents serve CNI again: a new pod on node 0 gets an address and reaches b1.
+    cluster.apply(
+        "late.yaml",
+        &pods_manifest(&nodes)
+            .split("---\n")
+            .next()
+            .unwrap_or_default()
+            .replace("name: a1", "name: a3"),
+    )?;
+    let a3 = eventually(Duration::from_secs(60), "a3 Running", || {
+        let pod = cluster.json(&["get", "pod", "a3"])?;
+        Ok((pod_phase(&pod) == "Running")
+            .then(|| pod["status"]["podIP"].as_str()?.parse::<Ipv4Addr>().ok())
+            .flatten())
+    })
+    .await?;
+    ensure!(![a1, a2].contains(&a3), "a3 got an address in use: {a3}");
+    ping(&pod_netns(a3)?, b1, 3)?;
+    let _ = stop.send(());
+    let (round_trips, failure) = stream
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stream thread panicked"))?;
+    ensure!(
+        failure.is_none(),
+        "the long-lived stream broke after {round_trips} round trips: {failure:?}"
+    );
+    eprintln!("the stream survived the agent restarts ({round_trips} round trips)");
+
+    // Deleting a pod releases its address and its endpoint.
+    cluster.kubectl_ok(&["delete", "pod", "a2", "--wait=true", "--timeout=60s"])?;
+    eventually(Duration::from_secs(30), "a2's endpoint removed", || {
+        let endpoints: Vec<Ipv4Addr> = maps0.endpoints()?.iter().map(|e| e.address).collect();
+        Ok((!endpoints.contains(&a2)).then_some(()))
+    })
+    .await?;
+    ensure!(
+        !local.node.dirs.ipam_dir().join(a2.to_string()).exists(),
+        "a2's address {a2} is still allocated"
+    );
+    let drops = maps0.drops()?;
+    eprintln!("node 0 drops: {drops:?}");
+    local.shutdown().await;
+    eprintln!("done after {:?}", started.elapsed());
+    Ok(())
+}
