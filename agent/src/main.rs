@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use flotilla_agent::{
     datapath::{
         counters::{self, AttachOutcome, ProtocolCount},
+        network::NetworkMaps,
         pins::NodePins,
     },
     pods::{
@@ -108,6 +109,9 @@ struct RunArgs {
     /// binary).
     #[arg(long)]
     cni_plugin: Option<PathBuf>,
+    /// Address of the Prometheus metrics endpoint (`/metrics`, plain HTTP); "off" disables it.
+    #[arg(long, default_value = "0.0.0.0:9962")]
+    metrics_listen: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +134,24 @@ enum DatapathCommand {
 
 #[derive(Debug, Subcommand)]
 enum BpfCommand {
+    /// List the pods of this node in the datapath's endpoint map.
+    Endpoints {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// List the tunnel map: other nodes' podCIDRs and node IPs, and the node behind each.
+    Tunnels {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Show the packets the datapath dropped, per reason, summed over all CPUs.
+    Drops {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// List the per-protocol packet counters, summed over all CPUs.
     Counters {
         /// Output format.
@@ -192,6 +214,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cni_plugin: args
                     .cni_plugin
                     .unwrap_or_else(flotilla_agent::node::network::default_plugin_path),
+                metrics_listen: match args.metrics_listen.as_str() {
+                    "off" | "" => None,
+                    address => Some(address.parse().with_context(|| {
+                        format!("--metrics-listen {address:?} is not an address:port or \"off\"")
+                    })?),
+                },
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             return runtime.block_on(async {
@@ -269,6 +297,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Datapath(DatapathCommand::DetachCounter { iface }) => {
             counters::detach(&pins, &iface)?;
             println!("detached from_pod_count from {iface}");
+        }
+        Command::Bpf(BpfCommand::Endpoints { output }) => {
+            let rows = NetworkMaps::open(&pins)?.endpoints()?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Table => {
+                    println!(
+                        "{:<16} {:>8} {:<18} {:<18}",
+                        "ADDRESS", "IFINDEX", "POD MAC", "HOST MAC"
+                    );
+                    for row in rows {
+                        println!(
+                            "{:<16} {:>8} {:<18} {:<18}",
+                            row.address, row.host_ifindex, row.pod_mac, row.host_mac
+                        );
+                    }
+                }
+            }
+        }
+        Command::Bpf(BpfCommand::Tunnels { output }) => {
+            let rows = NetworkMaps::open(&pins)?.tunnels()?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Table => {
+                    println!("{:<20} {:<16}", "PREFIX", "NODE");
+                    for row in rows {
+                        let prefix = format!("{}/{}", row.prefix, row.prefix_len);
+                        println!("{prefix:<20} {:<16}", row.node_ip);
+                    }
+                }
+            }
+        }
+        Command::Bpf(BpfCommand::Drops { output }) => {
+            let rows = NetworkMaps::open(&pins)?.drops()?;
+            match output {
+                Output::Json => {
+                    let rows: serde_json::Map<String, serde_json::Value> = rows
+                        .into_iter()
+                        .map(|(reason, count)| (reason.name().to_owned(), count.into()))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                }
+                Output::Table => {
+                    println!("{:<24} {:>12}", "REASON", "PACKETS");
+                    for (reason, count) in rows {
+                        println!("{:<24} {count:>12}", reason.name());
+                    }
+                }
+            }
         }
         Command::Bpf(BpfCommand::Counters { output }) => {
             let rows = counters::read(&pins)?;

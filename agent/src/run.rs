@@ -64,6 +64,8 @@ pub struct AgentConfig {
     pub mtu: Option<u32>,
     /// The flotilla-cni binary to install into containerd's CNI bin dir.
     pub cni_plugin: PathBuf,
+    /// Where Prometheus metrics are served (plain HTTP, `/metrics`); None turns them off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// An API client from a kubeconfig file.
@@ -143,11 +145,29 @@ pub async fn run(
             }
         })
     };
+    let address_gc = tokio::spawn(collect_addresses(cri.clone(), network.backend.clone()));
     let tunnels = tokio::spawn(datapath::tunnels::sync(
         client.clone(),
         network.maps.clone(),
         config.node_name.clone(),
     ));
+    let metrics = match config.metrics_listen {
+        Some(address) => {
+            let mut registry = prometheus_client::registry::Registry::default();
+            registry.register_collector(Box::new(datapath::metrics::DatapathCollector::new(
+                network.maps.clone(),
+            )));
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening for metrics on {address}"))?;
+            tracing::info!(%address, "serving metrics");
+            Some(tokio::spawn(datapath::metrics::serve(
+                listener,
+                Arc::new(registry),
+            )))
+        }
+        None => None,
+    };
     network::install(
         &config.cni_plugin,
         &cni_socket,
@@ -198,7 +218,33 @@ pub async fn run(
     pods.abort();
     api.abort();
     cni_api.abort();
+    address_gc.abort();
     tunnels.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     tracing::info!("stopped; pods keep running");
     Ok(())
+}
+
+/// How often the agent compares its address pool with containerd's sandboxes.
+const ADDRESS_GC_PERIOD: Duration = Duration::from_secs(60);
+/// Allocations younger than this are never collected (their ADD may still be running).
+const ADDRESS_GC_MIN_AGE: Duration = Duration::from_secs(120);
+
+/// Frees addresses whose sandbox containerd no longer has: the CNI DEL of a sandbox removed
+/// while the agent was down only removes its links, and this returns the address to the pool.
+async fn collect_addresses(cri: Cri, backend: Arc<cni_api::Backend>) {
+    let mut interval = tokio::time::interval(ADDRESS_GC_PERIOD);
+    loop {
+        interval.tick().await;
+        match cri.sandbox_ids().await {
+            Ok(live) => match backend.collect_garbage(&live, ADDRESS_GC_MIN_AGE).await {
+                Ok(0) => {}
+                Ok(released) => tracing::info!(released, "released addresses of gone sandboxes"),
+                Err(err) => tracing::warn!("collecting stale addresses: {}", err.message()),
+            },
+            Err(err) => tracing::warn!("listing sandboxes for address GC: {err}"),
+        }
+    }
 }

@@ -361,6 +361,30 @@ async fn pods_reach_each_other_on_and_across_nodes() -> anyhow::Result<()> {
     );
     let drops = maps0.drops()?;
     eprintln!("node 0 drops: {drops:?}");
+
+    // The same counters as Prometheus metrics on the agent's metrics port.
+    let metrics = node0.run(|| -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(
+            &SocketAddrV4::new(node_ips[0], 9962).into(),
+            Duration::from_secs(3),
+        )?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: node\r\n\r\n")?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text)
+    })??;
+    for expected in [
+        "flotilla_datapath_drops_total{reason=\"source_mismatch\"}",
+        "flotilla_datapath_drops_total{reason=\"no_tunnel\"}",
+        "flotilla_datapath_endpoints 2",
+        "flotilla_datapath_tunnels 4",
+    ] {
+        ensure!(
+            metrics.contains(expected),
+            "the metrics lack {expected:?}:\n{metrics}"
+        );
+    }
     local.shutdown().await;
     eprintln!("done after {:?}", started.elapsed());
     Ok(())

@@ -35,6 +35,9 @@ pub struct Allocation {
     /// The endpoint once registered: the host-side veth and the MACs.
     #[serde(default)]
     pub endpoint: Option<RegisteredEndpoint>,
+    /// When the address was handed out (seconds since the epoch; 0 for records of old agents).
+    #[serde(default)]
+    pub created_unix: u64,
 }
 
 /// The datapath side of an allocation.
@@ -138,6 +141,7 @@ impl Ipam {
                             pod: String::new(),
                             netns: String::new(),
                             endpoint: None,
+                            created_unix: 0,
                         },
                     );
                 }
@@ -323,6 +327,7 @@ mod tests {
             pod: String::new(),
             netns: String::new(),
             endpoint: None,
+            created_unix: 0,
         }
     }
 

@@ -145,6 +145,64 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Releases every allocation `stale` selects: endpoint out of the datapath, address freed,
+    /// leftover host veth deleted. Returns the attachments released.
+    async fn release_stale(
+        &self,
+        stale: impl Fn(&Allocation) -> bool,
+    ) -> Result<Vec<AttachmentId>, Status> {
+        let mut released = Vec::new();
+        let mut leftover_links = Vec::new();
+        {
+            let mut ipam = lock(&self.ipam);
+            let chosen: Vec<(Ipv4Addr, Allocation)> = ipam
+                .allocations()
+                .iter()
+                .filter(|(_, allocation)| stale(allocation))
+                .map(|(address, allocation)| (*address, allocation.clone()))
+                .collect();
+            for (address, allocation) in chosen {
+                self.unregister(address, allocation.endpoint.as_ref())?;
+                ipam.release_address(address).map_err(ipam_status)?;
+                tracing::info!(%address, container = %allocation.attachment.container_id, pod = %allocation.pod, "released a stale address");
+                if let Some(endpoint) = allocation.endpoint {
+                    leftover_links.push(endpoint.host_ifname);
+                }
+                released.push(allocation.attachment);
+            }
+        }
+        for link in leftover_links {
+            delete_link(&link).await;
+        }
+        Ok(released)
+    }
+
+    /// Releases the addresses of sandboxes containerd no longer has (a DEL that could not reach
+    /// the agent, a crash between ADD and its rollback), sparing allocations younger than
+    /// `min_age`: containerd lists a sandbox only once RunPodSandbox, which runs ADD, returned.
+    pub async fn collect_garbage(
+        &self,
+        live_sandboxes: &std::collections::BTreeSet<String>,
+        min_age: std::time::Duration,
+    ) -> Result<usize, Status> {
+        let now = now_unix();
+        let released = self
+            .release_stale(|allocation| {
+                !live_sandboxes.contains(&allocation.attachment.container_id)
+                    && now.saturating_sub(allocation.created_unix) >= min_age.as_secs()
+            })
+            .await?;
+        Ok(released.len())
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 fn datapath_endpoint(endpoint: &RegisteredEndpoint) -> Endpoint {
     Endpoint {
         host_ifindex: endpoint.host_ifindex,
@@ -174,6 +232,7 @@ impl CniBackend for Arc<Backend> {
                 pod: pod.clone(),
                 netns: request.netns,
                 endpoint: None,
+                created_unix: now_unix(),
             })
             .map_err(ipam_status)?;
         tracing::info!(%address, container = %attachment.container_id, %pod, "allocated");
@@ -323,32 +382,15 @@ impl CniBackend for Arc<Backend> {
                 ifname: attachment.ifname,
             })
             .collect::<std::collections::BTreeSet<_>>();
-        let mut released = Vec::new();
-        let mut leftover_links = Vec::new();
-        {
-            let mut ipam = lock(&self.ipam);
-            let stale: Vec<(Ipv4Addr, Allocation)> = ipam
-                .allocations()
-                .iter()
-                .filter(|(_, allocation)| !valid.contains(&allocation.attachment))
-                .map(|(address, allocation)| (*address, allocation.clone()))
-                .collect();
-            for (address, allocation) in stale {
-                self.unregister(address, allocation.endpoint.as_ref())?;
-                ipam.release_address(address).map_err(ipam_status)?;
-                tracing::info!(%address, container = %allocation.attachment.container_id, "garbage-collected");
-                if let Some(endpoint) = allocation.endpoint {
-                    leftover_links.push(endpoint.host_ifname);
-                }
-                released.push(proto::Attachment {
-                    container_id: allocation.attachment.container_id,
-                    ifname: allocation.attachment.ifname,
-                });
-            }
-        }
-        for link in leftover_links {
-            delete_link(&link).await;
-        }
+        let released = self
+            .release_stale(|allocation| !valid.contains(&allocation.attachment))
+            .await?
+            .into_iter()
+            .map(|attachment| proto::Attachment {
+                container_id: attachment.container_id,
+                ifname: attachment.ifname,
+            })
+            .collect();
         Ok(Response::new(proto::GcResponse { released }))
     }
 }

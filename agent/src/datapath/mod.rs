@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod counters;
 pub mod loader;
+pub mod metrics;
 pub mod network;
 pub mod overlay;
 pub mod pins;

@@ -96,6 +96,21 @@ impl Cri {
             .map_err(|status| call("asking containerd for its version", status))
     }
 
+    /// The ids of every pod sandbox containerd has, in any state.
+    pub async fn sandbox_ids(&self) -> Result<std::collections::BTreeSet<String>, CriError> {
+        Ok(self
+            .runtime
+            .clone()
+            .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+            .await
+            .map_err(|status| call("listing pod sandboxes", status))?
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|sandbox| sandbox.id)
+            .collect())
+    }
+
     /// Stops and removes every pod sandbox (with its containers) this containerd knows, so CNI
     /// releases the pods' addresses and their network namespaces go away; for taking a node
     /// apart. Returns the names (`namespace/pod`) of the sandboxes removed. A sandbox that fails

@@ -514,6 +514,7 @@ fn start_node(
         cluster_cidr: "10.244.0.0/16".into(),
         mtu: None,
         cni_plugin: plugin.to_owned(),
+        metrics_listen: Some(format!("{}:9962", node.underlay_ip()).parse()?),
     };
     let mut local = LocalNode {
         dirs,

@@ -231,6 +231,28 @@ fn verify_pods(kubeconfig: &Path) -> anyhow::Result<()> {
     for (name, _, ip, node) in &pods {
         eprintln!("    pod {name} runs on {node} with IP {ip}");
     }
+    // Pod to pod, through the eBPF datapath (across nodes when the pods landed on two).
+    for (from, _, _, from_node) in &pods {
+        for (to, _, to_ip, to_node) in pods.iter().filter(|(other, ..)| other != from) {
+            let answer = output_of(kubectl(kubeconfig).args([
+                "exec",
+                from,
+                "--",
+                "wget",
+                "-qO-",
+                "-T",
+                "5",
+                &format!("http://{to_ip}:8080/hostname"),
+            ]))
+            .with_context(|| {
+                format!("pod {from} ({from_node}) could not reach pod {to} ({to_node}) at {to_ip}")
+            })?;
+            if answer.trim() != to {
+                bail!("pod {from} asked {to_ip} for its hostname and got {answer:?}, not {to:?}");
+            }
+            eprintln!("    pod {from} ({from_node}) -> {to_ip}:8080 answered {to:?}");
+        }
+    }
     Ok(())
 }
 
