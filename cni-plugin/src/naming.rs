@@ -5,8 +5,6 @@ use sha2::{Digest as _, Sha256};
 
 /// Prefix of every host-side veth (the agent and the eBPF loader recognise pod veths by it).
 pub const HOST_PREFIX: &str = "flt";
-/// Prefix of the pod-side end while it is still in the node's namespace, before the move.
-pub const PEER_PREFIX: &str = "flp";
 
 /// The first 12 hex digits of sha256("<container id>/<ifname>").
 fn digest(container_id: &str, ifname: &str) -> String {
@@ -20,12 +18,6 @@ fn digest(container_id: &str, ifname: &str) -> String {
 /// The host-side veth of an attachment: `flt` + 12 hex digits, 15 characters (IFNAMSIZ - 1).
 pub fn host_veth(container_id: &str, ifname: &str) -> String {
     format!("{HOST_PREFIX}{}", digest(container_id, ifname))
-}
-
-/// The temporary name of the pod-side end in the node's namespace: unique per attachment, so
-/// concurrent ADDs never collide, and a leftover is recognisable.
-pub fn temporary_peer(container_id: &str, ifname: &str) -> String {
-    format!("{PEER_PREFIX}{}", digest(container_id, ifname))
 }
 
 #[cfg(test)]
@@ -43,8 +35,5 @@ mod tests {
         assert_eq!(&host[3..5], format!("{:02x}", expected[0]));
         assert_ne!(host, host_veth("abc123", "eth1"));
         assert_ne!(host, host_veth("abc124", "eth0"));
-        let peer = temporary_peer("abc123", "eth0");
-        assert_eq!(peer.len(), 15);
-        assert_eq!(&peer[3..], &host[3..]);
     }
 }

@@ -65,11 +65,7 @@ fn failed(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetErro
 
 /// Whether `err` is the kernel's "no such device".
 fn is_enodev(err: &rtnetlink::Error) -> bool {
-    matches!(err, rtnetlink::Error::NetlinkError(message) if message.raw_code() == -libc_enodev())
-}
-
-const fn libc_enodev() -> i32 {
-    Errno::ENODEV as i32
+    matches!(err, rtnetlink::Error::NetlinkError(message) if message.raw_code() == -(Errno::ENODEV as i32))
 }
 
 /// Opens a netlink socket in the calling thread's namespace and spawns its connection.
@@ -262,64 +258,43 @@ impl Net for Rtnl {
     async fn create_veth(
         &self,
         host: &str,
-        peer: &str,
+        netns: &Path,
+        ifname: &str,
         mtu: Option<u32>,
     ) -> Result<HostVeth, NetError> {
         let handle = self.node()?;
-        let mut peer_message = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_owned());
-        let mut message = LinkVeth::new(host, peer);
+        // The peer's IFLA_NET_NS_FD makes the kernel create it inside the pod namespace.
+        let pod = File::open(netns).map_err(|source| NetError::Netns {
+            action: "opening",
+            path: netns.to_path_buf(),
+            source,
+        })?;
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(ifname.to_owned())
+            .setns_by_fd(pod.as_raw_fd());
+        let mut message = LinkVeth::new(host, ifname);
         if let Some(mtu) = mtu {
-            peer_message = peer_message.mtu(mtu);
+            peer = peer.mtu(mtu);
             message = message.mtu(mtu);
         }
         let message = message
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message.build())))
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
         handle
             .link()
             .add(message)
             .execute()
             .await
-            .map_err(failed(format!("creating veth pair {host}/{peer}")))?;
+            .map_err(failed(format!(
+                "creating veth pair {host} / {ifname} in {}",
+                netns.display()
+            )))?;
+        drop(pod);
         let link = require_link(&handle, host).await?;
         Ok(HostVeth {
             index: link.header.index,
             mac: mac6(&link, host)?,
         })
-    }
-
-    async fn move_into_pod(&self, peer: &str, netns: &Path, ifname: &str) -> Result<(), NetError> {
-        let node = self.node()?;
-        let index = require_link(&node, peer).await?.header.index;
-        let file = File::open(netns).map_err(|source| NetError::Netns {
-            action: "opening",
-            path: netns.to_path_buf(),
-            source,
-        })?;
-        node.link()
-            .set(
-                LinkUnspec::new_with_index(index)
-                    .setns_by_fd(file.as_raw_fd())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(failed(format!(
-                "moving link {peer} into {}",
-                netns.display()
-            )))?;
-        // The index may change in the new namespace, so look the link up again there.
-        let pod = self.pod(netns)?;
-        let index = require_link(&pod, peer).await?.header.index;
-        pod.link()
-            .set(
-                LinkUnspec::new_with_index(index)
-                    .name(ifname.to_owned())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(failed(format!("renaming link {peer} to {ifname}")))
     }
 
     async fn configure_pod(&self, netns: &Path, setup: &PodSetup) -> Result<[u8; 6], NetError> {

@@ -1,10 +1,10 @@
-//! ADD: a veth pair from the node's namespace into the pod, an address from the agent, the
+//! ADD: a veth pair between the node's namespace and the pod, an address from the agent, the
 //! routes and the gateway neighbour, then the agent's datapath registration. Any failure after
 //! the first change undoes everything, so a failed ADD leaves no link and no reserved address.
 
 use std::{net::Ipv4Addr, path::Path};
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{DEFAULT_GATEWAY, attachment, netns, require_netns};
 use crate::{
@@ -118,6 +118,7 @@ pub(super) async fn add<N: Net, A: Agent>(
         })
         .await
         .map_err(|err| err.into_cni("allocating an address for the pod"))?;
+    debug!(address = allocation.address, "allocated");
 
     let host = naming::host_veth(&invocation.container_id, &invocation.ifname);
     match attach(net, agent, invocation, conf, netns, &allocation, &host).await {
@@ -148,9 +149,10 @@ async fn attach<N: Net, A: Agent>(
     if net.delete_link(Ns::Node, host).await? {
         warn!(host, "deleted a leftover host veth of this attachment");
     }
-    let peer = naming::temporary_peer(&invocation.container_id, &invocation.ifname);
-    let host_veth = net.create_veth(host, &peer, plan.mtu).await?;
-    net.move_into_pod(&peer, netns, &invocation.ifname).await?;
+    let host_veth = net
+        .create_veth(host, netns, &invocation.ifname, plan.mtu)
+        .await?;
+    debug!(host, "created the veth pair");
     let pod_mac = net
         .configure_pod(
             netns,
@@ -163,7 +165,9 @@ async fn attach<N: Net, A: Agent>(
             },
         )
         .await?;
+    debug!("configured the pod's interface");
     net.configure_host(host, plan.address).await?;
+    debug!("configured the host veth");
     agent
         .register_endpoint(proto::RegisterEndpointRequest {
             attachment: Some(attachment(invocation)),
@@ -175,6 +179,7 @@ async fn attach<N: Net, A: Agent>(
         })
         .await
         .map_err(|err| err.into_cni("registering the pod's endpoint with the agent"))?;
+    debug!("registered the endpoint");
     Ok(Attached {
         plan,
         host: host_veth,

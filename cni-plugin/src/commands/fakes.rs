@@ -145,16 +145,20 @@ impl Net for FakeNet {
     async fn create_veth(
         &self,
         host: &str,
-        peer: &str,
+        netns: &Path,
+        ifname: &str,
         mtu: Option<u32>,
     ) -> Result<HostVeth, NetError> {
-        self.call("create_veth", format!("{host} {peer} {mtu:?}"))?;
+        self.call(
+            "create_veth",
+            format!("{host} {} {ifname} {mtu:?}", netns.display()),
+        )?;
         let host_key = ("node".to_owned(), host.to_owned());
-        let peer_key = ("node".to_owned(), peer.to_owned());
+        let peer_key = (netns.display().to_string(), ifname.to_owned());
         let mut links = self.links.borrow_mut();
         if links.contains_key(&host_key) || links.contains_key(&peer_key) {
             return Err(NetError::Netlink {
-                action: format!("creating veth pair {host}/{peer}"),
+                action: format!("creating veth pair {host}/{ifname}"),
                 reason: "File exists".into(),
             });
         }
@@ -190,26 +194,6 @@ impl Net for FakeNet {
             index: u32::from(host_mac[5]),
             mac: host_mac,
         })
-    }
-
-    async fn move_into_pod(&self, peer: &str, netns: &Path, ifname: &str) -> Result<(), NetError> {
-        self.call(
-            "move_into_pod",
-            format!("{peer} {} {ifname}", netns.display()),
-        )?;
-        let mut links = self.links.borrow_mut();
-        let old = ("node".to_owned(), peer.to_owned());
-        let link = links
-            .remove(&old)
-            .ok_or_else(|| Self::missing(format!("moving {peer}")))?;
-        let new = (netns.display().to_string(), ifname.to_owned());
-        if let Some(host) = &link.peer
-            && let Some(host) = links.get_mut(host)
-        {
-            host.peer = Some(new.clone());
-        }
-        links.insert(new, link);
-        Ok(())
     }
 
     async fn configure_pod(&self, netns: &Path, setup: &PodSetup) -> Result<[u8; 6], NetError> {

@@ -112,15 +112,13 @@ fn add_creates_the_pair_and_reports_it() {
             "dns": {},
         })
     );
-    let peer = naming::temporary_peer("c1", "eth0");
     assert_eq!(
         *net.calls.borrow(),
         vec![
             format!("netns_state {NETNS}"),
             format!("link_exists {NETNS} eth0"),
             format!("delete_link node {host}"),
-            format!("create_veth {host} {peer} Some(1450)"),
-            format!("move_into_pod {peer} {NETNS} eth0"),
+            format!("create_veth {host} {NETNS} eth0 Some(1450)"),
             format!("configure_pod {NETNS} 10.244.1.7"),
             format!("configure_host {host} 10.244.1.7"),
         ]
@@ -234,7 +232,6 @@ fn add_undoes_everything_when_any_step_fails() {
     let net_steps = [
         ("delete_link", code::NETLINK_FAILED),
         ("create_veth", code::NETLINK_FAILED),
-        ("move_into_pod", code::NETLINK_FAILED),
         ("configure_pod", code::NETLINK_FAILED),
         ("configure_host", code::NETLINK_FAILED),
     ];
