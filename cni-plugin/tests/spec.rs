@@ -9,13 +9,15 @@
 mod support;
 
 use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::Path,
     sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::Duration,
 };
 
 use serde_json::{Value, json};
-use support::{Netns, Outcome, fake_agent::FakeAgent, host_veth, invoke, require_root};
+use support::{Netns, Outcome, fake_agent::FakeAgent, host_veth, in_netns, invoke, require_root};
 
 /// The latency test runs alone; the others may share the machine with each other.
 static MACHINE: RwLock<()> = RwLock::new(());
@@ -392,6 +394,63 @@ fn add_check_del_configure_and_remove_everything() {
     pod.delete();
     invoke(Some(&node), &env("DEL", "c1", Some(&netns)), &stdin).success();
     invoke(Some(&node), &env("DEL", "c1", None), &stdin).success();
+}
+
+/// Node -> pod traffic (kubelet probes) and its reply work with the kernel alone: the node's
+/// route to the pod through the host veth, the pod's default route via the link-local gateway
+/// and its permanent neighbour entry, no ARP for the gateway.
+#[test]
+fn the_node_reaches_the_pod_without_the_ebpf_datapath() {
+    require_root();
+    let _machine = shared();
+    let (node, pod, agent) = (Netns::create(), Netns::create(), FakeAgent::start());
+    // The node's own address, as its underlay IP would be.
+    node.ip(&["addr", "add", "192.168.77.11/32", "dev", "lo"]);
+    let stdin = conf("1.0.0", agent.socket()).to_string();
+    let result = invoke(Some(&node), &env("ADD", "c1", Some(&pod.path())), &stdin)
+        .success()
+        .unwrap();
+    let address: Ipv4Addr = result["ips"][0]["address"]
+        .as_str()
+        .and_then(|cidr| cidr.split('/').next())
+        .and_then(|ip| ip.parse().ok())
+        .unwrap();
+
+    let listener = in_netns(&pod, || TcpListener::bind((address, 8080))).unwrap();
+    let server = std::thread::spawn(move || -> std::io::Result<(Vec<u8>, SocketAddr)> {
+        let (mut stream, peer) = listener.accept()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut request = [0_u8; 4];
+        stream.read_exact(&mut request)?;
+        stream.write_all(b"pong")?;
+        Ok((request.to_vec(), peer))
+    });
+    let reply = in_netns(&node, || -> std::io::Result<Vec<u8>> {
+        let target = SocketAddr::from((address, 8080));
+        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"ping")?;
+        let mut reply = [0_u8; 4];
+        stream.read_exact(&mut reply)?;
+        Ok(reply.to_vec())
+    })
+    .unwrap();
+    assert_eq!(reply, b"pong");
+    let (request, peer) = server.join().unwrap().unwrap();
+    assert_eq!(request, b"ping");
+    assert_eq!(peer.ip(), Ipv4Addr::new(192, 168, 77, 11));
+    // The pod never resolved its gateway: its entry is still the permanent one. (It did learn
+    // the node's address from the node's ARP request, which is how node -> pod resolves.)
+    let neighbours = pod.ip_json(&["-4", "neigh", "show", "dev", IFNAME]);
+    let gateway: Vec<&Value> = neighbours
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["dst"] == GATEWAY)
+        .collect();
+    assert_eq!(gateway.len(), 1, "{neighbours}");
+    assert_eq!(gateway[0]["state"], json!(["PERMANENT"]), "{neighbours}");
+    invoke(Some(&node), &env("DEL", "c1", Some(&pod.path())), &stdin).success();
 }
 
 #[test]

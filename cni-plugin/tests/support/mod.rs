@@ -127,6 +127,21 @@ impl Drop for Netns {
     }
 }
 
+/// Runs `f` on a thread that entered `netns` (sockets it creates live there) and returns its
+/// result.
+pub(crate) fn in_netns<R: Send>(netns: &Netns, f: impl FnOnce() -> R + Send) -> R {
+    let file = File::open(netns.path()).expect("opening the namespace");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                setns(&file, CloneFlags::CLONE_NEWNET).expect("entering the namespace");
+                f()
+            })
+            .join()
+            .expect("the thread in the namespace panicked")
+    })
+}
+
 /// The host-side veth name the plugin derives: `flt` + 12 hex digits of sha256("<id>/<ifname>").
 pub(crate) fn host_veth(container_id: &str, ifname: &str) -> String {
     let hash = Sha256::digest(format!("{container_id}/{ifname}").as_bytes());
