@@ -10,7 +10,7 @@
 //! |   1 | [`code::INCOMPATIBLE_VERSION`] | the config's `cniVersion` is not 0.4.0, 1.0.0 or 1.1.0, or the command needs a newer one (STATUS and GC need 1.1.0) |
 //! |   2 | [`code::UNSUPPORTED_FIELD`] | the config asks for something flotilla-cni cannot honour (an `ipam` section: addresses come from the agent) |
 //! |   3 | [`code::UNKNOWN_CONTAINER`] | `CNI_NETNS` does not exist or is not a network namespace (ADD, CHECK) |
-//! |   4 | [`code::INVALID_ENV`] | a `CNI_*` environment variable is missing or malformed (the message names it) |
+//! |   4 | [`code::INVALID_ENV`] | a `CNI_*` environment variable is missing or malformed (the message names it), or `CNI_NETNS` is the plugin's own (the node's) namespace |
 //! |   5 | [`code::IO_FAILURE`] | stdin could not be read, a namespace file could not be opened, the runtime could not start |
 //! |   6 | [`code::DECODING_FAILURE`] | stdin is not JSON (the message says where), or `prevResult` cannot be decoded |
 //! |   7 | [`code::INVALID_CONFIG`] | the config is invalid: no `name`, no `agentSocket`, a bad `mtu`, CHECK without `prevResult`, ... |
