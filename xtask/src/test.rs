@@ -40,6 +40,18 @@ pub(crate) fn run() -> anyhow::Result<()> {
         cargo().args(["test", "--package", "flotilla-controlplane", "--test", "*"]),
     )?;
     run_visible(
+        "CNI plugin spec tests (the real flotilla-cni binary in namespaces, serialised)",
+        cargo().args([
+            "test",
+            "--package",
+            "flotilla-cni",
+            "--test",
+            "*",
+            "--",
+            "--test-threads=1",
+        ]),
+    )?;
+    run_visible(
         "privileged integration tests (serialised)",
         cargo().args([
             "test",
