@@ -90,7 +90,7 @@ pub async fn sync(
     own_node: String,
 ) {
     use futures::StreamExt as _;
-    use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+    use kube::runtime::{WatchStreamExt as _, watcher};
 
     let mut applied: BTreeMap<Prefix, Ipv4Addr> = match lock(&maps).tunnels() {
         Ok(rows) => rows
@@ -102,26 +102,43 @@ pub async fn sync(
             BTreeMap::new()
         }
     };
-    let (store, writer) = reflector::store::<Node>();
     let nodes = kube::Api::<Node>::all(client);
-    let stream = reflector(writer, watcher(nodes, watcher::Config::default()))
-        .default_backoff()
-        .applied_objects();
+    let stream = watcher(nodes, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
-    let mut ready = false;
+    // Nodes by name; during a (re)list the new list is collected aside and swapped in whole,
+    // so a partial list never tears down tunnels that still exist.
+    let mut known: BTreeMap<String, Node> = BTreeMap::new();
+    let mut relisting: Option<BTreeMap<String, Node>> = None;
     while let Some(event) = stream.next().await {
-        if let Err(err) = event {
-            tracing::warn!("watching nodes: {err}");
-            continue;
-        }
-        if !ready {
-            // Only act on a complete list: a partial one would tear down tunnels that exist.
-            if store.wait_until_ready().await.is_err() {
-                return;
+        let name = |node: &Node| node.metadata.name.clone().unwrap_or_default();
+        match event {
+            Ok(watcher::Event::Init) => {
+                relisting = Some(BTreeMap::new());
+                continue;
             }
-            ready = true;
+            Ok(watcher::Event::InitApply(node)) => {
+                if let Some(list) = relisting.as_mut() {
+                    list.insert(name(&node), node);
+                }
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                if let Some(list) = relisting.take() {
+                    known = list;
+                }
+            }
+            Ok(watcher::Event::Apply(node)) => {
+                known.insert(name(&node), node);
+            }
+            Ok(watcher::Event::Delete(node)) => {
+                known.remove(&name(&node));
+            }
+            Err(err) => {
+                tracing::warn!("watching nodes: {err}");
+                continue;
+            }
         }
-        let nodes: Vec<Node> = store.state().iter().map(|node| (**node).clone()).collect();
+        let nodes: Vec<Node> = known.values().cloned().collect();
         let wanted = desired(&nodes, &own_node);
         let (put, remove) = plan(&applied, &wanted);
         if put.is_empty() && remove.is_empty() {
