@@ -234,16 +234,15 @@ fn verify_pods(kubeconfig: &Path) -> anyhow::Result<()> {
     // Pod to pod, through the eBPF datapath (across nodes when the pods landed on two).
     for (from, _, _, from_node) in &pods {
         for (to, _, to_ip, to_node) in pods.iter().filter(|(other, ..)| other != from) {
-            let answer = output_of(kubectl(kubeconfig).args([
-                "exec",
-                from,
-                "--",
-                "wget",
-                "-qO-",
-                "-T",
-                "5",
-                &format!("http://{to_ip}:8080/hostname"),
-            ]))
+            // Bounded from outside: busybox-static 1.35's `wget -T` segfaults.
+            let answer = output_of(
+                Command::new("timeout")
+                    .arg("20")
+                    .arg("kubectl")
+                    .env("KUBECONFIG", kubeconfig)
+                    .args(["exec", from, "--", "wget", "-qO-"])
+                    .arg(format!("http://{to_ip}:8080/hostname")),
+            )
             .with_context(|| {
                 format!("pod {from} ({from_node}) could not reach pod {to} ({to_node}) at {to_ip}")
             })?;

@@ -108,13 +108,13 @@ fn kubeconfig() -> PathBuf {
     control_plane_state().join("admin.kubeconfig")
 }
 
-/// The binaries the cluster runs, copied out of the target directory, each with a word its
-/// `--help` output must contain (to tell a current build from an older one). The agent installs
+/// The binaries the cluster runs, copied out of the target directory, each with arguments and a
+/// word their output must contain (to tell a current build from an older one). The agent installs
 /// the CNI plugin found next to itself into each node's CNI bin dir.
-const BINARIES: [(&str, &str); 3] = [
-    ("flotilla-controlplane", "node-credentials"),
-    ("flotilla-agent", "cni-plugin"),
-    ("flotilla-cni", "CNI_COMMAND"),
+const BINARIES: [(&str, &[&str], &str); 3] = [
+    ("flotilla-controlplane", &["--help"], "node-credentials"),
+    ("flotilla-agent", &["run", "--help"], "cni-plugin"),
+    ("flotilla-cni", &["--help"], "CNI_COMMAND"),
 ];
 
 /// Where the cluster's copies of the binaries live.
@@ -138,7 +138,7 @@ fn binary(name: &str) -> PathBuf {
 fn copy_binaries() -> anyhow::Result<()> {
     let dir = bin_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, subcommand) in BINARIES {
+    for (name, args, subcommand) in BINARIES {
         let built = target_dir().join("debug").join(name);
         let copy = dir.join(name);
         std::fs::copy(&built, &copy)
@@ -147,7 +147,7 @@ fn copy_binaries() -> anyhow::Result<()> {
         // between our build and the copy. (flotilla-cni answers any flag with a CNI error on
         // stdout and a non-zero exit, which output_of treats as failure, hence stdout+stderr.)
         let help = Command::new(&copy)
-            .arg("--help")
+            .args(args)
             .output()
             .map(|out| {
                 format!(
@@ -159,10 +159,11 @@ fn copy_binaries() -> anyhow::Result<()> {
             .unwrap_or_default();
         if !help.contains(subcommand) {
             bail!(
-                "{} lacks the `{subcommand}` subcommand: a build from another checkout sharing \
+                "{} lacks `{subcommand}` in its `{}` output: a build from another checkout sharing \
                  the target directory replaced it after ours; run `cargo xtask down` and `cargo \
                  xtask up` again (or give this checkout its own CARGO_TARGET_DIR)",
-                built.display()
+                built.display(),
+                args.join(" ")
             );
         }
     }
@@ -240,8 +241,9 @@ pub(crate) fn up(args: &UpArgs) -> anyhow::Result<()> {
     check::deployment(&kubeconfig).with_context(after_start)?;
     println!(
         "\nThe local cluster is up: {} nodes ({}), API server {}.\n\
-         Pods on one node reach each other and their node; pods on different nodes cannot talk \
-         to each other yet (the VXLAN overlay is issue 5).\n\
+         Pods reach each other on every node through Flotilla's eBPF VXLAN overlay; inspect it \
+         with `flotilla-agent --node NODE bpf endpoints|tunnels|drops` (in .flotilla/cluster/bin) \
+         or the agents' metrics on http://<node IP>:9962/metrics.\n\
          `cargo xtask status` shows what runs, `cargo xtask down` removes it all.\n\
          Use it with:\n\n  export KUBECONFIG={}\n",
         nodes.len(),
