@@ -10,6 +10,7 @@
 pub mod containerd;
 pub mod netlink;
 pub mod netns;
+pub mod perf;
 pub mod traffic;
 
 use std::{
