@@ -8,6 +8,7 @@
 //! creation that fails half-way removes what it had created before returning the error.
 
 pub mod containerd;
+pub mod flannel;
 pub mod netlink;
 pub mod netns;
 pub mod perf;
