@@ -26,6 +26,7 @@ mod client;
 mod histogram;
 mod protocol;
 mod server;
+pub mod table;
 
 use std::{
     fmt, io,
