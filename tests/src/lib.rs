@@ -8,8 +8,10 @@
 //! creation that fails half-way removes what it had created before returning the error.
 
 pub mod containerd;
+pub mod flannel;
 pub mod netlink;
 pub mod netns;
+pub mod perf;
 pub mod traffic;
 
 use std::{

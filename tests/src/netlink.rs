@@ -8,8 +8,11 @@ use std::{
 
 use futures::TryStreamExt as _;
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
-    packet_route::{link::LinkAttribute, neighbour::NeighbourState},
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
+    packet_route::{
+        link::LinkAttribute,
+        neighbour::{NeighbourFlags, NeighbourState},
+    },
 };
 
 use crate::{TestbedError, netns::Netns};
@@ -98,6 +101,28 @@ impl Netlink {
             })
     }
 
+    /// The MTU of `name`.
+    pub async fn mtu(&self, name: &str) -> Result<u32, TestbedError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(self.fail(format!("looking up link {name}")))?
+            .ok_or_else(|| TestbedError::NotFound(format!("link {name} in {}", self.netns)))?;
+        link.attributes
+            .into_iter()
+            .find_map(|attribute| match attribute {
+                LinkAttribute::Mtu(mtu) => Some(mtu),
+                _ => None,
+            })
+            .ok_or_else(|| TestbedError::NotFound(format!("MTU of {name} in {}", self.netns)))
+    }
+
     /// Creates a bridge.
     pub async fn add_bridge(&self, name: &str) -> Result<(), TestbedError> {
         self.handle
@@ -116,6 +141,37 @@ impl Netlink {
             .execute()
             .await
             .map_err(self.fail(format!("creating veth pair {name}/{peer}")))
+    }
+
+    /// Creates a VXLAN device for one VNI without learning (remote MACs come from FDB entries
+    /// the caller adds, as flannel does): `local` is the outer source address, the tunnel runs
+    /// over `underlay` and UDP port `port`. The kernel opens the UDP socket when the device goes
+    /// up, and refuses (EADDRINUSE) if another VXLAN device in the namespace holds `port` with
+    /// different flags (e.g. a collect-metadata device).
+    pub async fn add_vxlan(
+        &self,
+        name: &str,
+        vni: u32,
+        local: Ipv4Addr,
+        underlay: &str,
+        port: u16,
+    ) -> Result<(), TestbedError> {
+        let underlay_index = self.index(underlay).await?;
+        let link = LinkVxlan::new(name, vni)
+            .dev(underlay_index)
+            .local(local)
+            .port(port)
+            .learning(false)
+            .build();
+        self.handle
+            .link()
+            .add(link)
+            .execute()
+            .await
+            .map_err(self.fail(format!(
+                "creating VXLAN device {name} (VNI {vni}, local {local}, dev {underlay}, port \
+                 {port})"
+            )))
     }
 
     /// Applies `change` to the link `name` (RTM_SETLINK); `action` names it in errors.
@@ -151,6 +207,16 @@ impl Netlink {
         self.set_link(old, format!("renaming link {old} to {new}"), |link| {
             link.name(new.to_owned())
         })
+        .await
+    }
+
+    /// Sets the link's MTU.
+    pub async fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), TestbedError> {
+        self.set_link(
+            name,
+            format!("setting the MTU of {name} to {mtu}"),
+            |link| link.mtu(mtu),
+        )
         .await
     }
 
@@ -227,6 +293,30 @@ impl Netlink {
             .map_err(self.fail(format!("adding neighbour {ip} on {device}")))
     }
 
+    /// Adds a permanent forwarding-database entry to the VXLAN device `device`: frames for `mac`
+    /// go to the VTEP at `destination` (`bridge fdb add <mac> dev <device> dst <destination>`,
+    /// i.e. NTF_SELF, what flannel's vxlan backend programs).
+    pub async fn add_fdb(
+        &self,
+        device: &str,
+        mac: &[u8],
+        destination: Ipv4Addr,
+    ) -> Result<(), TestbedError> {
+        let index = self.index(device).await?;
+        self.handle
+            .neighbours()
+            .add_bridge(index, mac)
+            .destination(IpAddr::V4(destination))
+            .flags(NeighbourFlags::Own)
+            .state(NeighbourState::Permanent)
+            .execute()
+            .await
+            .map_err(self.fail(format!(
+                "adding FDB entry {} dst {destination} on {device}",
+                format_mac(mac)
+            )))
+    }
+
     /// Deletes the link `name`; succeeds if it does not exist.
     pub async fn delete_link(&self, name: &str) -> Result<(), TestbedError> {
         match self.try_index(name).await? {
@@ -239,5 +329,27 @@ impl Netlink {
                 .map_err(self.fail(format!("deleting link {name}"))),
             None => Ok(()),
         }
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_print_as_colon_separated_hex() {
+        assert_eq!(
+            format_mac(&[0x02, 0x42, 0xac, 0x11, 0x00, 0x0a]),
+            "02:42:ac:11:00:0a"
+        );
+        assert_eq!(format_mac(&[]), "");
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! A throwaway containerd (own root, state, socket and config under a temp dir) imports them;
 //! the test app runs inside a network namespace the test creates (never the host network) and is
-//! probed over HTTP, TCP and UDP from inside that namespace; the pause container exits 0 on
-//! SIGTERM. Containers, shims, mounts, the namespaces, containerd and the temp dir are removed
+//! probed over HTTP, TCP and UDP from inside that namespace, and the flotilla-perf server it
+//! carries answers the benchmark client there; the pause container exits 0 on SIGTERM. Containers, shims, mounts, the namespaces, containerd and the temp dir are removed
 //! by guards, also when an assertion fails. Every wait is bounded.
 
 use std::{
@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use flotilla_testbed::{Netlink, Netns, unique_prefix};
+use flotilla_testbed::{Netlink, Netns, perf, unique_prefix};
 use sha2::{Digest as _, Sha256};
 
 const PAUSE: &str = "docker.io/flotilla/pause:3.10";
@@ -88,11 +88,22 @@ impl Containerd {
         self.process.ctr()
     }
 
-    /// Starts `image` detached as container `id`; it is removed again on drop.
-    fn run_detached(&mut self, image: &str, id: &str, extra: &[String]) -> anyhow::Result<()> {
+    /// Starts `image` detached as container `id`, running `command` instead of the image's
+    /// entrypoint if given; it is removed again on drop.
+    fn run_detached(
+        &mut self,
+        image: &str,
+        id: &str,
+        extra: &[String],
+        command: &[&str],
+    ) -> anyhow::Result<()> {
         self.containers.push(id.to_owned());
         run_ok(
-            self.ctr().args(["run", "-d"]).args(extra).args([image, id]),
+            self.ctr()
+                .args(["run", "-d"])
+                .args(extra)
+                .args([image, id])
+                .args(command),
             Duration::from_secs(30),
         )
         .map(|_| ())
@@ -152,6 +163,22 @@ impl Drop for NetnsGuard {
     fn drop(&mut self) {
         if let Err(err) = self.0.delete() {
             eprintln!("removing network namespace {}: {err}", self.0.name());
+        }
+    }
+}
+
+/// Runs the benchmark client `config` inside `netns`, retrying for up to 10 s while the server
+/// is not listening yet.
+fn wait_for_perf(netns: &Netns, config: &perf::ClientConfig) -> anyhow::Result<perf::Report> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match netns.run(|| perf::run_client(config))? {
+            Ok(report) => return Ok(report),
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("flotilla-perf server not ready yet: {err}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(err) => return Err(err).context("the image's flotilla-perf server never answered"),
         }
     }
 }
@@ -404,6 +431,7 @@ async fn built_images_import_into_containerd_and_run() -> anyhow::Result<()> {
                 "--log-uri".to_owned(),
                 format!("file://{}", log.display()),
             ],
+            &[],
         )?;
         wait_for_http(&netns.0, loopback)?;
         assert_eq!(netns.0.run(|| http_get(loopback, "/version"))??, version);
@@ -429,6 +457,37 @@ async fn built_images_import_into_containerd_and_run() -> anyhow::Result<()> {
     assert!(logged.contains("GET /echo?msg=hello 200"), "log:\n{logged}");
     assert!(logged.contains("udp 127.0.0.1:"), "log:\n{logged}");
     eprintln!("test apps answered after {:?}", started.elapsed());
+
+    // The benchmark tool the test-app images carry: its server, started from the image in v1's
+    // namespace, answers the client there.
+    containerd.run_detached(
+        TESTAPP_V1,
+        &format!("{id_prefix}-perf"),
+        &[
+            "--with-ns".to_owned(),
+            format!("network:{}", v1.path().display()),
+        ],
+        &[
+            "/bin/flotilla-perf",
+            "server",
+            "--listen",
+            "127.0.0.1:12865",
+        ],
+    )?;
+    let perf_server: SocketAddr = "127.0.0.1:12865".parse()?;
+    for test in [perf::Test::TcpRr, perf::Test::UdpRr] {
+        let config =
+            perf::ClientConfig::new(perf_server, test).with_duration(Duration::from_millis(300));
+        let report = wait_for_perf(v1, &config)?;
+        ensure!(
+            report.transactions > 0 && report.errors == 0,
+            "{test} against the image's flotilla-perf server: {report}"
+        );
+    }
+    eprintln!(
+        "flotilla-perf from the image answered after {:?}",
+        started.elapsed()
+    );
 
     // The pause program exits 0 on SIGTERM (as PID 1, where default actions do not apply):
     // `ctr run` in the foreground exits with the task's status.

@@ -1,11 +1,12 @@
-//! `cargo xtask images`: container images without a registry. Builds the two image programs of
-//! `tests/` (`flotilla-pause`, `flotilla-testapp`) as static executables, wraps each in an OCI
+//! `cargo xtask images`: container images without a registry. Builds the image programs of
+//! `tests/` (`flotilla-pause`, `flotilla-testapp`, and the benchmark tool `flotilla-perf` that the
+//! test-app images carry at /bin/flotilla-perf) as static executables, wraps each image in an OCI
 //! image-layout tarball (what `ctr images import` and `docker load` read) and, with `--import`,
 //! imports them into a containerd.
 //!
-//! The images are a single gzip layer holding one file. Everything in them is fixed (tar mtimes,
-//! owners and modes; gzip header; JSON key order), so rebuilding unchanged sources gives the
-//! same digests.
+//! The images are a single gzip layer holding the entrypoint (plus, in the test-app images,
+//! busybox and flotilla-perf). Everything in them is fixed (tar mtimes, owners and modes; entry
+//! order; gzip header; JSON key order), so rebuilding unchanged sources gives the same digests.
 //!
 //! Static linking: `-C target-feature=+crt-static` on the GNU target links glibc statically
 //! (static-pie); neither program needs NSS (no name lookups, no user database), which is the
@@ -60,7 +61,25 @@ pub(crate) struct ImageSpec {
     /// Whether the image also carries busybox (a shell and tools for `kubectl exec`, exec probes
     /// and preStop hooks), as upstream's agnhost does.
     pub(crate) busybox: bool,
+    /// Further cargo binaries of the image package the image carries (tools a pod can run
+    /// instead of the entrypoint), in layer order.
+    pub(crate) extra_binaries: &'static [ExtraBinary],
 }
+
+/// A cargo binary an image carries beside its entrypoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExtraBinary {
+    /// The cargo binary.
+    pub(crate) binary: &'static str,
+    /// Where it goes in the image (absolute).
+    pub(crate) path_in_image: &'static str,
+}
+
+/// netperf-style benchmarks (`flotilla-perf server` in a pod, the client in another).
+const PERF_TOOL: ExtraBinary = ExtraBinary {
+    binary: "flotilla-perf",
+    path_in_image: "/bin/flotilla-perf",
+};
 
 impl ImageSpec {
     /// The fully qualified name containerd stores (`docker.io/flotilla/pause:3.10`): the short
@@ -88,6 +107,7 @@ pub(crate) const IMAGES: &[ImageSpec] = &[
         env: &[PATH_ENV],
         exposed_ports: &[],
         busybox: false,
+        extra_binaries: &[],
     },
     ImageSpec {
         repository: "flotilla/testapp",
@@ -97,6 +117,7 @@ pub(crate) const IMAGES: &[ImageSpec] = &[
         env: &[PATH_ENV, "TESTAPP_VERSION=v1"],
         exposed_ports: &["8080/tcp", "9000/tcp", "9001/udp"],
         busybox: true,
+        extra_binaries: &[PERF_TOOL],
     },
     ImageSpec {
         repository: "flotilla/testapp",
@@ -106,6 +127,7 @@ pub(crate) const IMAGES: &[ImageSpec] = &[
         env: &[PATH_ENV, "TESTAPP_VERSION=v2"],
         exposed_ports: &["8080/tcp", "9000/tcp", "9001/udp"],
         busybox: true,
+        extra_binaries: &[PERF_TOOL],
     },
 ];
 
@@ -166,14 +188,30 @@ pub(crate) struct OciImage {
 }
 
 impl OciImage {
-    /// Builds the image `spec` holding `binary` and, if given, busybox with its applet links.
+    /// Builds the image `spec` holding `binary`, the `extras` (the contents of
+    /// `spec.extra_binaries`, in that order) and, if given, busybox with its applet links.
     pub(crate) fn assemble(
         spec: &ImageSpec,
         binary: &[u8],
+        extras: &[&[u8]],
         busybox: Option<&[u8]>,
     ) -> anyhow::Result<Self> {
-        let layer_tar =
-            layer_tar(spec.path_in_image, binary, busybox).context("writing the layer tar")?;
+        if extras.len() != spec.extra_binaries.len() {
+            bail!(
+                "{} carries {} extra binaries, {} were given",
+                spec.name(),
+                spec.extra_binaries.len(),
+                extras.len()
+            );
+        }
+        let extra_files: Vec<(&str, &[u8])> = spec
+            .extra_binaries
+            .iter()
+            .map(|extra| extra.path_in_image)
+            .zip(extras.iter().copied())
+            .collect();
+        let layer_tar = layer_tar(spec.path_in_image, binary, &extra_files, busybox)
+            .context("writing the layer tar")?;
         let diff_id = sha256_digest(&layer_tar);
         let layer = Blob::new(gzip(&layer_tar).context("compressing the layer")?);
         let exposed: serde_json::Map<String, Value> = spec
@@ -252,12 +290,19 @@ const BUSYBOX_APPLETS: &[&str] = &[
     "wget",
 ];
 
-/// The image's filesystem, owned by root: the executable at `path` (absolute) and optionally
-/// /bin/busybox with one symlink per applet and a world-writable /tmp.
-fn layer_tar(path: &str, binary: &[u8], busybox: Option<&[u8]>) -> std::io::Result<Vec<u8>> {
+/// The image's filesystem, owned by root, in this order: optionally /bin/busybox with one
+/// symlink per applet and a world-writable /tmp; the `extras` (absolute path, executable); the
+/// executable at `path` (absolute). Missing parent directories are added before their first file.
+fn layer_tar(
+    path: &str,
+    binary: &[u8],
+    extras: &[(&str, &[u8])],
+    busybox: Option<&[u8]>,
+) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
+    let mut directories = std::collections::BTreeSet::new();
     if let Some(busybox) = busybox {
-        append_dir(&mut builder, "bin/")?;
+        append_parents(&mut builder, &mut directories, "bin/busybox")?;
         append_file(&mut builder, "bin/busybox", 0o755, busybox)?;
         for applet in BUSYBOX_APPLETS {
             let mut header = fixed_header(tar::EntryType::Symlink, 0o777, 0);
@@ -265,9 +310,33 @@ fn layer_tar(path: &str, binary: &[u8], busybox: Option<&[u8]>) -> std::io::Resu
         }
         let mut tmp = fixed_header(tar::EntryType::Directory, 0o1777, 0);
         builder.append_data(&mut tmp, "tmp/", std::io::empty())?;
+        directories.insert("tmp/".to_owned());
     }
-    append_file(&mut builder, path.trim_start_matches('/'), 0o755, binary)?;
+    for (extra_path, bytes) in extras.iter().copied().chain([(path, binary)]) {
+        let relative = extra_path.trim_start_matches('/');
+        append_parents(&mut builder, &mut directories, relative)?;
+        append_file(&mut builder, relative, 0o755, bytes)?;
+    }
     builder.into_inner()
+}
+
+/// Appends the directories above `relative` (a path without leading '/') that `added` does not
+/// hold yet, outermost first, and records them there.
+fn append_parents(
+    builder: &mut tar::Builder<Vec<u8>>,
+    added: &mut std::collections::BTreeSet<String>,
+    relative: &str,
+) -> std::io::Result<()> {
+    let mut directory = String::new();
+    let components: Vec<&str> = relative.split('/').collect();
+    for component in &components[..components.len().saturating_sub(1)] {
+        directory.push_str(component);
+        directory.push('/');
+        if added.insert(directory.clone()) {
+            append_dir(builder, &directory)?;
+        }
+    }
+    Ok(())
 }
 
 /// gzip with a fixed header (no file name, mtime 0), so equal input gives equal bytes.
@@ -356,7 +425,10 @@ fn build_binaries() -> anyhow::Result<PathBuf> {
         .args(
             IMAGES
                 .iter()
-                .map(|image| image.binary)
+                .flat_map(|image| {
+                    std::iter::once(image.binary)
+                        .chain(image.extra_binaries.iter().map(|extra| extra.binary))
+                })
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .flat_map(|binary| ["--bin", binary]),
@@ -371,7 +443,7 @@ fn build_binaries() -> anyhow::Result<PathBuf> {
             ["-Ctarget-feature=+crt-static", "-Cstrip=symbols"].join("\x1f"),
         );
     run_logged(
-        "building flotilla-pause and flotilla-testapp (static, release)",
+        "building flotilla-pause, flotilla-testapp and flotilla-perf (static, release)",
         "images-build",
         &mut command,
     )?;
@@ -391,9 +463,18 @@ fn write_images(binaries: &Path, out: &Path) -> anyhow::Result<Vec<WrittenImage>
     let mut written = Vec::new();
     for spec in IMAGES {
         progress.set_message(spec.name());
-        let binary_path = binaries.join(spec.binary);
-        let binary = fs::read(&binary_path)
-            .with_context(|| format!("reading the built binary {}", binary_path.display()))?;
+        let read_binary = |name: &str| {
+            let binary_path = binaries.join(name);
+            fs::read(&binary_path)
+                .with_context(|| format!("reading the built binary {}", binary_path.display()))
+        };
+        let binary = read_binary(spec.binary)?;
+        let extras = spec
+            .extra_binaries
+            .iter()
+            .map(|extra| read_binary(extra.binary))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let extras: Vec<&[u8]> = extras.iter().map(Vec::as_slice).collect();
         let busybox = if spec.busybox {
             Some(fs::read(HOST_BUSYBOX).with_context(|| {
                 format!("reading {HOST_BUSYBOX} (package busybox-static; run `cargo xtask setup`)")
@@ -401,7 +482,7 @@ fn write_images(binaries: &Path, out: &Path) -> anyhow::Result<Vec<WrittenImage>
         } else {
             None
         };
-        let image = OciImage::assemble(spec, &binary, busybox.as_deref())
+        let image = OciImage::assemble(spec, &binary, &extras, busybox.as_deref())
             .with_context(|| format!("assembling {}", spec.name()))?;
         let tarball = image
             .layout_tar()
@@ -557,8 +638,10 @@ mod tests {
 
     #[test]
     fn layout_is_self_consistent_and_deterministic() {
-        let image = OciImage::assemble(&IMAGES[1], b"\x7fELF not really", None).unwrap();
-        let again = OciImage::assemble(&IMAGES[1], b"\x7fELF not really", None).unwrap();
+        let image =
+            OciImage::assemble(&IMAGES[1], b"\x7fELF not really", &[b"perf tool"], None).unwrap();
+        let again =
+            OciImage::assemble(&IMAGES[1], b"\x7fELF not really", &[b"perf tool"], None).unwrap();
         let tarball = image.layout_tar().unwrap();
         assert_eq!(
             tarball,
@@ -619,15 +702,16 @@ mod tests {
             "diff_id is the sha256 of the uncompressed layer"
         );
         let layer_files = entries(&layer_tar);
-        assert_eq!(layer_files.len(), 1);
-        assert_eq!(layer_files[0].0, "testapp");
-        assert_eq!(layer_files[0].3, b"\x7fELF not really");
+        let layer_names: Vec<&str> = layer_files.iter().map(|(name, ..)| name.as_str()).collect();
+        assert_eq!(layer_names, ["bin/", "bin/flotilla-perf", "testapp"]);
+        assert_eq!(layer_files[1].3, b"perf tool");
+        assert_eq!(layer_files[2].3, b"\x7fELF not really");
     }
 
     #[test]
     fn v1_and_v2_differ_in_config_only() {
-        let v1 = OciImage::assemble(&IMAGES[1], b"same binary", None).unwrap();
-        let v2 = OciImage::assemble(&IMAGES[2], b"same binary", None).unwrap();
+        let v1 = OciImage::assemble(&IMAGES[1], b"same binary", &[b"perf"], None).unwrap();
+        let v2 = OciImage::assemble(&IMAGES[2], b"same binary", &[b"perf"], None).unwrap();
         assert_eq!(v1.layer, v2.layer);
         assert_ne!(v1.config.digest, v2.config.digest);
         assert_ne!(v1.manifest.digest, v2.manifest.digest);
@@ -635,7 +719,7 @@ mod tests {
 
     #[test]
     fn busybox_images_carry_a_shell_and_tmp() {
-        let image = OciImage::assemble(&IMAGES[1], b"app", Some(b"busybox")).unwrap();
+        let image = OciImage::assemble(&IMAGES[1], b"app", &[b"perf"], Some(b"busybox")).unwrap();
         let mut layer_tar = Vec::new();
         flate2::read::GzDecoder::new(image.layer.bytes.as_slice())
             .read_to_end(&mut layer_tar)
@@ -655,6 +739,48 @@ mod tests {
         }
         assert!(links.contains(&("bin/sh".to_owned(), "busybox".to_owned())));
         assert_eq!(tmp_mode, Some(0o1777));
+    }
+
+    #[test]
+    fn test_app_images_carry_flotilla_perf_beside_busybox() {
+        for spec in &IMAGES[1..] {
+            assert_eq!(spec.extra_binaries, [PERF_TOOL], "{}", spec.name());
+        }
+        assert!(
+            IMAGES[0].extra_binaries.is_empty(),
+            "the pause image stays one file"
+        );
+        let image = OciImage::assemble(&IMAGES[1], b"app", &[b"perf"], Some(b"busybox")).unwrap();
+        let mut layer_tar = Vec::new();
+        flate2::read::GzDecoder::new(image.layer.bytes.as_slice())
+            .read_to_end(&mut layer_tar)
+            .unwrap();
+        let files = entries(&layer_tar);
+        let names: Vec<&str> = files.iter().map(|(name, ..)| name.as_str()).collect();
+        assert_eq!(names.iter().filter(|name| **name == "bin/").count(), 1);
+        let perf = files
+            .iter()
+            .find(|(name, ..)| name == "bin/flotilla-perf")
+            .unwrap();
+        assert_eq!(perf.3, b"perf");
+        assert_eq!(names.last(), Some(&"testapp"), "the entrypoint comes last");
+        let mut archive = tar::Archive::new(layer_tar.as_slice());
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().unwrap().as_os_str() == "bin/flotilla-perf" {
+                assert_eq!(entry.header().mode().unwrap(), 0o755);
+            }
+        }
+    }
+
+    #[test]
+    fn extra_binaries_must_all_be_given() {
+        let err = OciImage::assemble(&IMAGES[1], b"app", &[], None).unwrap_err();
+        assert!(
+            err.to_string().contains("1 extra binaries, 0 were given"),
+            "{err}"
+        );
+        assert!(OciImage::assemble(&IMAGES[0], b"pause", &[], None).is_ok());
     }
 
     #[test]
