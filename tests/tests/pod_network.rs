@@ -13,7 +13,6 @@ use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     os::fd::AsFd as _,
-    process::Command,
     sync::mpsc,
     time::{Duration, Instant},
 };
@@ -24,7 +23,7 @@ use flotilla_testbed::{
     Netns,
     traffic::{ping, tcp_echo},
 };
-use support::{LocalCluster, eventually, pod_phase, require_root};
+use support::{LocalCluster, eventually, pod_netns, pod_phase, require_root};
 
 fn pods_manifest(nodes: &[String]) -> String {
     let pod = |name: &str, node: &str| {
@@ -52,23 +51,6 @@ spec:
         pod("c1", &nodes[2]),
     ]
     .join("---\n")
-}
-
-/// The network namespace containerd created for the pod with `ip` (found by its address).
-fn pod_netns(ip: Ipv4Addr) -> anyhow::Result<Netns> {
-    for entry in std::fs::read_dir("/run/netns")?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("cni-") {
-            continue;
-        }
-        let output = Command::new("ip")
-            .args(["-n", &name, "-4", "-o", "addr", "show"])
-            .output()?;
-        if String::from_utf8_lossy(&output.stdout).contains(&format!("inet {ip}/32")) {
-            return Ok(Netns::open(&name)?);
-        }
-    }
-    bail!("no pod network namespace has {ip}")
 }
 
 /// Sends "hostname" to the testapp's UDP echo from inside `netns` and returns the answer.

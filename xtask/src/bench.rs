@@ -29,6 +29,9 @@ pub(crate) struct BenchArgs {
     /// Pods created per second, 0 for all at once (pods).
     #[arg(long, default_value_t = 5.0)]
     rate: f64,
+    /// Seconds each network test runs per path (network).
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -39,6 +42,9 @@ enum Which {
     Scheduler,
     /// Pod startup latency (bound -> Running) on one real node vs starting them directly via CRI.
     Pods,
+    /// Pod-to-pod TCP_STREAM/TCP_RR/TCP_CRR over Flotilla's eBPF overlay vs a flannel-style
+    /// kernel VXLAN + bridge on the same pods and the bare underlay; CNI ADD latency.
+    Network,
 }
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -91,6 +97,22 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 &args.node_pods.to_string(),
                 "--rate",
                 &args.rate.to_string(),
+            ]),
+        ),
+        Which::Network => run_visible(
+            &format!(
+                "pod network benchmark, {} s per test and path",
+                args.seconds
+            ),
+            cargo().args([
+                "bench",
+                "--package",
+                "flotilla-testbed",
+                "--bench",
+                "pod_network",
+                "--",
+                "--duration",
+                &format!("{}s", args.seconds),
             ]),
         ),
     }

@@ -323,8 +323,10 @@ pub fn pod_phase(pod: &Value) -> &str {
 }
 
 /// `flotilla-cni`, built now if missing or stale (the agent installs it into each node's CNI
-/// bin dir, where containerd runs it for every pod).
+/// bin dir, where containerd runs it for every pod): a debug build for tests, a release build
+/// for benchmarks (which are built without debug assertions).
 pub fn cni_plugin() -> anyhow::Result<PathBuf> {
+    let release = !cfg!(debug_assertions);
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("the tests crate has a parent directory")?;
@@ -332,12 +334,10 @@ pub fn cni_plugin() -> anyhow::Result<PathBuf> {
         .map_or_else(|| workspace.join("target"), PathBuf::from);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = flotilla_testbed::containerd::run_bounded(
-        Command::new(cargo).current_dir(workspace).args([
-            "build",
-            "--quiet",
-            "--package",
-            "flotilla-cni",
-        ]),
+        Command::new(cargo)
+            .current_dir(workspace)
+            .args(["build", "--quiet", "--package", "flotilla-cni"])
+            .args(release.then_some("--release")),
         Duration::from_secs(20 * 60),
     )?;
     ensure!(
@@ -345,7 +345,26 @@ pub fn cni_plugin() -> anyhow::Result<PathBuf> {
         "building flotilla-cni failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    Ok(target.join("debug/flotilla-cni"))
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("flotilla-cni"))
+}
+
+/// The network namespace containerd created for the pod with `ip` (found by its address).
+pub fn pod_netns(ip: std::net::Ipv4Addr) -> anyhow::Result<Netns> {
+    for entry in fs::read_dir("/run/netns")?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("cni-") {
+            continue;
+        }
+        let output = Command::new("ip")
+            .args(["-n", &name, "-4", "-o", "addr", "show"])
+            .output()?;
+        if String::from_utf8_lossy(&output.stdout).contains(&format!("inet {ip}/32")) {
+            return Ok(Netns::open(&name)?);
+        }
+    }
+    bail!("no pod network namespace has {ip}")
 }
 
 /// A control plane plus nodes with containerd and the agent, Ready. Fields drop in order: the
