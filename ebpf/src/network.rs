@@ -1,8 +1,8 @@
 //! The pod network: `from_pod` on each pod's host-side veth, `from_overlay` and `to_overlay` on the
 //! node's collect-metadata VXLAN device. Every forwarding decision is a map lookup:
 //!
-//! - to a pod on this node: rewrite the Ethernet header and `bpf_redirect_peer` straight into the
-//!   destination pod's namespace (no host routing, no bridge);
+//! - to a pod on this node: `bpf_redirect_peer` straight into the destination pod's namespace
+//!   (no host routing, no bridge; the frame is left as the pod sent it, as a bridge would);
 //! - to a pod or node IP owned by another node (LPM trie of podCIDRs and node IPs): set the VXLAN
 //!   tunnel destination and redirect to the VXLAN device;
 //! - anything else (this node, the world outside the cluster): hand it to the node's own stack,
@@ -99,7 +99,13 @@ fn from_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
         _ => return Err(DropReason::SourceMismatch),
     }
     if let Some(target) = endpoint(dst) {
-        return deliver(ctx, &target);
+        // Same node: handed over as a bridge would, unmodified. Every TCP data segment is a
+        // clone (TCP keeps the original for retransmission), and writing a clone's header
+        // makes the kernel copy it first; rewriting MACs and TTL here cost 22% of same-node
+        // TCP_STREAM (18.3 vs 23.3 Gbit/s measured). The peer's stack does not look at the
+        // MACs: redirect_peer marks the packet as addressed to it.
+        // SAFETY: plain helper call; the kernel checks the ifindex is a veth with a peer.
+        return Ok(unsafe { bpf_redirect_peer(target.host_ifindex, 0) } as i32);
     }
     if let Some(tunnel) = tunnel(dst) {
         decrement_ttl(ctx)?;
@@ -193,8 +199,9 @@ fn tunnel(ipv4: [u8; 4]) -> Option<Tunnel> {
     TUNNELS.get(&Key::new(32, ipv4)).copied()
 }
 
-/// Hands the packet to a pod on this node: as a router would, TTL minus one and the pod's MAC as
-/// destination with its gateway's as source; then straight into the pod's namespace.
+/// Hands a packet that came over the overlay to a pod on this node: as a router would, TTL minus
+/// one and the pod's MAC as destination with its gateway's as source (the decapsulated packet is
+/// not a clone, so the writes cost no copy); then straight into the pod's namespace.
 #[inline(always)]
 fn deliver(ctx: &TcContext, target: &Endpoint) -> Result<i32, DropReason> {
     decrement_ttl(ctx)?;

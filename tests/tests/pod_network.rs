@@ -206,6 +206,21 @@ async fn pods_reach_each_other_on_and_across_nodes() -> anyhow::Result<()> {
     .await?;
     eprintln!("node 0 tunnels: {tunnels:?}");
 
+    // from_pod is attached to both pods' veths (right after ADD answered), as pinned links.
+    let links = NodePins::new(&nodes[0])?.links_dir();
+    eventually(
+        Duration::from_secs(10),
+        "from_pod links of a1 and a2",
+        || {
+            let count = std::fs::read_dir(&links)?
+                .flatten()
+                .filter(|entry| entry.file_name().to_string_lossy().starts_with("from_pod@"))
+                .count();
+            Ok((count == 2).then_some(()))
+        },
+    )
+    .await?;
+
     let a1_ns = pod_netns(a1)?;
     let b1_ns = pod_netns(b1)?;
     let c1_ns = pod_netns(c1)?;

@@ -295,13 +295,14 @@ impl Ipam {
                 source,
             })?;
         let text = serde_json::to_vec(allocation).unwrap_or_default();
-        file.write_all(&text)
-            .and_then(|()| file.sync_data())
-            .map_err(|source| IpamError::Io {
-                action: "writing",
-                path,
-                source,
-            })
+        // No fsync: the pool must survive agent restarts (the page cache does), not machine
+        // crashes, after which every pod and its namespace is gone anyway and the address GC
+        // frees whatever a torn record still holds.
+        file.write_all(&text).map_err(|source| IpamError::Io {
+            action: "writing",
+            path,
+            source,
+        })
     }
 }
 

@@ -128,6 +128,28 @@ impl Backend {
         Ok(live.len())
     }
 
+    /// Attaches from_pod to a registered endpoint's veth, unless the endpoint was released (or
+    /// replaced) meanwhile, in which case an attachment made concurrently is taken back.
+    fn attach_registered(&self, address: Ipv4Addr, endpoint: &RegisteredEndpoint) {
+        let still_registered = || {
+            lock(&self.ipam)
+                .allocations()
+                .get(&address)
+                .and_then(|allocation| allocation.endpoint.as_ref())
+                == Some(endpoint)
+        };
+        if !still_registered() {
+            return;
+        }
+        if let Err(err) = lock(&self.datapath).attach_pod(&endpoint.host_ifname) {
+            tracing::warn!(%address, host = %endpoint.host_ifname, "attaching from_pod: {err}");
+            return;
+        }
+        if !still_registered() {
+            let _ = lock(&self.datapath).detach_pod(&endpoint.host_ifname);
+        }
+    }
+
     fn unregister(
         &self,
         address: Ipv4Addr,
@@ -287,12 +309,16 @@ impl CniBackend for Arc<Backend> {
         lock(&self.maps)
             .put_endpoint(address, &datapath_endpoint(&endpoint))
             .map_err(internal)?;
-        if let Err(err) = lock(&self.datapath).attach_pod(&endpoint.host_ifname) {
-            let _ = lock(&self.maps).remove_endpoint(address);
-            return Err(internal(err));
-        }
-        ipam.set_endpoint(address, Some(endpoint))
+        ipam.set_endpoint(address, Some(endpoint.clone()))
             .map_err(ipam_status)?;
+        drop(ipam);
+        // The pod is fully reachable now: the endpoint entry delivers to it, and until from_pod
+        // is attached its own packets take the node's routes (its /32 route, the cluster route
+        // into the overlay device), which lead to the same places. Attaching a TCX program to a
+        // new device waits for an RCU grace period (10-25 ms here), so it is done after the
+        // answer instead of inside CNI ADD.
+        let backend = Arc::clone(self);
+        tokio::task::spawn_blocking(move || backend.attach_registered(address, &endpoint));
         Ok(Response::new(proto::RegisterEndpointResponse {}))
     }
 
