@@ -133,6 +133,7 @@ pub async fn run(
         cluster_cidr: config.cluster_cidr.clone(),
         mtu: config.mtu,
         ipam_dir: config.dirs.ipam_dir(),
+        pod_cgroup: Some(datapath::start::unified_cgroup(&config.cgroup_root)),
     })
     .await?;
     let cni_socket = config.dirs.cni_socket();
@@ -151,12 +152,31 @@ pub async fn run(
         network.maps.clone(),
         config.node_name.clone(),
     ));
+    let programming = prometheus_client::metrics::histogram::Histogram::new(
+        prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16),
+    );
+    let services = {
+        let maps = datapath::services::ServiceMaps::open(&datapath::pins::NodePins::new(
+            &config.node_name,
+        )?)?;
+        let programming = programming.clone();
+        tokio::spawn(datapath::services::sync(
+            client.clone(),
+            maps,
+            move |took| programming.observe(took.as_secs_f64()),
+        ))
+    };
     let metrics = match config.metrics_listen {
         Some(address) => {
             let mut registry = prometheus_client::registry::Registry::default();
             registry.register_collector(Box::new(datapath::metrics::DatapathCollector::new(
                 network.maps.clone(),
             )));
+            registry.register(
+                "flotilla_services_programming_seconds",
+                "How long writing one Service's frontends and backends into the maps took",
+                programming,
+            );
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("listening for metrics on {address}"))?;
@@ -219,6 +239,7 @@ pub async fn run(
     api.abort();
     cni_api.abort();
     address_gc.abort();
+    services.abort();
     tunnels.abort();
     if let Some(metrics) = metrics {
         metrics.abort();

@@ -6,6 +6,7 @@
 
 pub mod counters;
 pub mod network;
+pub mod services;
 
 /// Maps the agent pins under `/sys/fs/bpf/flotilla/<node>/maps/` so their state outlives it.
 pub const PINNED_MAPS: &[&str] = &[
@@ -14,4 +15,7 @@ pub const PINNED_MAPS: &[&str] = &[
     network::TUNNELS_MAP,
     network::NODE_CONFIG_MAP,
     network::DROPS_MAP,
+    services::SERVICES_MAP,
+    services::BACKENDS_MAP,
+    services::SOCK_REVNAT_MAP,
 ];

@@ -4,6 +4,7 @@
 
 mod counters;
 mod network;
+mod services;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -92,6 +92,7 @@ async fn overlay_forwards_between_pods_and_counts_drops() -> anyhow::Result<()> 
                 cluster_cidr: "10.244.0.0/16".into(),
                 mtu: None,
                 ipam_dir: dir.path().join(node.name()),
+                pod_cgroup: None,
             }
         })
         .collect();

@@ -17,6 +17,9 @@ use flotilla_common::network::{
     DROPS_MAP, DropReason, ENDPOINTS_MAP, Endpoint, EndpointKey, FROM_OVERLAY_PROG, FROM_POD_PROG,
     NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TUNNELS_MAP, Tunnel,
 };
+use flotilla_common::services::{
+    SOCK_CONNECT4_PROG, SOCK_GETPEERNAME4_PROG, SOCK_RECVMSG4_PROG, SOCK_SENDMSG4_PROG,
+};
 use serde::Serialize;
 
 use super::{
@@ -47,6 +50,14 @@ impl NetworkDatapath {
         let mut ebpf = loader::load(pins)?;
         for name in [FROM_POD_PROG, FROM_OVERLAY_PROG, TO_OVERLAY_PROG] {
             classifier(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DatapathError::Program {
+                    program: name,
+                    source,
+                })?;
+        }
+        for name in SOCK_PROGRAMS {
+            sock_addr(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DatapathError::Program {
                     program: name,
@@ -92,6 +103,84 @@ impl NetworkDatapath {
         }
         Ok(())
     }
+}
+
+/// The socket-level service load balancer's programs (cgroup sock_addr hooks).
+const SOCK_PROGRAMS: [&str; 4] = [
+    SOCK_CONNECT4_PROG,
+    SOCK_SENDMSG4_PROG,
+    SOCK_RECVMSG4_PROG,
+    SOCK_GETPEERNAME4_PROG,
+];
+
+impl NetworkDatapath {
+    /// Attaches the socket load balancer to the cgroup (v2) directory `cgroup`, below which
+    /// every pod of the node runs, as pinned links (`links/<program>@cgroup`). Links pinned by an
+    /// earlier agent are kept as they are.
+    pub fn attach_sock_lb(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
+        std::fs::create_dir_all(cgroup).map_err(|source| DatapathError::Io {
+            action: "creating the pods' cgroup",
+            path: cgroup.to_owned(),
+            source,
+        })?;
+        let links_dir = self.pins.links_dir();
+        std::fs::create_dir_all(&links_dir).map_err(|source| DatapathError::Io {
+            action: "creating",
+            path: links_dir,
+            source,
+        })?;
+        for name in SOCK_PROGRAMS {
+            let pin = self
+                .pins
+                .link(name, "cgroup", super::pins::Direction::Ingress);
+            if pin.exists() {
+                continue;
+            }
+            let file = std::fs::File::open(cgroup).map_err(|source| DatapathError::Io {
+                action: "opening",
+                path: cgroup.to_owned(),
+                source,
+            })?;
+            let program = sock_addr(&mut self.ebpf, name)?;
+            let program_error = |source| DatapathError::Program {
+                program: name,
+                source,
+            };
+            // BPF links on a cgroup always coexist with other links; the kernel refuses attach
+            // flags (EINVAL) with bpf_link_create, so the default mode it is.
+            let id = program
+                .attach(&file, aya::programs::links::CgroupAttachMode::Single)
+                .map_err(program_error)?;
+            let link = program.take_link(id).map_err(program_error)?;
+            let link: aya::programs::links::FdLink =
+                link.try_into()
+                    .map_err(|err: aya::programs::links::LinkError| DatapathError::Link {
+                        path: pin.clone(),
+                        message: super::attach::error_chain(&err),
+                    })?;
+            link.pin(&pin).map_err(|err| DatapathError::Link {
+                path: pin.clone(),
+                message: super::attach::error_chain(&err),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn sock_addr<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::programs::CgroupSockAddr, DatapathError> {
+    ebpf.program_mut(name)
+        .ok_or(DatapathError::MissingObject {
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| DatapathError::Program {
+            program: name,
+            source,
+        })
 }
 
 fn classifier<'a>(

@@ -35,6 +35,9 @@ pub struct NetworkSettings {
     pub mtu: Option<u32>,
     /// Where the address pool lives.
     pub ipam_dir: PathBuf,
+    /// The cgroup (v2) directory the node's pods run below, where the socket load balancer
+    /// attaches; None leaves services to other means.
+    pub pod_cgroup: Option<PathBuf>,
 }
 
 /// A running node network.
@@ -71,6 +74,11 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
     datapath
         .attach_overlay(OVERLAY_DEVICE)
         .context("attaching the overlay programs")?;
+    if let Some(cgroup) = &settings.pod_cgroup {
+        datapath.attach_sock_lb(cgroup).with_context(|| {
+            format!("attaching the socket load balancer to {}", cgroup.display())
+        })?;
+    }
     let mut maps = NetworkMaps::open(&pins)?;
     maps.set_node_config(&NodeConfig {
         vxlan_ifindex: device.ifindex,
@@ -101,4 +109,17 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
         maps: Arc::new(Mutex::new(maps)),
         mtu: device.mtu,
     })
+}
+
+/// The cgroup v2 directory for the cgroup parent `root` (e.g. `/flotilla/node1`): below
+/// `/sys/fs/cgroup/unified` on a hybrid hierarchy (runc puts containers there too), else below
+/// `/sys/fs/cgroup` when that is cgroup v2 itself.
+pub fn unified_cgroup(root: &str) -> PathBuf {
+    let relative = root.trim_start_matches('/');
+    let hybrid = std::path::Path::new("/sys/fs/cgroup/unified");
+    if hybrid.join("cgroup.procs").exists() {
+        hybrid.join(relative)
+    } else {
+        std::path::Path::new("/sys/fs/cgroup").join(relative)
+    }
 }

@@ -108,6 +108,14 @@ impl AgentThread {
         })
     }
 
+    /// Whether the agent stopped on its own (its error comes with [`Self::stop`]).
+    pub fn failure(&self) -> Option<String> {
+        let thread = self.thread.as_ref()?;
+        thread
+            .is_finished()
+            .then(|| "it returned on its own".to_owned())
+    }
+
     pub fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -424,10 +432,14 @@ impl LocalCluster {
             nodes.push(start_node(&cluster, &node, &images, &plugin, listen)?);
         }
         let mut pod_cidrs = Vec::new();
-        for node in &nodes {
+        for node in &mut nodes {
             let name = node.config.node_name.clone();
             // Each node registers and turns Ready once containerd's CNI config is in place.
-            eventually(Duration::from_secs(60), "node Ready", || {
+            let agent = node.agent.as_ref();
+            let ready = eventually(Duration::from_secs(60), "node Ready", || {
+                if let Some(failure) = agent.and_then(AgentThread::failure) {
+                    bail!("the agent of {name} stopped: {failure}");
+                }
                 let node = cluster.json(&["get", "node", &name])?;
                 let ready = node["status"]["conditions"]
                     .as_array()
@@ -439,7 +451,11 @@ impl LocalCluster {
                     .is_none_or(|taints| taints.is_empty());
                 Ok((ready && untainted).then_some(()))
             })
-            .await?;
+            .await;
+            if let Err(err) = ready {
+                let stopped = node.stop_agent();
+                bail!("{err:#}; stopping the agent of {name}: {stopped:?}");
+            }
             let pod_cidr = cluster.json(&["get", "node", &name])?["spec"]["podCIDR"]
                 .as_str()
                 .unwrap_or_default()

@@ -1,0 +1,275 @@
+//! ClusterIP services through the socket load balancer, end to end on two nodes: a Deployment's
+//! three pods behind a Service with a named TCP port and a UDP port; a client pod's connections
+//! to the ClusterIP are spread over every ready pod, on both nodes; UDP replies and
+//! `getpeername()` show the ClusterIP, not the pod; a Service without ready endpoints refuses
+//! at once; scaling down shrinks the spread.
+
+mod support;
+
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, ensure};
+use flotilla_agent::datapath::start::unified_cgroup;
+use support::{LocalCluster, eventually, pod_netns, pod_phase, require_root};
+
+const MANIFEST: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: echo
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: echo
+  template:
+    metadata:
+      labels:
+        app: echo
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: docker.io/flotilla/testapp:v1
+        imagePullPolicy: Never
+        ports:
+        - name: http
+          containerPort: 8080
+        - name: echo-udp
+          containerPort: 9001
+          protocol: UDP
+        readinessProbe:
+          httpGet:
+            path: /healthz
+            port: http
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+spec:
+  selector:
+    app: echo
+  ports:
+  - name: web
+    port: 80
+    targetPort: http
+  - name: dns-like
+    port: 53
+    protocol: UDP
+    targetPort: echo-udp
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nobody
+spec:
+  selector:
+    app: nobody-has-this
+  ports:
+  - port: 80
+    targetPort: 8080
+";
+
+fn client_manifest(node: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: docker.io/flotilla/testapp:v1
+    imagePullPolicy: Never
+"
+    )
+}
+
+/// Runs a Python snippet inside the client pod's network namespace and a cgroup below the
+/// node's pod cgroup (where the socket load balancer applies), as a pod's process would.
+fn python_in_pod(netns: &Path, cgroup: &Path, script: &str) -> anyhow::Result<String> {
+    std::fs::create_dir_all(cgroup)?;
+    let output = Command::new("timeout")
+        .arg("20")
+        .arg("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["sh", "-c"])
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
+            cgroup.display()
+        ))
+        .arg(script)
+        .output()
+        .context("running python3 (it must be on PATH)")?;
+    ensure!(
+        output.status.success(),
+        "python in the pod failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_ips_balance_over_ready_pods() -> anyhow::Result<()> {
+    require_root();
+    let started = Instant::now();
+    let local = LocalCluster::start_nodes(started, 2).await?;
+    let cluster = &local.cluster;
+    cluster.apply("echo.yaml", MANIFEST)?;
+    cluster.apply("client.yaml", &client_manifest(&local.node_name))?;
+    let vip = cluster.json(&["get", "service", "echo"])?["spec"]["clusterIP"]
+        .as_str()
+        .context("echo has no clusterIP")?
+        .to_owned();
+    let nobody = cluster.json(&["get", "service", "nobody"])?["spec"]["clusterIP"]
+        .as_str()
+        .context("nobody has no clusterIP")?
+        .to_owned();
+
+    let backends = eventually(Duration::from_secs(90), "3 ready echo pods", || {
+        let pods = cluster.json(&["get", "pods", "-l", "app=echo"])?;
+        let ready: BTreeSet<(String, String)> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|pod| {
+                pod["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .map(|pod| {
+                (
+                    pod["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    pod["spec"]["nodeName"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        Ok((ready.len() == 3).then_some(ready))
+    })
+    .await?;
+    let nodes: BTreeSet<&String> = backends.iter().map(|(_, node)| node).collect();
+    ensure!(
+        nodes.len() == 2,
+        "the echo pods are not on both nodes: {backends:?}"
+    );
+    let client = eventually(Duration::from_secs(60), "client Running", || {
+        let pod = cluster.json(&["get", "pod", "client"])?;
+        Ok((pod_phase(&pod) == "Running")
+            .then(|| {
+                pod["status"]["podIP"]
+                    .as_str()?
+                    .parse::<std::net::Ipv4Addr>()
+                    .ok()
+            })
+            .flatten())
+    })
+    .await?;
+    eprintln!(
+        "backends {backends:?}, client {client}, after {:?}",
+        started.elapsed()
+    );
+
+    // TCP from the pod itself: 30 connections to the ClusterIP reach all three pods.
+    let names: BTreeSet<String> = backends.iter().map(|(name, _)| name.clone()).collect();
+    let seen = eventually(Duration::from_secs(30), "every echo pod answers via the ClusterIP", || {
+        let out = cluster.kubectl_ok(&[
+            "exec",
+            "client",
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "i=0; while [ $i -lt 30 ]; do wget -qO- http://{vip}/hostname; echo; i=$((i+1)); done"
+            ),
+        ])?;
+        let seen: BTreeSet<String> = out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+        Ok((seen == names).then_some(seen))
+    })
+    .await?;
+    eprintln!("ClusterIP TCP spread over {seen:?}");
+
+    // UDP replies and getpeername() read as the ClusterIP.
+    let netns = pod_netns(client)?;
+    let cgroup = unified_cgroup(&local.node.cgroup_root).join("test-client");
+    let udp = python_in_pod(
+        netns.path(),
+        &cgroup,
+        &format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.settimeout(2)\n\
+             s.sendto(b'hostname', ('{vip}', 53))\n\
+             data, peer = s.recvfrom(200)\n\
+             t = socket.create_connection(('{vip}', 80), timeout=2)\n\
+             print(data.decode().strip(), peer[0], peer[1], t.getpeername()[0], t.getpeername()[1])"
+        ),
+    )?;
+    let fields: Vec<&str> = udp.split_whitespace().collect();
+    ensure!(
+        fields.len() == 5 && names.contains(fields[0]),
+        "UDP via the ClusterIP answered {udp:?}"
+    );
+    ensure!(
+        fields[1] == vip && fields[2] == "53" && fields[3] == vip && fields[4] == "80",
+        "the pod saw its peers as {udp:?}, expected {vip}:53 and {vip}:80"
+    );
+
+    // No ready endpoints: refused at once, not a timeout.
+    let refused = Instant::now();
+    let output = cluster.kubectl(&[
+        "exec",
+        "client",
+        "--",
+        "wget",
+        "-qO-",
+        &format!("http://{nobody}/"),
+    ]);
+    ensure!(
+        !output.status.success(),
+        "a Service without endpoints answered"
+    );
+    ensure!(
+        refused.elapsed() < Duration::from_secs(5),
+        "refusing took {:?}",
+        refused.elapsed()
+    );
+
+    // Scaling down: the one remaining pod answers everything.
+    cluster.kubectl_ok(&["scale", "deployment/echo", "--replicas=1"])?;
+    eventually(Duration::from_secs(60), "one echo pod answers", || {
+        let out = cluster.kubectl_ok(&[
+            "exec",
+            "client",
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "i=0; while [ $i -lt 10 ]; do wget -qO- http://{vip}/hostname; echo; i=$((i+1)); done"
+            ),
+        ])?;
+        let seen: BTreeSet<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        Ok((seen.len() == 1).then_some(()))
+    })
+    .await?;
+    let _ = std::fs::remove_dir(&cgroup);
+    local.shutdown().await;
+    eprintln!("done after {:?}", started.elapsed());
+    Ok(())
+}
