@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod auth;
 pub mod controllers;
+pub mod dns;
 pub mod etcd;
 pub mod hollow;
 pub mod ipam;

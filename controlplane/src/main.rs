@@ -92,6 +92,23 @@ enum CliCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Serve the cluster's DNS (`<svc>.<ns>.svc.<domain>`, `<ip>.<ns>.pod.<domain>`, ...) from
+    /// the API's Services, EndpointSlices and Pods, over UDP and TCP.
+    Dns {
+        /// Kubeconfig with the credentials to list and watch Services, EndpointSlices and Pods.
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: PathBuf,
+        /// Address to answer on (UDP and TCP).
+        #[arg(long, default_value = "0.0.0.0:53")]
+        listen: SocketAddr,
+        /// The cluster domain.
+        #[arg(long, default_value = "cluster.local")]
+        cluster_domain: String,
+        /// DNS server (IP:port) that names outside the cluster domain are forwarded to; without
+        /// it they are refused.
+        #[arg(long)]
+        upstream: Option<SocketAddr>,
+    },
 }
 
 /// `node-credentials`: writes the files and lists them.
@@ -150,6 +167,28 @@ async fn main() -> ExitCode {
     }) = &cli.command
     {
         return node_credentials(&cli.state_dir, node, address, server, out);
+    }
+    if let Some(CliCommand::Dns {
+        kubeconfig,
+        listen,
+        cluster_domain,
+        upstream,
+    }) = cli.command
+    {
+        let config = flotilla_controlplane::dns::Config {
+            listen,
+            cluster_domain,
+            upstream,
+        };
+        return tokio::select! {
+            result = flotilla_controlplane::dns::run(&kubeconfig, config) => {
+                if let Err(err) = result {
+                    eprintln!("flotilla-controlplane dns: {err}");
+                }
+                ExitCode::FAILURE
+            }
+            () = shutdown_signal() => ExitCode::SUCCESS,
+        };
     }
     let config = Config {
         etcd_endpoints: cli.etcd_endpoints,
