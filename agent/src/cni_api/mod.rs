@@ -7,13 +7,13 @@ pub mod ipam;
 use std::{
     net::Ipv4Addr,
     path::Path,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
 };
 
 use tonic::{Request, Response, Status};
 
 use crate::datapath::{
-    DatapathError,
+    DatapathError, lock,
     network::{NetworkDatapath, NetworkMaps},
 };
 use flotilla_common::network::{Endpoint, POD_GATEWAY};
@@ -39,14 +39,6 @@ pub struct Backend {
     datapath: Arc<Mutex<NetworkDatapath>>,
     maps: Arc<Mutex<NetworkMaps>>,
     mtu: u32,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave these structures half-updated in a way a
-    // retry would not repair (every operation is idempotent), so poisoning is ignored.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn internal(err: impl std::fmt::Display) -> Status {

@@ -93,3 +93,11 @@ pub enum DatapathError {
         name: &'static str,
     },
 }
+
+/// Locks `mutex`, ignoring poisoning: every structure behind these locks is repaired by the
+/// next idempotent write, so a panic while one was held leaves nothing a retry cannot mend.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -199,7 +199,8 @@ fn classifier<'a>(
         })
 }
 
-fn open_pinned(path: &Path, what: &'static str) -> Result<Map, DatapathError> {
+/// Opens the map pinned at `path`; `what` says what is missing if nothing is pinned there.
+pub(crate) fn open_pinned(path: &Path, what: &'static str) -> Result<Map, DatapathError> {
     if !path.exists() {
         return Err(DatapathError::NotPinned {
             path: path.to_owned(),
@@ -221,7 +222,9 @@ fn map_error(name: &str) -> impl Fn(aya::maps::MapError) -> DatapathError + '_ {
     }
 }
 
-const NOT_STARTED: &str = "the node's network datapath; start the agent on this node first";
+/// What a missing pin means.
+pub(crate) const NOT_STARTED: &str =
+    "the node's network datapath; start the agent on this node first";
 
 /// The pinned maps of a node's network datapath, opened by path (the agent and the
 /// `flotilla-agent bpf` commands use the same handles).

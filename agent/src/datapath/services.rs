@@ -6,17 +6,20 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
-    path::Path,
 };
 
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{HashMap, MapData};
 use flotilla_common::services::{
     BACKENDS_MAP, BackendEntry, BackendKey, PROTO_TCP, PROTO_UDP, SERVICES_MAP, ServiceEntry,
     ServiceKey,
 };
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
-use super::{DatapathError, pins::NodePins};
+use super::{
+    DatapathError,
+    network::{NOT_STARTED, open_pinned},
+    pins::NodePins,
+};
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -179,20 +182,6 @@ impl std::fmt::Debug for ServiceMaps {
     }
 }
 
-fn open(path: &Path, name: &str) -> Result<Map, DatapathError> {
-    let map_error = |source| DatapathError::Map {
-        map: name.to_owned(),
-        source,
-    };
-    if !path.exists() {
-        return Err(DatapathError::NotPinned {
-            path: path.to_owned(),
-            what: "the node's service maps; start the agent on this node first",
-        });
-    }
-    Map::from_map_data(MapData::from_pin(path).map_err(map_error)?).map_err(map_error)
-}
-
 impl ServiceMaps {
     /// Opens the node's pinned service maps.
     pub fn open(pins: &NodePins) -> Result<Self, DatapathError> {
@@ -201,10 +190,10 @@ impl ServiceMaps {
             move |source| DatapathError::Map { map: name, source }
         };
         Ok(Self {
-            services: open(&pins.map(SERVICES_MAP), SERVICES_MAP)?
+            services: open_pinned(&pins.map(SERVICES_MAP), NOT_STARTED)?
                 .try_into()
                 .map_err(err(SERVICES_MAP))?,
-            backends: open(&pins.map(BACKENDS_MAP), BACKENDS_MAP)?
+            backends: open_pinned(&pins.map(BACKENDS_MAP), NOT_STARTED)?
                 .try_into()
                 .map_err(err(BACKENDS_MAP))?,
         })

@@ -5,6 +5,8 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
+use super::lock;
+
 use k8s_openapi::api::core::v1::Node;
 
 /// A tunnel prefix: address and length.
@@ -164,12 +166,6 @@ pub async fn sync(
             }
         }
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
