@@ -435,13 +435,21 @@ async fn on_delete_replaces_only_deleted_pods() -> anyhow::Result<()> {
     let replaced = wait_for_nodes(&pods, "agent", &["n1", "n2"]).await;
     assert_eq!(image_of(&replaced["n1"][0]), "flotilla/testapp:v2");
     assert_eq!(image_of(&replaced["n2"][0]), "flotilla/testapp:v1");
-    let updated = cluster.kubectl_ok(&[
-        "get",
-        "ds",
-        "agent",
-        "-o",
-        "jsonpath={.status.updatedNumberScheduled}",
-    ]);
+    // The status follows the pods asynchronously: wait for it (bounded) instead of racing it.
+    let mut updated = String::new();
+    for _ in 0..40 {
+        updated = cluster.kubectl_ok(&[
+            "get",
+            "ds",
+            "agent",
+            "-o",
+            "jsonpath={.status.updatedNumberScheduled}",
+        ]);
+        if updated == "1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert_eq!(updated, "1");
     Ok(())
 }
