@@ -875,7 +875,12 @@ mod tests {
                         }
                     }
                     let request = String::from_utf8_lossy(&buffer[..read]).into_owned();
-                    let _ = stream.write_all(respond(&request).as_bytes()).await;
+                    // Off the workers: a handler that sleeps must not stall the runtime's timers
+                    // (on a busy 2-CPU machine the probe's timeout then fired after the answer).
+                    let answer = tokio::task::spawn_blocking(move || respond(&request))
+                        .await
+                        .unwrap_or_default();
+                    let _ = stream.write_all(answer.as_bytes()).await;
                     let _ = stream.shutdown().await;
                 });
             }
@@ -900,7 +905,7 @@ mod tests {
 
     const T: Duration = Duration::from_secs(2);
 
-    // Multi-threaded: the test server blocks a worker to answer slowly.
+    // The test server answers /slow slowly, from a blocking thread.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn http_probe_statuses_headers_and_redirects() {
         let (port, task) = server(|request| {
