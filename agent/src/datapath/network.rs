@@ -49,7 +49,7 @@ impl NetworkDatapath {
     pub fn load(pins: &NodePins) -> Result<Self, DatapathError> {
         let mut ebpf = loader::load(pins)?;
         for name in [FROM_POD_PROG, FROM_OVERLAY_PROG, TO_OVERLAY_PROG] {
-            classifier(&mut ebpf, name)?
+            program::<SchedClassifier>(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DatapathError::Program {
                     program: name,
@@ -57,7 +57,7 @@ impl NetworkDatapath {
                 })?;
         }
         for name in SOCK_PROGRAMS {
-            sock_addr(&mut ebpf, name)?
+            program::<aya::programs::CgroupSockAddr>(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DatapathError::Program {
                     program: name,
@@ -77,7 +77,7 @@ impl NetworkDatapath {
 
     /// Attaches `from_pod` to the ingress of a pod's host-side veth.
     pub fn attach_pod(&mut self, host_ifname: &str) -> Result<AttachOutcome, DatapathError> {
-        let program = classifier(&mut self.ebpf, FROM_POD_PROG)?;
+        let program = program::<SchedClassifier>(&mut self.ebpf, FROM_POD_PROG)?;
         attach_pinned(
             program,
             FROM_POD_PROG,
@@ -98,7 +98,7 @@ impl NetworkDatapath {
             (FROM_OVERLAY_PROG, Direction::Ingress),
             (TO_OVERLAY_PROG, Direction::Egress),
         ] {
-            let program = classifier(&mut self.ebpf, name)?;
+            let program = program::<SchedClassifier>(&mut self.ebpf, name)?;
             attach_pinned(program, name, &self.pins, device, direction)?;
         }
         Ok(())
@@ -141,7 +141,7 @@ impl NetworkDatapath {
                 path: cgroup.to_owned(),
                 source,
             })?;
-            let program = sock_addr(&mut self.ebpf, name)?;
+            let program = program::<aya::programs::CgroupSockAddr>(&mut self.ebpf, name)?;
             let program_error = |source| DatapathError::Program {
                 program: name,
                 source,
@@ -167,26 +167,11 @@ impl NetworkDatapath {
     }
 }
 
-fn sock_addr<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut aya::programs::CgroupSockAddr, DatapathError> {
-    ebpf.program_mut(name)
-        .ok_or(DatapathError::MissingObject {
-            kind: "program",
-            name,
-        })?
-        .try_into()
-        .map_err(|source| DatapathError::Program {
-            program: name,
-            source,
-        })
-}
-
-fn classifier<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut SchedClassifier, DatapathError> {
+/// The program `name` of the loaded object as its kind `P` (a classifier, a cgroup hook, ...).
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, DatapathError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
     ebpf.program_mut(name)
         .ok_or(DatapathError::MissingObject {
             kind: "program",
@@ -200,7 +185,7 @@ fn classifier<'a>(
 }
 
 /// Opens the map pinned at `path`; `what` says what is missing if nothing is pinned there.
-pub(crate) fn open_pinned(path: &Path, what: &'static str) -> Result<Map, DatapathError> {
+fn open_pinned(path: &Path, what: &'static str) -> Result<Map, DatapathError> {
     if !path.exists() {
         return Err(DatapathError::NotPinned {
             path: path.to_owned(),
@@ -215,7 +200,18 @@ pub(crate) fn open_pinned(path: &Path, what: &'static str) -> Result<Map, Datapa
     Map::from_map_data(data).map_err(map_error)
 }
 
-fn map_error(name: &str) -> impl Fn(aya::maps::MapError) -> DatapathError + '_ {
+/// Opens the node's map `name` as the typed map `T` it is.
+pub(crate) fn open_map<T>(pins: &NodePins, name: &str) -> Result<T, DatapathError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    open_pinned(&pins.map(name), NOT_STARTED)?
+        .try_into()
+        .map_err(map_error(name))
+}
+
+/// A map error of the map `name`.
+pub(crate) fn map_error(name: &str) -> impl Fn(aya::maps::MapError) -> DatapathError + '_ {
     move |source| DatapathError::Map {
         map: name.to_owned(),
         source,
@@ -223,8 +219,7 @@ fn map_error(name: &str) -> impl Fn(aya::maps::MapError) -> DatapathError + '_ {
 }
 
 /// What a missing pin means.
-pub(crate) const NOT_STARTED: &str =
-    "the node's network datapath; start the agent on this node first";
+const NOT_STARTED: &str = "the node's network datapath; start the agent on this node first";
 
 /// The pinned maps of a node's network datapath, opened by path (the agent and the
 /// `flotilla-agent bpf` commands use the same handles).
@@ -268,18 +263,10 @@ pub struct TunnelRow {
 impl NetworkMaps {
     /// Opens the node's pinned network maps.
     pub fn open(pins: &NodePins) -> Result<Self, DatapathError> {
-        let endpoints = open_pinned(&pins.map(ENDPOINTS_MAP), NOT_STARTED)?
-            .try_into()
-            .map_err(map_error(ENDPOINTS_MAP))?;
-        let tunnels = open_pinned(&pins.map(TUNNELS_MAP), NOT_STARTED)?
-            .try_into()
-            .map_err(map_error(TUNNELS_MAP))?;
-        let node_config = open_pinned(&pins.map(NODE_CONFIG_MAP), NOT_STARTED)?
-            .try_into()
-            .map_err(map_error(NODE_CONFIG_MAP))?;
-        let drops = open_pinned(&pins.map(DROPS_MAP), NOT_STARTED)?
-            .try_into()
-            .map_err(map_error(DROPS_MAP))?;
+        let endpoints = open_map(pins, ENDPOINTS_MAP)?;
+        let tunnels = open_map(pins, TUNNELS_MAP)?;
+        let node_config = open_map(pins, NODE_CONFIG_MAP)?;
+        let drops = open_map(pins, DROPS_MAP)?;
         Ok(Self {
             endpoints,
             tunnels,

@@ -17,7 +17,7 @@ use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
 use super::{
     DatapathError,
-    network::{NOT_STARTED, open_pinned},
+    network::{map_error, open_map},
     pins::NodePins,
 };
 
@@ -185,37 +185,23 @@ impl std::fmt::Debug for ServiceMaps {
 impl ServiceMaps {
     /// Opens the node's pinned service maps.
     pub fn open(pins: &NodePins) -> Result<Self, DatapathError> {
-        let err = |name: &str| {
-            let name = name.to_owned();
-            move |source| DatapathError::Map { map: name, source }
-        };
         Ok(Self {
-            services: open_pinned(&pins.map(SERVICES_MAP), NOT_STARTED)?
-                .try_into()
-                .map_err(err(SERVICES_MAP))?,
-            backends: open_pinned(&pins.map(BACKENDS_MAP), NOT_STARTED)?
-                .try_into()
-                .map_err(err(BACKENDS_MAP))?,
+            services: open_map(pins, SERVICES_MAP)?,
+            backends: open_map(pins, BACKENDS_MAP)?,
         })
     }
 
     /// Applies `ops` in order.
     pub fn apply(&mut self, ops: &[MapOp]) -> Result<(), DatapathError> {
-        let service_err = |source| DatapathError::Map {
-            map: SERVICES_MAP.to_owned(),
-            source,
-        };
-        let backend_err = |source| DatapathError::Map {
-            map: BACKENDS_MAP.to_owned(),
-            source,
-        };
+        let service_err = map_error(SERVICES_MAP);
+        let backend_err = map_error(BACKENDS_MAP);
         for op in ops {
             match op {
                 MapOp::PutBackend(key, value) => {
-                    self.backends.insert(key, value, 0).map_err(backend_err)?;
+                    self.backends.insert(key, value, 0).map_err(&backend_err)?;
                 }
                 MapOp::PutService(key, value) => {
-                    self.services.insert(key, value, 0).map_err(service_err)?;
+                    self.services.insert(key, value, 0).map_err(&service_err)?;
                 }
                 MapOp::DeleteBackend(key) => match self.backends.remove(key) {
                     Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
@@ -234,10 +220,7 @@ impl ServiceMaps {
     pub fn programmed(&self) -> Result<Programmed, DatapathError> {
         let mut programmed = Programmed::new();
         for entry in self.services.iter() {
-            let (key, service) = entry.map_err(|source| DatapathError::Map {
-                map: SERVICES_MAP.to_owned(),
-                source,
-            })?;
+            let (key, service) = entry.map_err(map_error(SERVICES_MAP))?;
             let backends = (0..service.count)
                 .filter_map(|slot| {
                     self.backends

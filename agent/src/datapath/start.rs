@@ -88,10 +88,12 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
         pad: [0; 2],
     })?;
     let ipam = Ipam::open(&settings.ipam_dir, &settings.pod_cidr)?;
+    // One handle on the maps, shared by the CNI backend, the tunnel sync and the metrics.
+    let maps = Arc::new(Mutex::new(maps));
     let backend = Arc::new(Backend::new(
         ipam,
         Arc::new(Mutex::new(datapath)),
-        Arc::new(Mutex::new(NetworkMaps::open(&pins)?)),
+        maps.clone(),
         device.mtu,
     ));
     let restored = backend
@@ -106,7 +108,7 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
     );
     Ok(NodeNetwork {
         backend,
-        maps: Arc::new(Mutex::new(maps)),
+        maps,
         mtu: device.mtu,
     })
 }

@@ -99,16 +99,22 @@ impl Cri {
     /// The ids of every pod sandbox containerd has, in any state.
     pub async fn sandbox_ids(&self) -> Result<std::collections::BTreeSet<String>, CriError> {
         Ok(self
+            .all_sandboxes()
+            .await?
+            .into_iter()
+            .map(|sandbox| sandbox.id)
+            .collect())
+    }
+
+    async fn all_sandboxes(&self) -> Result<Vec<api::PodSandbox>, CriError> {
+        Ok(self
             .runtime
             .clone()
             .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
             .await
             .map_err(|status| call("listing pod sandboxes", status))?
             .into_inner()
-            .items
-            .into_iter()
-            .map(|sandbox| sandbox.id)
-            .collect())
+            .items)
     }
 
     /// Stops and removes every pod sandbox (with its containers) this containerd knows, so CNI
@@ -117,14 +123,7 @@ impl Cri {
     /// to stop is still removed if containerd allows it; the first failure is returned after
     /// every sandbox was tried.
     pub async fn remove_all_sandboxes(&self) -> Result<Vec<String>, CriError> {
-        let sandboxes = self
-            .runtime
-            .clone()
-            .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
-            .await
-            .map_err(|status| call("listing pod sandboxes", status))?
-            .into_inner()
-            .items;
+        let sandboxes = self.all_sandboxes().await?;
         let mut removed = Vec::new();
         let mut first_error = None;
         for sandbox in sandboxes {
