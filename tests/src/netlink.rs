@@ -79,30 +79,29 @@ impl Netlink {
 
     /// The MAC address of `name`.
     pub async fn mac(&self, name: &str) -> Result<Vec<u8>, TestbedError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
-        let link = links
-            .try_next()
-            .await
-            .map_err(self.fail(format!("looking up link {name}")))?
-            .ok_or_else(|| TestbedError::NotFound(format!("link {name} in {}", self.netns)))?;
-        link.attributes
-            .into_iter()
-            .find_map(|attribute| match attribute {
-                LinkAttribute::Address(mac) => Some(mac),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                TestbedError::NotFound(format!("MAC address of {name} in {}", self.netns))
-            })
+        self.link_attribute(name, "MAC address", |attribute| match attribute {
+            LinkAttribute::Address(mac) => Some(mac),
+            _ => None,
+        })
+        .await
     }
 
     /// The MTU of `name`.
     pub async fn mtu(&self, name: &str) -> Result<u32, TestbedError> {
+        self.link_attribute(name, "MTU", |attribute| match attribute {
+            LinkAttribute::Mtu(mtu) => Some(mtu),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The first attribute of link `name` that `pick` selects; `what` names it in errors.
+    async fn link_attribute<T>(
+        &self,
+        name: &str,
+        what: &str,
+        pick: impl FnMut(LinkAttribute) -> Option<T>,
+    ) -> Result<T, TestbedError> {
         let mut links = self
             .handle
             .link()
@@ -116,11 +115,8 @@ impl Netlink {
             .ok_or_else(|| TestbedError::NotFound(format!("link {name} in {}", self.netns)))?;
         link.attributes
             .into_iter()
-            .find_map(|attribute| match attribute {
-                LinkAttribute::Mtu(mtu) => Some(mtu),
-                _ => None,
-            })
-            .ok_or_else(|| TestbedError::NotFound(format!("MTU of {name} in {}", self.netns)))
+            .find_map(pick)
+            .ok_or_else(|| TestbedError::NotFound(format!("{what} of {name} in {}", self.netns)))
     }
 
     /// Creates a bridge.

@@ -118,6 +118,30 @@ fn python_in_pod(netns: &Path, cgroup: &Path, script: &str) -> anyhow::Result<St
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// The hostnames the client pod gets from `count` HTTP requests to `vip`, one connection each.
+fn hostnames_via(
+    cluster: &support::Cluster,
+    vip: &str,
+    count: u32,
+) -> anyhow::Result<BTreeSet<String>> {
+    let out = cluster.kubectl_ok(&[
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "i=0; while [ $i -lt {count} ]; do wget -qO- http://{vip}/hostname; echo; i=$((i+1)); done"
+        ),
+    ])?;
+    Ok(out
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(String::from)
+        .collect())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_ips_balance_over_ready_pods() -> anyhow::Result<()> {
     require_root();
@@ -188,20 +212,14 @@ async fn cluster_ips_balance_over_ready_pods() -> anyhow::Result<()> {
 
     // TCP from the pod itself: 30 connections to the ClusterIP reach all three pods.
     let names: BTreeSet<String> = backends.iter().map(|(name, _)| name.clone()).collect();
-    let seen = eventually(Duration::from_secs(30), "every echo pod answers via the ClusterIP", || {
-        let out = cluster.kubectl_ok(&[
-            "exec",
-            "client",
-            "--",
-            "sh",
-            "-c",
-            &format!(
-                "i=0; while [ $i -lt 30 ]; do wget -qO- http://{vip}/hostname; echo; i=$((i+1)); done"
-            ),
-        ])?;
-        let seen: BTreeSet<String> = out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-        Ok((seen == names).then_some(seen))
-    })
+    let seen = eventually(
+        Duration::from_secs(30),
+        "every echo pod answers via the ClusterIP",
+        || {
+            let seen = hostnames_via(cluster, &vip, 30)?;
+            Ok((seen == names).then_some(seen))
+        },
+    )
     .await?;
     eprintln!("ClusterIP TCP spread over {seen:?}");
 
@@ -254,17 +272,7 @@ async fn cluster_ips_balance_over_ready_pods() -> anyhow::Result<()> {
     // Scaling down: the one remaining pod answers everything.
     cluster.kubectl_ok(&["scale", "deployment/echo", "--replicas=1"])?;
     eventually(Duration::from_secs(60), "one echo pod answers", || {
-        let out = cluster.kubectl_ok(&[
-            "exec",
-            "client",
-            "--",
-            "sh",
-            "-c",
-            &format!(
-                "i=0; while [ $i -lt 10 ]; do wget -qO- http://{vip}/hostname; echo; i=$((i+1)); done"
-            ),
-        ])?;
-        let seen: BTreeSet<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let seen = hostnames_via(cluster, &vip, 10)?;
         Ok((seen.len() == 1).then_some(()))
     })
     .await?;

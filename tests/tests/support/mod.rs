@@ -46,28 +46,10 @@ pub fn require_root() {
 /// `<target>/images/oci`: built now if missing or stale (cargo and the deterministic tarballs make
 /// a rebuild of unchanged sources cheap), so a fresh clone needs no manual step.
 pub fn test_images() -> anyhow::Result<Vec<PathBuf>> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the tests crate has a parent directory")?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), PathBuf::from);
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = flotilla_testbed::containerd::run_bounded(
-        Command::new(cargo).current_dir(workspace).args([
-            "run",
-            "--quiet",
-            "--package",
-            "xtask",
-            "--",
-            "images",
-        ]),
-        Duration::from_secs(20 * 60),
+    let target = workspace_cargo(
+        &["run", "--quiet", "--package", "xtask", "--", "images"],
+        "cargo xtask images",
     )?;
-    ensure!(
-        output.status.success(),
-        "cargo xtask images failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let dir = target.join("images/oci");
     Ok([
         "flotilla-pause-3.10.tar",
@@ -335,6 +317,17 @@ pub fn pod_phase(pod: &Value) -> &str {
 /// for benchmarks (which are built without debug assertions).
 pub fn cni_plugin() -> anyhow::Result<PathBuf> {
     let release = !cfg!(debug_assertions);
+    let mut args = vec!["build", "--quiet", "--package", "flotilla-cni"];
+    args.extend(release.then_some("--release"));
+    let target = workspace_cargo(&args, "building flotilla-cni")?;
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("flotilla-cni"))
+}
+
+/// Runs cargo with `args` in the workspace (bounded to 20 min) and returns the target directory
+/// it builds into; `what` names the step in errors.
+fn workspace_cargo(args: &[&str], what: &str) -> anyhow::Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("the tests crate has a parent directory")?;
@@ -342,20 +335,15 @@ pub fn cni_plugin() -> anyhow::Result<PathBuf> {
         .map_or_else(|| workspace.join("target"), PathBuf::from);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = flotilla_testbed::containerd::run_bounded(
-        Command::new(cargo)
-            .current_dir(workspace)
-            .args(["build", "--quiet", "--package", "flotilla-cni"])
-            .args(release.then_some("--release")),
+        Command::new(cargo).current_dir(workspace).args(args),
         Duration::from_secs(20 * 60),
     )?;
     ensure!(
         output.status.success(),
-        "building flotilla-cni failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    Ok(target
-        .join(if release { "release" } else { "debug" })
-        .join("flotilla-cni"))
+    Ok(target)
 }
 
 /// The network namespace containerd created for the pod with `ip` (found by its address).
