@@ -162,6 +162,7 @@ pub async fn run(
         let programming = programming.clone();
         tokio::spawn(datapath::services::sync(
             client.clone(),
+            config.node_name.clone(),
             maps,
             move |took| programming.observe(took.as_secs_f64()),
         ))

@@ -18,4 +18,6 @@ pub const PINNED_MAPS: &[&str] = &[
     services::SERVICES_MAP,
     services::BACKENDS_MAP,
     services::SOCK_REVNAT_MAP,
+    services::SERVICE_CT_MAP,
+    services::AFFINITY_MAP,
 ];

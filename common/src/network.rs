@@ -21,6 +21,11 @@ pub const FROM_POD_PROG: &str = "from_pod";
 pub const FROM_OVERLAY_PROG: &str = "from_overlay";
 /// TC program on the egress of the VXLAN device (sets the tunnel destination of every packet).
 pub const TO_OVERLAY_PROG: &str = "to_overlay";
+/// TC program on the ingress of the node's underlay link (NodePort, replies of NATed flows).
+pub const FROM_UNDERLAY_PROG: &str = "from_underlay";
+/// TC program on the egress of each pod's host-side veth (what the node's stack routes to the
+/// pod: reverse NAT of Service flows whose replies came through the stack).
+pub const TO_POD_PROG: &str = "to_pod";
 
 /// Maximum pods per node the endpoint map holds.
 pub const ENDPOINTS_MAX_ENTRIES: u32 = 4096;
@@ -84,6 +89,11 @@ pub struct NodeConfig {
     pub vxlan_mac: [u8; 6],
     /// Explicit padding (no uninitialised bytes).
     pub pad: [u8; 2],
+    /// ifindex of the underlay link holding the node IP (NodePort replies leave through it).
+    pub underlay_ifindex: u32,
+    /// Cookie of the node's network namespace: the host socket load balancer, attached to the
+    /// machine's root cgroup, acts only on sockets of this namespace.
+    pub netns_cookie: u64,
 }
 
 /// Why the datapath dropped a packet; the index into [`DROPS_MAP`].
@@ -104,11 +114,18 @@ pub enum DropReason {
     TunnelSourceMismatch = 5,
     /// Arrived over the overlay for an address that is neither a pod here nor this node.
     UnknownDestination = 6,
+    /// A new connection to a Service frontend without ready backends (answered with ICMP
+    /// port unreachable where the packet allows it).
+    NoBackend = 7,
+    /// A Service connection could not be tracked (the table refused the entry).
+    ConntrackFull = 8,
+    /// A NodePort connection to another node's backend found no free source port to SNAT to.
+    NoSnatPort = 9,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 10] = [
         Self::Malformed,
         Self::SourceMismatch,
         Self::TtlExceeded,
@@ -116,6 +133,9 @@ impl DropReason {
         Self::TunnelKey,
         Self::TunnelSourceMismatch,
         Self::UnknownDestination,
+        Self::NoBackend,
+        Self::ConntrackFull,
+        Self::NoSnatPort,
     ];
 
     /// Number of reasons (the size of [`DROPS_MAP`]).
@@ -131,6 +151,9 @@ impl DropReason {
             Self::TunnelKey => "tunnel_key",
             Self::TunnelSourceMismatch => "tunnel_source_mismatch",
             Self::UnknownDestination => "unknown_destination",
+            Self::NoBackend => "no_backend",
+            Self::ConntrackFull => "conntrack_full",
+            Self::NoSnatPort => "no_snat_port",
         }
     }
 }
@@ -144,7 +167,7 @@ unsafe impl aya::Pod for Endpoint {}
 // SAFETY: as above.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Tunnel {}
-// SAFETY: as above (4 + 4 + 4 + 6 + 2 bytes).
+// SAFETY: as above (4 + 4 + 4 + 6 + 2 + 4 + 8 bytes, the u64 at offset 24).
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for NodeConfig {}
 
@@ -157,7 +180,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<EndpointKey>(), 4);
         assert_eq!(core::mem::size_of::<Endpoint>(), 20);
         assert_eq!(core::mem::size_of::<Tunnel>(), 8);
-        assert_eq!(core::mem::size_of::<NodeConfig>(), 20);
+        assert_eq!(core::mem::size_of::<NodeConfig>(), 32);
     }
 
     #[test]

@@ -1,12 +1,18 @@
-//! Service load balancing at the socket (cgroup connect4/sendmsg4/recvmsg4/getpeername4): the
-//! maps the agent fills from Services and EndpointSlices and the programs read.
+//! Service load balancing: the maps the agent fills from Services and EndpointSlices, read by
+//! the socket-level balancer (cgroup connect4/sendmsg4/recvmsg4/getpeername4) and by the
+//! per-packet NAT on the pod veths and the underlay (with its connection tracking).
 //!
-//! Addresses and ports are stored in network order, as `bpf_sock_addr` carries them.
+//! Addresses and ports are stored in network order, as `bpf_sock_addr` and packets carry them.
 
 /// Frontends: [`ServiceKey`] (ClusterIP, port, protocol) -> [`ServiceEntry`].
 pub const SERVICES_MAP: &str = "SERVICES";
 /// Backends of every frontend: [`BackendKey`] (service id, slot) -> [`BackendEntry`].
 pub const BACKENDS_MAP: &str = "BACKENDS";
+/// Connection tracking of per-packet Service NAT: [`FlowKey`] -> [`NatEntry`], one entry per
+/// direction of each translated connection (LRU).
+pub const SERVICE_CT_MAP: &str = "SERVICE_CT";
+/// Session affinity: [`AffinityKey`] (frontend, client) -> [`AffinityEntry`] (LRU).
+pub const AFFINITY_MAP: &str = "AFFINITY";
 /// Per-socket reverse translation (socket cookie -> [`SockRevNat`]), so a connected socket's
 /// peer and an unconnected UDP socket's replies read as the ClusterIP.
 pub const SOCK_REVNAT_MAP: &str = "SOCK_REVNAT";
@@ -19,6 +25,14 @@ pub const SOCK_SENDMSG4_PROG: &str = "sock_sendmsg4";
 pub const SOCK_RECVMSG4_PROG: &str = "sock_recvmsg4";
 /// cgroup/getpeername4 program.
 pub const SOCK_GETPEERNAME4_PROG: &str = "sock_getpeername4";
+/// connect4 for the node's own sockets (attached to the root cgroup, acts in the node's netns).
+pub const HOST_CONNECT4_PROG: &str = "host_connect4";
+/// sendmsg4 for the node's own sockets.
+pub const HOST_SENDMSG4_PROG: &str = "host_sendmsg4";
+/// recvmsg4 for the node's own sockets.
+pub const HOST_RECVMSG4_PROG: &str = "host_recvmsg4";
+/// getpeername4 for the node's own sockets.
+pub const HOST_GETPEERNAME4_PROG: &str = "host_getpeername4";
 
 /// Maximum frontends (service ports) per node.
 pub const SERVICES_MAX_ENTRIES: u32 = 65_536;
@@ -26,6 +40,31 @@ pub const SERVICES_MAX_ENTRIES: u32 = 65_536;
 pub const BACKENDS_MAX_ENTRIES: u32 = 262_144;
 /// Sockets whose translation is remembered (LRU).
 pub const SOCK_REVNAT_MAX_ENTRIES: u32 = 262_144;
+/// Tracked directions of NATed connections (two per connection, LRU).
+pub const SERVICE_CT_MAX_ENTRIES: u32 = 262_144;
+/// Remembered (frontend, client) pairs for session affinity (LRU).
+pub const AFFINITY_MAX_ENTRIES: u32 = 65_536;
+
+/// [`ServiceKey::ip`] of NodePort frontends: the port is open on every address of the node.
+pub const NODEPORT_IP: [u8; 4] = [0; 4];
+
+/// [`ServiceEntry::flags`]: ClientIP session affinity (timeout in `affinity_timeout`).
+pub const SERVICE_AFFINITY: u32 = 1;
+/// [`ServiceEntry::flags`]: the backends are this node's only (a `Local` traffic policy); with
+/// none, packets are dropped rather than rejected, as kube-proxy does.
+pub const SERVICE_LOCAL_ONLY: u32 = 2;
+
+/// [`NatEntry::flags`]: the connection is closing (FIN or RST seen); it expires soon.
+pub const NAT_CLOSING: u32 = 1;
+/// [`NatEntry::flags`]: this is the reply direction (its rewrite restores the frontend).
+pub const NAT_REPLY: u32 = 2;
+
+/// Idle time after which a tracked TCP connection is forgotten (Cilium's default, 6 h).
+pub const CT_TCP_LIFETIME_NS: u64 = 21_600 * 1_000_000_000;
+/// Idle time after which a closing TCP connection is forgotten.
+pub const CT_CLOSING_LIFETIME_NS: u64 = 10 * 1_000_000_000;
+/// Idle time after which a UDP flow is forgotten.
+pub const CT_UDP_LIFETIME_NS: u64 = 60 * 1_000_000_000;
 
 /// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
@@ -52,8 +91,12 @@ pub struct ServiceKey {
 pub struct ServiceEntry {
     /// The frontend's id: the first half of its backends' keys.
     pub id: u32,
-    /// Number of ready backends (slots 0..count); 0 rejects connections at once.
+    /// Number of backends (slots 0..count); 0 rejects connections at once.
     pub count: u32,
+    /// [`SERVICE_AFFINITY`] and future flags.
+    pub flags: u32,
+    /// Session affinity timeout in seconds (with [`SERVICE_AFFINITY`]).
+    pub affinity_timeout: u32,
 }
 
 /// One backend slot of a frontend.
@@ -92,9 +135,84 @@ pub struct SockRevNat {
     pub pad: u16,
 }
 
+/// One direction of a connection as a packet carries it (the key of [`SERVICE_CT_MAP`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// Source address (network order bytes).
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// Source port, network order.
+    pub sport: u16,
+    /// Destination port, network order.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Explicit padding.
+    pub pad: [u8; 3],
+}
+
+/// What a tracked direction's packets are rewritten to: the whole address/port tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatEntry {
+    /// New source address.
+    pub src: [u8; 4],
+    /// New destination address.
+    pub dst: [u8; 4],
+    /// New source port, network order.
+    pub sport: u16,
+    /// New destination port, network order.
+    pub dport: u16,
+    /// [`NAT_CLOSING`], [`NAT_REPLY`].
+    pub flags: u32,
+    /// `bpf_ktime_get_ns` of the last packet.
+    pub last_seen_ns: u64,
+}
+
+/// Key of [`AFFINITY_MAP`]: a frontend and a client (its IP, or for sockets its network
+/// namespace cookie, which identifies a pod before its socket has an address).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AffinityKey {
+    /// [`ServiceEntry::id`].
+    pub service_id: u32,
+    /// Explicit padding.
+    pub pad: u32,
+    /// Client IPv4 (network order, in the low four bytes) or netns cookie.
+    pub client: u64,
+}
+
+/// Value of [`AFFINITY_MAP`]: the backend a client keeps going to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AffinityEntry {
+    /// Its slot when chosen; re-checked against BACKENDS on every use.
+    pub slot: u32,
+    /// The backend.
+    pub backend: BackendEntry,
+    /// Explicit padding.
+    pub pad: u32,
+    /// `bpf_ktime_get_ns` of the last use.
+    pub last_used_ns: u64,
+}
+
 // SAFETY: repr(C), integers and byte arrays only, no implicit padding.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ServiceKey {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FlowKey {}
+// SAFETY: as above (u64 at offset 16).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for NatEntry {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for AffinityKey {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for AffinityEntry {}
 // SAFETY: as above.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ServiceEntry {}
@@ -115,7 +233,11 @@ mod tests {
     #[test]
     fn layouts_have_no_padding() {
         assert_eq!(core::mem::size_of::<ServiceKey>(), 8);
-        assert_eq!(core::mem::size_of::<ServiceEntry>(), 8);
+        assert_eq!(core::mem::size_of::<ServiceEntry>(), 16);
+        assert_eq!(core::mem::size_of::<FlowKey>(), 16);
+        assert_eq!(core::mem::size_of::<NatEntry>(), 24);
+        assert_eq!(core::mem::size_of::<AffinityKey>(), 16);
+        assert_eq!(core::mem::size_of::<AffinityEntry>(), 24);
         assert_eq!(core::mem::size_of::<BackendKey>(), 8);
         assert_eq!(core::mem::size_of::<BackendEntry>(), 8);
         assert_eq!(core::mem::size_of::<SockRevNat>(), 16);

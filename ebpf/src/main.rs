@@ -3,6 +3,7 @@
 #![no_main]
 
 mod counters;
+mod nat;
 mod network;
 mod services;
 

@@ -7,6 +7,10 @@
 //!   tunnel destination and redirect to the VXLAN device;
 //! - anything else (this node, the world outside the cluster): hand it to the node's own stack,
 //!   which delivers it locally or routes (and masquerades) it out.
+//!
+//! Before routing, Service connections are translated per packet (`nat.rs`): on the pod veth for
+//! sockets the socket balancer did not see, on the underlay link (`from_underlay`) for NodePorts,
+//! and replies wherever they pass.
 
 use core::mem::{size_of, zeroed};
 
@@ -14,7 +18,8 @@ use aya_ebpf::{
     bindings::{BPF_F_ZERO_CSUM_TX, TC_ACT_OK, TC_ACT_SHOT, bpf_tunnel_key},
     btf_maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     helpers::generated::{
-        bpf_redirect, bpf_redirect_peer, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key,
+        bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer, bpf_skb_get_tunnel_key,
+        bpf_skb_set_tunnel_key,
     },
     macros::{btf_map, classifier},
     programs::TcContext,
@@ -22,12 +27,19 @@ use aya_ebpf::{
 use flotilla_common::{
     counters::ETH_P_IP,
     network::{
-        DropReason, ENDPOINTS_MAX_ENTRIES, Endpoint, EndpointKey, NodeConfig, TUNNELS_MAX_ENTRIES,
-        Tunnel,
+        DropReason, ENDPOINTS_MAX_ENTRIES, Endpoint, EndpointKey, NodeConfig, OVERLAY_PORT,
+        TUNNELS_MAX_ENTRIES, Tunnel,
     },
+    services::{NODEPORT_IP, PROTO_UDP, SERVICE_LOCAL_ONLY, ServiceEntry},
 };
 
-const ETH_HLEN: usize = 14;
+use crate::{
+    nat::{self, Flow, Translation},
+    services,
+};
+
+/// Length of the Ethernet header every packet here starts with.
+pub(crate) const ETH_HLEN: usize = 14;
 /// Offset of the TTL (followed by the protocol, one 16-bit word for the checksum update).
 const IP_TTL: usize = ETH_HLEN + 8;
 const IP_CHECK: usize = ETH_HLEN + 10;
@@ -71,6 +83,14 @@ fn to_overlay(ctx: TcContext) -> i32 {
     verdict(to_overlay_route(&ctx))
 }
 
+/// Packets the node receives on its underlay link: NodePort connections are translated and
+/// forwarded to a backend (SNATed to the node's address when the backend is on another node);
+/// everything else goes on to the node's stack untouched.
+#[classifier]
+fn from_underlay(ctx: TcContext) -> i32 {
+    verdict(from_underlay_route(&ctx))
+}
+
 #[inline(always)]
 fn verdict(result: Result<i32, DropReason>) -> i32 {
     match result {
@@ -98,6 +118,34 @@ fn from_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
         Some(own) if own.host_ifindex == ingress_ifindex => {}
         _ => return Err(DropReason::SourceMismatch),
     }
+    let mut dst = dst;
+    let mut via_node = false;
+    if let Some(flow) = nat::flow(ctx)? {
+        // Only a packet that opens a connection can start a Service one; the rest of the pod's
+        // traffic pays for one lookup here.
+        let translated = match nat::tracked(ctx, &flow)? {
+            Some(nat) => Some(nat),
+            None if !flow.opens() => None,
+            None => match services::frontend(&flow.frontend_key()) {
+                Some(service) => match nat::translate(ctx, &flow, &service, None)? {
+                    Translation::To(nat) => Some(nat),
+                    Translation::NoBackend => {
+                        refuse(ctx, &flow, &service)?;
+                        // Back into the pod it came from.
+                        // SAFETY: plain helper call.
+                        return Ok(unsafe { bpf_redirect_peer(ingress_ifindex, 0) } as i32);
+                    }
+                },
+                None => None,
+            },
+        };
+        if let Some(nat) = translated {
+            dst = nat.dst;
+            // A NodePort reply now comes from the node's address, which the node's own stack
+            // would take for a spoofed (martian) source.
+            via_node = nat.src == config.node_ipv4;
+        }
+    }
     if let Some(target) = endpoint(dst) {
         // Same node: handed over as a bridge would, unmodified. Every TCP data segment is a
         // clone (TCP keeps the original for retransmission), and writing a clone's header
@@ -113,7 +161,29 @@ fn from_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
         // SAFETY: plain helper call; an invalid ifindex makes the kernel drop the packet.
         return Ok(unsafe { bpf_redirect(config.vxlan_ifindex, 0) } as i32);
     }
+    if via_node {
+        return Ok(to_underlay(&config));
+    }
     Ok(TC_ACT_OK)
+}
+
+/// Sends a packet out of the node's underlay link, routed and with its neighbour resolved by the
+/// kernel (for packets whose source is the node's address).
+#[inline(always)]
+fn to_underlay(config: &NodeConfig) -> i32 {
+    // SAFETY: plain helper call; no parameters means the kernel looks the route up itself.
+    unsafe { bpf_redirect_neigh(config.underlay_ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+}
+
+/// Answers a new connection to a frontend without backends with ICMP port unreachable (or drops
+/// it when the frontend's backends are limited to this node by a traffic policy, as kube-proxy
+/// does); Ok means the answer is ready to send back.
+#[inline(always)]
+fn refuse(ctx: &TcContext, flow: &Flow, service: &ServiceEntry) -> Result<(), DropReason> {
+    if service.flags & SERVICE_LOCAL_ONLY != 0 {
+        return Err(DropReason::NoBackend);
+    }
+    nat::reject(ctx, flow)
 }
 
 #[inline(always)]
@@ -138,6 +208,19 @@ fn from_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
         Some(owner) if owner.node_ipv4 == remote => {}
         _ => return Err(DropReason::TunnelSourceMismatch),
     }
+    if let Some(flow) = nat::flow(ctx)? {
+        // Replies of connections this node translated (to a pod here, or SNATed NodePort
+        // traffic on its way back to the client).
+        if let Some(nat) = nat::tracked(ctx, &flow)? {
+            return forward(ctx, &config, nat.dst);
+        }
+        // A pod elsewhere connecting to this node's NodePort.
+        if dst == config.node_ipv4
+            && let Some(action) = nodeport(ctx, &config, &flow, false)?
+        {
+            return Ok(action);
+        }
+    }
     if let Some(target) = endpoint(dst) {
         return deliver(ctx, &target);
     }
@@ -151,6 +234,77 @@ fn from_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     }
     Err(DropReason::UnknownDestination)
+}
+
+#[inline(always)]
+fn from_underlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
+    let Some(config) = node_config(ctx) else {
+        return Ok(TC_ACT_OK);
+    };
+    let Some(flow) = nat::flow(ctx)? else {
+        return Ok(TC_ACT_OK);
+    };
+    if flow.key.dst != config.node_ipv4
+        || (flow.key.proto == PROTO_UDP && flow.key.dport == OVERLAY_PORT.to_be())
+    {
+        return Ok(TC_ACT_OK);
+    }
+    Ok(nodeport(ctx, &config, &flow, true)?.unwrap_or(TC_ACT_OK))
+}
+
+/// A packet for one of this node's NodePorts (the caller checked the address): translated,
+/// SNATed to the node's address when the backend is on another node, and sent on; None when no
+/// NodePort is open on its port (the node's stack gets it). Connections to a NodePort without
+/// backends are answered with ICMP port unreachable where `may_answer` (the packet came from
+/// the underlay, where the answer can go straight back), else dropped.
+#[inline(always)]
+fn nodeport(
+    ctx: &TcContext,
+    config: &NodeConfig,
+    flow: &Flow,
+    may_answer: bool,
+) -> Result<Option<i32>, DropReason> {
+    let key = flotilla_common::services::ServiceKey {
+        ip: NODEPORT_IP,
+        ..flow.frontend_key()
+    };
+    let Some(service) = services::exact(&key) else {
+        return Ok(None);
+    };
+    let nat = match nat::tracked(ctx, flow)? {
+        Some(nat) => nat,
+        // A reply to one of the node's own connections may use a port in the NodePort range:
+        // only what opens a connection starts a NodePort one.
+        None if !flow.opens() => return Ok(None),
+        None => match nat::translate(ctx, flow, &service, Some(config.node_ipv4))? {
+            Translation::To(nat) => nat,
+            Translation::NoBackend if may_answer => {
+                refuse(ctx, flow, &service)?;
+                // SAFETY: the skb context is valid; back out of the link it came in on.
+                let ingress = unsafe { (*ctx.skb.skb).ifindex };
+                // SAFETY: plain helper call.
+                return Ok(Some(unsafe { bpf_redirect(ingress, 0) } as i32));
+            }
+            Translation::NoBackend => return Err(DropReason::NoBackend),
+        },
+    };
+    forward(ctx, config, nat.dst).map(Some)
+}
+
+/// Sends a translated packet that arrived from outside the node's pods on to `dst`: a pod here,
+/// a pod or node behind the overlay, or out of the underlay.
+#[inline(always)]
+fn forward(ctx: &TcContext, config: &NodeConfig, dst: [u8; 4]) -> Result<i32, DropReason> {
+    if let Some(target) = endpoint(dst) {
+        return deliver(ctx, &target);
+    }
+    if let Some(tunnel) = tunnel(dst) {
+        decrement_ttl(ctx)?;
+        set_tunnel(ctx, config, &tunnel)?;
+        // SAFETY: plain helper call.
+        return Ok(unsafe { bpf_redirect(config.vxlan_ifindex, 0) } as i32);
+    }
+    Ok(to_underlay(config))
 }
 
 #[inline(always)]
@@ -176,8 +330,9 @@ fn node_config(ctx: &TcContext) -> Option<NodeConfig> {
     (config.vxlan_ifindex != 0).then_some(config)
 }
 
+/// The IPv4 source and destination.
 #[inline(always)]
-fn addresses(ctx: &TcContext) -> Result<([u8; 4], [u8; 4]), DropReason> {
+pub(crate) fn addresses(ctx: &TcContext) -> Result<([u8; 4], [u8; 4]), DropReason> {
     let src = ctx
         .load::<[u8; 4]>(IP_SRC)
         .map_err(|_| DropReason::Malformed)?;
@@ -187,8 +342,25 @@ fn addresses(ctx: &TcContext) -> Result<([u8; 4], [u8; 4]), DropReason> {
     Ok((src, dst))
 }
 
+/// Whether `ipv4` is this node's address. NodePorts of other nodes are theirs to translate
+/// (with their endpoints, for externalTrafficPolicy Local).
 #[inline(always)]
-fn endpoint(ipv4: [u8; 4]) -> Option<Endpoint> {
+pub(crate) fn is_own_address(ipv4: [u8; 4]) -> bool {
+    NODE_CONFIG
+        .get(0)
+        .is_some_and(|config| config.node_ipv4 == ipv4)
+}
+
+/// Whether `cookie` is the node's own network namespace.
+#[inline(always)]
+pub(crate) fn is_node_netns(cookie: u64) -> bool {
+    NODE_CONFIG
+        .get(0)
+        .is_some_and(|config| config.netns_cookie != 0 && config.netns_cookie == cookie)
+}
+
+#[inline(always)]
+pub(crate) fn endpoint(ipv4: [u8; 4]) -> Option<Endpoint> {
     let found = ENDPOINTS.get_ptr(EndpointKey { ipv4 })?;
     // SAFETY: a pointer into the map's value, valid during this program run.
     Some(unsafe { *found })

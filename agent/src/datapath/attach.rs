@@ -159,3 +159,77 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 pub fn interface_exists(iface: &str) -> bool {
     nix::net::if_::if_nametoindex(iface).is_ok()
 }
+
+/// `BPF_OBJ_GET` and `BPF_LINK_UPDATE` from `enum bpf_cmd` (include/uapi/linux/bpf.h).
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_UPDATE: libc::c_long = 29;
+
+/// The bpf(2) system call with `attr` as its `union bpf_attr`.
+fn bpf_syscall<T>(command: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a valid, initialised value of the size passed, alive for the call; the
+    // callers pass the `union bpf_attr` layout of `command`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            command,
+            std::ptr::from_ref(attr),
+            std::mem::size_of::<T>(),
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Swaps the program inside the link pinned at `pin` for `program`, atomically: the kernel's
+/// BPF_LINK_UPDATE, which aya offers for TCX and XDP links but not for cgroup ones.
+pub fn update_pinned_link(
+    pin: &std::path::Path,
+    program: std::os::fd::BorrowedFd<'_>,
+) -> Result<(), DatapathError> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+
+    /// `union bpf_attr` for BPF_OBJ_GET.
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+    }
+    /// `union bpf_attr` for BPF_LINK_UPDATE.
+    #[repr(C)]
+    struct LinkUpdate {
+        link_fd: u32,
+        new_prog_fd: u32,
+        flags: u32,
+        old_prog_fd: u32,
+    }
+    let link_error = |action: &str, err: io::Error| DatapathError::Link {
+        path: pin.to_owned(),
+        message: format!("{action}: {err}"),
+    };
+    let path = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes())
+        .map_err(|err| link_error("the pin path", io::Error::other(err)))?;
+    let get = ObjGet {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+    };
+    let fd =
+        bpf_syscall(BPF_OBJ_GET, &get).map_err(|err| link_error("opening the pinned link", err))?;
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let update = LinkUpdate {
+        link_fd: link.as_raw_fd() as u32,
+        new_prog_fd: program.as_raw_fd() as u32,
+        flags: 0,
+        old_prog_fd: 0,
+    };
+    bpf_syscall(BPF_LINK_UPDATE, &update)
+        .map_err(|err| link_error("replacing the pinned link's program", err))?;
+    Ok(())
+}

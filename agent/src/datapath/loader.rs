@@ -24,6 +24,7 @@ pub fn load(pins: &NodePins) -> Result<Ebpf, DatapathError> {
         path: maps_dir.clone(),
         source,
     })?;
+    drop_incompatible_pins(pins);
     let pin_paths: Vec<(&str, PathBuf)> = PINNED_MAPS
         .iter()
         .map(|name| (*name, pins.map(name)))
@@ -33,4 +34,40 @@ pub fn load(pins: &NodePins) -> Result<Ebpf, DatapathError> {
         loader.map_pin_path(name, path.as_path());
     }
     Ok(loader.load(DATAPATH_OBJECT)?)
+}
+
+/// Removes pinned maps whose layout differs from this agent's programs (an upgrade changed a key,
+/// value or size): the kernel would refuse the programs against them, so the map starts over
+/// empty instead, and the agent refills what it owns (endpoints, tunnels, services).
+fn drop_incompatible_pins(pins: &NodePins) {
+    let Ok(object) = aya_obj::Object::parse(DATAPATH_OBJECT) else {
+        return;
+    };
+    for (name, definition) in &object.maps {
+        if !PINNED_MAPS.contains(&name.as_str()) {
+            continue;
+        }
+        let path = pins.map(name);
+        let Ok(pinned) = aya::maps::MapData::from_pin(&path) else {
+            continue;
+        };
+        let Ok(info) = pinned.info() else {
+            continue;
+        };
+        let wanted = (
+            definition.key_size(),
+            definition.value_size(),
+            definition.max_entries(),
+        );
+        let found = (info.key_size(), info.value_size(), info.max_entries());
+        if found != wanted {
+            tracing::warn!(
+                map = %name,
+                ?found,
+                ?wanted,
+                "the pinned map has another layout than this agent's programs; starting it afresh"
+            );
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! counters). Deciding *what* belongs in the maps is elsewhere (`cni_api` for endpoints,
 //! `tunnels` for remote nodes); this module only loads, attaches and writes.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
+use std::{collections::BTreeMap, net::Ipv4Addr, os::fd::AsFd as _, path::Path};
 
 use aya::{
     Ebpf,
@@ -15,9 +15,10 @@ use aya::{
 };
 use flotilla_common::network::{
     DROPS_MAP, DropReason, ENDPOINTS_MAP, Endpoint, EndpointKey, FROM_OVERLAY_PROG, FROM_POD_PROG,
-    NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TUNNELS_MAP, Tunnel,
+    FROM_UNDERLAY_PROG, NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TUNNELS_MAP, Tunnel,
 };
 use flotilla_common::services::{
+    HOST_CONNECT4_PROG, HOST_GETPEERNAME4_PROG, HOST_RECVMSG4_PROG, HOST_SENDMSG4_PROG,
     SOCK_CONNECT4_PROG, SOCK_GETPEERNAME4_PROG, SOCK_RECVMSG4_PROG, SOCK_SENDMSG4_PROG,
 };
 use serde::Serialize;
@@ -48,7 +49,12 @@ impl NetworkDatapath {
     /// maps on first use and re-using them afterwards.
     pub fn load(pins: &NodePins) -> Result<Self, DatapathError> {
         let mut ebpf = loader::load(pins)?;
-        for name in [FROM_POD_PROG, FROM_OVERLAY_PROG, TO_OVERLAY_PROG] {
+        for name in [
+            FROM_POD_PROG,
+            FROM_OVERLAY_PROG,
+            TO_OVERLAY_PROG,
+            FROM_UNDERLAY_PROG,
+        ] {
             program::<SchedClassifier>(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DatapathError::Program {
@@ -56,7 +62,11 @@ impl NetworkDatapath {
                     source,
                 })?;
         }
-        for name in SOCK_PROGRAMS {
+        for name in SockScope::Pods
+            .programs()
+            .into_iter()
+            .chain(SockScope::Host.programs())
+        {
             program::<aya::programs::CgroupSockAddr>(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DatapathError::Program {
@@ -103,21 +113,55 @@ impl NetworkDatapath {
         }
         Ok(())
     }
+
+    /// Attaches `from_underlay` (NodePort) to the ingress of the node's underlay link.
+    pub fn attach_underlay(&mut self, device: &str) -> Result<(), DatapathError> {
+        let program = program::<SchedClassifier>(&mut self.ebpf, FROM_UNDERLAY_PROG)?;
+        attach_pinned(
+            program,
+            FROM_UNDERLAY_PROG,
+            &self.pins,
+            device,
+            Direction::Ingress,
+        )?;
+        Ok(())
+    }
 }
 
-/// The socket-level service load balancer's programs (cgroup sock_addr hooks).
-const SOCK_PROGRAMS: [&str; 4] = [
-    SOCK_CONNECT4_PROG,
-    SOCK_SENDMSG4_PROG,
-    SOCK_RECVMSG4_PROG,
-    SOCK_GETPEERNAME4_PROG,
-];
+/// Which sockets a socket load balancer attachment serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockScope {
+    /// The node's pods: attached to the node's pod cgroup.
+    Pods,
+    /// The node itself: attached to the root cgroup, acting in the node's network namespace only.
+    Host,
+}
+
+impl SockScope {
+    /// The cgroup sock_addr programs of this scope.
+    fn programs(self) -> [&'static str; 4] {
+        match self {
+            Self::Pods => [
+                SOCK_CONNECT4_PROG,
+                SOCK_SENDMSG4_PROG,
+                SOCK_RECVMSG4_PROG,
+                SOCK_GETPEERNAME4_PROG,
+            ],
+            Self::Host => [
+                HOST_CONNECT4_PROG,
+                HOST_SENDMSG4_PROG,
+                HOST_RECVMSG4_PROG,
+                HOST_GETPEERNAME4_PROG,
+            ],
+        }
+    }
+}
 
 impl NetworkDatapath {
-    /// Attaches the socket load balancer to the cgroup (v2) directory `cgroup`, below which
-    /// every pod of the node runs, as pinned links (`links/<program>@cgroup`). Links pinned by an
-    /// earlier agent are kept as they are.
-    pub fn attach_sock_lb(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
+    /// Attaches the socket load balancer of `scope` to the cgroup (v2) directory `cgroup` as
+    /// pinned links (`links/<program>@cgroup`). Links pinned by an earlier agent get this
+    /// agent's programs, atomically (an upgrade never leaves a socket untranslated).
+    pub fn attach_sock_lb(&mut self, cgroup: &Path, scope: SockScope) -> Result<(), DatapathError> {
         std::fs::create_dir_all(cgroup).map_err(|source| DatapathError::Io {
             action: "creating the pods' cgroup",
             path: cgroup.to_owned(),
@@ -129,11 +173,17 @@ impl NetworkDatapath {
             path: links_dir,
             source,
         })?;
-        for name in SOCK_PROGRAMS {
+        for name in scope.programs() {
             let pin = self
                 .pins
                 .link(name, "cgroup", super::pins::Direction::Ingress);
             if pin.exists() {
+                let program = program::<aya::programs::CgroupSockAddr>(&mut self.ebpf, name)?;
+                let fd = program.fd().map_err(|source| DatapathError::Program {
+                    program: name,
+                    source,
+                })?;
+                super::attach::update_pinned_link(&pin, fd.as_fd())?;
                 continue;
             }
             let file = std::fs::File::open(cgroup).map_err(|source| DatapathError::Io {

@@ -59,7 +59,7 @@ pub enum OverlayError {
 }
 
 /// What the programs need to know about the device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OverlayDevice {
     /// Its ifindex.
     pub ifindex: u32,
@@ -67,6 +67,10 @@ pub struct OverlayDevice {
     pub mac: [u8; 6],
     /// Its MTU, which is also the pods' MTU.
     pub mtu: u32,
+    /// The underlay link holding the node IP: its ifindex.
+    pub underlay_ifindex: u32,
+    /// The underlay link's name (NodePort arrives there).
+    pub underlay_name: String,
 }
 
 /// Settings for [`ensure`].
@@ -93,7 +97,7 @@ pub async fn ensure(settings: &OverlaySettings) -> Result<OverlayDevice, Overlay
     let (connection, handle, _) = rtnetlink::new_connection()
         .map_err(|err| OverlayError::Unusable(format!("opening a netlink socket: {err}")))?;
     tokio::spawn(connection);
-    let (underlay_index, underlay_mtu) = underlay(&handle, settings.node_ip).await?;
+    let (underlay_index, underlay_name, underlay_mtu) = underlay(&handle, settings.node_ip).await?;
     let mtu = settings
         .mtu
         .unwrap_or_else(|| underlay_mtu.saturating_sub(OVERLAY_OVERHEAD));
@@ -172,7 +176,13 @@ pub async fn ensure(settings: &OverlaySettings) -> Result<OverlayDevice, Overlay
 
     write_sysctl("net/ipv4/ip_forward", "1")?;
     install_masquerade(settings).await?;
-    Ok(OverlayDevice { ifindex, mac, mtu })
+    Ok(OverlayDevice {
+        ifindex,
+        mac,
+        mtu,
+        underlay_ifindex: underlay_index,
+        underlay_name,
+    })
 }
 
 async fn link_by_name(
@@ -197,8 +207,8 @@ fn is_vxlan(link: &rtnetlink::packet_route::link::LinkMessage) -> bool {
     })
 }
 
-/// The ifindex and MTU of the link holding `node_ip`.
-async fn underlay(handle: &Handle, node_ip: Ipv4Addr) -> Result<(u32, u32), OverlayError> {
+/// The ifindex, name and MTU of the link holding `node_ip`.
+async fn underlay(handle: &Handle, node_ip: Ipv4Addr) -> Result<(u32, String, u32), OverlayError> {
     let mut addresses = handle.address().get().execute();
     let mut index = None;
     while let Some(message) = addresses
@@ -231,10 +241,18 @@ async fn underlay(handle: &Handle, node_ip: Ipv4Addr) -> Result<(u32, u32), Over
             _ => None,
         })
         .unwrap_or(1500);
+    let name = link
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| OverlayError::Unusable(format!("the underlay link {index} has no name")))?;
     if !up {
         tracing::warn!(ifindex = index, "the underlay link is down");
     }
-    Ok((index, mtu))
+    Ok((index, name, mtu))
 }
 
 /// Writes `value` to /proc/sys/`key` (in the caller's network namespace: /proc/sys/net follows

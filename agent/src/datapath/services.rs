@@ -1,7 +1,9 @@
-//! ClusterIP services at the socket: which (ClusterIP, port, protocol) frontends lead to which
-//! ready endpoints, decided by a pure function over a Service and its EndpointSlices, and
-//! applied to the pinned SERVICES/BACKENDS maps one Service at a time, touching only that
-//! Service's entries (adding one service to 10,000 writes its own few entries).
+//! Services in the node's maps: which frontends (ClusterIP:port, NodePort, external IP:port) lead
+//! to which endpoints, decided by a pure function over a Service and its EndpointSlices the way
+//! kube-proxy decides it (ready endpoints, else serving terminating ones; `Local` traffic
+//! policies keep this node's), and applied to the pinned SERVICES/BACKENDS maps one Service at
+//! a time, touching only that Service's entries (adding one service to 10,000 writes its own few
+//! entries). The socket balancer and the per-packet NAT read the same maps.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,10 +12,13 @@ use std::{
 
 use aya::maps::{HashMap, MapData};
 use flotilla_common::services::{
-    BACKENDS_MAP, BackendEntry, BackendKey, PROTO_TCP, PROTO_UDP, SERVICES_MAP, ServiceEntry,
-    ServiceKey,
+    BACKENDS_MAP, BackendEntry, BackendKey, NODEPORT_IP, PROTO_TCP, PROTO_UDP, SERVICE_AFFINITY,
+    SERVICE_LOCAL_ONLY, SERVICES_MAP, ServiceEntry, ServiceKey,
 };
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::Service,
+    discovery::v1::{Endpoint, EndpointSlice},
+};
 
 use super::{
     DatapathError,
@@ -24,25 +29,129 @@ use super::{
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// The frontends of one Service and their ready backends (sorted, deduplicated).
+/// ClientIP session affinity's timeout when the Service gives none (kube's default, 3 hours).
+const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
+
+/// One frontend as it should be programmed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontend {
+    /// Its backends.
+    pub backends: BTreeSet<BackendEntry>,
+    /// [`SERVICE_AFFINITY`], [`SERVICE_LOCAL_ONLY`].
+    pub flags: u32,
+    /// Session affinity timeout, seconds.
+    pub affinity_timeout: u32,
+}
+
+/// Endpoints of one service port, split the way kube-proxy's traffic policies need them.
+#[derive(Default)]
+struct Candidates {
+    ready: BTreeSet<BackendEntry>,
+    terminating: BTreeSet<BackendEntry>,
+    local_ready: BTreeSet<BackendEntry>,
+    local_terminating: BTreeSet<BackendEntry>,
+}
+
+impl Candidates {
+    fn add(&mut self, endpoint: &Endpoint, port: u16, node: &str) {
+        let conditions = endpoint.conditions.as_ref();
+        // Unset ready means ready; unset serving means as ready (the API's documented defaults).
+        let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+        let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+        let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+        let local = endpoint.node_name.as_deref() == Some(node);
+        for address in &endpoint.addresses {
+            let Ok(ip) = address.parse::<Ipv4Addr>() else {
+                continue;
+            };
+            let backend = BackendEntry {
+                ip: ip.octets(),
+                port: port.to_be(),
+                pad: 0,
+            };
+            let (all, here) = if ready {
+                (&mut self.ready, &mut self.local_ready)
+            } else if serving && terminating {
+                (&mut self.terminating, &mut self.local_terminating)
+            } else {
+                continue;
+            };
+            all.insert(backend);
+            if local {
+                here.insert(backend);
+            }
+        }
+    }
+
+    /// The backends for a traffic policy: ready ones, or while none is ready the terminating
+    /// ones that still serve (kube-proxy's ProxyTerminatingEndpoints), of the node only for
+    /// `Local`. The flag says a `Local` policy left the frontend empty although the Service has
+    /// endpoints elsewhere (dropped, not rejected).
+    fn for_policy(&self, local: bool) -> (BTreeSet<BackendEntry>, u32) {
+        let pick = |ready: &BTreeSet<BackendEntry>, terminating: &BTreeSet<BackendEntry>| {
+            if ready.is_empty() {
+                terminating.clone()
+            } else {
+                ready.clone()
+            }
+        };
+        if !local {
+            return (pick(&self.ready, &self.terminating), 0);
+        }
+        let backends = pick(&self.local_ready, &self.local_terminating);
+        let elsewhere = !self.ready.is_empty() || !self.terminating.is_empty();
+        let flags = if backends.is_empty() && elsewhere {
+            SERVICE_LOCAL_ONLY
+        } else {
+            0
+        };
+        (backends, flags)
+    }
+}
+
+/// The frontends of one Service as seen from `node`: ClusterIP:port (internalTrafficPolicy),
+/// NodePort and external IP:port (externalTrafficPolicy), each with its backends.
 pub fn frontends(
     service: &Service,
     slices: &[&EndpointSlice],
-) -> BTreeMap<ServiceKey, Vec<BackendEntry>> {
+    node: &str,
+) -> BTreeMap<ServiceKey, Frontend> {
     let mut frontends = BTreeMap::new();
     let Some(spec) = service.spec.as_ref() else {
         return frontends;
     };
-    let Some(vip) = spec
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return frontends;
+    }
+    // Headless ("None") services have no ClusterIP frontend (DNS gives their pods out).
+    let cluster_ip = spec
         .cluster_ip
         .as_deref()
-        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-    else {
-        // Headless ("None") and ExternalName services have no frontend.
-        return frontends;
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+    let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    let external_ips: Vec<Ipv4Addr> = spec
+        .external_ips
+        .iter()
+        .flatten()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+    let (affinity, affinity_timeout) = if spec.session_affinity.as_deref() == Some("ClientIP") {
+        let timeout = spec
+            .session_affinity_config
+            .as_ref()
+            .and_then(|config| config.client_ip.as_ref())
+            .and_then(|client_ip| client_ip.timeout_seconds)
+            .and_then(|seconds| u32::try_from(seconds).ok())
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT);
+        (SERVICE_AFFINITY, timeout)
+    } else {
+        (0, 0)
     };
     for port in spec.ports.iter().flatten() {
-        let proto = match port.protocol.as_deref().unwrap_or("TCP") {
+        let protocol = port.protocol.as_deref().unwrap_or("TCP");
+        let proto = match protocol {
             "TCP" => PROTO_TCP,
             "UDP" => PROTO_UDP,
             _ => continue,
@@ -51,7 +160,7 @@ pub fn frontends(
             continue;
         };
         let name = port.name.as_deref().unwrap_or_default();
-        let mut backends = BTreeSet::new();
+        let mut candidates = Candidates::default();
         for slice in slices {
             if slice.address_type != "IPv4" {
                 continue;
@@ -60,8 +169,7 @@ pub fn frontends(
             // EndpointSlice controller resolved named targetPorts per pod already).
             let Some(target) = slice.ports.iter().flatten().find(|p| {
                 p.name.as_deref().unwrap_or_default() == name
-                    && p.protocol.as_deref().unwrap_or("TCP")
-                        == port.protocol.as_deref().unwrap_or("TCP")
+                    && p.protocol.as_deref().unwrap_or("TCP") == protocol
             }) else {
                 continue;
             };
@@ -69,34 +177,34 @@ pub fn frontends(
                 continue;
             };
             for endpoint in &slice.endpoints {
-                let ready = endpoint
-                    .conditions
-                    .as_ref()
-                    .and_then(|conditions| conditions.ready)
-                    .unwrap_or(true);
-                if !ready {
-                    continue;
-                }
-                for address in &endpoint.addresses {
-                    if let Ok(ip) = address.parse::<Ipv4Addr>() {
-                        backends.insert(BackendEntry {
-                            ip: ip.octets(),
-                            port: target_port.to_be(),
-                            pad: 0,
-                        });
-                    }
-                }
+                candidates.add(endpoint, target_port, node);
             }
         }
-        frontends.insert(
-            ServiceKey {
-                ip: vip.octets(),
-                port: service_port.to_be(),
-                proto,
-                pad: 0,
-            },
-            backends.into_iter().collect(),
-        );
+        let mut add = |ip: [u8; 4], port: u16, local: bool| {
+            let (backends, policy_flags) = candidates.for_policy(local);
+            frontends.insert(
+                ServiceKey {
+                    ip,
+                    port: port.to_be(),
+                    proto,
+                    pad: 0,
+                },
+                Frontend {
+                    backends,
+                    flags: affinity | policy_flags,
+                    affinity_timeout,
+                },
+            );
+        };
+        if let Some(vip) = cluster_ip {
+            add(vip.octets(), service_port, internal_local);
+        }
+        for ip in &external_ips {
+            add(ip.octets(), service_port, external_local);
+        }
+        if node_ports && let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok()) {
+            add(NODEPORT_IP, node_port, external_local);
+        }
     }
     frontends
 }
@@ -114,26 +222,68 @@ pub enum MapOp {
     DeleteService(ServiceKey),
 }
 
-/// What is programmed per frontend: its id and backends.
-pub type Programmed = BTreeMap<ServiceKey, (u32, Vec<BackendEntry>)>;
+/// A frontend as programmed: its entry and its backends by slot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Slots {
+    /// The frontend's entry (id, count = slots.len(), flags).
+    pub entry: ServiceEntry,
+    /// Slot i's backend.
+    pub slots: Vec<BackendEntry>,
+}
+
+/// What is programmed per frontend.
+pub type Programmed = BTreeMap<ServiceKey, Slots>;
+
+/// Backends keep their slot while they stay (session affinity remembers slots, and a change
+/// writes only what changed): a leaving backend's slot goes to a new one, else to the last slot's
+/// backend, and the table shrinks from the end.
+fn arrange(before: &[BackendEntry], wanted: &BTreeSet<BackendEntry>) -> Vec<BackendEntry> {
+    let present: BTreeSet<&BackendEntry> = before.iter().collect();
+    let mut added = wanted.iter().filter(|b| !present.contains(b)).copied();
+    let mut slots: Vec<Option<BackendEntry>> = before
+        .iter()
+        .map(|backend| {
+            if wanted.contains(backend) {
+                Some(*backend)
+            } else {
+                added.next()
+            }
+        })
+        .collect();
+    slots.extend(added.map(Some));
+    let mut hole = 0;
+    while hole < slots.len() {
+        if slots[hole].is_none() {
+            while let Some(None) = slots.last() {
+                slots.pop();
+            }
+            if hole >= slots.len() {
+                break;
+            }
+            slots[hole] = slots.pop().flatten();
+        }
+        hole += 1;
+    }
+    slots.into_iter().flatten().collect()
+}
 
 /// The writes that turn `old` (one Service's frontends as programmed) into `new`, never
-/// exposing a slot that is not written: slots first then the count when growing, the count
-/// first then the slots when shrinking. `next_id` hands out ids for new frontends.
+/// exposing a slot that is not written: slots first, then the frontend (count, flags), then the
+/// slots beyond a lowered count. `next_id` hands out ids for new frontends.
 pub fn plan(
     old: &Programmed,
-    new: &BTreeMap<ServiceKey, Vec<BackendEntry>>,
+    new: &BTreeMap<ServiceKey, Frontend>,
     mut next_id: impl FnMut() -> u32,
 ) -> (Vec<MapOp>, Programmed) {
     let mut ops = Vec::new();
     let mut programmed = Programmed::new();
-    for (key, backends) in new {
-        let (id, before) = match old.get(key) {
-            Some((id, before)) => (*id, before.as_slice()),
-            None => (next_id(), &[][..]),
+    for (key, frontend) in new {
+        let (id, before, old_entry) = match old.get(key) {
+            Some(slots) => (slots.entry.id, slots.slots.as_slice(), Some(slots.entry)),
+            None => (next_id(), &[][..], None),
         };
-        let count = u32::try_from(backends.len()).unwrap_or(u32::MAX);
-        for (slot, backend) in backends.iter().enumerate() {
+        let slots = arrange(before, &frontend.backends);
+        for (slot, backend) in slots.iter().enumerate() {
             if before.get(slot) != Some(backend) {
                 ops.push(MapOp::PutBackend(
                     BackendKey {
@@ -144,25 +294,31 @@ pub fn plan(
                 ));
             }
         }
-        if before.len() != backends.len() || !old.contains_key(key) {
-            ops.push(MapOp::PutService(*key, ServiceEntry { id, count }));
+        let entry = ServiceEntry {
+            id,
+            count: u32::try_from(slots.len()).unwrap_or(u32::MAX),
+            flags: frontend.flags,
+            affinity_timeout: frontend.affinity_timeout,
+        };
+        if old_entry != Some(entry) {
+            ops.push(MapOp::PutService(*key, entry));
         }
-        for slot in backends.len()..before.len() {
+        for slot in slots.len()..before.len() {
             ops.push(MapOp::DeleteBackend(BackendKey {
                 service_id: id,
                 slot: slot as u32,
             }));
         }
-        programmed.insert(*key, (id, backends.clone()));
+        programmed.insert(*key, Slots { entry, slots });
     }
-    for (key, (id, before)) in old {
+    for (key, gone) in old {
         if new.contains_key(key) {
             continue;
         }
         ops.push(MapOp::DeleteService(*key));
-        for slot in 0..before.len() {
+        for slot in 0..gone.slots.len() {
             ops.push(MapOp::DeleteBackend(BackendKey {
-                service_id: *id,
+                service_id: gone.entry.id,
                 slot: slot as u32,
             }));
         }
@@ -234,17 +390,107 @@ impl ServiceMaps {
                         .ok()
                 })
                 .collect();
-            programmed.insert(key, (service.id, backends));
+            programmed.insert(
+                key,
+                Slots {
+                    entry: service,
+                    slots: backends,
+                },
+            );
         }
         Ok(programmed)
     }
 }
 
-/// Keeps the service maps equal to the cluster's Services and EndpointSlices for as long as the
-/// task runs; every change reprograms only the Service it concerns. `observe` gets how long
-/// each Service's programming took.
+/// A local copy of one kind of object, fed by a watcher: a relist replaces the copy only once
+/// it is complete, and reports what it added, changed and dropped (objects deleted while the
+/// watch was down get no Delete event of their own).
+struct Mirror<T> {
+    objects: BTreeMap<String, T>,
+    relist: Option<BTreeMap<String, T>>,
+    synced: bool,
+}
+
+impl<T: kube::Resource + Clone> Mirror<T> {
+    fn new() -> Self {
+        Self {
+            objects: BTreeMap::new(),
+            relist: None,
+            synced: false,
+        }
+    }
+
+    fn key(object: &T) -> String {
+        let meta = object.meta();
+        format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// Applies one watch event; returns the objects that changed, each with its old and new
+    /// version.
+    fn apply(
+        &mut self,
+        event: kube::runtime::watcher::Event<T>,
+    ) -> Vec<(String, Option<T>, Option<T>)> {
+        use kube::runtime::watcher::Event;
+        match event {
+            Event::Init => {
+                self.relist = Some(BTreeMap::new());
+                Vec::new()
+            }
+            Event::InitApply(object) => {
+                let key = Self::key(&object);
+                self.relist.get_or_insert_default().insert(key, object);
+                Vec::new()
+            }
+            Event::InitDone => {
+                self.synced = true;
+                let fresh = self.relist.take().unwrap_or_default();
+                let old = std::mem::replace(&mut self.objects, fresh);
+                let mut changes: Vec<_> = self
+                    .objects
+                    .iter()
+                    .map(|(key, object)| (key.clone(), old.get(key).cloned(), Some(object.clone())))
+                    .collect();
+                changes.extend(
+                    old.into_iter()
+                        .filter(|(key, _)| !self.objects.contains_key(key))
+                        .map(|(key, object)| (key, Some(object), None)),
+                );
+                changes
+            }
+            Event::Apply(object) => {
+                let key = Self::key(&object);
+                let old = self.objects.insert(key.clone(), object.clone());
+                vec![(key, old, Some(object))]
+            }
+            Event::Delete(object) => {
+                let key = Self::key(&object);
+                let old = self.objects.remove(&key);
+                vec![(key, old, None)]
+            }
+        }
+    }
+}
+
+/// The Service (namespace/name) an EndpointSlice belongs to.
+fn slice_service(slice: &EndpointSlice) -> Option<String> {
+    let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some(format!(
+        "{}/{service}",
+        slice.metadata.namespace.as_deref().unwrap_or_default()
+    ))
+}
+
+/// Keeps the service maps equal to the cluster's Services and EndpointSlices as seen from
+/// `node` for as long as the task runs; every change reprograms only the Service it concerns.
+/// `observe` gets how long each Service's programming took.
 pub async fn sync(
     client: kube::Client,
+    node: String,
     mut maps: ServiceMaps,
     observe: impl Fn(std::time::Duration) + Send,
 ) {
@@ -266,10 +512,15 @@ pub async fn sync(
     // Programmed frontends per Service (namespace/name); ids stay with their frontend.
     let mut programmed: BTreeMap<String, Programmed> = BTreeMap::new();
     let mut orphans = programmed_at_start;
-    let mut next_id = orphans.values().map(|(id, _)| *id + 1).max().unwrap_or(1);
-    let mut services: BTreeMap<String, Service> = BTreeMap::new();
-    let mut slices: BTreeMap<String, EndpointSlice> = BTreeMap::new();
-    let mut synced = (false, false);
+    let mut next_id = orphans
+        .values()
+        .map(|slots| slots.entry.id + 1)
+        .max()
+        .unwrap_or(1);
+    let mut services = Mirror::<Service>::new();
+    let mut slices = Mirror::<EndpointSlice>::new();
+    // Service -> its slices' keys, so a change costs the size of its own Service.
+    let mut slices_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
 
     let service_events = watcher(
         kube::Api::<Service>::all(client.clone()),
@@ -285,59 +536,30 @@ pub async fn sync(
     .map(Change::Slice);
     let events = stream::select(service_events, slice_events);
     futures::pin_mut!(events);
-    let key = |meta: &kube::api::ObjectMeta| {
-        format!(
-            "{}/{}",
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default()
-        )
-    };
-    let slice_service = |slice: &EndpointSlice| {
-        format!(
-            "{}/{}",
-            slice.metadata.namespace.as_deref().unwrap_or_default(),
-            slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
-                .map(String::as_str)
-                .unwrap_or_default()
-        )
-    };
+    let mut touched: BTreeSet<String> = BTreeSet::new();
     while let Some(change) = events.next().await {
-        // The Services whose frontends may have changed.
-        let touched: Vec<String> = match change {
-            Change::Service(Ok(watcher::Event::Apply(svc) | watcher::Event::InitApply(svc))) => {
-                let name = key(&svc.metadata);
-                services.insert(name.clone(), svc);
-                vec![name]
+        match change {
+            Change::Service(Ok(event)) => {
+                touched.extend(services.apply(event).into_iter().map(|(key, _, _)| key));
             }
-            Change::Service(Ok(watcher::Event::Delete(svc))) => {
-                let name = key(&svc.metadata);
-                services.remove(&name);
-                vec![name]
-            }
-            Change::Service(Ok(watcher::Event::InitDone)) => {
-                synced.0 = true;
-                services.keys().cloned().collect()
-            }
-            Change::Slice(Ok(watcher::Event::Apply(slice) | watcher::Event::InitApply(slice))) => {
-                let name = slice_service(&slice);
-                slices.insert(key(&slice.metadata), slice);
-                vec![name]
-            }
-            Change::Slice(Ok(watcher::Event::Delete(slice))) => {
-                let name = slice_service(&slice);
-                slices.remove(&key(&slice.metadata));
-                vec![name]
-            }
-            Change::Slice(Ok(watcher::Event::InitDone)) => {
-                synced.1 = true;
-                services.keys().cloned().collect()
-            }
-            Change::Service(Ok(watcher::Event::Init)) | Change::Slice(Ok(watcher::Event::Init)) => {
-                continue;
+            Change::Slice(Ok(event)) => {
+                for (key, old, new) in slices.apply(event) {
+                    for (slice, present) in [(old, false), (new, true)] {
+                        let Some(service) = slice.as_ref().and_then(slice_service) else {
+                            continue;
+                        };
+                        let owned = slices_of.entry(service.clone()).or_default();
+                        if present {
+                            owned.insert(key.clone());
+                        } else {
+                            owned.remove(&key);
+                            if owned.is_empty() {
+                                slices_of.remove(&service);
+                            }
+                        }
+                        touched.insert(service);
+                    }
+                }
             }
             Change::Service(Err(err)) => {
                 tracing::warn!("watching services: {err}");
@@ -347,20 +569,22 @@ pub async fn sync(
                 tracing::warn!("watching endpointslices: {err}");
                 continue;
             }
-        };
+        }
         // Until both lists are complete, a Service could look endpointless: wait.
-        if synced != (true, true) {
+        if !(services.synced && slices.synced) {
             continue;
         }
-        for name in touched {
+        for name in std::mem::take(&mut touched) {
             let started = std::time::Instant::now();
-            let wanted = match services.get(&name) {
+            let wanted = match services.objects.get(&name) {
                 Some(service) => {
-                    let owned: Vec<&EndpointSlice> = slices
-                        .values()
-                        .filter(|slice| slice_service(slice) == name)
+                    let owned: Vec<&EndpointSlice> = slices_of
+                        .get(&name)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|key| slices.objects.get(key))
                         .collect();
-                    frontends(service, &owned)
+                    frontends(service, &owned, &node)
                 }
                 None => BTreeMap::new(),
             };
@@ -386,7 +610,7 @@ pub async fn sync(
                 observe(started.elapsed());
             }
         }
-        if !orphans.is_empty() && synced == (true, true) {
+        if !orphans.is_empty() {
             // What no Service wants after the first complete sync is gone for good.
             let stale = std::mem::take(&mut orphans);
             let (ops, _) = plan(&stale, &BTreeMap::new(), || 0);
@@ -400,11 +624,13 @@ pub async fn sync(
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::{
-        core::v1::{ServicePort, ServiceSpec},
-        discovery::v1::{Endpoint, EndpointConditions, EndpointPort},
+        core::v1::{ClientIPConfig, ServicePort, ServiceSpec, SessionAffinityConfig},
+        discovery::v1::{EndpointConditions, EndpointPort},
     };
 
     use super::*;
+
+    const NODE: &str = "node1";
 
     fn service(ip: &str, ports: &[(&str, i32, &str)]) -> Service {
         Service {
@@ -413,10 +639,12 @@ mod tests {
                 ports: Some(
                     ports
                         .iter()
-                        .map(|(name, port, proto)| ServicePort {
+                        .enumerate()
+                        .map(|(index, (name, port, proto))| ServicePort {
                             name: Some((*name).into()),
                             port: *port,
                             protocol: Some((*proto).into()),
+                            node_port: Some(30_000 + index as i32),
                             ..Default::default()
                         })
                         .collect(),
@@ -427,7 +655,10 @@ mod tests {
         }
     }
 
-    fn slice(ports: &[(&str, i32, &str)], endpoints: &[(&str, bool)]) -> EndpointSlice {
+    /// An endpoint: address, node, (ready, serving, terminating).
+    type Ep<'a> = (&'a str, &'a str, (bool, bool, bool));
+
+    fn slice(ports: &[(&str, i32, &str)], endpoints: &[Ep<'_>]) -> EndpointSlice {
         EndpointSlice {
             address_type: "IPv4".into(),
             ports: Some(
@@ -443,11 +674,13 @@ mod tests {
             ),
             endpoints: endpoints
                 .iter()
-                .map(|(ip, ready)| Endpoint {
+                .map(|(ip, node, (ready, serving, terminating))| Endpoint {
                     addresses: vec![(*ip).into()],
+                    node_name: Some((*node).into()),
                     conditions: Some(EndpointConditions {
                         ready: Some(*ready),
-                        ..Default::default()
+                        serving: Some(*serving),
+                        terminating: Some(*terminating),
                     }),
                     ..Default::default()
                 })
@@ -455,6 +688,10 @@ mod tests {
             ..Default::default()
         }
     }
+
+    const READY: (bool, bool, bool) = (true, true, false);
+    const TERMINATING: (bool, bool, bool) = (false, true, true);
+    const GONE: (bool, bool, bool) = (false, false, true);
 
     fn backend(ip: &str, port: u16) -> BackendEntry {
         BackendEntry {
@@ -464,66 +701,210 @@ mod tests {
         }
     }
 
+    fn key(ip: [u8; 4], port: u16, proto: u8) -> ServiceKey {
+        ServiceKey {
+            ip,
+            port: port.to_be(),
+            proto,
+            pad: 0,
+        }
+    }
+
+    fn backends(frontend: &Frontend) -> Vec<BackendEntry> {
+        frontend.backends.iter().copied().collect()
+    }
+
     #[test]
     fn ready_endpoints_back_each_port_by_name() {
         let svc = service("10.96.0.20", &[("http", 80, "TCP"), ("dns", 53, "UDP")]);
         let slice = slice(
             &[("http", 8080, "TCP"), ("dns", 9001, "UDP")],
             &[
-                ("10.244.0.5", true),
-                ("10.244.1.5", true),
-                ("10.244.1.6", false),
+                ("10.244.0.5", NODE, READY),
+                ("10.244.1.5", "node2", READY),
+                ("10.244.1.6", "node2", (false, false, false)),
             ],
         );
-        let frontends = frontends(&svc, &[&slice]);
-        assert_eq!(frontends.len(), 2);
-        let http = ServiceKey {
-            ip: [10, 96, 0, 20],
-            port: 80u16.to_be(),
-            proto: PROTO_TCP,
-            pad: 0,
-        };
+        let frontends = frontends(&svc, &[&slice], NODE);
+        assert_eq!(frontends.len(), 2, "ClusterIP only: {frontends:?}");
+        let http = &frontends[&key([10, 96, 0, 20], 80, PROTO_TCP)];
         assert_eq!(
-            frontends[&http],
+            backends(http),
             vec![backend("10.244.0.5", 8080), backend("10.244.1.5", 8080)]
         );
+        assert_eq!(http.flags, 0);
         let headless = service("None", &[("http", 80, "TCP")]);
-        assert!(super::frontends(&headless, &[&slice]).is_empty());
+        assert!(super::frontends(&headless, &[&slice], NODE).is_empty());
+    }
+
+    #[test]
+    fn terminating_endpoints_serve_only_while_none_is_ready() {
+        let svc = service("10.96.0.20", &[("http", 80, "TCP")]);
+        let vip = key([10, 96, 0, 20], 80, PROTO_TCP);
+        let mixed = slice(
+            &[("http", 8080, "TCP")],
+            &[
+                ("10.244.0.5", NODE, READY),
+                ("10.244.0.6", NODE, TERMINATING),
+            ],
+        );
+        assert_eq!(
+            backends(&frontends(&svc, &[&mixed], NODE)[&vip]),
+            vec![backend("10.244.0.5", 8080)]
+        );
+        let draining = slice(
+            &[("http", 8080, "TCP")],
+            &[
+                ("10.244.0.6", NODE, TERMINATING),
+                ("10.244.0.7", NODE, GONE),
+            ],
+        );
+        assert_eq!(
+            backends(&frontends(&svc, &[&draining], NODE)[&vip]),
+            vec![backend("10.244.0.6", 8080)]
+        );
+    }
+
+    #[test]
+    fn local_traffic_policies_keep_this_nodes_endpoints() {
+        let mut svc = service("10.96.0.20", &[("http", 80, "TCP")]);
+        let spec = svc.spec.as_mut().unwrap();
+        spec.type_ = Some("NodePort".into());
+        spec.external_traffic_policy = Some("Local".into());
+        let vip = key([10, 96, 0, 20], 80, PROTO_TCP);
+        let node_port = key(NODEPORT_IP, 30_000, PROTO_TCP);
+        let elsewhere = slice(&[("http", 8080, "TCP")], &[("10.244.1.5", "node2", READY)]);
+        let seen = frontends(&svc, &[&elsewhere], NODE);
+        // Cluster-wide for in-cluster traffic, this node's only for NodePort: none here, so
+        // the NodePort drops (rather than rejects) as kube-proxy does.
+        assert_eq!(backends(&seen[&vip]), vec![backend("10.244.1.5", 8080)]);
+        assert!(seen[&node_port].backends.is_empty());
+        assert_eq!(seen[&node_port].flags, SERVICE_LOCAL_ONLY);
+        let here = slice(
+            &[("http", 8080, "TCP")],
+            &[("10.244.0.5", NODE, READY), ("10.244.1.5", "node2", READY)],
+        );
+        svc.spec.as_mut().unwrap().internal_traffic_policy = Some("Local".into());
+        let seen = frontends(&svc, &[&here], NODE);
+        assert_eq!(backends(&seen[&vip]), vec![backend("10.244.0.5", 8080)]);
+        assert_eq!(
+            backends(&seen[&node_port]),
+            vec![backend("10.244.0.5", 8080)]
+        );
+        // No endpoints anywhere: rejected, not dropped.
+        let seen = frontends(&svc, &[], NODE);
+        assert_eq!(seen[&node_port].flags, 0);
+    }
+
+    #[test]
+    fn client_ip_affinity_carries_its_timeout() {
+        let mut svc = service("10.96.0.20", &[("http", 80, "TCP")]);
+        let spec = svc.spec.as_mut().unwrap();
+        spec.session_affinity = Some("ClientIP".into());
+        let vip = key([10, 96, 0, 20], 80, PROTO_TCP);
+        let seen = frontends(&svc, &[], NODE);
+        assert_eq!(
+            (seen[&vip].flags, seen[&vip].affinity_timeout),
+            (SERVICE_AFFINITY, 10_800)
+        );
+        svc.spec.as_mut().unwrap().session_affinity_config = Some(SessionAffinityConfig {
+            client_ip: Some(ClientIPConfig {
+                timeout_seconds: Some(60),
+            }),
+        });
+        assert_eq!(frontends(&svc, &[], NODE)[&vip].affinity_timeout, 60);
+    }
+
+    #[test]
+    fn backends_keep_their_slots() {
+        let (a, b, c, d) = (
+            backend("10.0.0.1", 80),
+            backend("10.0.0.2", 80),
+            backend("10.0.0.3", 80),
+            backend("10.0.0.4", 80),
+        );
+        let set = |items: &[BackendEntry]| items.iter().copied().collect::<BTreeSet<_>>();
+        // A leaving backend's slot goes to a newcomer.
+        assert_eq!(arrange(&[a, b, c], &set(&[a, c, d])), vec![a, d, c]);
+        // Without one, the last slot's backend moves into the hole.
+        assert_eq!(arrange(&[a, b, c], &set(&[a, c])), vec![a, c]);
+        assert_eq!(arrange(&[a, b, c, d], &set(&[d])), vec![d]);
+        assert_eq!(arrange(&[a, b], &set(&[a, b, c])), vec![a, b, c]);
+        assert_eq!(arrange(&[a, b], &set(&[])), Vec::<BackendEntry>::new());
+    }
+
+    fn frontend(backends: &[BackendEntry]) -> Frontend {
+        Frontend {
+            backends: backends.iter().copied().collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn plans_never_expose_unwritten_slots_and_touch_only_changes() {
-        let key = ServiceKey {
-            ip: [10, 96, 0, 20],
-            port: 80u16.to_be(),
-            proto: PROTO_TCP,
-            pad: 0,
+        let vip = key([10, 96, 0, 20], 80, PROTO_TCP);
+        let (one, two) = (backend("10.0.0.1", 80), backend("10.0.0.2", 80));
+        let both = BTreeMap::from([(vip, frontend(&[one, two]))]);
+        let (ops, programmed) = plan(&Programmed::new(), &both, || 7);
+        let entry = |count| ServiceEntry {
+            id: 7,
+            count,
+            flags: 0,
+            affinity_timeout: 0,
         };
-        let two = BTreeMap::from([(key, vec![backend("10.0.0.1", 80), backend("10.0.0.2", 80)])]);
-        let (ops, programmed) = plan(&Programmed::new(), &two, || 7);
-        assert_eq!(
-            ops.last(),
-            Some(&MapOp::PutService(key, ServiceEntry { id: 7, count: 2 }))
-        );
+        assert_eq!(ops.last(), Some(&MapOp::PutService(vip, entry(2))));
         // Unchanged: nothing to write.
-        let (ops, _) = plan(&programmed, &two, || unreachable!());
+        let (ops, _) = plan(&programmed, &both, || unreachable!());
         assert!(ops.is_empty());
-        // Shrinking: the count goes down before the slot goes away.
-        let one = BTreeMap::from([(key, vec![backend("10.0.0.1", 80)])]);
-        let (ops, _) = plan(&programmed, &one, || unreachable!());
+        // Shrinking: the survivor moves into the leaver's slot, then the count goes down, then
+        // the last slot goes away.
+        let (ops, _) = plan(
+            &programmed,
+            &BTreeMap::from([(vip, frontend(&[two]))]),
+            || unreachable!(),
+        );
+        let slot = |slot| BackendKey {
+            service_id: 7,
+            slot,
+        };
         assert_eq!(
             ops,
             vec![
-                MapOp::PutService(key, ServiceEntry { id: 7, count: 1 }),
-                MapOp::DeleteBackend(BackendKey {
-                    service_id: 7,
-                    slot: 1
-                }),
+                MapOp::PutBackend(slot(0), two),
+                MapOp::PutService(vip, entry(1)),
+                MapOp::DeleteBackend(slot(1)),
             ]
         );
         // Deleting: frontend first.
         let (ops, programmed) = plan(&programmed, &BTreeMap::new(), || unreachable!());
-        assert_eq!(ops[0], MapOp::DeleteService(key));
+        assert_eq!(ops[0], MapOp::DeleteService(vip));
         assert!(programmed.is_empty());
+    }
+
+    #[test]
+    fn a_new_service_among_ten_thousand_writes_only_its_own_entries() {
+        // The sync programs per Service; a Service's plan sees only its own frontends, so the
+        // writes for one new Service do not depend on how many exist.
+        let mut next = 1;
+        let mut all: BTreeMap<String, Programmed> = BTreeMap::new();
+        for index in 0..10_000u32 {
+            let [_, _, high, low] = index.to_be_bytes();
+            let wanted = BTreeMap::from([(
+                key([10, 96, high, low], 80, PROTO_TCP),
+                frontend(&[backend("10.244.0.5", 8080)]),
+            )]);
+            let (_, programmed) = plan(&Programmed::new(), &wanted, || {
+                next += 1;
+                next
+            });
+            all.insert(format!("default/svc-{index}"), programmed);
+        }
+        let wanted = BTreeMap::from([(
+            key([10, 97, 0, 1], 80, PROTO_TCP),
+            frontend(&[backend("10.244.0.6", 8080), backend("10.244.0.7", 8080)]),
+        )]);
+        let (ops, _) = plan(&Programmed::new(), &wanted, || 20_000);
+        assert_eq!(ops.len(), 3, "two slots and the frontend: {ops:?}");
+        assert_eq!(all.len(), 10_000);
     }
 }

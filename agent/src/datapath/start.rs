@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use flotilla_common::network::{NodeConfig, OVERLAY_VNI};
 
 use super::{
-    network::{NetworkDatapath, NetworkMaps},
+    network::{NetworkDatapath, NetworkMaps, SockScope},
     overlay::{self, OVERLAY_DEVICE, OverlaySettings},
     pins::NodePins,
     tunnels::parse_ipv4_cidr,
@@ -71,22 +71,39 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
     })
     .await
     .context("setting up the overlay device")?;
-    datapath
-        .attach_overlay(OVERLAY_DEVICE)
-        .context("attaching the overlay programs")?;
-    if let Some(cgroup) = &settings.pod_cgroup {
-        datapath.attach_sock_lb(cgroup).with_context(|| {
-            format!("attaching the socket load balancer to {}", cgroup.display())
-        })?;
-    }
     let mut maps = NetworkMaps::open(&pins)?;
+    // The configuration first: the host socket balancer acts only once it knows the namespace.
     maps.set_node_config(&NodeConfig {
         vxlan_ifindex: device.ifindex,
         vni: OVERLAY_VNI,
         node_ipv4: settings.node_ip.octets(),
         vxlan_mac: device.mac,
         pad: [0; 2],
+        underlay_ifindex: device.underlay_ifindex,
+        netns_cookie: netns_cookie().context("reading the node's network namespace cookie")?,
     })?;
+    datapath
+        .attach_overlay(OVERLAY_DEVICE)
+        .context("attaching the overlay programs")?;
+    datapath
+        .attach_underlay(&device.underlay_name)
+        .with_context(|| format!("attaching NodePort to {}", device.underlay_name))?;
+    if let Some(cgroup) = &settings.pod_cgroup {
+        datapath
+            .attach_sock_lb(cgroup, SockScope::Pods)
+            .with_context(|| {
+                format!("attaching the socket load balancer to {}", cgroup.display())
+            })?;
+    }
+    let root = unified_cgroup("");
+    datapath
+        .attach_sock_lb(&root, SockScope::Host)
+        .with_context(|| {
+            format!(
+                "attaching the node's socket load balancer to {}",
+                root.display()
+            )
+        })?;
     let ipam = Ipam::open(&settings.ipam_dir, &settings.pod_cidr)?;
     // One handle on the maps, shared by the CNI backend, the tunnel sync and the metrics.
     let maps = Arc::new(Mutex::new(maps));
@@ -111,6 +128,29 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
         maps,
         mtu: device.mtu,
     })
+}
+
+/// The cookie of the calling thread's network namespace (`SO_NETNS_COOKIE`, Linux 5.14), the
+/// value `bpf_get_netns_cookie` gives the programs for its sockets.
+pub fn netns_cookie() -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd as _;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: a valid socket and an output buffer of the size passed.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
 }
 
 /// The cgroup v2 directory for the cgroup parent `root` (e.g. `/flotilla/node1`): below

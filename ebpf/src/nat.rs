@@ -1,0 +1,377 @@
+//! Per-packet Service NAT with connection tracking, for what the socket balancer cannot see: a
+//! pod's sockets outside the pod cgroup (translated on the pod's veth) and NodePort connections
+//! arriving on the node's underlay link.
+//!
+//! Every translated connection gets two entries in `SERVICE_CT`, one per direction, each keyed by
+//! the tuple its packets carry and holding the tuple to rewrite them to. The first packet picks
+//! the backend; every later packet of either direction is one lookup and a rewrite, wherever it
+//! passes (pod veth, overlay, underlay). A backend that leaves the Service keeps the connections
+//! it has until they close (graceful termination): only new connections consult the frontend.
+
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST},
+    btf_maps::LruHashMap,
+    helpers::generated::{
+        bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_skb_change_tail,
+    },
+    macros::btf_map,
+    programs::TcContext,
+};
+use flotilla_common::{
+    network::DropReason,
+    services::{
+        CT_CLOSING_LIFETIME_NS, CT_TCP_LIFETIME_NS, CT_UDP_LIFETIME_NS, FlowKey, NAT_CLOSING,
+        NAT_REPLY, NatEntry, PROTO_TCP, PROTO_UDP, SERVICE_CT_MAX_ENTRIES, ServiceEntry,
+        ServiceKey,
+    },
+};
+
+use crate::{
+    network::{self, ETH_HLEN},
+    services,
+};
+
+#[btf_map]
+static SERVICE_CT: LruHashMap<FlowKey, NatEntry, { SERVICE_CT_MAX_ENTRIES as usize }> =
+    LruHashMap::new();
+
+const IP_CHECK: usize = ETH_HLEN + 10;
+const IP_SRC: usize = ETH_HLEN + 12;
+const IP_DST: usize = ETH_HLEN + 16;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+/// Where SNAT source ports are drawn from when the client's own port is taken (the kernel's
+/// default ephemeral range, disjoint from the NodePort range).
+const SNAT_PORT_FIRST: u32 = 32_768;
+const SNAT_PORT_COUNT: u32 = 28_232;
+const SNAT_ATTEMPTS: u32 = 8;
+
+/// A TCP or UDP packet's tuple and where its L4 header is.
+#[derive(Clone, Copy)]
+pub(crate) struct Flow {
+    /// The tuple as carried.
+    pub key: FlowKey,
+    /// Offset of the L4 header.
+    l4: usize,
+    /// TCP flags (0 for UDP).
+    tcp_flags: u8,
+}
+
+impl Flow {
+    /// A packet that opens a connection (TCP SYN without ACK, or any UDP datagram).
+    #[inline(always)]
+    pub(crate) fn opens(&self) -> bool {
+        self.key.proto == PROTO_UDP || self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+
+    /// The frontend key the packet is addressed to.
+    #[inline(always)]
+    pub(crate) fn frontend_key(&self) -> ServiceKey {
+        ServiceKey {
+            ip: self.key.dst,
+            port: self.key.dport,
+            proto: self.key.proto,
+            pad: 0,
+        }
+    }
+}
+
+/// The TCP/UDP tuple of an IPv4 packet; None for other protocols and non-first fragments.
+#[inline(always)]
+pub(crate) fn flow(ctx: &TcContext) -> Result<Option<Flow>, DropReason> {
+    let header = ctx
+        .load::<[u8; 10]>(ETH_HLEN)
+        .map_err(|_| DropReason::Malformed)?;
+    let proto = header[9];
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Ok(None);
+    }
+    // Fragment offset (13 bits after the flags) non-zero: no L4 header in this packet.
+    if u16::from_be_bytes([header[6], header[7]]) & 0x1fff != 0 {
+        return Ok(None);
+    }
+    let l4 = ETH_HLEN + usize::from(header[0] & 0x0f) * 4;
+    let (src, dst) = network::addresses(ctx)?;
+    let ports = ctx
+        .load::<[u16; 2]>(l4)
+        .map_err(|_| DropReason::Malformed)?;
+    let tcp_flags = if proto == PROTO_TCP {
+        ctx.load::<u8>(l4 + 13).map_err(|_| DropReason::Malformed)?
+    } else {
+        0
+    };
+    Ok(Some(Flow {
+        key: FlowKey {
+            src,
+            dst,
+            sport: ports[0],
+            dport: ports[1],
+            proto,
+            pad: [0; 3],
+        },
+        l4,
+        tcp_flags,
+    }))
+}
+
+/// Rewrites a packet of a tracked connection; returns its new tuple, or None when the flow is
+/// not tracked (or its entry expired).
+#[inline(always)]
+pub(crate) fn tracked(ctx: &TcContext, flow: &Flow) -> Result<Option<NatEntry>, DropReason> {
+    let Some(entry) = SERVICE_CT.get_ptr_mut(flow.key) else {
+        return Ok(None);
+    };
+    // SAFETY: a pointer into the map value, valid during this run.
+    let mut nat = unsafe { *entry };
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let lifetime = if flow.key.proto == PROTO_UDP {
+        CT_UDP_LIFETIME_NS
+    } else if nat.flags & NAT_CLOSING != 0 {
+        CT_CLOSING_LIFETIME_NS
+    } else {
+        CT_TCP_LIFETIME_NS
+    };
+    // An expired entry, or a new connection on the tuple of one that closed: choose afresh.
+    if now.wrapping_sub(nat.last_seen_ns) > lifetime
+        || (nat.flags & (NAT_CLOSING | NAT_REPLY) == NAT_CLOSING && flow.opens())
+    {
+        return Ok(None);
+    }
+    nat.last_seen_ns = now;
+    if flow.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        nat.flags |= NAT_CLOSING;
+    }
+    // SAFETY: as above; a racing update of the same entry writes an equally valid value.
+    unsafe { *entry = nat };
+    rewrite(ctx, flow, &nat)?;
+    Ok(Some(nat))
+}
+
+/// What became of a packet addressed to a frontend.
+pub(crate) enum Translation {
+    /// Rewritten to this tuple.
+    To(NatEntry),
+    /// The frontend has no backend; the caller rejects the packet.
+    NoBackend,
+}
+
+/// Starts tracking a connection to `service` (found by the caller for the packet's destination)
+/// and rewrites its first packet: destination to the chosen backend, and with
+/// `snat_unless_local`, for a backend on another node, the source too (to the given address and
+/// a free port), so replies come back through this node.
+#[inline(always)]
+pub(crate) fn translate(
+    ctx: &TcContext,
+    flow: &Flow,
+    service: &ServiceEntry,
+    snat_unless_local: Option<[u8; 4]>,
+) -> Result<Translation, DropReason> {
+    // Tagged above 32 bits so a client IP never equals a socket's netns cookie (the socket
+    // balancer's client key in the same map).
+    let client = (1 << 32) | u64::from(u32::from_ne_bytes(flow.key.src));
+    let Some(backend) = services::select(service, client) else {
+        return Ok(Translation::NoBackend);
+    };
+    // A backend on this node answers through this node anyway: the client's address is kept.
+    let snat = snat_unless_local.filter(|_| network::endpoint(backend.ip).is_none());
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let original = flow.key;
+    let (src, sport) = match snat {
+        Some(address) => (
+            address,
+            snat_port(&original, backend.ip, backend.port, address)?,
+        ),
+        None => (original.src, original.sport),
+    };
+    let forward = NatEntry {
+        src,
+        dst: backend.ip,
+        sport,
+        dport: backend.port,
+        flags: 0,
+        last_seen_ns: now,
+    };
+    let reply_key = FlowKey {
+        src: backend.ip,
+        dst: src,
+        sport: backend.port,
+        dport: sport,
+        proto: original.proto,
+        pad: [0; 3],
+    };
+    let reply = NatEntry {
+        src: original.dst,
+        dst: original.src,
+        sport: original.dport,
+        dport: original.sport,
+        flags: NAT_REPLY,
+        last_seen_ns: now,
+    };
+    SERVICE_CT
+        .insert(reply_key, reply, 0)
+        .map_err(|_| DropReason::ConntrackFull)?;
+    SERVICE_CT
+        .insert(original, forward, 0)
+        .map_err(|_| DropReason::ConntrackFull)?;
+    rewrite(ctx, flow, &forward)?;
+    Ok(Translation::To(forward))
+}
+
+/// A source port for SNAT towards `backend`: the client's own if no other connection from
+/// `address` to that backend uses it, else a few random ones; reserved by inserting a placeholder
+/// reply entry (the caller overwrites it).
+#[inline(always)]
+fn snat_port(
+    original: &FlowKey,
+    backend_ip: [u8; 4],
+    backend_port: u16,
+    address: [u8; 4],
+) -> Result<u16, DropReason> {
+    let mut port = original.sport;
+    for _ in 0..SNAT_ATTEMPTS {
+        let key = FlowKey {
+            src: backend_ip,
+            dst: address,
+            sport: backend_port,
+            dport: port,
+            proto: original.proto,
+            pad: [0; 3],
+        };
+        if SERVICE_CT
+            .insert(key, NatEntry::default(), u64::from(BPF_NOEXIST))
+            .is_ok()
+        {
+            return Ok(port);
+        }
+        // SAFETY: plain helper call.
+        let random = unsafe { bpf_get_prandom_u32() } % SNAT_PORT_COUNT;
+        port = ((SNAT_PORT_FIRST + random) as u16).to_be();
+    }
+    Err(DropReason::NoSnatPort)
+}
+
+/// Rewrites the packet's tuple to `to`, fixing the IP and L4 checksums.
+#[inline(always)]
+fn rewrite(ctx: &TcContext, flow: &Flow, to: &NatEntry) -> Result<(), DropReason> {
+    let (l4_check, mangled) = if flow.key.proto == PROTO_TCP {
+        (flow.l4 + 16, 0)
+    } else {
+        // A UDP checksum of 0 means "none" and must stay so.
+        (flow.l4 + 6, u64::from(BPF_F_MARK_MANGLED_0))
+    };
+    let malformed = |_| DropReason::Malformed;
+    for (offset, old, new) in [
+        (IP_SRC, flow.key.src, to.src),
+        (IP_DST, flow.key.dst, to.dst),
+    ] {
+        if old == new {
+            continue;
+        }
+        let (old, new) = (
+            u64::from(u32::from_ne_bytes(old)),
+            u64::from(u32::from_ne_bytes(new)),
+        );
+        ctx.l4_csum_replace(
+            l4_check,
+            old,
+            new,
+            u64::from(BPF_F_PSEUDO_HDR) | mangled | 4,
+        )
+        .map_err(malformed)?;
+        ctx.l3_csum_replace(IP_CHECK, old, new, 4)
+            .map_err(malformed)?;
+        ctx.store(offset, &to_bytes(new), 0).map_err(malformed)?;
+    }
+    for (offset, old, new) in [
+        (flow.l4, flow.key.sport, to.sport),
+        (flow.l4 + 2, flow.key.dport, to.dport),
+    ] {
+        if old == new {
+            continue;
+        }
+        ctx.l4_csum_replace(l4_check, u64::from(old), u64::from(new), mangled | 2)
+            .map_err(malformed)?;
+        ctx.store(offset, &new, 0).map_err(malformed)?;
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn to_bytes(raw: u64) -> [u8; 4] {
+    (raw as u32).to_ne_bytes()
+}
+
+/// The ICMP "port unreachable" answer to a packet, as an IPv4 header + ICMP header + the quoted
+/// original header and 8 bytes of its payload; 4-byte aligned for `bpf_csum_diff`.
+#[repr(C, align(4))]
+struct Unreachable {
+    ip: [u8; 20],
+    icmp: [u8; 8],
+    quoted: [u8; 28],
+}
+
+const UNREACHABLE_LEN: u32 = (ETH_HLEN + core::mem::size_of::<Unreachable>()) as u32;
+
+/// Turns a connection attempt to a frontend without backends into the ICMP port unreachable a
+/// rejecting firewall would send (what kube-proxy's REJECT rule does), MACs swapped; the caller
+/// sends it back where the packet came from. Err for packets that get no answer (TCP segments
+/// other than a SYN, IP options), which the caller drops.
+#[inline(always)]
+pub(crate) fn reject(ctx: &TcContext, flow: &Flow) -> Result<(), DropReason> {
+    if !flow.opens() || flow.l4 != ETH_HLEN + 20 {
+        return Err(DropReason::NoBackend);
+    }
+    let malformed = |_| DropReason::Malformed;
+    let macs = ctx.load::<[u8; 12]>(0).map_err(malformed)?;
+    let mut answer = Unreachable {
+        ip: [0; 20],
+        icmp: [3, 3, 0, 0, 0, 0, 0, 0],
+        quoted: ctx.load::<[u8; 28]>(ETH_HLEN).map_err(malformed)?,
+    };
+    let total = (core::mem::size_of::<Unreachable>() as u16).to_be_bytes();
+    answer.ip[..12].copy_from_slice(&[0x45, 0, total[0], total[1], 0, 0, 0x40, 0, 64, 1, 0, 0]);
+    answer.ip[12..16].copy_from_slice(&flow.key.dst);
+    answer.ip[16..].copy_from_slice(&flow.key.src);
+    let ip_check = checksum(&mut answer.ip);
+    answer.ip[10..12].copy_from_slice(&ip_check);
+    let icmp_check = {
+        let mut icmp = [0u8; 36];
+        icmp[..8].copy_from_slice(&answer.icmp);
+        icmp[8..].copy_from_slice(&answer.quoted);
+        checksum(&mut icmp)
+    };
+    answer.icmp[2..4].copy_from_slice(&icmp_check);
+    // SAFETY: plain helper call on the program's skb.
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, UNREACHABLE_LEN, 0) } != 0 {
+        return Err(DropReason::NoBackend);
+    }
+    let mut swapped = [0u8; 12];
+    swapped[..6].copy_from_slice(&macs[6..]);
+    swapped[6..].copy_from_slice(&macs[..6]);
+    ctx.store(0, &swapped, 0).map_err(malformed)?;
+    ctx.store(ETH_HLEN, &answer, 0).map_err(malformed)?;
+    Ok(())
+}
+
+/// The Internet checksum of `bytes` (a multiple of 4 long), ready to store as is.
+#[inline(always)]
+fn checksum<const N: usize>(bytes: &mut [u8; N]) -> [u8; 2] {
+    // SAFETY: `bytes` is a valid stack buffer of N bytes; the helper only reads it.
+    let sum = unsafe {
+        bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            bytes.as_mut_ptr().cast(),
+            N as u32,
+            0,
+        )
+    } as u64;
+    let mut folded = (sum & 0xffff) + (sum >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    (!(folded as u16)).to_ne_bytes()
+}

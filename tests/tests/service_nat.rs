@@ -1,0 +1,369 @@
+//! Services beyond the pods' socket balancer, end to end on two nodes with real containerd:
+//! - per-packet NAT on the pod veth for a pod's sockets outside the pod cgroup: TCP and UDP to
+//!   the ClusterIP spread over both backends, an endpointless Service refused at once (ICMP);
+//! - the node itself (host socket balancer in the root cgroup, scoped to the node's namespace);
+//! - NodePort on a node's underlay address from the other node's namespace, with
+//!   externalTrafficPolicy Cluster (SNAT to a remote backend) and Local (client IP kept, only the
+//!   node's own backend), and refused at once without endpoints;
+//! - sessionAffinity ClientIP on both paths, internalTrafficPolicy Local;
+//! - graceful termination: a connection to a terminating backend keeps working while new ones
+//!   go elsewhere.
+
+mod support;
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use flotilla_testbed::Netns;
+use support::{LocalCluster, eventually, pod_netns, pod_phase, require_root};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn manifest(node1: &str, node2: &str) -> String {
+    let web = |name: &str, node: &str| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels:
+    app: web
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: app
+    image: docker.io/flotilla/testapp:v1
+    imagePullPolicy: Never
+    ports:
+    - name: http
+      containerPort: 8080
+    - name: udp
+      containerPort: 9001
+      protocol: UDP
+    readinessProbe:
+      httpGet:
+        path: /healthz
+        port: http
+      periodSeconds: 1
+    lifecycle:
+      preStop:
+        exec:
+          command: [\"sleep\", \"25\"]
+"
+        )
+    };
+    let service = |name: &str, extra: &str, ports: &str| {
+        format!(
+            "apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+spec:
+  selector:
+    app: web
+{extra}  ports:
+{ports}"
+        )
+    };
+    let http = "  - name: http\n    port: 80\n    targetPort: http\n";
+    [
+        web("web-1", node1),
+        web("web-2", node2),
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  nodeName: {node1}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: docker.io/flotilla/testapp:v1
+    imagePullPolicy: Never
+"
+        ),
+        service(
+            "web",
+            "",
+            &format!("{http}  - name: udp\n    port: 53\n    protocol: UDP\n    targetPort: udp\n"),
+        ),
+        service(
+            "web-np",
+            "  type: NodePort\n",
+            "  - name: http\n    port: 80\n    targetPort: http\n    nodePort: 30080\n",
+        ),
+        service(
+            "web-local",
+            "  type: NodePort\n  externalTrafficPolicy: Local\n",
+            "  - name: http\n    port: 80\n    targetPort: http\n    nodePort: 30081\n",
+        ),
+        service(
+            "web-sticky",
+            "  sessionAffinity: ClientIP\n  sessionAffinityConfig:\n    clientIP:\n      timeoutSeconds: 60\n",
+            http,
+        ),
+        service("web-itp", "  internalTrafficPolicy: Local\n", http),
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: nobody
+spec:
+  type: NodePort
+  selector:
+    app: nobody-has-this
+  ports:
+  - port: 80
+    targetPort: 8080
+    nodePort: 30082
+"
+        .to_owned(),
+    ]
+    .join("---\n")
+}
+
+/// One HTTP/1.1 request on a kept-alive connection; the body.
+fn http_get(stream: &mut TcpStream, path: &str) -> anyhow::Result<String> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut length = None;
+    let mut status = String::new();
+    reader.read_line(&mut status)?;
+    ensure!(status.contains(" 200 "), "GET {path}: {status:?}");
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = Some(value.trim().parse::<usize>()?);
+        }
+    }
+    let mut body = vec![0; length.context("no content-length")?];
+    reader.read_exact(&mut body)?;
+    Ok(String::from_utf8_lossy(&body).trim().to_owned())
+}
+
+/// A TCP connection to `to`, opened from a thread inside `netns` (the socket stays there).
+fn connect_in(netns: &Netns, to: SocketAddr) -> anyhow::Result<TcpStream> {
+    Ok(netns.run(|| TcpStream::connect_timeout(&to, IO_TIMEOUT))??)
+}
+
+/// `path` fetched `count` times from inside `netns`, a new connection each time.
+fn fetch_many(
+    netns: &Netns,
+    to: SocketAddr,
+    path: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    (0..count)
+        .map(|_| {
+            let mut stream =
+                connect_in(netns, to).with_context(|| format!("connecting to {to}"))?;
+            http_get(&mut stream, path)
+        })
+        .collect()
+}
+
+fn distinct(answers: &[String]) -> BTreeSet<String> {
+    answers.iter().cloned().collect()
+}
+
+/// How connecting to `to` from `netns` fails, with how long it took; an error if it succeeds.
+fn refusal(netns: &Netns, to: SocketAddr) -> anyhow::Result<(std::io::ErrorKind, Duration)> {
+    let started = Instant::now();
+    match netns.run(|| TcpStream::connect_timeout(&to, IO_TIMEOUT))? {
+        Ok(_) => bail!("{to} accepted a connection"),
+        Err(err) => Ok((err.kind(), started.elapsed())),
+    }
+}
+
+fn cluster_ip(cluster: &support::Cluster, service: &str) -> anyhow::Result<Ipv4Addr> {
+    cluster.json(&["get", "service", service])?["spec"]["clusterIP"]
+        .as_str()
+        .with_context(|| format!("{service} has no clusterIP"))?
+        .parse()
+        .context("clusterIP")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_reach_pods_from_everywhere() -> anyhow::Result<()> {
+    require_root();
+    let started = Instant::now();
+    let local = LocalCluster::start_nodes(started, 2).await?;
+    let cluster = &local.cluster;
+    let nodes: Vec<_> = local.nodes().collect();
+    let (node1, node2) = (nodes[0], nodes[1]);
+    let node1_ip: Ipv4Addr = node1.config.node_ip.parse()?;
+    let node2_ip: Ipv4Addr = node2.config.node_ip.parse()?;
+    cluster.apply(
+        "services.yaml",
+        &manifest(&node1.config.node_name, &node2.config.node_name),
+    )?;
+    let client_ip = eventually(Duration::from_secs(90), "pods Ready", || {
+        let pods = cluster.json(&["get", "pods"])?;
+        let items = pods["items"].as_array().cloned().unwrap_or_default();
+        let ready = items
+            .iter()
+            .filter(|pod| {
+                pod["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count();
+        let client = items
+            .iter()
+            .find(|pod| pod["metadata"]["name"] == "client" && pod_phase(pod) == "Running")
+            .and_then(|pod| pod["status"]["podIP"].as_str()?.parse::<Ipv4Addr>().ok());
+        Ok(client.filter(|_| ready == 3))
+    })
+    .await?;
+    let client = pod_netns(client_ip)?;
+    let web = cluster_ip(cluster, "web")?;
+    let both: BTreeSet<String> = ["web-1", "web-2"].map(String::from).into();
+    eprintln!("pods ready after {:?}", started.elapsed());
+
+    // Per-packet NAT: the test's own sockets in the client pod's namespace are outside the pod
+    // cgroup, so the socket balancer does not see them.
+    let to_web = SocketAddr::from((web, 80));
+    let seen = eventually(
+        Duration::from_secs(30),
+        "both pods via per-packet NAT",
+        || {
+            let seen = distinct(&fetch_many(&client, to_web, "/hostname", 20)?);
+            Ok((seen == both).then_some(seen))
+        },
+    )
+    .await?;
+    eprintln!("per-packet ClusterIP TCP: {seen:?}");
+    let udp_answer = client.run(|| -> anyhow::Result<(String, SocketAddr)> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_read_timeout(Some(IO_TIMEOUT))?;
+        socket.send_to(b"hostname", (web, 53))?;
+        let mut buffer = [0; 256];
+        let (read, from) = socket.recv_from(&mut buffer)?;
+        Ok((
+            String::from_utf8_lossy(&buffer[..read]).trim().to_owned(),
+            from,
+        ))
+    })??;
+    ensure!(
+        both.contains(&udp_answer.0) && udp_answer.1 == SocketAddr::from((web, 53)),
+        "UDP via per-packet NAT: {udp_answer:?}"
+    );
+    let nobody = cluster_ip(cluster, "nobody")?;
+    let (kind, took) = refusal(&client, SocketAddr::from((nobody, 80)))?;
+    ensure!(
+        kind == std::io::ErrorKind::ConnectionRefused && took < Duration::from_secs(2),
+        "an endpointless Service from the pod: {kind:?} after {took:?}, expected refused at once"
+    );
+
+    // The node itself.
+    let seen = distinct(&fetch_many(&node1.netns, to_web, "/hostname", 20)?);
+    ensure!(seen == both, "node1 -> ClusterIP reached {seen:?}");
+    let (kind, took) = refusal(&node1.netns, SocketAddr::from((nobody, 80)))?;
+    ensure!(
+        took < Duration::from_secs(2),
+        "an endpointless Service from the node: {kind:?} after {took:?}"
+    );
+
+    // NodePort on node1's address from node2's namespace.
+    let node_port = SocketAddr::from((node1_ip, 30080));
+    let seen = eventually(Duration::from_secs(30), "both pods via NodePort", || {
+        let seen = distinct(&fetch_many(&node2.netns, node_port, "/hostname", 20)?);
+        Ok((seen == both).then_some(seen))
+    })
+    .await?;
+    eprintln!("NodePort (Cluster) from node2: {seen:?}");
+    let local_port = SocketAddr::from((node1_ip, 30081));
+    let answers = fetch_many(&node2.netns, local_port, "/hostname", 10)?;
+    ensure!(
+        distinct(&answers) == BTreeSet::from(["web-1".to_owned()]),
+        "externalTrafficPolicy Local on node1 reached {answers:?}"
+    );
+    let seen_client = fetch_many(&node2.netns, local_port, "/clientip", 1)?;
+    ensure!(
+        seen_client[0].starts_with(&node2_ip.to_string()),
+        "externalTrafficPolicy Local: the pod saw the client as {seen_client:?}, not {node2_ip}"
+    );
+    let (kind, took) = refusal(&node2.netns, SocketAddr::from((node1_ip, 30082)))?;
+    ensure!(
+        kind == std::io::ErrorKind::ConnectionRefused && took < Duration::from_secs(2),
+        "an endpointless NodePort: {kind:?} after {took:?}"
+    );
+
+    // Session affinity: one backend per client, on the packet path and at the socket.
+    let sticky = SocketAddr::from((cluster_ip(cluster, "web-sticky")?, 80));
+    let answers = fetch_many(&client, sticky, "/hostname", 10)?;
+    ensure!(
+        distinct(&answers).len() == 1,
+        "sessionAffinity ClientIP (per packet) spread: {answers:?}"
+    );
+    let socket_path = cluster.kubectl_ok(&[
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://{}/hostname; echo; done",
+            sticky.ip()
+        ),
+    ])?;
+    let distinct_socket: BTreeSet<&str> = socket_path.lines().filter(|l| !l.is_empty()).collect();
+    ensure!(
+        distinct_socket.len() == 1,
+        "sessionAffinity ClientIP (socket) spread: {socket_path:?}"
+    );
+
+    // internalTrafficPolicy Local: the client on node1 only reaches web-1.
+    let itp = cluster_ip(cluster, "web-itp")?;
+    let answers = fetch_many(&client, SocketAddr::from((itp, 80)), "/hostname", 10)?;
+    ensure!(
+        distinct(&answers) == BTreeSet::from(["web-1".to_owned()]),
+        "internalTrafficPolicy Local reached {answers:?}"
+    );
+
+    // Graceful termination: a kept-alive connection to the pod being deleted keeps working
+    // while new connections go to the other pod.
+    let mut kept = connect_in(&client, to_web)?;
+    let victim = http_get(&mut kept, "/hostname")?;
+    let survivor = both
+        .iter()
+        .find(|name| **name != victim)
+        .cloned()
+        .unwrap_or_default();
+    cluster.kubectl_ok(&["delete", "pod", &victim, "--wait=false"])?;
+    eventually(
+        Duration::from_secs(20),
+        "new connections avoid the terminating pod",
+        || {
+            let seen = distinct(&fetch_many(&client, to_web, "/hostname", 10)?);
+            Ok((seen == BTreeSet::from([survivor.clone()])).then_some(()))
+        },
+    )
+    .await?;
+    let still = http_get(&mut kept, "/hostname")?;
+    ensure!(
+        still == victim,
+        "the kept connection answered from {still}, not {victim}"
+    );
+    eprintln!("graceful: {victim} kept its connection while terminating, {survivor} took new ones");
+
+    local.shutdown().await;
+    eprintln!("done after {:?}", started.elapsed());
+    Ok(())
+}
