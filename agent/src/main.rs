@@ -146,6 +146,12 @@ enum BpfCommand {
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// List the Service frontends (ClusterIP, NodePort, external IP) and their backends.
+    Services {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Show the packets the datapath dropped, per reason, summed over all CPUs.
     Drops {
         /// Output format.
@@ -325,6 +331,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     for row in rows {
                         let prefix = format!("{}/{}", row.prefix, row.prefix_len);
                         println!("{prefix:<20} {:<16}", row.node_ip);
+                    }
+                }
+            }
+        }
+        Command::Bpf(BpfCommand::Services { output }) => {
+            let rows = flotilla_agent::datapath::services::ServiceMaps::open(&pins)?.rows()?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Table => {
+                    println!("{:<24} {:>6} {:<16} BACKENDS", "FRONTEND", "ID", "FLAGS");
+                    for row in rows {
+                        println!(
+                            "{:<24} {:>6} {:<16} {}",
+                            row.frontend,
+                            row.id,
+                            row.flags.join(","),
+                            row.backends.join(" ")
+                        );
                     }
                 }
             }

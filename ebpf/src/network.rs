@@ -69,6 +69,26 @@ fn from_pod(ctx: TcContext) -> i32 {
     verdict(from_pod_route(&ctx))
 }
 
+/// Packets the node's stack routes to a pod (egress of its host-side veth; what other pods and
+/// the overlay send is redirected past it): replies of Service connections translated on the
+/// way out whose backend answered through the stack (a backend outside the cluster, reached
+/// masqueraded) get their frontend address back.
+#[classifier]
+fn to_pod(ctx: TcContext) -> i32 {
+    verdict(to_pod_route(&ctx))
+}
+
+#[inline(always)]
+fn to_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
+    if node_config(ctx).is_none() {
+        return Ok(TC_ACT_OK);
+    }
+    if let Some(flow) = nat::flow(ctx)? {
+        nat::tracked(ctx, &flow)?;
+    }
+    Ok(TC_ACT_OK)
+}
+
 /// Packets decapsulated from other nodes (ingress of the VXLAN device).
 #[classifier]
 fn from_overlay(ctx: TcContext) -> i32 {

@@ -38,10 +38,12 @@ pub const POD_IFACE: &str = "eth0";
 /// entry pointing at the host side of their veth, as Calico and Cilium do).
 pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
-/// The third octet of the test beds' underlay subnet (192.168.77.0/24) unless configured.
-pub const DEFAULT_UNDERLAY_OCTET: u8 = 77;
-/// The host's address on the default underlay when [`Testbed::link_host`] joined it.
-pub const HOST_UNDERLAY_IP: Ipv4Addr = Ipv4Addr::new(192, 168, DEFAULT_UNDERLAY_OCTET, 254);
+/// The third octet of a test bed's underlay subnet unless configured: one per process, in
+/// 100..=199, so test runs of several worktrees at once do not give the host two routes (and two
+/// host links with one address) for one subnet; `cargo xtask up` uses 78, tests/tests/testbed.rs 79.
+pub fn default_underlay_octet() -> u8 {
+    100 + (std::process::id() % 100) as u8
+}
 
 /// The default host side of the host link: one per process (test beds with a host link are used
 /// one at a time), at most 15 characters.
@@ -136,9 +138,9 @@ pub struct TestbedConfig {
     pub nodes: usize,
     /// Name prefix; by default `fltb-<pid>-<n>-`, unique per process and test bed.
     pub prefix: Option<String>,
-    /// Third octet of the underlay subnet 192.168.X.0/24 (default 77). Test beds that are up at
-    /// the same time with a host link need different subnets, or the host gets two routes for
-    /// one subnet: the tests use 77, `cargo xtask up`'s long-lived cluster 78.
+    /// Third octet of the underlay subnet 192.168.X.0/24 (default [`default_underlay_octet`]).
+    /// Test beds that are up at the same time with a host link need different subnets, or the
+    /// host gets two routes for one subnet: `cargo xtask up`'s long-lived cluster uses 78.
     pub underlay_octet: u8,
     /// Name of the host side of the host link ([`Testbed::link_host`]); by default `fltbh<pid>`.
     /// At most 15 characters.
@@ -146,12 +148,12 @@ pub struct TestbedConfig {
 }
 
 impl TestbedConfig {
-    /// A test bed of `nodes` nodes with a fresh run prefix on 192.168.77.0/24.
+    /// A test bed of `nodes` nodes with a fresh run prefix on this process's underlay subnet.
     pub fn nodes(nodes: usize) -> Self {
         Self {
             nodes,
             prefix: None,
-            underlay_octet: DEFAULT_UNDERLAY_OCTET,
+            underlay_octet: default_underlay_octet(),
             host_link: None,
         }
     }
@@ -337,7 +339,7 @@ impl Testbed {
     }
 
     /// Joins the machine's own namespace to the underlay bridge with the config's host address
-    /// ([`HOST_UNDERLAY_IP`] by default), so a control plane running on the host and the node
+    /// (.254 of the underlay subnet), so a control plane running on the host and the node
     /// agents in the node namespaces reach each other. The link disappears with the underlay
     /// namespace. Returns the host's address.
     pub async fn link_host(&mut self) -> Result<Ipv4Addr, TestbedError> {

@@ -7,7 +7,9 @@
 //!   node's own backend), and refused at once without endpoints;
 //! - sessionAffinity ClientIP on both paths, internalTrafficPolicy Local;
 //! - graceful termination: a connection to a terminating backend keeps working while new ones
-//!   go elsewhere.
+//!   go elsewhere;
+//! - a selectorless Service whose EndpointSlice names an address outside the cluster (the
+//!   host), reached per packet and masqueraded, the reply reverse-NATed on the pod veth's egress.
 
 mod support;
 
@@ -271,6 +273,24 @@ async fn services_reach_pods_from_everywhere() -> anyhow::Result<()> {
         "an endpointless Service from the pod: {kind:?} after {took:?}, expected refused at once"
     );
 
+    // What `flotilla-agent bpf services` lists on node1.
+    let rows = flotilla_agent::datapath::services::ServiceMaps::open(
+        &flotilla_agent::datapath::pins::NodePins::new(&node1.config.node_name)?,
+    )?
+    .rows()?;
+    let row = |frontend: &str| rows.iter().find(|row| row.frontend == frontend);
+    ensure!(
+        row("*:30080/TCP").is_some_and(|row| row.backends.len() == 2)
+            && row("*:30081/TCP").is_some_and(|row| row.backends.len() == 1)
+            && row("*:30082/TCP").is_some_and(|row| row.backends.is_empty()),
+        "node1's NodePorts as listed: {rows:#?}"
+    );
+    let sticky_vip = cluster_ip(cluster, "web-sticky")?;
+    ensure!(
+        row(&format!("{sticky_vip}:80/TCP")).is_some_and(|row| row.flags == ["affinity=60s"]),
+        "the sticky Service as listed: {rows:#?}"
+    );
+
     // The node itself.
     let seen = distinct(&fetch_many(&node1.netns, to_web, "/hostname", 20)?);
     ensure!(seen == both, "node1 -> ClusterIP reached {seen:?}");
@@ -362,6 +382,83 @@ async fn services_reach_pods_from_everywhere() -> anyhow::Result<()> {
         "the kept connection answered from {still}, not {victim}"
     );
     eprintln!("graceful: {victim} kept its connection while terminating, {survivor} took new ones");
+
+    // A backend outside the cluster: a server on the host's bridge address.
+    let listener = std::net::TcpListener::bind((local.host_ip, 0))?;
+    let outside_port = listener.local_addr()?.port();
+    cluster.apply(
+        "outside.yaml",
+        &format!(
+            "apiVersion: v1
+kind: Service
+metadata:
+  name: outside
+spec:
+  ports:
+  - name: tcp
+    port: 7000
+    targetPort: {outside_port}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: outside-1
+  labels:
+    kubernetes.io/service-name: outside
+addressType: IPv4
+ports:
+- name: tcp
+  port: {outside_port}
+  protocol: TCP
+endpoints:
+- addresses: [\"{}\"]
+",
+            local.host_ip
+        ),
+    )?;
+    let server = std::thread::spawn(move || -> anyhow::Result<String> {
+        listener.set_nonblocking(true)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut stream, peer) = loop {
+            match listener.accept() {
+                Ok(accepted) => break accepted,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    ensure!(
+                        Instant::now() < deadline,
+                        "nobody connected to the outside server"
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
+        stream.set_nonblocking(false)?;
+        writeln!(stream, "outside saw {}", peer.ip())?;
+        Ok(peer.ip().to_string())
+    });
+    let outside = SocketAddr::from((cluster_ip(cluster, "outside")?, 7000));
+    let greeting = eventually(
+        Duration::from_secs(20),
+        "the outside backend answers via the ClusterIP",
+        || {
+            let Ok(stream) = connect_in(&client, outside) else {
+                return Ok(None);
+            };
+            stream.set_read_timeout(Some(IO_TIMEOUT))?;
+            let mut line = String::new();
+            BufReader::new(stream).read_line(&mut line)?;
+            Ok(Some(line.trim().to_owned()))
+        },
+    )
+    .await?;
+    let peer = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the outside server panicked"))??;
+    ensure!(
+        peer == node1_ip.to_string(),
+        "the outside backend saw {peer} ({greeting}), not the node's masquerade address {node1_ip}"
+    );
+    eprintln!("outside backend via per-packet NAT: {greeting}");
 
     local.shutdown().await;
     eprintln!("done after {:?}", started.elapsed());

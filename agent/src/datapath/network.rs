@@ -15,7 +15,8 @@ use aya::{
 };
 use flotilla_common::network::{
     DROPS_MAP, DropReason, ENDPOINTS_MAP, Endpoint, EndpointKey, FROM_OVERLAY_PROG, FROM_POD_PROG,
-    FROM_UNDERLAY_PROG, NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TUNNELS_MAP, Tunnel,
+    FROM_UNDERLAY_PROG, NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TO_POD_PROG, TUNNELS_MAP,
+    Tunnel,
 };
 use flotilla_common::services::{
     HOST_CONNECT4_PROG, HOST_GETPEERNAME4_PROG, HOST_RECVMSG4_PROG, HOST_SENDMSG4_PROG,
@@ -51,6 +52,7 @@ impl NetworkDatapath {
         let mut ebpf = loader::load(pins)?;
         for name in [
             FROM_POD_PROG,
+            TO_POD_PROG,
             FROM_OVERLAY_PROG,
             TO_OVERLAY_PROG,
             FROM_UNDERLAY_PROG,
@@ -85,21 +87,32 @@ impl NetworkDatapath {
         &self.pins
     }
 
-    /// Attaches `from_pod` to the ingress of a pod's host-side veth.
+    /// Attaches `from_pod` to the ingress of a pod's host-side veth and `to_pod` to its egress;
+    /// the outcome is `from_pod`'s.
     pub fn attach_pod(&mut self, host_ifname: &str) -> Result<AttachOutcome, DatapathError> {
-        let program = program::<SchedClassifier>(&mut self.ebpf, FROM_POD_PROG)?;
-        attach_pinned(
-            program,
+        let from_pod = program::<SchedClassifier>(&mut self.ebpf, FROM_POD_PROG)?;
+        let outcome = attach_pinned(
+            from_pod,
             FROM_POD_PROG,
             &self.pins,
             host_ifname,
             Direction::Ingress,
-        )
+        )?;
+        let to_pod = program::<SchedClassifier>(&mut self.ebpf, TO_POD_PROG)?;
+        attach_pinned(
+            to_pod,
+            TO_POD_PROG,
+            &self.pins,
+            host_ifname,
+            Direction::Egress,
+        )?;
+        Ok(outcome)
     }
 
-    /// Removes the pinned `from_pod` link of a pod's host-side veth.
+    /// Removes the pinned links of a pod's host-side veth.
     pub fn detach_pod(&self, host_ifname: &str) -> Result<(), DatapathError> {
-        detach_pinned(&self.pins, FROM_POD_PROG, host_ifname, Direction::Ingress)
+        detach_pinned(&self.pins, FROM_POD_PROG, host_ifname, Direction::Ingress)?;
+        detach_pinned(&self.pins, TO_POD_PROG, host_ifname, Direction::Egress)
     }
 
     /// Attaches `from_overlay` (ingress) and `to_overlay` (egress) to the VXLAN device.

@@ -326,6 +326,51 @@ pub fn plan(
     (ops, programmed)
 }
 
+/// One frontend as listed by [`ServiceMaps::rows`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceRow {
+    /// `ip:port/PROTO`, `*:port/PROTO` for a NodePort.
+    pub frontend: String,
+    /// The frontend's id (its backends' key).
+    pub id: u32,
+    /// `affinity=<s>`, `local-only`, or empty.
+    pub flags: Vec<String>,
+    /// `ip:port` of every backend, by slot.
+    pub backends: Vec<String>,
+}
+
+impl ServiceRow {
+    fn new(key: &ServiceKey, slots: &Slots) -> Self {
+        let ip = if key.ip == NODEPORT_IP {
+            "*".to_owned()
+        } else {
+            Ipv4Addr::from(key.ip).to_string()
+        };
+        let proto = match key.proto {
+            PROTO_TCP => "TCP".to_owned(),
+            PROTO_UDP => "UDP".to_owned(),
+            other => other.to_string(),
+        };
+        let mut flags = Vec::new();
+        if slots.entry.flags & SERVICE_AFFINITY != 0 {
+            flags.push(format!("affinity={}s", slots.entry.affinity_timeout));
+        }
+        if slots.entry.flags & SERVICE_LOCAL_ONLY != 0 {
+            flags.push("local-only".to_owned());
+        }
+        Self {
+            frontend: format!("{ip}:{}/{proto}", u16::from_be(key.port)),
+            id: slots.entry.id,
+            flags,
+            backends: slots
+                .slots
+                .iter()
+                .map(|b| format!("{}:{}", Ipv4Addr::from(b.ip), u16::from_be(b.port)))
+                .collect(),
+        }
+    }
+}
+
 /// The node's pinned service maps.
 pub struct ServiceMaps {
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
@@ -370,6 +415,15 @@ impl ServiceMaps {
             }
         }
         Ok(())
+    }
+
+    /// Every frontend with its backends, for listing (`flotilla-agent bpf services`).
+    pub fn rows(&self) -> Result<Vec<ServiceRow>, DatapathError> {
+        Ok(self
+            .programmed()?
+            .into_iter()
+            .map(|(key, slots)| ServiceRow::new(&key, &slots))
+            .collect())
     }
 
     /// Every frontend in the map with its backends, as programmed (for a restarted agent).

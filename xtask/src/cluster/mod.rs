@@ -10,7 +10,7 @@
 //! containerd and its shims, cgroups, the control plane, namespaces and pins, files.
 //!
 //! The fixed `flotilla-` prefix keeps the cluster apart from the privileged tests' test beds
-//! (`fltb-<pid>-`, subnet 192.168.77.0/24), which may run at the same time.
+//! (`fltb-<pid>-`, subnet 192.168.1xx.0/24 per process), which may run at the same time.
 
 mod check;
 mod inventory;
