@@ -90,9 +90,10 @@ struct RunArgs {
     /// cgroup the node's pods go below (default /flotilla/<node>).
     #[arg(long)]
     cgroup_root: Option<String>,
-    /// Cluster DNS server IPs for pods' resolv.conf (comma-separated).
+    /// Cluster DNS server IPs for pods' resolv.conf (comma-separated): the kube-dns Service's
+    /// ClusterIP, the control plane's --cluster-dns. Without it pods get the node's resolv.conf.
     #[arg(long, value_delimiter = ',')]
-    cluster_dns: Vec<String>,
+    cluster_dns: Vec<std::net::IpAddr>,
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
@@ -212,7 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cgroup_root: args
                     .cgroup_root
                     .unwrap_or_else(|| format!("/flotilla/{}", cli.node)),
-                cluster_dns: args.cluster_dns,
+                cluster_dns: args.cluster_dns.iter().map(ToString::to_string).collect(),
                 cluster_domain: args.cluster_domain,
                 max_pods: args.max_pods,
                 cluster_cidr: args.cluster_cidr,

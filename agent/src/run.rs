@@ -197,8 +197,17 @@ pub async fn run(
         &config.dirs.cni_conf_dir(),
     )?;
 
-    let (host_servers, host_searches) =
+    let host_resolv =
         parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    if config.cluster_dns.is_empty() {
+        // The kubelet's MissingClusterDNS: ClusterFirst pods fall back to the node's resolver.
+        tracing::warn!(
+            "no --cluster-dns: pods with dnsPolicy ClusterFirst get the node's resolv.conf and \
+             cannot resolve Services by name"
+        );
+    } else {
+        tracing::info!(servers = ?config.cluster_dns, domain = %config.cluster_domain, "pods resolve names through the cluster DNS");
+    }
     let runtime = Arc::new(Runtime::new(
         client.clone(),
         cri.clone(),
@@ -210,8 +219,7 @@ pub async fn run(
             dns: DnsSettings {
                 servers: config.cluster_dns.clone(),
                 domain: config.cluster_domain.clone(),
-                host_servers,
-                host_searches,
+                host: host_resolv,
             },
         },
         node::capacity(config.max_pods),

@@ -7,7 +7,7 @@ use flotilla_controlplane::{
     apiserver::admission::Admission,
     controllers::{Settings, node_lifecycle},
     ipam::{Cidr, PortRange},
-    run::{Config, ControlPlane},
+    run::{ClusterDns, Config, ControlPlane},
 };
 
 // The API server allocates and frees many small JSON values per request from many threads;
@@ -72,6 +72,42 @@ struct Cli {
     /// How long pods tolerate an unreachable node before eviction (seconds; added to every pod).
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// Serve the cluster DNS: the ClusterIP of the `kube-system/kube-dns` Service the control
+    /// plane keeps (inside --service-cluster-ip-range; kubeadm and k3s use its tenth address,
+    /// 10.96.0.10 by default), answered by a DNS server on the --listen address. Give the same
+    /// IP to every agent's --cluster-dns.
+    #[arg(long, env = "FLOTILLA_CLUSTER_DNS")]
+    cluster_dns: Option<std::net::Ipv4Addr>,
+    /// Port the cluster DNS server listens on (UDP and TCP, on the --listen address); the
+    /// kube-dns Service keeps offering port 53 and forwards there.
+    #[arg(long, default_value_t = 53)]
+    cluster_dns_port: u16,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Where the cluster DNS forwards names outside the cluster domain (IP or IP:PORT); by
+    /// default the first nameserver of /etc/resolv.conf; `none` refuses them.
+    #[arg(long, value_parser = parse_upstream)]
+    cluster_dns_upstream: Option<Upstream>,
+}
+
+/// `--cluster-dns-upstream`: a server, or none.
+#[derive(Debug, Clone, Copy)]
+enum Upstream {
+    Server(SocketAddr),
+    Refuse,
+}
+
+fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    if text == "none" {
+        return Ok(Upstream::Refuse);
+    }
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(Upstream::Server(SocketAddr::new(ip, 53)));
+    }
+    text.parse().map(Upstream::Server).map_err(|_| {
+        format!("{text:?} is not an IP, IP:PORT or `none` (e.g. 1.1.1.1 or 192.168.1.1:53)")
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,7 +190,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // hickory-server logs every DNS query and answer at info.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -190,6 +227,21 @@ async fn main() -> ExitCode {
             () = shutdown_signal() => ExitCode::SUCCESS,
         };
     }
+    let cluster_dns = cli.cluster_dns.map(|ip| {
+        let upstream = match cli.cluster_dns_upstream {
+            Some(Upstream::Server(server)) => Some(server),
+            Some(Upstream::Refuse) => None,
+            None => flotilla_controlplane::dns::upstream_from_resolv_conf(
+                &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                &[cli.listen.ip(), ip.into()],
+            ),
+        };
+        ClusterDns {
+            port: cli.cluster_dns_port,
+            domain: cli.cluster_domain.clone(),
+            ..ClusterDns::new(ip, upstream)
+        }
+    });
     let config = Config {
         etcd_endpoints: cli.etcd_endpoints,
         etcd_ports: (cli.etcd_client_port, cli.etcd_peer_port),
@@ -209,6 +261,7 @@ async fn main() -> ExitCode {
             not_ready_toleration_seconds: cli.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds: cli.default_unreachable_toleration_seconds,
         },
+        cluster_dns,
         ..Config::new(cli.state_dir, cli.listen)
     };
     let mut control_plane = match ControlPlane::start(config).await {
@@ -224,10 +277,16 @@ async fn main() -> ExitCode {
         control_plane.kubeconfig.display(),
         control_plane.kubeconfig.display()
     );
+    if let (Some(address), Some(ip)) = (control_plane.dns_address, cli.cluster_dns) {
+        eprintln!(
+            "flotilla-controlplane: cluster DNS on {address} (UDP and TCP), Service \
+             kube-system/kube-dns at {ip}:53; give the agents --cluster-dns {ip}"
+        );
+    }
     tokio::select! {
         result = control_plane.wait() => {
             if let Err(err) = result {
-                eprintln!("flotilla-controlplane: the API server stopped: {err}");
+                eprintln!("flotilla-controlplane: stopped: {err}");
                 control_plane.stop().await;
                 return ExitCode::FAILURE;
             }

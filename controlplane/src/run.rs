@@ -2,7 +2,7 @@
 //! external), then the API server.
 
 use std::{
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -10,12 +10,14 @@ use std::{
 use rand::Rng as _;
 
 use crate::{
+    apiserver::system_services::SystemServiceError,
     apiserver::{ApiServer, allocations::Ipam},
     auth::{AuthError, Tokens, kubeconfig, pki::Pki},
+    dns::{Dns, DnsError},
     etcd::{EtcdConfig, EtcdError, EtcdProcess},
     ipam::{
         Cidr, Pool, PortRange,
-        ranges::{ServiceIps, Subnets},
+        ranges::{Range as _, ServiceIps, Subnets},
     },
     storage::{StorageError, Store},
 };
@@ -49,6 +51,99 @@ pub struct Config {
     pub admission: crate::apiserver::admission::Admission,
     /// How often IPAM pools are checked against the objects holding their items.
     pub ipam_repair_period: Duration,
+    /// The cluster DNS this control plane serves (None: it serves none).
+    pub cluster_dns: Option<ClusterDns>,
+}
+
+/// The cluster DNS served by the control plane: a DNS server on the API server's address and
+/// the `kube-system/kube-dns` Service in front of it, whose ClusterIP goes into every pod's
+/// resolv.conf (the agents' `--cluster-dns`).
+#[derive(Debug, Clone)]
+pub struct ClusterDns {
+    /// The `kube-dns` Service's ClusterIP; inside the service CIDR, not its first address
+    /// (the `kubernetes` Service's).
+    pub ip: Ipv4Addr,
+    /// The port the server answers on (UDP and TCP), on the API server's address; the Service
+    /// still offers port 53 and forwards to it. 0 picks a free port.
+    pub port: u16,
+    /// The cluster domain.
+    pub domain: String,
+    /// Where names outside the cluster domain are forwarded (None: refused).
+    pub upstream: Option<SocketAddr>,
+}
+
+impl ClusterDns {
+    /// Serving `ip` on port 53 for `cluster.local`, forwarding other names to `upstream`.
+    pub fn new(ip: Ipv4Addr, upstream: Option<SocketAddr>) -> Self {
+        Self {
+            ip,
+            port: 53,
+            domain: "cluster.local".to_owned(),
+            upstream,
+        }
+    }
+
+    /// Where the server listens, given the API server's address; an error says why the
+    /// settings cannot work.
+    pub fn listen_address(
+        &self,
+        service_cidr: Cidr,
+        api: SocketAddr,
+    ) -> Result<SocketAddr, RunError> {
+        let invalid = |reason: String| RunError::ClusterDns(reason);
+        let ips = ServiceIps(service_cidr);
+        let Some(index) = ips.index_of(&self.ip.to_string()) else {
+            return Err(invalid(if service_cidr.contains(self.ip) {
+                format!(
+                    "--cluster-dns {} is the network or broadcast address of \
+                     --service-cluster-ip-range {service_cidr}; pick a host address such as {}",
+                    self.ip,
+                    suggested_dns_ip(service_cidr)
+                )
+            } else {
+                format!(
+                    "--cluster-dns {} is outside --service-cluster-ip-range {service_cidr}: the \
+                     kube-dns Service's ClusterIP must come from that range; pick an address \
+                     inside it such as {}",
+                    self.ip,
+                    suggested_dns_ip(service_cidr)
+                )
+            }));
+        };
+        if index == 0 {
+            return Err(invalid(format!(
+                "--cluster-dns {} is the first address of --service-cluster-ip-range \
+                 {service_cidr}, which belongs to the kubernetes Service; pick another, such as {}",
+                self.ip,
+                suggested_dns_ip(service_cidr)
+            )));
+        }
+        if api.ip().is_unspecified() {
+            return Err(invalid(format!(
+                "the cluster DNS answers on the API server's address, and --listen {api} names \
+                 none: listen on the address pods reach the control plane at (e.g. --listen \
+                 192.168.78.254:{}), which the kube-dns Service then points to",
+                api.port()
+            )));
+        }
+        if self.domain.is_empty() || self.domain.starts_with('.') || self.domain.ends_with('.') {
+            return Err(invalid(format!(
+                "--cluster-domain {:?} is not a domain name like cluster.local",
+                self.domain
+            )));
+        }
+        Ok(SocketAddr::new(api.ip(), self.port))
+    }
+}
+
+/// The tenth address of the service CIDR, which kubeadm and k3s give the cluster DNS (10.96.0.10
+/// for 10.96.0.0/12), or the last address of a range too small for that.
+pub fn suggested_dns_ip(service_cidr: Cidr) -> Ipv4Addr {
+    let ips = ServiceIps(service_cidr);
+    let index = 9.min(ips.size().saturating_sub(1));
+    ips.item(index)
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or(service_cidr.network)
 }
 
 impl Config {
@@ -77,6 +172,7 @@ impl Config {
             controllers: crate::controllers::Settings::default(),
             admission: crate::apiserver::admission::Admission::default(),
             ipam_repair_period: Duration::from_secs(60),
+            cluster_dns: None,
         }
     }
 }
@@ -95,7 +191,7 @@ pub enum RunError {
     Storage(#[from] StorageError),
     /// The listening socket.
     #[error(
-        "cannot listen on {address}: {source} (is another API server running? pick another --secure-port)"
+        "cannot listen on {address}: {source} (is another API server running? pick another --listen)"
     )]
     Listen {
         /// The address.
@@ -107,6 +203,21 @@ pub enum RunError {
     /// Creating the default namespaces failed.
     #[error("bootstrapping the default namespaces: {0}")]
     Bootstrap(String),
+    /// The cluster DNS settings cannot work.
+    #[error("{0}")]
+    ClusterDns(String),
+    /// The cluster DNS server could not start.
+    #[error("the cluster DNS (--cluster-dns): {0}; --cluster-dns-port picks another port")]
+    DnsServer(#[source] DnsError),
+    /// The `kubernetes` or `kube-dns` Service could not be put in place.
+    #[error(transparent)]
+    SystemServices(Box<SystemServiceError>),
+}
+
+impl From<SystemServiceError> for RunError {
+    fn from(err: SystemServiceError) -> Self {
+        Self::SystemServices(Box::new(err))
+    }
 }
 
 /// A running control plane.
@@ -120,8 +231,12 @@ pub struct ControlPlane {
     pub admin_token: String,
     /// The client port of the embedded etcd (0 with external etcd).
     pub etcd_client_port: u16,
+    /// Where the cluster DNS answers (UDP and TCP), if it is served.
+    pub dns_address: Option<SocketAddr>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     repair: tokio::task::JoinHandle<()>,
+    system_services: tokio::task::JoinHandle<()>,
+    dns: Option<Dns>,
     etcd: Option<tokio::task::JoinHandle<()>>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
 }
@@ -144,6 +259,21 @@ impl ControlPlane {
             address: config.listen,
             source,
         })?;
+        // The DNS sockets are bound before anything starts, so a taken port fails fast.
+        let dns = match &config.cluster_dns {
+            Some(dns) => {
+                let listen = dns.listen_address(config.service_cidr, address)?;
+                let bound = Dns::bind(crate::dns::Config {
+                    listen,
+                    cluster_domain: dns.domain.clone(),
+                    upstream: dns.upstream,
+                })
+                .await
+                .map_err(RunError::DnsServer)?;
+                Some((dns.ip, bound))
+            }
+            None => None,
+        };
 
         let mut names = config.extra_names.clone();
         names.push(address.ip().to_string());
@@ -157,7 +287,10 @@ impl ControlPlane {
                 peer_port: config.etcd_ports.1,
             };
             let (process, store) = EtcdProcess::start(etcd_config, Duration::from_secs(30)).await?;
-            (store, Some(tokio::spawn(process.supervise())))
+            (
+                store,
+                Some(AbortOnDrop(Some(tokio::spawn(process.supervise())))),
+            )
         } else {
             let store = Store::connect(&config.etcd_endpoints, Duration::from_secs(30)).await?;
             (store, None)
@@ -185,20 +318,27 @@ impl ControlPlane {
                 },
             ),
         };
-        let api = ApiServer::new(store, tokens, address.to_string())
+        let mut api = ApiServer::new(store, tokens, address.to_string())
             .with_kubelet_client(crate::auth::pki::kubelet_client_config(&pki)?)
             .with_ipam(ipam)
             .with_admission(config.admission);
+        if let Some((ip, bound)) = &dns {
+            api = api.with_cluster_dns(*ip, bound.address);
+        }
         api.bootstrap()
             .await
             .map_err(|err| RunError::Bootstrap(err.to_string()))?;
+        api.reconcile_system_services().await?;
         let tls = pki.server_config()?;
         let repair = tokio::spawn(
             api.clone()
                 .repair_allocations_forever(config.ipam_repair_period),
         );
+        let system_services = tokio::spawn(api.clone().reconcile_system_services_forever());
         let server = tokio::spawn(api.serve(listener, tls));
-        let scheduler = if config.scheduler {
+        // The in-process clients (scheduler, controllers, DNS) use the admin kubeconfig, as
+        // kube-controller-manager and kube-scheduler use theirs.
+        let client = if config.scheduler || dns.is_some() {
             let kubeconfig =
                 kube::config::Kubeconfig::read_from(&kubeconfig_path).map_err(|err| {
                     RunError::Bootstrap(format!("reading the admin kubeconfig: {err}"))
@@ -207,8 +347,19 @@ impl ControlPlane {
                 kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
                     .await
                     .map_err(|err| RunError::Bootstrap(format!("the admin kubeconfig: {err}")))?;
-            let client = kube::Client::try_from(client_config)
-                .map_err(|err| RunError::Bootstrap(format!("a client for the scheduler: {err}")))?;
+            Some(kube::Client::try_from(client_config).map_err(|err| {
+                RunError::Bootstrap(format!("a client for the controllers: {err}"))
+            })?)
+        } else {
+            None
+        };
+        let dns = match (dns, &client) {
+            (Some((_, bound)), Some(client)) => Some(bound.start(client.clone())),
+            _ => None,
+        };
+        let scheduler = if config.scheduler
+            && let Some(client) = client
+        {
             let settings = config.controllers;
             Some(tokio::spawn(async move {
                 tokio::join!(
@@ -228,18 +379,34 @@ impl ControlPlane {
             } else {
                 0
             },
+            dns_address: dns.as_ref().map(|dns| dns.address),
             server,
             repair,
-            etcd,
+            system_services,
+            dns,
+            etcd: etcd.and_then(AbortOnDrop::disarm),
             scheduler,
         })
     }
 
-    /// Waits until the server stops (it only stops on an accept error).
+    /// Waits until the API server stops (it only stops on an accept error) or the cluster DNS
+    /// does.
     pub async fn wait(&mut self) -> std::io::Result<()> {
-        match (&mut self.server).await {
-            Ok(result) => result,
-            Err(err) => Err(std::io::Error::other(err)),
+        let dns = async {
+            match &mut self.dns {
+                Some(dns) => dns.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = &mut self.server => match result {
+                Ok(result) => result,
+                Err(err) => Err(std::io::Error::other(err)),
+            },
+            result = dns => Err(std::io::Error::other(format!(
+                "the cluster DNS stopped: {}",
+                result.err().map_or_else(|| "without an error".to_owned(), |err| err.to_string())
+            ))),
         }
     }
 
@@ -250,9 +417,29 @@ impl ControlPlane {
         }
         self.server.abort();
         self.repair.abort();
+        self.system_services.abort();
+        drop(self.dns);
         if let Some(etcd) = self.etcd {
             etcd.abort();
             let _ = etcd.await;
+        }
+    }
+}
+
+/// A task aborted when this is dropped: the embedded etcd while start-up may still fail (a
+/// failed start must not leave its etcd running on the ports the next start needs).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.0.take()
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
         }
     }
 }
@@ -285,4 +472,47 @@ fn load_or_create_tokens(path: &Path) -> Result<(Tokens, String), AuthError> {
         })
         .unwrap_or_default();
     Ok((tokens, admin_token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(ip: &str, api: &str) -> Result<SocketAddr, String> {
+        ClusterDns::new(ip.parse().unwrap(), None)
+            .listen_address("10.96.0.0/12".parse().unwrap(), api.parse().unwrap())
+            .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn cluster_dns_listens_on_the_api_address() {
+        assert_eq!(
+            check("10.96.0.10", "192.168.78.254:6443"),
+            Ok("192.168.78.254:53".parse().unwrap())
+        );
+        assert_eq!(
+            suggested_dns_ip("10.96.0.0/12".parse().unwrap()),
+            Ipv4Addr::new(10, 96, 0, 10)
+        );
+        assert_eq!(
+            suggested_dns_ip("10.0.0.0/30".parse().unwrap()),
+            Ipv4Addr::new(10, 0, 0, 2)
+        );
+    }
+
+    #[test]
+    fn bad_cluster_dns_settings_say_what_to_do() {
+        let outside = check("10.0.0.10", "192.168.78.254:6443").unwrap_err();
+        assert!(
+            outside.contains("outside --service-cluster-ip-range 10.96.0.0/12")
+                && outside.contains("10.96.0.10"),
+            "{outside}"
+        );
+        let broadcast = check("10.111.255.255", "192.168.78.254:6443").unwrap_err();
+        assert!(broadcast.contains("broadcast"), "{broadcast}");
+        let first = check("10.96.0.1", "192.168.78.254:6443").unwrap_err();
+        assert!(first.contains("kubernetes Service"), "{first}");
+        let anywhere = check("10.96.0.10", "0.0.0.0:6443").unwrap_err();
+        assert!(anywhere.contains("--listen 0.0.0.0:6443"), "{anywhere}");
+    }
 }

@@ -95,3 +95,65 @@ async fn slices_follow_selected_pods() -> anyhow::Result<()> {
     assert!(shown.contains("10.244.0.2:8080"), "{shown}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn headless_services_carry_hostnames_and_may_publish_unready_pods() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let client = cluster.client().await?;
+    cluster.kubectl_ok(&["apply", "-f", &cluster.write("svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  clusterIP: None\n  publishNotReadyAddresses: true\n  selector: {app: web}\n  ports: [{name: http, port: 8080}]\n").to_string_lossy()]);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // web-0 is a StatefulSet-style pod of this Service; other-0 names another subdomain.
+    for (i, (name, subdomain)) in [("web-0", "web"), ("other-0", "other")].iter().enumerate() {
+        let mut pod = pod(name);
+        let spec = pod.spec.as_mut().unwrap();
+        spec.hostname = Some((*name).to_owned());
+        spec.subdomain = Some((*subdomain).to_owned());
+        pods.create(&PostParams::default(), &pod).await?;
+        let status = serde_json::json!({"status": {"phase": "Running", "podIP": format!("10.244.0.{}", i + 1),
+            "conditions": [{"type": "Ready", "status": "False"}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(&status))
+            .await?;
+    }
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let found = slice(&slices, |s| s.endpoints.len() == 2).await;
+    // (address, hostname, ready, serving)
+    type Seen = (String, Option<String>, Option<bool>, Option<bool>);
+    let mut seen: Vec<Seen> = found
+        .endpoints
+        .iter()
+        .map(|e| {
+            let conditions = e.conditions.clone().unwrap_or_default();
+            (
+                e.addresses[0].clone(),
+                e.hostname.clone(),
+                conditions.ready,
+                conditions.serving,
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (
+                "10.244.0.1".to_owned(),
+                Some("web-0".to_owned()),
+                Some(true),
+                Some(false)
+            ),
+            ("10.244.0.2".to_owned(), None, Some(true), Some(false)),
+        ],
+        "unready pods published as ready; only the pod whose subdomain is the Service has a hostname"
+    );
+    let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
+    let subset = &endpoints.get("web").await?.subsets.unwrap()[0];
+    let addresses = subset.addresses.clone().unwrap_or_default();
+    assert_eq!(addresses.len(), 2);
+    assert!(subset.not_ready_addresses.is_none());
+    assert!(
+        addresses
+            .iter()
+            .any(|a| a.ip == "10.244.0.1" && a.hostname.as_deref() == Some("web-0"))
+    );
+    Ok(())
+}

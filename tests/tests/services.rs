@@ -8,14 +8,12 @@ mod support;
 
 use std::{
     collections::BTreeSet,
-    path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, ensure};
 use flotilla_agent::datapath::start::unified_cgroup;
-use support::{LocalCluster, eventually, pod_netns, pod_phase, require_root};
+use support::{LocalCluster, eventually, pod_netns, pod_phase, python_in_pod, require_root};
 
 const MANIFEST: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -91,31 +89,6 @@ spec:
     imagePullPolicy: Never
 "
     )
-}
-
-/// Runs a Python snippet inside the client pod's network namespace and a cgroup below the
-/// node's pod cgroup (where the socket load balancer applies), as a pod's process would.
-fn python_in_pod(netns: &Path, cgroup: &Path, script: &str) -> anyhow::Result<String> {
-    std::fs::create_dir_all(cgroup)?;
-    let output = Command::new("timeout")
-        .arg("20")
-        .arg("nsenter")
-        .arg(format!("--net={}", netns.display()))
-        .args(["sh", "-c"])
-        .arg(format!(
-            "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
-            cgroup.display()
-        ))
-        .arg(script)
-        .output()
-        .context("running python3 (it must be on PATH)")?;
-    ensure!(
-        output.status.success(),
-        "python in the pod failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// The hostnames the client pod gets from `count` HTTP requests to `vip`, one connection each.

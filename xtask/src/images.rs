@@ -286,8 +286,8 @@ const HOST_BUSYBOX: &str = "/bin/busybox";
 /// The busybox applets linked into images that carry busybox: what tests, probes and hooks use.
 const BUSYBOX_APPLETS: &[&str] = &[
     "cat", "date", "echo", "env", "false", "grep", "head", "hostname", "id", "kill", "ls", "mkdir",
-    "nc", "ping", "printf", "ps", "rm", "sh", "sleep", "tail", "test", "touch", "true", "wc",
-    "wget",
+    "nc", "nslookup", "ping", "printf", "ps", "rm", "sh", "sleep", "tail", "test", "touch", "true",
+    "wc", "wget",
 ];
 
 /// The image's filesystem, owned by root, in this order: optionally /bin/busybox with one

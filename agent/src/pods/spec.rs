@@ -29,15 +29,33 @@ pub const LABEL_MANAGED: &str = "flotilla.dev/managed";
 /// The cluster DNS settings written into pods' resolv.conf.
 #[derive(Clone, Debug, Default)]
 pub struct DnsSettings {
-    /// The cluster DNS server addresses (empty: no cluster DNS yet).
+    /// The cluster DNS server addresses (empty: no cluster DNS; ClusterFirst pods then get the
+    /// node's resolv.conf, as the kubelet falls back to Default).
     pub servers: Vec<String>,
     /// The cluster domain, e.g. cluster.local.
     pub domain: String,
-    /// The node's own resolv.conf servers and searches, for dnsPolicy Default.
-    pub host_servers: Vec<String>,
-    /// Search domains of the node.
-    pub host_searches: Vec<String>,
+    /// The node's own resolv.conf, for dnsPolicy Default (and its search list, which
+    /// ClusterFirst pods get after the cluster's).
+    pub host: ResolvConf,
 }
+
+/// What a resolv.conf says, as the kubelet reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResolvConf {
+    /// `nameserver` addresses, in order.
+    pub servers: Vec<String>,
+    /// The last `search` line's domains, without trailing dots.
+    pub searches: Vec<String>,
+    /// `options`, later ones replacing earlier ones of the same name.
+    pub options: Vec<String>,
+}
+
+/// At most this many nameservers reach a pod: what glibc reads (the kubelet's limit).
+pub const MAX_NAMESERVERS: usize = 3;
+/// At most this many search domains (the kubelet's limit)...
+pub const MAX_SEARCHES: usize = 32;
+/// ...of at most this many characters together, spaces included.
+pub const MAX_SEARCH_CHARS: usize = 2048;
 
 /// Everything the sandbox config needs besides the pod.
 #[derive(Clone, Debug)]
@@ -181,7 +199,13 @@ fn protocol(name: Option<&str>) -> api::Protocol {
     }
 }
 
-/// resolv.conf for the pod from its dnsPolicy and dnsConfig, as kubelet builds it.
+/// resolv.conf for the pod from its dnsPolicy and dnsConfig, as the kubelet builds it
+/// (pkg/kubelet/network/dns): ClusterFirst pods (not on the host network) and
+/// ClusterFirstWithHostNet pods get the cluster DNS servers, the search list
+/// `<ns>.svc.<domain> svc.<domain> <domain>` followed by the node's, and `ndots:5`; Default
+/// pods (and ClusterFirst ones on the host network, or without cluster DNS) get the node's
+/// resolv.conf; None starts empty. `dnsConfig` is then appended (duplicates dropped, options
+/// replaced by name), and the result cut to the resolver's limits.
 pub fn dns_config(pod: &Pod, settings: &DnsSettings) -> api::DnsConfig {
     let spec = pod.spec.clone().unwrap_or_default();
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
@@ -201,54 +225,90 @@ pub fn dns_config(pod: &Pod, settings: &DnsSettings) -> api::DnsConfig {
                 format!("svc.{domain}"),
                 domain.clone(),
             ];
-            config
-                .searches
-                .extend(settings.host_searches.iter().cloned());
+            append_unique(&mut config.searches, &settings.host.searches);
             config.options = vec!["ndots:5".into()];
         } else {
-            config.servers = settings.host_servers.clone();
-            config.searches = settings.host_searches.clone();
+            config.servers = settings.host.servers.clone();
+            config.searches = settings.host.searches.clone();
+            config.options = settings.host.options.clone();
         }
     }
     if let Some(extra) = spec.dns_config {
-        for server in extra.nameservers.unwrap_or_default() {
-            if !config.servers.contains(&server) {
-                config.servers.push(server);
-            }
-        }
-        for search in extra.searches.unwrap_or_default() {
-            if !config.searches.contains(&search) {
-                config.searches.push(search);
-            }
-        }
+        append_unique(&mut config.servers, &extra.nameservers.unwrap_or_default());
+        append_unique(&mut config.searches, &extra.searches.unwrap_or_default());
         for option in extra.options.unwrap_or_default() {
             let Some(name) = option.name else { continue };
             let rendered = match option.value {
                 Some(value) => format!("{name}:{value}"),
                 None => name.clone(),
             };
-            config
-                .options
-                .retain(|o| o.split(':').next() != Some(name.as_str()));
-            config.options.push(rendered);
+            set_option(&mut config.options, rendered);
         }
     }
+    config.servers.truncate(MAX_NAMESERVERS);
+    config.searches = fit_searches(config.searches);
     config
 }
 
-/// Reads the node's resolv.conf into (servers, searches) for dnsPolicy Default.
-pub fn parse_resolv_conf(text: &str) -> (Vec<String>, Vec<String>) {
-    let mut servers = Vec::new();
-    let mut searches = Vec::new();
+/// Appends the items of `more` that `list` does not have yet.
+fn append_unique(list: &mut Vec<String>, more: &[String]) {
+    for item in more {
+        if !list.contains(item) {
+            list.push(item.clone());
+        }
+    }
+}
+
+/// Puts `option` (`name` or `name:value`) in place of an option of the same name, or last.
+fn set_option(options: &mut Vec<String>, option: String) {
+    let name = |o: &str| o.split(':').next().unwrap_or_default().to_owned();
+    let wanted = name(&option);
+    match options.iter_mut().find(|o| name(o) == wanted) {
+        Some(existing) => *existing = option,
+        None => options.push(option),
+    }
+}
+
+/// The first search domains that fit the resolver's limits (count and length).
+fn fit_searches(searches: Vec<String>) -> Vec<String> {
+    let mut chars = 0;
+    searches
+        .into_iter()
+        .take(MAX_SEARCHES)
+        .take_while(|search| {
+            chars += search.len() + usize::from(chars > 0);
+            chars <= MAX_SEARCH_CHARS
+        })
+        .collect()
+}
+
+/// Reads the node's resolv.conf as the kubelet does: comment lines (`#`, `;`) skipped, every
+/// `nameserver`, the last `search` line (trailing dots dropped, `.` skipped), every `options`
+/// word.
+pub fn parse_resolv_conf(text: &str) -> ResolvConf {
+    let mut conf = ResolvConf::default();
     for line in text.lines() {
+        if line.starts_with(['#', ';']) {
+            continue;
+        }
         let mut words = line.split_whitespace();
         match words.next() {
-            Some("nameserver") => servers.extend(words.next().map(str::to_owned)),
-            Some("search") => searches = words.map(str::to_owned).collect(),
+            Some("nameserver") => conf.servers.extend(words.next().map(str::to_owned)),
+            Some("search") => {
+                conf.searches = words
+                    .filter(|w| *w != ".")
+                    .map(|w| w.trim_end_matches('.').to_owned())
+                    .collect();
+            }
+            Some("options") => {
+                for option in words {
+                    set_option(&mut conf.options, option.to_owned());
+                }
+            }
             _ => {}
         }
     }
-    (servers, searches)
+    conf
 }
 
 /// Everything a container config needs besides the spec.
@@ -430,8 +490,11 @@ mod tests {
         let settings = DnsSettings {
             servers: vec!["10.96.0.10".into()],
             domain: "cluster.local".into(),
-            host_servers: vec!["192.168.77.1".into()],
-            host_searches: vec![],
+            host: ResolvConf {
+                servers: vec!["192.168.77.1".into()],
+                searches: vec!["corp.example".into(), "cluster.local".into()],
+                options: vec!["edns0".into()],
+            },
         };
         let config = dns_config(&pod(json!({})), &settings);
         assert_eq!(config.servers, ["10.96.0.10"]);
@@ -440,12 +503,22 @@ mod tests {
             [
                 "prod.svc.cluster.local",
                 "svc.cluster.local",
-                "cluster.local"
+                "cluster.local",
+                "corp.example"
             ]
         );
         assert_eq!(config.options, ["ndots:5"]);
         let host = dns_config(&pod(json!({"dnsPolicy": "Default"})), &settings);
         assert_eq!(host.servers, ["192.168.77.1"]);
+        assert_eq!(host.searches, ["corp.example", "cluster.local"]);
+        assert_eq!(host.options, ["edns0"]);
+        let host_network = dns_config(&pod(json!({"hostNetwork": true})), &settings);
+        assert_eq!(host_network.servers, ["192.168.77.1"]);
+        let with_host_net = dns_config(
+            &pod(json!({"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"})),
+            &settings,
+        );
+        assert_eq!(with_host_net.servers, ["10.96.0.10"]);
         let custom = dns_config(
             &pod(
                 json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.2.3.4"], "options": [{"name": "ndots", "value": "2"}]}}),
@@ -454,6 +527,43 @@ mod tests {
         );
         assert_eq!(custom.servers, ["1.2.3.4"]);
         assert_eq!(custom.options, ["ndots:2"]);
+        let merged = dns_config(
+            &pod(
+                json!({"dnsConfig": {"nameservers": ["10.96.0.10", "1.1.1.1", "8.8.8.8", "9.9.9.9"], "searches": ["svc.cluster.local", "x.example"], "options": [{"name": "ndots", "value": "1"}, {"name": "edns0"}]}}),
+            ),
+            &settings,
+        );
+        assert_eq!(merged.servers, ["10.96.0.10", "1.1.1.1", "8.8.8.8"]);
+        assert_eq!(
+            merged.searches.last().map(String::as_str),
+            Some("x.example")
+        );
+        assert_eq!(merged.options, ["ndots:1", "edns0"]);
+    }
+
+    #[test]
+    fn without_cluster_dns_cluster_first_pods_get_the_node_resolv_conf() {
+        let settings = DnsSettings {
+            domain: "cluster.local".into(),
+            host: ResolvConf {
+                servers: vec!["192.168.77.1".into()],
+                ..ResolvConf::default()
+            },
+            ..DnsSettings::default()
+        };
+        let config = dns_config(&pod(json!({})), &settings);
+        assert_eq!(config.servers, ["192.168.77.1"]);
+        assert!(config.options.is_empty());
+    }
+
+    #[test]
+    fn search_list_fits_the_resolver() {
+        let many: Vec<String> = (0..40).map(|i| format!("d{i}.example")).collect();
+        assert_eq!(fit_searches(many).len(), MAX_SEARCHES);
+        let long: Vec<String> = (0..5).map(|i| format!("{i}{}", "a".repeat(600))).collect();
+        let fitted = fit_searches(long);
+        assert_eq!(fitted.len(), 3);
+        assert!(fitted.iter().map(|s| s.len() + 1).sum::<usize>() - 1 <= MAX_SEARCH_CHARS);
     }
 
     #[test]
@@ -487,9 +597,12 @@ mod tests {
 
     #[test]
     fn resolv_conf() {
-        let (servers, searches) =
-            parse_resolv_conf("# x\nnameserver 10.0.0.2\nsearch a.example b.example\n");
-        assert_eq!(servers, ["10.0.0.2"]);
-        assert_eq!(searches, ["a.example", "b.example"]);
+        let conf = parse_resolv_conf(
+            "# x\nnameserver 10.0.0.2\nsearch old.example\nsearch a.example. b.example .\n\
+             options ndots:2 edns0\n; nameserver 10.0.0.9\noptions ndots:3\nnameserver 10.0.0.3\n",
+        );
+        assert_eq!(conf.servers, ["10.0.0.2", "10.0.0.3"]);
+        assert_eq!(conf.searches, ["a.example", "b.example"]);
+        assert_eq!(conf.options, ["ndots:3", "edns0"]);
     }
 }

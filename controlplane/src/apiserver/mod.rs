@@ -19,6 +19,7 @@ pub mod status;
 pub mod strategic_merge;
 pub mod streaming;
 pub mod subresources;
+pub mod system_services;
 pub mod tables;
 pub mod validation;
 pub mod watch;
@@ -38,7 +39,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{
     auth::{Tokens, User, user_from_certificate},
-    ipam::ranges as ipam_range,
     storage::Store,
 };
 use handlers::{DeleteOptions, MAX_BODY_BYTES, PROTECTED_NAMESPACES, Scope, Written, decode_body};
@@ -54,6 +54,8 @@ pub struct ApiServer {
     advertise: String,
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
     ipam: Option<Arc<allocations::Ipam>>,
+    // The cluster DNS Service's ClusterIP and where the DNS server answers.
+    cluster_dns: Option<(std::net::Ipv4Addr, SocketAddr)>,
     pub(crate) admission: admission::Admission,
 }
 
@@ -74,6 +76,7 @@ impl ApiServer {
             advertise,
             kubelet_tls: None,
             ipam: None,
+            cluster_dns: None,
             admission: admission::Admission::default(),
         }
     }
@@ -90,6 +93,13 @@ impl ApiServer {
         self
     }
 
+    /// Keep the `kube-system/kube-dns` Service at `cluster_ip`, its endpoint being the cluster
+    /// DNS server at `server`.
+    pub fn with_cluster_dns(mut self, cluster_ip: std::net::Ipv4Addr, server: SocketAddr) -> Self {
+        self.cluster_dns = Some((cluster_ip, server));
+        self
+    }
+
     /// How to reach node agents (pods/log, exec, attach, portforward): trust and client
     /// certificate.
     pub fn with_kubelet_client(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
@@ -98,7 +108,8 @@ impl ApiServer {
     }
 
     /// Creates the namespaces every cluster has (default, kube-system, kube-public,
-    /// kube-node-lease) unless they exist.
+    /// kube-node-lease) unless they exist. The system Services (`kubernetes`, `kube-dns`) come
+    /// next, from [`Self::reconcile_system_services`].
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         let namespaces = resources::find("", "v1", "namespaces")
             .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
@@ -115,94 +126,7 @@ impl ApiServer {
                 Err(err) => return Err(err),
             }
         }
-        self.bootstrap_kubernetes_service().await?;
         gc::resume_pending(self).await
-    }
-
-    /// The `kubernetes` Service in `default` (first ClusterIP, port 443) and its endpoints, which
-    /// point at this API server, so in-cluster clients find it as they do in Kubernetes.
-    async fn bootstrap_kubernetes_service(&self) -> Result<(), ApiError> {
-        use ipam_range::Range as _;
-        let Some(ipam) = self.ipam.clone() else {
-            return Ok(());
-        };
-        let Some(cluster_ip) = ipam.service_ips.range().item(0) else {
-            return Err(ApiError::internal("the service CIDR has no addresses"));
-        };
-        let address: SocketAddr = self.advertise.parse().map_err(|_| {
-            ApiError::internal(format!(
-                "cannot parse the advertised address {}",
-                self.advertise
-            ))
-        })?;
-        let (host, port) = (address.ip().to_string(), address.port());
-        let objects = [
-            (
-                "services",
-                json!({
-                    "apiVersion": "v1", "kind": "Service",
-                    "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                    "spec": {"clusterIP": cluster_ip, "type": "ClusterIP", "sessionAffinity": "None",
-                             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
-                }),
-            ),
-            (
-                "endpoints",
-                json!({
-                    "apiVersion": "v1", "kind": "Endpoints",
-                    "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-                    "subsets": [{"addresses": [{"ip": host}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
-                }),
-            ),
-            (
-                "endpointslices",
-                json!({
-                    "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                    "metadata": {"name": "kubernetes", "labels": {
-                        "kubernetes.io/service-name": "kubernetes",
-                        "endpointslice.kubernetes.io/managed-by": "flotilla-apiserver",
-                    }},
-                    "addressType": "IPv4",
-                    "endpoints": [{"addresses": [host], "conditions": {"ready": true}}],
-                    "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-                }),
-            ),
-        ];
-        for (plural, object) in objects {
-            // Endpoints may not be loopback addresses (pods could not reach them); a control
-            // plane listening on loopback has a Service without endpoints until it advertises
-            // an address pods can reach.
-            if plural != "services" && address.ip().is_loopback() {
-                tracing::info!(
-                    "not creating the kubernetes {plural}: the API server listens on loopback"
-                );
-                continue;
-            }
-            let group = if plural == "endpointslices" {
-                "discovery.k8s.io"
-            } else {
-                ""
-            };
-            let resource = resources::find(group, "v1", plural)
-                .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
-            let scope = Scope {
-                resource,
-                namespace: Some("default".into()),
-            };
-            // Created on the first start only (a restart finds them, ClusterIP and all).
-            if self.get_object(&scope, "kubernetes").await.is_ok() {
-                continue;
-            }
-            match self.create_object(&scope, object, &Query::default()).await {
-                Ok(_) => tracing::info!(
-                    resource = plural,
-                    "created the kubernetes service's {plural}"
-                ),
-                Err(err) if err.code == 409 => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(())
     }
 
     /// Serves HTTPS on `listener` until the task is dropped.

@@ -44,6 +44,15 @@ pub async fn run(client: Client) {
     drive("endpoints", results).await;
 }
 
+/// The endpoint's hostname: the pod's `hostname` when its `subdomain` is this Service (the
+/// Service's namespace being the pod's), as upstream sets it; the cluster DNS then answers
+/// `<hostname>.<service>.<namespace>.svc.<domain>` (a StatefulSet's `web-0.web`).
+fn hostname<'a>(pod: &'a Pod, service: &str) -> Option<&'a str> {
+    let spec = pod.spec.as_ref()?;
+    let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
+    (spec.subdomain.as_deref() == Some(service)).then_some(hostname)
+}
+
 /// The container port a Service port's targetPort names (or the number itself).
 fn target_port(pod: &Pod, target: &Value, fallback: i64) -> Option<i64> {
     match target {
@@ -100,7 +109,10 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, R
             continue;
         };
         let terminating = pod.metadata.deletion_timestamp.is_some();
-        let ready = pod_ready(pod) && !terminating;
+        // publishNotReadyAddresses (typical of a StatefulSet's headless Service, so its pods
+        // find each other by name while starting) counts every pod as ready, as upstream.
+        let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
+        let ready = publish_not_ready || (pod_ready(pod) && !terminating);
         let ports: Vec<Value> = service_ports
             .iter()
             .filter_map(|port| {
@@ -112,14 +124,19 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, R
         slice_ports.get_or_insert_with(|| ports.clone());
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
         let target_ref = json!({"kind": "Pod", "namespace": namespace, "name": pod.name_any(), "uid": pod.uid()});
-        endpoints.push(json!({
+        let mut endpoint = json!({
             "addresses": [ip],
             "conditions": {"ready": ready, "serving": pod_ready(pod), "terminating": terminating},
             "nodeName": node,
             "targetRef": target_ref,
-        }));
-        let address = json!({"ip": ip, "nodeName": node, "targetRef": target_ref});
-        if terminating {
+        });
+        let mut address = json!({"ip": ip, "nodeName": node, "targetRef": target_ref});
+        if let Some(hostname) = hostname(pod, &name) {
+            endpoint["hostname"] = json!(hostname);
+            address["hostname"] = json!(hostname);
+        }
+        endpoints.push(endpoint);
+        if terminating && !publish_not_ready {
             continue;
         }
         if ready {

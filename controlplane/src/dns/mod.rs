@@ -106,23 +106,59 @@ pub struct Dns {
     watching: JoinHandle<()>,
 }
 
-impl Dns {
-    /// Binds the sockets, starts watching the API through `client` and answering.
-    pub async fn start(client: Client, config: Config) -> Result<Self, DnsError> {
-        let zone = Arc::new(RwLock::new(Zone::new(&config.cluster_domain)));
-        let synced = Arc::new(AtomicBool::new(false));
-        let handler = Handler::new(zone.clone(), synced.clone(), config.upstream);
-        let mut serving = Serving::bind(config.listen, handler).await?;
-        let address = serving.address;
-        let domain = config.cluster_domain.clone();
-        let watching = tokio::spawn(watch(client, domain, zone, synced));
+/// A DNS server with its sockets bound, answering SERVFAIL for cluster names until
+/// [`Bound::start`] gives it the API to watch (so a busy port is found before anything else
+/// starts).
+#[derive(Debug)]
+pub struct Bound {
+    /// The address it answers on (the bound port when `listen` asked for port 0).
+    pub address: SocketAddr,
+    config: Config,
+    zone: Arc<RwLock<Zone>>,
+    synced: Arc<AtomicBool>,
+    serving: Serving,
+}
+
+impl Bound {
+    /// Starts watching the API through `client` and keeps answering.
+    pub fn start(self, client: Client) -> Dns {
+        let Self {
+            address,
+            config,
+            zone,
+            synced,
+            mut serving,
+        } = self;
+        let watching = tokio::spawn(watch(client, config.cluster_domain.clone(), zone, synced));
         let serving = tokio::spawn(async move { serving.wait().await });
         tracing::info!(%address, domain = %config.cluster_domain, upstream = ?config.upstream, "cluster DNS serving");
-        Ok(Self {
+        Dns {
             address,
             serving,
             watching,
+        }
+    }
+}
+
+impl Dns {
+    /// Binds the sockets (UDP and TCP) of `config.listen`.
+    pub async fn bind(config: Config) -> Result<Bound, DnsError> {
+        let zone = Arc::new(RwLock::new(Zone::new(&config.cluster_domain)));
+        let synced = Arc::new(AtomicBool::new(false));
+        let handler = Handler::new(zone.clone(), synced.clone(), config.upstream);
+        let serving = Serving::bind(config.listen, handler).await?;
+        Ok(Bound {
+            address: serving.address,
+            config,
+            zone,
+            synced,
+            serving,
         })
+    }
+
+    /// Binds the sockets, starts watching the API through `client` and answering.
+    pub async fn start(client: Client, config: Config) -> Result<Self, DnsError> {
+        Ok(Self::bind(config).await?.start(client))
     }
 
     /// Runs until the server or the watch stops (an error either way).
@@ -145,6 +181,20 @@ impl Drop for Dns {
         self.serving.abort();
         self.watching.abort();
     }
+}
+
+/// The first nameserver of a resolv.conf (port 53) that is not one of `except` (the cluster
+/// DNS itself must not forward to itself): where CoreDNS's `forward . /etc/resolv.conf` sends
+/// names outside the cluster.
+pub fn upstream_from_resolv_conf(text: &str, except: &[std::net::IpAddr]) -> Option<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next())?
+        })
+        .filter_map(|address| address.parse::<std::net::IpAddr>().ok())
+        .find(|ip| !except.contains(ip))
+        .map(|ip| SocketAddr::new(ip, 53))
 }
 
 /// A client for the API server in the kubeconfig at `path`.
@@ -431,5 +481,25 @@ async fn watch(client: Client, domain: String, zone: Arc<RwLock<Zone>>, synced: 
             }
             Err(err) => tracing::warn!(%err, "cluster DNS: watch failed; retrying"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_from_resolv_conf;
+
+    #[test]
+    fn upstream_is_the_first_other_nameserver() {
+        let text = "# generated\nsearch example.com\nnameserver 192.168.78.254\nnameserver fe80::1%eth0\nnameserver 10.255.255.53\n";
+        let own = ["192.168.78.254".parse().unwrap()];
+        assert_eq!(
+            upstream_from_resolv_conf(text, &own),
+            Some("10.255.255.53:53".parse().unwrap())
+        );
+        assert_eq!(
+            upstream_from_resolv_conf(text, &[]),
+            Some("192.168.78.254:53".parse().unwrap())
+        );
+        assert_eq!(upstream_from_resolv_conf("search x\n", &[]), None);
     }
 }

@@ -84,20 +84,31 @@ impl<R: ranges::Range> Pool<R> {
     }
 
     /// Allocates any free item for `owner`, starting at a random place so concurrent callers
-    /// rarely collide (as upstream does for ClusterIPs and NodePorts).
+    /// rarely collide (as upstream does for ClusterIPs and NodePorts), above the range's static
+    /// band while anything there is free.
     pub async fn allocate_any(&self, owner: &str) -> Result<String, IpamError> {
-        let start = rand::random_range(0..self.range.size().max(1));
-        self.allocate_from(start, owner).await
+        let size = self.range.size();
+        let band = self.range.static_band().min(size);
+        let start = if band < size {
+            rand::random_range(band..size)
+        } else {
+            0
+        };
+        self.allocate_in_order(dynamic_order(size, band, start), owner)
+            .await
     }
 
     /// Allocates the lowest free item (as upstream's node IPAM does for podCIDRs).
     pub async fn allocate_first(&self, owner: &str) -> Result<String, IpamError> {
-        self.allocate_from(0, owner).await
+        self.allocate_in_order(0..self.range.size(), owner).await
     }
 
-    /// Tries every item once, beginning at index `start`.
-    async fn allocate_from(&self, start: u64, owner: &str) -> Result<String, IpamError> {
-        let size = self.range.size();
+    /// Tries the items at `indices` in turn.
+    async fn allocate_in_order(
+        &self,
+        indices: impl Iterator<Item = u64>,
+        owner: &str,
+    ) -> Result<String, IpamError> {
         let taken: std::collections::HashSet<String> = self
             .store
             .list(&format!("/registry/ipam/{}/", self.name), 0, None)
@@ -106,8 +117,7 @@ impl<R: ranges::Range> Pool<R> {
             .into_iter()
             .filter_map(|stored| stored.object["item"].as_str().map(str::to_owned))
             .collect();
-        for offset in 0..size {
-            let index = (start + offset) % size;
+        for index in indices {
             let Some(item) = self.range.item(index) else {
                 continue;
             };
@@ -146,5 +156,27 @@ impl<R: ranges::Range> Pool<R> {
             Ok(_) | Err(StorageError::NotFound { .. }) => Ok(()),
             Err(err) => Err(err.into()),
         }
+    }
+}
+
+/// The order a dynamic allocation tries items in: from `start` to the end, then the rest above
+/// the static band (below `band`), then the static band itself (upstream's
+/// randomScanStrategyWithOffset).
+fn dynamic_order(size: u64, band: u64, start: u64) -> impl Iterator<Item = u64> {
+    (start..size).chain(band..start).chain(0..band.min(start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dynamic_order;
+
+    #[test]
+    fn dynamic_allocation_tries_the_static_band_last() {
+        let order: Vec<u64> = dynamic_order(8, 3, 5).collect();
+        assert_eq!(order, [5, 6, 7, 3, 4, 0, 1, 2]);
+        let no_band: Vec<u64> = dynamic_order(4, 0, 2).collect();
+        assert_eq!(no_band, [2, 3, 0, 1]);
+        let all_static: Vec<u64> = dynamic_order(3, 3, 0).collect();
+        assert_eq!(all_static, [0, 1, 2]);
     }
 }

@@ -10,6 +10,11 @@ pub trait Range: fmt::Display + Clone + Send + Sync {
     fn item(&self, index: u64) -> Option<String>;
     /// The index of `item`, if it is in the range.
     fn index_of(&self, item: &str) -> Option<u64>;
+    /// Items below this index are handed out only when asked for by name, or when every item
+    /// above is taken (0: no such band).
+    fn static_band(&self) -> u64 {
+        0
+    }
 }
 
 /// An IPv4 CIDR.
@@ -85,6 +90,11 @@ impl Cidr {
 
 /// Service ClusterIPs: the addresses of a CIDR without the network and broadcast addresses. The
 /// first host goes to the `kubernetes` Service, which is created before anything else.
+///
+/// The lowest `min(max(16, span/16), 256)` addresses are the static band, as upstream's
+/// ServiceIPStaticSubrange (KEP-3070): Services without a requested ClusterIP get an address
+/// from above it while any is free, so well-known addresses such as the cluster DNS
+/// (`10.96.0.10`) stay free for whoever asks for them by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceIps(pub Cidr);
 
@@ -113,6 +123,15 @@ impl Range for ServiceIps {
         }
         let offset = u64::from(u32::from(ip)) - self.0.base();
         (offset >= 1 && offset <= self.size()).then(|| offset - 1)
+    }
+
+    fn static_band(&self) -> u64 {
+        let span = self.0.span();
+        if span < 16 {
+            0
+        } else {
+            (span / 16).clamp(16, 256).min(self.size())
+        }
     }
 }
 
@@ -231,6 +250,19 @@ mod tests {
         assert_eq!(big.size(), (1 << 20) - 2);
         assert_eq!(big.index_of("10.111.255.254"), Some((1 << 20) - 3));
         assert_eq!(big.index_of("10.112.0.1"), None);
+    }
+
+    #[test]
+    fn service_ips_keep_a_static_band_as_upstream() {
+        let band = |cidr: &str| ServiceIps(cidr.parse().unwrap()).static_band();
+        assert_eq!(band("10.96.0.0/12"), 256);
+        assert_eq!(band("10.96.0.0/20"), 256);
+        assert_eq!(band("10.96.0.0/24"), 16);
+        assert_eq!(band("10.96.0.0/28"), 14);
+        assert_eq!(band("10.96.0.0/29"), 0);
+        let big = ServiceIps("10.96.0.0/12".parse().unwrap());
+        assert!(big.index_of("10.96.0.10").unwrap() < big.static_band());
+        assert_eq!(big.item(big.static_band()).as_deref(), Some("10.96.1.1"));
     }
 
     #[test]

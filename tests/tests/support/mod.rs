@@ -1,6 +1,6 @@
-//! A one-node local cluster for privileged tests and benchmarks: a real control plane (with its
-//! own etcd) on the host, joined over a test-bed underlay to a node namespace where a real
-//! containerd and the agent run. Guards stop the agent, remove every sandbox through CRI, stop
+//! A local cluster for privileged tests and benchmarks: a real control plane (with its own etcd,
+//! serving the cluster DNS) on the host, joined over a test-bed underlay to node namespaces where
+//! a real containerd and the agent run. Guards stop the agent, remove every sandbox through CRI, stop
 //! containerd, remove the node's cgroups and tear the namespaces down, also on failure.
 
 #![allow(
@@ -28,11 +28,14 @@ use flotilla_agent::{
 use flotilla_controlplane::{
     auth::node::write_node_credentials,
     etcd::free_port,
-    run::{Config, ControlPlane},
+    run::{ClusterDns, Config, ControlPlane},
 };
 use flotilla_testbed::{Netns, Testbed, TestbedConfig, containerd::Containerd};
 use nix::sched::{CloneFlags, setns};
 use serde_json::Value;
+
+/// The kube-dns Service's ClusterIP, in every pod's resolv.conf.
+pub const CLUSTER_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 96, 0, 10);
 
 pub fn require_root() {
     assert!(
@@ -363,6 +366,31 @@ pub fn pod_netns(ip: std::net::Ipv4Addr) -> anyhow::Result<Netns> {
     bail!("no pod network namespace has {ip}")
 }
 
+/// Runs a Python snippet inside a pod's network namespace and a cgroup below the node's pod
+/// cgroup (where the socket load balancer applies), as a pod's process would; its stdout.
+pub fn python_in_pod(netns: &Path, cgroup: &Path, script: &str) -> anyhow::Result<String> {
+    fs::create_dir_all(cgroup)?;
+    let output = Command::new("timeout")
+        .arg("20")
+        .arg("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["sh", "-c"])
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
+            cgroup.display()
+        ))
+        .arg(script)
+        .output()
+        .context("running python3 (it must be on PATH)")?;
+    ensure!(
+        output.status.success(),
+        "python in the pod failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
 /// A control plane plus nodes with containerd and the agent, Ready. Fields drop in order: the
 /// nodes first, then the control plane, then the namespaces.
 pub struct LocalCluster {
@@ -401,9 +429,13 @@ impl LocalCluster {
 
         // The control plane, reachable from the nodes over the underlay.
         let listen: std::net::SocketAddr = format!("{host_ip}:{}", free_port()?).parse()?;
+        // It serves the cluster DNS on the host's address, port 53, behind the kube-dns
+        // Service, as `cargo xtask up` does; names outside the cluster are refused (no
+        // upstream: the tests never leave the machine).
         let config = Config {
             etcd_ports: (free_port()?, free_port()?),
             extra_names: vec![host_ip.to_string()],
+            cluster_dns: Some(ClusterDns::new(CLUSTER_DNS, None)),
             ..Config::new(dir.path().join("state"), listen)
         };
         let control_plane =
@@ -531,7 +563,7 @@ fn start_node(
         tls_private_key_file: credentials.serving_key.clone(),
         client_ca_file: credentials.client_ca.clone(),
         cgroup_root: cgroup_root.clone(),
-        cluster_dns: Vec::new(),
+        cluster_dns: vec![CLUSTER_DNS.to_string()],
         cluster_domain: "cluster.local".into(),
         max_pods: 110,
         cluster_cidr: "10.244.0.0/16".into(),

@@ -1,5 +1,7 @@
 //! Checks of the running cluster through the real `kubectl`: nodes Ready, and a small Deployment
-//! of the test app that must reach Running with pod IPs before `up` calls the cluster up.
+//! of the test app behind a Service that must reach Running with pod IPs, answer each other by
+//! pod IP and by the Service's name (cluster DNS, then the socket load balancer) before `up`
+//! calls the cluster up.
 
 use std::{
     collections::BTreeMap,
@@ -86,7 +88,8 @@ pub(super) fn wait_nodes_ready(
 }
 
 /// The check's Deployment: two replicas of the test app with a readiness probe, so a rollout
-/// that completes means both pods run, got addresses and answer HTTP from their node.
+/// that completes means both pods run, got addresses and answer HTTP from their node; and a
+/// Service of the same name in front of them (port 80).
 fn manifest() -> String {
     format!(
         "apiVersion: apps/v1
@@ -118,6 +121,19 @@ spec:
             path: /healthz
             port: 8080
           periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {CHECK_NAME}
+  namespace: default
+spec:
+  selector:
+    app: {CHECK_NAME}
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
 "
     )
 }
@@ -125,7 +141,8 @@ spec:
 /// Runs the Deployment check and removes it again.
 pub(super) fn deployment(kubeconfig: &Path) -> anyhow::Result<()> {
     eprintln!(
-        "==> checking the cluster: a Deployment of docker.io/flotilla/testapp:v1, 2 replicas"
+        "==> checking the cluster: a Deployment of docker.io/flotilla/testapp:v1, 2 replicas, \
+         and a Service {CHECK_NAME}"
     );
     apply(kubeconfig, &manifest())?;
     let result = (|| {
@@ -252,13 +269,79 @@ fn verify_pods(kubeconfig: &Path) -> anyhow::Result<()> {
             eprintln!("    pod {from} ({from_node}) -> {to_ip}:8080 answered {to:?}");
         }
     }
+    by_service_name(kubeconfig, &pods)
+}
+
+/// Every pod resolves the Service by its full name (busybox nslookup against the cluster DNS)
+/// and fetches `http://<service>/hostname` by its short name (resolved through the search path,
+/// then balanced over the pods at the socket); the answer must be one of the pods.
+fn by_service_name(
+    kubeconfig: &Path,
+    pods: &[(String, String, String, String)],
+) -> anyhow::Result<()> {
+    let cluster_ip = output_of(kubectl(kubeconfig).args([
+        "get",
+        "service",
+        CHECK_NAME,
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]))
+    .context("reading the check Service's ClusterIP")?;
+    let cluster_ip = cluster_ip.trim();
+    let full_name = format!("{CHECK_NAME}.default.svc.cluster.local");
+    for (from, _, _, from_node) in pods {
+        // Bounded from outside, as above; the first answers may wait for the Service's
+        // endpoints to be programmed on the node.
+        let exec = |command: &[&str]| {
+            output_of(
+                Command::new("timeout")
+                    .arg("10")
+                    .arg("kubectl")
+                    .env("KUBECONFIG", kubeconfig)
+                    .args(["exec", from, "--"])
+                    .args(command),
+            )
+        };
+        let resolved = wait_for(
+            &format!("pod {from}: nslookup {full_name}"),
+            Duration::from_secs(30),
+            || Ok(exec(&["nslookup", &full_name]).filter(|out| out.contains(cluster_ip))),
+        )
+        .with_context(|| {
+            format!(
+                "pod {from} ({from_node}) could not resolve {full_name} to {cluster_ip} through \
+                 the cluster DNS (kube-system/kube-dns; see the control plane's log)"
+            )
+        })?;
+        let server = resolved
+            .lines()
+            .find_map(|line| line.strip_prefix("Server:"))
+            .map_or("", str::trim);
+        eprintln!("    pod {from}: {full_name} is {cluster_ip} (asked {server})");
+        let url = format!("http://{CHECK_NAME}/hostname");
+        let answer = wait_for(
+            &format!("pod {from}: wget {url}"),
+            Duration::from_secs(30),
+            || Ok(exec(&["wget", "-qO-", &url]).map(|out| out.trim().to_owned())),
+        )
+        .with_context(|| format!("pod {from} ({from_node}) could not fetch {url}"))?;
+        if !pods.iter().any(|(name, ..)| *name == answer) {
+            bail!("pod {from} fetched {url} and got {answer:?}, not one of the check's pods");
+        }
+        eprintln!("    pod {from} ({from_node}) -> {url} answered {answer:?}");
+    }
     Ok(())
 }
 
 fn delete(kubeconfig: &Path) -> anyhow::Result<()> {
     run_visible(
-        "kubectl delete deployment (the check is done)",
-        kubectl(kubeconfig).args(["delete", "deployment", CHECK_NAME]),
+        "kubectl delete deployment,service (the check is done)",
+        kubectl(kubeconfig).args([
+            "delete",
+            "deployment,service",
+            CHECK_NAME,
+            "--ignore-not-found",
+        ]),
     )?;
     wait_for(
         "waiting for the check's pods to go",

@@ -46,6 +46,9 @@ const UNDERLAY_OCTET: u8 = 78;
 const HOST_LINK: &str = "flotilla-host";
 /// The API server's port on the host's underlay address.
 const API_PORT: u16 = 6443;
+/// The kube-dns Service's ClusterIP: the control plane serves the cluster DNS behind it (on the
+/// host's underlay address, port 53) and every agent writes it into its pods' resolv.conf.
+pub(crate) const CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 /// Ports the local cluster's etcd uses on loopback (client, peer).
 const ETCD_PORTS: (u16, u16) = (12379, 12380);
 /// Node count when `--nodes` is not given and no cluster runs.
@@ -244,11 +247,15 @@ pub(crate) fn up(args: &UpArgs) -> anyhow::Result<()> {
          Pods reach each other on every node through Flotilla's eBPF VXLAN overlay; inspect it \
          with `flotilla-agent --node NODE bpf endpoints|tunnels|drops` (in .flotilla/cluster/bin) \
          or the agents' metrics on http://<node IP>:9962/metrics.\n\
+         Pods resolve Services by name (`<svc>`, `<svc>.<ns>.svc.cluster.local`) through the \
+         cluster DNS, which the control plane serves on {}:53 behind the Service \
+         kube-system/kube-dns ({CLUSTER_DNS}).\n\
          `cargo xtask status` shows what runs, `cargo xtask down` removes it all.\n\
          Use it with:\n\n  export KUBECONFIG={}\n",
         nodes.len(),
         nodes.join(", "),
         server_url(),
+        host_ip(),
         kubeconfig.display()
     );
     Ok(())
@@ -273,6 +280,15 @@ fn start_fresh(nodes: usize, images: &[images::WrittenImage]) -> anyhow::Result<
             .with_context(|| format!("joining the host to the underlay as {}", host_ip()))?;
         // Checked with the address in place; on failure `bed` drops and removes the namespaces.
         check_port_free(api_address(), "the API server")?;
+        let dns = SocketAddr::from((host_ip(), 53));
+        check_port_free(dns, "the cluster DNS")?;
+        if std::net::UdpSocket::bind(dns).is_err() {
+            bail!(
+                "{dns}/udp (the cluster DNS) is in use by another process; find it with `ss \
+                 -lunp` and stop it, or run `cargo xtask down` if it is a Flotilla cluster from an \
+                 earlier run"
+            );
+        }
         anyhow::Ok(bed.keep())
     })?;
     eprintln!(
@@ -318,6 +334,7 @@ fn start_control_plane() -> anyhow::Result<()> {
             .args(["--tls-san", &host_ip().to_string()])
             .args(["--etcd-client-port", &ETCD_PORTS.0.to_string()])
             .args(["--etcd-peer-port", &ETCD_PORTS.1.to_string()])
+            .args(["--cluster-dns", &CLUSTER_DNS.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

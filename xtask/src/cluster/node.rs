@@ -167,6 +167,7 @@ pub(super) fn start(node: &KeptNode, images: &[WrittenImage]) -> anyhow::Result<
         .arg(dir.join("kubelet.key"))
         .arg("--client-ca-file")
         .arg(dir.join("ca.crt"))
+        .args(["--cluster-dns", &super::CLUSTER_DNS.to_string()])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
