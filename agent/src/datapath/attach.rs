@@ -191,13 +191,15 @@ pub fn update_pinned_link(
 ) -> Result<(), DatapathError> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 
-    /// `union bpf_attr` for BPF_OBJ_GET.
+    /// `union bpf_attr` for BPF_OBJ_GET. The padding is explicit: the kernel refuses (EINVAL)
+    /// any non-zero byte after the last field it knows, and implicit padding is uninitialised.
     #[repr(C)]
     struct ObjGet {
         pathname: u64,
         bpf_fd: u32,
         file_flags: u32,
         path_fd: i32,
+        pad: u32,
     }
     /// `union bpf_attr` for BPF_LINK_UPDATE.
     #[repr(C)]
@@ -218,6 +220,7 @@ pub fn update_pinned_link(
         bpf_fd: 0,
         file_flags: 0,
         path_fd: 0,
+        pad: 0,
     };
     let fd =
         bpf_syscall(BPF_OBJ_GET, &get).map_err(|err| link_error("opening the pinned link", err))?;
