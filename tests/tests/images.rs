@@ -453,7 +453,18 @@ async fn built_images_import_into_containerd_and_run() -> anyhow::Result<()> {
         v1.run(|| udp_ask(udp, b"ping over udp"))??,
         b"ping over udp"
     );
-    let logged = fs::read_to_string(&namespaces[0].1)?;
+    // containerd copies the container's stdout to the log file on its own schedule: wait
+    // (bounded) for the last lines instead of racing it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let logged = fs::read_to_string(&namespaces[0].1)?;
+        let complete =
+            logged.contains("GET /echo?msg=hello 200") && logged.contains("udp 127.0.0.1:");
+        if complete || Instant::now() > deadline {
+            break logged;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(logged.contains("GET /echo?msg=hello 200"), "log:\n{logged}");
     assert!(logged.contains("udp 127.0.0.1:"), "log:\n{logged}");
     eprintln!("test apps answered after {:?}", started.elapsed());
