@@ -273,6 +273,51 @@ async fn network_policies_match_the_upstream_truth_tables() -> anyhow::Result<()
     result
 }
 
+/// The verdict stream: the nodes' policy-drop events name the denied probes to x's pods (ingress,
+/// port 80, TCP and UDP), and the drop counters count them.
+fn drops_were_reported(local: &LocalCluster, matrix: &Matrix) -> anyhow::Result<()> {
+    use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins, policy};
+    let x_pods: Vec<Ipv4Addr> = PODS.iter().map(|pod| matrix.ip(("x", pod))).collect();
+    let mut events = Vec::new();
+    let mut counted = 0;
+    for node in local.nodes() {
+        let pins = NodePins::new(&node.config.node_name)?;
+        policy::read_drops(&pins, false, |drop| events.push(drop))?;
+        counted += NetworkMaps::open(&pins)?
+            .drops()?
+            .into_iter()
+            .filter(|(reason, _)| reason.name() == "policy_denied")
+            .map(|(_, count)| count)
+            .sum::<u64>();
+    }
+    for proto in ["TCP", "UDP"] {
+        let denied = events
+            .iter()
+            .filter(|drop| {
+                drop.direction == "ingress"
+                    && drop.proto == proto
+                    && drop.dport == 80
+                    && x_pods.contains(&drop.dst)
+            })
+            .count();
+        anyhow::ensure!(
+            denied > 0,
+            "no {proto} ingress drop to x's pods in the policy event stream: {events:?}"
+        );
+    }
+    anyhow::ensure!(
+        !events.is_empty() && counted >= events.len() as u64,
+        "policy_denied counted {counted}, the stream had {} events",
+        events.len()
+    );
+    eprintln!(
+        "verdict stream: {} policy drops reported, {counted} counted; e.g. {:?}",
+        events.len(),
+        events.first()
+    );
+    Ok(())
+}
+
 async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()> {
     let cluster = &local.cluster;
     let nodes: Vec<String> = local.nodes().map(|n| n.config.node_name.clone()).collect();
@@ -337,6 +382,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
         to.0 != "x"
     })
     .await?;
+    drops_were_reported(local, &matrix)?;
     clear_policies(cluster)?;
 
     // Default deny egress in x.

@@ -201,6 +201,12 @@ fn named_port(pod: &Pod, name: &str, proto: u8) -> Option<u16> {
         .and_then(|p| u16::try_from(p.container_port).ok())
 }
 
+/// One rule of a policy: its peers and its ports, as the API has them.
+type Rule<'a> = (
+    Option<&'a Vec<NetworkPolicyPeer>>,
+    Option<&'a Vec<NetworkPolicyPort>>,
+);
+
 /// Who a rule's peers are.
 enum Peers {
     /// Everyone (no peers listed).
@@ -381,10 +387,7 @@ pub fn desired(
                     continue;
                 }
                 flags |= flag;
-                let rules: Vec<(
-                    Option<&Vec<NetworkPolicyPeer>>,
-                    Option<&Vec<NetworkPolicyPort>>,
-                )> = if direction == DIR_INGRESS {
+                let rules: Vec<Rule<'_>> = if direction == DIR_INGRESS {
                     spec.ingress
                         .iter()
                         .flatten()
@@ -626,9 +629,11 @@ pub async fn sync(
         rules: maps.rules().unwrap_or_default(),
         flags: BTreeMap::new(),
     };
-    let mut identities = Identities::default();
     // Numbers already in the maps stay out of the way of new ones.
-    identities.next = programmed.ipcache.values().max().map_or(0, |max| max + 1);
+    let mut identities = Identities {
+        next: programmed.ipcache.values().max().map_or(0, |max| max + 1),
+        ..Identities::default()
+    };
     let mut pods = Mirror::<Pod>::new();
     let mut namespaces = Mirror::<Namespace>::new();
     let mut policies = Mirror::<NetworkPolicy>::new();
@@ -966,9 +971,9 @@ mod tests {
         assert_eq!(
             allowed(&desired, XA, DIR_INGRESS, ids[&YB]),
             vec![
+                (94, PROTO_UDP, 1000),
                 (96, PROTO_TCP, 80),
-                (96, PROTO_TCP, 81),
-                (94, PROTO_UDP, 1000)
+                (96, PROTO_TCP, 81)
             ]
         );
         assert!(allowed(&desired, XA, DIR_INGRESS, ids[&ZC]).is_empty());
