@@ -159,6 +159,23 @@ enum BpfCommand {
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Print the packets NetworkPolicy dropped (source, destination, ports, the direction whose
+    /// policy denied it, the peer's identity), oldest first, from the node's event ring buffer;
+    /// each event is printed once (reading consumes it).
+    PolicyDrops {
+        /// Keep waiting for new drops.
+        #[arg(long, short)]
+        follow: bool,
+        /// Output format (JSON: one object per line).
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// List the node's policy state: each local endpoint's allow rules and the identity cache.
+    Policy {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// List the per-protocol packet counters, summed over all CPUs.
     Counters {
         /// Output format.
@@ -368,6 +385,53 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{:<24} {:>12}", "REASON", "PACKETS");
                     for (reason, count) in rows {
                         println!("{:<24} {count:>12}", reason.name());
+                    }
+                }
+            }
+        }
+        Command::Bpf(BpfCommand::PolicyDrops { follow, output }) => {
+            if matches!(output, Output::Table) {
+                println!(
+                    "{:<10} {:<8} {:<5} {:<21} {:<21} {:>8}",
+                    "TIME", "DIR", "PROTO", "SOURCE", "DESTINATION", "IDENTITY"
+                );
+            }
+            flotilla_agent::datapath::policy::read_drops(&pins, follow, |drop| match output {
+                Output::Json => match serde_json::to_string(&drop) {
+                    Ok(line) => println!("{line}"),
+                    Err(err) => eprintln!("{err}"),
+                },
+                Output::Table => println!(
+                    "{:<10.3} {:<8} {:<5} {:<21} {:<21} {:>8}",
+                    drop.time_s,
+                    drop.direction,
+                    drop.proto,
+                    format!("{}:{}", drop.src, drop.sport),
+                    format!("{}:{}", drop.dst, drop.dport),
+                    drop.identity
+                ),
+            })?;
+        }
+        Command::Bpf(BpfCommand::Policy { output }) => {
+            let maps = flotilla_agent::datapath::policy::PolicyMaps::open(&pins)?;
+            let listing = maps.listing()?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&listing)?),
+                Output::Table => {
+                    println!(
+                        "{:<18} {:<8} {:>8} {:<5} {:<12}",
+                        "ENDPOINT", "DIR", "IDENTITY", "PROTO", "PORTS"
+                    );
+                    for rule in &listing.rules {
+                        println!(
+                            "{:<18} {:<8} {:>8} {:<5} {:<12}",
+                            rule.endpoint, rule.direction, rule.identity, rule.proto, rule.ports
+                        );
+                    }
+                    println!();
+                    println!("{:<20} {:>8}", "PREFIX", "IDENTITY");
+                    for (prefix, identity) in &listing.ipcache {
+                        println!("{prefix:<20} {identity:>8}");
                     }
                 }
             }

@@ -152,6 +152,16 @@ pub async fn run(
         network.maps.clone(),
         config.node_name.clone(),
     ));
+    let policies = {
+        let maps =
+            datapath::policy::PolicyMaps::open(&datapath::pins::NodePins::new(&config.node_name)?)?;
+        tokio::spawn(datapath::policy::sync(
+            client.clone(),
+            config.node_name.clone(),
+            maps,
+            network.maps.clone(),
+        ))
+    };
     let programming = prometheus_client::metrics::histogram::Histogram::new(
         prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16),
     );
@@ -249,6 +259,7 @@ pub async fn run(
     cni_api.abort();
     address_gc.abort();
     services.abort();
+    policies.abort();
     tunnels.abort();
     if let Some(metrics) = metrics {
         metrics.abort();

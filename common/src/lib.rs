@@ -6,6 +6,7 @@
 
 pub mod counters;
 pub mod network;
+pub mod policy;
 pub mod services;
 
 /// Maps the agent pins under `/sys/fs/bpf/flotilla/<node>/maps/` so their state outlives it.
@@ -20,4 +21,8 @@ pub const PINNED_MAPS: &[&str] = &[
     services::SOCK_REVNAT_MAP,
     services::SERVICE_CT_MAP,
     services::AFFINITY_MAP,
+    policy::IPCACHE_MAP,
+    policy::POLICY_MAP,
+    policy::POLICY_CT_MAP,
+    policy::POLICY_EVENTS_MAP,
 ];

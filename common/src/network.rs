@@ -60,7 +60,8 @@ pub struct Endpoint {
     pub pod_mac: [u8; 6],
     /// MAC of the host-side veth (source of delivered frames; the pod's gateway MAC).
     pub host_mac: [u8; 6],
-    /// Reserved for flags (policy, ...); 0 today.
+    /// `EP_*` flags of `policy.rs`: whether policies select the pod, per direction (written by
+    /// the policy sync; 0 for a pod no policy selects).
     pub flags: u32,
 }
 
@@ -121,11 +122,14 @@ pub enum DropReason {
     ConntrackFull = 8,
     /// A NodePort connection to another node's backend found no free source port to SNAT to.
     NoSnatPort = 9,
+    /// A NetworkPolicy denied the packet (the endpoint is isolated in that direction and no
+    /// rule allows the peer, protocol and port); the event stream says which.
+    Policy = 10,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Malformed,
         Self::SourceMismatch,
         Self::TtlExceeded,
@@ -136,6 +140,7 @@ impl DropReason {
         Self::NoBackend,
         Self::ConntrackFull,
         Self::NoSnatPort,
+        Self::Policy,
     ];
 
     /// Number of reasons (the size of [`DROPS_MAP`]).
@@ -154,6 +159,7 @@ impl DropReason {
             Self::NoBackend => "no_backend",
             Self::ConntrackFull => "conntrack_full",
             Self::NoSnatPort => "no_snat_port",
+            Self::Policy => "policy_denied",
         }
     }
 }

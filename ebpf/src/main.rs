@@ -5,6 +5,7 @@
 mod counters;
 mod nat;
 mod network;
+mod policy;
 mod services;
 
 #[cfg(not(test))]

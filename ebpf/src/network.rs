@@ -30,11 +30,12 @@ use flotilla_common::{
         DropReason, ENDPOINTS_MAX_ENTRIES, Endpoint, EndpointKey, NodeConfig, OVERLAY_PORT,
         TUNNELS_MAX_ENTRIES, Tunnel,
     },
-    services::{NODEPORT_IP, PROTO_UDP, SERVICE_LOCAL_ONLY, ServiceEntry},
+    services::{NAT_REPLY, NODEPORT_IP, PROTO_UDP, SERVICE_LOCAL_ONLY, ServiceEntry},
 };
 
 use crate::{
     nat::{self, Flow, Translation},
+    policy::{self, Tuple},
     services,
 };
 
@@ -130,17 +131,24 @@ fn from_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(config) = node_config(ctx) else {
         return Ok(TC_ACT_OK);
     };
-    let (src, dst) = addresses(ctx)?;
+    let (src, _) = addresses(ctx)?;
     // A pod may only send from the address it was given (no spoofing another pod's identity).
     // SAFETY: the skb context is valid for the program's whole run.
     let ingress_ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    match endpoint(src) {
-        Some(own) if own.host_ifindex == ingress_ifindex => {}
+    let own = match endpoint(src) {
+        Some(own) if own.host_ifindex == ingress_ifindex => own,
         _ => return Err(DropReason::SourceMismatch),
-    }
-    let mut dst = dst;
+    };
+    let flow = nat::flow(ctx)?;
+    // The packet as the pod sent it (its connection is tracked by that) and, once translated,
+    // as it travels on.
+    let seen = Tuple::of(ctx, flow.as_ref())?;
+    let mut now = seen;
     let mut via_node = false;
-    if let Some(flow) = nat::flow(ctx)? {
+    // Egress policy is about the peer after Service translation (the backend, not the VIP);
+    // a reply of a translated connection is about whom the pod answers.
+    let (mut peer, mut peer_port) = (seen.dst, seen.dport);
+    if let Some(flow) = flow {
         // Only a packet that opens a connection can start a Service one; the rest of the pod's
         // traffic pays for one lookup here.
         let translated = match nat::tracked(ctx, &flow)? {
@@ -160,13 +168,19 @@ fn from_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
             },
         };
         if let Some(nat) = translated {
-            dst = nat.dst;
+            now = seen.rewritten(nat.src, nat.dst, nat.sport, nat.dport);
+            if nat.flags & NAT_REPLY == 0 {
+                (peer, peer_port) = (nat.dst, nat.dport);
+            }
             // A NodePort reply now comes from the node's address, which the node's own stack
             // would take for a spoofed (martian) source.
             via_node = nat.src == config.node_ipv4;
         }
     }
+    policy::egress(own.flags, &seen, peer, peer_port, config.node_ipv4)?;
+    let dst = now.dst;
     if let Some(target) = endpoint(dst) {
+        policy::ingress(target.flags, &now, config.node_ipv4)?;
         // Same node: handed over as a bridge would, unmodified. Every TCP data segment is a
         // clone (TCP keeps the original for retransmission), and writing a clone's header
         // makes the kernel copy it first; rewriting MACs and TTL here cost 22% of same-node
@@ -228,11 +242,17 @@ fn from_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
         Some(owner) if owner.node_ipv4 == remote => {}
         _ => return Err(DropReason::TunnelSourceMismatch),
     }
-    if let Some(flow) = nat::flow(ctx)? {
+    let flow = nat::flow(ctx)?;
+    let seen = Tuple::of(ctx, flow.as_ref())?;
+    if let Some(flow) = flow {
         // Replies of connections this node translated (to a pod here, or SNATed NodePort
         // traffic on its way back to the client).
         if let Some(nat) = nat::tracked(ctx, &flow)? {
-            return forward(ctx, &config, nat.dst);
+            return forward(
+                ctx,
+                &config,
+                &seen.rewritten(nat.src, nat.dst, nat.sport, nat.dport),
+            );
         }
         // A pod elsewhere connecting to this node's NodePort.
         if dst == config.node_ipv4
@@ -242,7 +262,7 @@ fn from_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
         }
     }
     if let Some(target) = endpoint(dst) {
-        return deliver(ctx, &target);
+        return deliver(ctx, &config, &target, &seen);
     }
     if dst == config.node_ipv4 {
         // The sender's frame carries its own device MAC as destination; the stack only accepts
@@ -308,15 +328,18 @@ fn nodeport(
             Translation::NoBackend => return Err(DropReason::NoBackend),
         },
     };
-    forward(ctx, config, nat.dst).map(Some)
+    let seen = Tuple::of(ctx, Some(flow))?.rewritten(nat.src, nat.dst, nat.sport, nat.dport);
+    forward(ctx, config, &seen).map(Some)
 }
 
-/// Sends a translated packet that arrived from outside the node's pods on to `dst`: a pod here,
-/// a pod or node behind the overlay, or out of the underlay.
+/// Sends a translated packet that arrived from outside the node's pods on to its destination
+/// (`now`, the tuple after translation): a pod here, a pod or node behind the overlay, or out of
+/// the underlay.
 #[inline(always)]
-fn forward(ctx: &TcContext, config: &NodeConfig, dst: [u8; 4]) -> Result<i32, DropReason> {
+fn forward(ctx: &TcContext, config: &NodeConfig, now: &Tuple) -> Result<i32, DropReason> {
+    let dst = now.dst;
     if let Some(target) = endpoint(dst) {
-        return deliver(ctx, &target);
+        return deliver(ctx, config, &target, now);
     }
     if let Some(tunnel) = tunnel(dst) {
         decrement_ttl(ctx)?;
@@ -391,11 +414,18 @@ fn tunnel(ipv4: [u8; 4]) -> Option<Tunnel> {
     TUNNELS.get(&Key::new(32, ipv4)).copied()
 }
 
-/// Hands a packet that came over the overlay to a pod on this node: as a router would, TTL minus
-/// one and the pod's MAC as destination with its gateway's as source (the decapsulated packet is
-/// not a clone, so the writes cost no copy); then straight into the pod's namespace.
+/// Hands a packet that came over the overlay to a pod on this node, once its ingress policy
+/// allows `seen` (the packet as delivered): as a router would, TTL minus one and the pod's MAC
+/// as destination with its gateway's as source (the decapsulated packet is not a clone, so the
+/// writes cost no copy); then straight into the pod's namespace.
 #[inline(always)]
-fn deliver(ctx: &TcContext, target: &Endpoint) -> Result<i32, DropReason> {
+fn deliver(
+    ctx: &TcContext,
+    config: &NodeConfig,
+    target: &Endpoint,
+    seen: &Tuple,
+) -> Result<i32, DropReason> {
+    policy::ingress(target.flags, seen, config.node_ipv4)?;
     decrement_ttl(ctx)?;
     let mut macs = [0u8; 12];
     macs[..6].copy_from_slice(&target.pod_mac);

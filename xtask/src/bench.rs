@@ -45,6 +45,8 @@ enum Which {
     /// Pod-to-pod TCP_STREAM/TCP_RR/TCP_CRR over Flotilla's eBPF overlay vs a flannel-style
     /// kernel VXLAN + bridge on the same pods and the bare underlay; CNI ADD latency.
     Network,
+    /// TCP_CRR to pods with no NetworkPolicy vs 1,000 policies selecting them (ratio).
+    Policy,
 }
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -97,6 +99,22 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 &args.node_pods.to_string(),
                 "--rate",
                 &args.rate.to_string(),
+            ]),
+        ),
+        Which::Policy => run_visible(
+            &format!(
+                "NetworkPolicy benchmark, TCP_CRR with 0 and 1,000 policies, {} s per run",
+                args.seconds
+            ),
+            cargo().args([
+                "bench",
+                "--package",
+                "flotilla-testbed",
+                "--bench",
+                "network_policy",
+                "--",
+                "--duration",
+                &format!("{}s", args.seconds),
             ]),
         ),
         Which::Network => run_visible(

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod network;
 pub mod overlay;
 pub mod pins;
+pub mod policy;
 pub mod services;
 pub mod start;
 pub mod tunnels;

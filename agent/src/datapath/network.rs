@@ -291,6 +291,9 @@ pub struct NetworkMaps {
     tunnels: LpmTrie<MapData, [u8; 4], Tunnel>,
     node_config: Array<MapData, NodeConfig>,
     drops: PerCpuArray<MapData, u64>,
+    /// Policy flags of local endpoints (the policy sync's), merged into every endpoint write so
+    /// the CNI API registering a pod never clears them.
+    policy_flags: BTreeMap<Ipv4Addr, u32>,
 }
 
 impl std::fmt::Debug for NetworkMaps {
@@ -330,12 +333,38 @@ impl NetworkMaps {
         let tunnels = open_map(pins, TUNNELS_MAP)?;
         let node_config = open_map(pins, NODE_CONFIG_MAP)?;
         let drops = open_map(pins, DROPS_MAP)?;
-        Ok(Self {
+        let mut maps = Self {
             endpoints,
             tunnels,
             node_config,
             drops,
-        })
+            policy_flags: BTreeMap::new(),
+        };
+        // A restarted agent keeps enforcing what its predecessor programmed until its own
+        // policy sync has computed the flags again.
+        maps.policy_flags = maps
+            .endpoint_entries()?
+            .into_iter()
+            .filter(|(_, endpoint)| endpoint.flags != 0)
+            .map(|(address, endpoint)| (address, endpoint.flags))
+            .collect();
+        Ok(maps)
+    }
+
+    /// Sets the policy flags of local endpoints (absent: 0) and rewrites the entries whose
+    /// flags change.
+    pub fn set_policy_flags(
+        &mut self,
+        flags: BTreeMap<Ipv4Addr, u32>,
+    ) -> Result<(), DatapathError> {
+        self.policy_flags = flags;
+        for (address, endpoint) in self.endpoint_entries()? {
+            let wanted = self.policy_flags.get(&address).copied().unwrap_or(0);
+            if endpoint.flags != wanted {
+                self.put_endpoint(address, &endpoint)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the node's settings (the programs act on packets from then on).
@@ -358,6 +387,10 @@ impl NetworkMaps {
         address: Ipv4Addr,
         endpoint: &Endpoint,
     ) -> Result<(), DatapathError> {
+        let endpoint = Endpoint {
+            flags: self.policy_flags.get(&address).copied().unwrap_or(0),
+            ..*endpoint
+        };
         self.endpoints
             .insert(
                 EndpointKey {

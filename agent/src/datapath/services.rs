@@ -459,14 +459,16 @@ impl ServiceMaps {
 /// A local copy of one kind of object, fed by a watcher: a relist replaces the copy only once
 /// it is complete, and reports what it added, changed and dropped (objects deleted while the
 /// watch was down get no Delete event of their own).
-struct Mirror<T> {
-    objects: BTreeMap<String, T>,
+pub(crate) struct Mirror<T> {
+    /// The objects by namespace/name.
+    pub(crate) objects: BTreeMap<String, T>,
     relist: Option<BTreeMap<String, T>>,
-    synced: bool,
+    /// Whether a first complete list arrived.
+    pub(crate) synced: bool,
 }
 
 impl<T: kube::Resource + Clone> Mirror<T> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             objects: BTreeMap::new(),
             relist: None,
@@ -485,7 +487,7 @@ impl<T: kube::Resource + Clone> Mirror<T> {
 
     /// Applies one watch event; returns the objects that changed, each with its old and new
     /// version.
-    fn apply(
+    pub(crate) fn apply(
         &mut self,
         event: kube::runtime::watcher::Event<T>,
     ) -> Vec<(String, Option<T>, Option<T>)> {

@@ -8,6 +8,8 @@
 //! - TCP echo (default :9000): every byte comes back.
 //! - UDP echo (default :9001): a datagram `hostname` gets the hostname back, anything else is
 //!   echoed.
+//! - `--echo-ports 80,81` (`TESTAPP_ECHO_PORTS`): TCP and UDP echo on each of these ports too
+//!   (the NetworkPolicy matrix serves both protocols on 80 and 81, as upstream's e2e does).
 //!
 //! Every request is logged to stdout, so `kubectl logs` has something to show. SIGTERM and
 //! SIGINT end it with status 0 (as PID 1 of a container it has no default signal actions).
@@ -51,6 +53,9 @@ struct Args {
     /// UDP echo port (0 disables it).
     #[arg(long, env = "TESTAPP_UDP_PORT", default_value_t = 9001)]
     udp_port: u16,
+    /// Extra ports with both a TCP and a UDP echo server, comma-separated.
+    #[arg(long, env = "TESTAPP_ECHO_PORTS", value_delimiter = ',')]
+    echo_ports: Vec<u16>,
     /// What `/version` answers.
     #[arg(long, env = "TESTAPP_VERSION", default_value = "dev")]
     app_version: String,
@@ -112,6 +117,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let socket = UdpSocket::bind((args.bind, args.udp_port))
             .await
             .with_context(|| format!("binding UDP echo to {}:{}", args.bind, args.udp_port))?;
+        servers.spawn(udp_echo(socket));
+    }
+    for port in args.echo_ports.iter().copied().filter(|port| *port != 0) {
+        let listener = TcpListener::bind((args.bind, port))
+            .await
+            .with_context(|| format!("binding TCP echo to {}:{port}", args.bind))?;
+        servers.spawn(tcp_echo(listener));
+        let socket = UdpSocket::bind((args.bind, port))
+            .await
+            .with_context(|| format!("binding UDP echo to {}:{port}", args.bind))?;
         servers.spawn(udp_echo(socket));
     }
     tokio::select! {

@@ -1,0 +1,647 @@
+//! NetworkPolicy end to end, in the style of upstream's netpol e2e suite: namespaces x, y, z,
+//! each with pods a, b, c (labelled pod=a etc.) serving TCP and UDP echo on 80 and 81, spread
+//! over three nodes. For each policy case the full 9x9 matrix is probed (from inside each pod's
+//! network namespace, every probe in its own thread, a bounded timeout and one retry) and
+//! compared with the expected truth table; a mismatch prints both matrices.
+
+mod support;
+
+use std::{
+    fmt::Write as _,
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use flotilla_testbed::Netns;
+use support::{LocalCluster, eventually, pod_netns, require_root};
+
+const NAMESPACES: [&str; 3] = ["x", "y", "z"];
+const PODS: [&str; 3] = ["a", "b", "c"];
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a policy change may take to reach every node (the issue's bound).
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// A pod of the matrix: namespace and name.
+type Id = (&'static str, &'static str);
+
+struct Matrix {
+    pods: Vec<(Id, Ipv4Addr, Netns)>,
+}
+
+fn all_ids() -> Vec<Id> {
+    NAMESPACES
+        .iter()
+        .flat_map(|ns| PODS.iter().map(move |pod| (*ns, *pod)))
+        .collect()
+}
+
+fn manifest(nodes: &[String]) -> String {
+    let mut out = String::new();
+    for (n, ns) in NAMESPACES.iter().enumerate() {
+        let _ = write!(
+            out,
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: \"{ns}\"\n  labels:\n    ns: \"{ns}\"\n---\n"
+        );
+        for (p, pod) in PODS.iter().enumerate() {
+            let node = &nodes[(n + p) % nodes.len()];
+            let _ = write!(
+                out,
+                "apiVersion: v1
+kind: Pod
+metadata:
+  name: {pod}
+  namespace: \"{ns}\"
+  labels:
+    pod: {pod}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: docker.io/flotilla/testapp:v1
+    imagePullPolicy: Never
+    env:
+    - name: TESTAPP_ECHO_PORTS
+      value: \"80,81\"
+    ports:
+    - name: serve-80-tcp
+      containerPort: 80
+    - name: serve-80-udp
+      containerPort: 80
+      protocol: UDP
+    - name: serve-81-tcp
+      containerPort: 81
+    - name: serve-81-udp
+      containerPort: 81
+      protocol: UDP
+    readinessProbe:
+      httpGet:
+        path: /healthz
+        port: 8080
+      periodSeconds: 1
+---
+"
+            );
+        }
+    }
+    out
+}
+
+/// One probe: a TCP echo (connect, send, read back) or a UDP echo.
+fn probe_once(netns: &Netns, to: SocketAddr, proto: Proto) -> bool {
+    netns
+        .run(|| -> std::io::Result<bool> {
+            match proto {
+                Proto::Tcp => {
+                    let mut stream = TcpStream::connect_timeout(&to, PROBE_TIMEOUT)?;
+                    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+                    stream.write_all(b"ping")?;
+                    let mut answer = [0; 4];
+                    stream.read_exact(&mut answer)?;
+                    Ok(&answer == b"ping")
+                }
+                Proto::Udp => {
+                    let socket = UdpSocket::bind("0.0.0.0:0")?;
+                    socket.set_read_timeout(Some(PROBE_TIMEOUT))?;
+                    socket.send_to(b"ping", to)?;
+                    let mut answer = [0; 16];
+                    let (read, _) = socket.recv_from(&mut answer)?;
+                    Ok(&answer[..read] == b"ping")
+                }
+            }
+        })
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(false)
+}
+
+/// A probe with one retry.
+fn probe(netns: &Netns, to: SocketAddr, proto: Proto) -> bool {
+    probe_once(netns, to, proto) || probe_once(netns, to, proto)
+}
+
+impl Matrix {
+    fn ip(&self, id: Id) -> Ipv4Addr {
+        self.pods
+            .iter()
+            .find(|(pod, _, _)| *pod == id)
+            .map(|(_, ip, _)| *ip)
+            .unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+
+    /// The 9x9 reachability on `port`/`proto`, rows = from, columns = to.
+    fn probe(&self, port: u16, proto: Proto) -> Vec<Vec<bool>> {
+        std::thread::scope(|scope| {
+            let handles: Vec<Vec<_>> = self
+                .pods
+                .iter()
+                .map(|(_, _, netns)| {
+                    self.pods
+                        .iter()
+                        .map(|(_, ip, _)| {
+                            let to = SocketAddr::from((*ip, port));
+                            scope.spawn(move || probe(netns, to, proto))
+                        })
+                        .collect()
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .map(|handle| handle.join().unwrap_or(false))
+                        .collect()
+                })
+                .collect()
+        })
+    }
+}
+
+fn render(matrix: &[Vec<bool>]) -> String {
+    let ids = all_ids();
+    let mut out = String::from("from\\to");
+    for (ns, pod) in &ids {
+        let _ = write!(out, " {ns}/{pod}");
+    }
+    out.push('\n');
+    for (row, (ns, pod)) in matrix.iter().zip(&ids) {
+        let _ = write!(out, "{ns}/{pod}   ");
+        for cell in row {
+            out.push_str(if *cell { "   . " } else { "   X " });
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Probes until the matrix equals `expected(from, to)` (after the propagation bound, then
+/// once more a second later), printing both on failure.
+async fn expect(
+    matrix: &Matrix,
+    case: &str,
+    port: u16,
+    proto: Proto,
+    expected: impl Fn(Id, Id) -> bool,
+) -> anyhow::Result<()> {
+    let ids = all_ids();
+    let want: Vec<Vec<bool>> = ids
+        .iter()
+        .map(|from| {
+            ids.iter()
+                .map(|to| from == to || expected(*from, *to))
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    for attempt in 0..2 {
+        got = matrix.probe(port, proto);
+        if got == want {
+            eprintln!(
+                "{case}: {proto:?}/{port} as expected ({:?}{})",
+                started.elapsed(),
+                if attempt > 0 {
+                    ", on the second try"
+                } else {
+                    ""
+                }
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bail!(
+        "{case}: {proto:?}/{port} reachability differs ('.' reachable, 'X' not)\nexpected:\n{}got:\n{}",
+        render(&want),
+        render(&got)
+    )
+}
+
+async fn apply_policies(
+    cluster: &support::Cluster,
+    name: &str,
+    manifest: &str,
+) -> anyhow::Result<()> {
+    cluster.apply(&format!("{name}.yaml"), manifest)?;
+    tokio::time::sleep(PROPAGATION).await;
+    Ok(())
+}
+
+fn clear_policies(cluster: &support::Cluster) -> anyhow::Result<()> {
+    for ns in NAMESPACES {
+        cluster.kubectl_ok(&["delete", "networkpolicy", "--all", "-n", ns])?;
+    }
+    Ok(())
+}
+
+fn policy(ns: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: \"{ns}\"\nspec:\n{spec}---\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn network_policies_match_the_upstream_truth_tables() -> anyhow::Result<()> {
+    require_root();
+    let started = Instant::now();
+    let local = LocalCluster::start_nodes(started, 3).await?;
+    let result = run_cases(&local, started).await;
+    if result.is_err() {
+        for node in local.nodes() {
+            let name = &node.config.node_name;
+            let drops = flotilla_agent::datapath::pins::NodePins::new(name)
+                .map_err(anyhow::Error::from)
+                .and_then(|pins| {
+                    Ok(flotilla_agent::datapath::network::NetworkMaps::open(&pins)?.drops()?)
+                });
+            eprintln!("{name} drops: {drops:?}");
+        }
+    }
+    local.shutdown().await;
+    result
+}
+
+/// The verdict stream: the nodes' policy-drop events name the denied probes to x's pods (ingress,
+/// port 80, TCP and UDP), and the drop counters count them.
+fn drops_were_reported(local: &LocalCluster, matrix: &Matrix) -> anyhow::Result<()> {
+    use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins, policy};
+    let x_pods: Vec<Ipv4Addr> = PODS.iter().map(|pod| matrix.ip(("x", pod))).collect();
+    let mut events = Vec::new();
+    let mut counted = 0;
+    for node in local.nodes() {
+        let pins = NodePins::new(&node.config.node_name)?;
+        policy::read_drops(&pins, false, |drop| events.push(drop))?;
+        counted += NetworkMaps::open(&pins)?
+            .drops()?
+            .into_iter()
+            .filter(|(reason, _)| reason.name() == "policy_denied")
+            .map(|(_, count)| count)
+            .sum::<u64>();
+    }
+    for proto in ["TCP", "UDP"] {
+        let denied = events
+            .iter()
+            .filter(|drop| {
+                drop.direction == "ingress"
+                    && drop.proto == proto
+                    && drop.dport == 80
+                    && x_pods.contains(&drop.dst)
+            })
+            .count();
+        anyhow::ensure!(
+            denied > 0,
+            "no {proto} ingress drop to x's pods in the policy event stream: {events:?}"
+        );
+    }
+    anyhow::ensure!(
+        !events.is_empty() && counted >= events.len() as u64,
+        "policy_denied counted {counted}, the stream had {} events",
+        events.len()
+    );
+    eprintln!(
+        "verdict stream: {} policy drops reported, {counted} counted; e.g. {:?}",
+        events.len(),
+        events.first()
+    );
+    Ok(())
+}
+
+async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()> {
+    let cluster = &local.cluster;
+    let nodes: Vec<String> = local.nodes().map(|n| n.config.node_name.clone()).collect();
+    cluster.apply("matrix.yaml", &manifest(&nodes))?;
+    let ips = eventually(Duration::from_secs(120), "9 pods Ready", || {
+        let mut ips = Vec::new();
+        for ns in NAMESPACES {
+            let pods = cluster.json(&["get", "pods", "-n", ns])?;
+            for pod in pods["items"].as_array().into_iter().flatten() {
+                let ready = pod["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                let ip = pod["status"]["podIP"]
+                    .as_str()
+                    .and_then(|ip| ip.parse().ok());
+                if let (true, Some(ip)) = (ready, ip) {
+                    let name = pod["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    ips.push((ns, name, ip));
+                }
+            }
+        }
+        Ok((ips.len() == 9).then_some(ips))
+    })
+    .await?;
+    let mut pods = Vec::new();
+    for id in all_ids() {
+        let ip: Ipv4Addr = ips
+            .iter()
+            .find(|(ns, name, _)| *ns == id.0 && name == id.1)
+            .map(|(_, _, ip)| *ip)
+            .context("pod address")?;
+        pods.push((id, ip, pod_netns(ip)?));
+    }
+    let matrix = Matrix { pods };
+    eprintln!("9 pods ready after {:?}", started.elapsed());
+
+    let everyone = |_: Id, _: Id| true;
+    expect(&matrix, "no policies", 80, Proto::Tcp, everyone).await?;
+    expect(&matrix, "no policies", 81, Proto::Udp, everyone).await?;
+
+    // Default deny ingress in x.
+    apply_policies(
+        cluster,
+        "deny-ingress",
+        &policy(
+            "x",
+            "deny-ingress",
+            "  podSelector: {}\n  policyTypes: [Ingress]\n",
+        ),
+    )
+    .await?;
+    expect(&matrix, "default deny ingress", 80, Proto::Tcp, |_, to| {
+        to.0 != "x"
+    })
+    .await?;
+    expect(&matrix, "default deny ingress", 80, Proto::Udp, |_, to| {
+        to.0 != "x"
+    })
+    .await?;
+    drops_were_reported(local, &matrix)?;
+    clear_policies(cluster)?;
+
+    // Default deny egress in x.
+    apply_policies(
+        cluster,
+        "deny-egress",
+        &policy(
+            "x",
+            "deny-egress",
+            "  podSelector: {}\n  policyTypes: [Egress]\n",
+        ),
+    )
+    .await?;
+    expect(&matrix, "default deny egress", 80, Proto::Tcp, |from, _| {
+        from.0 != "x"
+    })
+    .await?;
+    expect(&matrix, "default deny egress", 81, Proto::Udp, |from, _| {
+        from.0 != "x"
+    })
+    .await?;
+    clear_policies(cluster)?;
+
+    // The dev/prod case: x accepts only its own namespace.
+    apply_policies(
+        cluster,
+        "same-namespace",
+        &policy(
+            "x",
+            "same-namespace",
+            "  podSelector: {}\n  ingress:\n  - from:\n    - podSelector: {}\n",
+        ),
+    )
+    .await?;
+    expect(
+        &matrix,
+        "same namespace only",
+        80,
+        Proto::Tcp,
+        |from, to| to.0 != "x" || from.0 == "x",
+    )
+    .await?;
+    clear_policies(cluster)?;
+
+    // namespaceSelector: x/a from namespace y only.
+    apply_policies(
+        cluster,
+        "ns-selector",
+        &policy(
+            "x",
+            "ns-selector",
+            "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - from:\n    - namespaceSelector:\n        matchLabels:\n          ns: \"y\"\n",
+        ),
+    )
+    .await?;
+    expect(&matrix, "namespaceSelector", 80, Proto::Tcp, |from, to| {
+        to != ("x", "a") || from.0 == "y"
+    })
+    .await?;
+    clear_policies(cluster)?;
+
+    // podSelector AND namespaceSelector in one peer: x/a from pod b of namespaces y and z.
+    apply_policies(
+        cluster,
+        "pod-and-ns",
+        &policy(
+            "x",
+            "pod-and-ns",
+            "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - from:\n    - namespaceSelector:\n        matchExpressions:\n        - {key: ns, operator: In, values: [\"y\", \"z\"]}\n      podSelector:\n        matchLabels:\n          pod: b\n",
+        ),
+    )
+    .await?;
+    expect(
+        &matrix,
+        "podSelector AND namespaceSelector",
+        80,
+        Proto::Tcp,
+        |from, to| to != ("x", "a") || (from.0 != "x" && from.1 == "b"),
+    )
+    .await?;
+    clear_policies(cluster)?;
+
+    // ipBlock with except: x/a may reach the cluster CIDR except z/c.
+    let zc = matrix.ip(("z", "c"));
+    apply_policies(
+        cluster,
+        "ipblock",
+        &policy(
+            "x",
+            "ipblock",
+            &format!(
+                "  podSelector:\n    matchLabels:\n      pod: a\n  policyTypes: [Egress]\n  egress:\n  - to:\n    - ipBlock:\n        cidr: 10.244.0.0/16\n        except: [{zc}/32]\n"
+            ),
+        ),
+    )
+    .await?;
+    expect(
+        &matrix,
+        "ipBlock with except",
+        80,
+        Proto::Tcp,
+        |from, to| from != ("x", "a") || to != ("z", "c"),
+    )
+    .await?;
+    clear_policies(cluster)?;
+
+    // Named ports: x/a accepts TCP on its port named serve-81-tcp only.
+    apply_policies(
+        cluster,
+        "named-port",
+        &policy(
+            "x",
+            "named-port",
+            "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - ports:\n    - port: serve-81-tcp\n",
+        ),
+    )
+    .await?;
+    expect(&matrix, "named port", 81, Proto::Tcp, everyone).await?;
+    expect(&matrix, "named port", 80, Proto::Tcp, |_, to| {
+        to != ("x", "a")
+    })
+    .await?;
+    expect(&matrix, "named port", 81, Proto::Udp, |_, to| {
+        to != ("x", "a")
+    })
+    .await?;
+    clear_policies(cluster)?;
+
+    // Named ports on egress resolve on the destination: x/a may send to serve-80-udp only.
+    apply_policies(
+        cluster,
+        "named-port-egress",
+        &policy(
+            "x",
+            "named-port-egress",
+            "  podSelector:\n    matchLabels:\n      pod: a\n  policyTypes: [Egress]\n  egress:\n  - ports:\n    - port: serve-80-udp\n      protocol: UDP\n",
+        ),
+    )
+    .await?;
+    expect(&matrix, "named port egress", 80, Proto::Udp, everyone).await?;
+    expect(&matrix, "named port egress", 80, Proto::Tcp, |from, _| {
+        from != ("x", "a")
+    })
+    .await?;
+    clear_policies(cluster)?;
+
+    // endPort: x/a accepts TCP 75-80, so 80 but not 81.
+    apply_policies(
+        cluster,
+        "end-port",
+        &policy(
+            "x",
+            "end-port",
+            "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - ports:\n    - port: 75\n      endPort: 80\n      protocol: TCP\n",
+        ),
+    )
+    .await?;
+    expect(&matrix, "endPort range", 80, Proto::Tcp, everyone).await?;
+    expect(&matrix, "endPort range", 81, Proto::Tcp, |_, to| {
+        to != ("x", "a")
+    })
+    .await?;
+    clear_policies(cluster)?;
+
+    // Two policies for x/a: their union (x/b, and namespace y).
+    apply_policies(
+        cluster,
+        "union",
+        &[
+            policy(
+                "x",
+                "from-b",
+                "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - from:\n    - podSelector:\n        matchLabels:\n          pod: b\n",
+            ),
+            policy(
+                "x",
+                "from-y",
+                "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - from:\n    - namespaceSelector:\n        matchLabels:\n          ns: \"y\"\n",
+            ),
+        ]
+        .concat(),
+    )
+    .await?;
+    expect(&matrix, "policies unioned", 80, Proto::Tcp, |from, to| {
+        to != ("x", "a") || from == ("x", "b") || from.0 == "y"
+    })
+    .await?;
+    clear_policies(cluster)?;
+
+    updated_and_deleted_while_traffic_runs(cluster, &matrix).await?;
+    eprintln!("every case passed after {:?}", started.elapsed());
+    Ok(())
+}
+
+/// A policy for x/a allowing x/b, then also namespace z, then deleted; a connection x/b -> x/a
+/// opened under the first version keeps echoing through every change (allowed by each), and
+/// new connections follow each version.
+async fn updated_and_deleted_while_traffic_runs(
+    cluster: &support::Cluster,
+    matrix: &Matrix,
+) -> anyhow::Result<()> {
+    let v1 = policy(
+        "x",
+        "changing",
+        "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - from:\n    - podSelector:\n        matchLabels:\n          pod: b\n",
+    );
+    let v2 = policy(
+        "x",
+        "changing",
+        "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - from:\n    - podSelector:\n        matchLabels:\n          pod: b\n    - namespaceSelector:\n        matchLabels:\n          ns: \"z\"\n",
+    );
+    apply_policies(cluster, "changing-v1", &v1).await?;
+    expect(matrix, "update: v1", 80, Proto::Tcp, |from, to| {
+        to != ("x", "a") || from == ("x", "b")
+    })
+    .await?;
+    let xb = matrix
+        .pods
+        .iter()
+        .find(|(id, _, _)| *id == ("x", "b"))
+        .map(|(_, _, netns)| netns)
+        .context("x/b")?;
+    let to = SocketAddr::from((matrix.ip(("x", "a")), 80));
+    let mut stream = xb
+        .run(|| TcpStream::connect_timeout(&to, PROBE_TIMEOUT))?
+        .context("the long-lived connection x/b -> x/a")?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let echoed = Arc::new(AtomicUsize::new(0));
+    let traffic = {
+        let (stop, echoed) = (stop.clone(), echoed.clone());
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            while !stop.load(Ordering::Relaxed) {
+                stream.write_all(b"tick")?;
+                let mut answer = [0; 4];
+                stream.read_exact(&mut answer)?;
+                echoed.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        })
+    };
+    apply_policies(cluster, "changing-v2", &v2).await?;
+    expect(matrix, "update: v2", 80, Proto::Tcp, |from, to| {
+        to != ("x", "a") || from == ("x", "b") || from.0 == "z"
+    })
+    .await?;
+    cluster.kubectl_ok(&["delete", "networkpolicy", "changing", "-n", "x"])?;
+    tokio::time::sleep(PROPAGATION).await;
+    expect(matrix, "update: deleted", 80, Proto::Tcp, |_, _| true).await?;
+    let before = echoed.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    traffic
+        .join()
+        .map_err(|_| anyhow::anyhow!("the traffic thread panicked"))?
+        .context("the connection opened under v1 broke during the changes")?;
+    let total = echoed.load(Ordering::Relaxed);
+    anyhow::ensure!(total > before, "the long-lived connection stalled");
+    eprintln!("long-lived connection echoed {total} times through update and delete");
+    Ok(())
+}
