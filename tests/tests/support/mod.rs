@@ -325,6 +325,26 @@ pub fn cni_plugin() -> anyhow::Result<PathBuf> {
         .join("flotilla-cni"))
 }
 
+/// `flotilla-perf` (the benchmark tool the test-app image carries at /bin/flotilla-perf), built
+/// now if missing or stale, for benchmarks that run its client as a child process (in a pod's
+/// namespace and cgroup): a release build for benchmarks, a debug build for tests.
+pub fn flotilla_perf() -> anyhow::Result<PathBuf> {
+    let release = !cfg!(debug_assertions);
+    let mut args = vec![
+        "build",
+        "--quiet",
+        "--package",
+        "flotilla-testbed",
+        "--bin",
+        "flotilla-perf",
+    ];
+    args.extend(release.then_some("--release"));
+    let target = workspace_cargo(&args, "building flotilla-perf")?;
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("flotilla-perf"))
+}
+
 /// Runs cargo with `args` in the workspace (bounded to 20 min) and returns the target directory
 /// it builds into; `what` names the step in errors.
 fn workspace_cargo(args: &[&str], what: &str) -> anyhow::Result<PathBuf> {
@@ -389,7 +409,15 @@ impl LocalCluster {
 
     /// Builds a cluster of `count` nodes.
     pub async fn start_nodes(started: Instant, count: usize) -> anyhow::Result<Self> {
-        let mut bed = Testbed::create(TestbedConfig::nodes(count)).await?;
+        Self::start_on(started, TestbedConfig::nodes(count)).await
+    }
+
+    /// Builds a cluster on the test bed `config` describes, e.g. on an underlay subnet of its
+    /// own, so that a benchmark can run while another run's test bed holds the tests' subnet
+    /// (two host links on one subnet break both: the host has two routes for it).
+    pub async fn start_on(started: Instant, config: TestbedConfig) -> anyhow::Result<Self> {
+        let count = config.nodes;
+        let mut bed = Testbed::create(config).await?;
         let host_ip = bed.link_host().await?;
 
         let dir = tempfile::Builder::new()
