@@ -39,7 +39,8 @@ use flotilla_testbed::{
     NODE_UNDERLAY_IFACE, Netns,
     flannel::{BaselineNode, BaselinePod, FlannelBaseline},
     perf::{
-        self, ClientConfig, Report, Server, Test,
+        self, Server, Test,
+        paths::{Client, PathSpec, Settings, measure_paths},
         table::{self, Row},
     },
 };
@@ -49,17 +50,6 @@ use support::{LocalCluster, eventually, pod_netns, pod_phase};
 /// sends every path is bound by the sender's system calls on this 2-CPU machine (a bare veth
 /// pair: 8.6 Gbit/s at 16 KiB, 22 Gbit/s at 128 KiB), which hides what the datapath costs.
 const SEND_SIZE: usize = 128 << 10;
-
-/// What each path is measured with.
-#[derive(Clone, Debug)]
-struct Settings {
-    /// The tests, run in this order on every path.
-    tests: Vec<Test>,
-    /// How long each test runs.
-    duration: Duration,
-    /// TCP_STREAM's send size.
-    send_size: usize,
-}
 
 struct Options {
     settings: Settings,
@@ -72,6 +62,8 @@ fn options() -> anyhow::Result<Options> {
         tests: vec![Test::TcpStream, Test::TcpRr, Test::TcpCrr],
         duration: Duration::from_secs(3),
         send_size: SEND_SIZE,
+        rounds: 1,
+        retries: 0,
     };
     let mut json = false;
     let mut cni_adds = 100;
@@ -124,69 +116,6 @@ fn start_server(netns: &Netns, ip: IpAddr) -> anyhow::Result<Server> {
             netns.name()
         )
     })
-}
-
-/// One path to measure: a client namespace and the address of a running server.
-#[derive(Clone, Debug)]
-struct PathSpec {
-    /// The network under test (`kernel`, `flannel`, `flotilla`, ...).
-    datapath: String,
-    /// The path through it.
-    path: String,
-    /// Where the client runs.
-    client: Netns,
-    /// The server it talks to.
-    server: SocketAddr,
-}
-
-impl PathSpec {
-    fn new(datapath: &str, path: &str, client: &Netns, server: SocketAddr) -> Self {
-        Self {
-            datapath: datapath.to_owned(),
-            path: path.to_owned(),
-            client: client.clone(),
-            server,
-        }
-    }
-
-    fn run(&self, test: Test, duration: Duration, send_size: usize) -> anyhow::Result<Report> {
-        let mut config = ClientConfig::new(self.server, test).with_duration(duration);
-        config.send_size = send_size;
-        self.client
-            .run(|| perf::run_client(&config))?
-            .with_context(|| {
-                format!(
-                    "{test} on {} / {} ({})",
-                    self.datapath, self.path, self.server
-                )
-            })
-    }
-}
-
-/// How long each test runs on each path, unrecorded, before anything is measured. The first
-/// bulk transfer of a run is markedly slower than the following ones (measured: 17.8 Gbit/s,
-/// then 26 and 25 on the same path), and neighbour entries and caches need filling.
-const WARM_UP: Duration = Duration::from_millis(300);
-
-/// Measures every path with every test: first a warm-up of each test on each path, then test
-/// by test, all paths in turn (so a drift of the machine, e.g. a compile next door, hits every
-/// row of a column alike). Returns one row per (path, test).
-fn measure_paths(paths: &[PathSpec], settings: &Settings) -> anyhow::Result<Vec<Row>> {
-    for path in paths {
-        for test in &settings.tests {
-            path.run(*test, WARM_UP, settings.send_size)
-                .context("warming up")?;
-        }
-    }
-    let mut rows = Vec::new();
-    for test in &settings.tests {
-        for path in paths {
-            let report = path.run(*test, settings.duration, settings.send_size)?;
-            eprintln!("{} / {}: {report}", path.datapath, path.path);
-            rows.push(Row::new(&path.datapath, &path.path, report));
-        }
-    }
-    Ok(rows)
 }
 
 /// The pods: a client and a server on node 1, a server on node 2. The servers are the pods'
@@ -404,22 +333,32 @@ async fn main() -> anyhow::Result<()> {
     let at = |ip: Ipv4Addr| SocketAddr::new(IpAddr::V4(ip), port);
     let underlay = at(node_ip(node2)?);
     let _underlay_server = start_server(&node2.netns, underlay.ip())?;
-    let client = &namespaces[0];
+    let client = Client::Thread(namespaces[0].clone());
     let paths = vec![
-        PathSpec::new("kernel", "node to node, underlay", &node1.netns, underlay),
+        PathSpec::new(
+            "kernel",
+            "node to node, underlay",
+            Client::Thread(node1.netns.clone()),
+            underlay,
+        ),
         PathSpec::new(
             "flannel",
             "pod to pod, same node",
-            client,
+            client.clone(),
             at(baseline.pod_ip(1)?),
         ),
         PathSpec::new(
             "flannel",
             "pod to pod, cross-node",
-            client,
+            client.clone(),
             at(baseline.pod_ip(2)?),
         ),
-        PathSpec::new("flotilla", "pod to pod, same node", client, at(ips[1])),
+        PathSpec::new(
+            "flotilla",
+            "pod to pod, same node",
+            client.clone(),
+            at(ips[1]),
+        ),
         PathSpec::new("flotilla", "pod to pod, cross-node", client, at(ips[2])),
     ];
 
@@ -434,7 +373,7 @@ async fn main() -> anyhow::Result<()> {
         options.settings.send_size
     );
     // Blocking clients and servers run on threads of their own.
-    let rows = tokio::task::block_in_place(|| measure_paths(&paths, &options.settings))?;
+    let rows = tokio::task::block_in_place(|| measure_paths(&paths, &options.settings))?.rows;
     drop(baseline);
 
     let plugin = support::cni_plugin()?;

@@ -29,9 +29,26 @@ pub(crate) struct BenchArgs {
     /// Pods created per second, 0 for all at once (pods).
     #[arg(long, default_value_t = 5.0)]
     rate: f64,
-    /// Seconds each network test runs per path (network).
-    #[arg(long, default_value_t = 3)]
-    seconds: u64,
+    /// Seconds each network test runs per path (network and policy, default 3; services,
+    /// default 2 per round).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Numbers of Services, measured in turn, each step adding to the last (services).
+    #[arg(long, default_value = "1,1000,10000", value_parser = parse_counts)]
+    services: String,
+}
+
+/// Checks a comma-separated list of counts (`1,1000,10000`) and returns it as given.
+fn parse_counts(text: &str) -> Result<String, String> {
+    let counts: Vec<usize> = text
+        .split(',')
+        .map(|n| n.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|err| format!("{text:?}: a comma-separated list of counts ({err})"))?;
+    if counts.is_empty() || counts.iter().any(|n| !(1..=50_000).contains(n)) {
+        return Err(format!("{text:?}: counts from 1 to 50000"));
+    }
+    Ok(text.replace(' ', ""))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -47,6 +64,9 @@ enum Which {
     Network,
     /// TCP_CRR to pods with no NetworkPolicy vs 1,000 policies selecting them (ratio).
     Policy,
+    /// TCP_RR/TCP_CRR via direct pod IP, Flotilla's ClusterIP and kube-proxy iptables-mode
+    /// chains at 1, 1,000 and 10,000 Services; programming time and the O(changed) check.
+    Services,
 }
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -104,7 +124,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Which::Policy => run_visible(
             &format!(
                 "NetworkPolicy benchmark, TCP_CRR with 0 and 1,000 policies, {} s per run",
-                args.seconds
+                args.seconds.unwrap_or(3)
             ),
             cargo().args([
                 "bench",
@@ -114,13 +134,13 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 "network_policy",
                 "--",
                 "--duration",
-                &format!("{}s", args.seconds),
+                &format!("{}s", args.seconds.unwrap_or(3)),
             ]),
         ),
         Which::Network => run_visible(
             &format!(
                 "pod network benchmark, {} s per test and path",
-                args.seconds
+                args.seconds.unwrap_or(3)
             ),
             cargo().args([
                 "bench",
@@ -130,8 +150,41 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 "pod_network",
                 "--",
                 "--duration",
-                &format!("{}s", args.seconds),
+                &format!("{}s", args.seconds.unwrap_or(3)),
             ]),
         ),
+        Which::Services => run_visible(
+            &format!("Service benchmark at {} Services", args.services),
+            cargo()
+                .args([
+                    "bench",
+                    "--package",
+                    "flotilla-testbed",
+                    "--bench",
+                    "services",
+                    "--",
+                    "--services",
+                    &args.services,
+                ])
+                .args(
+                    args.seconds
+                        .iter()
+                        .flat_map(|seconds| ["--duration".to_owned(), format!("{seconds}s")]),
+                ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_counts;
+
+    #[test]
+    fn service_counts_are_checked() {
+        assert_eq!(parse_counts("1, 1000,10000").unwrap(), "1,1000,10000");
+        assert!(parse_counts("").is_err());
+        assert!(parse_counts("0").is_err());
+        assert!(parse_counts("1,x").is_err());
+        assert!(parse_counts("100000").is_err());
     }
 }

@@ -24,6 +24,7 @@
 
 mod client;
 mod histogram;
+pub mod paths;
 mod protocol;
 mod server;
 pub mod table;
@@ -38,7 +39,7 @@ use std::{
 pub use client::run_client;
 pub use histogram::Histogram;
 pub use protocol::{MAX_DATAGRAM, MAX_MESSAGE};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 pub use server::{Server, ServerStats};
 
 /// The port a server listens on (TCP and UDP) unless told otherwise: netperf's.
@@ -56,7 +57,7 @@ pub const CLIENT_SYSCTLS: &[(&str, &str)] = &[
 pub const MAX_DURATION: Duration = Duration::from_secs(3_600);
 
 /// One of netperf's tests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Test {
     /// Bulk transfer on one connection.
@@ -197,7 +198,7 @@ impl ClientConfig {
 }
 
 /// Latency percentiles of the transactions that completed, in microseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     /// Median.
     pub p50: f64,
@@ -229,7 +230,7 @@ impl LatencySummary {
 }
 
 /// The outcome of one client run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// Which test ran.
     pub test: Test,

@@ -103,6 +103,14 @@ fn cells(test: Test, report: Option<&Report>) -> Vec<String> {
     cells
 }
 
+/// `lines` as an aligned text table: the first line is the header (underlined), the first two
+/// columns are text (left-aligned), the others figures (right-aligned).
+pub fn grid(lines: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    render_grid(&mut out, lines);
+    out
+}
+
 fn render_grid(out: &mut String, grid: &[Vec<String>]) {
     let width = grid.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..width)

@@ -328,6 +328,26 @@ pub fn cni_plugin() -> anyhow::Result<PathBuf> {
         .join("flotilla-cni"))
 }
 
+/// `flotilla-perf` (the benchmark tool the test-app image carries at /bin/flotilla-perf), built
+/// now if missing or stale, for benchmarks that run its client as a child process (in a pod's
+/// namespace and cgroup): a release build for benchmarks, a debug build for tests.
+pub fn flotilla_perf() -> anyhow::Result<PathBuf> {
+    let release = !cfg!(debug_assertions);
+    let mut args = vec![
+        "build",
+        "--quiet",
+        "--package",
+        "flotilla-testbed",
+        "--bin",
+        "flotilla-perf",
+    ];
+    args.extend(release.then_some("--release"));
+    let target = workspace_cargo(&args, "building flotilla-perf")?;
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("flotilla-perf"))
+}
+
 /// Runs cargo with `args` in the workspace (bounded to 20 min) and returns the target directory
 /// it builds into; `what` names the step in errors.
 fn workspace_cargo(args: &[&str], what: &str) -> anyhow::Result<PathBuf> {
