@@ -84,7 +84,7 @@ async fn slices_follow_selected_pods() -> anyhow::Result<()> {
     );
     assert_eq!(found.address_type, "IPv4");
 
-    let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let subset = &endpoints.get("web").await?.subsets.unwrap()[0];
     assert_eq!(subset.addresses.as_ref().unwrap().len(), 2);
     assert_eq!(subset.not_ready_addresses.as_ref().unwrap().len(), 1);
@@ -93,6 +93,31 @@ async fn slices_follow_selected_pods() -> anyhow::Result<()> {
     slice(&slices, |s| s.endpoints.len() == 2).await;
     let shown = cluster.kubectl_ok(&["get", "endpoints", "web"]);
     assert!(shown.contains("10.244.0.2:8080"), "{shown}");
+
+    // Objects the controller owns come back when someone deletes them, at once (the controller
+    // watches them) and not after a periodic resync.
+    let deleted = slice(&slices, |_| true).await;
+    slices
+        .delete(&deleted.metadata.name.unwrap(), &Default::default())
+        .await?;
+    endpoints.delete("web", &Default::default()).await?;
+    let restored = slice(&slices, |s| {
+        s.metadata.uid != deleted.metadata.uid && s.endpoints.len() == 2
+    })
+    .await;
+    assert_eq!(restored.endpoints.len(), 2);
+    let mut back = None;
+    for _ in 0..100 {
+        back = endpoints.get_opt("web").await?;
+        if back.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        back.is_some(),
+        "the Endpoints object was not recreated in 10 s"
+    );
     Ok(())
 }
 
@@ -145,7 +170,7 @@ async fn headless_services_carry_hostnames_and_may_publish_unready_pods() -> any
         ],
         "unready pods published as ready; only the pod whose subdomain is the Service has a hostname"
     );
-    let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let subset = &endpoints.get("web").await?.subsets.unwrap()[0];
     let addresses = subset.addresses.clone().unwrap_or_default();
     assert_eq!(addresses.len(), 2);
