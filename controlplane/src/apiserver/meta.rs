@@ -100,7 +100,30 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
         reset_status_on_create(resource, object);
     }
     apply_defaults(resource, object);
+    label_namespace_name(resource, object);
     drop_empty_metadata(object);
+}
+
+/// The label every namespace carries with its own name, set on create and on every update as
+/// kube-apiserver does (1.21+), so NetworkPolicy `namespaceSelector`s can pick a namespace by
+/// name without anyone labelling it.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+fn label_namespace_name(resource: &Resource, object: &mut Value) {
+    if !(resource.group.is_empty() && resource.kind == "Namespace") {
+        return;
+    }
+    let name = name(object).to_owned();
+    if name.is_empty() {
+        return;
+    }
+    if let Some(metadata) = metadata_mut(object) {
+        let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels[NAMESPACE_NAME_LABEL] = json!(name);
+    }
 }
 
 fn reset_status_on_create(resource: &Resource, object: &mut Value) {
@@ -437,6 +460,7 @@ pub fn prepare_update(
     if resource.group.is_empty() && resource.kind == "Service" {
         drop_type_dependent_fields(old, &mut new);
     }
+    label_namespace_name(resource, &mut new);
     drop_empty_metadata(&mut new);
     new
 }
@@ -518,6 +542,29 @@ mod tests {
             object["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
             "Always"
         );
+    }
+
+    #[test]
+    fn namespaces_carry_their_name_as_a_label_on_create_and_update() {
+        let namespaces = find("", "v1", "namespaces").unwrap();
+        let mut object = json!({"metadata": {"name": "prod", "labels": {"team": "a"}}});
+        prepare_create(namespaces, &mut object);
+        assert_eq!(
+            object["metadata"]["labels"],
+            json!({"team": "a", NAMESPACE_NAME_LABEL: "prod"})
+        );
+        // An update that drops or changes the label gets it back.
+        let proposed =
+            json!({"metadata": {"name": "prod", "labels": {NAMESPACE_NAME_LABEL: "dev"}}});
+        let updated = prepare_update(namespaces, &object, proposed, None);
+        assert_eq!(
+            updated["metadata"]["labels"],
+            json!({NAMESPACE_NAME_LABEL: "prod"})
+        );
+        let pods = find("", "v1", "pods").unwrap();
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": []}});
+        prepare_create(pods, &mut pod);
+        assert!(pod["metadata"].get("labels").is_none());
     }
 
     #[test]
