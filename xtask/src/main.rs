@@ -34,6 +34,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Bring up the local cluster: control plane, N nodes (containerd + agent each), a check.
     Up(cluster::UpArgs),
+    /// `up` (reusing a running cluster), then the walk-through: a web Deployment behind a Service,
+    /// balancing, a NetworkPolicy isolating prod from dev, rolling update and undo, self-healing.
+    Demo(cluster::UpArgs),
     /// Remove the local cluster and whatever killed test runs left behind.
     Down,
     /// Show what of Flotilla is running on this machine.
@@ -58,6 +61,10 @@ fn main() -> ExitCode {
         Command::Test => test::run(),
         Command::Bench(args) => bench::run(&args),
         Command::Up(args) => cluster::up(&args),
+        Command::Demo(mut args) => {
+            args.demo = true;
+            cluster::up(&args)
+        }
         Command::Down => cluster::down(),
         Command::Status => cluster::status(),
     };

@@ -144,7 +144,7 @@ pub(super) fn deployment(kubeconfig: &Path) -> anyhow::Result<()> {
         "==> checking the cluster: a Deployment of docker.io/flotilla/testapp:v1, 2 replicas, \
          and a Service {CHECK_NAME}"
     );
-    apply(kubeconfig, &manifest())?;
+    apply(kubeconfig, &manifest(), "the check Deployment")?;
     let result = (|| {
         run_visible(
             "kubectl rollout status",
@@ -187,7 +187,8 @@ pub(super) fn deployment(kubeconfig: &Path) -> anyhow::Result<()> {
     delete(kubeconfig)
 }
 
-fn apply(kubeconfig: &Path, manifest: &str) -> anyhow::Result<()> {
+/// `kubectl apply -f -` of `manifest` (`what` names it in errors); shows what kubectl printed.
+pub(super) fn apply(kubeconfig: &Path, manifest: &str, what: &str) -> anyhow::Result<()> {
     let mut child = kubectl(kubeconfig)
         .args(["apply", "-f", "-"])
         .stdin(Stdio::piped())
@@ -203,11 +204,13 @@ fn apply(kubeconfig: &Path, manifest: &str) -> anyhow::Result<()> {
     let output = child.wait_with_output().context("waiting for kubectl")?;
     if !output.status.success() {
         bail!(
-            "kubectl apply of the check Deployment failed: {}",
+            "kubectl apply of {what} failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    eprint!("    {}", String::from_utf8_lossy(&output.stdout));
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        eprintln!("    {line}");
+    }
     Ok(())
 }
 

@@ -243,8 +243,18 @@ pub(super) fn running_control_plane() -> Option<i32> {
 /// `program` (so a recycled pid is not taken for ours).
 pub(super) fn pid_from_file(file: &Path, program: &str) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
-    let args = cmdline(pid)?;
-    (alive(pid) && args.first().is_some_and(|argv0| argv0.ends_with(program))).then_some(pid)
+    // A process that is still inside execve has an empty /proc/<pid>/cmdline: the parent of a
+    // vfork-style spawn runs on once the new mm is in place, before the kernel has copied the
+    // arguments into it (`up` once took its control plane for dead that way). Its exe link is
+    // set before that, so it names the program in that window.
+    let argv0 = cmdline(pid)
+        .and_then(|args| args.into_iter().next())
+        .or_else(|| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|exe| exe.to_string_lossy().into_owned())
+        })?;
+    (alive(pid) && argv0.ends_with(program)).then_some(pid)
 }
 
 /// Whether `pid` exists and is not a zombie (a child that died but was not reaped yet).

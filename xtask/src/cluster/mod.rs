@@ -13,6 +13,7 @@
 //! (`fltb-<pid>-`, subnet 192.168.1xx.0/24 per process), which may run at the same time.
 
 mod check;
+mod demo;
 mod inventory;
 mod node;
 
@@ -62,6 +63,9 @@ pub(crate) struct UpArgs {
     /// Number of worker nodes (default 2; a running cluster keeps the count it has).
     #[arg(long)]
     nodes: Option<usize>,
+    /// Then run the walk-through of `cargo xtask demo`.
+    #[arg(long)]
+    pub(crate) demo: bool,
 }
 
 /// The test-bed settings of the local cluster with `nodes` nodes.
@@ -173,7 +177,20 @@ fn copy_binaries() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask up`, and with `--demo` (or as `cargo xtask demo`) the walk-through after it.
 pub(crate) fn up(args: &UpArgs) -> anyhow::Result<()> {
+    let nodes = up_cluster(args)?;
+    if args.demo {
+        demo::run(&kubeconfig(), &nodes).context(
+            "the demo failed; its objects are left in namespaces prod and dev for inspection \
+             (`kubectl get all -n prod`), and `cargo xtask demo` starts it over",
+        )?;
+    }
+    Ok(())
+}
+
+/// Brings the cluster up (or reuses a running one), checks it; returns the node names.
+fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
     if !is_root() {
         bail!("the local cluster creates network namespaces and loads eBPF, so `up` needs root");
     }
@@ -258,7 +275,7 @@ pub(crate) fn up(args: &UpArgs) -> anyhow::Result<()> {
         host_ip(),
         kubeconfig.display()
     );
-    Ok(())
+    Ok(nodes)
 }
 
 /// Builds the namespaces, starts the control plane and every node; returns the node names.
@@ -299,8 +316,8 @@ fn start_fresh(nodes: usize, images: &[images::WrittenImage]) -> anyhow::Result<
             .join(", "),
         host_ip()
     );
-    start_control_plane()?;
-    wait_api_ready(Duration::from_secs(60))?;
+    let mut control_plane = start_control_plane()?;
+    wait_api_ready(&mut control_plane, Duration::from_secs(60))?;
     for kept_node in &kept.nodes {
         node::start(kept_node, images)
             .with_context(|| format!("starting node {}", kept_node.name))?;
@@ -318,7 +335,9 @@ fn check_port_free(address: SocketAddr, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_control_plane() -> anyhow::Result<()> {
+/// Starts the control plane in a process group of its own; the child, for `up` to notice its
+/// exit while it waits.
+fn start_control_plane() -> anyhow::Result<std::process::Child> {
     let dir = cluster_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let log_path = control_plane_log();
@@ -349,15 +368,21 @@ fn start_control_plane() -> anyhow::Result<()> {
         child.id(),
         log_path.display()
     );
-    Ok(())
+    Ok(child)
 }
 
-fn wait_api_ready(timeout: Duration) -> anyhow::Result<()> {
+/// Waits until the API server answers /readyz; fails at once if `control_plane` exits (its exit
+/// status says so for certain, where /proc of a process this young may not; see
+/// `inventory::pid_from_file`).
+fn wait_api_ready(
+    control_plane: &mut std::process::Child,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let kubeconfig = kubeconfig();
     wait_for("waiting for the API server", timeout, || {
-        if inventory::running_control_plane().is_none() {
+        if let Some(status) = control_plane.try_wait()? {
             bail!(
-                "the control plane exited during start-up; the end of its log:\n{}",
+                "the control plane exited during start-up ({status}); the end of its log:\n{}",
                 crate::process::tail(&control_plane_log(), 15)
             );
         }

@@ -1,0 +1,224 @@
+//! The README's first command, end to end: `cargo xtask demo` brings the local cluster up (real
+//! etcd, containerd, agents, eBPF datapath) and runs the walk-through with the real kubectl;
+//! `cargo xtask down` then removes it, and nothing of it may be left: no namespaces, links,
+//! processes, mounts, cgroups, bpffs pins, eBPF programs or files.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+
+/// Bounds `cargo xtask demo` (a build, if needed, the cluster's start, the walk-through).
+const DEMO_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// Bounds `cargo xtask down`.
+const DOWN_LIMIT: Duration = Duration::from_secs(5 * 60);
+
+/// How the names of Flotilla's eBPF programs start.
+const OUR_PROGRAMS: [&str; 5] = ["from_", "to_", "sock_", "host_", "count"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
+}
+
+/// Runs `cargo xtask <args>` with its output shown, in a process group of its own that is killed
+/// if it runs past `limit`.
+fn xtask(args: &[&str], limit: Duration) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut child = Command::new(cargo)
+        .current_dir(workspace())
+        .arg("xtask")
+        .args(args)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting cargo xtask {}", args.join(" ")))?;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            ensure!(
+                status.success(),
+                "cargo xtask {} failed ({status})",
+                args.join(" ")
+            );
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            bail!("cargo xtask {} ran past {limit:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What of the machine a cluster could leave behind, as names.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Snapshot {
+    netns: BTreeSet<String>,
+    links: BTreeSet<String>,
+    mounts: BTreeSet<String>,
+    cgroups: BTreeSet<String>,
+    pins: BTreeSet<String>,
+    programs: BTreeSet<String>,
+    processes: BTreeSet<String>,
+}
+
+fn names_in(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Snapshot {
+    fn take() -> Self {
+        let mounts = fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
+            .collect();
+        let cgroups = names_in(Path::new("/sys/fs/cgroup"))
+            .into_iter()
+            .flat_map(|hierarchy| {
+                let dir = Path::new("/sys/fs/cgroup")
+                    .join(&hierarchy)
+                    .join("flotilla");
+                names_in(&dir)
+                    .into_iter()
+                    .map(move |name| format!("{hierarchy}/flotilla/{name}"))
+            })
+            .collect();
+        // Flotilla's loaded eBPF programs as "id name", from bpftool (names are the programs'
+        // functions: from_pod, to_pod, from_overlay, sock_connect4, host_connect4, ...).
+        let programs = Command::new("bpftool")
+            .args(["prog", "show"])
+            .output()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|line| !line.starts_with(char::is_whitespace))
+                    .filter_map(|line| {
+                        let mut fields = line.split_whitespace();
+                        let id = fields.next()?.trim_end_matches(':');
+                        let name = fields.skip_while(|f| *f != "name").nth(1)?;
+                        OUR_PROGRAMS
+                            .iter()
+                            .any(|prefix| name.starts_with(prefix))
+                            .then(|| format!("{id} {name}"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cluster_dir = workspace().join(".flotilla");
+        let processes = names_in(Path::new("/proc"))
+            .into_iter()
+            .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|pid| {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                cmdline
+                    .contains(&*cluster_dir.to_string_lossy())
+                    .then(|| format!("{pid} {cmdline}"))
+            })
+            .collect();
+        Self {
+            netns: names_in(Path::new("/run/netns")),
+            links: names_in(Path::new("/sys/class/net")),
+            mounts,
+            cgroups,
+            pins: names_in(Path::new("/sys/fs/bpf/flotilla")),
+            programs,
+            processes,
+        }
+    }
+
+    /// What is here and was not in `before`, per kind.
+    fn added_since(&self, before: &Self) -> Vec<String> {
+        let mut added = Vec::new();
+        for (kind, now, then) in [
+            ("network namespace", &self.netns, &before.netns),
+            ("link", &self.links, &before.links),
+            ("mount", &self.mounts, &before.mounts),
+            ("cgroup", &self.cgroups, &before.cgroups),
+            ("bpffs pin directory", &self.pins, &before.pins),
+            ("eBPF program", &self.programs, &before.programs),
+            ("process", &self.processes, &before.processes),
+        ] {
+            added.extend(now.difference(then).map(|name| format!("{kind} {name}")));
+        }
+        added
+    }
+}
+
+#[test]
+fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
+    ensure!(
+        nix::unistd::geteuid().is_root(),
+        "the local cluster creates network namespaces and loads eBPF: run as root"
+    );
+    let cluster_dir = workspace().join(".flotilla").join("cluster");
+    ensure!(
+        !cluster_dir.exists() && !Path::new("/run/netns/flotilla-underlay").exists(),
+        "a local cluster exists on this machine ({}), and this test ends with `cargo xtask \
+         down`: run `cargo xtask down` first",
+        cluster_dir.display()
+    );
+    let before = Snapshot::take();
+    let demo = xtask(&["demo"], DEMO_LIMIT);
+    // Taken while the cluster runs, so the check below is known to look at the right things.
+    let running = Snapshot::take();
+    let down = xtask(&["down"], DOWN_LIMIT);
+    demo?;
+    down?;
+    let after = Snapshot::take();
+
+    let created = running.added_since(&before);
+    for expected in [
+        "network namespace flotilla-underlay",
+        "network namespace flotilla-node1",
+        "network namespace flotilla-node2",
+        "link flotilla-host",
+    ] {
+        ensure!(
+            created.iter().any(|item| item == expected),
+            "the running cluster lacks {expected}; it had: {created:#?}"
+        );
+    }
+    for kind in [
+        "network namespace cni-",
+        "bpffs pin directory flotilla-node",
+        "eBPF program",
+        "process",
+        "cgroup",
+    ] {
+        ensure!(
+            created.iter().any(|item| item.starts_with(kind)),
+            "the running cluster showed no {kind}*: {created:#?}"
+        );
+    }
+
+    let left = after.added_since(&before);
+    ensure!(
+        left.is_empty(),
+        "`cargo xtask down` left behind:\n  {}",
+        left.join("\n  ")
+    );
+    ensure!(
+        !cluster_dir.exists(),
+        "`cargo xtask down` left {}",
+        cluster_dir.display()
+    );
+    Ok(())
+}
