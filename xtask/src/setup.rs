@@ -262,21 +262,59 @@ fn apt_install(packages: &[&'static str]) -> anyhow::Result<()> {
     )
 }
 
-/// Warns about kernel features the datapath needs but setup cannot add (no loadable modules).
-fn check_kernel() {
+/// The oldest kernel the datapath runs on: its programs attach through TCX links (6.6).
+const MIN_KERNEL: (u32, u32) = (6, 6);
+
+/// What this kernel lacks that the datapath needs and setup cannot add (no loadable modules
+/// here), each said so a user can act on it; empty when nothing is missing.
+pub(crate) fn kernel_problems() -> Vec<String> {
+    let mut problems = Vec::new();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    match parse_kernel_release(&release) {
+        Some(version) if version >= MIN_KERNEL => {}
+        Some((major, minor)) => problems.push(format!(
+            "Linux {major}.{minor} is older than {}.{}, which the datapath needs for TCX links \
+             (its programs attach to pod veths, the VXLAN device and the underlay with them); \
+             boot a newer kernel",
+            MIN_KERNEL.0, MIN_KERNEL.1
+        )),
+        None => problems.push(format!(
+            "cannot tell the kernel's version from {:?} (/proc/sys/kernel/osrelease)",
+            release.trim()
+        )),
+    }
     for (path, what) in [
         (
             "/sys/kernel/btf/vmlinux",
-            "kernel BTF (CO-RE relocations of the eBPF programs)",
+            "kernel BTF (CO-RE relocations of the eBPF programs); use a kernel built with \
+             CONFIG_DEBUG_INFO_BTF=y",
         ),
         (
             "/sys/fs/cgroup/unified",
-            "the cgroup2 hierarchy (socket-level load balancing)",
+            "the cgroup2 hierarchy the socket load balancer attaches to; mount cgroup2 there \
+             (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with the hybrid hierarchy",
         ),
     ] {
         if !Path::new(path).exists() {
-            eprintln!("setup: warning: {path} is missing: no {what} on this kernel");
+            problems.push(format!("{path} is missing: no {what}"));
         }
+    }
+    problems
+}
+
+/// (major, minor) of a kernel release such as `6.18.5-cloud-amd64`.
+fn parse_kernel_release(release: &str) -> Option<(u32, u32)> {
+    let mut numbers = release.trim().split(['.', '-']);
+    let major = numbers.next()?.parse().ok()?;
+    let minor = numbers.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Warns about what the kernel lacks (setup cannot fix it; `up` refuses to start) and about a
+/// missing kubectl.
+fn check_kernel() {
+    for problem in kernel_problems() {
+        eprintln!("setup: warning: {problem}");
     }
     if which::which("kubectl").is_err() {
         eprintln!(
@@ -289,6 +327,15 @@ fn check_kernel() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases_parse() {
+        assert_eq!(parse_kernel_release("6.18.5-cloud-amd64\n"), Some((6, 18)));
+        assert_eq!(parse_kernel_release("6.6.0"), Some((6, 6)));
+        assert_eq!(parse_kernel_release("5.10-foo"), Some((5, 10)));
+        assert_eq!(parse_kernel_release("garbage"), None);
+        assert!((5, 15) < MIN_KERNEL && (6, 18) >= MIN_KERNEL && (7, 0) >= MIN_KERNEL);
+    }
 
     fn complete() -> Observed {
         Observed {

@@ -226,6 +226,13 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
             bail!("--nodes {nodes}: the local cluster has 1 to {MAX_NODES} nodes");
         }
         setup::run()?;
+        let lacking = setup::kernel_problems();
+        if !lacking.is_empty() {
+            bail!(
+                "this machine's kernel cannot run Flotilla's datapath:\n  - {}",
+                lacking.join("\n  - ")
+            );
+        }
         run_visible(
             "building Flotilla",
             cargo().args([
