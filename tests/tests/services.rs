@@ -1,8 +1,9 @@
 //! ClusterIP services through the socket load balancer, end to end on two nodes: a Deployment's
 //! three pods behind a Service with a named TCP port and a UDP port; a client pod's connections
-//! to the ClusterIP are spread over every ready pod, on both nodes; UDP replies and
-//! `getpeername()` show the ClusterIP, not the pod; a Service without ready endpoints refuses
-//! at once; scaling down shrinks the spread.
+//! to the ClusterIP are spread evenly over every ready pod, on both nodes (chi-square); UDP
+//! replies and `getpeername()` show the ClusterIP, not the pod; a Service without ready
+//! endpoints refuses at once; a pod turned unready gets no new connections until it is ready
+//! again; scaling up and down grows and shrinks the spread.
 
 mod support;
 
@@ -40,10 +41,10 @@ spec:
         - name: echo-udp
           containerPort: 9001
           protocol: UDP
+        # Ready unless the test creates /tmp/unready in the container.
         readinessProbe:
-          httpGet:
-            path: /healthz
-            port: http
+          exec:
+            command: [sh, -c, '! test -e /tmp/unready']
           periodSeconds: 1
 ---
 apiVersion: v1
@@ -92,11 +93,9 @@ spec:
 }
 
 /// The hostnames the client pod gets from `count` HTTP requests to `vip`, one connection each.
-fn hostnames_via(
-    cluster: &support::Cluster,
-    vip: &str,
-    count: u32,
-) -> anyhow::Result<BTreeSet<String>> {
+/// The pods that answered `count` connections to `http://<vip>/hostname` from the client pod,
+/// one name per connection.
+fn hostnames_via(cluster: &support::Cluster, vip: &str, count: u32) -> anyhow::Result<Vec<String>> {
     let out = cluster.kubectl_ok(&[
         "exec",
         "client",
@@ -112,6 +111,51 @@ fn hostnames_via(
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .map(String::from)
+        .collect())
+}
+
+/// Pearson's chi-square of `answers` against an even spread over `pods`.
+fn chi_square(answers: &[String], pods: &BTreeSet<String>) -> f64 {
+    let expected = answers.len() as f64 / pods.len() as f64;
+    pods.iter()
+        .map(|pod| {
+            let observed = answers.iter().filter(|answer| *answer == pod).count() as f64;
+            (observed - expected).powi(2) / expected
+        })
+        .sum()
+}
+
+/// The chi-square value an even spread over 3 pods exceeds with probability 0.001 (2 degrees of
+/// freedom): the test's stated tolerance.
+const CHI_SQUARE_3_PODS_P001: f64 = 13.816;
+
+/// The Ready echo pods: (name, node).
+fn ready_echo_pods(cluster: &support::Cluster) -> anyhow::Result<BTreeSet<(String, String)>> {
+    let pods = cluster.json(&["get", "pods", "-l", "app=echo"])?;
+    Ok(pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+        .filter(|pod| {
+            pod["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .map(|pod| {
+            (
+                pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                pod["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
         .collect())
 }
 
@@ -133,31 +177,7 @@ async fn cluster_ips_balance_over_ready_pods() -> anyhow::Result<()> {
         .to_owned();
 
     let backends = eventually(Duration::from_secs(90), "3 ready echo pods", || {
-        let pods = cluster.json(&["get", "pods", "-l", "app=echo"])?;
-        let ready: BTreeSet<(String, String)> = pods["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|pod| {
-                pod["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-            .map(|pod| {
-                (
-                    pod["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    pod["spec"]["nodeName"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                )
-            })
-            .collect();
+        let ready = ready_echo_pods(cluster)?;
         Ok((ready.len() == 3).then_some(ready))
     })
     .await?;
@@ -183,18 +203,30 @@ async fn cluster_ips_balance_over_ready_pods() -> anyhow::Result<()> {
         started.elapsed()
     );
 
-    // TCP from the pod itself: 30 connections to the ClusterIP reach all three pods.
+    // TCP from the pod itself: 90 connections to the ClusterIP spread evenly over the three.
     let names: BTreeSet<String> = backends.iter().map(|(name, _)| name.clone()).collect();
-    let seen = eventually(
+    eventually(
         Duration::from_secs(30),
         "every echo pod answers via the ClusterIP",
         || {
-            let seen = hostnames_via(cluster, &vip, 30)?;
-            Ok((seen == names).then_some(seen))
+            let seen: BTreeSet<String> = hostnames_via(cluster, &vip, 30)?.into_iter().collect();
+            Ok((seen == names).then_some(()))
         },
     )
     .await?;
-    eprintln!("ClusterIP TCP spread over {seen:?}");
+    let answers = hostnames_via(cluster, &vip, 90)?;
+    ensure!(answers.len() == 90, "90 connections got {answers:?}");
+    let chi = chi_square(&answers, &names);
+    let counts: Vec<usize> = names
+        .iter()
+        .map(|name| answers.iter().filter(|answer| *answer == name).count())
+        .collect();
+    eprintln!("ClusterIP TCP spread over {names:?}: {counts:?}, chi-square {chi:.2}");
+    ensure!(
+        chi < CHI_SQUARE_3_PODS_P001,
+        "90 connections were not spread evenly over 3 pods (chi-square {chi:.2} >= \
+         {CHI_SQUARE_3_PODS_P001}): {answers:?}"
+    );
 
     // UDP replies and getpeername() read as the ClusterIP.
     let netns = pod_netns(client)?;
@@ -242,10 +274,55 @@ async fn cluster_ips_balance_over_ready_pods() -> anyhow::Result<()> {
         refused.elapsed()
     );
 
-    // Scaling down: the one remaining pod answers everything.
+    // A pod turned unready gets no new connections; ready again, it gets them again.
+    let unready = names.first().context("no echo pod")?.clone();
+    cluster.kubectl_ok(&["exec", &unready, "--", "sh", "-c", "touch /tmp/unready"])?;
+    eventually(Duration::from_secs(30), "the pod reported unready", || {
+        let ready = ready_echo_pods(cluster)?;
+        Ok((ready.len() == 2 && !ready.iter().any(|(name, _)| *name == unready)).then_some(()))
+    })
+    .await?;
+    eventually(
+        Duration::from_secs(30),
+        "the unready pod leaves the Service's backends",
+        || {
+            let seen = hostnames_via(cluster, &vip, 20)?;
+            Ok((!seen.contains(&unready)).then_some(()))
+        },
+    )
+    .await?;
+    let answers = hostnames_via(cluster, &vip, 30)?;
+    ensure!(
+        answers.len() == 30 && !answers.contains(&unready),
+        "30 connections after {unready} turned unready: {answers:?}"
+    );
+    cluster.kubectl_ok(&["exec", &unready, "--", "sh", "-c", "rm /tmp/unready"])?;
+    eventually(
+        Duration::from_secs(30),
+        "the pod ready and answering again",
+        || {
+            let seen: BTreeSet<String> = hostnames_via(cluster, &vip, 30)?.into_iter().collect();
+            Ok((seen == names).then_some(()))
+        },
+    )
+    .await?;
+
+    // Scaling up widens the spread to the new pod; scaling down leaves one pod answering.
+    cluster.kubectl_ok(&["scale", "deployment/echo", "--replicas=4"])?;
+    let four = eventually(Duration::from_secs(90), "4 ready echo pods", || {
+        let ready = ready_echo_pods(cluster)?;
+        Ok((ready.len() == 4).then_some(ready))
+    })
+    .await?;
+    let four: BTreeSet<String> = four.into_iter().map(|(name, _)| name).collect();
+    eventually(Duration::from_secs(30), "all 4 pods answer", || {
+        let seen: BTreeSet<String> = hostnames_via(cluster, &vip, 40)?.into_iter().collect();
+        Ok((seen == four).then_some(()))
+    })
+    .await?;
     cluster.kubectl_ok(&["scale", "deployment/echo", "--replicas=1"])?;
     eventually(Duration::from_secs(60), "one echo pod answers", || {
-        let seen = hostnames_via(cluster, &vip, 10)?;
+        let seen: BTreeSet<String> = hostnames_via(cluster, &vip, 10)?.into_iter().collect();
         Ok((seen.len() == 1).then_some(()))
     })
     .await?;
