@@ -369,8 +369,11 @@ fn workspace_cargo(args: &[&str], what: &str) -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
-/// The network namespace containerd created for the pod with `ip` (found by its address).
+/// The network namespace containerd created for the pod with `ip` (found by its address among
+/// every `cni-*` namespace on the machine). Another cluster on this machine (`cargo xtask up`)
+/// hands out the same pod addresses, so two matches are an error that says so, never a guess.
 pub fn pod_netns(ip: std::net::Ipv4Addr) -> anyhow::Result<Netns> {
+    let mut found = Vec::new();
     for entry in fs::read_dir("/run/netns")?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with("cni-") {
@@ -380,10 +383,17 @@ pub fn pod_netns(ip: std::net::Ipv4Addr) -> anyhow::Result<Netns> {
             .args(["-n", &name, "-4", "-o", "addr", "show"])
             .output()?;
         if String::from_utf8_lossy(&output.stdout).contains(&format!("inet {ip}/32")) {
-            return Ok(Netns::open(&name)?);
+            found.push(name);
         }
     }
-    bail!("no pod network namespace has {ip}")
+    match found.as_slice() {
+        [name] => Ok(Netns::open(name)?),
+        [] => bail!("no pod network namespace has {ip}"),
+        several => bail!(
+            "several pod network namespaces have {ip} ({several:?}): another cluster runs on this \
+             machine (`cargo xtask status`; `cargo xtask down` removes the local one)"
+        ),
+    }
 }
 
 /// Runs a Python snippet inside a pod's network namespace and a cgroup below the node's pod
