@@ -283,6 +283,10 @@ fn apex_records(domain: &str, query_type: RecordType) -> Vec<Record> {
     records
 }
 
+/// How many UDP ports `Serving::bind` tries, for a port-0 address, to find one whose TCP twin is
+/// free too.
+const ANY_PORT_TRIES: u32 = 16;
+
 /// A DNS server answering on `listen` over UDP and TCP until dropped.
 pub struct Serving {
     server: hickory_server::Server<Handler>,
@@ -297,9 +301,30 @@ impl Serving {
             address: listen,
             source,
         };
-        let udp = UdpSocket::bind(listen).await.map_err(bind)?;
-        let address = udp.local_addr().map_err(bind)?;
-        let tcp = TcpListener::bind(address).await.map_err(bind)?;
+        // With port 0 the kernel picks a port free for UDP only; the same TCP port may be taken
+        // (e.g. the local end of a client connection), so a few other UDP ports are tried.
+        let tries = if listen.port() == 0 {
+            ANY_PORT_TRIES
+        } else {
+            1
+        };
+        // Ports found unusable stay bound until the end, so the kernel does not offer them again.
+        let mut unusable = Vec::new();
+        let (udp, address, tcp) = loop {
+            let udp = UdpSocket::bind(listen).await.map_err(bind)?;
+            let address = udp.local_addr().map_err(bind)?;
+            match TcpListener::bind(address).await {
+                Ok(tcp) => break (udp, address, tcp),
+                Err(err)
+                    if unusable.len() + 1 < tries as usize
+                        && err.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    unusable.push(udp);
+                }
+                Err(err) => return Err(bind(err)),
+            }
+        };
+        drop(unusable);
         let mut server = hickory_server::Server::new(handler);
         server.register_socket(udp);
         server.register_listener(tcp, TCP_TIMEOUT, 64);
