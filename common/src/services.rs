@@ -70,6 +70,8 @@ pub const CT_UDP_LIFETIME_NS: u64 = 60 * 1_000_000_000;
 pub const PROTO_TCP: u8 = 6;
 /// IP protocol number of UDP.
 pub const PROTO_UDP: u8 = 17;
+/// IP protocol number of SCTP (NetworkPolicy ports may name it; Services do not balance it).
+pub const PROTO_SCTP: u8 = 132;
 
 /// A frontend: ClusterIP, port and protocol.
 #[repr(C)]

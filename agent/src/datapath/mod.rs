@@ -15,6 +15,30 @@ pub mod tunnels;
 
 use std::path::PathBuf;
 
+use flotilla_common::services::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+
+/// The IP protocol number of a Kubernetes `protocol` field (TCP when unset), or None for a
+/// protocol Kubernetes does not define.
+pub(crate) fn protocol_number(protocol: Option<&str>) -> Option<u8> {
+    match protocol.unwrap_or("TCP") {
+        "TCP" => Some(PROTO_TCP),
+        "UDP" => Some(PROTO_UDP),
+        "SCTP" => Some(PROTO_SCTP),
+        _ => None,
+    }
+}
+
+/// How the `bpf` listings print an IP protocol number.
+pub(crate) fn protocol_name(proto: u8) -> String {
+    match proto {
+        PROTO_TCP => "TCP".into(),
+        PROTO_UDP => "UDP".into(),
+        PROTO_SCTP => "SCTP".into(),
+        1 => "ICMP".into(),
+        other => other.to_string(),
+    }
+}
+
 /// Errors from loading, attaching or reading the datapath.
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {

@@ -43,12 +43,9 @@ use super::{
     DatapathError, lock,
     network::{NetworkMaps, map_error, open_map},
     pins::NodePins,
+    protocol_name, protocol_number,
     tunnels::{Prefix, parse_ipv4_cidr},
 };
-
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_SCTP: u8 = 132;
 
 /// Labels of a pod or namespace.
 pub type Labels = BTreeMap<String, String>;
@@ -158,16 +155,6 @@ fn labels_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) 
     meta.labels.clone().unwrap_or_default()
 }
 
-/// The protocol number of a NetworkPolicyPort's protocol (TCP when unset).
-fn proto_number(protocol: Option<&str>) -> Option<u8> {
-    match protocol.unwrap_or("TCP") {
-        "TCP" => Some(PROTO_TCP),
-        "UDP" => Some(PROTO_UDP),
-        "SCTP" => Some(PROTO_SCTP),
-        _ => None,
-    }
-}
-
 /// A port range as aligned blocks: (first port, prefix bits of the 16).
 pub fn port_blocks(first: u16, last: u16) -> Vec<(u16, u32)> {
     let mut blocks = Vec::new();
@@ -196,7 +183,7 @@ fn named_port(pod: &Pod, name: &str, proto: u8) -> Option<u16> {
         .iter()
         .flat_map(|c| c.ports.iter().flatten())
         .find(|p| {
-            p.name.as_deref() == Some(name) && proto_number(p.protocol.as_deref()) == Some(proto)
+            p.name.as_deref() == Some(name) && protocol_number(p.protocol.as_deref()) == Some(proto)
         })
         .and_then(|p| u16::try_from(p.container_port).ok())
 }
@@ -429,7 +416,7 @@ pub fn desired(
                         continue;
                     }
                     for port in ports {
-                        let Some(proto) = proto_number(port.protocol.as_deref()) else {
+                        let Some(proto) = protocol_number(port.protocol.as_deref()) else {
                             continue;
                         };
                         match &port.port {
@@ -736,16 +723,6 @@ pub struct DropRow {
     pub identity: u32,
 }
 
-fn proto_name(proto: u8) -> String {
-    match proto {
-        PROTO_TCP => "TCP".into(),
-        PROTO_UDP => "UDP".into(),
-        PROTO_SCTP => "SCTP".into(),
-        1 => "ICMP".into(),
-        other => other.to_string(),
-    }
-}
-
 fn direction_name(direction: u8) -> &'static str {
     if direction == DIR_INGRESS {
         "ingress"
@@ -759,7 +736,7 @@ impl From<PolicyDrop> for DropRow {
         Self {
             time_s: drop.time_ns as f64 / 1e9,
             direction: direction_name(drop.direction),
-            proto: proto_name(drop.proto),
+            proto: protocol_name(drop.proto),
             src: Ipv4Addr::from(drop.src),
             sport: u16::from_be(drop.sport),
             dst: Ipv4Addr::from(drop.dst),
@@ -827,7 +804,7 @@ impl PolicyMaps {
                 let (proto, ports) = if len <= POLICY_PREFIX_ALL_PORTS {
                     ("any".to_owned(), "any".to_owned())
                 } else if len <= POLICY_PREFIX_PROTO {
-                    (proto_name(key.proto), "any".to_owned())
+                    (protocol_name(key.proto), "any".to_owned())
                 } else {
                     let span = 1u32 << (POLICY_PREFIX_PROTO + 16 - len);
                     let last = u32::from(key.port) + span - 1;
@@ -836,7 +813,7 @@ impl PolicyMaps {
                     } else {
                         format!("{}-{last}", key.port)
                     };
-                    (proto_name(key.proto), ports)
+                    (protocol_name(key.proto), ports)
                 };
                 RuleRow {
                     endpoint: Ipv4Addr::from(key.endpoint),
@@ -859,6 +836,7 @@ impl PolicyMaps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flotilla_common::services::{PROTO_TCP, PROTO_UDP};
 
     fn pod(ns: &str, name: &str, ip: &str, node: &str) -> Pod {
         serde_json::from_value(serde_json::json!({

@@ -12,7 +12,7 @@ use std::{
 
 use aya::maps::{HashMap, MapData};
 use flotilla_common::services::{
-    BACKENDS_MAP, BackendEntry, BackendKey, NODEPORT_IP, PROTO_TCP, PROTO_UDP, SERVICE_AFFINITY,
+    BACKENDS_MAP, BackendEntry, BackendKey, NODEPORT_IP, PROTO_SCTP, SERVICE_AFFINITY,
     SERVICE_LOCAL_ONLY, SERVICES_MAP, ServiceEntry, ServiceKey,
 };
 use k8s_openapi::api::{
@@ -24,6 +24,7 @@ use super::{
     DatapathError,
     network::{map_error, open_map},
     pins::NodePins,
+    protocol_name, protocol_number,
 };
 
 /// The label that ties an EndpointSlice to its Service.
@@ -151,10 +152,9 @@ pub fn frontends(
     };
     for port in spec.ports.iter().flatten() {
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
-        let proto = match protocol {
-            "TCP" => PROTO_TCP,
-            "UDP" => PROTO_UDP,
-            _ => continue,
+        // The datapath balances TCP and UDP; SCTP Services get no frontend.
+        let Some(proto) = protocol_number(Some(protocol)).filter(|p| *p != PROTO_SCTP) else {
+            continue;
         };
         let Ok(service_port) = u16::try_from(port.port) else {
             continue;
@@ -346,11 +346,7 @@ impl ServiceRow {
         } else {
             Ipv4Addr::from(key.ip).to_string()
         };
-        let proto = match key.proto {
-            PROTO_TCP => "TCP".to_owned(),
-            PROTO_UDP => "UDP".to_owned(),
-            other => other.to_string(),
-        };
+        let proto = protocol_name(key.proto);
         let mut flags = Vec::new();
         if slots.entry.flags & SERVICE_AFFINITY != 0 {
             flags.push(format!("affinity={}s", slots.entry.affinity_timeout));
@@ -685,6 +681,7 @@ mod tests {
     };
 
     use super::*;
+    use flotilla_common::services::PROTO_TCP;
 
     const NODE: &str = "node1";
 
