@@ -73,7 +73,9 @@ fn from_pod(ctx: TcContext) -> i32 {
 /// Packets the node's stack routes to a pod (egress of its host-side veth; what other pods and
 /// the overlay send is redirected past it): replies of Service connections translated on the
 /// way out whose backend answered through the stack (a backend outside the cluster, reached
-/// masqueraded) get their frontend address back.
+/// masqueraded) get their frontend address back; then, like everything handed to a pod, they
+/// answer to its ingress policy (clients outside the cluster routed in through the node,
+/// replies the node de-masqueraded, which the pod's own connection tracked).
 #[classifier]
 fn to_pod(ctx: TcContext) -> i32 {
     verdict(to_pod_route(&ctx))
@@ -81,11 +83,18 @@ fn to_pod(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn to_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
-    if node_config(ctx).is_none() {
+    let Some(config) = node_config(ctx) else {
         return Ok(TC_ACT_OK);
+    };
+    let flow = nat::flow(ctx)?;
+    let mut seen = Tuple::of(ctx, flow.as_ref())?;
+    if let Some(flow) = flow
+        && let Some(nat) = nat::tracked(ctx, &flow)?
+    {
+        seen = seen.rewritten(nat.src, nat.dst, nat.sport, nat.dport);
     }
-    if let Some(flow) = nat::flow(ctx)? {
-        nat::tracked(ctx, &flow)?;
+    if let Some(target) = endpoint(seen.dst) {
+        policy::ingress(target.flags, &seen, config.node_ipv4)?;
     }
     Ok(TC_ACT_OK)
 }

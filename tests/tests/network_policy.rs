@@ -573,7 +573,79 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
     clear_policies(cluster)?;
 
     updated_and_deleted_while_traffic_runs(cluster, &matrix).await?;
+    from_outside_through_the_node(local, &matrix).await?;
     eprintln!("every case passed after {:?}", started.elapsed());
+    Ok(())
+}
+
+/// A client outside the cluster (the underlay namespace, with a route to x/a through x/a's
+/// node): its packets reach the pod through the node's stack, where `to_pod` judges them by
+/// x/a's ingress policy. Reachable with no policy and with an ipBlock that holds the client,
+/// not with a policy that admits only pods.
+async fn from_outside_through_the_node(
+    local: &LocalCluster,
+    matrix: &Matrix,
+) -> anyhow::Result<()> {
+    let cluster = &local.cluster;
+    let target = matrix
+        .pods
+        .iter()
+        .find(|(id, ..)| *id == ("x", "a"))
+        .map(|(_, ip, _)| *ip)
+        .context("x/a's address")?;
+    let node_name = cluster.json(&["get", "pod", "a", "-n", "x"])?["spec"]["nodeName"]
+        .as_str()
+        .context("x/a has no node")?
+        .to_owned();
+    let node_ip: Ipv4Addr = local
+        .nodes()
+        .find(|node| node.config.node_name == node_name)
+        .context("x/a's node")?
+        .config
+        .node_ip
+        .parse()?;
+    let outside = local.bed.underlay().context("the test bed's underlay")?;
+    let route = format!("{target}/32");
+    let added = outside.run(|| {
+        std::process::Command::new("ip")
+            .args(["route", "add", &route, "via", &node_ip.to_string()])
+            .status()
+    })??;
+    anyhow::ensure!(added.success(), "ip route add {route} via {node_ip} failed");
+    let to = SocketAddr::from((target, 80));
+    let reachable = || probe(outside, to, Proto::Tcp);
+    anyhow::ensure!(reachable(), "outside -> x/a without a policy: no answer");
+
+    let pods_only = policy(
+        "x",
+        "pods-only",
+        "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - from:\n    - namespaceSelector: {}\n",
+    );
+    apply_policies(cluster, "pods-only", &pods_only).await?;
+    let denied = eventually(Duration::from_secs(10), "outside -> x/a denied", || {
+        Ok((!reachable()).then_some(()))
+    })
+    .await;
+    clear_policies(cluster)?;
+    denied?;
+    eprintln!("outside -> x/a through the node's stack: denied by a pods-only policy");
+
+    let from_outside = policy(
+        "x",
+        "from-outside",
+        &format!(
+            "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - from:\n    - ipBlock:\n        cidr: {}/24\n",
+            Ipv4Addr::from(u32::from(node_ip) & 0xffff_ff00)
+        ),
+    );
+    apply_policies(cluster, "from-outside", &from_outside).await?;
+    let allowed = eventually(Duration::from_secs(10), "outside -> x/a allowed", || {
+        Ok(reachable().then_some(()))
+    })
+    .await;
+    clear_policies(cluster)?;
+    allowed?;
+    eprintln!("outside -> x/a through the node's stack: allowed by an ipBlock");
     Ok(())
 }
 
