@@ -1,6 +1,6 @@
 //! The README's first command, end to end: `cargo xtask demo` brings the local cluster up (real
 //! etcd, containerd, agents, eBPF datapath) and runs the walk-through with the real kubectl;
-//! `cargo xtask down` then removes it, and nothing of it may be left: no namespaces, links,
+//! `cargo xtask up` again reuses it; `cargo xtask down` then removes it, and nothing of it may be left: no namespaces, links,
 //! processes, mounts, cgroups, bpffs pins, eBPF programs or files.
 
 use std::{
@@ -179,9 +179,22 @@ fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
     let demo = xtask(&["demo"], DEMO_LIMIT);
     // Taken while the cluster runs, so the check below is known to look at the right things.
     let running = Snapshot::take();
+    // `up` again reuses the running cluster (and checks it again); `status` reads it.
+    let again = demo
+        .as_ref()
+        .map_err(|err| anyhow::anyhow!("{err:#}"))
+        .and_then(|()| xtask(&["up"], DEMO_LIMIT))
+        .and_then(|()| xtask(&["status"], DOWN_LIMIT));
+    let reused = Snapshot::take();
     let down = xtask(&["down"], DOWN_LIMIT);
     demo?;
+    again.context("`cargo xtask up` or `status` on the running cluster")?;
     down?;
+    anyhow::ensure!(
+        reused.netns == running.netns && reused.pins == running.pins,
+        "a second `up` changed the running cluster's namespaces or pins: {:?}",
+        reused.added_since(&running)
+    );
     let after = Snapshot::take();
 
     let created = running.added_since(&before);
