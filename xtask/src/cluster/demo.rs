@@ -158,17 +158,12 @@ impl Client {
     /// One HTTP GET from the client pod, bounded by busybox's `timeout` inside the pod
     /// (busybox-static 1.35's `wget -T` segfaults); what came of it.
     fn get(self, kubeconfig: &Path, url: &str) -> Request {
-        // The image has busybox's applets inside its shell, not as files on PATH, hence `sh -c`.
         let script = format!(
             "out=$(timeout {REQUEST_SECONDS} wget -qO- {url} 2>&1); code=$?; echo \"$out\"; \
              echo \"exit=$code\""
         );
-        let output = Command::new("timeout")
-            .arg((REQUEST_SECONDS + 7).to_string())
-            .arg("kubectl")
-            .env("KUBECONFIG", kubeconfig)
-            .args(["exec", "-n", self.namespace, "client", "--", "sh", "-c"])
-            .arg(&script)
+        let output = self
+            .shell(kubeconfig, &script, REQUEST_SECONDS + 7)
             .stdin(Stdio::null())
             .output();
         let output = match output {
@@ -201,16 +196,31 @@ impl Client {
             "for i in $(seq {count}); do timeout {REQUEST_SECONDS} wget -qO- {url} || echo -n -; \
              echo; done"
         );
-        let output = output_of(
-            Command::new("timeout")
-                .arg((count as u32 * REQUEST_SECONDS + 10).to_string())
-                .arg("kubectl")
-                .env("KUBECONFIG", kubeconfig)
-                .args(["exec", "-n", self.namespace, "client", "--", "sh", "-c"])
-                .arg(&script),
-        )
-        .with_context(|| format!("kubectl exec into {}/client failed", self.namespace))?;
+        let output =
+            output_of(&mut self.shell(kubeconfig, &script, count as u32 * REQUEST_SECONDS + 10))
+                .with_context(|| format!("kubectl exec into {}/client failed", self.namespace))?;
         Ok(output.lines().map(|line| line.trim().to_owned()).collect())
+    }
+
+    /// `kubectl exec` of `script` in the client pod's shell (the image has busybox's applets
+    /// inside its shell, not as files on PATH), bounded to `seconds` from outside.
+    fn shell(self, kubeconfig: &Path, script: &str, seconds: u32) -> Command {
+        let mut command = Command::new("timeout");
+        command
+            .arg(seconds.to_string())
+            .arg("kubectl")
+            .env("KUBECONFIG", kubeconfig)
+            .args([
+                "exec",
+                "-n",
+                self.namespace,
+                "client",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ]);
+        command
     }
 
     fn name(self) -> String {
@@ -358,8 +368,12 @@ pub(super) fn run(kubeconfig: &Path, nodes: &[String]) -> anyhow::Result<()> {
         "waiting for the ReplicaSet to replace it",
         Duration::from_secs(120),
         || {
-            let now = web_pods(kubeconfig)?;
-            let ready = ready_web_pods(kubeconfig)?;
+            let list = web_pod_list(kubeconfig)?;
+            let ready = list.iter().filter(|(_, _, ready)| *ready).count();
+            let now: BTreeMap<String, String> = list
+                .into_iter()
+                .map(|(name, node, _)| (name, node))
+                .collect();
             Ok((now.len() == 3 && ready == 3 && !now.contains_key(&victim)).then_some(now))
         },
     )?;
@@ -484,14 +498,6 @@ fn web_pods(kubeconfig: &Path) -> anyhow::Result<BTreeMap<String, String>> {
         .into_iter()
         .map(|(name, node, _)| (name, node))
         .collect())
-}
-
-/// How many web pods are Ready and not terminating.
-fn ready_web_pods(kubeconfig: &Path) -> anyhow::Result<usize> {
-    Ok(web_pod_list(kubeconfig)?
-        .into_iter()
-        .filter(|(_, _, ready)| *ready)
-        .count())
 }
 
 /// (name, node, ready) of every web pod that is not terminating.
