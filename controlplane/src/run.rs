@@ -411,19 +411,30 @@ impl ControlPlane {
     }
 
     /// Stops the API server and the embedded etcd.
+    ///
+    /// Waits for each aborted task to end: an aborted task drops its sockets only when the
+    /// runtime next polls it, and a restart on the same address must find them closed.
     pub async fn stop(self) {
         if let Some(scheduler) = self.scheduler {
-            scheduler.abort();
+            abort_and_wait(scheduler).await;
         }
-        self.server.abort();
-        self.repair.abort();
-        self.system_services.abort();
-        drop(self.dns);
+        abort_and_wait(self.server).await;
+        abort_and_wait(self.repair).await;
+        abort_and_wait(self.system_services).await;
+        if let Some(dns) = self.dns {
+            dns.stop().await;
+        }
         if let Some(etcd) = self.etcd {
-            etcd.abort();
-            let _ = etcd.await;
+            abort_and_wait(etcd).await;
         }
     }
+}
+
+/// Aborts a task and waits until it has ended (and dropped what it owned).
+async fn abort_and_wait<T>(task: tokio::task::JoinHandle<T>) {
+    task.abort();
+    // The only error left is the cancellation asked for, or a panic already logged.
+    let _ = task.await;
 }
 
 /// A task aborted when this is dropped: the embedded etcd while start-up may still fail (a

@@ -174,6 +174,14 @@ impl Dns {
             })),
         }
     }
+
+    /// Stops serving and waits until the sockets are closed, so the port can be bound again.
+    pub async fn stop(mut self) {
+        self.serving.abort();
+        self.watching.abort();
+        let _ = (&mut self.serving).await;
+        let _ = (&mut self.watching).await;
+    }
 }
 
 impl Drop for Dns {
