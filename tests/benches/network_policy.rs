@@ -30,7 +30,7 @@ use flotilla_testbed::{
     Netns,
     perf::{self, ClientConfig, Test},
 };
-use support::{LocalCluster, eventually, pod_netns, pod_phase};
+use support::{LocalCluster, eventually};
 
 fn pods_manifest(node1: &str, node2: &str) -> String {
     let pod = |name: &str, node: &str, labels: &str, command: &str| {
@@ -178,10 +178,6 @@ async fn main() -> anyhow::Result<()> {
     let local = LocalCluster::start_nodes(started, 2).await?;
     let (node1, node2) = (&local.node, &local.others[0]);
     let cluster = &local.cluster;
-    cluster.apply(
-        "pods.yaml",
-        &pods_manifest(&node1.config.node_name, &node2.config.node_name),
-    )?;
     let names = [
         "client",
         "selected-same",
@@ -189,22 +185,15 @@ async fn main() -> anyhow::Result<()> {
         "selected-cross",
         "plain-cross",
     ];
-    let ips: Vec<Ipv4Addr> = eventually(Duration::from_secs(120), "pods Running", || {
-        let mut ips = Vec::new();
-        for name in names {
-            let pod = cluster.json(&["get", "pod", name])?;
-            match pod["status"]["podIP"]
-                .as_str()
-                .and_then(|ip| ip.parse().ok())
-            {
-                Some(ip) if pod_phase(&pod) == "Running" => ips.push(ip),
-                _ => return Ok(None),
-            }
-        }
-        Ok(Some(ips))
-    })
-    .await?;
-    let client = pod_netns(ips[0])?;
+    let pods = local
+        .running_pods(
+            "pods.yaml",
+            &pods_manifest(&node1.config.node_name, &node2.config.node_name),
+            &names,
+        )
+        .await?;
+    let (ips, mut namespaces): (Vec<Ipv4Addr>, Vec<Netns>) = pods.into_iter().unzip();
+    let client = namespaces.swap_remove(0);
     for (key, value) in perf::CLIENT_SYSCTLS {
         client.sysctl(key, value)?;
     }

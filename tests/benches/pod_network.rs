@@ -36,15 +36,14 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use flotilla_testbed::{
-    NODE_UNDERLAY_IFACE, Netns,
-    flannel::{BaselineNode, BaselinePod, FlannelBaseline},
+    Netns,
     perf::{
         self, Server, Test,
         paths::{Client, PathSpec, Settings, measure_paths},
         table::{self, Row},
     },
 };
-use support::{LocalCluster, eventually, pod_netns, pod_phase};
+use support::LocalCluster;
 
 /// TCP_STREAM's default send size: 128 KiB, iperf3's default, not netperf's 16 KiB. With 16 KiB
 /// sends every path is bound by the sender's system calls on this 2-CPU machine (a bare veth
@@ -146,25 +145,6 @@ spec:
         pod("other-node", node2, server),
     ]
     .join("---\n")
-}
-
-/// Flotilla's address of every pod named in `names`, once all run.
-async fn running_pods(cluster: &support::Cluster, names: &[&str]) -> anyhow::Result<Vec<Ipv4Addr>> {
-    eventually(Duration::from_secs(120), "benchmark pods Running", || {
-        let mut ips = Vec::new();
-        for name in names {
-            let pod = cluster.json(&["get", "pod", name])?;
-            let ip = pod["status"]["podIP"]
-                .as_str()
-                .and_then(|ip| ip.parse().ok());
-            match ip {
-                Some(ip) if pod_phase(&pod) == "Running" => ips.push(ip),
-                _ => return Ok(None),
-            }
-        }
-        Ok(Some(ips))
-    })
-    .await
 }
 
 /// Runs flotilla-cni the way containerd does (env + the conflist's plugin config on stdin, in
@@ -277,52 +257,24 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let local = LocalCluster::start_nodes(started, 2).await?;
     let (node1, node2) = (&local.node, &local.others[0]);
-    let cluster = &local.cluster;
-    cluster.apply(
-        "netbench.yaml",
-        &pods_manifest(&node1.config.node_name, &node2.config.node_name),
-    )?;
-    let names = ["client", "same-node", "other-node"];
-    let ips = running_pods(cluster, &names).await?;
-    let namespaces: Vec<Netns> = ips
-        .iter()
-        .map(|ip| pod_netns(*ip))
-        .collect::<Result<_, _>>()?;
+    let pods = local
+        .running_pods(
+            "netbench.yaml",
+            &pods_manifest(&node1.config.node_name, &node2.config.node_name),
+            &["client", "same-node", "other-node"],
+        )
+        .await?;
+    let (ips, namespaces): (Vec<Ipv4Addr>, Vec<Netns>) = pods.into_iter().unzip();
     eprintln!("pods Running after {:?}: {ips:?}", started.elapsed());
 
     // The flannel-style network beside Flotilla's, on the same pods.
-    let node_ip = |node: &support::LocalNode| -> anyhow::Result<Ipv4Addr> {
-        Ok(node.config.node_ip.parse()?)
-    };
-    let baseline = FlannelBaseline::create(
-        &[
-            BaselineNode {
-                netns: node1.netns.clone(),
-                underlay_ip: node_ip(node1)?,
-                underlay_iface: NODE_UNDERLAY_IFACE.to_owned(),
-            },
-            BaselineNode {
-                netns: node2.netns.clone(),
-                underlay_ip: node_ip(node2)?,
-                underlay_iface: NODE_UNDERLAY_IFACE.to_owned(),
-            },
-        ],
-        &[
-            BaselinePod {
-                netns: namespaces[0].clone(),
-                node: 0,
-            },
-            BaselinePod {
-                netns: namespaces[1].clone(),
-                node: 0,
-            },
-            BaselinePod {
-                netns: namespaces[2].clone(),
-                node: 1,
-            },
-        ],
-    )
-    .await?;
+    let baseline = local
+        .flannel_beside(&[
+            (&namespaces[0], 0),
+            (&namespaces[1], 0),
+            (&namespaces[2], 1),
+        ])
+        .await?;
 
     for netns in [&namespaces[0], &node1.netns] {
         for (key, value) in perf::CLIENT_SYSCTLS {
@@ -331,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let port = perf::DEFAULT_PORT;
     let at = |ip: Ipv4Addr| SocketAddr::new(IpAddr::V4(ip), port);
-    let underlay = at(node_ip(node2)?);
+    let underlay = at(node2.config.node_ip.parse()?);
     let _underlay_server = start_server(&node2.netns, underlay.ip())?;
     let client = Client::Thread(namespaces[0].clone());
     let paths = vec![

@@ -82,8 +82,7 @@ use flotilla_agent::datapath::{
 };
 use flotilla_common::services::PROTO_TCP;
 use flotilla_testbed::{
-    NODE_UNDERLAY_IFACE, Netlink, Netns,
-    flannel::{self, BaselineNode, BaselinePod, FlannelBaseline},
+    Netlink, Netns, flannel,
     kube_proxy::{self, ProxierConfig, ServicePort as ProxyPort, Sync},
     perf::{
         self, Test,
@@ -97,7 +96,7 @@ use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use kube::api::{ObjectMeta, PostParams};
-use support::{LocalCluster, eventually, pod_netns, pod_phase};
+use support::LocalCluster;
 
 /// The Services' port; their target port is the server pods' named port `perf` (12865).
 const SERVICE_PORT: u16 = 80;
@@ -795,67 +794,27 @@ async fn main() -> anyhow::Result<()> {
     // on the same machine does not share it.
     let local = LocalCluster::start_nodes(started, 2).await?;
     let (node1, node2) = (&local.node, &local.others[0]);
-    let cluster = &local.cluster;
-    cluster.apply(
-        "svcbench.yaml",
-        &pods_manifest(&node1.config.node_name, &node2.config.node_name),
-    )?;
-    let names = ["client", "server-a", "server-b"];
-    let ips: Vec<Ipv4Addr> = eventually(Duration::from_secs(120), "benchmark pods Running", || {
-        let mut ips = Vec::new();
-        for name in names {
-            let pod = cluster.json(&["get", "pod", name])?;
-            match pod["status"]["podIP"]
-                .as_str()
-                .and_then(|ip| ip.parse().ok())
-            {
-                Some(ip) if pod_phase(&pod) == "Running" => ips.push(ip),
-                _ => return Ok(None),
-            }
-        }
-        Ok(Some(ips))
-    })
-    .await?;
-    let namespaces: Vec<Netns> = ips
-        .iter()
-        .map(|ip| pod_netns(*ip))
-        .collect::<Result<_, _>>()?;
-    eprintln!("pods Running after {:?}: {ips:?}", started.elapsed());
+    let pods = local
+        .running_pods(
+            "svcbench.yaml",
+            &pods_manifest(&node1.config.node_name, &node2.config.node_name),
+            &["client", "server-a", "server-b"],
+        )
+        .await?;
+    let [
+        (_, client_netns),
+        (server_a, server_a_netns),
+        (server_b, server_b_netns),
+    ] = &pods[..]
+    else {
+        bail!("three benchmark pods expected, got {}", pods.len());
+    };
+    eprintln!("pods Running after {:?}", started.elapsed());
 
     // The flannel-style network beside Flotilla's, on the same pods.
-    let node_ip = |node: &support::LocalNode| -> anyhow::Result<Ipv4Addr> {
-        Ok(node.config.node_ip.parse()?)
-    };
-    let baseline = FlannelBaseline::create(
-        &[
-            BaselineNode {
-                netns: node1.netns.clone(),
-                underlay_ip: node_ip(node1)?,
-                underlay_iface: NODE_UNDERLAY_IFACE.to_owned(),
-            },
-            BaselineNode {
-                netns: node2.netns.clone(),
-                underlay_ip: node_ip(node2)?,
-                underlay_iface: NODE_UNDERLAY_IFACE.to_owned(),
-            },
-        ],
-        &[
-            BaselinePod {
-                netns: namespaces[0].clone(),
-                node: 0,
-            },
-            BaselinePod {
-                netns: namespaces[1].clone(),
-                node: 1,
-            },
-            BaselinePod {
-                netns: namespaces[2].clone(),
-                node: 1,
-            },
-        ],
-    )
-    .await?;
-    let client_netns = &namespaces[0];
+    let baseline = local
+        .flannel_beside(&[(client_netns, 0), (server_a_netns, 1), (server_b_netns, 1)])
+        .await?;
     for (key, value) in perf::CLIENT_SYSCTLS {
         client_netns.sysctl(key, value)?;
     }
@@ -902,7 +861,7 @@ async fn main() -> anyhow::Result<()> {
         binary: perf_binary.clone(),
     };
     let port = perf::DEFAULT_PORT;
-    let servers_flotilla = [ips[1], ips[2]];
+    let servers_flotilla = [*server_a, *server_b];
     let servers_flannel = [baseline.pod_ip(1)?, baseline.pod_ip(2)?];
     let backends: BTreeSet<(Ipv4Addr, u16)> =
         servers_flotilla.iter().map(|ip| (*ip, port)).collect();
@@ -946,7 +905,7 @@ async fn main() -> anyhow::Result<()> {
     let mut retried = first.retried;
     eprintln!("  while measuring: {}", busy_at_start.describe());
 
-    let client_api = support::client(&cluster.kubeconfig).await?;
+    let client_api = support::client(&local.cluster.kubeconfig).await?;
     let api = kube::Api::<Service>::namespaced(client_api, "default");
     let maps = [
         ServiceMaps::open(&NodePins::new(&node1.config.node_name)?)?,

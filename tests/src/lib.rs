@@ -12,6 +12,7 @@ pub mod flannel;
 pub mod kube_proxy;
 pub mod netlink;
 pub mod netns;
+pub mod objects;
 pub mod perf;
 pub mod traffic;
 

@@ -16,6 +16,7 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use flotilla_agent::datapath::start::unified_cgroup;
+use flotilla_testbed::objects;
 use support::{
     CLUSTER_DNS, LocalCluster, eventually, pod_netns, pod_phase, python_in_pod, require_root,
 };
@@ -210,23 +211,10 @@ async fn ready_pods(
         &format!("{count} ready {label} pods"),
         || {
             let pods = cluster.json(&["get", "pods", "-l", label])?;
-            let ready: BTreeMap<String, String> = pods["items"]
-                .as_array()
+            let ready: BTreeMap<String, String> = objects::live_pods(&pods)
                 .into_iter()
-                .flatten()
-                .filter(|pod| {
-                    pod["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-                .filter_map(|pod| {
-                    Some((
-                        pod["metadata"]["name"].as_str()?.to_owned(),
-                        pod["status"]["podIP"].as_str()?.to_owned(),
-                    ))
-                })
+                .filter(|pod| pod.ready)
+                .filter_map(|pod| Some((pod.name, pod.ip?)))
                 .collect();
             Ok((ready.len() == count).then_some(ready))
         },

@@ -18,7 +18,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use flotilla_testbed::Netns;
+use flotilla_testbed::{Netns, objects};
 use support::{LocalCluster, eventually, pod_netns, require_root};
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
@@ -326,21 +326,10 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
         let mut ips = Vec::new();
         for ns in NAMESPACES {
             let pods = cluster.json(&["get", "pods", "-n", ns])?;
-            for pod in pods["items"].as_array().into_iter().flatten() {
-                let ready = pod["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                let ip = pod["status"]["podIP"]
-                    .as_str()
-                    .and_then(|ip| ip.parse().ok());
-                if let (true, Some(ip)) = (ready, ip) {
-                    let name = pod["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
-                    ips.push((ns, name, ip));
+            for pod in objects::live_pods(&pods) {
+                let ip = pod.ip.and_then(|ip| ip.parse().ok());
+                if let (true, Some(ip)) = (pod.ready, ip) {
+                    ips.push((ns, pod.name, ip));
                 }
             }
         }

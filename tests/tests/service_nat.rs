@@ -21,8 +21,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use flotilla_testbed::Netns;
-use support::{LocalCluster, eventually, pod_netns, pod_phase, require_root};
+use flotilla_testbed::{Netns, objects};
+use support::{LocalCluster, eventually, pod_netns, require_root};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -215,21 +215,12 @@ async fn services_reach_pods_from_everywhere() -> anyhow::Result<()> {
     )?;
     let client_ip = eventually(Duration::from_secs(90), "pods Ready", || {
         let pods = cluster.json(&["get", "pods"])?;
-        let items = pods["items"].as_array().cloned().unwrap_or_default();
-        let ready = items
+        let pods = objects::live_pods(&pods);
+        let ready = pods.iter().filter(|pod| pod.ready).count();
+        let client = pods
             .iter()
-            .filter(|pod| {
-                pod["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-            .count();
-        let client = items
-            .iter()
-            .find(|pod| pod["metadata"]["name"] == "client" && pod_phase(pod) == "Running")
-            .and_then(|pod| pod["status"]["podIP"].as_str()?.parse::<Ipv4Addr>().ok());
+            .find(|pod| pod.name == "client" && pod.phase == "Running")
+            .and_then(|pod| pod.ip.as_deref()?.parse::<Ipv4Addr>().ok());
         Ok(client.filter(|_| ready == 3))
     })
     .await?;

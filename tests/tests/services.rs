@@ -14,6 +14,7 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use flotilla_agent::datapath::start::unified_cgroup;
+use flotilla_testbed::objects;
 use support::{LocalCluster, eventually, pod_netns, pod_phase, python_in_pod, require_root};
 
 const MANIFEST: &str = "apiVersion: apps/v1
@@ -132,30 +133,10 @@ const CHI_SQUARE_3_PODS_P001: f64 = 13.816;
 /// The Ready echo pods: (name, node).
 fn ready_echo_pods(cluster: &support::Cluster) -> anyhow::Result<BTreeSet<(String, String)>> {
     let pods = cluster.json(&["get", "pods", "-l", "app=echo"])?;
-    Ok(pods["items"]
-        .as_array()
+    Ok(objects::live_pods(&pods)
         .into_iter()
-        .flatten()
-        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
-        .filter(|pod| {
-            pod["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-        .map(|pod| {
-            (
-                pod["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                pod["spec"]["nodeName"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
+        .filter(|pod| pod.ready)
+        .map(|pod| (pod.name, pod.node))
         .collect())
 }
 

@@ -11,6 +11,7 @@
 
 use std::{
     fs,
+    net::Ipv4Addr,
     os::fd::AsFd as _,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
@@ -30,12 +31,17 @@ use flotilla_controlplane::{
     etcd::free_port,
     run::{ClusterDns, Config, ControlPlane},
 };
-use flotilla_testbed::{Netns, Testbed, TestbedConfig, containerd::Containerd};
+use flotilla_testbed::{
+    NODE_UNDERLAY_IFACE, Netns, Testbed, TestbedConfig,
+    containerd::Containerd,
+    flannel::{BaselineNode, BaselinePod, FlannelBaseline},
+    objects,
+};
 use nix::sched::{CloneFlags, setns};
 use serde_json::Value;
 
 /// The kube-dns Service's ClusterIP, in every pod's resolv.conf.
-pub const CLUSTER_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 96, 0, 10);
+pub const CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 
 pub fn require_root() {
     assert!(
@@ -372,7 +378,7 @@ fn workspace_cargo(args: &[&str], what: &str) -> anyhow::Result<PathBuf> {
 /// The network namespace containerd created for the pod with `ip` (found by its address among
 /// every `cni-*` namespace on the machine). Another cluster on this machine (`cargo xtask up`)
 /// hands out the same pod addresses, so two matches are an error that says so, never a guess.
-pub fn pod_netns(ip: std::net::Ipv4Addr) -> anyhow::Result<Netns> {
+pub fn pod_netns(ip: Ipv4Addr) -> anyhow::Result<Netns> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/run/netns")?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -436,7 +442,7 @@ pub struct LocalCluster {
     pub pod_cidr: String,
     /// The host's address on the underlay (where the control plane listens; outside the
     /// cluster's pod network).
-    pub host_ip: std::net::Ipv4Addr,
+    pub host_ip: Ipv4Addr,
 }
 
 impl LocalCluster {
@@ -491,15 +497,7 @@ impl LocalCluster {
                     bail!("the agent of {name} stopped: {failure}");
                 }
                 let node = cluster.json(&["get", "node", &name])?;
-                let ready = node["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                let untainted = node["spec"]["taints"]
-                    .as_array()
-                    .is_none_or(|taints| taints.is_empty());
-                Ok((ready && untainted).then_some(()))
+                Ok(objects::node_schedulable(&node).then_some(()))
             })
             .await;
             if let Err(err) = ready {
@@ -532,6 +530,60 @@ impl LocalCluster {
     /// Every node, the first one first.
     pub fn nodes(&self) -> impl Iterator<Item = &LocalNode> {
         std::iter::once(&self.node).chain(self.others.iter())
+    }
+
+    /// Applies a benchmark's pod manifest and waits until the pods `names` run: their network
+    /// namespaces, in `names`' order.
+    pub async fn running_pods(
+        &self,
+        file: &str,
+        manifest: &str,
+        names: &[&str],
+    ) -> anyhow::Result<Vec<(Ipv4Addr, Netns)>> {
+        self.cluster.apply(file, manifest)?;
+        let ips: Vec<Ipv4Addr> =
+            eventually(Duration::from_secs(120), "benchmark pods Running", || {
+                let mut ips = Vec::new();
+                for name in names {
+                    let pod = self.cluster.json(&["get", "pod", name])?;
+                    let ip = pod["status"]["podIP"]
+                        .as_str()
+                        .and_then(|ip| ip.parse().ok());
+                    match ip {
+                        Some(ip) if pod_phase(&pod) == "Running" => ips.push(ip),
+                        _ => return Ok(None),
+                    }
+                }
+                Ok(Some(ips))
+            })
+            .await?;
+        ips.into_iter().map(|ip| Ok((ip, pod_netns(ip)?))).collect()
+    }
+
+    /// The flannel-style kernel VXLAN network (the benchmarks' baseline) beside Flotilla's, over
+    /// every node, for `pods`: each pod's namespace with the index of its node.
+    pub async fn flannel_beside(
+        &self,
+        pods: &[(&Netns, usize)],
+    ) -> anyhow::Result<FlannelBaseline> {
+        let nodes = self
+            .nodes()
+            .map(|node| {
+                Ok(BaselineNode {
+                    netns: node.netns.clone(),
+                    underlay_ip: node.config.node_ip.parse()?,
+                    underlay_iface: NODE_UNDERLAY_IFACE.to_owned(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let pods: Vec<BaselinePod> = pods
+            .iter()
+            .map(|(netns, node)| BaselinePod {
+                netns: (*netns).clone(),
+                node: *node,
+            })
+            .collect();
+        Ok(FlannelBaseline::create(&nodes, &pods).await?)
     }
 
     /// Stops the nodes and the control plane in order.

@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use flotilla_testbed::objects;
 use serde_json::Value;
 
 use super::node;
@@ -41,16 +42,8 @@ pub(super) fn node_readiness(kubeconfig: &Path) -> Option<BTreeMap<String, bool>
             .as_array()?
             .iter()
             .map(|node| {
-                let ready = node["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                let untainted = node["spec"]["taints"]
-                    .as_array()
-                    .is_none_or(|taints| taints.is_empty());
                 let name = node["metadata"]["name"].as_str().unwrap_or_default();
-                (name.to_owned(), ready && untainted)
+                (name.to_owned(), objects::node_schedulable(node))
             })
             .collect(),
     )

@@ -14,6 +14,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use flotilla_testbed::objects;
 use serde_json::Value;
 
 use super::{
@@ -507,29 +508,9 @@ fn web_pod_list(kubeconfig: &Path) -> anyhow::Result<Vec<(String, String, bool)>
     )
     .context("listing the web pods")?;
     let list: Value = serde_json::from_str(&text).context("parsing kubectl's pod list")?;
-    Ok(list["items"]
-        .as_array()
+    Ok(objects::live_pods(&list)
         .into_iter()
-        .flatten()
-        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
-        .map(|pod| {
-            let ready = pod["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            (
-                pod["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                pod["spec"]["nodeName"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                ready,
-            )
-        })
+        .map(|pod| (pod.name, pod.node, pod.ready))
         .collect())
 }
 
