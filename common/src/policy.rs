@@ -134,6 +134,26 @@ pub struct PolicyCtKey {
     pub pad: [u8; 2],
 }
 
+impl PolicyCtKey {
+    /// The other direction of the same connection, at the endpoint's other enforcement point
+    /// (where its replies are checked).
+    pub const fn reply(&self) -> Self {
+        Self {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+            direction: if self.direction == DIR_INGRESS {
+                DIR_EGRESS
+            } else {
+                DIR_INGRESS
+            },
+            pad: [0; 2],
+        }
+    }
+}
+
 /// Value of [`POLICY_CT_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -146,20 +166,10 @@ pub struct PolicyCtEntry {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PolicyDrop {
-    /// Source address of the dropped packet (as the endpoint sees it).
-    pub src: [u8; 4],
-    /// Destination address.
-    pub dst: [u8; 4],
-    /// Source port, network order.
-    pub sport: u16,
-    /// Destination port, network order.
-    pub dport: u16,
-    /// IP protocol.
-    pub proto: u8,
-    /// [`DIR_INGRESS`] (the destination's ingress policy denied it) or [`DIR_EGRESS`].
-    pub direction: u8,
-    /// Explicit padding.
-    pub pad: [u8; 2],
+    /// The dropped packet's connection as the endpoint sees it, at the enforcement point that
+    /// denied it ([`DIR_INGRESS`]: the destination's ingress policy; [`DIR_EGRESS`]: the
+    /// source's egress policy).
+    pub flow: PolicyCtKey,
     /// The peer's identity as the node's identity cache gave it.
     pub identity: u32,
     /// Explicit padding.
@@ -187,6 +197,26 @@ mod tests {
         assert_eq!(core::mem::size_of::<PolicyCtKey>(), 16);
         assert_eq!(core::mem::size_of::<PolicyCtEntry>(), 8);
         assert_eq!(core::mem::size_of::<PolicyDrop>(), 32);
+    }
+
+    #[test]
+    fn a_reply_swaps_the_ends_and_the_enforcement_point() {
+        let key = PolicyCtKey {
+            src: [10, 244, 1, 5],
+            dst: [10, 244, 2, 7],
+            sport: 40000u16.to_be(),
+            dport: 8080u16.to_be(),
+            proto: 6,
+            direction: DIR_EGRESS,
+            pad: [0; 2],
+        };
+        let reply = key.reply();
+        assert_eq!(
+            (reply.src, reply.dst, reply.sport, reply.dport, reply.proto),
+            (key.dst, key.src, key.dport, key.sport, key.proto)
+        );
+        assert_eq!(reply.direction, DIR_INGRESS);
+        assert_eq!(reply.reply(), key);
     }
 
     #[test]

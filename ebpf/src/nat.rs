@@ -78,22 +78,39 @@ impl Flow {
     }
 }
 
-/// The TCP/UDP tuple of an IPv4 packet; None for other protocols and non-first fragments.
+/// An IPv4 packet as the programs decide on it: its addresses and protocol, and its TCP/UDP
+/// flow.
+#[derive(Clone, Copy)]
+pub(crate) struct Packet {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub proto: u8,
+    /// None for other protocols and non-first fragments.
+    pub flow: Option<Flow>,
+}
+
+/// Reads an IPv4 packet's header with one load (each `bpf_skb_load_bytes` is a helper call on
+/// every packet), then its ports and TCP flags.
 #[inline(always)]
-pub(crate) fn flow(ctx: &TcContext) -> Result<Option<Flow>, DropReason> {
+pub(crate) fn parse(ctx: &TcContext) -> Result<Packet, DropReason> {
     let header = ctx
-        .load::<[u8; 10]>(ETH_HLEN)
+        .load::<[u8; 20]>(ETH_HLEN)
         .map_err(|_| DropReason::Malformed)?;
+    let src = [header[12], header[13], header[14], header[15]];
+    let dst = [header[16], header[17], header[18], header[19]];
     let proto = header[9];
-    if proto != PROTO_TCP && proto != PROTO_UDP {
-        return Ok(None);
-    }
+    let mut packet = Packet {
+        src,
+        dst,
+        proto,
+        flow: None,
+    };
     // Fragment offset (13 bits after the flags) non-zero: no L4 header in this packet.
-    if u16::from_be_bytes([header[6], header[7]]) & 0x1fff != 0 {
-        return Ok(None);
+    let first_fragment = u16::from_be_bytes([header[6], header[7]]) & 0x1fff == 0;
+    if (proto != PROTO_TCP && proto != PROTO_UDP) || !first_fragment {
+        return Ok(packet);
     }
     let l4 = ETH_HLEN + usize::from(header[0] & 0x0f) * 4;
-    let (src, dst) = network::addresses(ctx)?;
     let ports = ctx
         .load::<[u16; 2]>(l4)
         .map_err(|_| DropReason::Malformed)?;
@@ -102,7 +119,7 @@ pub(crate) fn flow(ctx: &TcContext) -> Result<Option<Flow>, DropReason> {
     } else {
         0
     };
-    Ok(Some(Flow {
+    packet.flow = Some(Flow {
         key: FlowKey {
             src,
             dst,
@@ -113,7 +130,8 @@ pub(crate) fn flow(ctx: &TcContext) -> Result<Option<Flow>, DropReason> {
         },
         l4,
         tcp_flags,
-    }))
+    });
+    Ok(packet)
 }
 
 /// Rewrites a packet of a tracked connection; returns its new tuple, or None when the flow is

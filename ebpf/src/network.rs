@@ -44,7 +44,6 @@ pub(crate) const ETH_HLEN: usize = 14;
 /// Offset of the TTL (followed by the protocol, one 16-bit word for the checksum update).
 const IP_TTL: usize = ETH_HLEN + 8;
 const IP_CHECK: usize = ETH_HLEN + 10;
-const IP_SRC: usize = ETH_HLEN + 12;
 const IP_DST: usize = ETH_HLEN + 16;
 /// `PACKET_HOST`: the frame is for this host (set on frames handed to the node's stack).
 const PACKET_HOST: u32 = 0;
@@ -86,9 +85,9 @@ fn to_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(config) = node_config(ctx) else {
         return Ok(TC_ACT_OK);
     };
-    let flow = nat::flow(ctx)?;
-    let mut seen = Tuple::of(ctx, flow.as_ref())?;
-    if let Some(flow) = flow
+    let packet = nat::parse(ctx)?;
+    let mut seen = Tuple::of(&packet);
+    if let Some(flow) = packet.flow
         && let Some(nat) = nat::tracked(ctx, &flow)?
     {
         seen = seen.rewritten(nat.src, nat.dst, nat.sport, nat.dport);
@@ -140,18 +139,18 @@ fn from_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(config) = node_config(ctx) else {
         return Ok(TC_ACT_OK);
     };
-    let (src, _) = addresses(ctx)?;
+    let packet = nat::parse(ctx)?;
     // A pod may only send from the address it was given (no spoofing another pod's identity).
     // SAFETY: the skb context is valid for the program's whole run.
     let ingress_ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let own = match endpoint(src) {
+    let own = match endpoint(packet.src) {
         Some(own) if own.host_ifindex == ingress_ifindex => own,
         _ => return Err(DropReason::SourceMismatch),
     };
-    let flow = nat::flow(ctx)?;
+    let flow = packet.flow;
     // The packet as the pod sent it (its connection is tracked by that) and, once translated,
     // as it travels on.
-    let seen = Tuple::of(ctx, flow.as_ref())?;
+    let seen = Tuple::of(&packet);
     let mut now = seen;
     let mut via_node = false;
     // Egress policy is about the peer after Service translation (the backend, not the VIP);
@@ -234,7 +233,8 @@ fn from_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(config) = node_config(ctx) else {
         return Ok(TC_ACT_OK);
     };
-    let (src, dst) = addresses(ctx)?;
+    let packet = nat::parse(ctx)?;
+    let (src, dst) = (packet.src, packet.dst);
     // SAFETY: zeroed is a valid bpf_tunnel_key (plain integers and unions of integers).
     let mut key: bpf_tunnel_key = unsafe { zeroed() };
     // SAFETY: key is a valid, writable bpf_tunnel_key of the size passed.
@@ -251,9 +251,8 @@ fn from_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
         Some(owner) if owner.node_ipv4 == remote => {}
         _ => return Err(DropReason::TunnelSourceMismatch),
     }
-    let flow = nat::flow(ctx)?;
-    let seen = Tuple::of(ctx, flow.as_ref())?;
-    if let Some(flow) = flow {
+    let seen = Tuple::of(&packet);
+    if let Some(flow) = packet.flow {
         // Replies of connections this node translated (to a pod here, or SNATed NodePort
         // traffic on its way back to the client).
         if let Some(nat) = nat::tracked(ctx, &flow)? {
@@ -290,7 +289,7 @@ fn from_underlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(config) = node_config(ctx) else {
         return Ok(TC_ACT_OK);
     };
-    let Some(flow) = nat::flow(ctx)? else {
+    let Some(flow) = nat::parse(ctx)?.flow else {
         return Ok(TC_ACT_OK);
     };
     if flow.key.dst != config.node_ipv4
@@ -337,7 +336,7 @@ fn nodeport(
             Translation::NoBackend => return Err(DropReason::NoBackend),
         },
     };
-    let seen = Tuple::of(ctx, Some(flow))?.rewritten(nat.src, nat.dst, nat.sport, nat.dport);
+    let seen = Tuple::of_flow(flow).rewritten(nat.src, nat.dst, nat.sport, nat.dport);
     forward(ctx, config, &seen).map(Some)
 }
 
@@ -364,7 +363,9 @@ fn to_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(config) = node_config(ctx) else {
         return Ok(TC_ACT_OK);
     };
-    let (_, dst) = addresses(ctx)?;
+    let dst = ctx
+        .load::<[u8; 4]>(IP_DST)
+        .map_err(|_| DropReason::Malformed)?;
     let Some(tunnel) = tunnel(dst) else {
         return Err(DropReason::NoTunnel);
     };
@@ -380,18 +381,6 @@ fn node_config(ctx: &TcContext) -> Option<NodeConfig> {
     }
     let config = *NODE_CONFIG.get(0)?;
     (config.vxlan_ifindex != 0).then_some(config)
-}
-
-/// The IPv4 source and destination.
-#[inline(always)]
-pub(crate) fn addresses(ctx: &TcContext) -> Result<([u8; 4], [u8; 4]), DropReason> {
-    let src = ctx
-        .load::<[u8; 4]>(IP_SRC)
-        .map_err(|_| DropReason::Malformed)?;
-    let dst = ctx
-        .load::<[u8; 4]>(IP_DST)
-        .map_err(|_| DropReason::Malformed)?;
-    Ok((src, dst))
 }
 
 /// Whether `ipv4` is this node's address. NodePorts of other nodes are theirs to translate

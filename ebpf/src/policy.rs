@@ -9,7 +9,6 @@ use aya_ebpf::{
     btf_maps::{LpmTrie, LruHashMap, RingBuf, lpm_trie::Key},
     helpers::generated::bpf_ktime_get_ns,
     macros::btf_map,
-    programs::TcContext,
 };
 use flotilla_common::{
     network::DropReason,
@@ -21,7 +20,7 @@ use flotilla_common::{
     services::{CT_TCP_LIFETIME_NS, CT_UDP_LIFETIME_NS, PROTO_TCP, PROTO_UDP},
 };
 
-use crate::{nat::Flow, network::ETH_HLEN};
+use crate::nat::{Flow, Packet};
 
 #[btf_map]
 static IPCACHE: LpmTrie<[u8; 4], u32, { IPCACHE_MAX_ENTRIES as usize }> = LpmTrie::new();
@@ -51,29 +50,31 @@ pub(crate) struct Tuple {
 impl Tuple {
     /// The tuple of a packet: from its TCP/UDP flow, else its protocol alone.
     #[inline(always)]
-    pub(crate) fn of(ctx: &TcContext, flow: Option<&Flow>) -> Result<Self, DropReason> {
-        if let Some(flow) = flow {
-            return Ok(Self {
-                src: flow.key.src,
-                dst: flow.key.dst,
-                sport: flow.key.sport,
-                dport: flow.key.dport,
-                proto: flow.key.proto,
-                syn: flow.key.proto == PROTO_TCP && flow.opens(),
-            });
+    pub(crate) fn of(packet: &Packet) -> Self {
+        match &packet.flow {
+            Some(flow) => Self::of_flow(flow),
+            None => Self {
+                src: packet.src,
+                dst: packet.dst,
+                sport: 0,
+                dport: 0,
+                proto: packet.proto,
+                syn: false,
+            },
         }
-        let (src, dst) = crate::network::addresses(ctx)?;
-        let proto = ctx
-            .load::<u8>(ETH_HLEN + 9)
-            .map_err(|_| DropReason::Malformed)?;
-        Ok(Self {
-            src,
-            dst,
-            sport: 0,
-            dport: 0,
-            proto,
-            syn: false,
-        })
+    }
+
+    /// The tuple of a TCP/UDP packet.
+    #[inline(always)]
+    pub(crate) fn of_flow(flow: &Flow) -> Self {
+        Self {
+            src: flow.key.src,
+            dst: flow.key.dst,
+            sport: flow.key.sport,
+            dport: flow.key.dport,
+            proto: flow.key.proto,
+            syn: flow.key.proto == PROTO_TCP && flow.opens(),
+        }
     }
 
     /// The same packet after a rewrite to `src:sport -> dst:dport`.
@@ -193,13 +194,7 @@ fn enforce(
         {
             let _ = POLICY_EVENTS.output(
                 PolicyDrop {
-                    src: seen.src,
-                    dst: seen.dst,
-                    sport: seen.sport,
-                    dport: seen.dport,
-                    proto: seen.proto,
-                    direction,
-                    pad: [0; 2],
+                    flow: key,
                     identity,
                     pad2: 0,
                     time_ns: now,
@@ -211,21 +206,8 @@ fn enforce(
     }
     // Tracked both ways: this direction, and the replies at the endpoint's other point.
     let entry = PolicyCtEntry { last_seen_ns: now };
-    let reply = PolicyCtKey {
-        src: seen.dst,
-        dst: seen.src,
-        sport: seen.dport,
-        dport: seen.sport,
-        proto: seen.proto,
-        direction: if direction == DIR_INGRESS {
-            DIR_EGRESS
-        } else {
-            DIR_INGRESS
-        },
-        pad: [0; 2],
-    };
     // A full table only costs the tracking: the next packet is judged again.
-    let _ = POLICY_CT.insert(reply, entry, 0);
+    let _ = POLICY_CT.insert(key.reply(), entry, 0);
     let _ = POLICY_CT.insert(key, entry, 0);
     Ok(())
 }

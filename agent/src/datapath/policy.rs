@@ -735,12 +735,12 @@ impl From<PolicyDrop> for DropRow {
     fn from(drop: PolicyDrop) -> Self {
         Self {
             time_s: drop.time_ns as f64 / 1e9,
-            direction: direction_name(drop.direction),
-            proto: protocol_name(drop.proto),
-            src: Ipv4Addr::from(drop.src),
-            sport: u16::from_be(drop.sport),
-            dst: Ipv4Addr::from(drop.dst),
-            dport: u16::from_be(drop.dport),
+            direction: direction_name(drop.flow.direction),
+            proto: protocol_name(drop.flow.proto),
+            src: Ipv4Addr::from(drop.flow.src),
+            sport: u16::from_be(drop.flow.sport),
+            dst: Ipv4Addr::from(drop.flow.dst),
+            dport: u16::from_be(drop.flow.dport),
             identity: drop.identity,
         }
     }
