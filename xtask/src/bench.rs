@@ -29,8 +29,8 @@ pub(crate) struct BenchArgs {
     /// Pods created per second, 0 for all at once (pods).
     #[arg(long, default_value_t = 5.0)]
     rate: f64,
-    /// Seconds each network test runs per path (network and policy, default 3; services,
-    /// default 2 per round).
+    /// Seconds each network test runs per path (policy, default 3; network and services,
+    /// default 2 per round, the median of the rounds reported).
     #[arg(long)]
     seconds: Option<u64>,
     /// Numbers of Services, measured in turn, each step adding to the last (services).
@@ -139,8 +139,8 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         ),
         Which::Network => run_visible(
             &format!(
-                "pod network benchmark, {} s per test and path",
-                args.seconds.unwrap_or(3)
+                "pod network benchmark, median of 5 rounds of {} s per test and path",
+                args.seconds.unwrap_or(2)
             ),
             cargo().args([
                 "bench",
@@ -150,7 +150,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 "pod_network",
                 "--",
                 "--duration",
-                &format!("{}s", args.seconds.unwrap_or(3)),
+                &format!("{}s", args.seconds.unwrap_or(2)),
             ]),
         ),
         Which::Services => run_visible(
