@@ -40,7 +40,7 @@ use flotilla_testbed::{
     Netns,
     perf::{
         self, Server, Test,
-        paths::{Client, PathSpec, Settings, measure_paths},
+        paths::{self, Client, PathSpec, Settings, measure_paths},
         table::{self, Row},
     },
 };
@@ -331,7 +331,8 @@ async fn main() -> anyhow::Result<()> {
         options.settings.send_size
     );
     // Blocking clients and servers run on threads of their own.
-    let rows = tokio::task::block_in_place(|| measure_paths(&paths, &options.settings))?.rows;
+    let measurement = tokio::task::block_in_place(|| measure_paths(&paths, &options.settings))?;
+    let rows = measurement.rows;
     drop(baseline);
 
     let plugin = support::cni_plugin()?;
@@ -362,6 +363,7 @@ async fn main() -> anyhow::Result<()> {
             "NOT met"
         }
     );
+    print!("{}", paths::describe_unsteady(&measurement.unsteady));
     println!(
         "datapath goals: {}",
         if met { "all met" } else { "NOT all met" }

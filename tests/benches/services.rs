@@ -51,11 +51,11 @@
 //! (KUBE-SERVICES rewritten whole plus the new chains). Last, the datapath's drop counters and
 //! any run that failed and was measured again.
 //!
-//! Every (test, path) runs `--rounds` times (default 3), interleaved with the others, and the
+//! Every (test, path) runs `--rounds` times (default 5), interleaved with the others, and the
 //! median run is reported: the machine is shared, and its load drifts within a run.
 //!
 //! Needs root. Options: `--services 1,1000,10000`; `--duration D` per test, path and round
-//! (default 2s); `--rounds N` (default 3); `--tests TCP_RR,TCP_CRR` (TCP_STREAM works too);
+//! (default 2s); `--rounds N` (default 5); `--tests TCP_RR,TCP_CRR` (TCP_STREAM works too);
 //! `--iptables-full-sync`; `--json`.
 
 #![allow(
@@ -86,7 +86,7 @@ use flotilla_testbed::{
     kube_proxy::{self, ProxierConfig, ServicePort as ProxyPort, Sync},
     perf::{
         self, Test,
-        paths::{Client, PathSpec, Settings, measure_paths},
+        paths::{self, Client, PathSpec, Settings, measure_paths},
         table::{self, Row},
     },
 };
@@ -126,7 +126,7 @@ fn options() -> anyhow::Result<Options> {
         tests: vec![Test::TcpRr, Test::TcpCrr],
         duration: Duration::from_secs(2),
         send_size: 128 << 10,
-        rounds: 3,
+        rounds: 5,
         retries: 1,
     };
     let mut services = vec![1, 1_000, 10_000];
@@ -903,6 +903,7 @@ async fn main() -> anyhow::Result<()> {
     let first = first_rows?;
     let mut rows = first.rows;
     let mut retried = first.retried;
+    let mut unsteady = first.unsteady;
     eprintln!("  while measuring: {}", busy_at_start.describe());
 
     let client_api = support::client(&local.cluster.kubeconfig).await?;
@@ -992,6 +993,7 @@ async fn main() -> anyhow::Result<()> {
         let measured_rows = measured_rows?;
         rows.extend(measured_rows.rows);
         retried.extend(measured_rows.retried);
+        unsteady.extend(measured_rows.unsteady);
         eprintln!("  while measuring: {}", busy.describe());
         // Proof that the iptables rows went through the chains: the measured Service's
         // KUBE-SVC chain counted packets on the client's node.
@@ -1238,6 +1240,7 @@ async fn main() -> anyhow::Result<()> {
             println!("  failed once and measured again: {failure}");
         }
     }
+    print!("{}", paths::describe_unsteady(&unsteady));
     if options.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     }

@@ -51,6 +51,43 @@ pub struct Measurement {
     pub rows: Vec<Row>,
     /// The failures that were retried, as messages.
     pub retried: Vec<String>,
+    /// The (test, path) pairs whose rounds lay more than [`UNSTEADY_SPREAD`] apart, as
+    /// messages: the machine's load moved under them, and their median says less.
+    pub unsteady: Vec<String>,
+}
+
+/// Fastest over slowest round of one (test, path) above which the measurement is reported as
+/// unsteady (within-run noise on this 2-CPU VM is usually under 10 %).
+pub const UNSTEADY_SPREAD: f64 = 1.15;
+
+/// Lines (each with its newline) saying whether every measurement held still, for a bench's
+/// summary.
+pub fn describe_unsteady(unsteady: &[String]) -> String {
+    if unsteady.is_empty() {
+        return format!(
+            "  every figure's rounds within {:.0} % of each other\n",
+            (UNSTEADY_SPREAD - 1.0) * 100.0
+        );
+    }
+    unsteady
+        .iter()
+        .map(|line| format!("  unsteady, the machine's load moved: {line}\n"))
+        .collect()
+}
+
+/// A message when the rounds of `test` on `path` (sorted by headline figure) spread more
+/// than [`UNSTEADY_SPREAD`].
+fn unsteadiness(path: &PathSpec, sorted: &[Report]) -> Option<String> {
+    let (slowest, fastest) = (headline(sorted.first()?), headline(sorted.last()?));
+    (slowest > 0.0 && fastest / slowest > UNSTEADY_SPREAD).then(|| {
+        format!(
+            "{} / {} {}: rounds from {slowest:.0} to {fastest:.0} ({:.0} % apart)",
+            path.datapath,
+            path.path,
+            sorted[0].test,
+            (fastest / slowest - 1.0) * 100.0
+        )
+    })
 }
 
 /// Where a path's client runs.
@@ -289,13 +326,19 @@ pub fn measure_paths(paths: &[PathSpec], settings: &Settings) -> Result<Measurem
         }
     }
     let mut rows = Vec::new();
+    let mut unsteady = Vec::new();
     for (index, mut reports) in runs.into_iter().enumerate() {
         reports.sort_by(|a, b| headline(a).total_cmp(&headline(b)));
         let path = &paths[index % paths.len()];
+        unsteady.extend(unsteadiness(path, &reports));
         let median = reports.swap_remove(reports.len() / 2);
         rows.push(Row::new(&path.datapath, &path.path, median));
     }
-    Ok(Measurement { rows, retried })
+    Ok(Measurement {
+        rows,
+        retried,
+        unsteady,
+    })
 }
 
 /// `err` and its sources on one line.
