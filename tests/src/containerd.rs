@@ -319,18 +319,60 @@ pub fn kill_shims_of(socket: &Path) {
 }
 
 /// Detaches every mount below `dir` (container root filesystems, sandbox shm, tmpfs volumes left
-/// by a dead containerd or agent), deepest first, so the directory can be removed.
+/// by a dead containerd or agent), deepest first, so the directory can be removed. A network
+/// namespace mounted there (a pod's, with `netns_mounts_under_state_dir`) has its processes
+/// killed first: detaching alone would leave them running in it.
 pub fn unmount_below(dir: &Path) {
     let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
         return;
     };
-    let mut targets: Vec<&str> = mountinfo
+    let mut mounts: Vec<(&str, bool)> = mountinfo
         .lines()
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .filter(|target| Path::new(target).starts_with(dir))
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let root = fields.nth(3)?;
+            let target = fields.next()?;
+            Path::new(target)
+                .starts_with(dir)
+                .then_some((target, root.starts_with("net:[")))
+        })
         .collect();
-    targets.reverse();
-    for target in targets {
-        let _ = umount2(target, MntFlags::MNT_DETACH);
+    mounts.reverse();
+    for (target, is_netns) in mounts {
+        if is_netns {
+            let _ = crate::netns::delete_netns_file(Path::new(target));
+        } else {
+            let _ = umount2(target, MntFlags::MNT_DETACH);
+        }
     }
+}
+
+/// Removes `cgroup` (e.g. `flotilla/flotilla-node1`; a leading `/` means the same) and everything
+/// below it in every cgroup hierarchy, deepest first: runc leaves the pods' parent cgroups behind.
+/// Returns how many directories went.
+pub fn remove_cgroups(cgroup: &Path) -> usize {
+    // Joining an absolute path would replace the hierarchy's, and reach outside /sys/fs/cgroup.
+    let relative = cgroup.strip_prefix("/").unwrap_or(cgroup);
+    let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
+        return 0;
+    };
+    hierarchies
+        .flatten()
+        .map(|hierarchy| remove_cgroup_tree(&hierarchy.path().join(relative)))
+        .sum()
+}
+
+fn remove_cgroup_tree(dir: &Path) -> usize {
+    let mut removed = 0;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                removed += remove_cgroup_tree(&entry.path());
+            }
+        }
+    }
+    if fs::remove_dir(dir).is_ok() {
+        removed += 1;
+    }
+    removed
 }

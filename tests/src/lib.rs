@@ -601,11 +601,32 @@ fn remove_pin_dir(dir: &Path) -> Result<(), TestbedError> {
 pub fn leftovers(prefix: &str) -> Vec<PathBuf> {
     [Path::new(netns::NETNS_DIR), Path::new(BPF_PIN_ROOT)]
         .into_iter()
-        .filter_map(|dir| fs::read_dir(dir).ok())
-        .flat_map(|entries| entries.flatten())
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
-        .map(|entry| entry.path())
+        .flat_map(|dir| entries_with_prefix(dir, prefix))
         .collect()
+}
+
+/// The entries of `dir` whose name starts with `prefix` (none if `dir` cannot be read).
+fn entries_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
+                .map(|entry| entry.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A temporary directory for one run's files (containerd's root and state, the control plane's
+/// state), named with a fresh run prefix: dropping it removes it, and if this process is killed
+/// first, [`sweep_stale`] removes it with the mounts and pod namespaces below it.
+pub fn run_dir(purpose: &str) -> Result<tempfile::TempDir, TestbedError> {
+    let dir = std::env::temp_dir();
+    tempfile::Builder::new()
+        .prefix(&format!("{}{purpose}-", unique_prefix()))
+        .tempdir_in(&dir)
+        .map_err(|source| TestbedError::io("creating a directory in", &dir, source))
 }
 
 /// Removes every namespace (killing its processes) and pin directory whose name starts with
@@ -635,27 +656,58 @@ fn remove_leftover(path: &Path) -> Result<(), TestbedError> {
 /// What [`sweep_stale`] removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {
-    /// Namespaces and pin directories removed.
+    /// Namespaces, pin directories, run directories and cgroups removed.
     pub removed: Vec<PathBuf>,
 }
 
-/// Removes the namespaces, processes and pins of test-bed runs whose process is gone (killed,
-/// interrupted). Runs of live processes are left alone.
+/// Removes what test-bed runs whose process is gone (killed, interrupted) left behind: their
+/// namespaces with the processes inside (a node's holds its containerd and shims), pins, run
+/// directories ([`run_dir`]) with the mounts and pod namespaces below them, and cgroups. Runs of
+/// live processes are left alone.
 pub fn sweep_stale() -> Result<SweepReport, TestbedError> {
     let mut report = SweepReport::default();
-    let stale: Vec<PathBuf> = leftovers(RUN_PREFIX)
+    // Namespaces first: the processes in them hold the mounts and cgroups swept after.
+    for path in leftovers(RUN_PREFIX)
         .into_iter()
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| owner_pid(&name.to_string_lossy()))
-                .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists())
-        })
-        .collect();
-    for path in stale {
+        .filter(|path| of_dead_run(path))
+    {
         remove_leftover(&path)?;
         report.removed.push(path);
     }
+    let temp = std::env::temp_dir();
+    for dir in entries_with_prefix(&temp, RUN_PREFIX)
+        .into_iter()
+        .filter(|dir| of_dead_run(dir))
+    {
+        containerd::unmount_below(&dir);
+        fs::remove_dir_all(&dir).map_err(|source| TestbedError::io("removing", &dir, source))?;
+        report.removed.push(dir);
+    }
+    let cgroups: std::collections::BTreeSet<PathBuf> =
+        entries_with_prefix(Path::new(CGROUP_ROOT), "")
+            .iter()
+            .flat_map(|hierarchy| entries_with_prefix(hierarchy, RUN_PREFIX))
+            .filter(|cgroup| of_dead_run(cgroup))
+            .filter_map(|cgroup| cgroup.file_name().map(PathBuf::from))
+            .collect();
+    for cgroup in cgroups {
+        if containerd::remove_cgroups(&cgroup) > 0 {
+            report
+                .removed
+                .push(Path::new(CGROUP_ROOT).join("*").join(cgroup));
+        }
+    }
     Ok(report)
+}
+
+/// Where the cgroup hierarchies are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Whether `path`'s name carries the pid of a process that no longer exists.
+fn of_dead_run(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| owner_pid(&name.to_string_lossy()))
+        .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists())
 }
 
 /// The pid encoded in a test-bed name (`fltb-<pid>-...`).

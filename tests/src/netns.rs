@@ -89,6 +89,25 @@ impl Netns {
         })
     }
 
+    /// A namespace bind-mounted at `path` outside /run/netns, such as a pod's under its node's
+    /// containerd state dir; it goes by its file name.
+    pub fn at(path: &Path) -> Result<Self, TestbedError> {
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .ok_or_else(|| TestbedError::Invalid(format!("namespace path {}", path.display())))?;
+        if !path.exists() {
+            return Err(TestbedError::NotFound(format!(
+                "network namespace {}",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            name,
+            path: path.to_owned(),
+        })
+    }
+
     /// The namespace this process was started in (the machine's own, for links between it and a
     /// test bed). /proc/1 may not be ours to open inside a container, /proc/self is. Never
     /// deleted: [`Netns::delete`] refuses to.

@@ -17,9 +17,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use flotilla_agent::datapath::start::unified_cgroup;
 use flotilla_testbed::objects;
-use support::{
-    CLUSTER_DNS, LocalCluster, eventually, pod_netns, pod_phase, python_in_pod, require_root,
-};
+use support::{CLUSTER_DNS, LocalCluster, eventually, pod_phase, python_in_pod, require_root};
 
 const MANIFEST: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -326,7 +324,7 @@ async fn pods_resolve_services_through_the_cluster_dns() -> anyhow::Result<()> {
         .as_str()
         .context("client has no podIP")?
         .parse()?;
-    let netns = pod_netns(client_ip)?;
+    let netns = local.pod_netns(client_ip)?;
     let cgroup = unified_cgroup(&local.node.cgroup_root).join("test-dns-client");
     let tcp = python_in_pod(
         netns.path(),

@@ -61,7 +61,7 @@ struct Containerd {
 
 impl Containerd {
     fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("flotilla-img-").tempdir()?;
+        let dir = flotilla_testbed::run_dir("images")?;
         let root = dir.path();
         let socket = root.join("containerd.sock");
         for sub in ["root", "state", "cni/bin", "cni/conf"] {

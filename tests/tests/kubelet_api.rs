@@ -75,9 +75,7 @@ impl Drop for NetnsGuard {
 
 impl Node {
     async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("flotilla-kapi-")
-            .tempdir()?;
+        let dir = flotilla_testbed::run_dir("kubelet-api")?;
         let dirs = NodeDirs::under(dir.path());
         for sub in dirs.all() {
             std::fs::create_dir_all(&sub)?;
@@ -341,9 +339,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("flotilla-kapi-cp-")
-            .tempdir()?;
+        let dir = flotilla_testbed::run_dir("kubelet-api-cp")?;
         let config = Config {
             etcd_ports: (free_port()?, free_port()?),
             ..Config::new(

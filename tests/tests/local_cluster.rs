@@ -209,8 +209,14 @@ fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
             "the running cluster lacks {expected}; it had: {created:#?}"
         );
     }
+    // Pod namespaces are mounted under each node's containerd state dir, not in /run/netns.
+    ensure!(
+        created.iter().any(|item| item.starts_with("mount ")
+            && item.contains("/io.containerd.grpc.v1.cri/netns/cni-")),
+        "the running cluster showed no pod network namespace under a node's state dir: \
+         {created:#?}"
+    );
     for kind in [
-        "network namespace cni-",
         "bpffs pin directory flotilla-node",
         "eBPF program",
         "process",

@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use flotilla_testbed::{Netns, objects};
-use support::{LocalCluster, eventually, pod_netns, require_root};
+use support::{LocalCluster, eventually, require_root};
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
@@ -343,7 +343,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
             .find(|(ns, name, _)| *ns == id.0 && name == id.1)
             .map(|(_, _, ip)| *ip)
             .context("pod address")?;
-        pods.push((id, ip, pod_netns(ip)?));
+        pods.push((id, ip, local.pod_netns(ip)?));
     }
     let matrix = Matrix { pods };
     eprintln!("9 pods ready after {:?}", started.elapsed());

@@ -177,9 +177,7 @@ async fn volumes_env_and_probes_on_real_containerd() -> anyhow::Result<()> {
     let tarballs = support::test_images()?;
     // Declared in this order so they drop in reverse: containerd (and its shims and mounts)
     // first, then the namespace, then the files.
-    let dir = tempfile::Builder::new()
-        .prefix("flotilla-podlib-")
-        .tempdir()?;
+    let dir = flotilla_testbed::run_dir("pod-library")?;
     let netns = NetnsGuard(Netns::create(&format!("{}x", unique_prefix()))?);
     Netlink::connect(&netns.0)?.set_up("lo").await?;
     let dirs = NodeDirs::under(dir.path());

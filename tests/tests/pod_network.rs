@@ -23,7 +23,7 @@ use flotilla_testbed::{
     Netns,
     traffic::{ping, tcp_echo},
 };
-use support::{LocalCluster, eventually, pod_netns, pod_phase, require_root};
+use support::{LocalCluster, eventually, pod_phase, require_root};
 
 fn pods_manifest(nodes: &[String]) -> String {
     let pod = |name: &str, node: &str| {
@@ -221,9 +221,9 @@ async fn pods_reach_each_other_on_and_across_nodes() -> anyhow::Result<()> {
     )
     .await?;
 
-    let a1_ns = pod_netns(a1)?;
-    let b1_ns = pod_netns(b1)?;
-    let c1_ns = pod_netns(c1)?;
+    let a1_ns = local.pod_netns(a1)?;
+    let b1_ns = local.pod_netns(b1)?;
+    let c1_ns = local.pod_netns(c1)?;
 
     // ICMP: same node, across nodes, both directions.
     ping(&a1_ns, a2, 3)?;
@@ -335,7 +335,7 @@ async fn pods_reach_each_other_on_and_across_nodes() -> anyhow::Result<()> {
     })
     .await?;
     ensure!(![a1, a2].contains(&a3), "a3 got an address in use: {a3}");
-    ping(&pod_netns(a3)?, b1, 3)?;
+    ping(&local.pod_netns(a3)?, b1, 3)?;
     let _ = stop.send(());
     let (round_trips, failure) = stream
         .join()

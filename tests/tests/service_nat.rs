@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use flotilla_testbed::{Netns, objects};
-use support::{LocalCluster, eventually, pod_netns, require_root};
+use support::{LocalCluster, eventually, require_root};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -224,7 +224,7 @@ async fn services_reach_pods_from_everywhere() -> anyhow::Result<()> {
         Ok(client.filter(|_| ready == 3))
     })
     .await?;
-    let client = pod_netns(client_ip)?;
+    let client = local.pod_netns(client_ip)?;
     let web = cluster_ip(cluster, "web")?;
     let both: BTreeSet<String> = ["web-1", "web-2"].map(String::from).into();
     eprintln!("pods ready after {:?}", started.elapsed());

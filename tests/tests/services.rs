@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use flotilla_agent::datapath::start::unified_cgroup;
 use flotilla_testbed::objects;
-use support::{LocalCluster, eventually, pod_netns, pod_phase, python_in_pod, require_root};
+use support::{LocalCluster, eventually, pod_phase, python_in_pod, require_root};
 
 const MANIFEST: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -210,7 +210,7 @@ async fn cluster_ips_balance_over_ready_pods() -> anyhow::Result<()> {
     );
 
     // UDP replies and getpeername() read as the ClusterIP.
-    let netns = pod_netns(client)?;
+    let netns = local.pod_netns(client)?;
     let cgroup = unified_cgroup(&local.node.cgroup_root).join("test-client");
     let udp = python_in_pod(
         netns.path(),

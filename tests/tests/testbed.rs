@@ -3,8 +3,11 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
+    process::Command,
     time::Duration,
 };
+
+use anyhow::Context as _;
 
 use flotilla_testbed::{
     Netns, Testbed, TestbedConfig, TestbedError, leftovers, sweep_stale,
@@ -127,6 +130,49 @@ async fn sweep_removes_runs_of_dead_processes_only() -> anyhow::Result<()> {
     assert!(live.path().exists(), "a live run is left alone");
     live.delete()?;
     assert!(!live.path().exists());
+    Ok(())
+}
+
+/// What a killed cluster test leaves beyond its test bed: its run directory with containerd's
+/// mounts and the pods' network namespaces (processes still inside), and its cgroups.
+#[tokio::test]
+async fn sweep_removes_a_dead_runs_directory_pod_namespaces_and_cgroups() -> anyhow::Result<()> {
+    require_root();
+    let dead = "fltb-99999998-0-";
+    let dir = std::env::temp_dir().join(format!("{dead}cluster-test"));
+    let pod_netns = dir.join("nodes/node1/run/netns/cni-1");
+    std::fs::create_dir_all(pod_netns.parent().context("a parent")?)?;
+    std::fs::write(&pod_netns, "")?;
+    let created = Command::new("unshare")
+        .arg(format!("--net={}", pod_netns.display()))
+        .arg("true")
+        .status()?;
+    anyhow::ensure!(created.success(), "unshare --net=FILE failed: {created}");
+    // A pod's process, as a container left by a killed shim would be.
+    let mut pod_process = Netns::at(&pod_netns)?.command("sleep")?.arg("60").spawn()?;
+    let cgroup = std::path::Path::new("/sys/fs/cgroup/pids").join(format!("{dead}node1"));
+    let have_cgroup = std::fs::create_dir_all(cgroup.join("pod")).is_ok();
+
+    let report = sweep_stale()?;
+    let exited = (0..100).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        pod_process.try_wait().ok().flatten()
+    });
+    if exited.is_none() {
+        let _ = pod_process.kill();
+        let _ = pod_process.wait();
+    }
+    assert!(
+        !dir.exists(),
+        "the dead run's directory is gone: {report:?}"
+    );
+    assert!(
+        exited.is_some(),
+        "the process in its pod namespace was killed"
+    );
+    if have_cgroup {
+        assert!(!cgroup.exists(), "its cgroups are gone: {report:?}");
+    }
     Ok(())
 }
 

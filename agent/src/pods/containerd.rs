@@ -53,6 +53,12 @@ impl NodeDirs {
         self.lib.join("containerd/config.toml")
     }
 
+    /// Where containerd bind-mounts the pods' network namespaces (`netns_mounts_under_state_dir`).
+    pub fn pod_netns_dir(&self) -> PathBuf {
+        self.run
+            .join("containerd/state/io.containerd.grpc.v1.cri/netns")
+    }
+
     /// The CNI plugin binaries containerd runs.
     pub fn cni_bin_dir(&self) -> PathBuf {
         self.lib.join("cni/bin")
@@ -117,6 +123,10 @@ state = "{run}/containerd/state"
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
   disable_apparmor = true
+  # Pod network namespaces live under this node's state dir, not in the machine-wide /run/netns:
+  # they are found per node, never confused with another node's or another containerd's pods,
+  # and whatever a killed node leaves is removed with its directory.
+  netns_mounts_under_state_dir = true
   # The streaming server (exec, attach, port-forward) listens on the node's loopback only; the
   # agent proxies to it, as kubelet does.
   stream_server_address = "127.0.0.1"
@@ -151,6 +161,7 @@ mod tests {
         assert!(a.contains(r#"root = "/var/lib/flotilla/nodes/a/containerd/root""#));
         assert!(a.contains("restrict_oom_score_adj = true"));
         assert!(a.contains("SystemdCgroup = false"));
+        assert!(a.contains("netns_mounts_under_state_dir = true"));
         assert_ne!(a, b);
     }
 }

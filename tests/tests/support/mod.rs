@@ -222,33 +222,10 @@ impl Drop for LocalNode {
         if let Some(mut containerd) = self.containerd.take() {
             containerd.stop();
         }
-        remove_cgroups(&self.cgroup_root);
+        flotilla_testbed::containerd::remove_cgroups(Path::new(&self.cgroup_root));
         flotilla_testbed::containerd::unmount_below(&self.dirs.lib);
         flotilla_testbed::containerd::unmount_below(&self.dirs.run);
     }
-}
-
-/// Removes the cgroup `root` (e.g. /fltb-1-0-node1) and everything below it, in every
-/// hierarchy, deepest first; runc leaves the pod-level parents behind.
-pub fn remove_cgroups(root: &str) {
-    let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    for hierarchy in hierarchies.flatten() {
-        let top = hierarchy.path().join(root.trim_start_matches('/'));
-        remove_cgroup_dir(&top);
-    }
-}
-
-pub fn remove_cgroup_dir(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup_dir(&entry.path());
-            }
-        }
-    }
-    let _ = fs::remove_dir(dir);
 }
 
 /// The control plane, with kubectl helpers.
@@ -375,33 +352,6 @@ fn workspace_cargo(args: &[&str], what: &str) -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
-/// The network namespace containerd created for the pod with `ip` (found by its address among
-/// every `cni-*` namespace on the machine). Another cluster on this machine (`cargo xtask up`)
-/// hands out the same pod addresses, so two matches are an error that says so, never a guess.
-pub fn pod_netns(ip: Ipv4Addr) -> anyhow::Result<Netns> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/run/netns")?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("cni-") {
-            continue;
-        }
-        let output = Command::new("ip")
-            .args(["-n", &name, "-4", "-o", "addr", "show"])
-            .output()?;
-        if String::from_utf8_lossy(&output.stdout).contains(&format!("inet {ip}/32")) {
-            found.push(name);
-        }
-    }
-    match found.as_slice() {
-        [name] => Ok(Netns::open(name)?),
-        [] => bail!("no pod network namespace has {ip}"),
-        several => bail!(
-            "several pod network namespaces have {ip} ({several:?}): another cluster runs on this \
-             machine (`cargo xtask status`; `cargo xtask down` removes the local one)"
-        ),
-    }
-}
-
 /// Runs a Python snippet inside a pod's network namespace and a cgroup below the node's pod
 /// cgroup (where the socket load balancer applies), as a pod's process would; its stdout.
 pub fn python_in_pod(netns: &Path, cgroup: &Path, script: &str) -> anyhow::Result<String> {
@@ -456,9 +406,7 @@ impl LocalCluster {
         let mut bed = Testbed::create(TestbedConfig::nodes(count)).await?;
         let host_ip = bed.link_host().await?;
 
-        let dir = tempfile::Builder::new()
-            .prefix("flotilla-agent-")
-            .tempdir()?;
+        let dir = flotilla_testbed::run_dir("cluster")?;
         let images = test_images()?;
         let plugin = cni_plugin()?;
         eprintln!("images and CNI plugin ready after {:?}", started.elapsed());
@@ -532,6 +480,34 @@ impl LocalCluster {
         std::iter::once(&self.node).chain(self.others.iter())
     }
 
+    /// The network namespace containerd created for this cluster's pod with `ip`, found among
+    /// the pod namespaces under each node's containerd state dir (never another cluster's).
+    pub fn pod_netns(&self, ip: Ipv4Addr) -> anyhow::Result<Netns> {
+        let mut found = Vec::new();
+        for node in self.nodes() {
+            let dir = node.dirs.pod_netns_dir();
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let netns = Netns::at(&entry.path())?;
+                let output = netns
+                    .command("ip")?
+                    .args(["-4", "-o", "addr", "show"])
+                    .output()
+                    .context("running ip (iproute2 must be installed)")?;
+                if String::from_utf8_lossy(&output.stdout).contains(&format!("inet {ip}/32")) {
+                    found.push(netns);
+                }
+            }
+        }
+        match found.len() {
+            1 => Ok(found.swap_remove(0)),
+            0 => bail!("no pod network namespace of this cluster has {ip}"),
+            _ => bail!("several pod network namespaces have {ip}: {found:?}"),
+        }
+    }
+
     /// Applies a benchmark's pod manifest and waits until the pods `names` run: their network
     /// namespaces, in `names`' order.
     pub async fn running_pods(
@@ -557,7 +533,9 @@ impl LocalCluster {
                 Ok(Some(ips))
             })
             .await?;
-        ips.into_iter().map(|ip| Ok((ip, pod_netns(ip)?))).collect()
+        ips.into_iter()
+            .map(|ip| Ok((ip, self.pod_netns(ip)?)))
+            .collect()
     }
 
     /// The flannel-style kernel VXLAN network (the benchmarks' baseline) beside Flotilla's, over

@@ -12,7 +12,9 @@ use std::{
 use anyhow::{Context as _, bail};
 use flotilla_testbed::{
     KeptNode, Netns,
-    containerd::{Containerd, answers, kill_shims_of, run_bounded, stop_pid, unmount_below},
+    containerd::{
+        Containerd, answers, kill_shims_of, remove_cgroups, run_bounded, stop_pid, unmount_below,
+    },
 };
 
 use super::{
@@ -284,10 +286,10 @@ fn remove_pods(
         // Without the node's namespace CNI could not find the pods' host side; deleting the
         // namespace already took their veths.
         let Ok(netns) = Netns::open(name) else {
-            problems.push(format!(
+            did.push(format!(
                 "{name}: containerd is not running and the node's namespace is gone, so its \
-                 pods could not be removed through CRI; pod namespaces named cni-* may be left \
-                 in /run/netns (`ip netns delete` them)"
+                 pods were not removed through CRI; their processes and network namespaces go \
+                 with the node's directory"
             ));
             return;
         };
@@ -306,9 +308,10 @@ fn remove_pods(
                 temporary = Some(pid);
             }
             Err(err) => {
-                problems.push(format!(
+                did.push(format!(
                     "{name}: containerd is not running and could not be started to remove the \
-                     pods ({err}); pod namespaces named cni-* may be left in /run/netns"
+                     pods ({err}); their processes and network namespaces go with the node's \
+                     directory"
                 ));
                 return;
             }
@@ -352,34 +355,6 @@ fn join(pids: &[i32]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Removes `relative` (e.g. flotilla/flotilla-node1) and everything below it in every cgroup
-/// hierarchy, deepest first: runc leaves the pods' parent cgroups behind. Returns how many
-/// directories went.
-fn remove_cgroups(relative: &Path) -> usize {
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return 0;
-    };
-    hierarchies
-        .flatten()
-        .map(|hierarchy| remove_cgroup_tree(&hierarchy.path().join(relative)))
-        .sum()
-}
-
-fn remove_cgroup_tree(dir: &Path) -> usize {
-    let mut removed = 0;
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-                removed += remove_cgroup_tree(&entry.path());
-            }
-        }
-    }
-    if std::fs::remove_dir(dir).is_ok() {
-        removed += 1;
-    }
-    removed
 }
 
 /// Removes /sys/fs/cgroup/*/flotilla where it is empty (rmdir refuses a cgroup with children,
