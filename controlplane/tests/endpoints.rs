@@ -118,6 +118,29 @@ async fn slices_follow_selected_pods() -> anyhow::Result<()> {
         back.is_some(),
         "the Endpoints object was not recreated in 10 s"
     );
+
+    // A pod relabelled away leaves the slice, though its new labels select no Service: the
+    // controller remembers which Services listed it.
+    pods.patch(
+        "web-2",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"labels": {"app": "elsewhere"}}})),
+    )
+    .await?;
+    let left = slice(&slices, |s| s.endpoints.len() == 1).await;
+    assert_eq!(
+        left.endpoints[0].addresses,
+        ["10.244.0.3"],
+        "web-3 stays, web-2 left"
+    );
+    // And back again.
+    pods.patch(
+        "web-2",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"labels": {"app": "web"}}})),
+    )
+    .await?;
+    slice(&slices, |s| s.endpoints.len() == 2).await;
     Ok(())
 }
 

@@ -132,7 +132,7 @@ impl ReconcileError {
 }
 
 /// The shared error policy: log and retry in 5 s.
-pub fn retry_later<K>(_object: Arc<K>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+pub fn retry_later<K, C>(_object: Arc<K>, err: &ReconcileError, _ctx: Arc<C>) -> Action {
     tracing::warn!("{err}");
     Action::requeue(Duration::from_secs(5))
 }
