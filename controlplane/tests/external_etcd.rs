@@ -9,7 +9,13 @@
 
 mod common;
 
-use std::{process::Stdio, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{bail, ensure};
 
 use flotilla_controlplane::{
     etcd::free_port,
@@ -18,9 +24,45 @@ use flotilla_controlplane::{
 
 struct Member {
     child: tokio::process::Child,
+    log: PathBuf,
 }
 
-async fn etcd_cluster(dir: &std::path::Path) -> anyhow::Result<(Vec<Member>, Vec<String>)> {
+impl Member {
+    /// The last lines of the member's log, for failure messages.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+/// How many times a cluster whose member could not start is started again on new ports.
+const CLUSTER_ATTEMPTS: usize = 3;
+/// How long the members may take to elect a leader and serve.
+const CLUSTER_READY: Duration = Duration::from_secs(30);
+
+/// A 3-member etcd cluster on loopback, every member serving with a known leader. Its ports come
+/// from `free_port`, so one can be taken before its member binds it (the first members' outgoing
+/// peer connections use the same ephemeral range); the member then exits, and the cluster starts
+/// again on new ports. A cluster that silently ran on two members would lose its quorum when the
+/// test kills one.
+async fn etcd_cluster(dir: &Path) -> anyhow::Result<(Vec<Member>, Vec<String>)> {
+    let mut failures = Vec::new();
+    for attempt in 0..CLUSTER_ATTEMPTS {
+        let (mut members, endpoints) = start_members(&dir.join(format!("attempt-{attempt}")))?;
+        match serving(&mut members, &endpoints).await {
+            Ok(()) => return Ok((members, endpoints)),
+            Err(err) => failures.push(format!("attempt {attempt}: {err:#}")),
+        }
+    }
+    bail!(
+        "no 3-member etcd cluster started in {CLUSTER_ATTEMPTS} attempts:\n{}",
+        failures.join("\n")
+    )
+}
+
+fn start_members(dir: &Path) -> anyhow::Result<(Vec<Member>, Vec<String>)> {
+    std::fs::create_dir_all(dir)?;
     let ports: Vec<(u16, u16)> = (0..3)
         .map(|_| Ok::<_, anyhow::Error>((free_port()?, free_port()?)))
         .collect::<Result<_, _>>()?;
@@ -32,7 +74,7 @@ async fn etcd_cluster(dir: &std::path::Path) -> anyhow::Result<(Vec<Member>, Vec
     let mut members = Vec::new();
     let mut endpoints = Vec::new();
     for (i, (client, peer)) in ports.iter().enumerate() {
-        let log = std::fs::File::create(dir.join(format!("m{i}.log")))?;
+        let log = dir.join(format!("m{i}.log"));
         let child = tokio::process::Command::new("etcd")
             .arg(format!("--name=m{i}"))
             .arg(format!(
@@ -49,13 +91,52 @@ async fn etcd_cluster(dir: &std::path::Path) -> anyhow::Result<(Vec<Member>, Vec
             .arg("--initial-cluster-state=new")
             .arg("--logger=zap")
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(std::fs::File::create(&log)?)
             .kill_on_drop(true)
             .spawn()?;
-        members.push(Member { child });
+        members.push(Member { child, log });
         endpoints.push(format!("http://127.0.0.1:{client}"));
     }
     Ok((members, endpoints))
+}
+
+/// Waits until every member answers a status request with a leader; fails at once if a member
+/// exited, and after [`CLUSTER_READY`] otherwise.
+async fn serving(members: &mut [Member], endpoints: &[String]) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + CLUSTER_READY;
+    loop {
+        for (i, member) in members.iter_mut().enumerate() {
+            if let Some(status) = member.child.try_wait()? {
+                bail!(
+                    "member m{i} exited ({status}); its log:\n{}",
+                    member.log_tail()
+                );
+            }
+        }
+        let mut led = 0;
+        for endpoint in endpoints {
+            let status = async {
+                etcd_client::Client::connect([endpoint.as_str()], None)
+                    .await?
+                    .status()
+                    .await
+            };
+            if let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), status).await
+                && status.leader() != 0
+            {
+                led += 1;
+            }
+        }
+        if led == endpoints.len() {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {led} of {} members served with a leader within {CLUSTER_READY:?}",
+            endpoints.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -96,7 +177,12 @@ async fn survives_losing_one_of_three_etcd_members() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(created, "writes resume with two of three members");
+    assert!(
+        created,
+        "writes resume with two of three members; the survivors' logs:\n--- m1\n{}\n--- m2\n{}",
+        members[1].log_tail(),
+        members[2].log_tail()
+    );
     // Requests that land on the dead member's endpoint are retried on the others: no errors.
     for _ in 0..10 {
         cluster.kubectl_ok(&["get", "cm", "-o", "name"]);
