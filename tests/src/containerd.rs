@@ -347,6 +347,17 @@ pub fn unmount_below(dir: &Path) {
     }
 }
 
+/// The mount points at or below `dir`, as /proc/self/mountinfo lists them.
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .map(PathBuf::from)
+        .filter(|target| target.starts_with(dir))
+        .collect()
+}
+
 /// Removes `cgroup` (e.g. `flotilla/flotilla-node1`; a leading `/` means the same) and everything
 /// below it in every cgroup hierarchy, deepest first: runc leaves the pods' parent cgroups behind.
 /// Returns how many directories went.

@@ -680,6 +680,14 @@ pub fn sweep_stale() -> Result<SweepReport, TestbedError> {
         .filter(|dir| of_dead_run(dir))
     {
         containerd::unmount_below(&dir);
+        // Removing files through a mount still in place would delete what it shows.
+        let mounted = containerd::mounts_below(&dir);
+        if !mounted.is_empty() {
+            return Err(TestbedError::Other(format!(
+                "{} still has mounts after unmounting ({mounted:?}); left in place",
+                dir.display()
+            )));
+        }
         fs::remove_dir_all(&dir).map_err(|source| TestbedError::io("removing", &dir, source))?;
         report.removed.push(dir);
     }

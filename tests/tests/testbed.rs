@@ -150,6 +150,15 @@ async fn sweep_removes_a_dead_runs_directory_pod_namespaces_and_cgroups() -> any
     anyhow::ensure!(created.success(), "unshare --net=FILE failed: {created}");
     // A pod's process, as a container left by a killed shim would be.
     let mut pod_process = Netns::at(&pod_netns)?.command("sleep")?.arg("60").spawn()?;
+    // A container's root filesystem still mounted, with a file in it.
+    let rootfs = dir.join("nodes/node1/run/rootfs");
+    std::fs::create_dir_all(&rootfs)?;
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&rootfs)
+        .status()?;
+    anyhow::ensure!(mounted.success(), "mounting a tmpfs failed: {mounted}");
+    std::fs::write(rootfs.join("file"), "x")?;
     let cgroup = std::path::Path::new("/sys/fs/cgroup/pids").join(format!("{dead}node1"));
     let have_cgroup = std::fs::create_dir_all(cgroup.join("pod")).is_ok();
 
@@ -165,6 +174,10 @@ async fn sweep_removes_a_dead_runs_directory_pod_namespaces_and_cgroups() -> any
     assert!(
         !dir.exists(),
         "the dead run's directory is gone: {report:?}"
+    );
+    assert!(
+        flotilla_testbed::containerd::mounts_below(&dir).is_empty(),
+        "and nothing stays mounted below it"
     );
     assert!(
         exited.is_some(),
