@@ -323,38 +323,44 @@ pub fn kill_shims_of(socket: &Path) {
 /// namespace mounted there (a pod's, with `netns_mounts_under_state_dir`) has its processes
 /// killed first: detaching alone would leave them running in it.
 pub fn unmount_below(dir: &Path) {
-    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut mounts: Vec<(&str, bool)> = mountinfo
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let root = fields.nth(3)?;
-            let target = fields.next()?;
-            Path::new(target)
-                .starts_with(dir)
-                .then_some((target, root.starts_with("net:[")))
-        })
-        .collect();
-    mounts.reverse();
-    for (target, is_netns) in mounts {
-        if is_netns {
-            let _ = crate::netns::delete_netns_file(Path::new(target));
+    for mount in mounts_at_or_below(dir).into_iter().rev() {
+        if mount.is_netns {
+            let _ = crate::netns::delete_netns_file(&mount.target);
         } else {
-            let _ = umount2(target, MntFlags::MNT_DETACH);
+            let _ = umount2(&mount.target, MntFlags::MNT_DETACH);
         }
     }
 }
 
 /// The mount points at or below `dir`, as /proc/self/mountinfo lists them.
 pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    mounts_at_or_below(dir)
+        .into_iter()
+        .map(|mount| mount.target)
+        .collect()
+}
+
+/// One line of /proc/self/mountinfo, as far as unmounting needs it.
+struct Mount {
+    target: PathBuf,
+    /// A bind-mounted network namespace (its root is `net:[<inode>]`).
+    is_netns: bool,
+}
+
+/// The mounts at or below `dir`, in mount order (parents before what is mounted on them).
+fn mounts_at_or_below(dir: &Path) -> Vec<Mount> {
     fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .map(PathBuf::from)
-        .filter(|target| target.starts_with(dir))
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let root = fields.nth(3)?;
+            let target = Path::new(fields.next()?);
+            target.starts_with(dir).then(|| Mount {
+                target: target.to_owned(),
+                is_netns: root.starts_with("net:["),
+            })
+        })
         .collect()
 }
 

@@ -136,6 +136,13 @@ impl Membership {
         concerned
     }
 
+    /// Records that the Service `name` in `namespace` lists no pods now (it lost its selector or
+    /// is being deleted).
+    fn forget(&mut self, namespace: &str, name: &str) {
+        let now = self.clock;
+        self.listed(namespace, name, BTreeSet::new(), now);
+    }
+
     /// Records that the Service `name` in `namespace` listed exactly `pods`, with the listing
     /// begun at clock `since`.
     fn listed(&mut self, namespace: &str, name: &str, pods: BTreeSet<String>, since: u64) {
@@ -202,15 +209,11 @@ async fn reconcile(
     let spec = service.spec.clone().unwrap_or_default();
     // Services without a selector (like `kubernetes`) have endpoints managed by someone else.
     let Some(selector) = spec.selector.clone().filter(|s| !s.is_empty()) else {
-        let mut membership = ctx.membership();
-        let since = membership.clock;
-        membership.listed(&namespace, &name, BTreeSet::new(), since);
+        ctx.membership().forget(&namespace, &name);
         return Ok(Action::await_change());
     };
     if service.metadata.deletion_timestamp.is_some() {
-        let mut membership = ctx.membership();
-        let since = membership.clock;
-        membership.listed(&namespace, &name, BTreeSet::new(), since);
+        ctx.membership().forget(&namespace, &name);
         return Ok(Action::await_change());
     }
     let labels = selector
