@@ -607,9 +607,13 @@ async fn history_limits_prune_finished_jobs() -> anyhow::Result<()> {
     )
     .await;
     assert_eq!(left, ["nightly-4", "nightly-5"]);
+    // The controller may record an earlier Job's completion first (seen under load); wait for
+    // the latest one, bounded, and then check it.
+    let latest = "2026-01-01T05:30:00Z".parse::<jiff::Timestamp>()?;
     let status = eventually("lastSuccessfulTime", Duration::from_secs(10), || async {
         let status = cron_jobs.get("nightly").await.unwrap().status?;
-        status.last_successful_time.is_some().then_some(status)
+        let time = status.last_successful_time.as_ref()?;
+        (time.0 == latest).then_some(status)
     })
     .await;
     assert_eq!(

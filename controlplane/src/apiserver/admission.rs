@@ -31,16 +31,9 @@ impl Default for Admission {
 }
 
 impl Admission {
-    /// Mutates an object being created.
-    pub fn admit_create(&self, kind: &str, object: &mut Value) {
-        if kind == "Pod" {
-            self.default_toleration_seconds(&mut object["spec"]);
-        }
-    }
-
     /// Adds `{key} Exists NoExecute for N s` unless a toleration of the pod already covers the
     /// taint's NoExecute effect (as upstream's plugin decides).
-    fn default_toleration_seconds(&self, spec: &mut Value) {
+    pub(crate) fn default_toleration_seconds(&self, spec: &mut Value) {
         if !spec.is_object() {
             return;
         }
@@ -81,7 +74,7 @@ mod tests {
             unreachable_toleration_seconds: 60,
         };
         let mut pod = json!({"spec": {"containers": [{"name": "c"}]}});
-        admission.admit_create("Pod", &mut pod);
+        admission.default_toleration_seconds(&mut pod["spec"]);
         assert_eq!(
             pod["spec"]["tolerations"],
             json!([
@@ -97,17 +90,19 @@ mod tests {
         let mut pod = json!({"spec": {"tolerations": [
             {"key": UNREACHABLE_TAINT, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5},
         ]}});
-        admission.admit_create("Pod", &mut pod);
+        admission.default_toleration_seconds(&mut pod["spec"]);
         let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
         assert_eq!(tolerations.len(), 2);
         assert_eq!(tolerations[0]["tolerationSeconds"], 5);
         assert_eq!(tolerations[1]["key"], NOT_READY_TAINT);
         // A toleration of everything (DaemonSet-style "operator: Exists") covers both.
         let mut tolerant = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
-        admission.admit_create("Pod", &mut tolerant);
+        admission.default_toleration_seconds(&mut tolerant["spec"]);
         assert_eq!(tolerant["spec"]["tolerations"].as_array().unwrap().len(), 1);
         let mut deployment = json!({"spec": {}});
-        admission.admit_create("Deployment", &mut deployment);
+        crate::apiserver::registry::apps::deployment::RESOURCE
+            .strategy
+            .admit_create(&admission, &mut deployment);
         assert_eq!(deployment, json!({"spec": {}}));
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::resources::{self, RESOURCES, Resource, Subresource};
+use super::registry::{Registry, Resource, Subresource};
 
 /// The Kubernetes version this server reports (the API it implements).
 pub const KUBERNETES_VERSION: &str = "v1.33.0";
@@ -33,8 +33,9 @@ pub fn core_versions(server_address: &str) -> Value {
 }
 
 /// `/apis`: every named group.
-pub fn group_list() -> Value {
-    let groups: Vec<Value> = resources::groups()
+pub fn group_list(registry: &Registry) -> Value {
+    let groups: Vec<Value> = registry
+        .groups()
         .into_iter()
         .map(|(group, version)| group_document(group, version))
         .collect();
@@ -42,8 +43,9 @@ pub fn group_list() -> Value {
 }
 
 /// `/apis/<group>`, or None if the group is not served.
-pub fn group(group: &str) -> Option<Value> {
-    resources::groups()
+pub fn group(registry: &Registry, group: &str) -> Option<Value> {
+    registry
+        .groups()
         .into_iter()
         .find(|(name, _)| *name == group)
         .map(|(name, version)| {
@@ -60,9 +62,10 @@ fn group_document(group: &str, version: &str) -> Value {
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`, or None if not served.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let served: Vec<&Resource> = RESOURCES
-        .iter()
+pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    let served: Vec<&Resource> = registry
+        .all()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if served.is_empty() {
@@ -139,7 +142,7 @@ mod tests {
 
     #[test]
     fn apps_v1_lists_deployments_with_scale() {
-        let list = resource_list("apps", "v1").unwrap();
+        let list = resource_list(&Registry::new(), "apps", "v1").unwrap();
         let names: Vec<&str> = list["resources"]
             .as_array()
             .unwrap()
@@ -148,12 +151,12 @@ mod tests {
             .collect();
         assert!(names.contains(&"deployments"));
         assert!(names.contains(&"deployments/scale"));
-        assert!(resource_list("apps", "v2").is_none());
+        assert!(resource_list(&Registry::new(), "apps", "v2").is_none());
     }
 
     #[test]
     fn core_v1_lists_the_streaming_pod_subresources() {
-        let list = resource_list("", "v1").unwrap();
+        let list = resource_list(&Registry::new(), "", "v1").unwrap();
         let entry = |name: &str| {
             list["resources"]
                 .as_array()
@@ -177,7 +180,7 @@ mod tests {
 
     #[test]
     fn group_list_names_every_group_once() {
-        let groups = group_list();
+        let groups = group_list(&Registry::new());
         let names: Vec<&str> = groups["groups"]
             .as_array()
             .unwrap()

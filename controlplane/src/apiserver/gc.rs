@@ -14,7 +14,6 @@ use super::{
     handlers::{DeleteOptions, Propagation, Scope, finalizers},
     meta,
     query::Query,
-    resources::RESOURCES,
     status::ApiError,
 };
 
@@ -41,7 +40,7 @@ pub async fn cascade(
     policy: Propagation,
     pending: bool,
 ) -> Result<(), ApiError> {
-    if scope.resource.kind == "Namespace" {
+    if scope.resource.strategy.deletes_contents() {
         return delete_namespace_contents(server, scope, name).await;
     }
     let owner_namespace = if scope.resource.namespaced {
@@ -112,7 +111,7 @@ pub async fn cascade(
 
 /// Restarts the cascades of deletions that were pending when the server last stopped.
 pub async fn resume_pending(server: &ApiServer) -> Result<(), ApiError> {
-    for resource in RESOURCES {
+    for resource in server.registry.all() {
         let page = server
             .store
             .list(&resource.prefix(None), 0, None)
@@ -123,7 +122,7 @@ pub async fn resume_pending(server: &ApiServer) -> Result<(), ApiError> {
                 continue;
             }
             let pending = finalizers(&item.object);
-            let policy = if resource.kind == "Namespace" {
+            let policy = if resource.strategy.deletes_contents() {
                 Propagation::Background
             } else if pending.iter().any(|f| f == FOREGROUND_FINALIZER) {
                 Propagation::Foreground
@@ -157,7 +156,7 @@ async fn dependents(
     uid: &str,
 ) -> Result<Vec<((Scope, String), Value)>, ApiError> {
     let mut found = Vec::new();
-    for resource in RESOURCES {
+    for resource in server.registry.all() {
         if namespace.is_some() && !resource.namespaced {
             continue;
         }
@@ -245,7 +244,7 @@ async fn delete_namespace_contents(
     let deadline = tokio::time::Instant::now() + WAIT_FOR_DEPENDENTS;
     loop {
         let mut remaining = 0;
-        for resource in RESOURCES.iter().filter(|r| r.namespaced) {
+        for resource in server.registry.all().into_iter().filter(|r| r.namespaced) {
             let page = server
                 .store
                 .list(&resource.prefix(Some(namespace)), 0, None)

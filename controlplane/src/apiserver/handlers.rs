@@ -5,21 +5,18 @@ use serde_json::{Value, json};
 
 use super::{
     ApiServer, gc,
+    machinery::{decode::decode_object, field::Cause},
     meta::{self, generated_name},
     query::{FieldValidation, Query, Rendering, partial_metadata},
-    resources::{Resource, Subresource, find},
+    registry::{Resource, Subresource, core::namespace},
     selectors::{FieldSelector, LabelSelector, labels_of},
     status::{ApiError, FieldCause, success},
-    strategic_merge, tables, validation,
+    strategic_merge, tables,
 };
 use crate::storage::{StorageError, Stored};
 
 /// Upstream's limit on request bodies.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-
-/// Namespaces that always exist and may not be deleted.
-pub const PROTECTED_NAMESPACES: &[&str] =
-    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Which resource (and namespace) a request addresses.
 #[derive(Debug, Clone)]
@@ -182,7 +179,7 @@ impl ApiServer {
         }
         let warnings = check_schema(resource, &mut object, query)?;
         meta::prepare_create(resource, &mut object);
-        self.admission.admit_create(resource.kind, &mut object);
+        resource.strategy.admit_create(&self.admission, &mut object);
 
         let generate = meta::name(&object).is_empty()
             && object["metadata"]["generateName"]
@@ -203,7 +200,7 @@ impl ApiServer {
                 }
             }
             // Needs the final name, so it follows name generation, as upstream's Validate does.
-            meta::generate_job_selector(resource, &mut object);
+            resource.strategy.prepare_named(&mut object);
             validate(resource, &object, None)?;
             let name = meta::name(&object).to_owned();
             if query.dry_run()? {
@@ -242,9 +239,11 @@ impl ApiServer {
         namespace: &str,
         query: &Query,
     ) -> Result<(), ApiError> {
-        let namespaces = find("", "v1", "namespaces")
-            .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
-        match self.store.get(&namespaces.key(None, namespace)).await {
+        match self
+            .store
+            .get(&namespace::RESOURCE.key(None, namespace))
+            .await
+        {
             Ok(stored)
                 if !stored.object["metadata"]["deletionTimestamp"].is_null()
                     && !query.dry_run()? =>
@@ -474,12 +473,8 @@ impl ApiServer {
                 ),
             ));
         }
-        if resource.kind == "Namespace" && PROTECTED_NAMESPACES.contains(&name) {
-            return Err(ApiError::forbidden(
-                &qualified,
-                name,
-                "this namespace may not be deleted",
-            ));
+        if let Some(why) = resource.strategy.undeletable(name) {
+            return Err(ApiError::forbidden(&qualified, name, why));
         }
         let uid = meta::uid(object).unwrap_or_default().to_owned();
         let policy = options.propagation(resource)?;
@@ -493,8 +488,10 @@ impl ApiServer {
             Propagation::Orphan => add_finalizers.push(gc::ORPHAN_FINALIZER),
             Propagation::Background => {}
         }
-        let grace = graceful_period(resource, object, options);
-        let needs_pending = resource.kind == "Namespace"
+        let grace = resource
+            .strategy
+            .grace_period(object, options.grace_period_seconds);
+        let needs_pending = resource.strategy.deletes_contents()
             || grace.is_some()
             || !finalizers(object).is_empty()
             || !add_finalizers.is_empty();
@@ -514,7 +511,7 @@ impl ApiServer {
             .map_err(|err| ApiError::from_storage(err, &qualified, name))?;
         self.release_object(resource, &last.object);
         self.after_delete_requested(scope, name, &uid, policy, &last.object);
-        if resource.kind == "Pod" {
+        if resource.strategy.delete_returns_object() {
             Ok((200, last.object))
         } else {
             Ok((200, success(resource.plural, name, Some(&uid))))
@@ -557,10 +554,8 @@ impl ApiServer {
                     metadata.insert("deletionGracePeriodSeconds".into(), json!(seconds));
                 }
             }
-            if resource.kind == "Namespace" {
-                next["status"]["phase"] = json!("Terminating");
-            }
-            if list.is_empty() && resource.kind != "Namespace" && grace.is_none() {
+            resource.strategy.mark_terminating(&mut next);
+            if list.is_empty() && !resource.strategy.deletes_contents() && grace.is_none() {
                 let last = self
                     .store
                     .delete(&key, Some(current.revision))
@@ -706,22 +701,6 @@ impl DeleteOptions {
     }
 }
 
-/// Pods bound to a node terminate gracefully: the node agent finishes the deletion.
-fn graceful_period(resource: &Resource, object: &Value, options: &DeleteOptions) -> Option<i64> {
-    if resource.kind != "Pod"
-        || object["spec"]["nodeName"]
-            .as_str()
-            .is_none_or(str::is_empty)
-    {
-        return None;
-    }
-    let grace = options
-        .grace_period_seconds
-        .or(object["spec"]["terminationGracePeriodSeconds"].as_i64())
-        .unwrap_or(30);
-    (grace > 0).then_some(grace)
-}
-
 /// `metadata.finalizers`.
 pub fn finalizers(object: &Value) -> Vec<String> {
     object["metadata"]["finalizers"]
@@ -801,20 +780,23 @@ fn check_schema(
     check_schema_with(resource, object, query.field_validation()?)
 }
 
-/// Typed decoding (400 on failure) and unknown-field handling per fieldValidation.
+/// Decodes the body into its typed object once (400 on failure); fields the type does not
+/// know are dropped, and per fieldValidation refused (Strict), warned about (Warn) or ignored.
 fn check_schema_with(
     resource: &Resource,
     object: &mut Value,
     validation_mode: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
-    let api_version = resource.api_version();
-    validation::decode_check(&api_version, resource.kind, object).map_err(|message| {
-        ApiError::bad_request(format!(
-            "{} in version \"{api_version}\" cannot be handled as a {}: {message}",
-            resource.kind, resource.kind
-        ))
-    })?;
-    let unknown = validation::unknown_fields(&api_version, resource.kind, object);
+    let strategy = resource.strategy;
+    let unknown =
+        decode_object(strategy.go_type(), strategy.round_trip(), object).map_err(|message| {
+            ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {message}",
+                resource.kind,
+                resource.api_version(),
+                resource.kind
+            ))
+        })?;
     if unknown.is_empty() || validation_mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
@@ -832,7 +814,15 @@ fn check_schema_with(
 }
 
 fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let causes = validation::validate(&resource.api_version(), resource.kind, object, old);
+    reject_invalid(resource.kind, object, resource.validate(object, old))
+}
+
+/// A 422 `Invalid` of `kind` for `object` when validation found `causes`.
+pub(crate) fn reject_invalid(
+    kind: &str,
+    object: &Value,
+    causes: Vec<Cause>,
+) -> Result<(), ApiError> {
     if causes.is_empty() {
         return Ok(());
     }
@@ -844,11 +834,7 @@ fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Result<
             field: cause.field,
         })
         .collect();
-    Err(ApiError::invalid(
-        resource.kind,
-        meta::name(object),
-        &causes,
-    ))
+    Err(ApiError::invalid(kind, meta::name(object), &causes))
 }
 
 /// Parses a resourceVersion (an etcd revision).
@@ -913,21 +899,15 @@ pub fn apply_patch(
             json_patch::merge(&mut patched, patch);
         }
         PatchKind::Strategic => {
-            if !strategic_merge::supports_strategic_merge(&resource.api_version(), resource.kind) {
+            let Some(schema) = resource.strategy.patch_schema() else {
                 return Err(ApiError::unsupported_media_type(format!(
                     "strategic merge patch is not supported for {}",
                     resource.kind
                 )));
-            }
-            patched = strategic_merge::apply_strategic_merge_patch(
-                object,
-                patch,
-                &resource.api_version(),
-                resource.kind,
-            )
-            .map_err(|err| {
-                ApiError::bad_request(format!("invalid strategic merge patch: {err}"))
-            })?;
+            };
+            patched = strategic_merge::apply_strategic_merge_patch(object, patch, schema).map_err(
+                |err| ApiError::bad_request(format!("invalid strategic merge patch: {err}")),
+            )?;
         }
     }
     Ok(patched)
@@ -949,7 +929,7 @@ pub fn table(resource: &Resource, objects: &[Value], metadata: Value, query: &Qu
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let mut row = json!({"cells": tables::row_cells(resource.kind, object, now)});
+            let mut row = json!({"cells": resource.strategy.cells(object, now)});
             match include {
                 "None" => {}
                 "Object" => row["object"] = object.clone(),
@@ -962,7 +942,7 @@ pub fn table(resource: &Resource, objects: &[Value], metadata: Value, query: &Qu
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": metadata,
-        "columnDefinitions": tables::column_definitions(resource.kind),
+        "columnDefinitions": tables::column_definitions(resource.strategy.columns()),
         "rows": rows,
     })
 }

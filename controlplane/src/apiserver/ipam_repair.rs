@@ -9,12 +9,7 @@
 
 use std::{collections::HashMap, collections::HashSet, time::Duration};
 
-use super::{
-    ApiServer,
-    allocations::{PoolKind, held},
-    resources,
-    status::ApiError,
-};
+use super::{ApiServer, allocations::PoolKind, registry, status::ApiError};
 use crate::ipam::IpamError;
 
 /// What one pass changed.
@@ -57,7 +52,7 @@ impl ApiServer {
         };
         let mut holders: HashMap<(PoolKind, String), String> = HashMap::new();
         for (group, plural) in [("", "services"), ("", "nodes")] {
-            let resource = resources::find(group, "v1", plural)
+            let resource = registry::builtin(group, plural)
                 .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
             let page = self
                 .store
@@ -66,7 +61,7 @@ impl ApiServer {
                 .map_err(|err| ApiError::from_storage(err, plural, ""))?;
             for stored in page.items {
                 let owner = super::allocations::owner(&stored.object);
-                for item in held(resource, &stored.object) {
+                for item in resource.strategy.held(&stored.object) {
                     holders.insert(item, owner.clone());
                 }
             }

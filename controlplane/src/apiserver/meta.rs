@@ -1,11 +1,11 @@
 //! Object metadata chores kube-apiserver does on every write: names from generateName, uid,
-//! creationTimestamp, generation bumps, fields that never change after creation, and the few
-//! defaults clients depend on.
+//! creationTimestamp, generation bumps, fields that never change after creation; and where the
+//! kind's strategy (status reset, defaults, canonical fields) comes in.
 
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
-use super::resources::{Resource, Subresource};
+use super::registry::{Resource, Subresource};
 
 /// `metadata.name`, or "".
 pub fn name(object: &Value) -> &str {
@@ -96,317 +96,15 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
             metadata.remove("generation");
         }
     }
-    if resource.has(Subresource::Status) {
-        reset_status_on_create(resource, object);
-    }
-    apply_defaults(resource, object);
-    label_namespace_name(resource, object);
-    drop_empty_metadata(object);
-}
-
-/// The label every namespace carries with its own name, set on create and on every update as
-/// kube-apiserver does (1.21+), so NetworkPolicy `namespaceSelector`s can pick a namespace by
-/// name without anyone labelling it.
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
-
-fn label_namespace_name(resource: &Resource, object: &mut Value) {
-    if !(resource.group.is_empty() && resource.kind == "Namespace") {
-        return;
-    }
-    let name = name(object).to_owned();
-    if name.is_empty() {
-        return;
-    }
-    if let Some(metadata) = metadata_mut(object) {
-        let labels = metadata.entry("labels").or_insert_with(|| json!({}));
-        if !labels.is_object() {
-            *labels = json!({});
-        }
-        labels[NAMESPACE_NAME_LABEL] = json!(name);
-    }
-}
-
-fn reset_status_on_create(resource: &Resource, object: &mut Value) {
-    let status = match resource.kind {
-        "Pod" => json!({"phase": "Pending", "qosClass": qos_class(&object["spec"])}),
-        "Namespace" => json!({"phase": "Active"}),
-        // The kubelet (our agent) registers a node with its status.
-        "Node" => return,
-        _ => json!({}),
-    };
-    object["status"] = status;
-}
-
-/// The pod's QoS class, by upstream's rules on requests and limits.
-fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["initContainers", "containers"]
-        .iter()
-        .filter_map(|field| spec[*field].as_array())
-        .flatten()
-        .collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for container in &containers {
-        let requests = &container["resources"]["requests"];
-        let limits = &container["resources"]["limits"];
-        for resource in ["cpu", "memory"] {
-            let request = requests[resource].as_str().or(limits[resource].as_str());
-            let limit = limits[resource].as_str();
-            if request.is_some() || limit.is_some() {
-                any = true;
-            }
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
-/// Upstream defaults that clients (kubectl rollout, describe) rely on.
-fn apply_defaults(resource: &Resource, object: &mut Value) {
-    match (resource.group, resource.kind) {
-        ("", "Pod") => default_pod_spec(&mut object["spec"]),
-        ("apps", "Deployment") => {
-            let spec = &mut object["spec"];
-            set_default(spec, "replicas", json!(1));
-            set_default(spec, "revisionHistoryLimit", json!(10));
-            set_default(spec, "progressDeadlineSeconds", json!(600));
-            if spec["strategy"]["type"].is_null() {
-                spec["strategy"]["type"] = json!("RollingUpdate");
-            }
-            if spec["strategy"]["type"] == "RollingUpdate" {
-                set_default(
-                    &mut spec["strategy"]["rollingUpdate"],
-                    "maxSurge",
-                    json!("25%"),
-                );
-                set_default(
-                    &mut spec["strategy"]["rollingUpdate"],
-                    "maxUnavailable",
-                    json!("25%"),
-                );
-            }
-            default_pod_spec(&mut spec["template"]["spec"]);
-        }
-        ("", "ReplicationController") => default_replication_controller(object),
-        ("apps", "ReplicaSet") => {
-            set_default(&mut object["spec"], "replicas", json!(1));
-            default_pod_spec(&mut object["spec"]["template"]["spec"]);
-        }
-        ("apps", "StatefulSet") => default_stateful_set(&mut object["spec"]),
-        ("apps", "DaemonSet") => default_daemon_set(&mut object["spec"]),
-        ("batch", "Job") => {
-            let spec = &mut object["spec"];
-            // Both unset is the non-parallel Job; parallelism alone is a work queue, whose
-            // completions stay unset.
-            if spec["completions"].is_null() && spec["parallelism"].is_null() {
-                set_default(spec, "completions", json!(1));
-            }
-            set_default(spec, "parallelism", json!(1));
-            let per_index = !spec["backoffLimitPerIndex"].is_null();
-            set_default(
-                spec,
-                "backoffLimit",
-                json!(if per_index { i32::MAX } else { 6 }),
-            );
-            set_default(spec, "completionMode", json!("NonIndexed"));
-            set_default(spec, "suspend", json!(false));
-            if spec["podFailurePolicy"].is_null() {
-                set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
-            } else {
-                set_default(spec, "podReplacementPolicy", json!("Failed"));
-            }
-            default_pod_spec(&mut spec["template"]["spec"]);
-        }
-        ("batch", "CronJob") => {
-            let spec = &mut object["spec"];
-            set_default(spec, "concurrencyPolicy", json!("Allow"));
-            set_default(spec, "suspend", json!(false));
-            set_default(spec, "successfulJobsHistoryLimit", json!(3));
-            set_default(spec, "failedJobsHistoryLimit", json!(1));
-            default_pod_spec(&mut spec["jobTemplate"]["spec"]["template"]["spec"]);
-        }
-        ("", "Service") => default_service(&mut object["spec"]),
-        _ => {}
-    }
-}
-
-/// `SetDefaults_ReplicationController`: an empty selector, and empty object labels, become the
-/// template's labels (the pre-apps/v1 convenience kubectl users rely on), and one replica.
-fn default_replication_controller(object: &mut Value) {
-    if !object["spec"].is_object() {
-        return;
-    }
-    let template_labels = object["spec"]["template"]["metadata"]["labels"].clone();
-    if template_labels.is_object() {
-        let empty = |value: &Value| value.as_object().is_none_or(serde_json::Map::is_empty);
-        if empty(&object["spec"]["selector"]) {
-            object["spec"]["selector"] = template_labels.clone();
-        }
-        if empty(&object["metadata"]["labels"]) {
-            object["metadata"]["labels"] = template_labels;
-        }
-    }
-    set_default(&mut object["spec"], "replicas", json!(1));
-    default_pod_spec(&mut object["spec"]["template"]["spec"]);
-}
-
-/// `SetDefaults_StatefulSet`: `kubectl rollout status` reads the strategy type and partition.
-fn default_stateful_set(spec: &mut Value) {
-    if !spec.is_object() {
-        return;
-    }
-    set_default(spec, "replicas", json!(1));
-    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
-    set_default(spec, "revisionHistoryLimit", json!(10));
-    if spec["updateStrategy"]["type"].is_null() {
-        spec["updateStrategy"]["type"] = json!("RollingUpdate");
-    }
-    if spec["updateStrategy"]["type"] == "RollingUpdate" {
-        set_default(
-            &mut spec["updateStrategy"]["rollingUpdate"],
-            "partition",
-            json!(0),
-        );
-    }
-    let retention = &mut spec["persistentVolumeClaimRetentionPolicy"];
-    set_default(retention, "whenDeleted", json!("Retain"));
-    set_default(retention, "whenScaled", json!("Retain"));
-    default_pod_spec(&mut spec["template"]["spec"]);
-}
-
-/// `SetDefaults_DaemonSet`: RollingUpdate one node at a time, no surge.
-fn default_daemon_set(spec: &mut Value) {
-    if !spec.is_object() {
-        return;
-    }
-    set_default(spec, "revisionHistoryLimit", json!(10));
-    if spec["updateStrategy"]["type"].is_null() {
-        spec["updateStrategy"]["type"] = json!("RollingUpdate");
-    }
-    if spec["updateStrategy"]["type"] == "RollingUpdate" {
-        let rolling = &mut spec["updateStrategy"]["rollingUpdate"];
-        set_default(rolling, "maxUnavailable", json!(1));
-        set_default(rolling, "maxSurge", json!(0));
-    }
-    default_pod_spec(&mut spec["template"]["spec"]);
-}
-
-/// The label selecting a Job's pods by the Job's uid.
-pub const JOB_CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
-/// The label carrying a Job's name on its pods.
-pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
-
-/// What upstream's Job strategy does at validation time, once the Job has its name and uid:
-/// unless `spec.manualSelector` is true, select the pods by the Job's uid and label the pod
-/// template with it and the Job's name (both the current and the legacy label keys). Labels
-/// the caller set are kept, so a conflicting one fails validation rather than being hidden.
-pub fn generate_job_selector(resource: &Resource, object: &mut Value) {
-    if (resource.group, resource.kind) != ("batch", "Job")
-        || object["spec"]["manualSelector"] == json!(true)
-        || !object["spec"].is_object()
+    let strategy = resource.strategy;
+    if resource.has(Subresource::Status)
+        && let Some(status) = strategy.status_on_create(object)
     {
-        return;
+        object["status"] = status;
     }
-    let job_name = name(object).to_owned();
-    let Some(job_uid) = uid(object).map(str::to_owned) else {
-        return;
-    };
-    let template = &mut object["spec"]["template"];
-    if !template.is_object() {
-        *template = json!({});
-    }
-    let labels = &mut template["metadata"]["labels"];
-    for key in ["job-name", JOB_NAME] {
-        set_default(labels, key, json!(job_name));
-    }
-    for key in ["controller-uid", JOB_CONTROLLER_UID] {
-        set_default(labels, key, json!(job_uid));
-    }
-    let template_labels = labels.clone();
-    set_default(
-        &mut object["spec"]["selector"]["matchLabels"],
-        JOB_CONTROLLER_UID,
-        json!(job_uid),
-    );
-    // Upstream defaults a Job without labels to its template's labels (the same map, so the
-    // generated ones show on the Job too).
-    let job_labels = &object["metadata"]["labels"];
-    if job_labels.is_null() || job_labels.as_object().is_some_and(Map::is_empty) {
-        object["metadata"]["labels"] = template_labels;
-    }
-}
-
-fn default_pod_spec(spec: &mut Value) {
-    if !spec.is_object() {
-        return;
-    }
-    set_default(spec, "restartPolicy", json!("Always"));
-    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
-    set_default(spec, "terminationGracePeriodSeconds", json!(30));
-    set_default(spec, "schedulerName", json!("default-scheduler"));
-    set_default(spec, "securityContext", json!({}));
-    for field in ["initContainers", "containers"] {
-        if let Some(containers) = spec[field].as_array_mut() {
-            for container in containers {
-                let image = container["image"].as_str().unwrap_or_default().to_owned();
-                let tag_is_latest = {
-                    let last = image.rsplit('/').next().unwrap_or_default();
-                    !last.contains(':') && !image.contains('@') || last.ends_with(":latest")
-                };
-                let policy = if tag_is_latest {
-                    "Always"
-                } else {
-                    "IfNotPresent"
-                };
-                set_default(container, "imagePullPolicy", json!(policy));
-                set_default(
-                    container,
-                    "terminationMessagePath",
-                    json!("/dev/termination-log"),
-                );
-                set_default(container, "terminationMessagePolicy", json!("File"));
-                set_default(container, "resources", json!({}));
-                if let Some(ports) = container["ports"].as_array_mut() {
-                    for port in ports {
-                        set_default(port, "protocol", json!("TCP"));
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn default_service(spec: &mut Value) {
-    if !spec.is_object() {
-        return;
-    }
-    set_default(spec, "type", json!("ClusterIP"));
-    set_default(spec, "sessionAffinity", json!("None"));
-    if let Some(ports) = spec["ports"].as_array_mut() {
-        for port in ports {
-            set_default(port, "protocol", json!("TCP"));
-            if port["targetPort"].is_null() {
-                port["targetPort"] = port["port"].clone();
-            }
-        }
-    }
-}
-
-fn set_default(object: &mut Value, field: &str, value: Value) {
-    if object.is_null() {
-        *object = json!({});
-    }
-    if let Some(map) = object.as_object_mut() {
-        map.entry(field).or_insert(value);
-    }
+    strategy.default(object);
+    strategy.canonicalize(object);
+    drop_empty_metadata(object);
 }
 
 /// What an update may not change: identity and lifecycle fields come from the stored object.
@@ -422,6 +120,13 @@ pub fn prepare_update(
         let mut merged = old.clone();
         merged["status"] = new["status"].take();
         return merged;
+    }
+    let strategy = resource.strategy;
+    // Upstream defaults every object it decodes, so a replace that leaves a defaulted field out
+    // keeps it (and does not count as a spec change).
+    if subresource.is_none() {
+        strategy.prepare_update(old, &mut new);
+        strategy.default(&mut new);
     }
     // Binding sets spec.nodeName and the PodScheduled condition together.
     if resource.has(Subresource::Status)
@@ -457,38 +162,9 @@ pub fn prepare_update(
     {
         metadata.insert("generation".into(), json!(generation + 1));
     }
-    if resource.group.is_empty() && resource.kind == "Service" {
-        drop_type_dependent_fields(old, &mut new);
-    }
-    label_namespace_name(resource, &mut new);
+    strategy.canonicalize(&mut new);
     drop_empty_metadata(&mut new);
     new
-}
-
-/// A Service that stops being a NodePort/LoadBalancer loses what only those types have (its
-/// nodePorts, externalTrafficPolicy, healthCheckNodePort), as upstream's service strategy does,
-/// so `type: ClusterIP` alone is a valid change.
-fn drop_type_dependent_fields(old: &Value, new: &mut Value) {
-    let external = |object: &Value| {
-        matches!(
-            object["spec"]["type"].as_str(),
-            Some("NodePort" | "LoadBalancer")
-        )
-    };
-    if !external(old) || external(new) {
-        return;
-    }
-    if let Some(spec) = new["spec"].as_object_mut() {
-        spec.remove("externalTrafficPolicy");
-        spec.remove("healthCheckNodePort");
-    }
-    if let Some(ports) = new["spec"]["ports"].as_array_mut() {
-        for port in ports {
-            if let Some(port) = port.as_object_mut() {
-                port.remove("nodePort");
-            }
-        }
-    }
 }
 
 fn spec_changed(old: &Value, new: &Value) -> bool {
@@ -506,7 +182,13 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::resources::find;
+    use crate::apiserver::registry::batch::job::{JOB_CONTROLLER_UID, JOB_NAME};
+    use crate::apiserver::registry::core::pod::qos_class;
+    use crate::apiserver::registry::{Registry, Resource, core::namespace::NAMESPACE_NAME_LABEL};
+
+    fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+        Registry::new().find(group, version, plural)
+    }
 
     #[test]
     fn generated_names_have_five_character_suffixes() {
@@ -735,7 +417,7 @@ mod tests {
         let template = json!({"metadata": {"labels": {"app": "pi"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c"}]}});
         let mut generated = job(json!({"template": template}));
         prepare_create(jobs, &mut generated);
-        generate_job_selector(jobs, &mut generated);
+        jobs.strategy.prepare_named(&mut generated);
         let uid = generated["metadata"]["uid"].as_str().unwrap().to_owned();
         assert_eq!(
             generated["spec"]["selector"],
@@ -759,7 +441,7 @@ mod tests {
         }));
         manual["metadata"]["labels"] = json!({"team": "a"});
         prepare_create(jobs, &mut manual);
-        generate_job_selector(jobs, &mut manual);
+        jobs.strategy.prepare_named(&mut manual);
         assert_eq!(
             manual["spec"]["selector"],
             json!({"matchLabels": {"app": "pi"}})

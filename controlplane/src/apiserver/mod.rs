@@ -1,5 +1,5 @@
 //! The Kubernetes-compatible API server: HTTPS with client-certificate and bearer-token
-//! authentication, discovery, and the REST verbs on the resources of [`resources::RESOURCES`],
+//! authentication, discovery, and the REST verbs on the resources of its [`registry::Registry`],
 //! stored in etcd through [`crate::storage`].
 
 pub mod admission;
@@ -9,11 +9,12 @@ pub mod gc;
 pub mod handlers;
 pub mod ipam_repair;
 pub mod logs;
+pub mod machinery;
 pub mod meta;
 pub mod node_proxy;
 pub mod openapi;
 pub mod query;
-pub mod resources;
+pub mod registry;
 pub mod selectors;
 pub mod status;
 pub mod strategic_merge;
@@ -21,7 +22,6 @@ pub mod streaming;
 pub mod subresources;
 pub mod system_services;
 pub mod tables;
-pub mod validation;
 pub mod watch;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -41,15 +41,16 @@ use crate::{
     auth::{Tokens, User, user_from_certificate},
     storage::Store,
 };
-use handlers::{DeleteOptions, MAX_BODY_BYTES, PROTECTED_NAMESPACES, Scope, Written, decode_body};
+use handlers::{DeleteOptions, MAX_BODY_BYTES, Scope, Written, decode_body};
 use query::{Query, rendering};
-use resources::{Resource, Subresource};
+use registry::{Registry, Resource, Subresource, core::namespace};
 use status::ApiError;
 
 /// The API server's shared state.
 #[derive(Clone)]
 pub struct ApiServer {
     pub(crate) store: Store,
+    pub(crate) registry: Arc<Registry>,
     tokens: Arc<Tokens>,
     advertise: String,
     kubelet_tls: Option<Arc<rustls::ClientConfig>>,
@@ -72,6 +73,7 @@ impl ApiServer {
     pub fn new(store: Store, tokens: Tokens, advertise: String) -> Self {
         Self {
             store,
+            registry: Arc::new(Registry::new()),
             tokens: Arc::new(tokens),
             advertise,
             kubelet_tls: None,
@@ -111,11 +113,9 @@ impl ApiServer {
     /// kube-node-lease) unless they exist. The system Services (`kubernetes`, `kube-dns`) come
     /// next, from [`Self::reconcile_system_services`].
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
-        let namespaces = resources::find("", "v1", "namespaces")
-            .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
-        for name in PROTECTED_NAMESPACES {
+        for name in namespace::PROTECTED_NAMESPACES {
             let scope = Scope {
-                resource: namespaces,
+                resource: &namespace::RESOURCE,
                 namespace: None,
             };
             let object =
@@ -239,28 +239,36 @@ impl ApiServer {
                 ));
             }
             ["apis"] if get => {
-                return Ok(json_response(StatusCode::OK, &discovery::group_list(), &[]));
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &discovery::group_list(&self.registry),
+                    &[],
+                ));
             }
             ["openapi", "v3"] if get => {
-                return Ok(json_response(StatusCode::OK, &openapi::index(), &[]));
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &openapi::index(&self.registry),
+                    &[],
+                ));
             }
             ["openapi", "v3", rest @ ..] if get => {
-                return openapi::document(&rest.join("/"))
+                return openapi::document(&self.registry, &rest.join("/"))
                     .map(|document| json_response(StatusCode::OK, &document, &[]))
                     .ok_or_else(|| ApiError::no_route(&path));
             }
             ["api", "v1"] if get => {
-                return discovery::resource_list("", "v1")
+                return discovery::resource_list(&self.registry, "", "v1")
                     .map(|list| json_response(StatusCode::OK, &list, &[]))
                     .ok_or_else(|| ApiError::no_route(&path));
             }
             ["apis", group] if get => {
-                return discovery::group(group)
+                return discovery::group(&self.registry, group)
                     .map(|document| json_response(StatusCode::OK, &document, &[]))
                     .ok_or_else(|| ApiError::no_route(&path));
             }
             ["apis", group, version] if get => {
-                return discovery::resource_list(group, version)
+                return discovery::resource_list(&self.registry, group, version)
                     .map(|list| json_response(StatusCode::OK, &list, &[]))
                     .ok_or_else(|| ApiError::no_route(&path));
             }
@@ -271,7 +279,8 @@ impl ApiServer {
             ["apis", group, version, rest @ ..] => (*group, *version, rest),
             _ => return Err(ApiError::no_route(&path)),
         };
-        let target = parse_target(group, version, rest).ok_or_else(|| ApiError::no_route(&path))?;
+        let target = parse_target(&self.registry, group, version, rest)
+            .ok_or_else(|| ApiError::no_route(&path))?;
         self.dispatch(target, request).await
     }
 
@@ -458,7 +467,7 @@ struct Target {
 }
 
 /// Parses the path below `/api/v1` or `/apis/<group>/<version>`.
-fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+fn parse_target(registry: &Registry, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
     let (namespace, rest) = match rest {
         ["namespaces", namespace, plural, tail @ ..]
             if !matches!(*plural, "status" | "finalize") =>
@@ -477,7 +486,7 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
         [plural, name, sub] => (*plural, Some((*name).to_owned()), Some(*sub)),
         _ => return None,
     };
-    let resource = resources::find(group, version, plural)?;
+    let resource = registry.find(group, version, plural)?;
     if namespace.is_some() && !resource.namespaced {
         return None;
     }
@@ -548,6 +557,7 @@ mod tests {
     #[test]
     fn paths_resolve_to_resources() {
         let target = parse_target(
+            &Registry::new(),
             "",
             "v1",
             &["namespaces", "default", "pods", "web", "status"],
@@ -558,19 +568,25 @@ mod tests {
         assert_eq!(target.name.as_deref(), Some("web"));
         assert_eq!(target.subresource, Some(Subresource::Status));
 
-        let target = parse_target("", "v1", &["namespaces", "prod"]).unwrap();
+        let target = parse_target(&Registry::new(), "", "v1", &["namespaces", "prod"]).unwrap();
         assert_eq!(target.resource.plural, "namespaces");
         assert_eq!(target.name.as_deref(), Some("prod"));
         assert!(target.namespace.is_none());
 
-        let target = parse_target("", "v1", &["namespaces", "prod", "status"]).unwrap();
+        let target = parse_target(
+            &Registry::new(),
+            "",
+            "v1",
+            &["namespaces", "prod", "status"],
+        )
+        .unwrap();
         assert_eq!(target.subresource, Some(Subresource::Status));
 
-        let target = parse_target("apps", "v1", &["deployments"]).unwrap();
+        let target = parse_target(&Registry::new(), "apps", "v1", &["deployments"]).unwrap();
         assert!(target.namespace.is_none(), "all namespaces");
 
-        assert!(parse_target("", "v1", &["namespaces", "x", "nodes"]).is_none());
-        assert!(parse_target("", "v1", &["pods", "a", "nonsense"]).is_none());
-        assert!(parse_target("apps", "v1", &["widgets"]).is_none());
+        assert!(parse_target(&Registry::new(), "", "v1", &["namespaces", "x", "nodes"]).is_none());
+        assert!(parse_target(&Registry::new(), "", "v1", &["pods", "a", "nonsense"]).is_none());
+        assert!(parse_target(&Registry::new(), "apps", "v1", &["widgets"]).is_none());
     }
 }

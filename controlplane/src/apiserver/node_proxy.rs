@@ -13,7 +13,7 @@ use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio_rustls::TlsConnector;
 
-use super::{ApiServer, handlers::Scope, resources, status::ApiError};
+use super::{ApiServer, handlers::Scope, registry::core::node, status::ApiError};
 
 /// The port node agents serve their kubelet API on unless the Node says otherwise.
 pub const DEFAULT_KUBELET_PORT: u16 = 10250;
@@ -59,8 +59,7 @@ impl ApiServer {
                 ApiError::bad_request(format!("pod {name} does not have a host assigned"))
             })?
             .to_owned();
-        let nodes = resources::find("", "v1", "nodes")
-            .ok_or_else(|| ApiError::internal("nodes are not registered"))?;
+        let nodes = &node::RESOURCE;
         let node_object = self
             .get_object(
                 &Scope {

@@ -9,12 +9,12 @@
 
 use serde_json::{Value, json};
 
-use super::resources::{RESOURCES, Resource};
+use super::registry::{Registry, Resource};
 
 /// The paths below /openapi/v3 (`api/v1`, `apis/apps/v1`, ...).
-fn group_versions() -> Vec<String> {
+fn group_versions(registry: &Registry) -> Vec<String> {
     let mut paths: Vec<String> = Vec::new();
-    for resource in RESOURCES {
+    for resource in registry.all() {
         let path = gv_path(resource);
         if !paths.contains(&path) {
             paths.push(path);
@@ -32,8 +32,8 @@ fn gv_path(resource: &Resource) -> String {
 }
 
 /// `/openapi/v3`: the index of group-version documents.
-pub fn index() -> Value {
-    let paths: serde_json::Map<String, Value> = group_versions()
+pub fn index(registry: &Registry) -> Value {
+    let paths: serde_json::Map<String, Value> = group_versions(registry)
         .into_iter()
         .map(|path| {
             let url = format!("/openapi/v3/{path}?hash={}", content_hash(&path));
@@ -44,8 +44,12 @@ pub fn index() -> Value {
 }
 
 /// `/openapi/v3/<path>`, or None for an unknown group-version.
-pub fn document(path: &str) -> Option<Value> {
-    let resources: Vec<&Resource> = RESOURCES.iter().filter(|r| gv_path(r) == path).collect();
+pub fn document(registry: &Registry, path: &str) -> Option<Value> {
+    let resources: Vec<&Resource> = registry
+        .all()
+        .into_iter()
+        .filter(|r| gv_path(r) == path)
+        .collect();
     if resources.is_empty() {
         return None;
     }
@@ -105,21 +109,21 @@ mod tests {
 
     #[test]
     fn every_group_version_is_indexed_and_served() {
-        let index = index();
+        let index = index(&Registry::new());
         let paths = index["paths"].as_object().unwrap();
         assert!(paths.contains_key("api/v1"));
         assert!(paths.contains_key("apis/apps/v1"));
         for path in paths.keys() {
-            let document = document(path).unwrap();
+            let document = document(&Registry::new(), path).unwrap();
             assert!(!document["paths"].as_object().unwrap().is_empty());
         }
-        let apps = document("apis/apps/v1").unwrap();
+        let apps = document(&Registry::new(), "apis/apps/v1").unwrap();
         let deployment =
             &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(
             deployment["x-kubernetes-group-version-kind"]["kind"],
             "Deployment"
         );
-        assert!(document("apis/nope/v1").is_none());
+        assert!(document(&Registry::new(), "apis/nope/v1").is_none());
     }
 }

@@ -6,10 +6,10 @@ use serde_json::{Value, json};
 
 use super::{
     ApiServer,
-    handlers::{PatchKind, Scope, apply_json_patch, decode_body},
+    handlers::{PatchKind, Scope, apply_json_patch, decode_body, reject_invalid},
     meta,
     query::Query,
-    resources::Subresource,
+    registry::{Resource, Subresource, core::pod::validate_binding, workloads::validate_scale},
     status::ApiError,
     tables,
 };
@@ -18,7 +18,7 @@ impl ApiServer {
     /// The Scale of a workload.
     pub async fn get_scale(&self, scope: &Scope, name: &str) -> Result<Value, ApiError> {
         let stored = self.get_object(scope, name).await?;
-        Ok(scale_of(&stored.object, scope.resource.kind))
+        Ok(scale_of(&stored.object, scope.resource))
     }
 
     /// Updates spec.replicas from a Scale (PUT) or a patch of the Scale (PATCH).
@@ -67,28 +67,18 @@ impl ApiServer {
                 name,
                 query,
                 |current| {
-                    let scale = scale_of(&current.object, scope.resource.kind);
+                    let scale = scale_of(&current.object, scope.resource);
                     let desired = match (&request, &patch) {
                         (Some(request), _) => request.clone(),
                         (None, Some((kind, patch))) => patch_scale(*kind, &scale, patch)?,
-                        (None, None) => scale,
+                        (None, None) => scale.clone(),
                     };
+                    let mut desired = desired;
+                    desired["metadata"] = scale["metadata"].clone();
+                    reject_invalid("Scale", &desired, validate_scale(&desired))?;
                     let replicas = desired["spec"]["replicas"].as_i64().ok_or_else(|| {
                         ApiError::bad_request("the Scale has no integer spec.replicas")
                     })?;
-                    if replicas < 0 {
-                        return Err(ApiError::invalid(
-                            "Scale",
-                            name,
-                            &[super::status::FieldCause {
-                                reason: "FieldValueInvalid".into(),
-                                message: format!(
-                                    "Invalid value: {replicas}: must be greater than or equal to 0"
-                                ),
-                                field: "spec.replicas".into(),
-                            }],
-                        ));
-                    }
                     let mut next = current.object.clone();
                     next["spec"]["replicas"] = json!(replicas);
                     Ok(next)
@@ -96,7 +86,7 @@ impl ApiServer {
                 None,
             )
             .await?;
-        Ok(scale_of(&updated, scope.resource.kind))
+        Ok(scale_of(&updated, scope.resource))
     }
 
     /// Binds a pod to a node: sets spec.nodeName and the PodScheduled condition.
@@ -107,20 +97,16 @@ impl ApiServer {
         binding: &Value,
         query: &Query,
     ) -> Result<Value, ApiError> {
+        // The Binding's name and namespace are the pod's, from the URL.
+        let mut binding = binding.clone();
+        if let Some(metadata) = meta::metadata_mut(&mut binding) {
+            metadata.insert("name".into(), json!(name));
+            metadata.insert("namespace".into(), json!(scope.namespace));
+        }
+        reject_invalid("Binding", &binding, validate_binding(&binding))?;
         let node = binding["target"]["name"]
             .as_str()
-            .filter(|node| !node.is_empty())
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "Binding",
-                    name,
-                    &[super::status::FieldCause {
-                        reason: "FieldValueRequired".into(),
-                        message: "Required value".into(),
-                        field: "target.name".into(),
-                    }],
-                )
-            })?
+            .unwrap_or_default()
             .to_owned();
         let qualified = scope.resource.qualified_name();
         self.write_update(
@@ -171,16 +157,9 @@ impl ApiServer {
     }
 }
 
-/// The Scale view of a workload of `kind`; its status.selector is the selector as a string.
-fn scale_of(object: &Value, kind: &str) -> Value {
-    let spec_selector = object["spec"].get("selector");
-    // A ReplicationController's selector is a plain label map (labels.SelectorFromSet upstream);
-    // the apps workloads' is a LabelSelector.
-    let selector = if kind == "ReplicationController" {
-        spec_selector.map(|labels| json!({"matchLabels": labels}))
-    } else {
-        spec_selector.cloned()
-    };
+/// The Scale view of a workload; its status.selector is the selector as a string.
+fn scale_of(object: &Value, resource: &Resource) -> Value {
+    let selector = resource.strategy.scale_selector(object);
     let selector = tables::selector_string(selector.as_ref()).unwrap_or_default();
     let metadata = &object["metadata"];
     json!({

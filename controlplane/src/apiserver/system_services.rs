@@ -21,7 +21,7 @@ use super::{
     ApiServer,
     handlers::{DeleteOptions, Scope},
     query::Query,
-    resources,
+    registry,
     status::ApiError,
 };
 
@@ -310,7 +310,7 @@ fn service_differs(current: &Value, desired: &Value) -> bool {
 }
 
 fn scope(group: &str, plural: &str, namespace: &str) -> Result<Scope, ApiError> {
-    let resource = resources::find(group, "v1", plural)
+    let resource = registry::builtin(group, plural)
         .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
     Ok(Scope {
         resource,

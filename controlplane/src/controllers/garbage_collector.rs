@@ -20,7 +20,7 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::apiserver::resources::{RESOURCES, Resource};
+use crate::apiserver::registry::{BUILTIN, Resource};
 
 /// How the sweep runs.
 #[derive(Debug, Clone, Copy)]
@@ -110,7 +110,7 @@ async fn list_all(
 pub async fn sweep(client: &Client) -> Result<Outcome, kube::Error> {
     let mut live: HashSet<String> = HashSet::new();
     let mut dependents: Vec<(&'static Resource, DynamicObject)> = Vec::new();
-    for resource in RESOURCES {
+    for resource in BUILTIN.iter().copied() {
         for object in list_all(client, &api_resource(resource)).await? {
             if let Some(uid) = &object.metadata.uid {
                 live.insert(uid.clone());
@@ -200,7 +200,7 @@ async fn owner_is_gone(
         Some((group, version)) => (group, version),
         None => ("", reference.api_version.as_str()),
     };
-    let Some(owner_resource) = RESOURCES
+    let Some(owner_resource) = BUILTIN
         .iter()
         .find(|r| r.group == group && r.version == version && r.kind == reference.kind)
     else {

@@ -1,0 +1,99 @@
+//! `coordination.k8s.io/v1` Lease: validation, the table and the patch schema.
+
+use crate::apiserver::registry::prelude::*;
+use k8s_openapi::api::coordination::v1 as api;
+
+/// The `leases` resource.
+pub static RESOURCE: Resource = Resource {
+    group: "coordination.k8s.io",
+    version: "v1",
+    kind: "Lease",
+    plural: "leases",
+    singular: "lease",
+    namespaced: true,
+    short_names: &[],
+    categories: &[],
+    subresources: &[],
+    storage_prefix: "leases",
+    field_labels: &[],
+    strategy: &Leases,
+};
+
+/// The `Lease` strategy.
+pub struct Leases;
+
+impl Strategy for Leases {
+    fn go_type(&self) -> &'static str {
+        "v1.Lease"
+    }
+
+    fn round_trip(&self) -> RoundTrip {
+        round_trip::<api::Lease>
+    }
+
+    fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
+        let _ = old;
+        lease(e, Some(object));
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        table::LEASE_COLUMNS
+    }
+
+    fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
+        vec![
+            json!(crate::apiserver::tables::name(object)),
+            json!(crate::apiserver::tables::str_at(
+                object,
+                &["spec", "holderIdentity"]
+            )),
+            json!(crate::apiserver::tables::age(object, now)),
+        ]
+    }
+
+    fn patch_schema(&self) -> Option<&'static Schema> {
+        Some(&METADATA_ONLY)
+    }
+
+    fn samples(&self) -> Samples {
+        Samples {
+            valid: json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}),
+            invalid: json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 0}}),
+            invalid_field: "spec.leaseDurationSeconds",
+        }
+    }
+}
+
+pub(crate) fn lease(e: &mut Errs, obj: Option<&Value>) {
+    let spec = get(obj, "spec");
+    if let Some(d) = int_of(spec, "leaseDurationSeconds").filter(|d| *d <= 0) {
+        e.invalid_i("spec.leaseDurationSeconds", d, "must be greater than 0");
+    }
+    e.non_negative("spec.leaseTransitions", int_of(spec, "leaseTransitions"));
+    if let Some(s) = str_opt(spec, "strategy") {
+        for m in is_qualified_name(s) {
+            e.invalid_s("spec.strategy", s, &m);
+        }
+    }
+}
+
+/// The kind's table, as upstream's printer.
+mod table {
+    #[allow(unused_imports)]
+    use jiff::Timestamp;
+    #[allow(unused_imports)]
+    use serde_json::{Value, json};
+
+    #[allow(unused_imports)]
+    use crate::apiserver::tables::*;
+
+    pub(crate) const LEASE_COLUMNS: &[Column] = &[
+        NAME,
+        col(
+            "Holder",
+            "string",
+            "holderIdentity contains the identity of the holder of a current lease.",
+        ),
+        AGE,
+    ];
+}

@@ -1,0 +1,91 @@
+//! `v1` ServiceAccount: ObjectMeta rules only (as upstream), the table and the patch schema.
+
+use crate::apiserver::registry::prelude::*;
+use k8s_openapi::api::core::v1 as api;
+
+/// The `serviceaccounts` resource.
+pub static RESOURCE: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "ServiceAccount",
+    plural: "serviceaccounts",
+    singular: "serviceaccount",
+    namespaced: true,
+    short_names: &["sa"],
+    categories: &[],
+    subresources: &[],
+    storage_prefix: "serviceaccounts",
+    field_labels: &[],
+    strategy: &ServiceAccounts,
+};
+
+/// The `ServiceAccount` strategy.
+pub struct ServiceAccounts;
+
+impl Strategy for ServiceAccounts {
+    fn go_type(&self) -> &'static str {
+        "v1.ServiceAccount"
+    }
+
+    fn round_trip(&self) -> RoundTrip {
+        round_trip::<api::ServiceAccount>
+    }
+
+    fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
+        // Upstream checks only ObjectMeta (done before this).
+        let _ = (e, object, old);
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        table::SERVICE_ACCOUNT_COLUMNS
+    }
+
+    fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
+        vec![
+            json!(crate::apiserver::tables::name(object)),
+            json!(crate::apiserver::tables::list_at(object, &["secrets"]).len()),
+            json!(crate::apiserver::tables::age(object, now)),
+        ]
+    }
+
+    fn patch_schema(&self) -> Option<&'static Schema> {
+        Some(&SERVICE_ACCOUNT)
+    }
+
+    fn samples(&self) -> Samples {
+        Samples {
+            valid: json!({"metadata": {"name": "builder"}}),
+            invalid: json!({"metadata": {"name": "Builder"}}),
+            invalid_field: "metadata.name",
+        }
+    }
+}
+
+/// core/v1 ServiceAccount: only `secrets` is tagged (`imagePullSecrets` is not).
+pub(crate) static SERVICE_ACCOUNT: Schema = Schema {
+    fields: &[
+        nested("metadata", &OBJECT_META),
+        merge_by("secrets", "name", &UNKNOWN),
+    ],
+};
+
+/// The kind's table, as upstream's printer.
+mod table {
+    #[allow(unused_imports)]
+    use jiff::Timestamp;
+    #[allow(unused_imports)]
+    use serde_json::{Value, json};
+
+    #[allow(unused_imports)]
+    use crate::apiserver::tables::*;
+
+    pub(crate) const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[
+        NAME,
+        col(
+            "Secrets",
+            "string",
+            "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+        ),
+        AGE,
+    ];
+}

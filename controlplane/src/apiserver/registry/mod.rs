@@ -1,0 +1,176 @@
+//! The resource registry: one file per served kind (`registry/<group>/<kind>.rs`) holds
+//! everything kind-specific, as kube-apiserver's `pkg/registry/<group>/<kind>/strategy.go` does:
+//! the REST names and etcd prefix ([`Resource`]), and a [`Strategy`] for defaulting, status
+//! rules, validation, the table, the strategic-merge schema, allocations, admission and
+//! deletion. The generic request code in `handlers.rs` asks the strategy and never names a kind.
+//!
+//! Built-in kinds are listed in [`BUILTIN`]; kinds defined at run time (custom resources) join
+//! through [`Registry::register`] and are served by the same code.
+
+pub mod apps;
+pub mod batch;
+pub mod coordination;
+pub mod core;
+pub mod discovery;
+pub mod networking;
+pub(crate) mod prelude;
+mod resource;
+mod strategy;
+pub mod workloads;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::RwLock;
+
+pub use resource::{Resource, Subresource};
+pub use strategy::{Samples, Strategy};
+
+/// Every built-in resource, in discovery order.
+pub static BUILTIN: &[&Resource] = &[
+    &core::namespace::RESOURCE,
+    &core::node::RESOURCE,
+    &core::pod::RESOURCE,
+    &core::service::RESOURCE,
+    &core::endpoints::RESOURCE,
+    &core::config_map::RESOURCE,
+    &core::secret::RESOURCE,
+    &core::service_account::RESOURCE,
+    &core::event::RESOURCE,
+    &core::replication_controller::RESOURCE,
+    &coordination::lease::RESOURCE,
+    &apps::deployment::RESOURCE,
+    &apps::replica_set::RESOURCE,
+    &apps::stateful_set::RESOURCE,
+    &apps::daemon_set::RESOURCE,
+    &apps::controller_revision::RESOURCE,
+    &batch::job::RESOURCE,
+    &batch::cron_job::RESOURCE,
+    &networking::network_policy::RESOURCE,
+    &discovery::endpoint_slice::RESOURCE,
+];
+
+/// Why a kind could not be registered.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    /// Another kind already has the REST name or the kind name in that group and version.
+    #[error("{group}/{version} already serves {what}")]
+    Taken {
+        /// The API group.
+        group: String,
+        /// The API version.
+        version: String,
+        /// `resource "widgets"` or `kind "Widget"`.
+        what: String,
+    },
+    /// Its etcd prefix would overlap another kind's, so one could read the other's objects.
+    #[error("the storage prefix /registry/{prefix}/ overlaps that of {other}")]
+    StorageOverlap {
+        /// The new kind's prefix.
+        prefix: String,
+        /// The resource it overlaps.
+        other: String,
+    },
+}
+
+/// The kinds one API server serves: the built-ins and those registered at run time.
+#[derive(Debug, Default)]
+pub struct Registry {
+    custom: RwLock<Vec<&'static Resource>>,
+}
+
+impl Registry {
+    /// A registry of the built-in kinds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every served resource: the built-ins in discovery order, then the registered ones.
+    pub fn all(&self) -> Vec<&'static Resource> {
+        let mut all = BUILTIN.to_vec();
+        all.extend(self.custom().iter().copied());
+        all
+    }
+
+    /// The resource `plural` in `group`/`version`.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+        self.all()
+            .into_iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// The resource of `kind` in `api_version` (`v1`, `apps/v1`).
+    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<&'static Resource> {
+        self.all()
+            .into_iter()
+            .find(|r| r.api_version() == api_version && r.kind == kind)
+    }
+
+    /// The API groups served besides the core group, with their one version.
+    pub fn groups(&self) -> Vec<(&'static str, &'static str)> {
+        let mut groups: Vec<(&'static str, &'static str)> = Vec::new();
+        for resource in self.all() {
+            if !resource.group.is_empty() && !groups.iter().any(|(g, _)| *g == resource.group) {
+                groups.push((resource.group, resource.version));
+            }
+        }
+        groups
+    }
+
+    /// Serves `resource` from now on. A kind lives as long as the process (its descriptor is
+    /// leaked once, so requests can hold it without counting references); registering the
+    /// same definition again returns the one already served.
+    pub fn register(&self, resource: Resource) -> Result<&'static Resource, RegistryError> {
+        let mut custom = self
+            .custom
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let served: Vec<&'static Resource> = BUILTIN.iter().chain(custom.iter()).copied().collect();
+        if let Some(same) = served.iter().find(|r| r.same_definition(&resource)) {
+            return Ok(same);
+        }
+        for other in &served {
+            if other.group == resource.group && other.version == resource.version {
+                let what = if other.plural == resource.plural {
+                    Some(format!("resource {:?}", resource.plural))
+                } else if other.kind == resource.kind {
+                    Some(format!("kind {:?}", resource.kind))
+                } else {
+                    None
+                };
+                if let Some(what) = what {
+                    return Err(RegistryError::Taken {
+                        group: resource.group.to_owned(),
+                        version: resource.version.to_owned(),
+                        what,
+                    });
+                }
+            }
+            let (mine, theirs) = (resource.prefix(None), other.prefix(None));
+            if mine.starts_with(&theirs) || theirs.starts_with(&mine) {
+                return Err(RegistryError::StorageOverlap {
+                    prefix: resource.storage_prefix.to_owned(),
+                    other: other.qualified_name(),
+                });
+            }
+        }
+        let leaked: &'static Resource = Box::leak(Box::new(resource));
+        custom.push(leaked);
+        Ok(leaked)
+    }
+
+    fn custom(&self) -> std::sync::RwLockReadGuard<'_, Vec<&'static Resource>> {
+        self.custom
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A built-in resource by REST name, for code that runs without an API server at hand
+/// (controllers, the IPAM repair) and may name only built-in kinds.
+pub fn builtin(group: &str, plural: &str) -> Option<&'static Resource> {
+    BUILTIN
+        .iter()
+        .copied()
+        .find(|r| r.group == group && r.plural == plural)
+}

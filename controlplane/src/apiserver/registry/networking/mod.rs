@@ -1,0 +1,3 @@
+//! `networking.k8s.io/v1`.
+
+pub mod network_policy;

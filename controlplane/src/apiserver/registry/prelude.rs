@@ -1,0 +1,14 @@
+//! What every registry file has in scope: the machinery's validation helpers, the shared PodSpec
+//! and workload rules, the strategy types, and the strategic-merge and table building blocks.
+
+pub(crate) use jiff::Timestamp;
+pub(crate) use serde_json::json;
+
+pub(crate) use super::{Resource, Samples, Strategy, Subresource, core::pod_spec::*, workloads::*};
+pub(crate) use crate::apiserver::machinery::decode::{RoundTrip, round_trip};
+pub(crate) use crate::apiserver::machinery::prelude::*;
+pub(crate) use crate::apiserver::strategic_merge::{
+    CONDITIONS_STATUS, METADATA_ONLY, OBJECT_META, POD_SPEC, POD_TEMPLATE_SPEC, Schema,
+    TEMPLATED_SPEC, TEMPLATED_WORKLOAD, UNKNOWN, field, merge_by, nested,
+};
+pub(crate) use crate::apiserver::tables::Column;

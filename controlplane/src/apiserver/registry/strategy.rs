@@ -1,0 +1,127 @@
+//! The questions the generic REST code asks of a kind. Every served kind answers them in its
+//! own file; methods with a default are those most kinds answer the same way.
+
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::apiserver::{
+    admission::Admission,
+    allocations::{Allocations, Ipam},
+    machinery::{decode::RoundTrip, field::Errs, names::NameRule},
+    status::ApiError,
+    strategic_merge::Schema,
+    tables::Column,
+};
+
+/// Example objects of a kind, for the registry test: `valid` passes validation, round-trips
+/// and prints a row; `invalid` fails the kind's own validation at `invalid_field`.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    /// A valid object (as a client sends it).
+    pub valid: Value,
+    /// An object the kind's own rules reject (its ObjectMeta is valid).
+    pub invalid: Value,
+    /// The field path of the first cause `invalid` gets.
+    pub invalid_field: &'static str,
+}
+
+/// Everything kind-specific about a served resource (upstream's `RESTCreateStrategy`,
+/// `RESTUpdateStrategy`, `RESTDeleteStrategy`, table convertor and patch metadata in one).
+pub trait Strategy: Send + Sync {
+    /// The Go type upstream decodes into (`v1.Pod`), for decode error messages.
+    fn go_type(&self) -> &'static str;
+
+    /// Decodes JSON text into the kind's typed object and encodes it again.
+    fn round_trip(&self) -> RoundTrip;
+
+    /// The rule `metadata.name` must follow.
+    fn name_rule(&self) -> NameRule {
+        NameRule::Subdomain
+    }
+
+    /// The kind's own validation (ObjectMeta is checked before): create when `old` is None.
+    fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>);
+
+    /// Upstream's defaulting (`SetDefaults_*`), applied to every object written.
+    fn default(&self, _object: &mut Value) {}
+
+    /// The status a new object starts with (only asked of kinds with a status subresource);
+    /// None keeps the status the client sent.
+    fn status_on_create(&self, _object: &Value) -> Option<Value> {
+        Some(json!({}))
+    }
+
+    /// Fields the server keeps in line on every write (after defaulting), e.g. a label derived
+    /// from the name.
+    fn canonicalize(&self, _object: &mut Value) {}
+
+    /// What a create does once the object has its final name and uid, before validation.
+    fn prepare_named(&self, _object: &mut Value) {}
+
+    /// What an update does to the new object given the stored one, before validation.
+    fn prepare_update(&self, _old: &Value, _new: &mut Value) {}
+
+    /// Mutating admission of a new object.
+    fn admit_create(&self, _admission: &Admission, _object: &mut Value) {}
+
+    /// The table's columns, in upstream's order.
+    fn columns(&self) -> &'static [Column];
+
+    /// One table row's cells (the same order as the columns), given the current time.
+    fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value>;
+
+    /// The strategic-merge schema (patch strategies and merge keys); None when strategic merge
+    /// patch is refused for the kind, as upstream refuses it for custom resources.
+    fn patch_schema(&self) -> Option<&'static Schema>;
+
+    /// What the object holds from the allocation pools.
+    fn held(&self, _object: &Value) -> Allocations {
+        Vec::new()
+    }
+
+    /// Allocates what the object needs (`old` is the stored object on update), writing it into
+    /// the object and recording each item in `allocated` as soon as it is taken.
+    fn allocate<'a>(
+        &'a self,
+        _ipam: &'a Ipam,
+        _old: Option<&'a Value>,
+        _object: &'a mut Value,
+        _allocated: &'a mut Allocations,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Why the object `name` may not be deleted, if it may not.
+    fn undeletable(&self, _name: &str) -> Option<&'static str> {
+        None
+    }
+
+    /// Seconds of graceful termination a delete of `object` waits for (None: delete at once),
+    /// given the period the request asked for.
+    fn grace_period(&self, _object: &Value, _requested: Option<i64>) -> Option<i64> {
+        None
+    }
+
+    /// Whether deleting the object first deletes everything inside it (a Namespace); such an
+    /// object always goes through a pending deletion.
+    fn deletes_contents(&self) -> bool {
+        false
+    }
+
+    /// What an object pending deletion shows (a Namespace's `Terminating` phase).
+    fn mark_terminating(&self, _object: &mut Value) {}
+
+    /// Whether a delete answers with the deleted object rather than a Status.
+    fn delete_returns_object(&self) -> bool {
+        false
+    }
+
+    /// The label selector (as a LabelSelector) the Scale subresource reports.
+    fn scale_selector(&self, object: &Value) -> Option<Value> {
+        object["spec"].get("selector").cloned()
+    }
+
+    /// Example objects for the registry test.
+    fn samples(&self) -> Samples;
+}

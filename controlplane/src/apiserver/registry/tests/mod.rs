@@ -1,0 +1,186 @@
+//! The registry test: every served kind has every piece (validation of its own, defaults that
+//! settle, a table, a patch schema, a typed JSON round trip), so no kind is half-served.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may unwrap (project rule).
+
+mod fixtures;
+mod validation;
+mod validation_more;
+
+use serde_json::{Value, json};
+
+use super::{BUILTIN, Registry, RegistryError, Resource, Subresource};
+use crate::apiserver::machinery::decode::decode_object;
+use crate::apiserver::meta::prepare_create;
+
+/// A sample as the generic code sees it on create: apiVersion, kind and namespace filled in.
+fn as_sent(resource: &Resource, mut object: Value) -> Value {
+    object["apiVersion"] = json!(resource.api_version());
+    object["kind"] = json!(resource.kind);
+    if resource.namespaced {
+        object["metadata"]["namespace"] = json!("default");
+    }
+    object
+}
+
+#[test]
+fn every_served_kind_has_every_piece() {
+    // Every kind is checked, and all that lack a piece are named at the end.
+    let lacking: Vec<&str> = Registry::new()
+        .all()
+        .into_iter()
+        .filter(|resource| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_every_piece(resource)))
+                .is_err()
+        })
+        .map(|resource| resource.kind)
+        .collect();
+    assert!(lacking.is_empty(), "kinds lacking a piece: {lacking:?}");
+}
+
+/// Panics, saying which piece, when `resource` lacks one.
+fn check_every_piece(resource: &Resource) {
+    let now = jiff::Timestamp::now();
+    {
+        let kind = resource.kind;
+        let strategy = resource.strategy;
+        let samples = strategy.samples();
+
+        // A typed JSON round trip that knows every field of the valid sample.
+        let mut valid = as_sent(resource, samples.valid.clone());
+        let unknown = decode_object(strategy.go_type(), strategy.round_trip(), &mut valid)
+            .unwrap_or_else(|err| panic!("{kind}: the valid sample does not decode: {err}"));
+        assert!(unknown.is_empty(), "{kind}: unknown fields {unknown:?}");
+
+        // Validation accepts the valid sample and the kind's own rules reject the invalid one.
+        let causes = resource.validate(&valid, None);
+        assert!(
+            causes.is_empty(),
+            "{kind}: valid sample rejected: {causes:?}"
+        );
+        let invalid = as_sent(resource, samples.invalid.clone());
+        let causes = resource.validate(&invalid, None);
+        assert!(
+            causes.iter().any(|c| c.field == samples.invalid_field),
+            "{kind}: the invalid sample got {causes:?}, not a cause at {}",
+            samples.invalid_field
+        );
+
+        // Defaults settle: applying them to a created object changes nothing more, and the
+        // defaulted object is still valid and still decodes.
+        let mut created = valid.clone();
+        prepare_create(resource, &mut created);
+        strategy.prepare_named(&mut created);
+        let mut again = created.clone();
+        strategy.default(&mut again);
+        assert_eq!(again, created, "{kind}: defaults are not idempotent");
+        let causes = resource.validate(&created, None);
+        assert!(
+            causes.is_empty(),
+            "{kind}: defaulted sample rejected: {causes:?}"
+        );
+        let mut reencoded = created.clone();
+        let unknown = decode_object(strategy.go_type(), strategy.round_trip(), &mut reencoded)
+            .unwrap_or_else(|err| panic!("{kind}: the defaulted sample does not decode: {err}"));
+        assert!(
+            unknown.is_empty(),
+            "{kind}: defaults wrote unknown fields {unknown:?}"
+        );
+
+        // A table with a row as wide as its columns.
+        let columns = strategy.columns();
+        assert!(!columns.is_empty(), "{kind}: no table columns");
+        let cells = strategy.cells(&created, now);
+        assert_eq!(cells.len(), columns.len(), "{kind}: row and columns differ");
+
+        // A strategic-merge schema, and a patch of a label goes through it.
+        let schema = strategy
+            .patch_schema()
+            .unwrap_or_else(|| panic!("{kind}: no strategic-merge schema"));
+        let patched = crate::apiserver::strategic_merge::apply_strategic_merge_patch(
+            &created,
+            &json!({"metadata": {"labels": {"patched": "yes"}}}),
+            schema,
+        )
+        .unwrap();
+        assert_eq!(patched["metadata"]["labels"]["patched"], "yes", "{kind}");
+
+        // A status subresource starts from the strategy's status, not the client's.
+        if resource.has(Subresource::Status) && strategy.status_on_create(&valid).is_some() {
+            let mut with_status = valid.clone();
+            with_status["status"] = json!({"bogus": true});
+            prepare_create(resource, &mut with_status);
+            assert!(
+                with_status["status"].get("bogus").is_none(),
+                "{kind}: status kept"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_registry_lists_each_kind_once_with_distinct_storage() {
+    for (i, a) in BUILTIN.iter().enumerate() {
+        for b in &BUILTIN[i + 1..] {
+            assert!(a != b, "{} listed twice", a.plural);
+            assert!(
+                !a.prefix(None).starts_with(&b.prefix(None))
+                    && !b.prefix(None).starts_with(&a.prefix(None)),
+                "{} and {} share storage",
+                a.plural,
+                b.plural
+            );
+        }
+    }
+}
+
+#[test]
+fn kinds_registered_at_run_time_are_served_beside_the_built_ins() {
+    let registry = Registry::new();
+    let pods = *BUILTIN.iter().find(|r| r.plural == "pods").unwrap();
+    let widgets = Resource {
+        group: "example.com",
+        version: "v1",
+        kind: "Widget",
+        plural: "widgets",
+        singular: "widget",
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        storage_prefix: "example.com/widgets",
+        field_labels: &[],
+        ..*pods
+    };
+    let served = registry.register(widgets).unwrap();
+    assert_eq!(registry.find("example.com", "v1", "widgets"), Some(served));
+    assert_eq!(registry.find_kind("example.com/v1", "Widget"), Some(served));
+    assert!(registry.groups().contains(&("example.com", "v1")));
+    // The same definition again is the one already served; a clash is refused.
+    assert!(std::ptr::eq(registry.register(widgets).unwrap(), served));
+    let clash = Resource {
+        kind: "Gadget",
+        storage_prefix: "example.com/gadgets",
+        ..widgets
+    };
+    assert!(matches!(
+        registry.register(clash),
+        Err(RegistryError::Taken { .. })
+    ));
+    let overlap = Resource {
+        plural: "pods",
+        kind: "Thing",
+        group: "example.org",
+        storage_prefix: "pods",
+        ..widgets
+    };
+    assert!(matches!(
+        registry.register(overlap),
+        Err(RegistryError::StorageOverlap { .. })
+    ));
+    // Another API server's registry does not see it.
+    assert!(
+        Registry::new()
+            .find("example.com", "v1", "widgets")
+            .is_none()
+    );
+}
