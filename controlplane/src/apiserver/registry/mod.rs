@@ -94,16 +94,22 @@ impl Registry {
 
     /// The resource `plural` in `group`/`version`.
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-        self.all()
-            .into_iter()
-            .find(|r| r.group == group && r.version == version && r.plural == plural)
+        self.find_by(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
     /// The resource of `kind` in `api_version` (`v1`, `apps/v1`).
     pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<&'static Resource> {
-        self.all()
-            .into_iter()
-            .find(|r| r.api_version() == api_version && r.kind == kind)
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        self.find_by(|r| r.group == group && r.version == version && r.kind == kind)
+    }
+
+    /// The first served resource `matches` accepts. Every request routes through here, so it
+    /// looks at the built-ins and then the registered kinds without collecting them.
+    fn find_by(&self, matches: impl Fn(&Resource) -> bool) -> Option<&'static Resource> {
+        if let Some(found) = BUILTIN.iter().copied().find(|r| matches(r)) {
+            return Some(found);
+        }
+        self.custom().iter().copied().find(|r| matches(r))
     }
 
     /// The API groups served besides the core group, with their one version.

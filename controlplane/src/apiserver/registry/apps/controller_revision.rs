@@ -40,12 +40,7 @@ impl Strategy for ControllerRevisions {
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
-        vec![
-            json!(crate::apiserver::tables::name(object)),
-            json!(table::controller_of(object)),
-            json!(crate::apiserver::tables::int_at(object, &["revision"])),
-            json!(crate::apiserver::tables::age(object, now)),
-        ]
+        table::cells(object, now)
     }
 
     fn patch_schema(&self) -> Option<&'static Schema> {
@@ -81,12 +76,9 @@ pub(crate) fn controller_revision(e: &mut Errs, obj: Option<&Value>, old: Option
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const CONTROLLER_REVISION_COLUMNS: &[Column] = &[
@@ -123,5 +115,15 @@ mod table {
             format!("{kind}.{group}")
         };
         format!("{}/{owner_name}", group_kind.to_lowercase())
+    }
+
+    /// One row: the cells in the order of the columns.
+    pub(super) fn cells(object: &Value, now: Timestamp) -> Vec<Value> {
+        vec![
+            json!(name(object)),
+            json!(controller_of(object)),
+            json!(int_at(object, &["revision"])),
+            json!(age(object, now)),
+        ]
     }
 }

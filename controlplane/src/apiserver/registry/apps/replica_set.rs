@@ -1,6 +1,7 @@
 //! `apps/v1` ReplicaSet: validation, defaults, the table and the patch schema.
 
 use crate::apiserver::registry::prelude::*;
+use crate::apiserver::tables;
 use k8s_openapi::api::apps::v1 as api;
 
 /// The `replicasets` resource.
@@ -43,10 +44,7 @@ impl Strategy for ReplicaSets {
         replica_cells(
             object,
             now,
-            crate::apiserver::tables::format_label_selector(crate::apiserver::tables::get(
-                object,
-                &["spec", "selector"],
-            )),
+            tables::format_label_selector(tables::get(object, &["spec", "selector"])),
         )
     }
 

@@ -40,19 +40,7 @@ impl Strategy for StatefulSets {
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
-        let o = object;
-        let (names, images) = crate::apiserver::tables::container_cells(o, &["spec", "template"]);
-        vec![
-            json!(crate::apiserver::tables::name(o)),
-            json!(format!(
-                "{}/{}",
-                crate::apiserver::tables::int_at(o, &["status", "readyReplicas"]),
-                crate::apiserver::tables::replicas(o)
-            )),
-            json!(crate::apiserver::tables::age(o, now)),
-            json!(names),
-            json!(images),
-        ]
+        table::cells(object, now)
     }
 
     fn patch_schema(&self) -> Option<&'static Schema> {
@@ -205,12 +193,9 @@ pub(crate) fn stateful_set(e: &mut Errs, obj: Option<&Value>, old: Option<&Value
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const STATEFUL_SET_COLUMNS: &[Column] = &[
@@ -220,6 +205,23 @@ mod table {
         CONTAINERS,
         IMAGES,
     ];
+
+    /// One row: the cells in the order of the columns.
+    pub(super) fn cells(object: &Value, now: Timestamp) -> Vec<Value> {
+        let o = object;
+        let (names, images) = container_cells(o, &["spec", "template"]);
+        vec![
+            json!(name(o)),
+            json!(format!(
+                "{}/{}",
+                int_at(o, &["status", "readyReplicas"]),
+                replicas(o)
+            )),
+            json!(age(o, now)),
+            json!(names),
+            json!(images),
+        ]
+    }
 }
 
 /// `SetDefaults_StatefulSet`: `kubectl rollout status` reads the strategy type and partition.

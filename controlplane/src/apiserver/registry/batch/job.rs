@@ -268,12 +268,9 @@ pub(crate) fn job(e: &mut Errs, obj: Option<&Value>, old: Option<&Value>) {
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const JOB_COLUMNS: &[Column] = &[

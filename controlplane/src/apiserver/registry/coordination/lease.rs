@@ -41,14 +41,7 @@ impl Strategy for Leases {
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
-        vec![
-            json!(crate::apiserver::tables::name(object)),
-            json!(crate::apiserver::tables::str_at(
-                object,
-                &["spec", "holderIdentity"]
-            )),
-            json!(crate::apiserver::tables::age(object, now)),
-        ]
+        table::cells(object, now)
     }
 
     fn patch_schema(&self) -> Option<&'static Schema> {
@@ -79,12 +72,9 @@ pub(crate) fn lease(e: &mut Errs, obj: Option<&Value>) {
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const LEASE_COLUMNS: &[Column] = &[
@@ -96,4 +86,13 @@ mod table {
         ),
         AGE,
     ];
+
+    /// One row: the cells in the order of the columns.
+    pub(super) fn cells(object: &Value, now: Timestamp) -> Vec<Value> {
+        vec![
+            json!(name(object)),
+            json!(str_at(object, &["spec", "holderIdentity"])),
+            json!(age(object, now)),
+        ]
+    }
 }

@@ -41,14 +41,7 @@ impl Strategy for ConfigMaps {
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
-        vec![
-            json!(crate::apiserver::tables::name(object)),
-            json!(
-                crate::apiserver::tables::map_len(object, &["data"])
-                    + crate::apiserver::tables::map_len(object, &["binaryData"])
-            ),
-            json!(crate::apiserver::tables::age(object, now)),
-        ]
+        table::cells(object, now)
     }
 
     fn patch_schema(&self) -> Option<&'static Schema> {
@@ -94,12 +87,9 @@ pub(crate) fn config_map(e: &mut Errs, obj: Option<&Value>, old: Option<&Value>)
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const CONFIG_MAP_COLUMNS: &[Column] = &[
@@ -107,4 +97,13 @@ mod table {
         col("Data", "string", "Data contains the configuration data."),
         AGE,
     ];
+
+    /// One row: the cells in the order of the columns.
+    pub(super) fn cells(object: &Value, now: Timestamp) -> Vec<Value> {
+        vec![
+            json!(name(object)),
+            json!(map_len(object, &["data"]) + map_len(object, &["binaryData"])),
+            json!(age(object, now)),
+        ]
+    }
 }

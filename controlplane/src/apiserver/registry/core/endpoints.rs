@@ -41,11 +41,7 @@ impl Strategy for EndpointsStrategy {
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
-        vec![
-            json!(crate::apiserver::tables::name(object)),
-            json!(table::format_endpoints(object)),
-            json!(crate::apiserver::tables::age(object, now)),
-        ]
+        table::cells(object, now)
     }
 
     fn patch_schema(&self) -> Option<&'static Schema> {
@@ -116,12 +112,9 @@ pub(crate) fn endpoints(e: &mut Errs, obj: Option<&Value>) {
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const ENDPOINTS_COLUMNS: &[Column] = &[
@@ -177,5 +170,14 @@ mod table {
             return format!("{ret} + {} more...", count.saturating_sub(MAX));
         }
         ret
+    }
+
+    /// One row: the cells in the order of the columns.
+    pub(super) fn cells(object: &Value, now: Timestamp) -> Vec<Value> {
+        vec![
+            json!(name(object)),
+            json!(format_endpoints(object)),
+            json!(age(object, now)),
+        ]
     }
 }

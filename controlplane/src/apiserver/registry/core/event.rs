@@ -136,12 +136,9 @@ pub(crate) fn event(e: &mut Errs, obj: Option<&Value>) {
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const EVENT_COLUMNS: &[Column] = &[

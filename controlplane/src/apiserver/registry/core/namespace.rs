@@ -43,17 +43,7 @@ impl Strategy for Namespaces {
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
-        let o = object;
-        // Namespace status defaulting makes an unset phase read back as Active.
-        let phase = crate::apiserver::tables::or_default(
-            crate::apiserver::tables::str_at(o, &["status", "phase"]),
-            "Active",
-        );
-        vec![
-            json!(crate::apiserver::tables::name(o)),
-            json!(phase),
-            json!(crate::apiserver::tables::age(o, now)),
-        ]
+        table::cells(object, now)
     }
 
     fn patch_schema(&self) -> Option<&'static Schema> {
@@ -137,12 +127,9 @@ pub(crate) static NAMESPACE: Schema = Schema {
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const NAMESPACE_COLUMNS: &[Column] = &[
@@ -150,4 +137,12 @@ mod table {
         col("Status", "string", "The status of the namespace"),
         AGE,
     ];
+
+    /// One row: the cells in the order of the columns.
+    pub(super) fn cells(object: &Value, now: Timestamp) -> Vec<Value> {
+        let o = object;
+        // Namespace status defaulting makes an unset phase read back as Active.
+        let phase = or_default(str_at(o, &["status", "phase"]), "Active");
+        vec![json!(name(o)), json!(phase), json!(age(o, now))]
+    }
 }

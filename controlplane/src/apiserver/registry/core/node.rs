@@ -197,12 +197,9 @@ pub(crate) static NODE: Schema = Schema {
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const NODE_COLUMNS: &[Column] = &[

@@ -2,6 +2,7 @@
 //! the table, the patch schema and its plain-map selector in the Scale subresource.
 
 use crate::apiserver::registry::prelude::*;
+use crate::apiserver::tables;
 use k8s_openapi::api::core::v1 as api;
 
 /// The `replicationcontrollers` resource.
@@ -45,10 +46,7 @@ impl Strategy for ReplicationControllers {
         replica_cells(
             object,
             now,
-            crate::apiserver::tables::format_labels(crate::apiserver::tables::get(
-                object,
-                &["spec", "selector"],
-            )),
+            tables::format_labels(tables::get(object, &["spec", "selector"])),
         )
     }
 

@@ -40,17 +40,7 @@ impl Strategy for Secrets {
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
-        let o = object;
-        vec![
-            json!(crate::apiserver::tables::name(o)),
-            // Secret defaulting turns an unset type into Opaque.
-            json!(crate::apiserver::tables::or_default(
-                crate::apiserver::tables::str_at(o, &["type"]),
-                "Opaque"
-            )),
-            json!(crate::apiserver::tables::map_len(o, &["data"])),
-            json!(crate::apiserver::tables::age(o, now)),
-        ]
+        table::cells(object, now)
     }
 
     fn patch_schema(&self) -> Option<&'static Schema> {
@@ -197,12 +187,9 @@ pub(crate) fn secret(e: &mut Errs, obj: Option<&Value>, old: Option<&Value>) {
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const SECRET_COLUMNS: &[Column] = &[
@@ -215,4 +202,16 @@ mod table {
         col("Data", "string", "Data contains the secret data."),
         AGE,
     ];
+
+    /// One row: the cells in the order of the columns.
+    pub(super) fn cells(object: &Value, now: Timestamp) -> Vec<Value> {
+        let o = object;
+        vec![
+            json!(name(o)),
+            // Secret defaulting turns an unset type into Opaque.
+            json!(or_default(str_at(o, &["type"]), "Opaque")),
+            json!(map_len(o, &["data"])),
+            json!(age(o, now)),
+        ]
+    }
 }

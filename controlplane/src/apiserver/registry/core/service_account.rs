@@ -41,11 +41,7 @@ impl Strategy for ServiceAccounts {
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
-        vec![
-            json!(crate::apiserver::tables::name(object)),
-            json!(crate::apiserver::tables::list_at(object, &["secrets"]).len()),
-            json!(crate::apiserver::tables::age(object, now)),
-        ]
+        table::cells(object, now)
     }
 
     fn patch_schema(&self) -> Option<&'static Schema> {
@@ -71,12 +67,9 @@ pub(crate) static SERVICE_ACCOUNT: Schema = Schema {
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[
@@ -88,4 +81,13 @@ mod table {
         ),
         AGE,
     ];
+
+    /// One row: the cells in the order of the columns.
+    pub(super) fn cells(object: &Value, now: Timestamp) -> Vec<Value> {
+        vec![
+            json!(name(object)),
+            json!(list_at(object, &["secrets"]).len()),
+            json!(age(object, now)),
+        ]
+    }
 }

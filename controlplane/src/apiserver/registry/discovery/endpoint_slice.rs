@@ -40,18 +40,7 @@ impl Strategy for EndpointSlices {
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
-        let o = object;
-        vec![
-            json!(crate::apiserver::tables::name(o)),
-            json!(crate::apiserver::tables::str_at(o, &["addressType"])),
-            json!(table::format_discovery_ports(
-                crate::apiserver::tables::list_at(o, &["ports"])
-            )),
-            json!(table::format_discovery_endpoints(
-                crate::apiserver::tables::list_at(o, &["endpoints"])
-            )),
-            json!(crate::apiserver::tables::age(o, now)),
-        ]
+        table::cells(object, now)
     }
 
     fn patch_schema(&self) -> Option<&'static Schema> {
@@ -194,12 +183,9 @@ pub(crate) fn fqdn(e: &mut Errs, name: &str, path: &str) {
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const ENDPOINT_SLICE_COLUMNS: &[Column] = &[
@@ -250,5 +236,17 @@ mod table {
             addresses.len(),
             MAX,
         )
+    }
+
+    /// One row: the cells in the order of the columns.
+    pub(super) fn cells(object: &Value, now: Timestamp) -> Vec<Value> {
+        let o = object;
+        vec![
+            json!(name(o)),
+            json!(str_at(o, &["addressType"])),
+            json!(format_discovery_ports(list_at(o, &["ports"]))),
+            json!(format_discovery_endpoints(list_at(o, &["endpoints"]))),
+            json!(age(o, now)),
+        ]
     }
 }

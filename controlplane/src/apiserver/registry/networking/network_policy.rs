@@ -41,13 +41,7 @@ impl Strategy for NetworkPolicies {
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
-        vec![
-            json!(crate::apiserver::tables::name(object)),
-            json!(crate::apiserver::tables::format_label_selector(
-                crate::apiserver::tables::get(object, &["spec", "podSelector"])
-            )),
-            json!(crate::apiserver::tables::age(object, now)),
-        ]
+        table::cells(object, now)
     }
 
     fn patch_schema(&self) -> Option<&'static Schema> {
@@ -187,12 +181,9 @@ pub(crate) fn network_policy_peer(e: &mut Errs, peer: Option<&Value>, pp: &str) 
 
 /// The kind's table, as upstream's printer.
 mod table {
-    #[allow(unused_imports)]
     use jiff::Timestamp;
-    #[allow(unused_imports)]
     use serde_json::{Value, json};
 
-    #[allow(unused_imports)]
     use crate::apiserver::tables::*;
 
     pub(crate) const NETWORK_POLICY_COLUMNS: &[Column] = &[
@@ -204,4 +195,13 @@ mod table {
         ),
         AGE,
     ];
+
+    /// One row: the cells in the order of the columns.
+    pub(super) fn cells(object: &Value, now: Timestamp) -> Vec<Value> {
+        vec![
+            json!(name(object)),
+            json!(format_label_selector(get(object, &["spec", "podSelector"]))),
+            json!(age(object, now)),
+        ]
+    }
 }
