@@ -12,31 +12,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::Cluster;
+use common::{Cluster, eventually};
 use flotilla_controlplane::hollow::{HollowNodes, NodeShape, PodReports};
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use kube::{Api, api::ListParams};
 
 const RS: &str = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: flotilla/testapp:v1}]\n";
-
-/// Polls `check` every 100 ms for up to `limit`, returning its first Some.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn node_of(pod: &Pod) -> String {
     pod.spec

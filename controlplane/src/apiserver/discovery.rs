@@ -116,6 +116,10 @@ fn subresource_entry(resource: &Resource, subresource: Subresource) -> Value {
             "group": "autoscaling", "version": "v1", "kind": "Scale",
             "verbs": ["get", "patch", "update"],
         }),
+        Subresource::Eviction => json!({
+            "name": name, "singularName": "", "namespaced": resource.namespaced,
+            "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"],
+        }),
         Subresource::Binding => json!({
             "name": name, "singularName": "", "namespaced": resource.namespaced,
             "kind": "Binding", "verbs": ["create"],
@@ -194,7 +198,8 @@ mod tests {
                 "apps",
                 "batch",
                 "networking.k8s.io",
-                "discovery.k8s.io"
+                "discovery.k8s.io",
+                "policy"
             ]
         );
     }

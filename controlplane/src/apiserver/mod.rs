@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod allocations;
 pub mod discovery;
+pub mod eviction;
 pub mod gc;
 pub mod handlers;
 pub mod ipam_repair;
@@ -430,6 +431,11 @@ impl ApiServer {
             }
             (&Method::GET, Some(name), Some(Subresource::Log)) => {
                 self.pod_logs(&scope, name, &query).await
+            }
+            (&Method::POST, Some(name), Some(Subresource::Eviction)) => {
+                let eviction = decode_body(&body, content_type.as_deref())?;
+                let status = self.evict_pod(&scope, name, &eviction, &query).await?;
+                Ok(json_response(StatusCode::CREATED, &status, &[]))
             }
             (&Method::POST, Some(name), Some(Subresource::Binding)) => {
                 let binding = decode_body(&body, content_type.as_deref())?;

@@ -160,6 +160,29 @@ impl ApiError {
         Self::new(422, "Invalid", message)
     }
 
+    /// 429 TooManyRequests: try again later, after `retry_after_seconds` when it is not 0 (then
+    /// also sent as `Retry-After`, which client-go honours by retrying on its own); `causes`
+    /// are (reason, message) pairs, as upstream's eviction gives a `DisruptionBudget` cause.
+    pub fn too_many_requests(
+        message: impl Into<String>,
+        retry_after_seconds: u32,
+        causes: &[(&str, String)],
+    ) -> Self {
+        let mut err = Self::new(429, "TooManyRequests", message);
+        let mut details = json!({});
+        if retry_after_seconds > 0 {
+            details["retryAfterSeconds"] = json!(retry_after_seconds);
+        }
+        if !causes.is_empty() {
+            details["causes"] = causes
+                .iter()
+                .map(|(reason, message)| json!({"reason": reason, "message": message}))
+                .collect();
+        }
+        err.details = Some(details);
+        err
+    }
+
     /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
@@ -246,12 +269,25 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
+        let retry_after = self
+            .details
+            .as_ref()
+            .and_then(|details| details["retryAfterSeconds"].as_u64())
+            .filter(|seconds| *seconds > 0);
+        let mut response = (
             code,
             [(http::header::CONTENT_TYPE, "application/json")],
             self.to_status().to_string(),
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = retry_after
+            && let Ok(value) = http::HeaderValue::from_str(&seconds.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod history;
@@ -45,6 +46,7 @@ pub async fn run(client: Client, settings: Settings) {
         job::run(client.clone()),
         cronjob::run(client.clone()),
         endpoints::run(client.clone()),
+        disruption::run(client.clone()),
         node_lifecycle::run(client.clone(), settings.node_lifecycle),
         garbage_collector::run(client, settings.garbage_collector),
     );

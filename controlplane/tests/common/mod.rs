@@ -170,12 +170,42 @@ impl Cluster {
     }
 
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(kube::Client::try_from(self.client_config().await?)?)
+    }
+
+    /// A client that returns a 429 or 503 at once: kube-rs clients otherwise retry them, up to
+    /// 15 times with a backoff growing to 1000 s.
+    pub async fn client_without_retries(&self) -> anyhow::Result<kube::Client> {
+        let mut config = self.client_config().await?;
+        config.default_retry = false;
         Ok(kube::Client::try_from(config)?)
+    }
+
+    async fn client_config(&self) -> anyhow::Result<kube::Config> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
+        Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)
     }
 
     pub fn url(&self) -> String {
         format!("https://{}", self.control_plane.address)
+    }
+}
+
+/// Polls `check` every 100 ms for up to `limit`, returning its first Some.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

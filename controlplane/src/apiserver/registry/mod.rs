@@ -13,6 +13,7 @@ pub mod coordination;
 pub mod core;
 pub mod discovery;
 pub mod networking;
+pub mod policy;
 pub(crate) mod prelude;
 mod resource;
 mod strategy;
@@ -48,6 +49,7 @@ pub static BUILTIN: &[&Resource] = &[
     &batch::cron_job::RESOURCE,
     &networking::network_policy::RESOURCE,
     &discovery::endpoint_slice::RESOURCE,
+    &policy::pod_disruption_budget::RESOURCE,
 ];
 
 /// Why a kind could not be registered.

@@ -90,6 +90,8 @@ pub enum Subresource {
     Attach,
     /// `/portforward` (pods): TCP forwarding into the pod through the node agent.
     PortForward,
+    /// `/eviction` (pods): a deletion that honours PodDisruptionBudgets.
+    Eviction,
 }
 
 impl Subresource {
@@ -103,6 +105,7 @@ impl Subresource {
             Self::Exec => "exec",
             Self::Attach => "attach",
             Self::PortForward => "portforward",
+            Self::Eviction => "eviction",
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Tables of kinds upstream prints that Flotilla does not serve yet (PodTemplate, Ingress,
-//! PodDisruptionBudget, PersistentVolume(Claim), RBAC bindings, StorageClass, PriorityClass,
+//! PersistentVolume(Claim), RBAC bindings, StorageClass, PriorityClass,
 //! RuntimeClass, webhook configurations, and those printed with "Created At"). Each moves into
 //! its kind's registry file when the kind is served; until then the registry falls back to
 //! these for kinds registered at run time under the same names.
@@ -48,26 +48,6 @@ pub(crate) const INGRESS_CLASS_COLUMNS: &[Column] = &[
         "Parameters",
         "string",
         "A reference to a resource with additional parameters",
-    ),
-    AGE,
-];
-
-pub(crate) const POD_DISRUPTION_BUDGET_COLUMNS: &[Column] = &[
-    NAME,
-    col(
-        "Min Available",
-        "string",
-        "The minimum number of pods that must be available.",
-    ),
-    col(
-        "Max Unavailable",
-        "string",
-        "The maximum number of pods that may be unavailable.",
-    ),
-    col(
-        "Allowed Disruptions",
-        "integer",
-        "Calculated number of pods that may be disrupted at this time.",
     ),
     AGE,
 ];
@@ -484,7 +464,6 @@ pub(crate) fn columns(kind: &str) -> Option<&'static [Column]> {
         "PodTemplate" => POD_TEMPLATE_COLUMNS,
         "Ingress" => INGRESS_COLUMNS,
         "IngressClass" => INGRESS_CLASS_COLUMNS,
-        "PodDisruptionBudget" => POD_DISRUPTION_BUDGET_COLUMNS,
         "PersistentVolume" => PERSISTENT_VOLUME_COLUMNS,
         "PersistentVolumeClaim" => PERSISTENT_VOLUME_CLAIM_COLUMNS,
         "RoleBinding" => ROLE_BINDING_COLUMNS,
@@ -507,13 +486,6 @@ pub(crate) fn row_cells(kind: &str, object: &Value, now: Timestamp) -> Option<Ve
         "PodTemplate" => pod_template_cells(o),
         "Ingress" => ingress_cells(o, now),
         "IngressClass" => ingress_class_cells(o, now),
-        "PodDisruptionBudget" => vec![
-            json!(name(o)),
-            json!(int_or_string(get(o, &["spec", "minAvailable"]))),
-            json!(int_or_string(get(o, &["spec", "maxUnavailable"]))),
-            json!(int_at(o, &["status", "disruptionsAllowed"])),
-            json!(age(o, now)),
-        ],
         "PersistentVolume" => persistent_volume_cells(o, now),
         "PersistentVolumeClaim" => persistent_volume_claim_cells(o, now),
         "RoleBinding" | "ClusterRoleBinding" => role_binding_cells(o, now),

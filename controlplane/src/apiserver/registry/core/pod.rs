@@ -22,6 +22,7 @@ pub static RESOURCE: Resource = Resource {
         Subresource::Exec,
         Subresource::Attach,
         Subresource::PortForward,
+        Subresource::Eviction,
     ],
     storage_prefix: "pods",
     field_labels: &[
