@@ -445,3 +445,80 @@ async fn server_side_dry_run_stores_nothing() -> anyhow::Result<()> {
     cluster.kubectl_ok(&["get", "cm", "web-config", "-n", "shop"]);
     Ok(())
 }
+
+const PRIORITY: &str = r#"apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: high}
+value: 1000
+description: pods that matter
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: important, namespace: default}
+spec:
+  priorityClassName: high
+  containers: [{name: c, image: flotilla/testapp:v1}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ordinary, namespace: default}
+spec:
+  containers: [{name: c, image: flotilla/testapp:v1}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn priority_classes_set_pod_priorities() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    // The system classes exist from the start, in upstream's columns.
+    let classes = cluster.kubectl_ok(&["get", "priorityclasses"]);
+    let header: Vec<&str> = classes.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
+    );
+    assert!(classes.contains("system-node-critical"), "{classes}");
+    assert!(classes.contains("2000001000"), "{classes}");
+    let refused = cluster.kubectl_err(&["delete", "pc", "system-cluster-critical"]);
+    assert!(
+        refused.contains("this is a system priority class and cannot be deleted"),
+        "{refused}"
+    );
+
+    cluster.apply("priority.yaml", PRIORITY);
+    let priority =
+        |pod: &str| cluster.kubectl_ok(&["get", "pod", pod, "-o", "jsonpath={.spec.priority}"]);
+    assert_eq!(priority("important"), "1000");
+    assert_eq!(priority("ordinary"), "0");
+
+    let unknown = "apiVersion: v1\nkind: Pod\nmetadata: {name: lost, namespace: default}\nspec:\n  priorityClassName: nope\n  containers: [{name: c, image: flotilla/testapp:v1}]\n";
+    let path = cluster.write("lost.yaml", unknown);
+    let err = cluster.kubectl_err(&["apply", "-f", &path.to_string_lossy()]);
+    assert!(
+        err.contains("no PriorityClass with name nope was found"),
+        "{err}"
+    );
+    let reserved = "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: huge}\nvalue: 2000000000\n";
+    let path = cluster.write("huge.yaml", reserved);
+    let err = cluster.kubectl_err(&["apply", "-f", &path.to_string_lossy()]);
+    assert!(
+        err.contains("maximum allowed value of a user defined priority is 1000000000"),
+        "{err}"
+    );
+    // One global default at most.
+    for (name, expect_ok) in [("first", true), ("second", false)] {
+        let manifest = format!(
+            "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {{name: {name}}}\nvalue: 10\nglobalDefault: true\n"
+        );
+        let path = cluster.write(&format!("{name}.yaml"), &manifest);
+        let output = cluster.kubectl(&["apply", "-f", &path.to_string_lossy()]);
+        assert_eq!(output.status.success(), expect_ok, "{output:?}");
+        if !expect_ok {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains("PriorityClass first is already marked as default"),
+                "{stderr}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -100,9 +100,26 @@ mod tests {
         admission.default_toleration_seconds(&mut tolerant["spec"]);
         assert_eq!(tolerant["spec"]["tolerations"].as_array().unwrap().len(), 1);
         let mut deployment = json!({"spec": {}});
-        crate::apiserver::registry::apps::deployment::RESOURCE
-            .strategy
-            .admit_create(&admission, &mut deployment);
+        futures::executor::block_on(
+            crate::apiserver::registry::apps::deployment::RESOURCE
+                .strategy
+                .admit(&admission, &NoObjects, &mut deployment, None),
+        )
+        .unwrap();
         assert_eq!(deployment, json!({"spec": {}}));
+    }
+
+    /// A store with nothing in it.
+    struct NoObjects;
+
+    impl crate::apiserver::registry::Lookup for NoObjects {
+        fn list<'a>(
+            &'a self,
+            _resource: &'static crate::apiserver::registry::Resource,
+            _namespace: Option<&'a str>,
+        ) -> futures::future::BoxFuture<'a, Result<Vec<Value>, crate::apiserver::status::ApiError>>
+        {
+            Box::pin(async { Ok(Vec::new()) })
+        }
     }
 }

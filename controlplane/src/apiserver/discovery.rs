@@ -199,7 +199,8 @@ mod tests {
                 "batch",
                 "networking.k8s.io",
                 "discovery.k8s.io",
-                "policy"
+                "policy",
+                "scheduling.k8s.io"
             ]
         );
     }

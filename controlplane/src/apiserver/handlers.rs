@@ -8,7 +8,7 @@ use super::{
     machinery::{decode::decode_object, field::Cause},
     meta::{self, generated_name},
     query::{FieldValidation, Query, Rendering, partial_metadata},
-    registry::{Resource, Subresource, core::namespace},
+    registry::{Lookup, Resource, Subresource, core::namespace},
     selectors::{FieldSelector, LabelSelector, labels_of},
     status::{ApiError, FieldCause, success},
     strategic_merge, tables,
@@ -179,7 +179,10 @@ impl ApiServer {
         }
         let warnings = check_schema(resource, &mut object, query)?;
         meta::prepare_create(resource, &mut object);
-        resource.strategy.admit_create(&self.admission, &mut object);
+        resource
+            .strategy
+            .admit(&self.admission, self, &mut object, None)
+            .await?;
 
         let generate = meta::name(&object).is_empty()
             && object["metadata"]["generateName"]
@@ -364,6 +367,12 @@ impl ApiServer {
             let proposed = change(&current)?;
             let mut updated =
                 meta::prepare_update(resource, &current.object, proposed, subresource);
+            if subresource.is_none() {
+                resource
+                    .strategy
+                    .admit(&self.admission, self, &mut updated, Some(&current.object))
+                    .await?;
+            }
             // Binding is the one sanctioned change of a pod's nodeName; the update rules (which
             // freeze the pod spec) do not apply to it, as upstream's binding storage skips them.
             if subresource != Some(Subresource::Binding) {
@@ -945,4 +954,22 @@ pub fn table(resource: &Resource, objects: &[Value], metadata: Value, query: &Qu
         "columnDefinitions": tables::column_definitions(resource.strategy.columns()),
         "rows": rows,
     })
+}
+
+/// Admission reads stored objects straight from etcd.
+impl Lookup for ApiServer {
+    fn list<'a>(
+        &'a self,
+        resource: &'static Resource,
+        namespace: Option<&'a str>,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<Value>, ApiError>> {
+        Box::pin(async move {
+            let page = self
+                .store
+                .list(&resource.prefix(namespace), 0, None)
+                .await
+                .map_err(|err| ApiError::from_storage(err, &resource.qualified_name(), ""))?;
+            Ok(page.items.into_iter().map(|stored| stored.object).collect())
+        })
+    }
 }

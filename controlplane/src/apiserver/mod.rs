@@ -44,7 +44,7 @@ use crate::{
 };
 use handlers::{DeleteOptions, MAX_BODY_BYTES, Scope, Written, decode_body};
 use query::{Query, rendering};
-use registry::{Registry, Resource, Subresource, core::namespace};
+use registry::{Registry, Resource, Subresource, core::namespace, scheduling::priority_class};
 use status::ApiError;
 
 /// The API server's shared state.
@@ -111,7 +111,8 @@ impl ApiServer {
     }
 
     /// Creates the namespaces every cluster has (default, kube-system, kube-public,
-    /// kube-node-lease) unless they exist. The system Services (`kubernetes`, `kube-dns`) come
+    /// kube-node-lease) and the system PriorityClasses (system-node-critical,
+    /// system-cluster-critical) unless they exist. The system Services (`kubernetes`, `kube-dns`) come
     /// next, from [`Self::reconcile_system_services`].
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         for name in namespace::PROTECTED_NAMESPACES {
@@ -123,6 +124,23 @@ impl ApiServer {
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
             match self.create_object(&scope, object, &Query::default()).await {
                 Ok(_) => tracing::info!(namespace = name, "created namespace"),
+                Err(err) if err.code == 409 => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let classes = Scope {
+            resource: &priority_class::RESOURCE,
+            namespace: None,
+        };
+        for (name, value, description) in priority_class::SYSTEM_PRIORITY_CLASSES {
+            let object = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                                "metadata": {"name": name}, "value": value,
+                                "description": description});
+            match self
+                .create_object(&classes, object, &Query::default())
+                .await
+            {
+                Ok(_) => tracing::info!(priority_class = name, "created priority class"),
                 Err(err) if err.code == 409 => {}
                 Err(err) => return Err(err),
             }

@@ -16,6 +16,7 @@ pub mod networking;
 pub mod policy;
 pub(crate) mod prelude;
 mod resource;
+pub mod scheduling;
 mod strategy;
 pub mod workloads;
 
@@ -25,7 +26,7 @@ mod tests;
 use std::sync::RwLock;
 
 pub use resource::{Resource, Subresource};
-pub use strategy::{Samples, Strategy};
+pub use strategy::{Lookup, Samples, Strategy};
 
 /// Every built-in resource, in discovery order.
 pub static BUILTIN: &[&Resource] = &[
@@ -50,6 +51,7 @@ pub static BUILTIN: &[&Resource] = &[
     &networking::network_policy::RESOURCE,
     &discovery::endpoint_slice::RESOURCE,
     &policy::pod_disruption_budget::RESOURCE,
+    &scheduling::priority_class::RESOURCE,
 ];
 
 /// Why a kind could not be registered.

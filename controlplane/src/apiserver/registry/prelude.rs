@@ -4,7 +4,9 @@
 pub(crate) use jiff::Timestamp;
 pub(crate) use serde_json::json;
 
-pub(crate) use super::{Resource, Samples, Strategy, Subresource, core::pod_spec::*, workloads::*};
+pub(crate) use super::{
+    Lookup, Resource, Samples, Strategy, Subresource, core::pod_spec::*, workloads::*,
+};
 pub(crate) use crate::apiserver::machinery::decode::{RoundTrip, round_trip};
 pub(crate) use crate::apiserver::machinery::prelude::*;
 pub(crate) use crate::apiserver::strategic_merge::{

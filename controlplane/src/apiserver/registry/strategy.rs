@@ -14,6 +14,16 @@ use crate::apiserver::{
     tables::Column,
 };
 
+/// What admission may read: the stored objects of a resource, in one namespace or all.
+pub trait Lookup: Send + Sync {
+    /// Every stored object of `resource` in `namespace` (all, for None).
+    fn list<'a>(
+        &'a self,
+        resource: &'static super::Resource,
+        namespace: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Value>, ApiError>>;
+}
+
 /// Example objects of a kind, for the registry test: `valid` passes validation, round-trips
 /// and prints a row; `invalid` fails the kind's own validation at `invalid_field`.
 #[derive(Debug, Clone)]
@@ -62,8 +72,17 @@ pub trait Strategy: Send + Sync {
     /// What an update does to the new object given the stored one, before validation.
     fn prepare_update(&self, _old: &Value, _new: &mut Value) {}
 
-    /// Mutating admission of a new object.
-    fn admit_create(&self, _admission: &Admission, _object: &mut Value) {}
+    /// Admission of an object being created (`old` None) or updated: may change it, or refuse
+    /// it, reading other objects through `lookup` (upstream's admission plugins for the kind).
+    fn admit<'a>(
+        &'a self,
+        _admission: &'a Admission,
+        _lookup: &'a dyn Lookup,
+        _object: &'a mut Value,
+        _old: Option<&'a Value>,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// The table's columns, in upstream's order.
     fn columns(&self) -> &'static [Column];

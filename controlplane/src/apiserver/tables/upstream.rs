@@ -1,5 +1,5 @@
 //! Tables of kinds upstream prints that Flotilla does not serve yet (PodTemplate, Ingress,
-//! PersistentVolume(Claim), RBAC bindings, StorageClass, PriorityClass,
+//! PersistentVolume(Claim), RBAC bindings, StorageClass,
 //! RuntimeClass, webhook configurations, and those printed with "Created At"). Each moves into
 //! its kind's registry file when the kind is served; until then the registry falls back to
 //! these for kinds registered at run time under the same names.
@@ -191,26 +191,6 @@ pub(crate) const STORAGE_CLASS_COLUMNS: &[Column] = &[
         "allowVolumeExpansion shows whether the storage class allow volume expand.",
     ),
     AGE,
-];
-
-pub(crate) const PRIORITY_CLASS_COLUMNS: &[Column] = &[
-    NAME,
-    col(
-        "Value",
-        "integer",
-        "value represents the integer value of this priority class.",
-    ),
-    col(
-        "Global-Default",
-        "boolean",
-        "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class.",
-    ),
-    AGE,
-    col(
-        "PreemptionPolicy",
-        "string",
-        "preemptionPolicy is the Policy for preempting pods with lower priority.",
-    ),
 ];
 
 pub(crate) const RUNTIME_CLASS_COLUMNS: &[Column] = &[
@@ -469,7 +449,6 @@ pub(crate) fn columns(kind: &str) -> Option<&'static [Column]> {
         "RoleBinding" => ROLE_BINDING_COLUMNS,
         "ClusterRoleBinding" => CLUSTER_ROLE_BINDING_COLUMNS,
         "StorageClass" => STORAGE_CLASS_COLUMNS,
-        "PriorityClass" => PRIORITY_CLASS_COLUMNS,
         "RuntimeClass" => RUNTIME_CLASS_COLUMNS,
         "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
             WEBHOOK_CONFIGURATION_COLUMNS
@@ -490,17 +469,6 @@ pub(crate) fn row_cells(kind: &str, object: &Value, now: Timestamp) -> Option<Ve
         "PersistentVolumeClaim" => persistent_volume_claim_cells(o, now),
         "RoleBinding" | "ClusterRoleBinding" => role_binding_cells(o, now),
         "StorageClass" => storage_class_cells(o, now),
-        "PriorityClass" => vec![
-            json!(name(o)),
-            json!(int_at(o, &["value"])),
-            json!(bool_at(o, &["globalDefault"]).unwrap_or(false)),
-            json!(age(o, now)),
-            // PriorityClass defaulting fills in the preemption policy.
-            json!(or_default(
-                str_at(o, &["preemptionPolicy"]),
-                "PreemptLowerPriority"
-            )),
-        ],
         "RuntimeClass" => vec![
             json!(name(o)),
             json!(str_at(o, &["handler"])),

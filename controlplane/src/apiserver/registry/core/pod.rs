@@ -1,8 +1,12 @@
 //! `v1` Pod: validation (create and the narrow update rules), defaults, status on create,
 //! the table, the patch schema, graceful deletion and the default-tolerations admission.
 
+use futures::future::BoxFuture;
+
 use crate::apiserver::admission::Admission;
 use crate::apiserver::registry::prelude::*;
+use crate::apiserver::registry::scheduling::priority_class;
+use crate::apiserver::status::ApiError;
 use k8s_openapi::api::core::v1 as api;
 
 /// The `pods` resource.
@@ -74,8 +78,22 @@ impl Strategy for Pods {
         Some(json!({"phase": "Pending", "qosClass": qos_class(&object["spec"])}))
     }
 
-    fn admit_create(&self, admission: &Admission, object: &mut Value) {
-        admission.default_toleration_seconds(&mut object["spec"]);
+    /// DefaultTolerationSeconds, then Priority: the pod's priority from its PriorityClass.
+    fn admit<'a>(
+        &'a self,
+        admission: &'a Admission,
+        lookup: &'a dyn Lookup,
+        object: &'a mut Value,
+        old: Option<&'a Value>,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            if old.is_some() {
+                return Ok(());
+            }
+            admission.default_toleration_seconds(&mut object["spec"]);
+            let classes = lookup.list(&priority_class::RESOURCE, None).await?;
+            priority_class::admit_pod(object, &classes)
+        })
     }
 
     /// Pods bound to a node terminate gracefully: the node agent finishes the deletion.
