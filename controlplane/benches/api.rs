@@ -26,13 +26,24 @@ use flotilla_controlplane::{
     storage::Store,
 };
 use futures::{StreamExt as _, TryStreamExt as _, stream};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::{
     Api,
     api::{ListParams, PostParams, WatchEvent, WatchParams},
 };
 
 const CONCURRENCY: usize = 32;
+
+/// Service creates timed at each size.
+const SERVICE_SAMPLE: usize = 300;
+
+fn service(i: usize) -> Service {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("svc-{i:05}")},
+        "spec": {"selector": {"app": format!("app-{i}")}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }))
+    .unwrap_or_default()
+}
 
 struct Sample {
     name: &'static str,
@@ -114,7 +125,8 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_from(
         kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?,
     )?;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client, "default");
     let store = Arc::new(
         Store::connect(
             &[format!("http://127.0.0.1:{etcd_port}")],
@@ -252,6 +264,39 @@ async fn main() -> anyhow::Result<()> {
         wall: watch_started.elapsed(),
     };
 
+    // Service creates (each allocates a ClusterIP) with 0, 1,000 and `objects` Services
+    // already there: a create must not cost more the more Services exist.
+    let mut service_rows: Vec<(usize, Sample)> = Vec::new();
+    let mut existing = 0;
+    for before in [0, 1_000, objects] {
+        if before < existing || service_rows.iter().any(|(b, _)| *b == before) {
+            continue;
+        }
+        timed("service fill", before - existing, |i| {
+            let services = services.clone();
+            async move {
+                services
+                    .create(&PostParams::default(), &service(existing + i))
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        let start = before;
+        let sample = timed("service create", SERVICE_SAMPLE, |i| {
+            let services = services.clone();
+            async move {
+                services
+                    .create(&PostParams::default(), &service(start + i))
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        existing = before + SERVICE_SAMPLE;
+        service_rows.push((before, sample));
+    }
+
     println!();
     println!(
         "{:<24} {:>10} {:>10} {:>12} | {:>10} {:>10} {:>12} | {:>9} {:>9}",
@@ -296,8 +341,27 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("(latencies in ms; list = a full paginated list of all {objects} objects)");
+    println!();
+    println!(
+        "{:<34} {:>10} {:>10} {:>12} | {:>16}",
+        "Service create (ClusterIP)", "p50", "p99", "ops/s", "ops/s vs at 0"
+    );
+    let at_zero = service_rows
+        .first()
+        .map_or(1.0, |(_, sample)| sample.throughput());
+    for (before, sample) in &service_rows {
+        println!(
+            "{:<34} {:>10} {:>10} {:>12.0} | {:>15.2}x",
+            format!("{SERVICE_SAMPLE} with {before} existing"),
+            ms(sample.percentile(0.5)),
+            ms(sample.percentile(0.99)),
+            sample.throughput(),
+            sample.throughput() / at_zero.max(1e-9),
+        );
+    }
     let worst = [&api_create, &api_update]
-        .iter()
+        .into_iter()
+        .chain(service_rows.iter().map(|(_, sample)| sample))
         .map(|s| s.percentile(0.99))
         .max()
         .unwrap_or_default();

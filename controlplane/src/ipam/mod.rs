@@ -86,9 +86,25 @@ impl<R: ranges::Range> Pool<R> {
     /// Allocates any free item for `owner`, starting at a random place so concurrent callers
     /// rarely collide (as upstream does for ClusterIPs and NodePorts), above the range's static
     /// band while anything there is free.
+    ///
+    /// A few random items of the dynamic part are tried first, each one etcd transaction, so
+    /// an allocation costs the same however many items are taken while the pool has room;
+    /// only when they all are taken does it read the whole pool (one list) to find a free one.
     pub async fn allocate_any(&self, owner: &str) -> Result<String, IpamError> {
         let size = self.range.size();
         let band = self.range.static_band().min(size);
+        if band < size {
+            for _ in 0..RANDOM_TRIES {
+                let Some(item) = self.range.item(rand::random_range(band..size)) else {
+                    continue;
+                };
+                match self.allocate(&item, owner).await {
+                    Ok(()) => return Ok(item),
+                    Err(IpamError::Taken { .. }) => continue,
+                    Err(err) => return Err(err),
+                }
+            }
+        }
         let start = if band < size {
             rand::random_range(band..size)
         } else {
@@ -158,6 +174,10 @@ impl<R: ranges::Range> Pool<R> {
         }
     }
 }
+
+/// Random items [`Pool::allocate_any`] tries before it reads the whole pool: with the pool a
+/// quarter full, all eight are taken once in 65,536 allocations.
+const RANDOM_TRIES: usize = 8;
 
 /// The order a dynamic allocation tries items in: from `start` to the end, then the rest above
 /// the static band (below `band`), then the static band itself (upstream's
