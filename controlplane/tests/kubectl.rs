@@ -244,7 +244,44 @@ async fn cascading_deletion_and_watch() -> anyhow::Result<()> {
         .kill_on_drop(true)
         .spawn()?;
     let watch_group = watch.id().unwrap_or_default();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut watch = watch;
+    let stdout = watch.stdout.take().expect("piped stdout");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt as _;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                seen.lock().unwrap().push(line);
+            }
+        })
+    };
+    // Waits, bounded, until kubectl has printed `event` (the first two columns).
+    let printed = |event: &'static str| {
+        let seen = seen.clone();
+        async move {
+            for _ in 0..300 {
+                let found = seen.lock().unwrap().iter().any(|line| {
+                    line.split_whitespace()
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        == event
+                });
+                if found {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("kubectl get -w did not print {event:?} within 30 s");
+        }
+    };
+    // Once the watch shows a marker, kubectl has listed and watches from that listing, so it
+    // sees every later change.
+    let marker = cluster.write("marker.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: marker, namespace: shop}\ndata: {a: b}\n");
+    cluster.kubectl_ok(&["apply", "-f", &marker.to_string_lossy()]);
+    printed("ADDED marker").await;
 
     // Orphan: the dependent stays, without its owner reference.
     let path = cluster.write("dep.yaml", &dependent("owned", &uid));
@@ -316,13 +353,14 @@ async fn cascading_deletion_and_watch() -> anyhow::Result<()> {
     }
     assert!(gone, "the background cascade deleted the dependent");
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    printed("DELETED bg").await;
     std::process::Command::new("kill")
         .args(["-TERM", "--", &format!("-{watch_group}")])
         .status()?;
-    let output = tokio::time::timeout(Duration::from_secs(30), watch.wait_with_output()).await??;
+    tokio::time::timeout(Duration::from_secs(30), watch.wait()).await??;
+    tokio::time::timeout(Duration::from_secs(30), reader).await??;
     // Table output with an EVENT column: "ADDED   owned   1   0s".
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = seen.lock().unwrap().join("\n");
     let events: Vec<String> = stdout
         .lines()
         .map(|line| {

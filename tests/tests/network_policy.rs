@@ -8,7 +8,7 @@ mod support;
 
 use std::{
     fmt::Write as _,
-    io::{Read as _, Write as _},
+    io::{ErrorKind, Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
     sync::{
         Arc,
@@ -99,9 +99,14 @@ spec:
     out
 }
 
+/// What a probe found: the echo came back, nothing came back (a policy drop: the connect or
+/// the read timed out, or was refused), or the probe itself broke (it could not enter the
+/// namespace, the echo was wrong, an unexpected error), which must never pass for "denied".
+type Probed = Result<bool, String>;
+
 /// One probe: a TCP echo (connect, send, read back) or a UDP echo.
-fn probe_once(netns: &Netns, to: SocketAddr, proto: Proto) -> bool {
-    netns
+fn probe_once(netns: &Netns, to: SocketAddr, proto: Proto) -> Probed {
+    let echoed = netns
         .run(|| -> std::io::Result<bool> {
             match proto {
                 Proto::Tcp => {
@@ -122,14 +127,28 @@ fn probe_once(netns: &Netns, to: SocketAddr, proto: Proto) -> bool {
                 }
             }
         })
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or(false)
+        .map_err(|err| format!("{proto:?} probe to {to}: entering the namespace: {err}"))?;
+    match echoed {
+        Ok(true) => Ok(true),
+        Ok(false) => Err(format!("{proto:?} probe to {to}: a wrong echo came back")),
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(format!("{proto:?} probe to {to}: {err}")),
+    }
 }
 
-/// A probe with one retry.
-fn probe(netns: &Netns, to: SocketAddr, proto: Proto) -> bool {
-    probe_once(netns, to, proto) || probe_once(netns, to, proto)
+/// A probe with one retry (a reach is not retried).
+fn probe(netns: &Netns, to: SocketAddr, proto: Proto) -> Probed {
+    match probe_once(netns, to, proto) {
+        Ok(true) => Ok(true),
+        _ => probe_once(netns, to, proto),
+    }
 }
 
 impl Matrix {
@@ -142,7 +161,7 @@ impl Matrix {
     }
 
     /// The 9x9 reachability on `port`/`proto`, rows = from, columns = to.
-    fn probe(&self, port: u16, proto: Proto) -> Vec<Vec<bool>> {
+    fn probe(&self, port: u16, proto: Proto) -> Vec<Vec<Probed>> {
         std::thread::scope(|scope| {
             let handles: Vec<Vec<_>> = self
                 .pods
@@ -161,7 +180,11 @@ impl Matrix {
                 .into_iter()
                 .map(|row| {
                     row.into_iter()
-                        .map(|handle| handle.join().unwrap_or(false))
+                        .map(|handle| {
+                            handle
+                                .join()
+                                .unwrap_or_else(|_| Err("the probe's thread panicked".to_owned()))
+                        })
                         .collect()
                 })
                 .collect()
@@ -169,7 +192,8 @@ impl Matrix {
     }
 }
 
-fn render(matrix: &[Vec<bool>]) -> String {
+/// The matrix as '.' (reachable), 'X' (not) and '!' (the probe broke).
+fn render(matrix: &[Vec<Probed>]) -> String {
     let ids = all_ids();
     let mut out = String::from("from\\to");
     for (ns, pod) in &ids {
@@ -179,7 +203,11 @@ fn render(matrix: &[Vec<bool>]) -> String {
     for (row, (ns, pod)) in matrix.iter().zip(&ids) {
         let _ = write!(out, "{ns}/{pod}   ");
         for cell in row {
-            out.push_str(if *cell { "   . " } else { "   X " });
+            out.push_str(match cell {
+                Ok(true) => "   . ",
+                Ok(false) => "   X ",
+                Err(_) => "   ! ",
+            });
         }
         out.push('\n');
     }
@@ -196,11 +224,11 @@ async fn expect(
     expected: impl Fn(Id, Id) -> bool,
 ) -> anyhow::Result<()> {
     let ids = all_ids();
-    let want: Vec<Vec<bool>> = ids
+    let want: Vec<Vec<Probed>> = ids
         .iter()
         .map(|from| {
             ids.iter()
-                .map(|to| from == to || expected(*from, *to))
+                .map(|to| Ok(from == to || expected(*from, *to)))
                 .collect()
         })
         .collect();
@@ -222,8 +250,13 @@ async fn expect(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let broken: Vec<&String> = got
+        .iter()
+        .flatten()
+        .filter_map(|cell| cell.as_ref().err())
+        .collect();
     bail!(
-        "{case}: {proto:?}/{port} reachability differs ('.' reachable, 'X' not)\nexpected:\n{}got:\n{}",
+        "{case}: {proto:?}/{port} reachability differs ('.' reachable, 'X' not, '!' the probe broke)\nexpected:\n{}got:\n{}broken probes: {broken:?}",
         render(&want),
         render(&got)
     )
@@ -602,8 +635,8 @@ async fn from_outside_through_the_node(
     })??;
     anyhow::ensure!(added.success(), "ip route add {route} via {node_ip} failed");
     let to = SocketAddr::from((target, 80));
-    let reachable = || probe(outside, to, Proto::Tcp);
-    anyhow::ensure!(reachable(), "outside -> x/a without a policy: no answer");
+    let reachable = || probe(outside, to, Proto::Tcp).map_err(anyhow::Error::msg);
+    anyhow::ensure!(reachable()?, "outside -> x/a without a policy: no answer");
 
     let pods_only = policy(
         "x",
@@ -612,7 +645,7 @@ async fn from_outside_through_the_node(
     );
     apply_policies(cluster, "pods-only", &pods_only).await?;
     let denied = eventually(Duration::from_secs(10), "outside -> x/a denied", || {
-        Ok((!reachable()).then_some(()))
+        Ok((!reachable()?).then_some(()))
     })
     .await;
     clear_policies(cluster)?;
@@ -629,7 +662,7 @@ async fn from_outside_through_the_node(
     );
     apply_policies(cluster, "from-outside", &from_outside).await?;
     let allowed = eventually(Duration::from_secs(10), "outside -> x/a allowed", || {
-        Ok(reachable().then_some(()))
+        Ok(reachable()?.then_some(()))
     })
     .await;
     clear_policies(cluster)?;
