@@ -50,24 +50,11 @@ use super::{
 /// Labels of a pod or namespace.
 pub type Labels = BTreeMap<String, String>;
 
-/// Whether `selector` selects an object with `labels` (an empty selector selects everything).
+/// Whether `selector` selects an object with `labels` (an empty selector selects everything,
+/// an invalid one nothing, as `LabelSelectorAsSelector` would have it).
 pub fn selects(selector: &LabelSelector, labels: &Labels) -> bool {
-    if let Some(wanted) = &selector.match_labels
-        && wanted.iter().any(|(k, v)| labels.get(k) != Some(v))
-    {
-        return false;
-    }
-    selector.match_expressions.iter().flatten().all(|expr| {
-        let values = expr.values.as_deref().unwrap_or_default();
-        let value = labels.get(&expr.key);
-        match expr.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    })
+    flotilla_apimachinery::selectors::LabelSelector::try_from(selector)
+        .is_ok_and(|selector| selector.matches(labels))
 }
 
 /// What an identity stands for.

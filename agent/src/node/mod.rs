@@ -115,48 +115,14 @@ pub async fn readiness(cri: &Cri) -> Readiness {
 }
 
 fn conditions(readiness: &Readiness, previous: &[Value]) -> Value {
-    let now = Time(Timestamp::now());
-    let transition = |kind: &str, status: &str| {
-        previous
-            .iter()
-            .find(|c| c["type"] == kind && c["status"] == status)
-            .and_then(|c| c.get("lastTransitionTime").cloned())
-            .unwrap_or_else(|| json!(now))
-    };
-    let condition = |kind: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": kind, "status": status, "reason": reason, "message": message,
-               "lastHeartbeatTime": now, "lastTransitionTime": transition(kind, status)})
-    };
-    let (ready, reason, message) = if readiness.ready {
-        (
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status".to_owned(),
-        )
-    } else {
-        ("False", "KubeletNotReady", readiness.message.clone())
-    };
-    json!([
-        condition(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available"
-        ),
-        condition(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure"
-        ),
-        condition(
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available"
-        ),
-        condition("Ready", ready, reason, &message),
-    ])
+    // Serialised as every other `metav1.Time` the agent writes.
+    let now = json!(Time(Timestamp::now()));
+    let not_ready = (!readiness.ready).then_some(readiness.message.as_str());
+    flotilla_apimachinery::node_conditions::node_conditions(
+        not_ready,
+        previous,
+        now.as_str().unwrap_or_default(),
+    )
 }
 
 /// Capacity (= allocatable) of this machine: CPUs, memory, pods and ephemeral storage.

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use flotilla_apimachinery::quantity::Quantity as ExactQuantity;
 use k8s_openapi::{
     api::core::v1::{Container, ObjectFieldSelector, Pod, ResourceFieldSelector, Service},
     apimachinery::pkg::api::resource::Quantity,
@@ -514,12 +515,14 @@ pub fn resource_value(
     allocatable: &BTreeMap<String, Quantity>,
 ) -> Result<String, String> {
     let divisor = match &selector.divisor {
-        Some(q) => parse_quantity(&q.0).map_err(|e| format!("invalid divisor {:?}: {e}", q.0))?,
-        None => Amount::ONE,
+        Some(q) => {
+            ExactQuantity::parse(&q.0).map_err(|e| format!("invalid divisor {:?}: {e}", q.0))?
+        }
+        None => ExactQuantity::ONE,
     };
     // A zero divisor means "unset" upstream.
     let divisor = if divisor.is_zero() {
-        Amount::ONE
+        ExactQuantity::ONE
     } else {
         divisor
     };
@@ -549,9 +552,9 @@ pub fn resource_value(
         (side == "limits").then(|| allocatable.get(name)).flatten()
     });
     let amount = match quantity {
-        Some(q) => parse_quantity(&q.0)
+        Some(q) => ExactQuantity::parse(&q.0)
             .map_err(|e| format!("invalid quantity {:?} for {}: {e}", q.0, selector.resource))?,
-        None => Amount::ZERO,
+        None => ExactQuantity::ZERO,
     };
     let value = if name == "cpu" {
         ceil_div_f64(amount.milli_value(), divisor.milli_value())
@@ -568,132 +571,6 @@ fn ceil_div_f64(a: i64, b: i64) -> i64 {
         return 0;
     }
     (a as f64 / b as f64).ceil() as i64
-}
-
-/// A parsed resource quantity as an exact fraction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Amount {
-    numerator: i128,
-    denominator: i128,
-}
-
-impl Amount {
-    const ONE: Self = Self {
-        numerator: 1,
-        denominator: 1,
-    };
-    const ZERO: Self = Self {
-        numerator: 0,
-        denominator: 1,
-    };
-
-    fn is_zero(self) -> bool {
-        self.numerator == 0
-    }
-
-    /// The value rounded up to an integer, as `Quantity.Value()`.
-    pub fn value(self) -> i64 {
-        clamp(ceil_div(self.numerator, self.denominator))
-    }
-
-    /// The value in thousandths rounded up, as `Quantity.MilliValue()`.
-    pub fn milli_value(self) -> i64 {
-        clamp(ceil_div(
-            self.numerator.saturating_mul(1000),
-            self.denominator,
-        ))
-    }
-}
-
-fn ceil_div(a: i128, b: i128) -> i128 {
-    let quotient = a / b;
-    if a % b != 0 && ((a < 0) == (b < 0)) {
-        quotient + 1
-    } else {
-        quotient
-    }
-}
-
-fn clamp(value: i128) -> i64 {
-    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
-}
-
-/// Parses a Kubernetes resource quantity (`100m`, `1.5Gi`, `2e3`, `64Mi`).
-pub fn parse_quantity(text: &str) -> Result<Amount, String> {
-    let text = text.trim();
-    let (negative, rest) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let number_end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    let (number, suffix) = rest.split_at(number_end);
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() && fraction.is_empty() {
-        return Err("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'".into());
-    }
-    let digits = format!("{whole}{fraction}");
-    if digits.len() > 30 {
-        return Err("too many digits".into());
-    }
-    let mantissa: i128 = digits.parse().map_err(|_| "not a number".to_owned())?;
-    let mut numerator = mantissa;
-    let mut denominator: i128 = pow10(fraction.len())?;
-    let (scale_num, scale_den): (i128, i128) = match suffix {
-        "" => (1, 1),
-        "Ki" => (1 << 10, 1),
-        "Mi" => (1 << 20, 1),
-        "Gi" => (1 << 30, 1),
-        "Ti" => (1 << 40, 1),
-        "Pi" => (1 << 50, 1),
-        "Ei" => (1 << 60, 1),
-        "n" => (1, 1_000_000_000),
-        "u" => (1, 1_000_000),
-        "m" => (1, 1_000),
-        "k" => (1_000, 1),
-        "M" => (1_000_000, 1),
-        "G" => (1_000_000_000, 1),
-        "T" => (1_000_000_000_000, 1),
-        "P" => (1_000_000_000_000_000, 1),
-        "E" => (1_000_000_000_000_000_000, 1),
-        exp if exp.starts_with(['e', 'E']) => {
-            let exponent: i32 = exp[1..]
-                .parse()
-                .map_err(|_| format!("unable to parse quantity's suffix {suffix:?}"))?;
-            if exponent.unsigned_abs() > 18 {
-                return Err("exponent out of range".into());
-            }
-            let factor = pow10(exponent.unsigned_abs() as usize)?;
-            if exponent >= 0 {
-                (factor, 1)
-            } else {
-                (1, factor)
-            }
-        }
-        _ => return Err(format!("unable to parse quantity's suffix {suffix:?}")),
-    };
-    numerator = numerator
-        .checked_mul(scale_num)
-        .ok_or_else(|| "quantity too large".to_owned())?;
-    denominator = denominator
-        .checked_mul(scale_den)
-        .ok_or_else(|| "quantity too precise".to_owned())?;
-    if negative {
-        numerator = -numerator;
-    }
-    Ok(Amount {
-        numerator,
-        denominator,
-    })
-}
-
-fn pow10(exponent: usize) -> Result<i128, String> {
-    u32::try_from(exponent)
-        .ok()
-        .and_then(|e| 10_i128.checked_pow(e))
-        .ok_or_else(|| "quantity too precise".to_owned())
 }
 
 #[cfg(test)]
@@ -1067,21 +944,6 @@ mod tests {
             build(&bad, &[]).unwrap_err().message,
             "unsupported container resource : limits.gpu"
         );
-    }
-
-    #[test]
-    fn quantities() {
-        let q = |s: &str| parse_quantity(s).unwrap();
-        assert_eq!(q("100m").milli_value(), 100);
-        assert_eq!(q("100m").value(), 1);
-        assert_eq!(q("0.1").milli_value(), 100);
-        assert_eq!(q("1.5Gi").value(), 1_610_612_736);
-        assert_eq!(q("2e3").value(), 2000);
-        assert_eq!(q("1E").value(), 1_000_000_000_000_000_000);
-        assert_eq!(q("5n").milli_value(), 1);
-        assert_eq!(q("64Ki").value(), 65536);
-        assert!(parse_quantity("12x").is_err());
-        assert!(parse_quantity("").is_err());
     }
 
     fn key_ref_cm(name: &str, key: &str, optional: Option<bool>) -> EnvVarSource {

@@ -4,6 +4,7 @@
 
 use std::{collections::HashMap, path::Path};
 
+use flotilla_apimachinery::quantity::Quantity as ExactQuantity;
 use k8s_openapi::{
     api::core::v1::{Container, Pod},
     apimachinery::pkg::api::resource::Quantity,
@@ -428,16 +429,16 @@ pub fn resources(container: &Container) -> api::LinuxContainerResources {
 
 /// A CPU quantity in millicores ("500m" -> 500, "2" -> 2000), rounded up as kubelet does.
 pub fn millicores(quantity: &Quantity) -> Option<i64> {
-    super::env::parse_quantity(&quantity.0)
+    ExactQuantity::parse(&quantity.0)
         .ok()
-        .map(super::env::Amount::milli_value)
+        .map(ExactQuantity::milli_value)
 }
 
 /// A memory quantity in bytes ("128Mi", "1G", "500"), rounded up.
 pub fn bytes(quantity: &Quantity) -> Option<i64> {
-    super::env::parse_quantity(&quantity.0)
+    ExactQuantity::parse(&quantity.0)
         .ok()
-        .map(super::env::Amount::value)
+        .map(ExactQuantity::value)
 }
 
 #[cfg(test)]

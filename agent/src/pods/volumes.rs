@@ -395,7 +395,9 @@ fn setup_volume(
 }
 
 fn quantity_bytes(quantity: &Quantity) -> Result<u64, String> {
-    let bytes = env::parse_quantity(&quantity.0)?.value();
+    let bytes = flotilla_apimachinery::quantity::Quantity::parse(&quantity.0)
+        .map_err(|error| error.to_string())?
+        .value();
     Ok(u64::try_from(bytes).unwrap_or(0))
 }
 

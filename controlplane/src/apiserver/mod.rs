@@ -16,7 +16,7 @@ pub mod node_proxy;
 pub mod openapi;
 pub mod query;
 pub mod registry;
-pub mod selectors;
+pub use flotilla_apimachinery::selectors;
 pub mod status;
 pub mod strategic_merge;
 pub mod streaming;

@@ -117,41 +117,11 @@ pub enum FieldValidation {
     Ignore,
 }
 
+/// The decoded `key=value` pairs (`+` is a space, `%XX` a byte), as Go's `url.ParseQuery`.
 fn url_decode_pairs(raw: &str) -> Vec<(String, String)> {
-    raw.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
+    form_urlencoded::parse(raw.as_bytes())
+        .into_owned()
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How the client wants objects rendered (from the Accept header).
@@ -212,7 +182,10 @@ mod tests {
         assert!(query.dry_run().unwrap());
         assert!(Query::parse(Some("limit=-1")).integer("limit").is_err());
         assert!(Query::parse(Some("dryRun=Yes")).dry_run().is_err());
-        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(
+            url_decode_pairs("a=%2"),
+            [("a".to_owned(), "%2".to_owned())]
+        );
     }
 
     #[test]

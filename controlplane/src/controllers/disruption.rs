@@ -70,8 +70,11 @@ async fn reconcile(
         // A null selector selects nothing; an empty one every pod of the namespace.
         None => Vec::new(),
         Some(selector) => {
+            let Some(selector) = selector_string(selector) else {
+                return Ok(Action::await_change());
+            };
             Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
-                .list(&ListParams::default().labels(&selector_string(selector)))
+                .list(&ListParams::default().labels(&selector))
                 .await
                 .map_err(fail)?
                 .items

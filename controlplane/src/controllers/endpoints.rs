@@ -19,6 +19,8 @@ use kube::{
 };
 use serde_json::{Value, json};
 
+use flotilla_apimachinery::selectors::set_matches;
+
 use super::{ReconcileError, drive, pod_ready, retry_later};
 
 /// The label tying an EndpointSlice to its Service.
@@ -110,10 +112,7 @@ impl Membership {
                 svc.spec
                     .as_ref()
                     .and_then(|spec| spec.selector.as_ref())
-                    .is_some_and(|selector| {
-                        !selector.is_empty()
-                            && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-                    })
+                    .is_some_and(|selector| !selector.is_empty() && set_matches(selector, labels))
             })
             .map(ResourceExt::name_any)
             .collect();

@@ -232,25 +232,17 @@ pub fn pod_finished(pod: &Pod) -> bool {
     crate::scheduler::predicates::terminal(pod)
 }
 
-/// A label selector in the query syntax (`a=b,c in (d,e),!f`), for list calls.
-pub fn selector_string(selector: &LabelSelector) -> String {
-    let mut parts: Vec<String> = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for requirement in selector.match_expressions.iter().flatten() {
-        let values = requirement.values.clone().unwrap_or_default().join(",");
-        let key = &requirement.key;
-        parts.push(match requirement.operator.as_str() {
-            "In" => format!("{key} in ({values})"),
-            "NotIn" => format!("{key} notin ({values})"),
-            "DoesNotExist" => format!("!{key}"),
-            _ => key.clone(),
-        });
+/// A label selector in the query syntax (`a=b,c in (d,e),!f`) for list calls, or `None` (logged)
+/// when it is invalid: upstream's controllers skip such an object until it changes rather than
+/// act on a selector they cannot read (the API server's validation keeps these out).
+pub fn selector_string(selector: &LabelSelector) -> Option<String> {
+    match flotilla_apimachinery::selectors::LabelSelector::try_from(selector) {
+        Ok(selector) => Some(selector.to_string()),
+        Err(error) => {
+            tracing::warn!("ignoring an object with an invalid label selector: {error}");
+            None
+        }
     }
-    parts.join(",")
 }
 
 /// An int-or-percent field as a count of `total` (upstream's `GetScaledValueFromIntOrPercent`).
@@ -291,10 +283,16 @@ mod tests {
             ],
         }))
         .unwrap();
+        // Sorted by key, as LabelSelectorAsSelector(...).String() prints it.
         assert_eq!(
-            selector_string(&selector),
-            "app=web,tier in (a,b),!old,zone"
+            selector_string(&selector).as_deref(),
+            Some("app=web,!old,tier in (a,b),zone")
         );
+        let invalid: LabelSelector = serde_json::from_value(json!({
+            "matchExpressions": [{"key": "tier", "operator": "Near", "values": ["a"]}],
+        }))
+        .unwrap();
+        assert_eq!(selector_string(&invalid), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use k8s_openapi::{
         apps::v1::ReplicaSet,
         core::v1::{Pod, PodTemplateSpec, ReplicationController},
     },
-    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
 };
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
@@ -21,8 +21,7 @@ use kube::{
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{Context, ReconcileError, drive, pod_ready, retry_later};
-use crate::apiserver::tables::selector_string;
+use super::{Context, ReconcileError, drive, pod_ready, retry_later, selector_string};
 
 /// Upstream's burst limit: at most this many pods created or deleted per reconcile.
 const BURST: usize = 500;
@@ -40,8 +39,9 @@ pub trait Replicated:
 {
     /// `spec.replicas`; unset means 1, as defaulting would have made it.
     fn desired(&self) -> i32;
-    /// The selector of its pods as a label selector string (`app=web,tier=front`).
-    fn selector(&self) -> String;
+    /// The selector of its pods as a label selector string (`app=web,tier=front`); `None` when
+    /// it has none or an invalid one, and so selects no pods.
+    fn selector(&self) -> Option<String>;
     /// The template its pods are made from.
     fn template(&self) -> PodTemplateSpec;
     /// `status.replicas`, `status.readyReplicas` and `status.observedGeneration` as last written.
@@ -77,22 +77,20 @@ macro_rules! alike_fields {
 impl Replicated for ReplicaSet {
     alike_fields!();
 
-    fn selector(&self) -> String {
-        let selector = self
-            .spec
-            .as_ref()
-            .and_then(|s| serde_json::to_value(&s.selector).ok());
-        selector_string(selector.as_ref()).unwrap_or_default()
+    fn selector(&self) -> Option<String> {
+        selector_string(&self.spec.as_ref()?.selector)
     }
 }
 
 impl Replicated for ReplicationController {
     alike_fields!();
 
-    fn selector(&self) -> String {
+    fn selector(&self) -> Option<String> {
         // A plain label map: the matchLabels of a LabelSelector, rendered the same way.
-        let labels = self.spec.as_ref().and_then(|s| s.selector.clone());
-        selector_string(Some(&json!({"matchLabels": labels}))).unwrap_or_default()
+        selector_string(&LabelSelector {
+            match_labels: self.spec.as_ref()?.selector.clone(),
+            match_expressions: None,
+        })
     }
 }
 
@@ -141,8 +139,11 @@ async fn reconcile<K: Replicated>(
     }
     let uid = workload.uid().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(selector) = workload.selector() else {
+        return Ok(Action::await_change());
+    };
     let pods = pods_api
-        .list(&ListParams::default().labels(&workload.selector()))
+        .list(&ListParams::default().labels(&selector))
         .await
         .map_err(fail)?
         .items;
@@ -245,7 +246,7 @@ mod tests {
             "status": {"replicas": 2, "readyReplicas": 1, "observedGeneration": 3},
         }))
         .unwrap();
-        assert_eq!(rc.selector(), "app=web,tier=front");
+        assert_eq!(rc.selector().as_deref(), Some("app=web,tier=front"));
         assert_eq!((rc.desired(), rc.recorded()), (1, (2, 1, Some(3))));
         let rs: ReplicaSet = serde_json::from_value(json!({
             "metadata": {"name": "web"},
@@ -253,7 +254,7 @@ mod tests {
                 "matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]}},
         }))
         .unwrap();
-        assert_eq!(rs.selector(), "app=web,tier in (front)");
+        assert_eq!(rs.selector().as_deref(), Some("app=web,tier in (front)"));
         assert_eq!((rs.desired(), rs.recorded()), (4, (0, 0, None)));
     }
 

@@ -286,7 +286,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, R
     }
     let uid = set.uid().unwrap_or_default();
     let spec = set.spec.clone().unwrap_or_default();
-    let selector = selector_string(&spec.selector);
+    let Some(selector) = selector_string(&spec.selector) else {
+        return Ok(Action::await_change());
+    };
     let client = ctx.client.clone();
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let revisions_api: Api<ControllerRevision> = Api::namespaced(client.clone(), &namespace);

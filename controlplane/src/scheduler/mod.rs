@@ -13,7 +13,6 @@
 
 pub mod cache;
 pub mod predicates;
-pub mod quantity;
 pub mod queue;
 
 use std::{

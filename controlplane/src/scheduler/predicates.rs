@@ -1,13 +1,16 @@
 //! Which nodes can take a pod, and how good each one is: plain functions over the pod, the nodes
 //! and the pods already bound, so every rule is unit-tested without a cluster.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
-};
+use k8s_openapi::api::core::v1::{Node, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration};
 
-use super::quantity::milli_units;
+use flotilla_apimachinery::quantity::Quantity;
+use flotilla_apimachinery::selectors::{
+    node_selector_fields, node_selector_requirements, set_matches,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 /// Why one node was filtered out (phrased like upstream's FailedScheduling messages).
 pub type Reason = String;
@@ -31,7 +34,7 @@ pub fn requests(pod: &Pod) -> Resources {
             .as_ref()
             .and_then(|r| r.requests.as_ref())
             .and_then(|r| r.get(name))
-            .and_then(|q| milli_units(&q.0))
+            .and_then(milli_units)
             .unwrap_or(0)
     };
     let mut total = Resources::default();
@@ -46,12 +49,19 @@ pub fn requests(pod: &Pod) -> Resources {
     total
 }
 
+/// A quantity in thousandths of its unit (millicores, milli-bytes); unparseable counts as unset.
+fn milli_units(quantity: &ApiQuantity) -> Option<i128> {
+    Quantity::parse(&quantity.0)
+        .ok()
+        .map(|quantity| quantity.scaled_value(-3))
+}
+
 fn allocatable(node: &Node, name: &str) -> Option<i128> {
     node.status
         .as_ref()
         .and_then(|s| s.allocatable.as_ref())
         .and_then(|a| a.get(name))
-        .and_then(|q| milli_units(&q.0))
+        .and_then(milli_units)
 }
 
 /// Whether a pod is done (its resources are free again).
@@ -286,7 +296,7 @@ pub fn matches_node_selection(spec: &PodSpec, node: &Node) -> bool {
     let selector_ok = spec
         .node_selector
         .as_ref()
-        .is_none_or(|selector| selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
+        .is_none_or(|selector| set_matches(selector, labels));
     let affinity_ok = spec
         .affinity
         .as_ref()
@@ -341,42 +351,18 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
 }
 
+/// `NodeSelectorTerm` matching: every expression against the node's labels and every field
+/// requirement against `metadata.name`; an empty or invalid term matches nothing.
 fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
     let expressions = term.match_expressions.as_deref().unwrap_or_default();
     let fields = term.match_fields.as_deref().unwrap_or_default();
     if expressions.is_empty() && fields.is_empty() {
         return false;
     }
-    expressions
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields
-            .iter()
-            .all(|r| requirement_matches(r, (r.key == "metadata.name").then_some(name)))
-}
-
-fn requirement_matches(requirement: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = requirement.values.as_deref().unwrap_or_default();
-    match requirement.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|w| w == v)),
-        "NotIn" => value.is_none_or(|v| values.iter().all(|w| w != v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(Ok(have)), Some(Ok(want))) = (
-                value.map(|v| v.parse::<i64>()),
-                values.first().map(|v| v.parse::<i64>()),
-            ) else {
-                return false;
-            };
-            if requirement.operator == "Gt" {
-                have > want
-            } else {
-                have < want
-            }
-        }
-        _ => false,
-    }
+    // `metadata.name` is the one node field; any other reads as empty, as in a fields.Set.
+    let node_field = |field: &str| Cow::Borrowed(if field == "metadata.name" { name } else { "" });
+    node_selector_requirements(expressions).is_ok_and(|selector| selector.matches(labels))
+        && node_selector_fields(fields).is_ok_and(|selector| selector.matches_with(node_field))
 }
 
 /// How good `node` is for `pod` (higher is better): least allocated, then fewest pods of the

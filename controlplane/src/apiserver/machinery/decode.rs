@@ -8,8 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::field::{child, idx};
-use super::names::QUANTITY_FORMAT_ERR;
-use super::quantity::parse_quantity;
+use flotilla_apimachinery::quantity::{Quantity, QuantityError};
 
 /// Decodes JSON text into a kind's typed object and encodes it again.
 pub type RoundTrip = fn(&str) -> Result<Value, serde_json::Error>;
@@ -271,11 +270,11 @@ fn find_bad_quantity(v: &Value, parent_key: &str) -> Option<String> {
     }
 }
 
-fn quantity_value(v: &Value) -> Result<(), &'static str> {
+fn quantity_value(v: &Value) -> Result<(), QuantityError> {
     match v {
-        Value::String(s) => parse_quantity(s).map(|_| ()),
+        Value::String(s) => Quantity::parse(s).map(|_| ()),
         Value::Number(_) | Value::Null => Ok(()),
-        _ => Err(QUANTITY_FORMAT_ERR),
+        _ => Err(QuantityError::Format),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Machinery every kind shares, each piece once: field-path errors, name and format rules,
-//! ObjectMeta validation, quantities, addresses, and typed decoding with unknown-field
+//! ObjectMeta validation, addresses, and typed decoding with unknown-field
 //! detection. Kind-specific code lives in [`super::registry`] and builds on these.
 
 pub mod decode;
@@ -7,7 +7,6 @@ pub mod field;
 pub mod names;
 pub mod net;
 pub mod object_meta;
-pub mod quantity;
 
 /// What a kind's validation code needs in scope: the error list, path helpers, JSON accessors
 /// and the shared rules. Registry files import it whole, as upstream's validation packages
@@ -22,5 +21,5 @@ pub(crate) mod prelude {
     pub(crate) use super::names::*;
     pub(crate) use super::net::*;
     pub(crate) use super::object_meta::*;
-    pub(crate) use super::quantity::*;
+    pub(crate) use flotilla_apimachinery::quantity::Quantity;
 }

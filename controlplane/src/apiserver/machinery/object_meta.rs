@@ -2,6 +2,7 @@
 //! finalizer rules), and label selectors as they appear in specs.
 
 use crate::apiserver::machinery::prelude::*;
+use crate::apiserver::selectors::label_selector_from_json;
 
 // ---------------------------------------------------------------------------------------------
 // ObjectMeta (apimachinery/pkg/api/validation/objectmeta.go + core's finalizer rules)
@@ -268,31 +269,13 @@ pub(crate) fn selector_is_empty(sel: Option<&Value>) -> bool {
         && arr_of(sel, "matchExpressions").is_empty()
 }
 
-/// `selector.Matches(labels)`; a missing selector matches nothing (`labels.Nothing()`).
+/// `selector.Matches(labels)`; a missing or invalid selector matches nothing (`labels.Nothing()`).
 pub(crate) fn selector_matches(sel: Option<&Value>, labels: Option<&Obj>) -> bool {
-    let Some(sel) = sel.filter(|s| s.is_object()) else {
-        return false;
-    };
-    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    for (k, v) in obj_of(Some(sel), "matchLabels").into_iter().flatten() {
-        if label(k) != v.as_str() {
-            return false;
-        }
+    match label_selector_from_json(sel.filter(|s| s.is_object())) {
+        Ok(Some(selector)) => match labels {
+            Some(labels) => selector.matches(labels),
+            None => selector.matches(&()),
+        },
+        Ok(None) | Err(_) => false,
     }
-    for r in arr_of(Some(sel), "matchExpressions") {
-        let r = Some(r);
-        let actual = label(str_of(r, "key"));
-        let values = strings_of(r, "values");
-        let ok = match str_of(r, "operator") {
-            "In" => actual.is_some_and(|a| values.contains(&a)),
-            "NotIn" => actual.is_none_or(|a| !values.contains(&a)),
-            "Exists" => actual.is_some(),
-            "DoesNotExist" => actual.is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
 }

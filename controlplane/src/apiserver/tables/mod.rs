@@ -11,6 +11,8 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::apiserver::selectors::label_selector_from_json;
+
 #[cfg(test)]
 mod tests;
 // Printers for kinds the next issues serve (PodDisruptionBudget, PriorityClass, PVs, RBAC, ...);
@@ -305,39 +307,11 @@ pub(crate) fn format_labels(v: Option<&Value>) -> String {
 /// LabelSelectorAsSelector(selector).String(), or None where upstream reports the selector invalid.
 pub fn selector_string(selector: Option<&Value>) -> Option<String> {
     // A nil selector selects nothing and an empty one everything; both print as "".
-    let Some(selector) = selector else {
-        return Some(String::new());
-    };
-    let mut requirements: Vec<(String, String)> = Vec::new();
-    if let Some(labels) = get(selector, &["matchLabels"]).and_then(Value::as_object) {
-        for (key, value) in labels {
-            let value = value.as_str().unwrap_or("");
-            requirements.push((key.clone(), format!("{key}={value}")));
-        }
+    match label_selector_from_json(selector) {
+        Ok(Some(selector)) => Some(selector.to_string()),
+        Ok(None) => Some(String::new()),
+        Err(_) => None,
     }
-    for expression in list_at(selector, &["matchExpressions"]) {
-        let key = str_at(expression, &["key"]);
-        let mut values: Vec<&str> = list_at(expression, &["values"])
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        // Requirement.String() prints set values sorted.
-        values.sort_unstable();
-        let rendered = match str_at(expression, &["operator"]) {
-            "In" | "NotIn" if values.is_empty() => return None,
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" | "DoesNotExist" if !values.is_empty() => return None,
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => return None,
-        };
-        requirements.push((key.to_string(), rendered));
-    }
-    // The selector keeps its requirements sorted by key.
-    requirements.sort_by(|a, b| a.0.cmp(&b.0));
-    let rendered: Vec<String> = requirements.into_iter().map(|(_, r)| r).collect();
-    Some(rendered.join(","))
 }
 
 /// metav1.FormatLabelSelector: "<none>" when empty, "<error>" when invalid.

@@ -362,23 +362,23 @@ pub(crate) fn resources(e: &mut Errs, res: Option<&Value>, path: &str) {
     let req_path = child(path, "requests");
     let limits = obj_of(res, "limits");
     let requests = obj_of(res, "requests");
-    let quantity = |v: &Value| -> Option<(String, f64)> {
+    let quantity = |v: &Value| -> Option<(String, Quantity)> {
         let s = match v {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             _ => return None,
         };
-        parse_quantity(&s).ok().map(|x| (s, x))
+        Quantity::parse(&s).ok().map(|x| (s, x))
     };
     let mut has_cpu_mem = false;
     let mut has_huge = false;
     let mut check_value = |e: &mut Errs, name: &str, v: &Value, p: &str| {
         container_resource_name(e, name, p);
         if let Some((s, x)) = quantity(v) {
-            if x < 0.0 {
+            if x.is_negative() {
                 e.invalid_s(p, &s, IS_NEGATIVE);
             }
-            if is_extended_resource(name) && (x * 1000.0).round() % 1000.0 != 0.0 {
+            if is_extended_resource(name) && x.milli_value() % 1000 != 0 {
                 e.invalid_s(p, &s, "must be an integer");
             }
         }
@@ -393,7 +393,7 @@ pub(crate) fn resources(e: &mut Errs, res: Option<&Value>, path: &str) {
         let limit = limits.and_then(|l| l.get(name));
         match (quantity(v), limit.and_then(quantity)) {
             (Some((rs, r)), Some((ls, l))) => {
-                if (r - l).abs() > f64::EPSILON * l.abs().max(1.0) && !overcommit_allowed(name) {
+                if r != l && !overcommit_allowed(name) {
                     e.invalid_s(
                         &req_path,
                         &rs,

@@ -418,7 +418,7 @@ pub(crate) fn volume_source(e: &mut Errs, vol: Option<&Value>, vp: &str) -> Opti
             }
             "emptyDir" => {
                 if let Some(size) = str_opt(src, "sizeLimit")
-                    && parse_quantity(size).is_ok_and(|v| v < 0.0)
+                    && Quantity::parse(size).is_ok_and(Quantity::is_negative)
                 {
                     e.forbidden(
                         &child(&sp, "sizeLimit"),

@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use k8s_openapi::api::core::v1::NodeSelectorRequirement;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as MetaLabelSelector;
 use serde_json::Value;
+
+use crate::names::{is_label_value, is_qualified_name};
 
 /// Why a selector could not be parsed, built or accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +114,32 @@ pub enum SelectorError {
 // Label selectors
 // ---------------------------------------------------------------------------------------------
 
+/// Labels a selector can be matched against, whatever map holds them.
+pub trait LabelSet {
+    /// The value of label `key`, if the set has it.
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelSet for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+/// A JSON `metadata.labels` object; a value that is not a string is no label.
+impl LabelSet for serde_json::Map<String, Value> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Value::as_str)
+    }
+}
+
+/// No labels at all (an object without `metadata.labels`).
+impl LabelSet for () {
+    fn label(&self, _key: &str) -> Option<&str> {
+        None
+    }
+}
+
 /// How a label requirement compares a label against its values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LabelOperator {
@@ -180,9 +210,13 @@ impl LabelRequirement {
     }
 
     /// Whether a label set satisfies this requirement.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let actual = labels.get(&self.key);
-        let listed = |value: &String| self.values.binary_search(value).is_ok();
+    pub fn matches(&self, labels: &(impl LabelSet + ?Sized)) -> bool {
+        let actual = labels.label(&self.key);
+        let listed = |value: &str| {
+            self.values
+                .binary_search_by(|listed| listed.as_str().cmp(value))
+                .is_ok()
+        };
         match self.operator {
             LabelOperator::Equals | LabelOperator::DoubleEquals | LabelOperator::In => {
                 actual.is_some_and(listed)
@@ -259,7 +293,7 @@ impl LabelSelector {
     }
 
     /// Whether a label set satisfies every requirement.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &(impl LabelSet + ?Sized)) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
     }
 }
@@ -366,6 +400,78 @@ pub fn label_selector_from_json(
     Ok(Some(LabelSelector::from_requirements(requirements)))
 }
 
+impl TryFrom<&MetaLabelSelector> for LabelSelector {
+    type Error = SelectorError;
+
+    /// `metav1.LabelSelectorAsSelector` for a typed selector; an empty one matches everything.
+    fn try_from(selector: &MetaLabelSelector) -> Result<Self, Self::Error> {
+        let mut requirements = Vec::new();
+        for (key, value) in selector.match_labels.iter().flatten() {
+            requirements.push(LabelRequirement::new(
+                key,
+                LabelOperator::Equals,
+                [value.as_str()],
+            )?);
+        }
+        for expression in selector.match_expressions.iter().flatten() {
+            requirements.push(LabelRequirement::new(
+                &expression.key,
+                selector_operator(&expression.operator)?,
+                expression.values.iter().flatten().map(String::as_str),
+            )?);
+        }
+        Ok(Self::from_requirements(requirements))
+    }
+}
+
+/// `NodeSelectorRequirementsAsSelector`: a node affinity term's `matchExpressions` (which also
+/// allow `Gt` and `Lt`) as one selector.
+pub fn node_selector_requirements(
+    requirements: &[NodeSelectorRequirement],
+) -> Result<LabelSelector, SelectorError> {
+    let requirements = requirements
+        .iter()
+        .map(|requirement| {
+            let operator = match requirement.operator.as_str() {
+                "Gt" => LabelOperator::GreaterThan,
+                "Lt" => LabelOperator::LessThan,
+                other => selector_operator(other)?,
+            };
+            LabelRequirement::new(
+                &requirement.key,
+                operator,
+                requirement.values.iter().flatten().map(String::as_str),
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(LabelSelector::from_requirements(requirements))
+}
+
+/// The operator of a `matchExpressions` entry.
+fn selector_operator(operator: &str) -> Result<LabelOperator, SelectorError> {
+    match operator {
+        "In" => Ok(LabelOperator::In),
+        "NotIn" => Ok(LabelOperator::NotIn),
+        "Exists" => Ok(LabelOperator::Exists),
+        "DoesNotExist" => Ok(LabelOperator::DoesNotExist),
+        other => Err(SelectorError::UnknownOperator {
+            operator: other.to_owned(),
+        }),
+    }
+}
+
+/// `SelectorFromValidatedSet(set).Matches(labels)`: whether `labels` has every `key=value` of a
+/// plain label map (a Service's or ReplicationController's selector, a pod's nodeSelector).
+/// Upstream does not validate these sets when matching, so neither does this; an empty set
+/// matches everything.
+pub fn set_matches<'a>(
+    set: impl IntoIterator<Item = (&'a String, &'a String)>,
+    labels: &(impl LabelSet + ?Sized),
+) -> bool {
+    set.into_iter()
+        .all(|(key, value)| labels.label(key) == Some(value.as_str()))
+}
+
 /// The `metadata.labels` of an object; non-string values (never valid in Kubernetes) are skipped.
 pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
     object
@@ -395,17 +501,7 @@ fn expression_requirement(
     let Some(operator) = expression.get("operator").and_then(Value::as_str) else {
         return Err(malformed_selector(&path(".operator"), "must be a string"));
     };
-    let operator = match operator {
-        "In" => LabelOperator::In,
-        "NotIn" => LabelOperator::NotIn,
-        "Exists" => LabelOperator::Exists,
-        "DoesNotExist" => LabelOperator::DoesNotExist,
-        other => {
-            return Err(SelectorError::UnknownOperator {
-                operator: other.to_owned(),
-            });
-        }
-    };
+    let operator = selector_operator(operator)?;
     let values = match expression.get("values") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(values)) => {
@@ -472,24 +568,8 @@ fn check_value_count(
     }
 }
 
-const QUALIFIED_NAME_MAX_LENGTH: usize = 63;
-const LABEL_VALUE_MAX_LENGTH: usize = 63;
-const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
-
-const QUALIFIED_NAME_RULE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and \
-     must start and end with an alphanumeric character (e.g. 'MyName', or 'my.name', or \
-     '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-const DNS1123_SUBDOMAIN_RULE: &str = "a lowercase RFC 1123 subdomain must consist of lower case \
-     alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character \
-     (e.g. 'example.com', regex used for validation is \
-     '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-const LABEL_VALUE_RULE: &str = "a valid label must be an empty string or consist of alphanumeric \
-     characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. \
-     'MyValue', or 'my_value', or '12345', regex used for validation is \
-     '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
-
 fn validate_label_key(key: &str) -> Result<(), SelectorError> {
-    let problems = qualified_name_problems(key);
+    let problems = is_qualified_name(key);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -501,15 +581,7 @@ fn validate_label_key(key: &str) -> Result<(), SelectorError> {
 }
 
 fn validate_label_value(key: &str, value: &str) -> Result<(), SelectorError> {
-    let mut problems = Vec::new();
-    if value.len() > LABEL_VALUE_MAX_LENGTH {
-        problems.push(format!(
-            "must be no more than {LABEL_VALUE_MAX_LENGTH} characters"
-        ));
-    }
-    if !value.is_empty() && !is_qualified_name_part(value) {
-        problems.push(LABEL_VALUE_RULE.to_owned());
-    }
+    let problems = is_label_value(value);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -519,82 +591,6 @@ fn validate_label_value(key: &str, value: &str) -> Result<(), SelectorError> {
             reason: problems.join("; "),
         })
     }
-}
-
-// Mirrors validation.IsQualifiedName, which collects every problem rather than stopping at one.
-fn qualified_name_problems(value: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    let parts: Vec<&str> = value.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                problems.push("prefix part must be non-empty".to_owned());
-            } else {
-                problems.extend(
-                    dns1123_subdomain_problems(prefix)
-                        .into_iter()
-                        .map(|problem| format!("prefix part {problem}")),
-                );
-            }
-            *name
-        }
-        _ => {
-            return vec![format!(
-                "a qualified name {QUALIFIED_NAME_RULE} with an optional DNS subdomain prefix \
-                 and '/' (e.g. 'example.com/MyName')"
-            )];
-        }
-    };
-    if name.is_empty() {
-        problems.push("name part must be non-empty".to_owned());
-    } else {
-        if name.len() > QUALIFIED_NAME_MAX_LENGTH {
-            problems.push(format!(
-                "name part must be no more than {QUALIFIED_NAME_MAX_LENGTH} characters"
-            ));
-        }
-        if !is_qualified_name_part(name) {
-            problems.push(format!("name part {QUALIFIED_NAME_RULE}"));
-        }
-    }
-    problems
-}
-
-fn dns1123_subdomain_problems(value: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
-        problems.push(format!(
-            "must be no more than {DNS1123_SUBDOMAIN_MAX_LENGTH} characters"
-        ));
-    }
-    let label_ok = |label: &str| {
-        label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && starts_and_ends_alphanumeric(label)
-    };
-    if !value.split('.').all(label_ok) {
-        problems.push(DNS1123_SUBDOMAIN_RULE.to_owned());
-    }
-    problems
-}
-
-// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`: the shape of label names and non-empty values.
-fn is_qualified_name_part(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && starts_and_ends_alphanumeric(value)
-}
-
-// False for the empty string, which is what every caller's regex demands.
-fn starts_and_ends_alphanumeric(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    matches!(
-        (bytes.first(), bytes.last()),
-        (Some(first), Some(last)) if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric()
-    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -899,6 +895,40 @@ impl FieldSelector {
             .iter()
             .all(|r| r.matches_value(&get(&r.field)))
     }
+}
+
+/// `nodeFieldSelectorAsSelector`: a node affinity term's `matchFields` as a field selector;
+/// each requirement is `In` or `NotIn` with exactly one value.
+pub fn node_selector_fields(
+    requirements: &[NodeSelectorRequirement],
+) -> Result<FieldSelector, SelectorError> {
+    let requirements = requirements
+        .iter()
+        .map(|requirement| {
+            let operator = match requirement.operator.as_str() {
+                "In" => FieldOperator::Equals,
+                "NotIn" => FieldOperator::NotEquals,
+                other => {
+                    return Err(SelectorError::UnknownOperator {
+                        operator: other.to_owned(),
+                    });
+                }
+            };
+            match requirement.values.as_deref() {
+                Some([value]) => Ok(FieldRequirement {
+                    field: requirement.key.clone(),
+                    operator,
+                    value: value.clone(),
+                }),
+                values => Err(SelectorError::InvalidValues {
+                    key: requirement.key.clone(),
+                    values: values.unwrap_or_default().to_vec(),
+                    reason: "a node field selector needs exactly one value",
+                }),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(FieldSelector { requirements })
 }
 
 impl fmt::Display for FieldSelector {

@@ -715,3 +715,70 @@ fn exact_match_and_custom_getter() {
         }
     }));
 }
+
+#[test]
+fn typed_selectors_convert_as_label_selector_as_selector() {
+    let typed: MetaLabelSelector = serde_json::from_value(json!({
+        "matchLabels": {"app": "web"},
+        "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}],
+    }))
+    .unwrap();
+    let selector = LabelSelector::try_from(&typed).unwrap();
+    assert_eq!(selector.to_string(), "app=web,tier notin (db)");
+    assert!(selector.matches(&labels(&[("app", "web")])));
+    assert!(!selector.matches(&labels(&[("app", "web"), ("tier", "db")])));
+    assert!(
+        LabelSelector::try_from(&MetaLabelSelector::default())
+            .unwrap()
+            .is_empty()
+    );
+    let unknown: MetaLabelSelector = serde_json::from_value(json!({
+        "matchExpressions": [{"key": "tier", "operator": "Gt", "values": ["1"]}],
+    }))
+    .unwrap();
+    assert!(matches!(
+        LabelSelector::try_from(&unknown),
+        Err(SelectorError::UnknownOperator { .. })
+    ));
+}
+
+#[test]
+fn json_label_maps_and_plain_sets_match() {
+    let object = json!({"app": "web", "count": 3});
+    let map = object.as_object().unwrap();
+    let selector = parse("app=web");
+    assert!(selector.matches(map));
+    assert!(
+        !parse("count").matches(map),
+        "a non-string value is no label"
+    );
+    assert!(!selector.matches(&()));
+    let set = labels(&[("app", "web")]);
+    assert!(set_matches(&set, map));
+    assert!(set_matches(&BTreeMap::new(), &()));
+    assert!(!set_matches(&labels(&[("app", "db")]), map));
+}
+
+#[test]
+fn node_selector_terms_allow_numeric_operators_and_name_fields() {
+    let requirements: Vec<NodeSelectorRequirement> = serde_json::from_value(json!([
+        {"key": "cores", "operator": "Gt", "values": ["4"]},
+        {"key": "zone", "operator": "In", "values": ["a", "b"]},
+    ]))
+    .unwrap();
+    let selector = node_selector_requirements(&requirements).unwrap();
+    assert!(selector.matches(&labels(&[("cores", "8"), ("zone", "a")])));
+    assert!(!selector.matches(&labels(&[("cores", "2"), ("zone", "a")])));
+    let fields: Vec<NodeSelectorRequirement> = serde_json::from_value(json!([
+        {"key": "metadata.name", "operator": "NotIn", "values": ["node-a"]},
+    ]))
+    .unwrap();
+    let fields = node_selector_fields(&fields).unwrap();
+    assert!(fields.matches_with(|_| Cow::Borrowed("node-b")));
+    assert!(!fields.matches_with(|_| Cow::Borrowed("node-a")));
+    let two_values: Vec<NodeSelectorRequirement> = serde_json::from_value(json!([
+        {"key": "metadata.name", "operator": "In", "values": ["a", "b"]},
+    ]))
+    .unwrap();
+    assert!(node_selector_fields(&two_values).is_err());
+}
