@@ -9,6 +9,7 @@ pub mod network;
 pub mod overlay;
 pub mod pins;
 pub mod policy;
+pub mod reconcile;
 pub mod services;
 pub mod start;
 pub mod tunnels;
