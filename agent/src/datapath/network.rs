@@ -29,6 +29,8 @@ use super::{
     attach::{AttachOutcome, attach_pinned, detach_pinned},
     loader,
     pins::{Direction, NodePins},
+    reconcile::MapHandle,
+    tunnels::Prefix,
 };
 
 /// The loaded network programs of a node, ready to attach, and its pin paths.
@@ -281,6 +283,18 @@ pub(crate) fn map_error(name: &str) -> impl Fn(aya::maps::MapError) -> DatapathE
     }
 }
 
+/// The result of deleting from the map `name`, where deleting an absent key succeeds (a
+/// retried or repeated deletion finds nothing to do).
+pub(crate) fn removed(
+    result: Result<(), aya::maps::MapError>,
+    name: &str,
+) -> Result<(), DatapathError> {
+    match result {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(err) => Err(map_error(name)(err)),
+    }
+}
+
 /// What a missing pin means.
 const NOT_STARTED: &str = "the node's network datapath; start the agent on this node first";
 
@@ -404,12 +418,12 @@ impl NetworkMaps {
 
     /// Removes the endpoint for `address`; removing an absent one succeeds.
     pub fn remove_endpoint(&mut self, address: Ipv4Addr) -> Result<(), DatapathError> {
-        match self.endpoints.remove(&EndpointKey {
-            ipv4: address.octets(),
-        }) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(err) => Err(map_error(ENDPOINTS_MAP)(err)),
-        }
+        removed(
+            self.endpoints.remove(&EndpointKey {
+                ipv4: address.octets(),
+            }),
+            ENDPOINTS_MAP,
+        )
     }
 
     /// Every endpoint in the map, by address.
@@ -456,10 +470,10 @@ impl NetworkMaps {
 
     /// Removes the tunnel for `prefix/len`; removing an absent one succeeds.
     pub fn remove_tunnel(&mut self, prefix: Ipv4Addr, len: u32) -> Result<(), DatapathError> {
-        match self.tunnels.remove(&Key::new(len, prefix.octets())) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(err) => Err(map_error(TUNNELS_MAP)(err)),
-        }
+        removed(
+            self.tunnels.remove(&Key::new(len, prefix.octets())),
+            TUNNELS_MAP,
+        )
     }
 
     /// Every tunnel prefix, sorted.
@@ -493,6 +507,27 @@ impl NetworkMaps {
                 Ok((*reason, per_cpu.iter().sum()))
             })
             .collect()
+    }
+}
+
+/// The tunnel map, for the tunnel sync's reconciler: prefix -> the node IP it is tunnelled to.
+impl MapHandle<Prefix, Ipv4Addr> for NetworkMaps {
+    type Error = DatapathError;
+
+    fn insert(&mut self, key: &Prefix, value: &Ipv4Addr) -> Result<(), DatapathError> {
+        self.put_tunnel(key.0, key.1, *value)
+    }
+
+    fn remove(&mut self, key: &Prefix) -> Result<(), DatapathError> {
+        self.remove_tunnel(key.0, key.1)
+    }
+
+    fn entries(&self) -> Result<Vec<(Prefix, Ipv4Addr)>, DatapathError> {
+        Ok(self
+            .tunnels()?
+            .into_iter()
+            .map(|row| ((row.prefix, row.prefix_len), row.node_ip))
+            .collect())
     }
 }
 

@@ -5,7 +5,12 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use super::lock;
+use tokio::time::Instant;
+
+use super::{
+    lock,
+    reconcile::{Changes, Reconciler, Retry, Wake, next_or_due},
+};
 
 use k8s_openapi::api::core::v1::Node;
 
@@ -30,24 +35,6 @@ pub fn desired(nodes: &[Node], own_node: &str) -> BTreeMap<Prefix, Ipv4Addr> {
         }
     }
     tunnels
-}
-
-/// The changes that turn `current` into `desired`: entries to write, prefixes to remove.
-pub fn plan(
-    current: &BTreeMap<Prefix, Ipv4Addr>,
-    desired: &BTreeMap<Prefix, Ipv4Addr>,
-) -> (Vec<(Prefix, Ipv4Addr)>, Vec<Prefix>) {
-    let put = desired
-        .iter()
-        .filter(|(prefix, node_ip)| current.get(prefix) != Some(node_ip))
-        .map(|(prefix, node_ip)| (*prefix, *node_ip))
-        .collect();
-    let remove = current
-        .keys()
-        .filter(|prefix| !desired.contains_key(prefix))
-        .copied()
-        .collect();
-    (put, remove)
 }
 
 /// The node's first IPv4 InternalIP.
@@ -85,25 +72,22 @@ pub fn parse_ipv4_cidr(cidr: &str) -> Option<Prefix> {
 
 /// Keeps the node's tunnel map equal to [`desired`] over the cluster's Node objects, for as long
 /// as the task runs. Starts from what the map holds (an agent restart changes nothing that is
-/// still right) and then writes only differences.
+/// still right) and then writes only differences; a refused write is retried with back-off.
 pub async fn sync(
     client: kube::Client,
     maps: std::sync::Arc<std::sync::Mutex<super::network::NetworkMaps>>,
     own_node: String,
 ) {
-    use futures::StreamExt as _;
     use kube::runtime::{WatchStreamExt as _, watcher};
 
-    let mut applied: BTreeMap<Prefix, Ipv4Addr> = match lock(&maps).tunnels() {
-        Ok(rows) => rows
-            .into_iter()
-            .map(|row| ((row.prefix, row.prefix_len), row.node_ip))
-            .collect(),
+    let mut tunnels = match Reconciler::adopt(&*lock(&maps)) {
+        Ok(tunnels) => tunnels,
         Err(err) => {
             tracing::warn!("reading the tunnel map: {err}");
-            BTreeMap::new()
+            Reconciler::new()
         }
     };
+    let mut retry = Retry::default();
     let nodes = kube::Api::<Node>::all(client);
     let stream = watcher(nodes, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
@@ -111,7 +95,15 @@ pub async fn sync(
     // so a partial list never tears down tunnels that still exist.
     let mut known: BTreeMap<String, Node> = BTreeMap::new();
     let mut relisting: Option<BTreeMap<String, Node>> = None;
-    while let Some(event) = stream.next().await {
+    loop {
+        let event = match next_or_due(&mut stream, retry.due()).await {
+            Wake::Event(event) => event,
+            Wake::Due => {
+                program(&mut tunnels, &maps, &mut retry);
+                continue;
+            }
+            Wake::Closed => break,
+        };
         let name = |node: &Node| node.metadata.name.clone().unwrap_or_default();
         match event {
             Ok(watcher::Event::Init) => {
@@ -141,30 +133,35 @@ pub async fn sync(
             }
         }
         let nodes: Vec<Node> = known.values().cloned().collect();
-        let wanted = desired(&nodes, &own_node);
-        let (put, remove) = plan(&applied, &wanted);
-        if put.is_empty() && remove.is_empty() {
-            continue;
+        tunnels.set_all(desired(&nodes, &own_node));
+        program(&mut tunnels, &maps, &mut retry);
+    }
+}
+
+/// One pass of the tunnel sync: writes what is pending and schedules a retry of what failed.
+fn program(
+    tunnels: &mut Reconciler<Prefix, Ipv4Addr>,
+    maps: &std::sync::Mutex<super::network::NetworkMaps>,
+    retry: &mut Retry,
+) {
+    if tunnels.is_converged() {
+        retry.after_pass(true, Instant::now());
+        return;
+    }
+    let pass = tunnels.apply(&mut *lock(maps), Changes::All);
+    for (prefix, len) in &pass.written {
+        if let Some(node_ip) = tunnels.programmed().get(&(*prefix, *len)) {
+            tracing::info!(prefix = %format!("{prefix}/{len}"), %node_ip, "tunnel");
         }
-        let mut maps = lock(&maps);
-        for ((prefix, len), node_ip) in &put {
-            match maps.put_tunnel(*prefix, *len, *node_ip) {
-                Ok(()) => {
-                    applied.insert((*prefix, *len), *node_ip);
-                    tracing::info!(prefix = %format!("{prefix}/{len}"), %node_ip, "tunnel");
-                }
-                Err(err) => tracing::warn!("writing tunnel {prefix}/{len}: {err}"),
-            }
-        }
-        for (prefix, len) in &remove {
-            match maps.remove_tunnel(*prefix, *len) {
-                Ok(()) => {
-                    applied.remove(&(*prefix, *len));
-                    tracing::info!(prefix = %format!("{prefix}/{len}"), "tunnel removed");
-                }
-                Err(err) => tracing::warn!("removing tunnel {prefix}/{len}: {err}"),
-            }
-        }
+    }
+    for (prefix, len) in &pass.deleted {
+        tracing::info!(prefix = %format!("{prefix}/{len}"), "tunnel removed");
+    }
+    for failure in &pass.failed {
+        tracing::warn!("tunnel map: {failure}");
+    }
+    if let Some(delay) = retry.after_pass(tunnels.is_converged(), Instant::now()) {
+        tracing::warn!("retrying the tunnel map in {delay:?}");
     }
 }
 
@@ -173,6 +170,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{NodeAddress, NodeSpec, NodeStatus};
 
     use super::*;
+    use crate::datapath::reconcile::fake::FakeMap;
 
     fn node(name: &str, ip: Option<&str>, cidr: Option<&str>) -> Node {
         Node {
@@ -225,29 +223,28 @@ mod tests {
     }
 
     #[test]
-    fn plan_touches_only_what_changed() {
-        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        let current = BTreeMap::from([
-            ((ip("10.244.1.0"), 24), ip("192.168.77.12")),
-            ((ip("10.244.2.0"), 24), ip("192.168.77.13")),
-        ]);
-        let desired = BTreeMap::from([
-            ((ip("10.244.1.0"), 24), ip("192.168.77.12")),
-            ((ip("10.244.2.0"), 24), ip("192.168.77.99")),
-            ((ip("10.244.3.0"), 24), ip("192.168.77.14")),
-        ]);
-        let (put, remove) = plan(&current, &desired);
+    fn a_joining_node_writes_only_its_own_entries() {
+        let a = node("a", Some("192.168.77.11"), Some("10.244.0.0/24"));
+        let b = node("b", Some("192.168.77.12"), Some("10.244.1.0/24"));
+        let c = node("c", Some("192.168.77.13"), Some("10.244.2.0/24"));
+        let mut map = FakeMap::default();
+        let mut tunnels = Reconciler::new();
+        tunnels.set_all(desired(&[a.clone(), b.clone()], "a"));
+        tunnels.apply(&mut map, Changes::All);
+        assert_eq!(map.writes.len(), 2);
+        tunnels.set_all(desired(&[a.clone(), b.clone(), c.clone()], "a"));
+        let pass = tunnels.apply(&mut map, Changes::All);
+        let c_ip: Ipv4Addr = "192.168.77.13".parse().unwrap();
         assert_eq!(
-            put,
-            vec![
-                ((ip("10.244.2.0"), 24), ip("192.168.77.99")),
-                ((ip("10.244.3.0"), 24), ip("192.168.77.14")),
-            ]
+            pass.written,
+            vec![("10.244.2.0".parse().unwrap(), 24), (c_ip, 32)]
         );
-        assert!(remove.is_empty());
-        let (put, remove) = plan(&desired, &BTreeMap::new());
-        assert!(put.is_empty());
-        assert_eq!(remove.len(), 3);
+        assert!(pass.deleted.is_empty());
+        // Leaving, it takes only its own entries along.
+        tunnels.set_all(desired(&[a, c], "a"));
+        let pass = tunnels.apply(&mut map, Changes::All);
+        assert_eq!((pass.written.len(), pass.deleted.len()), (0, 2));
+        assert_eq!(map.entries.len(), 2);
     }
 
     #[test]
