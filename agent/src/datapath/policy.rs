@@ -17,6 +17,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    fmt::Display,
     net::Ipv4Addr,
     sync::{Arc, Mutex},
     time::Duration,
@@ -39,11 +40,14 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 
+use tokio::time::Instant;
+
 use super::{
     DatapathError, lock,
-    network::{NetworkMaps, map_error, open_map},
+    network::{NetworkMaps, map_error, open_map, removed},
     pins::NodePins,
     protocol_name, protocol_number,
+    reconcile::{Changes, MapHandle, Reconciler, Report, Retry, Wake, next_or_due},
     tunnels::{Prefix, parse_ipv4_cidr},
 };
 
@@ -516,60 +520,128 @@ impl PolicyMaps {
             })
             .collect()
     }
+}
 
-    fn put_ipcache(&mut self, prefix: Prefix, id: u32) -> Result<(), DatapathError> {
+/// The identity cache, for the policy sync's reconciler: prefix -> identity.
+impl MapHandle<Prefix, u32> for PolicyMaps {
+    type Error = DatapathError;
+
+    fn insert(&mut self, prefix: &Prefix, id: &u32) -> Result<(), DatapathError> {
         self.ipcache
             .insert(&Key::new(prefix.1, prefix.0.octets()), id, 0)
             .map_err(map_error(IPCACHE_MAP))
     }
 
-    fn remove_ipcache(&mut self, prefix: Prefix) -> Result<(), DatapathError> {
-        match self.ipcache.remove(&Key::new(prefix.1, prefix.0.octets())) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(err) => Err(map_error(IPCACHE_MAP)(err)),
-        }
+    fn remove(&mut self, prefix: &Prefix) -> Result<(), DatapathError> {
+        removed(
+            self.ipcache.remove(&Key::new(prefix.1, prefix.0.octets())),
+            IPCACHE_MAP,
+        )
     }
 
-    fn put_rule(&mut self, rule: &(u32, PolicyKey)) -> Result<(), DatapathError> {
+    fn entries(&self) -> Result<Vec<(Prefix, u32)>, DatapathError> {
+        Ok(self.ipcache()?.into_iter().collect())
+    }
+}
+
+/// The allow rules, for the policy sync's reconciler: a set of (prefix length, key).
+impl MapHandle<(u32, PolicyKey), ()> for PolicyMaps {
+    type Error = DatapathError;
+
+    fn insert(&mut self, rule: &(u32, PolicyKey), _: &()) -> Result<(), DatapathError> {
         self.rules
             .insert(&Key::new(rule.0, rule.1.to_bytes()), 1, 0)
             .map_err(map_error(POLICY_MAP))
     }
 
-    fn remove_rule(&mut self, rule: &(u32, PolicyKey)) -> Result<(), DatapathError> {
-        match self.rules.remove(&Key::new(rule.0, rule.1.to_bytes())) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(err) => Err(map_error(POLICY_MAP)(err)),
-        }
+    fn remove(&mut self, rule: &(u32, PolicyKey)) -> Result<(), DatapathError> {
+        removed(
+            self.rules.remove(&Key::new(rule.0, rule.1.to_bytes())),
+            POLICY_MAP,
+        )
+    }
+
+    fn entries(&self) -> Result<Vec<((u32, PolicyKey), ())>, DatapathError> {
+        Ok(self.rules()?.into_iter().map(|rule| (rule, ())).collect())
     }
 }
 
-/// Applies `new` over `old` (what is programmed): additions first, then the endpoints' flags,
-/// then removals, so nothing both versions allow is denied in between.
-pub fn apply(
-    maps: &mut PolicyMaps,
-    network: &Mutex<NetworkMaps>,
-    old: &Desired,
-    new: &Desired,
-) -> Result<(), DatapathError> {
-    for (prefix, id) in &new.ipcache {
-        if old.ipcache.get(prefix) != Some(id) {
-            maps.put_ipcache(*prefix, *id)?;
+/// The node's policy state as the sync keeps it: one reconciler per map, and the endpoints'
+/// isolation flags as last written.
+#[derive(Debug, Default)]
+pub struct PolicyTable {
+    ipcache: Reconciler<Prefix, u32>,
+    rules: Reconciler<(u32, PolicyKey), ()>,
+    /// The flags as last written; None until written, and after a failed write.
+    flags: Option<BTreeMap<Ipv4Addr, u32>>,
+}
+
+impl PolicyTable {
+    /// Takes over what the pinned maps hold (a restarted agent keeps enforcing it until its
+    /// first computation, and then changes only what differs).
+    pub fn adopt<M, E>(maps: &M) -> Result<Self, E>
+    where
+        M: MapHandle<Prefix, u32, Error = E> + MapHandle<(u32, PolicyKey), (), Error = E>,
+    {
+        Ok(Self {
+            ipcache: Reconciler::adopt(maps)?,
+            rules: Reconciler::adopt(maps)?,
+            flags: None,
+        })
+    }
+
+    /// The highest identity number in the identity cache (new numbers stay clear of it).
+    pub fn max_identity(&self) -> Option<u32> {
+        self.ipcache.desired().values().copied().max()
+    }
+
+    /// Whether the maps and the flags hold what the last [`PolicyTable::program`] wanted.
+    pub fn is_converged(&self) -> bool {
+        self.ipcache.is_converged() && self.rules.is_converged() && self.flags.is_some()
+    }
+
+    /// Makes the maps hold `wanted`: additions first, then the endpoints' flags (through
+    /// `set_flags`), then removals, so nothing both versions allow is denied in between. A
+    /// step runs only once every step before it succeeded; what it leaves pending is retried by
+    /// the next call.
+    pub fn program<M, E: Display>(
+        &mut self,
+        maps: &mut M,
+        set_flags: impl FnOnce(&BTreeMap<Ipv4Addr, u32>) -> Result<(), E>,
+        wanted: &Desired,
+    ) -> Report
+    where
+        M: MapHandle<Prefix, u32, Error = E> + MapHandle<(u32, PolicyKey), (), Error = E>,
+    {
+        self.ipcache.set_all(wanted.ipcache.clone());
+        self.rules
+            .set_all(wanted.rules.iter().map(|rule| (*rule, ())).collect());
+        if self.flags.as_ref() != Some(&wanted.flags) {
+            self.flags = None;
         }
-    }
-    for rule in new.rules.difference(&old.rules) {
-        maps.put_rule(rule)?;
-    }
-    lock(network).set_policy_flags(new.flags.clone())?;
-    for rule in old.rules.difference(&new.rules) {
-        maps.remove_rule(rule)?;
-    }
-    for prefix in old.ipcache.keys() {
-        if !new.ipcache.contains_key(prefix) {
-            maps.remove_ipcache(*prefix)?;
+        let mut report = Report::default();
+        if !report.add(&self.ipcache.apply(maps, Changes::Writes))
+            || !report.add(&self.rules.apply(maps, Changes::Writes))
+        {
+            return report;
         }
+        if self.flags.is_none() {
+            match set_flags(&wanted.flags) {
+                Ok(()) => {
+                    report.changed += 1;
+                    self.flags = Some(wanted.flags.clone());
+                }
+                Err(err) => {
+                    report.fail(format_args!("writing the endpoints' policy flags: {err}"));
+                    return report;
+                }
+            }
+        }
+        if report.add(&self.rules.apply(maps, Changes::Deletes)) {
+            report.add(&self.ipcache.apply(maps, Changes::Deletes));
+        }
+        report
     }
-    Ok(())
 }
 
 /// How long the sync waits for more events before computing (a burst of changes, e.g. a
@@ -598,16 +670,16 @@ pub async fn sync(
         Namespace(Result<watcher::Event<Namespace>, watcher::Error>),
         Policy(Result<watcher::Event<NetworkPolicy>, watcher::Error>),
     }
-    let mut programmed = Desired {
-        ipcache: maps.ipcache().unwrap_or_default(),
-        rules: maps.rules().unwrap_or_default(),
-        flags: BTreeMap::new(),
-    };
+    let mut table = PolicyTable::adopt(&maps).unwrap_or_else(|err| {
+        tracing::warn!("reading the policy maps: {err}");
+        PolicyTable::default()
+    });
     // Numbers already in the maps stay out of the way of new ones.
     let mut identities = Identities {
-        next: programmed.ipcache.values().max().map_or(0, |max| max + 1),
+        next: table.max_identity().map_or(0, |max| max + 1),
         ..Identities::default()
     };
+    let mut retry = Retry::default();
     let mut pods = Mirror::<Pod>::new();
     let mut namespaces = Mirror::<Namespace>::new();
     let mut policies = Mirror::<NetworkPolicy>::new();
@@ -636,37 +708,38 @@ pub async fn sync(
     futures::pin_mut!(events);
     let mut dirty = false;
     loop {
-        let next = if dirty {
-            match tokio::time::timeout(SETTLE, events.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    if pods.synced && namespaces.synced && policies.synced {
-                        let pod_list: Vec<&Pod> = pods.objects.values().collect();
-                        let ns_list: Vec<&Namespace> = namespaces.objects.values().collect();
-                        let policy_list: Vec<&NetworkPolicy> = policies.objects.values().collect();
-                        let wanted =
-                            desired(&pod_list, &ns_list, &policy_list, &node, &mut identities);
-                        if wanted != programmed {
-                            match apply(&mut maps, &network, &programmed, &wanted) {
-                                Ok(()) => programmed = wanted,
-                                Err(err) => {
-                                    tracing::warn!("programming the policy maps: {err}");
-                                    // Re-read what is there and try again on the next event.
-                                    programmed.ipcache = maps.ipcache().unwrap_or_default();
-                                    programmed.rules = maps.rules().unwrap_or_default();
-                                    programmed.flags.clear();
-                                }
-                            }
-                        }
-                    }
-                    dirty = false;
-                    continue;
-                }
-            }
+        // A burst of events is computed once it settles; a failed pass is retried later.
+        let deadline = if dirty {
+            Some(Instant::now() + SETTLE)
         } else {
-            events.next().await
+            retry.due()
         };
-        let Some(change) = next else { break };
+        let change = match next_or_due(&mut events, deadline).await {
+            Wake::Event(change) => change,
+            Wake::Closed => break,
+            Wake::Due => {
+                if pods.synced && namespaces.synced && policies.synced {
+                    let pod_list: Vec<&Pod> = pods.objects.values().collect();
+                    let ns_list: Vec<&Namespace> = namespaces.objects.values().collect();
+                    let policy_list: Vec<&NetworkPolicy> = policies.objects.values().collect();
+                    let wanted = desired(&pod_list, &ns_list, &policy_list, &node, &mut identities);
+                    let report = table.program(
+                        &mut maps,
+                        |flags| lock(&network).set_policy_flags(flags.clone()),
+                        &wanted,
+                    );
+                    let retry_in = retry.after_pass(table.is_converged(), Instant::now());
+                    if let Some(failure) = report.failure_summary() {
+                        tracing::warn!(
+                            "programming the policy maps: {failure}; retrying in {:?}",
+                            retry_in.unwrap_or_default()
+                        );
+                    }
+                }
+                dirty = false;
+                continue;
+            }
+        };
         let changed = match change {
             Change::Pod(Ok(event)) => !pods.apply(event).is_empty(),
             Change::Namespace(Ok(event)) => !namespaces.apply(event).is_empty(),
@@ -823,6 +896,7 @@ impl PolicyMaps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datapath::reconcile::fake::FakeMap;
     use flotilla_common::services::{PROTO_TCP, PROTO_UDP};
 
     fn pod(ns: &str, name: &str, ip: &str, node: &str) -> Pod {
@@ -995,6 +1069,82 @@ mod tests {
         let covered: u32 = blocks.iter().map(|(_, bits)| 1u32 << (16 - bits)).sum();
         assert_eq!(covered, 1001);
         assert!(blocks.len() <= 30);
+    }
+
+    /// The two policy maps in memory.
+    #[derive(Default)]
+    struct FakePolicyMaps {
+        ipcache: FakeMap<Prefix, u32>,
+        rules: FakeMap<(u32, PolicyKey), ()>,
+    }
+
+    impl MapHandle<Prefix, u32> for FakePolicyMaps {
+        type Error = String;
+        fn insert(&mut self, key: &Prefix, value: &u32) -> Result<(), String> {
+            self.ipcache.insert(key, value)
+        }
+        fn remove(&mut self, key: &Prefix) -> Result<(), String> {
+            MapHandle::remove(&mut self.ipcache, key)
+        }
+        fn entries(&self) -> Result<Vec<(Prefix, u32)>, String> {
+            self.ipcache.entries()
+        }
+    }
+
+    impl MapHandle<(u32, PolicyKey), ()> for FakePolicyMaps {
+        type Error = String;
+        fn insert(&mut self, key: &(u32, PolicyKey), value: &()) -> Result<(), String> {
+            self.rules.insert(key, value)
+        }
+        fn remove(&mut self, key: &(u32, PolicyKey)) -> Result<(), String> {
+            MapHandle::remove(&mut self.rules, key)
+        }
+        fn entries(&self) -> Result<Vec<((u32, PolicyKey), ())>, String> {
+            self.rules.entries()
+        }
+    }
+
+    #[test]
+    fn flags_wait_for_the_rules_and_removals_wait_for_the_flags() {
+        let (open, _) = compute(&[]);
+        let (isolated, _) = compute(&[policy(
+            "x",
+            serde_json::json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}),
+        )]);
+        let rule = *isolated.rules.first().unwrap();
+        let mut maps = FakePolicyMaps::default();
+        let mut table = PolicyTable::default();
+        let mut flags_written = Vec::new();
+        let mut write_flags = |flags: &BTreeMap<Ipv4Addr, u32>| {
+            flags_written.push(flags.clone());
+            Ok::<_, String>(())
+        };
+        let report = table.program(&mut maps, &mut write_flags, &open);
+        assert!(report.failures.is_empty() && table.is_converged());
+        // The allow rule is refused: the endpoint must not be isolated without it.
+        maps.rules.failing.insert(rule);
+        let report = table.program(&mut maps, &mut write_flags, &isolated);
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(!table.is_converged());
+        // The retry converges.
+        maps.rules.failing.clear();
+        let report = table.program(&mut maps, &mut write_flags, &isolated);
+        assert!(report.failures.is_empty() && table.is_converged());
+        assert_eq!(
+            maps.rules.entries.keys().copied().collect::<BTreeSet<_>>(),
+            isolated.rules
+        );
+        // Back to no policy: while the flags cannot be cleared, the rule stays.
+        let report = table.program(&mut maps, |_| Err("refused".to_owned()), &open);
+        assert!(report.failure_summary().unwrap().contains("flags"));
+        assert!(maps.rules.entries.contains_key(&rule));
+        let report = table.program(&mut maps, &mut write_flags, &open);
+        assert!(report.failures.is_empty() && table.is_converged());
+        assert!(maps.rules.entries.is_empty());
+        assert_eq!(
+            flags_written,
+            vec![open.flags.clone(), isolated.flags.clone(), open.flags]
+        );
     }
 
     #[test]
