@@ -3,10 +3,12 @@
 //! kube-proxy decides it (ready endpoints, else serving terminating ones; `Local` traffic
 //! policies keep this node's), and applied to the pinned SERVICES/BACKENDS maps one Service at
 //! a time, touching only that Service's entries (adding one service to 10,000 writes its own few
-//! entries). The socket balancer and the per-packet NAT read the same maps.
+//! entries) through the map reconcilers of [`super::reconcile`], which record only the writes
+//! the kernel accepted. The socket balancer and the per-packet NAT read the same maps.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    fmt::Display,
     net::Ipv4Addr,
 };
 
@@ -22,9 +24,10 @@ use k8s_openapi::api::{
 
 use super::{
     DatapathError,
-    network::{map_error, open_map},
+    network::{map_error, open_map, removed},
     pins::NodePins,
     protocol_name, protocol_number,
+    reconcile::{Changes, MapHandle, Reconciler, Report, Retry, Wake, next_or_due},
 };
 
 /// The label that ties an EndpointSlice to its Service.
@@ -209,20 +212,8 @@ pub fn frontends(
     frontends
 }
 
-/// One map write, in the order it must happen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MapOp {
-    /// Write a backend slot.
-    PutBackend(BackendKey, BackendEntry),
-    /// Write (create or change) a frontend.
-    PutService(ServiceKey, ServiceEntry),
-    /// Delete a backend slot.
-    DeleteBackend(BackendKey),
-    /// Delete a frontend.
-    DeleteService(ServiceKey),
-}
-
-/// A frontend as programmed: its entry and its backends by slot.
+/// A frontend as laid out for the maps (or read back from them): its entry and its backends
+/// by slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Slots {
     /// The frontend's entry (id, count = slots.len(), flags).
@@ -231,7 +222,7 @@ pub struct Slots {
     pub slots: Vec<BackendEntry>,
 }
 
-/// What is programmed per frontend.
+/// Frontends with their slots, by frontend.
 pub type Programmed = BTreeMap<ServiceKey, Slots>;
 
 /// Backends keep their slot while they stay (session affinity remembers slots, and a change
@@ -267,63 +258,290 @@ fn arrange(before: &[BackendEntry], wanted: &BTreeSet<BackendEntry>) -> Vec<Back
     slots.into_iter().flatten().collect()
 }
 
-/// The writes that turn `old` (one Service's frontends as programmed) into `new`, never
-/// exposing a slot that is not written: slots first, then the frontend (count, flags), then the
-/// slots beyond a lowered count. `next_id` hands out ids for new frontends.
-pub fn plan(
+/// How `new` is laid out in the maps given `old` (one Service's frontends as laid out before):
+/// frontends keep their ids and backends their slots (`arrange`); `next_id` hands out ids
+/// for new frontends.
+pub fn layout(
     old: &Programmed,
     new: &BTreeMap<ServiceKey, Frontend>,
     mut next_id: impl FnMut() -> u32,
-) -> (Vec<MapOp>, Programmed) {
-    let mut ops = Vec::new();
-    let mut programmed = Programmed::new();
-    for (key, frontend) in new {
-        let (id, before, old_entry) = match old.get(key) {
-            Some(slots) => (slots.entry.id, slots.slots.as_slice(), Some(slots.entry)),
-            None => (next_id(), &[][..], None),
-        };
-        let slots = arrange(before, &frontend.backends);
-        for (slot, backend) in slots.iter().enumerate() {
-            if before.get(slot) != Some(backend) {
-                ops.push(MapOp::PutBackend(
-                    BackendKey {
-                        service_id: id,
-                        slot: slot as u32,
+) -> Programmed {
+    new.iter()
+        .map(|(key, frontend)| {
+            let (id, before) = match old.get(key) {
+                Some(slots) => (slots.entry.id, slots.slots.as_slice()),
+                None => (next_id(), &[][..]),
+            };
+            let slots = arrange(before, &frontend.backends);
+            let entry = ServiceEntry {
+                id,
+                count: u32::try_from(slots.len()).unwrap_or(u32::MAX),
+                flags: frontend.flags,
+                affinity_timeout: frontend.affinity_timeout,
+            };
+            (*key, Slots { entry, slots })
+        })
+        .collect()
+}
+
+/// The backend slot keys of a laid-out frontend.
+fn slot_keys(slots: &Slots) -> impl Iterator<Item = BackendKey> + '_ {
+    (0..slots.slots.len()).map(|slot| BackendKey {
+        service_id: slots.entry.id,
+        slot: slot as u32,
+    })
+}
+
+/// Map keys whose writes or deletions one Service's passes left pending.
+#[derive(Clone, Debug, Default)]
+struct Unsettled {
+    frontends: BTreeSet<ServiceKey>,
+    backends: BTreeSet<BackendKey>,
+}
+
+impl Unsettled {
+    fn is_empty(&self) -> bool {
+        self.frontends.is_empty() && self.backends.is_empty()
+    }
+}
+
+/// The group in [`ServiceTable`]'s unsettled keys for entries of an earlier agent that no
+/// Service claimed (Service names are namespace/name, never empty).
+const ORPHANED: &str = "";
+
+/// The node's service maps as the sync keeps them: each Service's layout (what it wants
+/// written: frontend ids and backend slots) and one reconciler per map, so a Service's change
+/// costs its own entries and only the writes the kernel accepted count as programmed.
+#[derive(Debug)]
+pub struct ServiceTable {
+    frontends: Reconciler<ServiceKey, ServiceEntry>,
+    backends: Reconciler<BackendKey, BackendEntry>,
+    /// Each Service's frontends as laid out, by namespace/name.
+    layouts: BTreeMap<String, Programmed>,
+    /// Frontends an earlier agent programmed that no Service has claimed yet.
+    orphans: Programmed,
+    /// Per Service, the keys still pending, for the retries.
+    unsettled: BTreeMap<String, Unsettled>,
+    next_id: u32,
+}
+
+impl Default for ServiceTable {
+    fn default() -> Self {
+        Self {
+            frontends: Reconciler::new(),
+            backends: Reconciler::new(),
+            layouts: BTreeMap::new(),
+            orphans: Programmed::new(),
+            unsettled: BTreeMap::new(),
+            // Id 0 is never handed out.
+            next_id: 1,
+        }
+    }
+}
+
+impl ServiceTable {
+    /// Takes over what the pinned maps hold: the frontends of an earlier agent keep their ids
+    /// and slots when a Service wants them again, and nothing is rewritten that is still right.
+    pub fn adopt<M, E>(maps: &M) -> Result<Self, E>
+    where
+        M: MapHandle<ServiceKey, ServiceEntry, Error = E>
+            + MapHandle<BackendKey, BackendEntry, Error = E>,
+    {
+        let frontends = Reconciler::adopt(maps)?;
+        let backends: Reconciler<BackendKey, BackendEntry> = Reconciler::adopt(maps)?;
+        // A frontend's slots as far as they are all there (a missing one is written again).
+        let orphans: Programmed = frontends
+            .programmed()
+            .iter()
+            .map(|(key, entry): (&ServiceKey, &ServiceEntry)| {
+                let slots = (0..entry.count)
+                    .map_while(|slot| {
+                        backends
+                            .programmed()
+                            .get(&BackendKey {
+                                service_id: entry.id,
+                                slot,
+                            })
+                            .copied()
+                    })
+                    .collect();
+                (
+                    *key,
+                    Slots {
+                        entry: *entry,
+                        slots,
                     },
-                    *backend,
-                ));
+                )
+            })
+            .collect();
+        let next_id = orphans
+            .values()
+            .map(|slots| slots.entry.id + 1)
+            .chain(backends.programmed().keys().map(|key| key.service_id + 1))
+            .max()
+            .unwrap_or(1);
+        Ok(Self {
+            frontends,
+            backends,
+            orphans,
+            next_id,
+            ..Self::default()
+        })
+    }
+
+    /// Makes the maps hold `wanted` as Service `name`'s frontends (none: the Service is gone),
+    /// touching only that Service's entries, in an order that never lets a frontend count a
+    /// slot that is not written (see `settle`).
+    pub fn program<M, E: Display>(
+        &mut self,
+        maps: &mut M,
+        name: &str,
+        wanted: &BTreeMap<ServiceKey, Frontend>,
+    ) -> Report
+    where
+        M: MapHandle<ServiceKey, ServiceEntry, Error = E>
+            + MapHandle<BackendKey, BackendEntry, Error = E>,
+    {
+        let mut old = self.layouts.remove(name).unwrap_or_default();
+        // Frontends left by an earlier agent are adopted by the Service that wants them.
+        for key in wanted.keys() {
+            if let Some(slots) = self.orphans.remove(key) {
+                old.insert(*key, slots);
             }
         }
-        let entry = ServiceEntry {
-            id,
-            count: u32::try_from(slots.len()).unwrap_or(u32::MAX),
-            flags: frontend.flags,
-            affinity_timeout: frontend.affinity_timeout,
-        };
-        if old_entry != Some(entry) {
-            ops.push(MapOp::PutService(*key, entry));
+        let next_id = &mut self.next_id;
+        let new = layout(&old, wanted, || {
+            let id = *next_id;
+            *next_id += 1;
+            id
+        });
+        let mut keys = self.unsettled.remove(name).unwrap_or_default();
+        let new_slots: BTreeMap<BackendKey, BackendEntry> = new
+            .values()
+            .flat_map(|slots| slot_keys(slots).zip(slots.slots.iter().copied()))
+            .collect();
+        for (key, slots) in &old {
+            if !new.contains_key(key) {
+                self.frontends.unset(key);
+                keys.frontends.insert(*key);
+            }
+            for slot in slot_keys(slots) {
+                if !new_slots.contains_key(&slot) {
+                    self.backends.unset(&slot);
+                    keys.backends.insert(slot);
+                }
+            }
         }
-        for slot in slots.len()..before.len() {
-            ops.push(MapOp::DeleteBackend(BackendKey {
-                service_id: id,
-                slot: slot as u32,
-            }));
+        for (key, slots) in &new {
+            self.frontends.set(*key, slots.entry);
+            keys.frontends.insert(*key);
         }
-        programmed.insert(*key, Slots { entry, slots });
+        for (slot, backend) in new_slots {
+            self.backends.set(slot, backend);
+            keys.backends.insert(slot);
+        }
+        let report = self.settle(maps, name, keys);
+        if !new.is_empty() {
+            self.layouts.insert(name.to_owned(), new);
+        }
+        report
     }
-    for (key, gone) in old {
-        if new.contains_key(key) {
-            continue;
+
+    /// After the first complete sync: deletes what an earlier agent programmed and no Service
+    /// claimed (its frontends, and backend slots no frontend counts).
+    pub fn release_orphans<M, E: Display>(&mut self, maps: &mut M) -> Report
+    where
+        M: MapHandle<ServiceKey, ServiceEntry, Error = E>
+            + MapHandle<BackendKey, BackendEntry, Error = E>,
+    {
+        self.orphans.clear();
+        let claimed_frontends: BTreeSet<&ServiceKey> =
+            self.layouts.values().flat_map(BTreeMap::keys).collect();
+        let claimed_backends: BTreeSet<BackendKey> = self
+            .layouts
+            .values()
+            .flat_map(BTreeMap::values)
+            .flat_map(slot_keys)
+            .collect();
+        let mut keys = self.unsettled.remove(ORPHANED).unwrap_or_default();
+        keys.frontends.extend(
+            self.frontends
+                .desired()
+                .keys()
+                .filter(|key| !claimed_frontends.contains(key)),
+        );
+        keys.backends.extend(
+            self.backends
+                .desired()
+                .keys()
+                .filter(|key| !claimed_backends.contains(key)),
+        );
+        for key in &keys.frontends {
+            self.frontends.unset(key);
         }
-        ops.push(MapOp::DeleteService(*key));
-        for slot in 0..gone.slots.len() {
-            ops.push(MapOp::DeleteBackend(BackendKey {
-                service_id: gone.entry.id,
-                slot: slot as u32,
-            }));
+        for key in &keys.backends {
+            self.backends.unset(key);
         }
+        self.settle(maps, ORPHANED, keys)
     }
-    (ops, programmed)
+
+    /// Tries again what earlier passes left pending, Service by Service.
+    pub fn retry<M, E: Display>(&mut self, maps: &mut M) -> Vec<(String, Report)>
+    where
+        M: MapHandle<ServiceKey, ServiceEntry, Error = E>
+            + MapHandle<BackendKey, BackendEntry, Error = E>,
+    {
+        std::mem::take(&mut self.unsettled)
+            .into_iter()
+            .map(|(name, keys)| {
+                let report = self.settle(maps, &name, keys);
+                (name, report)
+            })
+            .collect()
+    }
+
+    /// Whether every Service's entries are programmed as wanted.
+    pub fn is_converged(&self) -> bool {
+        self.unsettled.is_empty()
+    }
+
+    /// The frontends as programmed (written and accepted).
+    pub fn programmed(&self) -> &BTreeMap<ServiceKey, ServiceEntry> {
+        self.frontends.programmed()
+    }
+
+    /// Applies the pending changes of `keys` (one Service's) in an order that never lets a
+    /// frontend count a slot that is not written: backend writes, then the frontends (new
+    /// counts, deletions), then the deletion of slots beyond the new counts. A step runs only
+    /// if the one before succeeded; what stays pending is kept under `name` for a retry.
+    fn settle<M, E: Display>(&mut self, maps: &mut M, name: &str, mut keys: Unsettled) -> Report
+    where
+        M: MapHandle<ServiceKey, ServiceEntry, Error = E>
+            + MapHandle<BackendKey, BackendEntry, Error = E>,
+    {
+        let mut report = Report::default();
+        if report.add(
+            &self
+                .backends
+                .apply_keys(maps, Changes::Writes, &keys.backends),
+        ) && report.add(
+            &self
+                .frontends
+                .apply_keys(maps, Changes::All, &keys.frontends),
+        ) {
+            report.add(
+                &self
+                    .backends
+                    .apply_keys(maps, Changes::Deletes, &keys.backends),
+            );
+        }
+        keys.frontends.retain(|key| self.frontends.is_pending(key));
+        keys.backends.retain(|key| self.backends.is_pending(key));
+        if !keys.is_empty() {
+            self.unsettled.insert(name.to_owned(), keys);
+        }
+        report
+    }
 }
 
 /// One frontend as listed by [`ServiceMaps::rows`].
@@ -388,31 +606,6 @@ impl ServiceMaps {
         })
     }
 
-    /// Applies `ops` in order.
-    pub fn apply(&mut self, ops: &[MapOp]) -> Result<(), DatapathError> {
-        let service_err = map_error(SERVICES_MAP);
-        let backend_err = map_error(BACKENDS_MAP);
-        for op in ops {
-            match op {
-                MapOp::PutBackend(key, value) => {
-                    self.backends.insert(key, value, 0).map_err(&backend_err)?;
-                }
-                MapOp::PutService(key, value) => {
-                    self.services.insert(key, value, 0).map_err(&service_err)?;
-                }
-                MapOp::DeleteBackend(key) => match self.backends.remove(key) {
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(err) => return Err(backend_err(err)),
-                },
-                MapOp::DeleteService(key) => match self.services.remove(key) {
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(err) => return Err(service_err(err)),
-                },
-            }
-        }
-        Ok(())
-    }
-
     /// Every frontend with its backends, for listing (`flotilla-agent bpf services`).
     pub fn rows(&self) -> Result<Vec<ServiceRow>, DatapathError> {
         Ok(self
@@ -449,6 +642,50 @@ impl ServiceMaps {
             );
         }
         Ok(programmed)
+    }
+}
+
+/// The frontends map, for the service sync's reconciler.
+impl MapHandle<ServiceKey, ServiceEntry> for ServiceMaps {
+    type Error = DatapathError;
+
+    fn insert(&mut self, key: &ServiceKey, value: &ServiceEntry) -> Result<(), DatapathError> {
+        self.services
+            .insert(key, value, 0)
+            .map_err(map_error(SERVICES_MAP))
+    }
+
+    fn remove(&mut self, key: &ServiceKey) -> Result<(), DatapathError> {
+        removed(self.services.remove(key), SERVICES_MAP)
+    }
+
+    fn entries(&self) -> Result<Vec<(ServiceKey, ServiceEntry)>, DatapathError> {
+        self.services
+            .iter()
+            .map(|entry| entry.map_err(map_error(SERVICES_MAP)))
+            .collect()
+    }
+}
+
+/// The backends map (slots by frontend id), for the service sync's reconciler.
+impl MapHandle<BackendKey, BackendEntry> for ServiceMaps {
+    type Error = DatapathError;
+
+    fn insert(&mut self, key: &BackendKey, value: &BackendEntry) -> Result<(), DatapathError> {
+        self.backends
+            .insert(key, value, 0)
+            .map_err(map_error(BACKENDS_MAP))
+    }
+
+    fn remove(&mut self, key: &BackendKey) -> Result<(), DatapathError> {
+        removed(self.backends.remove(key), BACKENDS_MAP)
+    }
+
+    fn entries(&self) -> Result<Vec<(BackendKey, BackendEntry)>, DatapathError> {
+        self.backends
+            .iter()
+            .map(|entry| entry.map_err(map_error(BACKENDS_MAP)))
+            .collect()
     }
 }
 
@@ -557,18 +794,12 @@ pub async fn sync(
         Service(Result<watcher::Event<Service>, watcher::Error>),
         Slice(Result<watcher::Event<EndpointSlice>, watcher::Error>),
     }
-    let programmed_at_start = maps.programmed().unwrap_or_else(|err| {
+    let mut table = ServiceTable::adopt(&maps).unwrap_or_else(|err| {
         tracing::warn!("reading the service maps: {err}");
-        Programmed::new()
+        ServiceTable::default()
     });
-    // Programmed frontends per Service (namespace/name); ids stay with their frontend.
-    let mut programmed: BTreeMap<String, Programmed> = BTreeMap::new();
-    let mut orphans = programmed_at_start;
-    let mut next_id = orphans
-        .values()
-        .map(|slots| slots.entry.id + 1)
-        .max()
-        .unwrap_or(1);
+    let mut orphans_released = false;
+    let mut retry = Retry::default();
     let mut services = Mirror::<Service>::new();
     let mut slices = Mirror::<EndpointSlice>::new();
     // Service -> its slices' keys, so a change costs the size of its own Service.
@@ -589,7 +820,18 @@ pub async fn sync(
     let events = stream::select(service_events, slice_events);
     futures::pin_mut!(events);
     let mut touched: BTreeSet<String> = BTreeSet::new();
-    while let Some(change) = events.next().await {
+    loop {
+        let change = match next_or_due(&mut events, retry.due()).await {
+            Wake::Event(change) => change,
+            Wake::Closed => break,
+            Wake::Due => {
+                for (name, report) in table.retry(&mut maps) {
+                    warn_failures(&name, &report);
+                }
+                schedule_retry(&mut retry, &table);
+                continue;
+            }
+        };
         match change {
             Change::Service(Ok(event)) => {
                 touched.extend(services.apply(event).into_iter().map(|(key, _, _)| key));
@@ -640,36 +882,37 @@ pub async fn sync(
                 }
                 None => BTreeMap::new(),
             };
-            let mut old = programmed.remove(&name).unwrap_or_default();
-            // Frontends left by an earlier agent are adopted by the Service that wants them.
-            for key in wanted.keys() {
-                if let Some(entry) = orphans.remove(key) {
-                    old.insert(*key, entry);
-                }
-            }
-            let (ops, now) = plan(&old, &wanted, || {
-                let id = next_id;
-                next_id += 1;
-                id
-            });
-            if let Err(err) = maps.apply(&ops) {
-                tracing::warn!(service = %name, "programming the service maps: {err}");
-            }
-            if !now.is_empty() {
-                programmed.insert(name, now);
-            }
-            if !ops.is_empty() {
+            let report = table.program(&mut maps, &name, &wanted);
+            if report.attempted() {
                 observe(started.elapsed());
             }
+            warn_failures(&name, &report);
         }
-        if !orphans.is_empty() {
+        if !orphans_released {
             // What no Service wants after the first complete sync is gone for good.
-            let stale = std::mem::take(&mut orphans);
-            let (ops, _) = plan(&stale, &BTreeMap::new(), || 0);
-            if let Err(err) = maps.apply(&ops) {
-                tracing::warn!("removing stale frontends: {err}");
-            }
+            orphans_released = true;
+            warn_failures(ORPHANED, &table.release_orphans(&mut maps));
         }
+        schedule_retry(&mut retry, &table);
+    }
+}
+
+/// Logs the failures of one Service's pass, if it had any.
+fn warn_failures(name: &str, report: &Report) {
+    let name = if name == ORPHANED {
+        "(none: left by an earlier agent)"
+    } else {
+        name
+    };
+    if let Some(failure) = report.failure_summary() {
+        tracing::warn!(service = %name, "programming the service maps: {failure}");
+    }
+}
+
+/// Schedules a retry if a pass left something pending.
+fn schedule_retry(retry: &mut Retry, table: &ServiceTable) {
+    if let Some(delay) = retry.after_pass(table.is_converged(), tokio::time::Instant::now()) {
+        tracing::warn!("retrying the service maps in {delay:?}");
     }
 }
 
@@ -681,6 +924,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::datapath::reconcile::fake::FakeMap;
     use flotilla_common::services::PROTO_TCP;
 
     const NODE: &str = "node1";
@@ -893,71 +1137,253 @@ mod tests {
         }
     }
 
-    #[test]
-    fn plans_never_expose_unwritten_slots_and_touch_only_changes() {
-        let vip = key([10, 96, 0, 20], 80, PROTO_TCP);
-        let (one, two) = (backend("10.0.0.1", 80), backend("10.0.0.2", 80));
-        let both = BTreeMap::from([(vip, frontend(&[one, two]))]);
-        let (ops, programmed) = plan(&Programmed::new(), &both, || 7);
-        let entry = |count| ServiceEntry {
-            id: 7,
+    /// One accepted operation on the fake service maps.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Op {
+        PutBackend(BackendKey, BackendEntry),
+        PutService(ServiceKey, ServiceEntry),
+        DeleteBackend(BackendKey),
+        DeleteService(ServiceKey),
+    }
+
+    /// The two service maps in memory, logging every accepted operation in order.
+    #[derive(Default)]
+    struct FakeServiceMaps {
+        services: FakeMap<ServiceKey, ServiceEntry>,
+        backends: FakeMap<BackendKey, BackendEntry>,
+        log: Vec<Op>,
+    }
+
+    impl FakeServiceMaps {
+        /// Operations tried on either map, accepted or not.
+        fn attempts(&self) -> usize {
+            self.services.attempts + self.backends.attempts
+        }
+    }
+
+    impl MapHandle<ServiceKey, ServiceEntry> for FakeServiceMaps {
+        type Error = String;
+        fn insert(&mut self, key: &ServiceKey, value: &ServiceEntry) -> Result<(), String> {
+            self.services.insert(key, value)?;
+            self.log.push(Op::PutService(*key, *value));
+            Ok(())
+        }
+        fn remove(&mut self, key: &ServiceKey) -> Result<(), String> {
+            MapHandle::remove(&mut self.services, key)?;
+            self.log.push(Op::DeleteService(*key));
+            Ok(())
+        }
+        fn entries(&self) -> Result<Vec<(ServiceKey, ServiceEntry)>, String> {
+            self.services.entries()
+        }
+    }
+
+    impl MapHandle<BackendKey, BackendEntry> for FakeServiceMaps {
+        type Error = String;
+        fn insert(&mut self, key: &BackendKey, value: &BackendEntry) -> Result<(), String> {
+            self.backends.insert(key, value)?;
+            self.log.push(Op::PutBackend(*key, *value));
+            Ok(())
+        }
+        fn remove(&mut self, key: &BackendKey) -> Result<(), String> {
+            MapHandle::remove(&mut self.backends, key)?;
+            self.log.push(Op::DeleteBackend(*key));
+            Ok(())
+        }
+        fn entries(&self) -> Result<Vec<(BackendKey, BackendEntry)>, String> {
+            self.backends.entries()
+        }
+    }
+
+    fn slot(service_id: u32, slot: u32) -> BackendKey {
+        BackendKey { service_id, slot }
+    }
+
+    fn entry(id: u32, count: u32) -> ServiceEntry {
+        ServiceEntry {
+            id,
             count,
             flags: 0,
             affinity_timeout: 0,
-        };
-        assert_eq!(ops.last(), Some(&MapOp::PutService(vip, entry(2))));
+        }
+    }
+
+    #[test]
+    fn writes_never_expose_unwritten_slots_and_touch_only_changes() {
+        let vip = key([10, 96, 0, 20], 80, PROTO_TCP);
+        let (one, two) = (backend("10.0.0.1", 80), backend("10.0.0.2", 80));
+        let both = BTreeMap::from([(vip, frontend(&[one, two]))]);
+        let mut maps = FakeServiceMaps::default();
+        let mut table = ServiceTable::default();
+        table.program(&mut maps, "default/web", &both);
+        // Slots first, then the frontend that counts them.
+        assert_eq!(
+            maps.log,
+            vec![
+                Op::PutBackend(slot(1, 0), one),
+                Op::PutBackend(slot(1, 1), two),
+                Op::PutService(vip, entry(1, 2)),
+            ]
+        );
         // Unchanged: nothing to write.
-        let (ops, _) = plan(&programmed, &both, || unreachable!());
-        assert!(ops.is_empty());
+        maps.log.clear();
+        let report = table.program(&mut maps, "default/web", &both);
+        assert!(maps.log.is_empty() && !report.attempted());
         // Shrinking: the survivor moves into the leaver's slot, then the count goes down, then
         // the last slot goes away.
-        let (ops, _) = plan(
-            &programmed,
+        table.program(
+            &mut maps,
+            "default/web",
             &BTreeMap::from([(vip, frontend(&[two]))]),
-            || unreachable!(),
         );
-        let slot = |slot| BackendKey {
-            service_id: 7,
-            slot,
-        };
         assert_eq!(
-            ops,
+            maps.log,
             vec![
-                MapOp::PutBackend(slot(0), two),
-                MapOp::PutService(vip, entry(1)),
-                MapOp::DeleteBackend(slot(1)),
+                Op::PutBackend(slot(1, 0), two),
+                Op::PutService(vip, entry(1, 1)),
+                Op::DeleteBackend(slot(1, 1)),
             ]
         );
         // Deleting: frontend first.
-        let (ops, programmed) = plan(&programmed, &BTreeMap::new(), || unreachable!());
-        assert_eq!(ops[0], MapOp::DeleteService(vip));
-        assert!(programmed.is_empty());
+        maps.log.clear();
+        table.program(&mut maps, "default/web", &BTreeMap::new());
+        assert_eq!(
+            maps.log,
+            vec![Op::DeleteService(vip), Op::DeleteBackend(slot(1, 0))]
+        );
+        assert!(maps.services.entries.is_empty() && maps.backends.entries.is_empty());
+        assert!(table.is_converged());
+    }
+
+    #[test]
+    fn a_refused_slot_holds_back_its_frontend_until_a_retry_writes_it() {
+        let vip = key([10, 96, 0, 20], 80, PROTO_TCP);
+        let other = key([10, 96, 0, 21], 80, PROTO_TCP);
+        let (one, two) = (backend("10.0.0.1", 80), backend("10.0.0.2", 80));
+        let mut maps = FakeServiceMaps::default();
+        let mut table = ServiceTable::default();
+        maps.backends.failing.insert(slot(1, 1));
+        let report = table.program(
+            &mut maps,
+            "default/web",
+            &BTreeMap::from([(vip, frontend(&[one, two]))]),
+        );
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        // The frontend would count a slot that is not there: it is not written, and nothing
+        // refused or held back counts as programmed.
+        assert_eq!(maps.log, vec![Op::PutBackend(slot(1, 0), one)]);
+        assert!(table.programmed().is_empty());
+        assert!(!table.is_converged());
+        // Another Service is not held back by it.
+        let report = table.program(
+            &mut maps,
+            "default/other",
+            &BTreeMap::from([(other, frontend(&[one]))]),
+        );
+        assert!(report.failures.is_empty());
+        assert_eq!(table.programmed().keys().collect::<Vec<_>>(), vec![&other]);
+        // A retry while the map still refuses changes nothing.
+        maps.log.clear();
+        let retried = table.retry(&mut maps);
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].0, "default/web");
+        assert!(maps.log.is_empty() && !table.is_converged());
+        // Once the map accepts it, the retry writes what was missing, and only that.
+        maps.backends.failing.clear();
+        let retried = table.retry(&mut maps);
+        assert!(retried[0].1.failures.is_empty());
+        assert_eq!(
+            maps.log,
+            vec![
+                Op::PutBackend(slot(1, 1), two),
+                Op::PutService(vip, entry(1, 2)),
+            ]
+        );
+        assert!(table.is_converged());
+        assert!(table.retry(&mut maps).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_agent_adopts_the_pinned_maps_and_rewrites_nothing_still_right() {
+        let (web, gone, new) = (
+            key([10, 96, 0, 20], 80, PROTO_TCP),
+            key([10, 96, 0, 21], 80, PROTO_TCP),
+            key([10, 96, 0, 22], 80, PROTO_TCP),
+        );
+        let (one, two) = (backend("10.0.0.1", 80), backend("10.0.0.2", 80));
+        let both = BTreeMap::from([(web, frontend(&[one, two]))]);
+        let mut maps = FakeServiceMaps::default();
+        let mut before = ServiceTable::default();
+        before.program(&mut maps, "default/web", &both);
+        before.program(
+            &mut maps,
+            "default/gone",
+            &BTreeMap::from([(gone, frontend(&[one]))]),
+        );
+        // A slot beyond its frontend's count, as a crash between two writes leaves it.
+        maps.backends.entries.insert(slot(1, 5), one);
+        maps.log.clear();
+
+        let mut table = ServiceTable::adopt(&maps).unwrap();
+        let report = table.program(&mut maps, "default/web", &both);
+        assert!(!report.attempted() && maps.log.is_empty());
+        // After the first complete sync, what no Service claimed goes, frontends first.
+        table.release_orphans(&mut maps);
+        assert_eq!(
+            maps.log,
+            vec![
+                Op::DeleteService(gone),
+                Op::DeleteBackend(slot(1, 5)),
+                Op::DeleteBackend(slot(2, 0)),
+            ]
+        );
+        // New frontends get ids no earlier one had.
+        table.program(
+            &mut maps,
+            "default/new",
+            &BTreeMap::from([(new, frontend(&[two]))]),
+        );
+        assert_eq!(table.programmed()[&new].id, 3);
+        assert!(table.is_converged());
     }
 
     #[test]
     fn a_new_service_among_ten_thousand_writes_only_its_own_entries() {
-        // The sync programs per Service; a Service's plan sees only its own frontends, so the
-        // writes for one new Service do not depend on how many exist.
-        let mut next = 1;
-        let mut all: BTreeMap<String, Programmed> = BTreeMap::new();
+        // The 10,000 are programmed through the same table (and its reconcilers) the sync uses.
+        let mut maps = FakeServiceMaps::default();
+        let mut table = ServiceTable::default();
         for index in 0..10_000u32 {
             let [_, _, high, low] = index.to_be_bytes();
             let wanted = BTreeMap::from([(
                 key([10, 96, high, low], 80, PROTO_TCP),
                 frontend(&[backend("10.244.0.5", 8080)]),
             )]);
-            let (_, programmed) = plan(&Programmed::new(), &wanted, || {
-                next += 1;
-                next
-            });
-            all.insert(format!("default/svc-{index}"), programmed);
+            let report = table.program(&mut maps, &format!("default/svc-{index}"), &wanted);
+            assert!(report.failures.is_empty());
         }
-        let wanted = BTreeMap::from([(
-            key([10, 97, 0, 1], 80, PROTO_TCP),
-            frontend(&[backend("10.244.0.6", 8080), backend("10.244.0.7", 8080)]),
-        )]);
-        let (ops, _) = plan(&Programmed::new(), &wanted, || 20_000);
-        assert_eq!(ops.len(), 3, "two slots and the frontend: {ops:?}");
-        assert_eq!(all.len(), 10_000);
+        assert_eq!(table.programmed().len(), 10_000);
+        assert_eq!(maps.services.entries.len(), 10_000);
+        assert_eq!(maps.backends.entries.len(), 10_000);
+        let attempts = maps.attempts();
+        maps.log.clear();
+
+        let vip = key([10, 97, 0, 1], 80, PROTO_TCP);
+        let (six, seven) = (backend("10.244.0.6", 8080), backend("10.244.0.7", 8080));
+        let wanted = BTreeMap::from([(vip, frontend(&[six, seven]))]);
+        let report = table.program(&mut maps, "default/svc-new", &wanted);
+        let id = table.programmed()[&vip].id;
+        assert_eq!(
+            maps.log,
+            vec![
+                Op::PutBackend(slot(id, 0), six),
+                Op::PutBackend(slot(id, 1), seven),
+                Op::PutService(vip, entry(id, 2)),
+            ],
+            "two slots and the frontend"
+        );
+        assert_eq!(report.changed, 3);
+        assert_eq!(maps.attempts() - attempts, 3, "no other entry was touched");
+        assert_eq!(table.programmed().len(), 10_001);
+        assert!(table.is_converged());
     }
 }
