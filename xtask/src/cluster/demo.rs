@@ -4,7 +4,8 @@
 //! the pods spread over the nodes, requests to the Service's VIP answered by different pods, a
 //! NetworkPolicy that isolates `prod` from `dev` (dev -> prod blocked and counted by the eBPF
 //! datapath, prod -> prod still served), a rolling update to a new image and `kubectl rollout
-//! undo`, and a deleted pod replaced. The objects stay afterwards for the user to explore.
+//! undo`, a deleted pod replaced, and `kubectl drain` of a node keeping within a
+//! PodDisruptionBudget. The objects stay afterwards for the user to explore.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -387,12 +388,116 @@ pub(super) fn run(kubeconfig: &Path, nodes: &[String]) -> anyhow::Result<()> {
         "{victim} is terminating; the ReplicaSet replaced it with {new:?}"
     ));
 
+    step("6. kubectl drain keeps within a PodDisruptionBudget");
+    drain_within_budget(kubeconfig)?;
+
     println!(
         "\nThe demo passed. Its objects stay for you to explore:\n\n  \
-         kubectl get all,networkpolicy -n prod\n  \
+         kubectl get all,networkpolicy,pdb -n prod\n  \
          kubectl exec -n dev client -- wget -qO- http://web.prod/hostname   # blocked\n  \
          kubectl delete namespace prod dev                                  # remove them\n"
     );
+    Ok(())
+}
+
+/// At least two of the three web pods must stay available while a node is drained.
+const BUDGET: &str = "apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+  namespace: prod
+spec:
+  minAvailable: 2
+  selector:
+    matchLabels: {app: web}
+";
+
+/// Drains the node with the most web pods under [`BUDGET`]: kubectl evicts one pod, is refused
+/// (429) for the next until the replacement is Ready elsewhere, then evicts it; the node is
+/// uncordoned afterwards. Checks that the refusal happened when the node held two pods or more,
+/// and that all three pods end Ready on other nodes.
+fn drain_within_budget(kubeconfig: &Path) -> anyhow::Result<()> {
+    say(&format!("applying:\n{BUDGET}"));
+    apply(kubeconfig, BUDGET, "the PodDisruptionBudget web")?;
+    wait_for(
+        "waiting for the disruption controller to allow one disruption",
+        Duration::from_secs(60),
+        || {
+            let allowed = output_of(kubectl(kubeconfig).args([
+                "get",
+                "pdb",
+                "web",
+                "-n",
+                "prod",
+                "-o",
+                "jsonpath={.status.disruptionsAllowed}",
+            ]));
+            Ok((allowed.as_deref().map(str::trim) == Some("1")).then_some(()))
+        },
+    )?;
+    show(kubectl(kubeconfig).args(["get", "pdb", "web", "-n", "prod"]))?;
+    let pods = web_pods(kubeconfig)?;
+    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+    for node in pods.values() {
+        *per_node.entry(node).or_default() += 1;
+    }
+    let (node, held) = per_node
+        .iter()
+        .max_by_key(|(_, count)| **count)
+        .map(|(node, count)| ((*node).to_owned(), *count))
+        .context("no web pod runs on any node")?;
+    say(&format!("{node} runs {held} of the web pods; draining it"));
+    // Through a shell so kubectl's stderr (the refusals) interleaves with its stdout in order.
+    let drained = Command::new("timeout")
+        .args(["200", "sh", "-c", "exec kubectl \"$@\" 2>&1", "kubectl"])
+        .env("KUBECONFIG", kubeconfig)
+        .args([
+            "drain",
+            &node,
+            "--ignore-daemonsets",
+            "--pod-selector=app=web",
+            "--timeout=180s",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("running kubectl drain")?;
+    let text = String::from_utf8_lossy(&drained.stdout).into_owned();
+    say(&text);
+    let uncordon = run_visible(
+        &format!("kubectl uncordon {node}"),
+        kubectl(kubeconfig).args(["uncordon", &node]),
+    );
+    if !drained.status.success() {
+        bail!("kubectl drain {node} failed");
+    }
+    uncordon?;
+    let refused = text.contains("would violate the pod's disruption budget");
+    if held >= 2 && !refused {
+        bail!(
+            "{node} held {held} web pods and the budget allows one disruption at a time, yet              kubectl drain was never refused: the eviction did not honour the budget"
+        );
+    }
+    let after = wait_for(
+        "waiting for the three web pods to be Ready",
+        Duration::from_secs(120),
+        || {
+            let list = web_pod_list(kubeconfig)?;
+            let ready = list.iter().filter(|(_, _, ready)| *ready).count();
+            Ok((list.len() == 3 && ready == 3).then_some(list))
+        },
+    )?;
+    if let Some((name, _, _)) = after.iter().find(|(_, on, _)| *on == node) {
+        bail!("{name} still runs on the drained node {node}");
+    }
+    show(kubectl(kubeconfig).args(["get", "pods", "-n", "prod", "-o", "wide", "-l", "app=web"]))?;
+    say(&format!(
+        "kubectl evicted the {held} pod(s) on {node} one at a time{}; all three run elsewhere",
+        if refused {
+            ", waiting (429 TooManyRequests) until each replacement was Ready"
+        } else {
+            ""
+        }
+    ));
     Ok(())
 }
 
