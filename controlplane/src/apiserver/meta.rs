@@ -5,7 +5,7 @@
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
-use super::registry::{Resource, Subresource};
+use super::registry::{Resource, Strategy, Subresource};
 
 /// `metadata.name`, or "".
 pub fn name(object: &Value) -> &str {
@@ -100,11 +100,28 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
     if resource.has(Subresource::Status)
         && let Some(status) = strategy.status_on_create(object)
     {
-        object["status"] = status;
+        object["status"] = with_required_fields(strategy, object, status);
     }
     strategy.default(object);
     strategy.canonicalize(object);
     drop_empty_metadata(object);
+}
+
+/// `status` with the fields its Go type always serialises (those without `omitempty`, such as
+/// a ReplicationController's `replicas` or a DaemonSet's four counters, at 0), as kube-apiserver's
+/// answer to a create has them: a round trip through the kind's typed object, whose required
+/// fields come out at their zero value. Typed clients fail to decode an answer without them.
+fn with_required_fields(strategy: &dyn Strategy, object: &Value, status: Value) -> Value {
+    let probe = json!({
+        "apiVersion": object["apiVersion"],
+        "kind": object["kind"],
+        "metadata": {},
+        "status": status,
+    });
+    match (strategy.round_trip())(&probe.to_string()) {
+        Ok(mut typed) => typed["status"].take(),
+        Err(_) => probe["status"].clone(),
+    }
 }
 
 /// What an update may not change: identity and lifecycle fields come from the stored object.

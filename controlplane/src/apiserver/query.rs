@@ -40,9 +40,10 @@ impl Query {
             .filter(|v| !v.is_empty())
     }
 
-    /// Whether `name` is "true" or "1".
+    /// A boolean parameter as kube-apiserver converts it: absent is false, present is true
+    /// unless it is `0` or `false` in any case (so `?watch`, `?watch=True` and `?watch=yes` watch).
     pub fn flag(&self, name: &str) -> bool {
-        matches!(self.get(name), Some("true" | "1"))
+        self.0.get(name).is_some_and(|value| is_true(value))
     }
 
     /// `?dryRun=All` (the only value Kubernetes defines).
@@ -104,6 +105,12 @@ impl Query {
             ))),
         }
     }
+}
+
+/// `runtime.Convert_Slice_string_To_bool` for a parameter that is present: false only for `0`
+/// and `false` (any case).
+pub fn is_true(value: &str) -> bool {
+    !(value == "0" || value.eq_ignore_ascii_case("false"))
 }
 
 /// What to do with fields the schema does not know.
@@ -182,6 +189,21 @@ mod tests {
         assert!(query.dry_run().unwrap());
         assert!(Query::parse(Some("limit=-1")).integer("limit").is_err());
         assert!(Query::parse(Some("dryRun=Yes")).dry_run().is_err());
+        // Booleans as upstream converts them: present and not 0/false (any case) is true.
+        for (raw, expected) in [
+            ("watch=true", true),
+            ("watch=True", true),
+            ("watch=1", true),
+            ("watch=yes", true),
+            ("watch", true),
+            ("watch=", true),
+            ("watch=false", false),
+            ("watch=FALSE", false),
+            ("watch=0", false),
+            ("other=1", false),
+        ] {
+            assert_eq!(Query::parse(Some(raw)).flag("watch"), expected, "{raw}");
+        }
         assert_eq!(
             url_decode_pairs("a=%2"),
             [("a".to_owned(), "%2".to_owned())]

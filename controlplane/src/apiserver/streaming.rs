@@ -140,11 +140,10 @@ pub fn agent_path(
             .map(|(_, v)| v.as_str())
             .collect()
     };
-    // kube-apiserver's query conversion for booleans: present and not "false"/"0" is true.
     let flag = |key: &str| {
         values(key)
             .first()
-            .is_some_and(|v| !(v.eq_ignore_ascii_case("false") || *v == "0"))
+            .is_some_and(|value| query::is_true(value))
     };
     if let Some(phase @ ("Succeeded" | "Failed")) = pod["status"]["phase"].as_str() {
         return Err(ApiError::bad_request(format!(

@@ -204,6 +204,25 @@ async fn reconcile(
         .into_iter()
         .partition(|rs| rs.labels().get(POD_TEMPLATE_HASH) == Some(&hash));
     let new = new.into_iter().next();
+    // The Deployment carries its new ReplicaSet's revision too, as upstream's controller keeps
+    // it (`kubectl rollout undo` of a Deployment reads and patches it).
+    if let Some(wanted) = new.as_ref().and_then(|rs| rs.annotations().get(REVISION))
+        && deployment.annotations().get(REVISION) != Some(wanted)
+    {
+        let patch = json!({"metadata": {"annotations": {REVISION: wanted}}});
+        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+        match deployments
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            // The patch is itself a change this controller watches: reconcile again from it.
+            Ok(_) => return Ok(Action::await_change()),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Ok(Action::await_change());
+            }
+            Err(err) => return Err(fail(err)),
+        }
+    }
     let scale = |rs: &ReplicaSet, to: i32| {
         let rs_api = rs_api.clone();
         let rs_name = rs.name_any();
