@@ -12,7 +12,7 @@
     reason = "a benchmark: a failed step should stop it"
 )]
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
 mod support;
 
 use std::{

@@ -42,7 +42,8 @@ pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
 /// The third octet of a test bed's underlay subnet unless configured: one per process, in
 /// 100..=199, so test runs of several worktrees at once do not give the host two routes (and two
-/// host links with one address) for one subnet; `cargo xtask up` uses 78, tests/tests/testbed.rs 79.
+/// host links with one address) for one subnet; `cargo xtask up` uses 78,
+/// tests/tests/integration/testbed.rs 79.
 pub fn default_underlay_octet() -> u8 {
     100 + (std::process::id() % 100) as u8
 }

@@ -1,7 +1,10 @@
 //! `cargo xtask test`: the README's test command and what CI runs. Setup first (so a fresh
 //! machine works), then formatting and lints (host crates and the eBPF crate for its own target),
 //! unit tests, the control plane's tests against real etcd processes, and the privileged
-//! integration tests, serialised because they share the kernel.
+//! integration tests, serialised because they share the kernel. Each crate has one integration
+//! test binary (`tests/integration/main.rs` with a module per area; the CNI plugin's
+//! `tests/spec.rs`), so the stack is linked once per crate, not once per test file; `--test '*'`
+//! still runs any binary someone adds (and a test in each `main.rs` fails if one appears).
 
 use std::time::Instant;
 
@@ -36,7 +39,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     )?;
     run_visible("unit tests", cargo().args(["test", "--lib", "--bins"]))?;
     run_visible(
-        "control-plane integration tests (real etcd per test)",
+        "control-plane integration tests (one binary, real etcd per test, in parallel)",
         cargo().args(["test", "--package", "flotilla-controlplane", "--test", "*"]),
     )?;
     run_visible(
@@ -52,7 +55,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         ]),
     )?;
     run_visible(
-        "privileged integration tests (serialised)",
+        "privileged integration tests (one binary, serialised)",
         cargo().args([
             "test",
             "--package",

@@ -7,10 +7,9 @@
 //! network, which is that namespace (never the host's). containerd, the namespace and the temp
 //! dir are removed by guards, also when an assertion fails; every wait is bounded.
 
-mod support;
-
 use std::{collections::BTreeMap, fs, time::Duration};
 
+use crate::support;
 use anyhow::{Context as _, bail, ensure};
 use flotilla_agent::pods::{
     containerd::{NodeDirs, config_toml},

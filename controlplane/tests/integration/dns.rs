@@ -9,11 +9,9 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod common;
-
 use std::{net::SocketAddr, time::Duration};
 
-use common::Cluster;
+use crate::common::Cluster;
 use flotilla_controlplane::{
     dns::{Config, Dns},
     etcd::free_port,

@@ -7,14 +7,13 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
 };
 
+use crate::common;
 use anyhow::{bail, ensure};
 
 use flotilla_controlplane::{

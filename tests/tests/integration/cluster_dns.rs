@@ -6,18 +6,18 @@
 //! a headless Service resolves to its ready pods' addresses; a StatefulSet pod's
 //! `<pod>.<service>` name resolves to that pod; DNS over TCP works; unknown names are NXDOMAIN.
 
-mod support;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     process::Command,
     time::{Duration, Instant},
 };
 
+use crate::support::{
+    self, CLUSTER_DNS, LocalCluster, eventually, pod_phase, python_in_pod, require_root,
+};
 use anyhow::{Context as _, ensure};
 use flotilla_agent::datapath::start::unified_cgroup;
 use flotilla_testbed::objects;
-use support::{CLUSTER_DNS, LocalCluster, eventually, pod_phase, python_in_pod, require_root};
 
 const MANIFEST: &str = "apiVersion: apps/v1
 kind: Deployment

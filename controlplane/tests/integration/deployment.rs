@@ -8,11 +8,9 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::Cluster;
+use crate::common::Cluster;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api,

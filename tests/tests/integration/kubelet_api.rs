@@ -18,8 +18,6 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod support;
-
 use std::{
     collections::HashMap,
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -30,6 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support;
 use anyhow::{Context as _, ensure};
 use flotilla_agent::{
     pods::{

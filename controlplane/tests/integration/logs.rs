@@ -10,12 +10,10 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod common;
-
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
+use crate::common::Cluster;
 use bytes::Bytes;
-use common::Cluster;
 use flotilla_controlplane::{auth::pki::Pki, etcd::free_port};
 use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::Frame;

@@ -7,11 +7,9 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Cluster, TWO_NODES, expect_replaced, wait_for_bound};
+use crate::common::{Cluster, TWO_NODES, expect_replaced, wait_for_bound};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 

@@ -7,11 +7,9 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod common;
-
 use std::{collections::HashSet, time::Duration};
 
-use common::Cluster;
+use crate::common::Cluster;
 use flotilla_controlplane::{
     etcd::free_port,
     run::{Config, ControlPlane},

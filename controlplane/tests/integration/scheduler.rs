@@ -6,11 +6,9 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod common;
-
 use std::{collections::HashMap, time::Duration};
 
-use common::Cluster;
+use crate::common::Cluster;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{Api, api::PostParams};
 

@@ -11,8 +11,6 @@
 //! - a selectorless Service whose EndpointSlice names an address outside the cluster (the
 //!   host), reached per packet and masqueraded, the reply reverse-NATed on the pod veth's egress.
 
-mod support;
-
 use std::{
     collections::BTreeSet,
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -20,9 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::{self, LocalCluster, eventually, require_root};
 use anyhow::{Context as _, bail, ensure};
 use flotilla_testbed::{Netns, objects};
-use support::{LocalCluster, eventually, require_root};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -7,14 +7,12 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod common;
-
 use std::{
     future::Future,
     time::{Duration, Instant},
 };
 
-use common::Cluster;
+use crate::common::Cluster;
 use k8s_openapi::api::{
     batch::v1::{CronJob, Job},
     core::v1::{Event, Pod},

@@ -7,8 +7,6 @@
 //! Traffic is sent from inside pod and node namespaces by the test process (nsenter semantics)
 //! and, for the pods' own view, with `kubectl exec`. Every address is inside the test bed.
 
-mod support;
-
 use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
@@ -17,13 +15,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::{LocalCluster, eventually, pod_phase, require_root};
 use anyhow::{bail, ensure};
 use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins};
 use flotilla_testbed::{
     Netns,
     traffic::{ping, tcp_echo},
 };
-use support::{LocalCluster, eventually, pod_phase, require_root};
 
 fn pods_manifest(nodes: &[String]) -> String {
     let pod = |name: &str, node: &str| {

@@ -7,13 +7,11 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{LocalCluster, eventually, pod_phase, require_root};
 use anyhow::ensure;
 use serde_json::Value;
-use support::{LocalCluster, eventually, pod_phase, require_root};
 
 const WEB: &str = r"
 apiVersion: apps/v1

@@ -8,11 +8,9 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Cluster, eventually};
+use crate::common::{Cluster, eventually};
 use flotilla_controlplane::hollow::{HollowNodes, NodeShape, PodReports};
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use kube::{Api, api::ListParams};

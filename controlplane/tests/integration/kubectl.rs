@@ -6,11 +6,9 @@
     reason = "test code: a failed step should fail the test"
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::Cluster;
+use crate::common::Cluster;
 
 const APP: &str = r#"apiVersion: v1
 kind: Namespace

@@ -4,8 +4,6 @@
 //! network namespace, every probe in its own thread, a bounded timeout and one retry) and
 //! compared with the expected truth table; a mismatch prints both matrices.
 
-mod support;
-
 use std::{
     fmt::Write as _,
     io::{ErrorKind, Read as _, Write as _},
@@ -17,9 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::{self, LocalCluster, eventually, require_root};
 use anyhow::{Context as _, bail};
 use flotilla_testbed::{Netns, objects};
-use support::{LocalCluster, eventually, require_root};
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];

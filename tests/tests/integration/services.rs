@@ -5,17 +5,15 @@
 //! endpoints refuses at once; a pod turned unready gets no new connections until it is ready
 //! again; scaling up and down grows and shrinks the spread.
 
-mod support;
-
 use std::{
     collections::BTreeSet,
     time::{Duration, Instant},
 };
 
+use crate::support::{self, LocalCluster, eventually, pod_phase, python_in_pod, require_root};
 use anyhow::{Context as _, ensure};
 use flotilla_agent::datapath::start::unified_cgroup;
 use flotilla_testbed::objects;
-use support::{LocalCluster, eventually, pod_phase, python_in_pod, require_root};
 
 const MANIFEST: &str = "apiVersion: apps/v1
 kind: Deployment

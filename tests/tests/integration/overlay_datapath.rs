@@ -6,8 +6,6 @@
 //! network keeping traffic flowing, and the drop counters for a spoofed source and a
 //! destination no pod owns.
 
-mod support;
-
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
     process::Command,
@@ -15,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use crate::support::require_root;
 use anyhow::{Context as _, ensure};
 use flotilla_agent::{
     cni_api::{
@@ -32,7 +31,6 @@ use flotilla_testbed::{
     Netns, Testbed, TestbedConfig,
     traffic::{UdpReceiver, ping, send_udp, tcp_echo},
 };
-use support::require_root;
 
 /// Runs `f` with the node's network (re)started inside the node's namespace, on a runtime of
 /// its own (every socket it opens belongs to the node).
