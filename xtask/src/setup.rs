@@ -44,6 +44,10 @@ pub(crate) const APT_PACKAGES: &[(&str, &str)] = &[
         "nft, for the one masquerade rule of pod traffic leaving the cluster",
     ),
     ("bpftool", "inspecting eBPF objects and pinned maps"),
+    (
+        "tzdata",
+        "the time zone database CronJob schedules and their timeZone validation read",
+    ),
 ];
 
 /// The bpf-linker release that matches rustc 1.95's LLVM 22 (see shared/PLATFORM.md).
