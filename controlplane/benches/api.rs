@@ -47,6 +47,8 @@ fn service(i: usize) -> Service {
 
 struct Sample {
     name: &'static str,
+    /// How many operations the run asked for.
+    requested: usize,
     latencies: Vec<Duration>,
     wall: Duration,
 }
@@ -60,6 +62,18 @@ impl Sample {
         }
         let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
         sorted[index.min(sorted.len() - 1)]
+    }
+
+    /// Why this sample cannot back a verdict: it timed nothing, or fewer operations than asked.
+    fn shortfall(&self) -> Option<String> {
+        (self.latencies.is_empty() || self.latencies.len() != self.requested).then(|| {
+            format!(
+                "{}: {} of {} timed",
+                self.name,
+                self.latencies.len(),
+                self.requested
+            )
+        })
     }
 
     fn throughput(&self) -> f64 {
@@ -94,6 +108,7 @@ where
         .await?;
     Ok(Sample {
         name,
+        requested: count,
         latencies,
         wall: started.elapsed(),
     })
@@ -111,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|n| n.parse().ok())
         .or_else(|| std::env::var("FLOTILLA_BENCH_OBJECTS").ok()?.parse().ok())
         .unwrap_or(10_000);
+    anyhow::ensure!(objects >= 1, "--objects: at least 1");
     let dir = tempfile::tempdir()?;
     let etcd_port = free_port()?;
     let config = Config {
@@ -260,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let api_watch = Sample {
         name: "create -> watch event",
+        requested: watch_count,
         latencies: watch_latencies,
         wall: watch_started.elapsed(),
     };
@@ -359,9 +376,22 @@ async fn main() -> anyhow::Result<()> {
             sample.throughput() / at_zero.max(1e-9),
         );
     }
-    let worst = [&api_create, &api_update]
+    let mutating: Vec<&Sample> = [&api_create, &api_update]
         .into_iter()
         .chain(service_rows.iter().map(|(_, sample)| sample))
+        .collect();
+    let shortfalls: Vec<String> = mutating.iter().filter_map(|s| s.shortfall()).collect();
+    if !shortfalls.is_empty() {
+        println!(
+            "SLO (mutating calls p99 <= 1 s): no verdict, the run did not time every call it \
+             counts: {}",
+            shortfalls.join(", ")
+        );
+        control_plane.stop().await;
+        anyhow::bail!("no SLO verdict: {}", shortfalls.join(", "));
+    }
+    let worst = mutating
+        .iter()
         .map(|s| s.percentile(0.99))
         .max()
         .unwrap_or_default();

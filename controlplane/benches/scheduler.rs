@@ -152,6 +152,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() -> anyhow::Result<()> {
     let nodes = arg("--nodes", 1000);
     let pods = arg("--pods", 10_000);
+    anyhow::ensure!(
+        nodes >= 1 && pods >= 1,
+        "--nodes and --pods: at least 1 each"
+    );
     let dir = tempfile::tempdir()?;
     let config = Config {
         etcd_ports: (free_port()?, free_port()?),
@@ -218,6 +222,12 @@ async fn main() -> anyhow::Result<()> {
         .map(|(name, at)| bound[name].saturating_duration_since(*at))
         .collect();
     latencies.sort();
+    // Every pod created in the steady phase has its latency, or the percentiles describe others.
+    anyhow::ensure!(
+        latencies.len() == pods,
+        "the steady phase timed {} of {pods} pods",
+        latencies.len()
+    );
     let steady_rate = pods as f64 / last.duration_since(started).as_secs_f64();
 
     println!();

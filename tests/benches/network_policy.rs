@@ -104,6 +104,12 @@ fn crr(client: &Netns, server: SocketAddr, duration: Duration) -> anyhow::Result
         report.errors == 0 || report.transactions > 100 * report.errors,
         "TCP_CRR to {server}: {report}"
     );
+    // A rate of nothing would make a ratio of 0 or infinity, and a verdict of it.
+    ensure!(
+        report.transactions > 0,
+        "TCP_CRR to {server} completed no transaction in {duration:?}, so there is no rate to \
+         compare: {report}"
+    );
     Ok(report.transactions_per_s)
 }
 
@@ -252,7 +258,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "goal (1,000 policies cost under 5%, median ratio >= 0.95): {}",
+        "goal (1,000 policies cost under 5%, median ratio >= 0.95), with {count} policies, \
+         {pairs} pairs of {duration:?} runs per path: {}",
         if met { "met" } else { "NOT met" }
     );
     local.shutdown().await;

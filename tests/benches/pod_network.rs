@@ -218,10 +218,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Flotilla's figure over flannel's, per test and path.
-fn goal_lines(rows: &[Row]) -> (String, bool) {
+/// Flotilla's figure over flannel's, per test and path: the text, whether every goal was met,
+/// and how many comparisons had figures on both sides (a run that measured nothing on either
+/// side gets no verdict, not a ratio of 0 or infinity).
+fn goal_lines(rows: &[Row]) -> (String, bool, usize) {
     let mut text = String::new();
     let mut met = true;
+    let mut judged = 0;
     for path in ["pod to pod, same node", "pod to pod, cross-node"] {
         for row in rows
             .iter()
@@ -234,8 +237,22 @@ fn goal_lines(rows: &[Row]) -> (String, bool) {
             }) else {
                 continue;
             };
-            let ratio = table::headline(&row.report)
-                / table::headline(&baseline.report).max(f64::MIN_POSITIVE);
+            let (ours, theirs) = (
+                table::headline(&row.report),
+                table::headline(&baseline.report),
+            );
+            if ours <= 0.0 || theirs <= 0.0 {
+                met = false;
+                text.push_str(&format!(
+                    "  {:<24} {:<11} no verdict: {} measured nothing\n",
+                    path,
+                    row.report.test.name(),
+                    if ours <= 0.0 { "flotilla" } else { "flannel" }
+                ));
+                continue;
+            }
+            judged += 1;
+            let ratio = ours / theirs;
             met &= ratio >= 1.0;
             text.push_str(&format!(
                 "  {:<24} {:<11} flotilla/flannel = {ratio:.2}x {}\n",
@@ -249,7 +266,7 @@ fn goal_lines(rows: &[Row]) -> (String, bool) {
             ));
         }
     }
-    (text, met)
+    (text, met, judged)
 }
 
 #[tokio::main]
@@ -345,19 +362,23 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         table::render(&rows, Some(("kernel", "node to node, underlay")))
     );
-    let (goals, met) = goal_lines(&rows);
+    let (goals, met, judged) = goal_lines(&rows);
+    let expected = 2 * options.settings.tests.len();
     println!("\nFlotilla's eBPF datapath against the flannel-style kernel network, same run:");
     print!("{goals}");
     let p99 = percentile(&adds, 99.0);
     println!(
-        "\nCNI ADD ({} runs of flotilla-cni against the agent, spawn to exit): p50 {:.1} ms, \
-         p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; goal p99 <= 20 ms {}",
+        "\nCNI ADD ({} of {} runs of flotilla-cni against the agent, spawn to exit): p50 {:.1} \
+         ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; goal p99 <= 20 ms {}",
         adds.len(),
+        options.cni_adds,
         percentile(&adds, 50.0).as_secs_f64() * 1e3,
         percentile(&adds, 90.0).as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
         adds.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-        if p99 <= Duration::from_millis(20) {
+        if adds.is_empty() || adds.len() != options.cni_adds {
+            "- no verdict: not every run was timed"
+        } else if p99 <= Duration::from_millis(20) {
             "met"
         } else {
             "NOT met"
@@ -365,12 +386,25 @@ async fn main() -> anyhow::Result<()> {
     );
     print!("{}", paths::describe_unsteady(&measurement.unsteady));
     println!(
-        "datapath goals: {}",
-        if met { "all met" } else { "NOT all met" }
+        "datapath goals ({judged} of {expected} comparisons with figures on both sides): {}",
+        if judged < expected {
+            "no verdict: not every comparison was measured"
+        } else if met {
+            "all met"
+        } else {
+            "NOT all met"
+        }
     );
     if options.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     }
     local.shutdown().await;
+    ensure!(
+        judged == expected && adds.len() == options.cni_adds,
+        "no verdict: {judged} of {expected} datapath comparisons and {} of {} CNI ADDs were \
+         measured",
+        adds.len(),
+        options.cni_adds
+    );
     Ok(())
 }

@@ -70,6 +70,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn summary(name: &str, mut latencies: Vec<Duration>) -> (Duration, Duration) {
+    if latencies.is_empty() {
+        println!("{name:<44} n=0    nothing measured");
+        return (Duration::ZERO, Duration::ZERO);
+    }
     latencies.sort();
     let (p50, p90, p99) = (
         percentile(&latencies, 50.0),
@@ -276,6 +280,43 @@ async fn through_flotilla(
     Ok((bound_to_running, create_to_running))
 }
 
+/// What containerd runs for a pod sandbox's network on `node`: the plugins of the first conflist
+/// in its CNI conf dir (the one containerd takes), with that file's name.
+fn cni_in_use(node: &support::LocalNode) -> anyhow::Result<String> {
+    let dir = node.dirs.cni_conf_dir();
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading the node's CNI conf dir {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "conflist"))
+        .collect();
+    files.sort();
+    let first = files
+        .first()
+        .with_context(|| format!("no conflist in {}", dir.display()))?;
+    let list: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(first)?)?;
+    let plugins: Vec<&str> = list["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|plugin| plugin["type"].as_str())
+        .collect();
+    ensure!(!plugins.is_empty(), "{} names no plugin", first.display());
+    Ok(format!(
+        "{} (from {})",
+        plugins.join(" + "),
+        first.file_name().unwrap_or_default().to_string_lossy()
+    ))
+}
+
+/// Series that hold fewer samples than pods were started, as "name: n of N".
+fn shortfalls(series: &[(&str, usize)], requested: usize) -> Vec<String> {
+    series
+        .iter()
+        .filter(|(_, measured)| *measured != requested)
+        .map(|(name, measured)| format!("{name}: {measured} of {requested}"))
+        .collect()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
@@ -288,14 +329,36 @@ async fn main() -> anyhow::Result<()> {
         "all at once".to_owned()
     };
     println!(
-        "pod startup on one node: {} pods, created {rate}, image present (testapp), bridge CNI",
-        options.pods
+        "pod startup on one node: {} pods, created {rate}, image present (testapp), CNI {} for \
+         the sandboxes of both series",
+        options.pods,
+        cni_in_use(&cluster.node)?
     );
     let direct = direct_cri(&cluster, &options).await?;
     let (bound, created) = through_flotilla(&cluster, &options).await?;
+    let missing = shortfalls(
+        &[
+            ("direct CRI", direct.len()),
+            ("bound -> Running", bound.len()),
+            ("created -> Running", created.len()),
+        ],
+        options.pods,
+    );
     let (_, direct_p99) = summary("baseline: direct CRI (sandbox+create+start)", direct);
     let (_, bound_p99) = summary("flotilla: bound -> Running (watch)", bound);
     summary("flotilla: created -> Running (watch)", created);
+    if !missing.is_empty() {
+        println!(
+            "no verdict: every series needs one sample per pod started, and {} (percentiles of \
+             fewer pods would judge other pods than were started)",
+            missing.join(", ")
+        );
+        cluster.shutdown().await;
+        anyhow::bail!(
+            "the run measured fewer pods than it started: {}",
+            missing.join(", ")
+        );
+    }
     println!(
         "ratio flotilla/direct at p99: {:.2}x; p99 vs SLO 5 s: {:.2}x of budget; goal p99 <= 1 s: {}",
         bound_p99.as_secs_f64() / direct_p99.as_secs_f64().max(1e-9),

@@ -756,9 +756,12 @@ fn figure(rows: &[Row], datapath: &str, path: &str, test: Test) -> Option<f64> {
         .map(|row| table::headline(&row.report))
 }
 
+/// `a / b`, or why there is none: a figure of 0 means the run measured nothing, and a ratio of
+/// it (0x or infinity) would read as a verdict.
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.2}x", a / b),
+        (Some(a), Some(b)) if a <= 0.0 || b <= 0.0 => "no samples".into(),
         _ => "-".into(),
     }
 }
@@ -1204,15 +1207,27 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(Duration::as_secs_f64)
         .fold(0.0_f64, f64::max);
+    // Both agents must have observed programming the new Service, or there is nothing to
+    // compare kube-proxy's sync with.
+    let agents_observed = extra_agents.iter().all(|delta| delta.count > 0);
     println!(
         "  create -> programmed on both nodes: {}; kube-proxy's partial sync for the same change \
          (KUBE-SERVICES rewritten whole, {} rules, plus the new chains): iptables-restore {} \
-         (slowest node) = {:.0}x the agent's map programming ({} on the slowest node)",
+         (slowest node) {}",
         human(extra_programmed.as_secs_f64()),
         count + 2,
         human(iptables_one),
-        iptables_one / flotilla_one.max(f64::MIN_POSITIVE),
-        human(flotilla_one)
+        if agents_observed && flotilla_one > 0.0 {
+            format!(
+                "= {:.0}x the agent's map programming ({} on the slowest node)",
+                iptables_one / flotilla_one,
+                human(flotilla_one)
+            )
+        } else {
+            "; no ratio: not every agent's flotilla_services_programming_seconds observed the \
+             change"
+                .to_owned()
+        }
     );
     println!("\nHealth of the run:");
     for (index, (end, start)) in drops_at_end.iter().zip(&drops_at_start).enumerate() {
