@@ -415,11 +415,85 @@ async fn agent_runs_pods_on_containerd() -> anyhow::Result<()> {
     );
     eprintln!("stubborn pod deleted in {took:?}");
 
-    // An agent restart re-adopts the running containers instead of restarting them.
+    // An agent restart re-adopts the running containers instead of restarting them. Each web
+    // container gets a marker file before the restart: a container the new agent killed and
+    // replaced would start from a fresh root file system without it.
+    let web_names: Vec<String> = web
+        .iter()
+        .map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    for name in &web_names {
+        cluster.kubectl_ok(&[
+            "exec",
+            name,
+            "--",
+            "sh",
+            "-c",
+            "echo kept > /tmp/restart-marker",
+        ])?;
+    }
     local.stop_agent()?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The agent is gone: nothing serves its kubelet API, so what answers exec later is the new
+    // agent.
+    let down = cluster.kubectl(&["exec", &web_names[0], "--", "true"]);
+    ensure!(
+        !down.status.success(),
+        "exec into {} succeeded with the agent stopped",
+        web_names[0]
+    );
     local.start_agent()?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The new agent has finished its start-up reconcile of a pod once its kubelet API serves
+    // exec into the pod: it finds containers through the view each pod worker writes at the end
+    // of a full sync (sandbox, containers started or kept, status reported), so until the
+    // worker's first sync exec is refused. Wait for that on every web pod, then read the marker.
+    let restarted = Instant::now();
+    let markers = eventually(
+        Duration::from_secs(60),
+        "the restarted agent serving exec into every web pod",
+        || {
+            let mut markers = Vec::new();
+            let mut refused = Vec::new();
+            for name in &web_names {
+                let output = cluster.kubectl(&[
+                    "exec",
+                    name,
+                    "--",
+                    "sh",
+                    "-c",
+                    "cat /tmp/restart-marker 2>/dev/null || echo missing",
+                ]);
+                if output.status.success() {
+                    let marker = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+                    markers.push(format!("{name}: {marker}"));
+                } else {
+                    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+                    refused.push(format!("{name}: {stderr}"));
+                }
+            }
+            if refused.is_empty() {
+                Ok(Some(markers))
+            } else {
+                Err(anyhow::anyhow!("exec refused: {refused:?}"))
+            }
+        },
+    )
+    .await?;
+    eprintln!(
+        "the restarted agent served exec into the web pods {:?} after its start",
+        restarted.elapsed()
+    );
+    ensure!(
+        markers
+            .iter()
+            .zip(&web_names)
+            .all(|(marker, name)| *marker == format!("{name}: kept")),
+        "containers were replaced across an agent restart (their marker is gone): {markers:?}"
+    );
     let after = cluster.json(&["get", "pods", "-l", "app=web"])?;
     let ids_after: Vec<String> = after["items"]
         .as_array()
