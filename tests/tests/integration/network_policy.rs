@@ -5,6 +5,7 @@
 //! compared with the expected truth table; a mismatch prints both matrices.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
     io::{ErrorKind, Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
@@ -17,13 +18,25 @@ use std::{
 
 use crate::support::{self, LocalCluster, eventually, require_root};
 use anyhow::{Context as _, bail};
+use flotilla_agent::datapath::{
+    network::NetworkMaps,
+    pins::NodePins,
+    policy::{self, PolicyMaps},
+};
+use flotilla_common::policy::PolicyKey;
 use flotilla_testbed::{Netns, objects};
+use k8s_openapi::api::{
+    core::v1::{Namespace, Pod},
+    networking::v1::NetworkPolicy,
+};
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
-/// How long a policy change may take to reach every node (the bound).
+/// How long a policy change may take to reach every node (the bound), reported against.
 const PROPAGATION: Duration = Duration::from_secs(1);
+/// How long a test waits for every node's maps to match the API before it fails.
+const PROPAGATION_LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Proto {
@@ -212,8 +225,8 @@ fn render(matrix: &[Vec<Probed>]) -> String {
     out
 }
 
-/// Probes until the matrix equals `expected(from, to)` (after the propagation bound, then
-/// once more a second later), printing both on failure.
+/// Probes until the matrix equals `expected(from, to)` (the change is programmed on every node
+/// by then; once more a second later), printing both on failure.
 async fn expect(
     matrix: &Matrix,
     case: &str,
@@ -260,14 +273,133 @@ async fn expect(
     )
 }
 
-async fn apply_policies(
-    cluster: &support::Cluster,
-    name: &str,
-    manifest: &str,
-) -> anyhow::Result<()> {
-    cluster.apply(&format!("{name}.yaml"), manifest)?;
-    tokio::time::sleep(PROPAGATION).await;
+async fn apply_policies(local: &LocalCluster, name: &str, manifest: &str) -> anyhow::Result<()> {
+    local.cluster.apply(&format!("{name}.yaml"), manifest)?;
+    wait_programmed(local, name).await
+}
+
+/// Waits until every node's policy maps hold what the cluster's objects ask for now (bounded by
+/// [`PROPAGATION_LIMIT`]), and says how long that took against the [`PROPAGATION`] bound.
+async fn wait_programmed(local: &LocalCluster, change: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eventually(
+        PROPAGATION_LIMIT,
+        &format!("{change}: every node's policy maps as the API asks"),
+        || policies_programmed(local),
+    )
+    .await?;
+    let took = started.elapsed();
+    eprintln!(
+        "{change}: programmed on every node within {took:?}{}",
+        if took > PROPAGATION {
+            " (over the bound; the time includes reading the API with kubectl)"
+        } else {
+            ""
+        }
+    );
     Ok(())
+}
+
+/// A node's policy maps with identity numbers replaced by what they stand for (the prefixes
+/// the identity cache maps to them; 0 stays "any peer"), since the agent numbers identities on
+/// its own: allow rules as (prefix length, endpoint, direction, peer, protocol, port) and the
+/// non-zero isolation flags of local endpoints.
+#[derive(Debug, PartialEq, Eq)]
+struct PolicyState {
+    rules: BTreeSet<(u32, Ipv4Addr, u8, Vec<Prefix>, u8, u16)>,
+    flags: BTreeMap<Ipv4Addr, u32>,
+}
+
+/// An ipcache key: address and prefix length.
+type Prefix = (Ipv4Addr, u32);
+
+impl PolicyState {
+    fn new(
+        ipcache: &BTreeMap<Prefix, u32>,
+        rules: &BTreeSet<(u32, PolicyKey)>,
+        flags: impl IntoIterator<Item = (Ipv4Addr, u32)>,
+    ) -> Self {
+        let mut members: BTreeMap<u32, Vec<Prefix>> = BTreeMap::new();
+        for (prefix, identity) in ipcache {
+            members.entry(*identity).or_default().push(*prefix);
+        }
+        // A peer identity the cache does not hold (none is expected) compares as one unknown.
+        let unknown = vec![(Ipv4Addr::BROADCAST, 33)];
+        let rules = rules
+            .iter()
+            .map(|(len, key)| {
+                let peer = if key.identity == 0 {
+                    Vec::new()
+                } else {
+                    members.get(&key.identity).unwrap_or(&unknown).clone()
+                };
+                (
+                    *len,
+                    Ipv4Addr::from(key.endpoint),
+                    key.direction,
+                    peer,
+                    key.proto,
+                    key.port,
+                )
+            })
+            .collect();
+        let flags = flags.into_iter().filter(|(_, flags)| *flags != 0).collect();
+        Self { rules, flags }
+    }
+}
+
+/// Whether every node's policy maps equal what the agent's own computation
+/// (`policy::desired`) gives for the cluster's Pods, Namespaces and NetworkPolicies as the API
+/// serves them now; an error names the nodes that differ and how.
+fn policies_programmed(local: &LocalCluster) -> anyhow::Result<Option<()>> {
+    fn items<T: serde::de::DeserializeOwned>(list: &serde_json::Value) -> anyhow::Result<Vec<T>> {
+        Ok(serde_json::from_value(list["items"].clone())?)
+    }
+    let cluster = &local.cluster;
+    let pods: Vec<Pod> = items(&cluster.json(&["get", "pods", "-A"])?)?;
+    let namespaces: Vec<Namespace> = items(&cluster.json(&["get", "namespaces"])?)?;
+    let policies: Vec<NetworkPolicy> = items(&cluster.json(&["get", "networkpolicies", "-A"])?)?;
+    let (pods, namespaces, policies): (Vec<&Pod>, Vec<&Namespace>, Vec<&NetworkPolicy>) = (
+        pods.iter().collect(),
+        namespaces.iter().collect(),
+        policies.iter().collect(),
+    );
+    let mut differing = Vec::new();
+    for node in local.nodes() {
+        let name = &node.config.node_name;
+        let wanted = policy::desired(
+            &pods,
+            &namespaces,
+            &policies,
+            name,
+            &mut policy::Identities::default(),
+        );
+        let wanted = PolicyState::new(&wanted.ipcache, &wanted.rules, wanted.flags);
+        let pins = NodePins::new(name)?;
+        let maps = PolicyMaps::open(&pins)?;
+        let endpoints = NetworkMaps::open(&pins)?.endpoint_entries()?;
+        let programmed = PolicyState::new(
+            &maps.ipcache()?,
+            &maps.rules()?,
+            endpoints
+                .into_iter()
+                .map(|(address, endpoint)| (address, endpoint.flags)),
+        );
+        if programmed != wanted {
+            differing.push(format!(
+                "{name}: {} rules and flags {:?} programmed, {} rules and flags {:?} wanted",
+                programmed.rules.len(),
+                programmed.flags,
+                wanted.rules.len(),
+                wanted.flags
+            ));
+        }
+    }
+    if differing.is_empty() {
+        Ok(Some(()))
+    } else {
+        Err(anyhow::anyhow!("not yet: {}", differing.join("; ")))
+    }
 }
 
 fn clear_policies(cluster: &support::Cluster) -> anyhow::Result<()> {
@@ -307,7 +439,6 @@ async fn network_policies_match_the_upstream_truth_tables() -> anyhow::Result<()
 /// The verdict stream: the nodes' policy-drop events name the denied probes to x's pods (ingress,
 /// port 80, TCP and UDP), and the drop counters count them.
 fn drops_were_reported(local: &LocalCluster, matrix: &Matrix) -> anyhow::Result<()> {
-    use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins, policy};
     let x_pods: Vec<Ipv4Addr> = PODS.iter().map(|pod| matrix.ip(("x", pod))).collect();
     let mut events = Vec::new();
     let mut counted = 0;
@@ -385,7 +516,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
 
     // Default deny ingress in x.
     apply_policies(
-        cluster,
+        local,
         "deny-ingress",
         &policy(
             "x",
@@ -407,7 +538,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
 
     // Default deny egress in x.
     apply_policies(
-        cluster,
+        local,
         "deny-egress",
         &policy(
             "x",
@@ -428,7 +559,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
 
     // The dev/prod case: x accepts only its own namespace.
     apply_policies(
-        cluster,
+        local,
         "same-namespace",
         &policy(
             "x",
@@ -449,7 +580,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
 
     // namespaceSelector: x/a from namespace y only.
     apply_policies(
-        cluster,
+        local,
         "ns-selector",
         &policy(
             "x",
@@ -466,7 +597,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
 
     // podSelector AND namespaceSelector in one peer: x/a from pod b of namespaces y and z.
     apply_policies(
-        cluster,
+        local,
         "pod-and-ns",
         &policy(
             "x",
@@ -488,7 +619,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
     // ipBlock with except: x/a may reach the cluster CIDR except z/c.
     let zc = matrix.ip(("z", "c"));
     apply_policies(
-        cluster,
+        local,
         "ipblock",
         &policy(
             "x",
@@ -511,7 +642,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
 
     // Named ports: x/a accepts TCP on its port named serve-81-tcp only.
     apply_policies(
-        cluster,
+        local,
         "named-port",
         &policy(
             "x",
@@ -533,7 +664,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
 
     // Named ports on egress resolve on the destination: x/a may send to serve-80-udp only.
     apply_policies(
-        cluster,
+        local,
         "named-port-egress",
         &policy(
             "x",
@@ -551,7 +682,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
 
     // endPort: x/a accepts TCP 75-80, so 80 but not 81.
     apply_policies(
-        cluster,
+        local,
         "end-port",
         &policy(
             "x",
@@ -569,7 +700,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
 
     // Two policies for x/a: their union (x/b, and namespace y).
     apply_policies(
-        cluster,
+        local,
         "union",
         &[
             policy(
@@ -592,7 +723,7 @@ async fn run_cases(local: &LocalCluster, started: Instant) -> anyhow::Result<()>
     .await?;
     clear_policies(cluster)?;
 
-    updated_and_deleted_while_traffic_runs(cluster, &matrix).await?;
+    updated_and_deleted_while_traffic_runs(local, &matrix).await?;
     from_outside_through_the_node(local, &matrix).await?;
     eprintln!("every case passed after {:?}", started.elapsed());
     Ok(())
@@ -641,7 +772,7 @@ async fn from_outside_through_the_node(
         "pods-only",
         "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - from:\n    - namespaceSelector: {}\n",
     );
-    apply_policies(cluster, "pods-only", &pods_only).await?;
+    apply_policies(local, "pods-only", &pods_only).await?;
     let denied = eventually(Duration::from_secs(10), "outside -> x/a denied", || {
         Ok((!reachable()?).then_some(()))
     })
@@ -658,7 +789,7 @@ async fn from_outside_through_the_node(
             Ipv4Addr::from(u32::from(node_ip) & 0xffff_ff00)
         ),
     );
-    apply_policies(cluster, "from-outside", &from_outside).await?;
+    apply_policies(local, "from-outside", &from_outside).await?;
     let allowed = eventually(Duration::from_secs(10), "outside -> x/a allowed", || {
         Ok(reachable()?.then_some(()))
     })
@@ -673,9 +804,10 @@ async fn from_outside_through_the_node(
 /// opened under the first version keeps echoing through every change (allowed by each), and
 /// new connections follow each version.
 async fn updated_and_deleted_while_traffic_runs(
-    cluster: &support::Cluster,
+    local: &LocalCluster,
     matrix: &Matrix,
 ) -> anyhow::Result<()> {
+    let cluster = &local.cluster;
     let v1 = policy(
         "x",
         "changing",
@@ -686,7 +818,7 @@ async fn updated_and_deleted_while_traffic_runs(
         "changing",
         "  podSelector:\n    matchLabels:\n      pod: a\n  ingress:\n  - from:\n    - podSelector:\n        matchLabels:\n          pod: b\n    - namespaceSelector:\n        matchLabels:\n          ns: \"z\"\n",
     );
-    apply_policies(cluster, "changing-v1", &v1).await?;
+    apply_policies(local, "changing-v1", &v1).await?;
     expect(matrix, "update: v1", 80, Proto::Tcp, |from, to| {
         to != ("x", "a") || from == ("x", "b")
     })
@@ -717,13 +849,13 @@ async fn updated_and_deleted_while_traffic_runs(
             Ok(())
         })
     };
-    apply_policies(cluster, "changing-v2", &v2).await?;
+    apply_policies(local, "changing-v2", &v2).await?;
     expect(matrix, "update: v2", 80, Proto::Tcp, |from, to| {
         to != ("x", "a") || from == ("x", "b") || from.0 == "z"
     })
     .await?;
     cluster.kubectl_ok(&["delete", "networkpolicy", "changing", "-n", "x"])?;
-    tokio::time::sleep(PROPAGATION).await;
+    wait_programmed(local, "changing deleted").await?;
     expect(matrix, "update: deleted", 80, Proto::Tcp, |_, _| true).await?;
     let before = echoed.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(200)).await;
