@@ -422,7 +422,7 @@ async fn on_delete_replaces_only_deleted_pods() -> anyhow::Result<()> {
         mark_ready(&pods, &pod.name_any()).await;
     }
     cluster.kubectl_ok(&["set", "image", "ds/agent", "agent=flotilla/testapp:v2"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.wait_observed("ds/agent").await;
     assert!(
         terminating(&pods, "agent").await.is_empty(),
         "OnDelete deletes nothing itself"

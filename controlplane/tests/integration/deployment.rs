@@ -119,7 +119,7 @@ async fn rollout_set_image_history_undo_pause() -> anyhow::Result<()> {
 
     cluster.kubectl_ok(&["rollout", "pause", "deploy/web"]);
     cluster.kubectl_ok(&["set", "image", "deploy/web", "web=flotilla/testapp:v3"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.wait_observed("deploy/web").await;
     let sets = cluster.kubectl_ok(&["get", "rs", "-l", "app=web", "-o", "name"]);
     assert_eq!(
         sets.lines().count(),

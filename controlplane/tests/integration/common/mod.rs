@@ -145,6 +145,37 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Waits (20 s at most) until the controller of `resource` (e.g. `deploy/web`) has acted on
+    /// its current spec, which it records by writing `status.observedGeneration` equal to
+    /// `metadata.generation` at the end of a reconcile: what a test needs before it asserts
+    /// that the controller did nothing.
+    pub async fn wait_observed(&self, resource: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut last = String::new();
+        for _ in 0..200 {
+            last = self.kubectl_ok(&[
+                "get",
+                resource,
+                "-o",
+                "jsonpath={.metadata.generation} {.status.observedGeneration}",
+            ]);
+            let mut numbers = last.split_whitespace();
+            if let (Some(generation), Some(observed)) = (numbers.next(), numbers.next())
+                && generation == observed
+            {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{resource}: status.observedGeneration did not reach metadata.generation (last \
+             \"generation observed\": {last:?})"
+        );
+    }
+
     /// Runs kubectl expecting failure; returns stderr.
     pub fn kubectl_err(&self, args: &[&str]) -> String {
         let output = self.kubectl(args);
