@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::common::Cluster;
 use k8s_openapi::api::{
-    core::v1::{Endpoints, Pod},
+    core::v1::{EndpointSubset, Endpoints, Pod},
     discovery::v1::EndpointSlice,
 };
 use kube::{
@@ -82,8 +82,30 @@ async fn slices_follow_selected_pods() -> anyhow::Result<()> {
     );
     assert_eq!(found.address_type, "IPv4");
 
+    // The controller writes the Endpoints in a second request after the slice, so the slice
+    // matching says nothing about them yet: wait (bounded) until they list all three pods (each
+    // got its address and readiness in one status patch) before judging how they are split.
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
-    let subset = &endpoints.get("web").await?.subsets.unwrap()[0];
+    let listed = |s: &EndpointSubset| {
+        s.addresses.as_ref().map_or(0, Vec::len)
+            + s.not_ready_addresses.as_ref().map_or(0, Vec::len)
+    };
+    let mut last = None;
+    for _ in 0..100 {
+        last = endpoints
+            .get_opt("web")
+            .await?
+            .and_then(|e| e.subsets)
+            .and_then(|subsets| subsets.into_iter().next());
+        if last.as_ref().is_some_and(|s| listed(s) == 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let subset = last
+        .as_ref()
+        .filter(|s| listed(s) == 3)
+        .unwrap_or_else(|| panic!("the Endpoints never listed the three pods; last: {last:?}"));
     assert_eq!(subset.addresses.as_ref().unwrap().len(), 2);
     assert_eq!(subset.not_ready_addresses.as_ref().unwrap().len(), 1);
 
