@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::common::Cluster;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     Api,
     api::{DeleteParams, ListParams, Patch, PatchParams},
@@ -130,6 +130,60 @@ async fn rollout_set_image_history_undo_pause() -> anyhow::Result<()> {
     cluster.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
     let sets = cluster.kubectl_ok(&["get", "rs", "-l", "app=web", "-o", "name"]);
     assert_eq!(sets.lines().count(), 3, "{sets}");
+    kubelet.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deployment_without_annotations_carries_its_revision_and_rolls_back() -> anyhow::Result<()>
+{
+    let cluster = Cluster::start().await?;
+    let client = cluster.client().await?;
+    let kubelet = stand_in_kubelet(Api::namespaced(client.clone(), "default"));
+    cluster.kubectl_ok(&[
+        "apply",
+        "-f",
+        &cluster.write("nodes.yaml", NODES).to_string_lossy(),
+    ]);
+    // Created through the API as `kubectl create deployment` does: no annotations at all (an
+    // applied one would carry last-applied-configuration).
+    let deployments: Api<Deployment> = Api::namespaced(client, "default");
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "flotilla/testapp:v1"}]}}},
+    }))?;
+    deployments
+        .create(&kube::api::PostParams::default(), &deployment)
+        .await?;
+    cluster.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let revision = |cluster: &Cluster| {
+        cluster.kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+        ])
+    };
+    assert_eq!(revision(&cluster), "1");
+    cluster.kubectl_ok(&["set", "image", "deploy/web", "web=flotilla/testapp:v2"]);
+    cluster.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    assert_eq!(revision(&cluster), "2");
+    // kubectl's rollback replaces /metadata/annotations with a JSON patch: it must exist.
+    let undone = cluster.kubectl_ok(&["rollout", "undo", "deploy/web"]);
+    assert!(undone.contains("rolled back"), "{undone}");
+    cluster.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    crate::common::eventually(
+        Duration::from_secs(30),
+        "the Deployment at revision 3",
+        || {
+            let now = revision(&cluster);
+            async move { (now == "3").then_some(()) }
+        },
+    )
+    .await;
     kubelet.abort();
     Ok(())
 }
