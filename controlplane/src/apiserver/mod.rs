@@ -565,8 +565,11 @@ fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Respons
         let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
         builder = builder.header("Warning", format!("299 - \"{escaped}\""));
     }
+    // kube-apiserver's encoder (json.Encoder) ends every body with a newline.
+    let mut text = body.to_string();
+    text.push('\n');
     builder
-        .body(Body::from(body.to_string()))
+        .body(Body::from(text))
         .unwrap_or_else(|_| ApiError::internal("building the response").into_response())
 }
 

@@ -3,7 +3,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::storage::StorageError;
 
@@ -237,6 +237,102 @@ impl ApiError {
     }
 }
 
+/// `metav1.Status` with its fields in the Go struct's order, which is how kube-apiserver writes
+/// it (`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":...`);
+/// some clients compare error bodies as text.
+#[derive(serde::Serialize)]
+struct StatusBody<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: Map<String, Value>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<StatusDetails<'a>>,
+    code: u16,
+}
+
+/// `metav1.StatusDetails`, in the Go struct's order.
+#[derive(serde::Serialize)]
+struct StatusDetails<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<StatusCause<'a>>,
+    #[serde(rename = "retryAfterSeconds", skip_serializing_if = "Option::is_none")]
+    retry_after_seconds: Option<&'a Value>,
+}
+
+/// `metav1.StatusCause`, in the Go struct's order.
+#[derive(serde::Serialize)]
+struct StatusCause<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a Value>,
+}
+
+impl<'a> StatusDetails<'a> {
+    fn of(details: &'a Value) -> Self {
+        let field = |name: &str| details.get(name).filter(|v| !v.is_null());
+        let causes = details
+            .get("causes")
+            .and_then(Value::as_array)
+            .map(|causes| {
+                causes
+                    .iter()
+                    .map(|cause| StatusCause {
+                        reason: cause.get("reason"),
+                        message: cause.get("message"),
+                        field: cause.get("field"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            name: field("name"),
+            group: field("group"),
+            kind: field("kind"),
+            uid: field("uid"),
+            causes,
+            retry_after_seconds: field("retryAfterSeconds"),
+        }
+    }
+}
+
+impl ApiError {
+    /// The response body: the `Status` as kube-apiserver encodes it, fields in Go order and a
+    /// trailing newline.
+    pub fn status_body(&self) -> String {
+        let body = StatusBody {
+            kind: "Status",
+            api_version: "v1",
+            metadata: Map::new(),
+            status: "Failure",
+            message: &self.message,
+            reason: self.reason,
+            details: self.details.as_ref().map(StatusDetails::of),
+            code: self.code,
+        };
+        let mut text =
+            serde_json::to_string(&body).unwrap_or_else(|_| self.to_status().to_string());
+        text.push('\n');
+        text
+    }
+}
+
 fn join_causes(causes: &[String]) -> String {
     match causes {
         [] => String::new(),
@@ -277,7 +373,7 @@ impl IntoResponse for ApiError {
         let mut response = (
             code,
             [(http::header::CONTENT_TYPE, "application/json")],
-            self.to_status().to_string(),
+            self.status_body(),
         )
             .into_response();
         if let Some(seconds) = retry_after
@@ -318,6 +414,35 @@ mod tests {
         assert_eq!(status["code"], 404);
         assert_eq!(status["details"]["group"], "apps");
         assert_eq!(status["details"]["kind"], "deployments");
+    }
+
+    #[test]
+    fn bodies_are_encoded_as_kube_apiserver_encodes_them() {
+        // Byte for byte what kube-apiserver 1.33 answers (Go struct order, trailing newline).
+        assert_eq!(
+            ApiError::not_found("deployments.apps", "web").status_body(),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\
+             \"message\":\"deployments.apps \\\"web\\\" not found\",\"reason\":\"NotFound\",\
+             \"details\":{\"name\":\"web\",\"group\":\"apps\",\"kind\":\"deployments\"},\"code\":404}\n"
+        );
+        let cause = FieldCause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value".into(),
+            field: "spec.containers".into(),
+        };
+        let body = ApiError::invalid("Pod", "p", &[cause]).status_body();
+        assert!(
+            body.contains(
+                "\"details\":{\"name\":\"p\",\"kind\":\"Pod\",\"causes\":[{\"reason\":\
+                 \"FieldValueRequired\",\"message\":\"Required value\",\"field\":\"spec.containers\"}]},\
+                 \"code\":422}\n"
+            ),
+            "{body}"
+        );
+        // Every field of the Value form survives in the text form.
+        let error = ApiError::invalid("Pod", "p", &[]);
+        let text: Value = serde_json::from_str(&error.status_body()).unwrap();
+        assert_eq!(text, error.to_status());
     }
 
     #[test]

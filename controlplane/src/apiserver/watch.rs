@@ -70,9 +70,7 @@ impl ApiServer {
                 Rendering::Metadata => partial_metadata(&object),
                 Rendering::Table => table(resource, &[object], json!({}), &Query::default()),
             };
-            let mut line = json!({"type": kind, "object": object}).to_string();
-            line.push('\n');
-            Bytes::from(line)
+            event_line(kind, &object)
         };
         let render_initial = render;
         let initial = stream::iter(
@@ -108,9 +106,7 @@ impl ApiServer {
                             "apiVersion": api_version,
                             "metadata": {"resourceVersion": revision.to_string()},
                         });
-                        let mut line = json!({"type": "BOOKMARK", "object": bookmark}).to_string();
-                        line.push('\n');
-                        (Bytes::from(line), false)
+                        (event_line("BOOKMARK", &bookmark), false)
                     }),
                     Err(err) => {
                         let status = match err {
@@ -121,9 +117,7 @@ impl ApiServer {
                                 ApiError::internal(format!("watch failed: {other}")).to_status()
                             }
                         };
-                        let mut line = json!({"type": "ERROR", "object": status}).to_string();
-                        line.push('\n');
-                        Some((Bytes::from(line), true))
+                        Some((event_line("ERROR", &status), true))
                     }
                 };
                 futures::future::ready(line)
@@ -138,5 +132,35 @@ impl ApiServer {
             });
         let deadline = tokio::time::sleep(timeout);
         Ok(initial.chain(changes).take_until(deadline))
+    }
+}
+
+/// `metav1.WatchEvent` with its fields in the Go struct's order (`{"type":...,"object":...}`).
+#[derive(serde::Serialize)]
+struct EventLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    object: &'a Value,
+}
+
+/// One event of a watch stream as kube-apiserver writes it: `type` first, one line each.
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_string(&EventLine { kind, object })
+        .unwrap_or_else(|_| json!({"type": kind, "object": object}).to_string());
+    line.push('\n');
+    Bytes::from(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_lines_with_the_type_first() {
+        let line = event_line("ADDED", &json!({"kind": "Pod"}));
+        assert_eq!(
+            &line[..],
+            b"{\"type\":\"ADDED\",\"object\":{\"kind\":\"Pod\"}}\n"
+        );
     }
 }
