@@ -104,40 +104,155 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     }))
 }
 
-fn subresource_entry(resource: &Resource, subresource: Subresource) -> Value {
-    let name = format!("{}/{}", resource.plural, subresource.name());
+/// What a subresource answers with and allows: (group, version, kind, verbs).
+fn subresource_kind(
+    resource: &Resource,
+    subresource: Subresource,
+) -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+) {
+    const READ_WRITE: &[&str] = &["get", "patch", "update"];
+    let own = (resource.group, resource.version);
     match subresource {
-        Subresource::Status => json!({
-            "name": name, "singularName": "", "namespaced": resource.namespaced,
-            "kind": resource.kind, "verbs": ["get", "patch", "update"],
-        }),
-        Subresource::Scale => json!({
-            "name": name, "singularName": "", "namespaced": resource.namespaced,
-            "group": "autoscaling", "version": "v1", "kind": "Scale",
-            "verbs": ["get", "patch", "update"],
-        }),
-        Subresource::Eviction => json!({
-            "name": name, "singularName": "", "namespaced": resource.namespaced,
-            "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"],
-        }),
-        Subresource::Binding => json!({
-            "name": name, "singularName": "", "namespaced": resource.namespaced,
-            "kind": "Binding", "verbs": ["create"],
-        }),
-        Subresource::Log => json!({
-            "name": name, "singularName": "", "namespaced": resource.namespaced,
-            "kind": "Pod", "verbs": ["get"],
-        }),
-        Subresource::Exec | Subresource::Attach | Subresource::PortForward => json!({
-            "name": name, "singularName": "", "namespaced": resource.namespaced,
-            "kind": match subresource {
-                Subresource::Exec => "PodExecOptions",
-                Subresource::Attach => "PodAttachOptions",
-                _ => "PodPortForwardOptions",
-            },
-            "verbs": ["create", "get"],
-        }),
+        Subresource::Status => (own.0, own.1, resource.kind, READ_WRITE),
+        Subresource::Scale => ("autoscaling", "v1", "Scale", READ_WRITE),
+        Subresource::Eviction => ("policy", "v1", "Eviction", &["create"]),
+        Subresource::Binding => (own.0, own.1, "Binding", &["create"]),
+        Subresource::Log => (own.0, own.1, "Pod", &["get"]),
+        Subresource::Exec => (own.0, own.1, "PodExecOptions", &["create", "get"]),
+        Subresource::Attach => (own.0, own.1, "PodAttachOptions", &["create", "get"]),
+        Subresource::PortForward => (own.0, own.1, "PodPortForwardOptions", &["create", "get"]),
     }
+}
+
+fn subresource_entry(resource: &Resource, subresource: Subresource) -> Value {
+    let (group, version, kind, verbs) = subresource_kind(resource, subresource);
+    let mut entry = json!({
+        "name": format!("{}/{}", resource.plural, subresource.name()),
+        "singularName": "",
+        "namespaced": resource.namespaced,
+        "kind": kind,
+        "verbs": verbs,
+    });
+    // The legacy list names a group and version only where they differ from the resource's.
+    if (group, version) != (resource.group, resource.version) {
+        entry["group"] = json!(group);
+        entry["version"] = json!(version);
+    }
+    entry
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aggregated discovery (apidiscovery.k8s.io): every group's resources in one answer at /api and
+// /apis, which kubectl 1.26+ asks for first and falls back from only after a round trip.
+// ---------------------------------------------------------------------------------------------
+
+/// The aggregated discovery versions served, in the order they are preferred.
+const AGGREGATED_VERSIONS: [&str; 2] = ["v2", "v2beta1"];
+
+/// The `apidiscovery.k8s.io` version of the first `Accept` media range asking for an
+/// `APIGroupDiscoveryList` this server speaks, or None for the legacy documents.
+pub fn aggregated_version(accept: Option<&str>) -> Option<&'static str> {
+    accept?.split(',').find_map(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next()?;
+        if media != "application/json" {
+            return None;
+        }
+        let (mut group, mut version, mut as_kind) = (None, None, None);
+        for parameter in parts {
+            match parameter.split_once('=') {
+                Some(("g", value)) => group = Some(value),
+                Some(("v", value)) => version = Some(value),
+                Some(("as", value)) => as_kind = Some(value),
+                _ => {}
+            }
+        }
+        if group != Some("apidiscovery.k8s.io") || as_kind != Some("APIGroupDiscoveryList") {
+            return None;
+        }
+        AGGREGATED_VERSIONS
+            .into_iter()
+            .find(|served| Some(*served) == version)
+    })
+}
+
+/// The content type of an aggregated discovery answer in `version`.
+pub fn aggregated_content_type(version: &str) -> String {
+    format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")
+}
+
+/// `/api` (the core group) or `/apis` (every named group) as one `APIGroupDiscoveryList`.
+pub fn aggregated(registry: &Registry, core: bool, version: &str) -> Value {
+    let resources = registry.all();
+    let items: Vec<Value> = if core {
+        vec![discovery_group(&resources, "", "v1")]
+    } else {
+        registry
+            .groups()
+            .into_iter()
+            .map(|(group, group_version)| discovery_group(&resources, group, group_version))
+            .collect()
+    };
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+/// One `APIGroupDiscovery`: the group (unnamed for the core group) and its served version.
+fn discovery_group(resources: &[&Resource], group: &str, version: &str) -> Value {
+    let entries: Vec<Value> = resources
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .map(|resource| discovery_resource(resource))
+        .collect();
+    let mut metadata = json!({"creationTimestamp": null});
+    if !group.is_empty() {
+        metadata["name"] = json!(group);
+    }
+    json!({
+        "metadata": metadata,
+        "versions": [{"version": version, "resources": entries, "freshness": "Current"}],
+    })
+}
+
+/// One `APIResourceDiscovery`, its subresources included.
+fn discovery_resource(resource: &Resource) -> Value {
+    let mut entry = json!({
+        "resource": resource.plural,
+        "responseKind": {"group": resource.group, "version": resource.version, "kind": resource.kind},
+        "scope": if resource.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": resource.singular,
+        "verbs": resource.verbs(),
+    });
+    if !resource.short_names.is_empty() {
+        entry["shortNames"] = json!(resource.short_names);
+    }
+    if !resource.categories.is_empty() {
+        entry["categories"] = json!(resource.categories);
+    }
+    let subresources: Vec<Value> = resource
+        .subresources
+        .iter()
+        .map(|subresource| {
+            let (group, version, kind, verbs) = subresource_kind(resource, *subresource);
+            json!({
+                "subresource": subresource.name(),
+                "responseKind": {"group": group, "version": version, "kind": kind},
+                "verbs": verbs,
+            })
+        })
+        .collect();
+    if !subresources.is_empty() {
+        entry["subresources"] = json!(subresources);
+    }
+    entry
 }
 
 #[cfg(test)]
@@ -203,5 +318,81 @@ mod tests {
                 "scheduling.k8s.io"
             ]
         );
+    }
+
+    #[test]
+    fn aggregated_discovery_is_negotiated_by_accept() {
+        let kubectl_133 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,\
+                           application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,\
+                           application/json";
+        assert_eq!(aggregated_version(Some(kubectl_133)), Some("v2"));
+        let kubectl_127 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,\
+                           application/json";
+        assert_eq!(aggregated_version(Some(kubectl_127)), Some("v2beta1"));
+        assert_eq!(aggregated_version(Some("application/json")), None);
+        assert_eq!(aggregated_version(None), None);
+        let future = "application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList";
+        assert_eq!(aggregated_version(Some(future)), None);
+    }
+
+    #[test]
+    fn aggregated_discovery_lists_what_the_legacy_documents_list() {
+        let registry = Registry::new();
+        let apis = aggregated(&registry, false, "v2");
+        assert_eq!(apis["apiVersion"], "apidiscovery.k8s.io/v2");
+        let groups: Vec<&str> = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| g["metadata"]["name"].as_str())
+            .collect();
+        let legacy = group_list(&registry);
+        let legacy_groups: Vec<&str> = legacy["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| g["name"].as_str())
+            .collect();
+        assert_eq!(groups, legacy_groups);
+        // Every resource and subresource of the legacy lists, with the same kind and verbs.
+        let core = aggregated(&registry, true, "v2");
+        for (document, group, version) in std::iter::once((&core, "", "v1"))
+            .chain(registry.groups().into_iter().map(|(g, v)| (&apis, g, v)))
+        {
+            let item = document["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["metadata"]["name"].as_str().unwrap_or_default() == group)
+                .unwrap();
+            let listed = &item["versions"][0];
+            assert_eq!(listed["version"], version);
+            let legacy = resource_list(&registry, group, version).unwrap();
+            for entry in legacy["resources"].as_array().unwrap() {
+                let name = entry["name"].as_str().unwrap();
+                let (plural, sub) = name
+                    .split_once('/')
+                    .map_or((name, None), |(p, s)| (p, Some(s)));
+                let resource = listed["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["resource"] == plural)
+                    .unwrap_or_else(|| panic!("{group}/{version} {plural} missing"));
+                let found = match sub {
+                    None => resource.clone(),
+                    Some(sub) => resource["subresources"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|s| s["subresource"] == sub)
+                        .cloned()
+                        .unwrap_or_else(|| panic!("{name} missing")),
+                };
+                assert_eq!(found["verbs"], entry["verbs"], "{name}");
+                assert_eq!(found["responseKind"]["kind"], entry["kind"], "{name}");
+            }
+        }
+        assert!(core["items"][0]["metadata"].get("name").is_none());
     }
 }

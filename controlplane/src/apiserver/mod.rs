@@ -250,19 +250,34 @@ impl ApiServer {
             ["version"] if get => {
                 return Ok(json_response(StatusCode::OK, &discovery::version(), &[]));
             }
-            ["api"] if get => {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &discovery::core_versions(&self.advertise),
-                    &[],
-                ));
-            }
-            ["apis"] if get => {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &discovery::group_list(&self.registry),
-                    &[],
-                ));
+            ["api" | "apis"] if get => {
+                let core = segments == ["api"];
+                let accept = request
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                if let Some(version) = discovery::aggregated_version(accept) {
+                    let document = discovery::aggregated(&self.registry, core, version);
+                    let mut response = json_response(StatusCode::OK, &document, &[]);
+                    let headers = response.headers_mut();
+                    if let Ok(value) =
+                        http::HeaderValue::from_str(&discovery::aggregated_content_type(version))
+                    {
+                        headers.insert(header::CONTENT_TYPE, value);
+                    }
+                    headers.insert(header::VARY, http::HeaderValue::from_static("Accept"));
+                    return Ok(response);
+                }
+                let document = if core {
+                    discovery::core_versions(&self.advertise)
+                } else {
+                    discovery::group_list(&self.registry)
+                };
+                let mut response = json_response(StatusCode::OK, &document, &[]);
+                response
+                    .headers_mut()
+                    .insert(header::VARY, http::HeaderValue::from_static("Accept"));
+                return Ok(response);
             }
             ["openapi", "v3"] if get => {
                 return Ok(json_response(

@@ -558,3 +558,77 @@ async fn priority_classes_set_pod_priorities() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The versioned kubectl binaries beside the dispatcher `kubectl` resolves to (PLATFORM.md).
+fn versioned_kubectl(version: &str) -> Option<std::path::PathBuf> {
+    let dispatcher = which::which("kubectl").ok()?;
+    let path = std::fs::canonicalize(dispatcher).ok()?;
+    let candidate = path.parent()?.join(format!("kubectl.{version}"));
+    candidate.exists().then_some(candidate)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_discovers_every_group_in_one_aggregated_round_trip() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let cache = tempfile::tempdir()?;
+    let cache_dir = format!("--cache-dir={}", cache.path().display());
+    // kubectl 1.33 (what the dispatcher picks for this server) asks /api and /apis for
+    // apidiscovery.k8s.io/v2 and, answered, never fetches a group-version's resource list.
+    let output = cluster.kubectl(&["api-resources", &cache_dir, "-v=6"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stderr}");
+    for resource in [
+        "deployments",
+        "poddisruptionbudgets",
+        "priorityclasses",
+        "pods",
+    ] {
+        assert!(stdout.contains(resource), "{resource} not listed: {stdout}");
+    }
+    // kubectl -v=6 logs each request as `"Response" verb="GET" url="https://...`.
+    let urls: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("verb=\"GET\""))
+        .filter_map(|line| line.split("url=\"").nth(1)?.split('"').next())
+        .collect();
+    let per_group: Vec<&&str> = urls
+        .iter()
+        .filter(|url| url.contains("/apis/") || url.contains("/api/v1"))
+        .collect();
+    assert!(
+        per_group.is_empty(),
+        "kubectl fell back to per-group discovery: {per_group:?}"
+    );
+    assert!(
+        urls.iter().any(|url| url.contains("/apis?")),
+        "no aggregated request seen: {urls:?}"
+    );
+
+    // The oldest supported kubectl (v2beta1, or the legacy documents) lists the same.
+    if let Some(kubectl) = versioned_kubectl("1.27") {
+        let cache = tempfile::tempdir()?;
+        let output = std::process::Command::new("timeout")
+            .arg("60")
+            .arg(kubectl)
+            .args([
+                "api-resources",
+                &format!("--cache-dir={}", cache.path().display()),
+            ])
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .output()?;
+        let listed = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            listed.contains("deployments") && listed.contains("poddisruptionbudgets"),
+            "{listed}"
+        );
+    }
+    Ok(())
+}
