@@ -36,7 +36,7 @@ pub fn index(registry: &Registry) -> Value {
     let paths: serde_json::Map<String, Value> = group_versions(registry)
         .into_iter()
         .map(|path| {
-            let url = format!("/openapi/v3/{path}?hash={}", content_hash(&path));
+            let url = format!("/openapi/v3/{path}?hash={}", content_hash(registry, &path));
             (path, json!({"serverRelativeURL": url}))
         })
         .collect();
@@ -92,11 +92,22 @@ pub fn document(registry: &Registry, path: &str) -> Option<Value> {
     }))
 }
 
-/// A stable hash of a document (clients cache documents by it).
-fn content_hash(path: &str) -> String {
-    // FNV-1a over the path and the crate version: documents change only with the binary.
+/// A stable hash of a document (clients cache documents by it): of the path, the binary's
+/// version and the kinds served there, so a kind registered at run time changes it.
+fn content_hash(registry: &Registry, path: &str) -> String {
+    // FNV-1a: documents change only with the binary or the set of kinds.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in path.bytes().chain(env!("CARGO_PKG_VERSION").bytes()) {
+    let kinds: Vec<String> = registry
+        .all()
+        .into_iter()
+        .filter(|r| gv_path(r) == path)
+        .map(|r| format!("{}:{}:{};", r.plural, r.kind, r.namespaced))
+        .collect();
+    let input = path
+        .bytes()
+        .chain(env!("CARGO_PKG_VERSION").bytes())
+        .chain(kinds.iter().flat_map(|k| k.bytes()));
+    for byte in input {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -125,5 +136,32 @@ mod tests {
             "Deployment"
         );
         assert!(document(&Registry::new(), "apis/nope/v1").is_none());
+    }
+
+    #[test]
+    fn a_kind_registered_at_run_time_changes_its_documents_hash() {
+        let registry = Registry::new();
+        let before = index(&registry)["paths"]["api/v1"]["serverRelativeURL"].clone();
+        let pods = *crate::apiserver::registry::BUILTIN
+            .iter()
+            .find(|r| r.plural == "pods")
+            .unwrap();
+        registry
+            .register(Resource {
+                kind: "Gizmo",
+                plural: "gizmos",
+                singular: "gizmo",
+                short_names: &[],
+                categories: &[],
+                subresources: &[],
+                storage_prefix: "gizmos",
+                field_labels: &[],
+                ..*pods
+            })
+            .unwrap();
+        let after = index(&registry)["paths"]["api/v1"]["serverRelativeURL"].clone();
+        assert_ne!(before, after, "clients would keep a stale api/v1 document");
+        let apps = |r: &Registry| index(r)["paths"]["apis/apps/v1"]["serverRelativeURL"].clone();
+        assert_eq!(apps(&registry), apps(&Registry::new()));
     }
 }
