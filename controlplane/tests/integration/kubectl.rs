@@ -632,3 +632,28 @@ async fn kubectl_discovers_every_group_in_one_aggregated_round_trip() -> anyhow:
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_explain_reads_the_served_schemas() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let cache = tempfile::tempdir()?;
+    let cache_dir = format!("--cache-dir={}", cache.path().display());
+    let explained = cluster.kubectl_ok(&["explain", "deployment.spec.strategy", &cache_dir]);
+    for expected in [
+        "GROUP:      apps",
+        "KIND:       Deployment",
+        "FIELD: strategy <DeploymentStrategy>",
+        "DeploymentStrategy describes how to replace existing pods with new ones.",
+        "rollingUpdate\t<RollingUpdateDeployment>",
+    ] {
+        assert!(
+            explained.contains(expected),
+            "no {expected:?} in:\n{explained}"
+        );
+    }
+    let pdb = cluster.kubectl_ok(&["explain", "pdb.spec.minAvailable", &cache_dir]);
+    assert!(pdb.contains("KIND:       PodDisruptionBudget"), "{pdb}");
+    let err = cluster.kubectl_err(&["explain", "deployment.spec.nope", &cache_dir]);
+    assert!(err.contains("field \"nope\" does not exist"), "{err}");
+    Ok(())
+}

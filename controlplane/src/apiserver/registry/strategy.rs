@@ -9,6 +9,7 @@ use crate::apiserver::{
     admission::Admission,
     allocations::{Allocations, Ipam},
     machinery::{decode::RoundTrip, field::Errs, names::NameRule},
+    openapi::SchemaOf,
     status::ApiError,
     strategic_merge::Schema,
     tables::Column,
@@ -44,6 +45,9 @@ pub trait Strategy: Send + Sync {
 
     /// Decodes JSON text into the kind's typed object and encodes it again.
     fn round_trip(&self) -> RoundTrip;
+
+    /// The kind's OpenAPI schema (and those it refers to), for `/openapi/v3`.
+    fn schema(&self) -> SchemaOf;
 
     /// The rule `metadata.name` must follow.
     fn name_rule(&self) -> NameRule {

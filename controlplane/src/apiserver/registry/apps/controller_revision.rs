@@ -31,6 +31,10 @@ impl Strategy for ControllerRevisions {
         round_trip::<api::ControllerRevision>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::ControllerRevision>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         controller_revision(e, Some(object), old);
     }

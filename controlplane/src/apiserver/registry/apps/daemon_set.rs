@@ -31,6 +31,10 @@ impl Strategy for DaemonSets {
         round_trip::<api::DaemonSet>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::DaemonSet>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         daemon_set(e, Some(object), old);
     }

@@ -31,6 +31,10 @@ impl Strategy for Deployments {
         round_trip::<api::Deployment>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::Deployment>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         deployment(e, Some(object), old);
     }

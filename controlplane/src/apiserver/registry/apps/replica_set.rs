@@ -32,6 +32,10 @@ impl Strategy for ReplicaSets {
         round_trip::<api::ReplicaSet>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::ReplicaSet>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         replica_set(e, Some(object), old);
     }

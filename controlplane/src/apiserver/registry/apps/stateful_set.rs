@@ -31,6 +31,10 @@ impl Strategy for StatefulSets {
         round_trip::<api::StatefulSet>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::StatefulSet>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         stateful_set(e, Some(object), old);
     }

@@ -33,6 +33,10 @@ impl Strategy for CronJobs {
         round_trip::<api::CronJob>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::CronJob>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         cron_job(e, Some(object), old.is_some());
     }

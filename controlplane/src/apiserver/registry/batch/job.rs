@@ -33,6 +33,10 @@ impl Strategy for Jobs {
         round_trip::<api::Job>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::Job>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         job(e, Some(object), old);
     }

@@ -31,6 +31,10 @@ impl Strategy for Leases {
         round_trip::<api::Lease>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::Lease>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;
         lease(e, Some(object));

@@ -32,6 +32,10 @@ impl Strategy for ConfigMaps {
         round_trip::<api::ConfigMap>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::ConfigMap>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         config_map(e, Some(object), old);
     }

@@ -31,6 +31,10 @@ impl Strategy for EndpointsStrategy {
         round_trip::<api::Endpoints>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::Endpoints>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;
         endpoints(e, Some(object));

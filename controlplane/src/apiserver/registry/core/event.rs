@@ -43,6 +43,10 @@ impl Strategy for Events {
         round_trip::<api::Event>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::Event>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;
         event(e, Some(object));

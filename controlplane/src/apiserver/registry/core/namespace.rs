@@ -33,6 +33,10 @@ impl Strategy for Namespaces {
         round_trip::<api::Namespace>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::Namespace>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;
         namespace(e, Some(object));

@@ -35,6 +35,10 @@ impl Strategy for Nodes {
         round_trip::<api::Node>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::Node>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         node(e, Some(object), old);
     }

@@ -54,6 +54,10 @@ impl Strategy for Pods {
         round_trip::<api::Pod>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::Pod>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         pod(e, Some(object), old);
     }

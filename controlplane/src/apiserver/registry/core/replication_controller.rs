@@ -33,6 +33,10 @@ impl Strategy for ReplicationControllers {
         round_trip::<api::ReplicationController>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::ReplicationController>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;
         replication_controller(e, Some(object));

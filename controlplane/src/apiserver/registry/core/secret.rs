@@ -31,6 +31,10 @@ impl Strategy for Secrets {
         round_trip::<api::Secret>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::Secret>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         secret(e, Some(object), old);
     }

@@ -36,6 +36,10 @@ impl Strategy for Services {
         round_trip::<api::Service>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::Service>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         service(e, Some(object), old);
     }

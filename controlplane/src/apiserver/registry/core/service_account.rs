@@ -31,6 +31,10 @@ impl Strategy for ServiceAccounts {
         round_trip::<api::ServiceAccount>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::ServiceAccount>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         // Upstream checks only ObjectMeta (done before this).
         let _ = (e, object, old);

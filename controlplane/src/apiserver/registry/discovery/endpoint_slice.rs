@@ -31,6 +31,10 @@ impl Strategy for EndpointSlices {
         round_trip::<api::EndpointSlice>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::EndpointSlice>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         endpoint_slice(e, Some(object), old);
     }

@@ -31,6 +31,10 @@ impl Strategy for NetworkPolicies {
         round_trip::<api::NetworkPolicy>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::NetworkPolicy>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;
         network_policy(e, Some(object));

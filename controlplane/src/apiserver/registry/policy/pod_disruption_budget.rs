@@ -36,6 +36,10 @@ impl Strategy for PodDisruptionBudgets {
         round_trip::<api::PodDisruptionBudget>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::PodDisruptionBudget>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         spec(e, object.get("spec"));
         if old.is_some() {

@@ -63,6 +63,10 @@ impl Strategy for PriorityClasses {
         round_trip::<api::PriorityClass>
     }
 
+    fn schema(&self) -> SchemaOf {
+        schema_of::<api::PriorityClass>
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         validate_class(e, object, old);
     }
