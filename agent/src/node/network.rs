@@ -154,9 +154,12 @@ mod tests {
         std::fs::write(&plugin, b"#!/bin/true\n").unwrap();
         let bin = dir.path().join("bin");
         let conf = dir.path().join("net.d");
-        if !Path::new(REFERENCE_PLUGINS).join("loopback").exists() {
-            return; // containernetworking-plugins is installed by `cargo xtask setup`
-        }
+        // A skip here would let CI pass without ever installing the plugin.
+        assert!(
+            Path::new(REFERENCE_PLUGINS).join("loopback").exists(),
+            "{REFERENCE_PLUGINS}/loopback is missing: install containernetworking-plugins \
+             (`cargo xtask setup` does)"
+        );
         install(&plugin, Path::new("/s"), 1450, &bin, &conf).unwrap();
         install(&plugin, Path::new("/s"), 1450, &bin, &conf).unwrap();
         assert_eq!(

@@ -169,11 +169,19 @@ fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
         "the local cluster creates network namespaces and loads eBPF: run as root"
     );
     let cluster_dir = workspace().join(".flotilla").join("cluster");
+    let underlay = Path::new("/run/netns/flotilla-underlay");
+    // Name what was found: the underlay may belong to a cluster of another checkout.
+    let found: Vec<String> = [cluster_dir.as_path(), underlay]
+        .into_iter()
+        .filter(|path| path.exists())
+        .map(|path| path.display().to_string())
+        .collect();
     ensure!(
-        !cluster_dir.exists() && !Path::new("/run/netns/flotilla-underlay").exists(),
-        "a local cluster exists on this machine ({}), and this test ends with `cargo xtask \
-         down`: run `cargo xtask down` first",
-        cluster_dir.display()
+        found.is_empty(),
+        "a local cluster exists on this machine (found {}), and this test ends with `cargo \
+         xtask down`: run `cargo xtask down` first (from the checkout that started it, if the \
+         cluster directory named is not this one's)",
+        found.join(" and ")
     );
     let before = Snapshot::take();
     let demo = xtask(&["demo"], DEMO_LIMIT);
