@@ -5,7 +5,8 @@ pub(crate) use jiff::Timestamp;
 pub(crate) use serde_json::json;
 
 pub(crate) use super::{
-    Lookup, Resource, Samples, Strategy, Subresource, core::pod_spec::*, workloads::*,
+    Lookup, Resource, Samples, Strategy, Subresource, core::pod_spec::*, strategy::typed_as,
+    workloads::*,
 };
 pub(crate) use crate::apiserver::machinery::decode::{RoundTrip, round_trip};
 pub(crate) use crate::apiserver::machinery::prelude::*;

@@ -15,6 +15,26 @@ use crate::apiserver::{
     tables::Column,
 };
 
+/// The three methods that tie a [`Strategy`] to its k8s-openapi type, written once:
+/// `typed_as!("v1.Pod", api::Pod);` gives `go_type` (the name in upstream's decode errors),
+/// `round_trip` and `schema`.
+macro_rules! typed_as {
+    ($go_type:literal, $typed:ty) => {
+        fn go_type(&self) -> &'static str {
+            $go_type
+        }
+
+        fn round_trip(&self) -> RoundTrip {
+            round_trip::<$typed>
+        }
+
+        fn schema(&self) -> SchemaOf {
+            schema_of::<$typed>
+        }
+    };
+}
+pub(crate) use typed_as;
+
 /// What admission may read: the stored objects of a resource, in one namespace or all.
 pub trait Lookup: Send + Sync {
     /// Every stored object of `resource` in `namespace` (all, for None).

@@ -23,17 +23,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct ControllerRevisions;
 
 impl Strategy for ControllerRevisions {
-    fn go_type(&self) -> &'static str {
-        "v1.ControllerRevision"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::ControllerRevision>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::ControllerRevision>
-    }
+    typed_as!("v1.ControllerRevision", api::ControllerRevision);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         controller_revision(e, Some(object), old);

@@ -23,17 +23,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct DaemonSets;
 
 impl Strategy for DaemonSets {
-    fn go_type(&self) -> &'static str {
-        "v1.DaemonSet"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::DaemonSet>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::DaemonSet>
-    }
+    typed_as!("v1.DaemonSet", api::DaemonSet);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         daemon_set(e, Some(object), old);

@@ -23,17 +23,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct Deployments;
 
 impl Strategy for Deployments {
-    fn go_type(&self) -> &'static str {
-        "v1.Deployment"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::Deployment>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::Deployment>
-    }
+    typed_as!("v1.Deployment", api::Deployment);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         deployment(e, Some(object), old);

@@ -24,17 +24,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct ReplicaSets;
 
 impl Strategy for ReplicaSets {
-    fn go_type(&self) -> &'static str {
-        "v1.ReplicaSet"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::ReplicaSet>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::ReplicaSet>
-    }
+    typed_as!("v1.ReplicaSet", api::ReplicaSet);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         replica_set(e, Some(object), old);

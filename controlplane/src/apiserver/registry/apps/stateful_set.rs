@@ -23,17 +23,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct StatefulSets;
 
 impl Strategy for StatefulSets {
-    fn go_type(&self) -> &'static str {
-        "v1.StatefulSet"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::StatefulSet>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::StatefulSet>
-    }
+    typed_as!("v1.StatefulSet", api::StatefulSet);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         stateful_set(e, Some(object), old);

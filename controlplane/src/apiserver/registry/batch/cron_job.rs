@@ -25,17 +25,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct CronJobs;
 
 impl Strategy for CronJobs {
-    fn go_type(&self) -> &'static str {
-        "v1.CronJob"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::CronJob>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::CronJob>
-    }
+    typed_as!("v1.CronJob", api::CronJob);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         cron_job(e, Some(object), old.is_some());

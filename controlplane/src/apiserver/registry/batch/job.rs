@@ -25,17 +25,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct Jobs;
 
 impl Strategy for Jobs {
-    fn go_type(&self) -> &'static str {
-        "v1.Job"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::Job>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::Job>
-    }
+    typed_as!("v1.Job", api::Job);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         job(e, Some(object), old);

@@ -23,17 +23,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct Leases;
 
 impl Strategy for Leases {
-    fn go_type(&self) -> &'static str {
-        "v1.Lease"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::Lease>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::Lease>
-    }
+    typed_as!("v1.Lease", api::Lease);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;

@@ -24,17 +24,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct ConfigMaps;
 
 impl Strategy for ConfigMaps {
-    fn go_type(&self) -> &'static str {
-        "v1.ConfigMap"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::ConfigMap>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::ConfigMap>
-    }
+    typed_as!("v1.ConfigMap", api::ConfigMap);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         config_map(e, Some(object), old);

@@ -23,17 +23,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct EndpointsStrategy;
 
 impl Strategy for EndpointsStrategy {
-    fn go_type(&self) -> &'static str {
-        "v1.Endpoints"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::Endpoints>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::Endpoints>
-    }
+    typed_as!("v1.Endpoints", api::Endpoints);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;

@@ -35,17 +35,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct Events;
 
 impl Strategy for Events {
-    fn go_type(&self) -> &'static str {
-        "v1.Event"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::Event>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::Event>
-    }
+    typed_as!("v1.Event", api::Event);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;

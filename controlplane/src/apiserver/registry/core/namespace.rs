@@ -25,17 +25,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct Namespaces;
 
 impl Strategy for Namespaces {
-    fn go_type(&self) -> &'static str {
-        "v1.Namespace"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::Namespace>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::Namespace>
-    }
+    typed_as!("v1.Namespace", api::Namespace);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;

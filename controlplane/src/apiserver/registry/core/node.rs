@@ -27,17 +27,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct Nodes;
 
 impl Strategy for Nodes {
-    fn go_type(&self) -> &'static str {
-        "v1.Node"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::Node>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::Node>
-    }
+    typed_as!("v1.Node", api::Node);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         node(e, Some(object), old);

@@ -46,17 +46,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct Pods;
 
 impl Strategy for Pods {
-    fn go_type(&self) -> &'static str {
-        "v1.Pod"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::Pod>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::Pod>
-    }
+    typed_as!("v1.Pod", api::Pod);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         pod(e, Some(object), old);

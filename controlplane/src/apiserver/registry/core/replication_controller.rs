@@ -25,17 +25,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct ReplicationControllers;
 
 impl Strategy for ReplicationControllers {
-    fn go_type(&self) -> &'static str {
-        "v1.ReplicationController"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::ReplicationController>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::ReplicationController>
-    }
+    typed_as!("v1.ReplicationController", api::ReplicationController);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;

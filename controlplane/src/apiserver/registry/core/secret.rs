@@ -23,17 +23,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct Secrets;
 
 impl Strategy for Secrets {
-    fn go_type(&self) -> &'static str {
-        "v1.Secret"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::Secret>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::Secret>
-    }
+    typed_as!("v1.Secret", api::Secret);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         secret(e, Some(object), old);

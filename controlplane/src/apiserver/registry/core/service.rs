@@ -28,17 +28,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct Services;
 
 impl Strategy for Services {
-    fn go_type(&self) -> &'static str {
-        "v1.Service"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::Service>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::Service>
-    }
+    typed_as!("v1.Service", api::Service);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         service(e, Some(object), old);

@@ -23,17 +23,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct ServiceAccounts;
 
 impl Strategy for ServiceAccounts {
-    fn go_type(&self) -> &'static str {
-        "v1.ServiceAccount"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::ServiceAccount>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::ServiceAccount>
-    }
+    typed_as!("v1.ServiceAccount", api::ServiceAccount);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         // Upstream checks only ObjectMeta (done before this).

@@ -23,17 +23,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct EndpointSlices;
 
 impl Strategy for EndpointSlices {
-    fn go_type(&self) -> &'static str {
-        "v1.EndpointSlice"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::EndpointSlice>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::EndpointSlice>
-    }
+    typed_as!("v1.EndpointSlice", api::EndpointSlice);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         endpoint_slice(e, Some(object), old);

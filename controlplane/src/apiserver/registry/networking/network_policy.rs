@@ -23,17 +23,7 @@ pub static RESOURCE: Resource = Resource {
 pub struct NetworkPolicies;
 
 impl Strategy for NetworkPolicies {
-    fn go_type(&self) -> &'static str {
-        "v1.NetworkPolicy"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::NetworkPolicy>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::NetworkPolicy>
-    }
+    typed_as!("v1.NetworkPolicy", api::NetworkPolicy);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;

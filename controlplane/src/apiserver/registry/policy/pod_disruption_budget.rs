@@ -28,17 +28,7 @@ pub const UNHEALTHY_POD_EVICTION_POLICIES: [&str; 2] = ["AlwaysAllow", "IfHealth
 pub struct PodDisruptionBudgets;
 
 impl Strategy for PodDisruptionBudgets {
-    fn go_type(&self) -> &'static str {
-        "v1.PodDisruptionBudget"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::PodDisruptionBudget>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::PodDisruptionBudget>
-    }
+    typed_as!("v1.PodDisruptionBudget", api::PodDisruptionBudget);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         spec(e, object.get("spec"));

@@ -55,17 +55,7 @@ pub const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
 pub struct PriorityClasses;
 
 impl Strategy for PriorityClasses {
-    fn go_type(&self) -> &'static str {
-        "v1.PriorityClass"
-    }
-
-    fn round_trip(&self) -> RoundTrip {
-        round_trip::<api::PriorityClass>
-    }
-
-    fn schema(&self) -> SchemaOf {
-        schema_of::<api::PriorityClass>
-    }
+    typed_as!("v1.PriorityClass", api::PriorityClass);
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         validate_class(e, object, old);
