@@ -16,6 +16,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use flotilla_apimachinery::query::is_true;
 use hyper::body::Frame;
 use jiff::Timestamp;
 use tokio::{
@@ -58,9 +59,9 @@ impl LogOptions {
         let mut since_time = None;
         for (key, value) in pairs {
             match key.as_str() {
-                "follow" => options.follow = parse_bool(value),
-                "previous" => options.previous = parse_bool(value),
-                "timestamps" => options.timestamps = parse_bool(value),
+                "follow" => options.follow = is_true(value),
+                "previous" => options.previous = is_true(value),
+                "timestamps" => options.timestamps = is_true(value),
                 "tailLines" => options.tail_lines = Some(parse_count(key, value, 0)?),
                 "limitBytes" => options.limit_bytes = Some(parse_count(key, value, 1)?),
                 "sinceSeconds" => since_seconds = Some(parse_count(key, value, 1)?),
@@ -88,12 +89,6 @@ impl LogOptions {
         };
         Ok(options)
     }
-}
-
-/// kubelet's query conversion for booleans: "false" and "0" (any case) are false, anything else,
-/// even an empty value, is true.
-fn parse_bool(value: &str) -> bool {
-    !(value.eq_ignore_ascii_case("false") || value == "0")
 }
 
 fn parse_count(key: &str, value: &str, minimum: u64) -> Result<u64, String> {

@@ -330,11 +330,7 @@ pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Body
 }
 
 /// The decoded `key=value` pairs of a query string, repeated keys kept in order.
-pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(raw.as_bytes())
-        .into_owned()
-        .collect()
-}
+pub use flotilla_apimachinery::query::pairs as query_pairs;
 
 #[cfg(test)]
 mod tests {

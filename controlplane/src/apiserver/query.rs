@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use flotilla_apimachinery::query::pairs;
 use serde_json::Value;
 
 use super::{
@@ -17,11 +18,7 @@ impl Query {
     /// Parses a raw query string (`a=b&c=d`).
     pub fn parse(raw: Option<&str>) -> Self {
         let pairs = raw
-            .map(|raw| {
-                url_decode_pairs(raw)
-                    .into_iter()
-                    .collect::<HashMap<String, String>>()
-            })
+            .map(|raw| pairs(raw).into_iter().collect::<HashMap<String, String>>())
             .unwrap_or_default();
         Self(pairs)
     }
@@ -29,7 +26,7 @@ impl Query {
     /// Every decoded `key=value` pair of a raw query string in order, repeated keys kept (exec's
     /// `command=sh&command=-c`).
     pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
-        raw.map(url_decode_pairs).unwrap_or_default()
+        raw.map(pairs).unwrap_or_default()
     }
 
     /// The value of `name`, if present and non-empty.
@@ -107,11 +104,7 @@ impl Query {
     }
 }
 
-/// `runtime.Convert_Slice_string_To_bool` for a parameter that is present: false only for `0`
-/// and `false` (any case).
-pub fn is_true(value: &str) -> bool {
-    !(value == "0" || value.eq_ignore_ascii_case("false"))
-}
+pub use flotilla_apimachinery::query::is_true;
 
 /// What to do with fields the schema does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,13 +115,6 @@ pub enum FieldValidation {
     Warn,
     /// Accept silently (drop them).
     Ignore,
-}
-
-/// The decoded `key=value` pairs (`+` is a space, `%XX` a byte), as Go's `url.ParseQuery`.
-fn url_decode_pairs(raw: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(raw.as_bytes())
-        .into_owned()
-        .collect()
 }
 
 /// How the client wants objects rendered (from the Accept header).
@@ -204,10 +190,7 @@ mod tests {
         ] {
             assert_eq!(Query::parse(Some(raw)).flag("watch"), expected, "{raw}");
         }
-        assert_eq!(
-            url_decode_pairs("a=%2"),
-            [("a".to_owned(), "%2".to_owned())]
-        );
+        assert_eq!(pairs("a=%2"), [("a".to_owned(), "%2".to_owned())]);
     }
 
     #[test]
