@@ -221,19 +221,8 @@ impl ApiError {
 
     /// The Status object.
     pub fn to_status(&self) -> Value {
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let Some(details) = &self.details {
-            status["details"] = details.clone();
-        }
-        status
+        // Cannot fail: the body has string keys and no floats.
+        serde_json::to_value(self.status()).unwrap_or_default()
     }
 }
 
@@ -241,7 +230,7 @@ impl ApiError {
 /// it (`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":...`);
 /// some clients compare error bodies as text.
 #[derive(serde::Serialize)]
-struct StatusBody<'a> {
+pub struct StatusBody<'a> {
     kind: &'static str,
     #[serde(rename = "apiVersion")]
     api_version: &'static str,
@@ -313,10 +302,9 @@ impl<'a> StatusDetails<'a> {
 }
 
 impl ApiError {
-    /// The response body: the `Status` as kube-apiserver encodes it, fields in Go order and a
-    /// trailing newline.
-    pub fn status_body(&self) -> String {
-        let body = StatusBody {
+    /// The `Status` to encode, in upstream's field order (responses and watch ERROR events).
+    pub fn status(&self) -> StatusBody<'_> {
+        StatusBody {
             kind: "Status",
             api_version: "v1",
             metadata: Map::new(),
@@ -325,9 +313,14 @@ impl ApiError {
             reason: self.reason,
             details: self.details.as_ref().map(StatusDetails::of),
             code: self.code,
-        };
-        let mut text =
-            serde_json::to_string(&body).unwrap_or_else(|_| self.to_status().to_string());
+        }
+    }
+
+    /// The response body: the `Status` as kube-apiserver encodes it, fields in Go order and a
+    /// trailing newline.
+    pub fn status_body(&self) -> String {
+        // Cannot fail: the body has string keys and no floats.
+        let mut text = serde_json::to_string(&self.status()).unwrap_or_default();
         text.push('\n');
         text
     }

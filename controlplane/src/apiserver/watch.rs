@@ -109,15 +109,11 @@ impl ApiServer {
                         (event_line("BOOKMARK", &bookmark), false)
                     }),
                     Err(err) => {
-                        let status = match err {
-                            StorageError::Expired { .. } => {
-                                ApiError::from_storage(err, "", "").to_status()
-                            }
-                            other => {
-                                ApiError::internal(format!("watch failed: {other}")).to_status()
-                            }
+                        let error = match err {
+                            StorageError::Expired { .. } => ApiError::from_storage(err, "", ""),
+                            other => ApiError::internal(format!("watch failed: {other}")),
                         };
-                        Some((event_line("ERROR", &status), true))
+                        Some((event_line("ERROR", &error.status()), true))
                     }
                 };
                 futures::future::ready(line)
@@ -137,16 +133,16 @@ impl ApiServer {
 
 /// `metav1.WatchEvent` with its fields in the Go struct's order (`{"type":...,"object":...}`).
 #[derive(serde::Serialize)]
-struct EventLine<'a> {
+struct EventLine<'a, T> {
     #[serde(rename = "type")]
     kind: &'a str,
-    object: &'a Value,
+    object: &'a T,
 }
 
 /// One event of a watch stream as kube-apiserver writes it: `type` first, one line each.
-fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_string(&EventLine { kind, object })
-        .unwrap_or_else(|_| json!({"type": kind, "object": object}).to_string());
+fn event_line<T: serde::Serialize>(kind: &str, object: &T) -> Bytes {
+    // Cannot fail: objects are JSON values or Status bodies, with string keys.
+    let mut line = serde_json::to_string(&EventLine { kind, object }).unwrap_or_default();
     line.push('\n');
     Bytes::from(line)
 }
