@@ -72,3 +72,63 @@ pub(crate) fn run() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeSet, fs, path::Path};
+
+    use crate::process::workspace_root;
+
+    /// The crates whose integration tests are one binary, `tests/integration/main.rs`.
+    const ONE_BINARY: [&str; 2] = ["controlplane", "tests"];
+
+    /// In each of [`ONE_BINARY`], every file beside `tests/integration/main.rs` is a module of it
+    /// (a file nobody declares would never be compiled, let alone run), and no other
+    /// integration-test binary sits beside it.
+    #[test]
+    fn every_test_file_is_a_module_of_its_crates_one_binary() -> std::io::Result<()> {
+        for krate in ONE_BINARY {
+            let tests = workspace_root().join(krate).join("tests");
+            let main = fs::read_to_string(tests.join("integration").join("main.rs"))?;
+            let declared: BTreeSet<String> = main
+                .lines()
+                .filter_map(|line| line.strip_prefix("mod ")?.strip_suffix(';'))
+                .map(str::to_owned)
+                .collect();
+            let mut files = BTreeSet::new();
+            for entry in fs::read_dir(tests.join("integration"))? {
+                let path = entry?.path();
+                files.extend(module_name(&path));
+            }
+            assert_eq!(
+                files, declared,
+                "{krate}: each .rs file in tests/integration/ needs a `mod` line in main.rs"
+            );
+            let mut others = Vec::new();
+            for entry in fs::read_dir(&tests)? {
+                let name = entry?.file_name();
+                if name != "integration" {
+                    others.push(name);
+                }
+            }
+            assert!(
+                others.is_empty(),
+                "{krate}: tests/ should hold only integration/ (one test binary per crate); move \
+                 {others:?} into it as modules"
+            );
+        }
+        Ok(())
+    }
+
+    /// The module a file or directory of `tests/integration/` would be, if any.
+    fn module_name(path: &Path) -> Option<String> {
+        let name = if path.is_dir() && path.join("mod.rs").exists() {
+            path.file_name()
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            path.file_stem().filter(|stem| *stem != "main")
+        } else {
+            None
+        };
+        name.map(|name| name.to_string_lossy().into_owned())
+    }
+}
