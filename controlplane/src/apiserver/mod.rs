@@ -256,27 +256,22 @@ impl ApiServer {
                     .headers()
                     .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok());
-                if let Some(version) = discovery::aggregated_version(accept) {
-                    let document = discovery::aggregated(&self.registry, core, version);
-                    let mut response = json_response(StatusCode::OK, &document, &[]);
-                    let headers = response.headers_mut();
-                    if let Ok(value) =
-                        http::HeaderValue::from_str(&discovery::aggregated_content_type(version))
-                    {
-                        headers.insert(header::CONTENT_TYPE, value);
-                    }
-                    headers.insert(header::VARY, http::HeaderValue::from_static("Accept"));
-                    return Ok(response);
-                }
-                let document = if core {
-                    discovery::core_versions(&self.advertise)
-                } else {
-                    discovery::group_list(&self.registry)
+                let (document, content_type) = match discovery::aggregated_version(accept) {
+                    Some(version) => (
+                        discovery::aggregated(&self.registry, core, version),
+                        Some(discovery::aggregated_content_type(version)),
+                    ),
+                    None if core => (discovery::core_versions(&self.advertise), None),
+                    None => (discovery::group_list(&self.registry), None),
                 };
                 let mut response = json_response(StatusCode::OK, &document, &[]);
-                response
-                    .headers_mut()
-                    .insert(header::VARY, http::HeaderValue::from_static("Accept"));
+                let headers = response.headers_mut();
+                if let Some(value) = content_type.and_then(|t| http::HeaderValue::from_str(&t).ok())
+                {
+                    headers.insert(header::CONTENT_TYPE, value);
+                }
+                // The answer depends on Accept, so caches must key on it.
+                headers.insert(header::VARY, http::HeaderValue::from_static("Accept"));
                 return Ok(response);
             }
             ["openapi", "v3"] if get => {
