@@ -1,11 +1,13 @@
 //! The pieces of k8s.io/apimachinery that the API server, the controllers, the scheduler and the
 //! node agent all need, each written once so they agree: label and field selectors
 //! ([`selectors`]), name and format rules with upstream's messages ([`names`]) and exact resource
-//! quantities ([`quantity`]), query strings ([`query`]), and the node conditions kubelet posts ([`node_conditions`]), which
-//! the agent and the control plane's hollow nodes both report.
+//! quantities ([`quantity`]), query strings ([`query`]), the node conditions kubelet posts
+//! ([`node_conditions`]), which the agent and the control plane's hollow nodes both report, and
+//! Kubernetes' protobuf wire format ([`protobuf`]).
 
 pub mod names;
 pub mod node_conditions;
+pub mod protobuf;
 pub mod quantity;
 pub mod query;
 pub mod selectors;

@@ -5,6 +5,7 @@ mod cluster;
 mod ebpf;
 mod images;
 mod process;
+mod protobuf_schema;
 mod setup;
 mod test;
 
@@ -41,6 +42,10 @@ enum Command {
     Down,
     /// Show what of Flotilla is running on this machine.
     Status,
+    /// Regenerate the protobuf codec's schema table from checkouts of k8s.io/api and apimachinery.
+    ProtobufSchema(protobuf_schema::ProtobufSchemaArgs),
+    /// Check the protobuf codec against a k8s.io/api checkout's round-trip fixtures.
+    ProtobufCheck(protobuf_schema::ProtobufCheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,8 @@ fn main() -> ExitCode {
         }
         Command::Down => cluster::down(),
         Command::Status => cluster::status(),
+        Command::ProtobufSchema(args) => protobuf_schema::run(&args),
+        Command::ProtobufCheck(args) => protobuf_schema::check(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

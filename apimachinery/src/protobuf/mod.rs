@@ -1,0 +1,137 @@
+//! Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`), to and from the JSON form
+//! the API server works with.
+//!
+//! An object on the wire is the magic `k8s\0` followed by a `runtime.Unknown` envelope: the
+//! object's apiVersion and kind, and the object itself in upstream's `generated.proto` schema.
+//! Watch streams frame `metav1.WatchEvent`s (without magic or envelope) with a 4-byte big-endian
+//! length, each event's object being an enveloped object.
+//!
+//! The codec walks the generated table in `schema.rs` (see `cargo xtask protobuf-schema`): it
+//! knows each field's number and wire type, and from the Go struct behind the message how the
+//! JSON side looks, so that decoding yields the JSON kube-apiserver would have written for the
+//! same Go value (an explicit `replicas: 0` kept, a zero `generation` dropped, inline structs
+//! flattened).
+
+mod decode;
+mod encode;
+#[rustfmt::skip]
+mod schema;
+mod schema_types;
+mod special;
+
+use std::fmt;
+
+use serde_json::Value;
+
+pub use decode::{decode_object, decode_watch_event};
+pub use encode::{encode_object, encode_watch_event};
+pub use schema_types::{Field, Kind, Label, Message, Ty};
+
+/// The media type.
+pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
+/// The media type of a watch stream.
+pub const WATCH_MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf;stream=watch";
+/// The four bytes every enveloped object starts with.
+pub const MAGIC: &[u8; 4] = b"k8s\0";
+/// Nesting deeper than this is refused (a hostile body must not exhaust the stack).
+const MAX_DEPTH: usize = 100;
+
+/// Why a body could not be converted, and where in the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// The JSON path of the field (`spec.template.spec.containers[0].ports`), empty at the top.
+    pub path: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl Error {
+    fn new(path: &str, message: impl Into<String>) -> Self {
+        Self {
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The message of a kind, by its JSON apiVersion (`apps/v1`, `v1`) and kind. The meta types
+/// (Status, DeleteOptions, ...) belong to every group version, as in upstream's scheme.
+pub fn kind_message(api_version: &str, kind: &str) -> Option<&'static Message> {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    find_kind(group, version, kind)
+        .or_else(|| find_kind("meta.k8s.io", "v1", kind).filter(|_| version == "v1"))
+        .map(|found| &schema::MESSAGES[found.message])
+}
+
+/// Every kind the table knows.
+pub fn kinds() -> &'static [Kind] {
+    schema::KINDS
+}
+
+fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static Kind> {
+    let kinds = schema::KINDS;
+    kinds
+        .binary_search_by(|candidate| {
+            (candidate.group, candidate.version, candidate.kind).cmp(&(group, version, kind))
+        })
+        .ok()
+        .map(|index| &kinds[index])
+}
+
+/// A message by id.
+fn message(id: usize) -> &'static Message {
+    &schema::MESSAGES[id]
+}
+
+/// The message `metav1.WatchEvent`.
+fn watch_event_message() -> &'static Message {
+    schema::MESSAGES
+        .iter()
+        .find(|message| message.name == "k8s.io.apimachinery.pkg.apis.meta.v1.WatchEvent")
+        .unwrap_or(&EMPTY)
+}
+
+/// Stands in where the table lacks a message it is generated to have (never, in practice).
+static EMPTY: Message = Message {
+    name: "",
+    fields: &[],
+    by_json: &[],
+};
+
+/// `path.field` for error messages.
+fn child(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// The JSON value of the apiVersion and kind of an object.
+fn type_meta(object: &Value) -> (&str, &str) {
+    (
+        object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests;
