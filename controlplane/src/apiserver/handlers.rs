@@ -36,38 +36,6 @@ pub struct Written {
     pub warnings: Vec<String>,
 }
 
-/// Decodes a JSON request body.
-pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<Value, ApiError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::too_large(MAX_BODY_BYTES));
-    }
-    let media = content_type
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim();
-    if media == "application/vnd.kubernetes.protobuf" {
-        return Err(ApiError::unsupported_media_type(
-            "this request body is protobuf (application/vnd.kubernetes.protobuf), which Flotilla's API server does not decode yet; it accepts application/json. kubectl's generator commands (create namespace|deployment|configmap ..., run, expose) send protobuf: write the object as a manifest and use `kubectl apply -f` or `kubectl create -f` instead",
-        ));
-    }
-    if media != "application/json" && media != "*/*" && !media.is_empty() {
-        return Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format ({media}) - accepted media types include: application/json"
-        )));
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|err| {
-        ApiError::bad_request(format!("error decoding the request body as JSON: {err}"))
-    })?;
-    if !value.is_object() {
-        return Err(ApiError::bad_request(
-            "the request body must be a JSON object (a Kubernetes object)",
-        ));
-    }
-    Ok(value)
-}
-
 impl ApiServer {
     /// Reads one object.
     pub async fn get_object(&self, scope: &Scope, name: &str) -> Result<Stored, ApiError> {

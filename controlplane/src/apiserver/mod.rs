@@ -12,6 +12,7 @@ pub mod ipam_repair;
 pub mod logs;
 pub mod machinery;
 pub mod meta;
+pub mod negotiation;
 pub mod node_proxy;
 pub mod openapi;
 pub mod query;
@@ -42,7 +43,8 @@ use crate::{
     auth::{Tokens, User, user_from_certificate},
     storage::Store,
 };
-use handlers::{DeleteOptions, MAX_BODY_BYTES, Scope, Written, decode_body};
+use handlers::{DeleteOptions, MAX_BODY_BYTES, Scope, Written};
+use negotiation::{Encoding, decode_body, decode_optional};
 use query::{Query, rendering};
 use registry::{Registry, Resource, Subresource, core::namespace, scheduling::priority_class};
 use status::ApiError;
@@ -219,9 +221,15 @@ impl ApiServer {
             return ApiError::unauthorized().into_response();
         }
         let started = std::time::Instant::now();
+        let encoding = negotiation::output(
+            request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
         let response = match self.route(request).await {
             Ok(response) => response,
-            Err(err) => err.into_response(),
+            Err(err) => negotiation::error_response(encoding, err),
         };
         tracing::debug!(
             user = user.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
@@ -343,6 +351,9 @@ impl ApiServer {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok());
         let rendering = rendering(accept);
+        let encoding = negotiation::output(accept);
+        let respond =
+            |code, body: &Value| negotiation::respond(encoding, code, body, &[] as &[String]);
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -371,10 +382,15 @@ impl ApiServer {
         match (&method, target.name.as_deref(), target.subresource) {
             (&Method::GET, None, None) => {
                 if query.flag("watch") {
-                    let stream = self.watch_objects(&scope, &query, rendering).await?;
+                    let stream = self
+                        .watch_objects(&scope, &query, rendering, encoding)
+                        .await?;
                     return Ok(Response::builder()
                         .status(StatusCode::OK)
-                        .header(header::CONTENT_TYPE, "application/json")
+                        .header(
+                            header::CONTENT_TYPE,
+                            negotiation::watch_content_type(encoding),
+                        )
                         .header(header::CACHE_CONTROL, "no-cache, private")
                         .body(Body::from_stream(stream))
                         .unwrap_or_else(|_| {
@@ -382,7 +398,7 @@ impl ApiServer {
                         }));
                 }
                 let list = self.list_objects(&scope, &query, rendering).await?;
-                Ok(json_response(StatusCode::OK, &list, &[]))
+                Ok(respond(StatusCode::OK, &list))
             }
             (_, _, _) if all_namespaces => Err(ApiError::method_not_allowed(
                 method.as_str(),
@@ -391,13 +407,13 @@ impl ApiServer {
             (&Method::POST, None, None) => {
                 let object = decode_body(&body, content_type.as_deref())?;
                 let written = self.create_object(&scope, object, &query).await?;
-                Ok(written_response(StatusCode::CREATED, written))
+                Ok(written_response(encoding, StatusCode::CREATED, written))
             }
             (&Method::DELETE, None, None) => {
-                let options_body = decode_optional(&body)?;
+                let options_body = decode_optional(&body, content_type.as_deref())?;
                 let options = DeleteOptions::parse(options_body.as_ref(), &query)?;
                 let list = self.delete_collection(&scope, &query, &options).await?;
-                Ok(json_response(StatusCode::OK, &list, &[]))
+                Ok(respond(StatusCode::OK, &list))
             }
             (&Method::GET, Some(name), None | Some(Subresource::Status)) => {
                 let stored = self.get_object(&scope, name).await?;
@@ -411,14 +427,14 @@ impl ApiServer {
                     query::Rendering::Metadata => query::partial_metadata(&stored.object),
                     query::Rendering::Object => stored.object,
                 };
-                Ok(json_response(StatusCode::OK, &body, &[]))
+                Ok(respond(StatusCode::OK, &body))
             }
             (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
                 let object = decode_body(&body, content_type.as_deref())?;
                 let written = self
                     .replace_object(&scope, name, object, &query, target.subresource)
                     .await?;
-                Ok(written_response(StatusCode::OK, written))
+                Ok(written_response(encoding, StatusCode::OK, written))
             }
             (&Method::PATCH, Some(name), None | Some(Subresource::Status)) => {
                 let written = self
@@ -431,18 +447,18 @@ impl ApiServer {
                         target.subresource,
                     )
                     .await?;
-                Ok(written_response(StatusCode::OK, written))
+                Ok(written_response(encoding, StatusCode::OK, written))
             }
             (&Method::DELETE, Some(name), None) => {
-                let options_body = decode_optional(&body)?;
+                let options_body = decode_optional(&body, content_type.as_deref())?;
                 let options = DeleteOptions::parse(options_body.as_ref(), &query)?;
                 let (code, body) = self.delete_object(&scope, name, &options).await?;
                 let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-                Ok(json_response(code, &body, &[]))
+                Ok(respond(code, &body))
             }
             (&Method::GET, Some(name), Some(Subresource::Scale)) => {
                 let scale = self.get_scale(&scope, name).await?;
-                Ok(json_response(StatusCode::OK, &scale, &[]))
+                Ok(respond(StatusCode::OK, &scale))
             }
             (&Method::PUT | &Method::PATCH, Some(name), Some(Subresource::Scale)) => {
                 let scale = self
@@ -455,7 +471,7 @@ impl ApiServer {
                         &query,
                     )
                     .await?;
-                Ok(json_response(StatusCode::OK, &scale, &[]))
+                Ok(respond(StatusCode::OK, &scale))
             }
             (&Method::GET, Some(name), Some(Subresource::Log)) => {
                 self.pod_logs(&scope, name, &query).await
@@ -463,12 +479,12 @@ impl ApiServer {
             (&Method::POST, Some(name), Some(Subresource::Eviction)) => {
                 let eviction = decode_body(&body, content_type.as_deref())?;
                 let status = self.evict_pod(&scope, name, &eviction, &query).await?;
-                Ok(json_response(StatusCode::CREATED, &status, &[]))
+                Ok(respond(StatusCode::CREATED, &status))
             }
             (&Method::POST, Some(name), Some(Subresource::Binding)) => {
                 let binding = decode_body(&body, content_type.as_deref())?;
                 let status = self.bind_pod(&scope, name, &binding, &query).await?;
-                Ok(json_response(StatusCode::CREATED, &status, &[]))
+                Ok(respond(StatusCode::CREATED, &status))
             }
             (method, _, subresource) => Err(ApiError::method_not_allowed(
                 method.as_str(),
@@ -558,33 +574,13 @@ where
     }
 }
 
-fn decode_optional(body: &[u8]) -> Result<Option<Value>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|err| ApiError::bad_request(format!("error decoding DeleteOptions: {err}")))
-}
-
+/// A JSON response (discovery, OpenAPI, version: documents served only as JSON).
 fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
-    let mut builder = Response::builder()
-        .status(code)
-        .header(header::CONTENT_TYPE, "application/json");
-    for warning in warnings {
-        let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
-        builder = builder.header("Warning", format!("299 - \"{escaped}\""));
-    }
-    // kube-apiserver's encoder (json.Encoder) ends every body with a newline.
-    let mut text = body.to_string();
-    text.push('\n');
-    builder
-        .body(Body::from(text))
-        .unwrap_or_else(|_| ApiError::internal("building the response").into_response())
+    negotiation::respond(Encoding::Json, code, body, warnings)
 }
 
-fn written_response(code: StatusCode, written: Written) -> Response {
-    json_response(code, &written.object, &written.warnings)
+fn written_response(encoding: Encoding, code: StatusCode, written: Written) -> Response {
+    negotiation::respond(encoding, code, &written.object, &written.warnings)
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 
 use super::{
     ApiServer,
-    handlers::{PatchKind, Scope, apply_json_patch, decode_body, reject_invalid},
+    handlers::{PatchKind, Scope, apply_json_patch, reject_invalid},
     meta,
+    negotiation::decode_body,
     query::Query,
     registry::{Resource, Subresource, core::pod::validate_binding, workloads::validate_scale},
     status::ApiError,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::{
     ApiServer,
     handlers::{Scope, parse_resource_version, selected, table},
+    negotiation::{Encoding, watch_event},
     query::{Query, Rendering, partial_metadata},
     status::ApiError,
 };
@@ -21,12 +22,13 @@ use crate::storage::{StorageError, WatchEvent};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
 impl ApiServer {
-    /// Starts a watch; the stream yields newline-terminated JSON events.
+    /// Starts a watch; the stream yields newline-terminated JSON events or framed protobuf ones.
     pub async fn watch_objects(
         &self,
         scope: &Scope,
         query: &Query,
         rendering: Rendering,
+        encoding: Encoding,
     ) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ApiError> {
         let labels = query.label_selector()?;
         let fields = query.field_selector(scope.resource.field_labels)?;
@@ -70,7 +72,7 @@ impl ApiServer {
                 Rendering::Metadata => partial_metadata(&object),
                 Rendering::Table => table(resource, &[object], json!({}), &Query::default()),
             };
-            event_line(kind, &object)
+            watch_event(encoding, kind, &object)
         };
         let render_initial = render;
         let initial = stream::iter(
@@ -106,14 +108,15 @@ impl ApiServer {
                             "apiVersion": api_version,
                             "metadata": {"resourceVersion": revision.to_string()},
                         });
-                        (event_line("BOOKMARK", &bookmark), false)
+                        (watch_event(encoding, "BOOKMARK", &bookmark), false)
                     }),
                     Err(err) => {
                         let error = match err {
                             StorageError::Expired { .. } => ApiError::from_storage(err, "", ""),
                             other => ApiError::internal(format!("watch failed: {other}")),
                         };
-                        Some((event_line("ERROR", &error.status()), true))
+                        let status = serde_json::to_value(error.status()).unwrap_or_default();
+                        Some((watch_event(encoding, "ERROR", &status), true))
                     }
                 };
                 futures::future::ready(line)
@@ -140,7 +143,7 @@ struct EventLine<'a, T> {
 }
 
 /// One event of a watch stream as kube-apiserver writes it: `type` first, one line each.
-fn event_line<T: serde::Serialize>(kind: &str, object: &T) -> Bytes {
+pub(super) fn event_line<T: serde::Serialize>(kind: &str, object: &T) -> Bytes {
     // Cannot fail: objects are JSON values or Status bodies, with string keys.
     let mut line = serde_json::to_string(&EventLine { kind, object }).unwrap_or_default();
     line.push('\n');
