@@ -1,11 +1,11 @@
 //! `cargo xtask`: every developer chore of Flotilla in one place (see README.md).
 
+mod api_schema;
 mod bench;
 mod cluster;
 mod ebpf;
 mod images;
 mod process;
-mod protobuf_schema;
 mod setup;
 mod test;
 
@@ -42,10 +42,9 @@ enum Command {
     Down,
     /// Show what of Flotilla is running on this machine.
     Status,
-    /// Regenerate the protobuf codec's schema table from checkouts of k8s.io/api and apimachinery.
-    ProtobufSchema(protobuf_schema::ProtobufSchemaArgs),
-    /// Check the protobuf codec against a k8s.io/api checkout's round-trip fixtures.
-    ProtobufCheck(protobuf_schema::ProtobufCheckArgs),
+    /// Regenerate the API schema table (protobuf wire, JSON form, merge facts of every kind) from
+    /// checkouts of k8s.io/api and k8s.io/apimachinery.
+    ApiSchema(api_schema::ApiSchemaArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,8 +71,7 @@ fn main() -> ExitCode {
         }
         Command::Down => cluster::down(),
         Command::Status => cluster::status(),
-        Command::ProtobufSchema(args) => protobuf_schema::run(&args),
-        Command::ProtobufCheck(args) => protobuf_schema::check(&args),
+        Command::ApiSchema(args) => api_schema::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

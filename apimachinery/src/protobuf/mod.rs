@@ -6,7 +6,7 @@
 //! Watch streams frame `metav1.WatchEvent`s (without magic or envelope) with a 4-byte big-endian
 //! length, each event's object being an enveloped object.
 //!
-//! The codec walks the generated table in `schema.rs` (see `cargo xtask protobuf-schema`): it
+//! The codec walks the generated table in [`crate::schema`] (see `cargo xtask api-schema`): it
 //! knows each field's number and wire type, and from the Go struct behind the message how the
 //! JSON side looks, so that decoding yields the JSON kube-apiserver would have written for the
 //! same Go value (an explicit `replicas: 0` kept, a zero `generation` dropped, inline structs
@@ -14,18 +14,15 @@
 
 mod decode;
 mod encode;
-#[rustfmt::skip]
-mod schema;
-mod schema_types;
 mod special;
 
 use std::fmt;
 
 use serde_json::Value;
 
+use crate::schema::{Field, Label, Message, Ty, kind_message, message};
 pub use decode::{decode_object, decode_watch_event};
 pub use encode::{encode_object, encode_watch_event};
-pub use schema_types::{Field, Kind, Label, Message, Ty};
 
 /// The media type.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
@@ -66,49 +63,11 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// The message of a kind, by its JSON apiVersion (`apps/v1`, `v1`) and kind. The meta types
-/// (Status, DeleteOptions, ...) belong to every group version, as in upstream's scheme.
-pub fn kind_message(api_version: &str, kind: &str) -> Option<&'static Message> {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    find_kind(group, version, kind)
-        .or_else(|| find_kind("meta.k8s.io", "v1", kind).filter(|_| version == "v1"))
-        .map(|found| &schema::MESSAGES[found.message])
-}
-
-/// Every kind the table knows.
-pub fn kinds() -> &'static [Kind] {
-    schema::KINDS
-}
-
-fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static Kind> {
-    let kinds = schema::KINDS;
-    kinds
-        .binary_search_by(|candidate| {
-            (candidate.group, candidate.version, candidate.kind).cmp(&(group, version, kind))
-        })
-        .ok()
-        .map(|index| &kinds[index])
-}
-
-/// A message by id.
-fn message(id: usize) -> &'static Message {
-    &schema::MESSAGES[id]
-}
-
 /// The message `metav1.WatchEvent`.
 fn watch_event_message() -> &'static Message {
-    schema::MESSAGES
-        .iter()
-        .find(|message| message.name == "k8s.io.apimachinery.pkg.apis.meta.v1.WatchEvent")
-        .unwrap_or(&EMPTY)
+    crate::schema::message_named("k8s.io.apimachinery.pkg.apis.meta.v1.WatchEvent")
+        .unwrap_or(&crate::schema::EMPTY)
 }
-
-/// Stands in where the table lacks a message it is generated to have (never, in practice).
-static EMPTY: Message = Message {
-    name: "",
-    fields: &[],
-    by_json: &[],
-};
 
 /// `path.field` for error messages.
 fn child(path: &str, name: &str) -> String {

@@ -1,6 +1,7 @@
 use serde_json::{Map, Value, json};
 
 use super::*;
+use crate::schema::kinds;
 
 /// A JSON object of `schema` with every field set to a non-zero value, nested messages down to
 /// `depth` levels: what a round trip must carry through unchanged.

@@ -1,12 +1,13 @@
-//! `cargo xtask protobuf-schema`: writes `apimachinery/src/protobuf/schema.rs`, the table the API
-//! server's protobuf codec walks, from upstream's API definitions.
+//! `cargo xtask api-schema`: writes `apimachinery/src/schema/generated.rs`, the table the protobuf
+//! codec walks and the OpenAPI documents read, from upstream's API definitions.
 //!
 //! The wire format of every kind is fixed by upstream's `generated.proto` files (message names,
 //! field numbers, scalar types), but how a decoded message becomes JSON is not: that depends on the
 //! Go struct behind each message (`*int32` keeps an explicit 0, `int32` with `omitempty` drops it,
-//! `json:",inline"` flattens a nested message into its parent). So the generator reads both: the
-//! `.proto` files for the structure and the Go `protobuf:"..."`/`json:"..."` struct tags, matched
-//! by field number, for the JSON side. It runs at development time against checkouts of
+//! `json:",inline"` flattens a nested message into its parent), and how objects merge is in the Go
+//! struct tags and markers too (`patchStrategy`, `patchMergeKey`, `+listType`, `+listMapKey`,
+//! `+mapType`, `+structType`). So the generator reads both: the `.proto` files for the structure
+//! and the Go struct tags and markers, matched by field number. It runs at development time against checkouts of
 //! `k8s.io/api` and `k8s.io/apimachinery` at the release k8s-openapi's feature names; the output is
 //! checked in, so building Flotilla needs neither.
 
@@ -19,9 +20,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-/// Arguments of `cargo xtask protobuf-schema`.
+/// Arguments of `cargo xtask api-schema`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ProtobufSchemaArgs {
+pub(crate) struct ApiSchemaArgs {
     /// A checkout of k8s.io/api (e.g. `git -C <mirror> archive v0.33.9 | tar -x -C DIR`).
     #[arg(long)]
     api: PathBuf,
@@ -32,7 +33,7 @@ pub(crate) struct ProtobufSchemaArgs {
     #[arg(long)]
     release: String,
     /// Where to write the table.
-    #[arg(long, default_value = "apimachinery/src/protobuf/schema.rs")]
+    #[arg(long, default_value = "apimachinery/src/schema/generated.rs")]
     out: PathBuf,
 }
 
@@ -71,7 +72,7 @@ const APIMACHINERY_PACKAGES: &[&str] = &[
 ];
 
 /// Runs the generator.
-pub(crate) fn run(args: &ProtobufSchemaArgs) -> Result<()> {
+pub(crate) fn run(args: &ApiSchemaArgs) -> Result<()> {
     let mut packages = Vec::new();
     for dir in stable_api_packages(&args.api)? {
         packages.push(Package::read(&args.api, &dir, "k8s.io/api")?);
@@ -142,6 +143,8 @@ enum ProtoLabel {
 struct GoStruct {
     /// Embeds TypeMeta: a kind of its own, with `apiVersion` and `kind` in JSON.
     has_type_meta: bool,
+    /// `+structType=atomic`.
+    atomic: bool,
     /// By protobuf field number.
     fields: BTreeMap<u32, GoField>,
 }
@@ -151,6 +154,11 @@ struct GoField {
     omitempty: bool,
     pointer: bool,
     inline: bool,
+    patch_strategy: String,
+    patch_merge_key: String,
+    list_type: String,
+    list_map_keys: Vec<String>,
+    map_type: String,
 }
 
 impl Package {
@@ -275,17 +283,37 @@ fn parse_proto_field(line: &str) -> Result<ProtoField> {
 /// `protobuf:"..."` tag, its JSON name and options and whether it is a pointer.
 fn parse_go_structs(text: &str, structs: &mut BTreeMap<String, GoStruct>) -> Result<()> {
     let mut current: Option<(String, GoStruct)> = None;
+    // The `// +key=value` markers since the last declaration: they belong to the next one.
+    let mut markers: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(marker) = trimmed.strip_prefix("// +") {
+            let (key, value) = marker.split_once('=').unwrap_or((marker, ""));
+            markers.push((key.trim().to_owned(), value.trim().to_owned()));
+            continue;
+        }
+        // Other comments and blank lines keep the markers for the declaration that follows.
+        if trimmed.is_empty() || trimmed.starts_with("//") {
+            continue;
+        }
+        let pending = std::mem::take(&mut markers);
+        let marker = |key: &str| {
+            pending
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         if let Some(rest) = line.strip_prefix("type ") {
-            if let Some(name) = rest.strip_suffix(" struct {") {
-                current = Some((name.trim().to_owned(), GoStruct::default()));
-            } else if let Some(name) = rest
-                .split_once("//")
-                .map_or(rest, |(code, _)| code)
-                .trim()
-                .strip_suffix(" struct{}")
-            {
-                structs.insert(name.trim().to_owned(), GoStruct::default());
+            let declaration = rest.split_once("//").map_or(rest, |(code, _)| code).trim();
+            let parsed = GoStruct {
+                atomic: marker("structType") == "atomic",
+                ..GoStruct::default()
+            };
+            if let Some(name) = declaration.strip_suffix(" struct {") {
+                current = Some((name.trim().to_owned(), parsed));
+            } else if let Some(name) = declaration.strip_suffix(" struct{}") {
+                structs.insert(name.trim().to_owned(), parsed);
             }
             continue;
         }
@@ -298,10 +326,6 @@ fn parse_go_structs(text: &str, structs: &mut BTreeMap<String, GoStruct>) -> Res
         let Some((_, parsed)) = current.as_mut() else {
             continue;
         };
-        let trimmed = line.trim();
-        if trimmed.starts_with("//") {
-            continue;
-        }
         let Some((declaration, tags)) = trimmed.split_once('`') else {
             continue;
         };
@@ -334,6 +358,15 @@ fn parse_go_structs(text: &str, structs: &mut BTreeMap<String, GoStruct>) -> Res
                 omitempty: options.contains(&"omitempty"),
                 pointer: go_type.starts_with('*'),
                 inline: options.contains(&"inline"),
+                patch_strategy: tag(tags, "patchStrategy").unwrap_or_default().to_owned(),
+                patch_merge_key: tag(tags, "patchMergeKey").unwrap_or_default().to_owned(),
+                list_type: marker("listType"),
+                list_map_keys: pending
+                    .iter()
+                    .filter(|(key, _)| key == "listMapKey")
+                    .map(|(_, value)| value.clone())
+                    .collect(),
+                map_type: marker("mapType"),
             },
         );
     }
@@ -426,8 +459,13 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
                 } else {
                     go_field.json.clone()
                 };
+                let keys: Vec<String> = go_field
+                    .list_map_keys
+                    .iter()
+                    .map(|key| format!("{key:?}"))
+                    .collect();
                 fields.push(format!(
-                    "Field {{ number: {}, json: {json:?}, ty: {ty}, label: Label::{}, pointer: {}, omitempty: {}, inline: {} }}",
+                    "Field {{ number: {}, json: {json:?}, ty: {ty}, label: Label::{}, pointer: {}, omitempty: {}, inline: {}, patch_strategy: {:?}, patch_merge_key: {:?}, list_type: {:?}, list_map_keys: &[{}], map_type: {:?} }}",
                     field.number,
                     match field.label {
                         ProtoLabel::Optional => "Single",
@@ -437,6 +475,11 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
                     go_field.pointer,
                     go_field.omitempty,
                     go_field.inline,
+                    go_field.patch_strategy,
+                    go_field.patch_merge_key,
+                    go_field.list_type,
+                    keys.join(", "),
+                    go_field.map_type,
                 ));
             }
             let mut by_json: Vec<(String, usize)> = message
@@ -454,7 +497,7 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
                 })
                 .collect();
             by_json.sort();
-            messages.insert(id, (full.clone(), fields, by_json));
+            messages.insert(id, (full.clone(), fields, by_json, go.atomic));
             if go.has_type_meta
                 && let Some(group) = &package.group
             {
@@ -471,16 +514,16 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
     let mut out = String::new();
     writeln!(
         out,
-        "// @generated by `cargo xtask protobuf-schema` from k8s.io/api and k8s.io/apimachinery {release}.\n\
-         // Do not edit: regenerate (see xtask/src/protobuf_schema.rs).\n\
+        "// @generated by `cargo xtask api-schema` from k8s.io/api and k8s.io/apimachinery {release}.\n\
+         // Do not edit: regenerate (see xtask/src/api_schema.rs).\n\
          \n\
-         //! The protobuf schema of every served kind: field numbers, wire types and JSON names.\n\
+         //! Every kind's messages: protobuf fields, JSON form and merge facts.\n\
          \n\
-         use super::schema_types::{{Field, Kind, Label, Message, Ty}};\n"
+         use super::{{Field, Kind, Label, Message, Ty}};\n"
     )?;
     writeln!(out, "/// Every message, by id (`Ty::Message(id)`).")?;
     writeln!(out, "pub(super) static MESSAGES: &[Message] = &[")?;
-    for (id, (name, fields, by_json)) in &messages {
+    for (id, (name, fields, by_json, atomic)) in &messages {
         writeln!(out, "    // {id}")?;
         writeln!(out, "    Message {{")?;
         writeln!(out, "        name: {name:?},")?;
@@ -491,6 +534,7 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
         writeln!(out, "        ],")?;
         let positions: Vec<String> = by_json.iter().map(|(_, p)| p.to_string()).collect();
         writeln!(out, "        by_json: &[{}],", positions.join(", "))?;
+        writeln!(out, "        atomic: {atomic},")?;
         writeln!(out, "    }},")?;
     }
     writeln!(out, "];\n")?;
@@ -541,126 +585,5 @@ fn rust_type(ty: &str, package: &str, ids: &BTreeMap<&str, usize>) -> Result<Str
     match ids.get(full.as_str()) {
         Some(id) => Ok(format!("Ty::Message({id})")),
         None => bail!("type {ty} ({full}) is neither a scalar, a special type nor a known message"),
-    }
-}
-
-/// Arguments of `cargo xtask protobuf-check`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct ProtobufCheckArgs {
-    /// A checkout of k8s.io/api at the release the table was generated from: its
-    /// `testdata/HEAD` holds every kind with every field set, as `.pb` and `.json`.
-    #[arg(long)]
-    api: PathBuf,
-}
-
-/// Checks the codec (as compiled into this binary) against upstream's round-trip fixtures: each
-/// served-version kind's `.pb` must decode to its `.json`, and the `.json` must encode to a body
-/// that decodes to it again.
-pub(crate) fn check(args: &ProtobufCheckArgs) -> Result<()> {
-    use flotilla_apimachinery::protobuf;
-    let dir = args.api.join("testdata/HEAD");
-    let mut names: Vec<String> = fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|entry| entry.ok())
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".pb"))
-        .collect();
-    names.sort();
-    let (mut checked, mut identical, mut failures) = (0, 0, Vec::new());
-    for name in names {
-        let stem = name.trim_end_matches(".pb");
-        let Some((group_version, kind)) = stem.rsplit_once('.') else {
-            continue;
-        };
-        let version = group_version.rsplit('.').next().unwrap_or_default();
-        if !matches!(version, "v1" | "v2") {
-            continue;
-        }
-        let bytes = fs::read(dir.join(&name))?;
-        let expected: serde_json::Value =
-            serde_json::from_slice(&fs::read(dir.join(format!("{stem}.json")))?)?;
-        let api_version = expected["apiVersion"].as_str().unwrap_or_default();
-        if protobuf::kind_message(api_version, kind).is_none() {
-            continue;
-        }
-        checked += 1;
-        match protobuf::decode_object(&bytes).map(without_nulls) {
-            Ok(decoded) if decoded == without_nulls(expected.clone()) => {}
-            Ok(decoded) => failures.push(format!(
-                "{name}: decodes differently:\n{}",
-                first_difference(&expected, &decoded, "")
-            )),
-            Err(err) => failures.push(format!("{name}: {err}")),
-        }
-        match protobuf::encode_object(&expected).and_then(|encoded| {
-            if encoded == bytes {
-                identical += 1;
-            }
-            protobuf::decode_object(&encoded)
-        }) {
-            Ok(decoded) if without_nulls(decoded.clone()) == without_nulls(expected.clone()) => {}
-            Ok(decoded) => failures.push(format!(
-                "{stem}.json: does not survive encoding:\n{}",
-                first_difference(&expected, &decoded, "")
-            )),
-            Err(err) => failures.push(format!("{stem}.json: {err}")),
-        }
-    }
-    println!(
-        "{checked} kinds checked against upstream's fixtures; {identical} encode byte for byte as upstream"
-    );
-    if failures.is_empty() {
-        return Ok(());
-    }
-    for failure in &failures {
-        eprintln!("{failure}");
-    }
-    bail!("{} differences", failures.len())
-}
-
-/// Go writes a zero time as null; the codec leaves such fields out (but keeps a null map value).
-fn without_nulls(value: serde_json::Value) -> serde_json::Value {
-    match value {
-        serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
-                .collect(),
-        ),
-        serde_json::Value::Array(items) => {
-            serde_json::Value::Array(items.into_iter().map(without_nulls).collect())
-        }
-        other => other,
-    }
-}
-
-/// Where two JSON values first differ, for the report.
-fn first_difference(
-    expected: &serde_json::Value,
-    actual: &serde_json::Value,
-    path: &str,
-) -> String {
-    use serde_json::Value;
-    match (expected, actual) {
-        (Value::Object(a), Value::Object(b)) => {
-            for key in a.keys().chain(b.keys()) {
-                if a.get(key) != b.get(key) {
-                    return match (a.get(key), b.get(key)) {
-                        (Some(x), Some(y)) => first_difference(x, y, &format!("{path}.{key}")),
-                        (x, y) => format!("  {path}.{key}: expected {x:?}, got {y:?}"),
-                    };
-                }
-            }
-            String::new()
-        }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            for (index, (x, y)) in a.iter().zip(b).enumerate() {
-                if x != y {
-                    return first_difference(x, y, &format!("{path}[{index}]"));
-                }
-            }
-            String::new()
-        }
-        _ => format!("  {path}: expected {expected}, got {actual}"),
     }
 }
