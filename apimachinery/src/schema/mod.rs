@@ -21,15 +21,25 @@ pub struct Message {
 }
 
 impl Message {
-    /// The field with this JSON name (inline structs' fields are not found here).
-    pub fn field(&self, json: &str) -> Option<&'static Field>
-    where
-        Self: 'static,
-    {
-        self.by_json
+    /// The field with this JSON name, also among the fields of inline structs (a Volume's
+    /// `emptyDir` is a field of its inline VolumeSource).
+    pub fn field(&'static self, json: &str) -> Option<&'static Field> {
+        if let Ok(found) = self
+            .by_json
             .binary_search_by(|&position| self.fields[position].json.cmp(json))
-            .ok()
-            .map(|found| &self.fields[self.by_json[found]])
+        {
+            let field = &self.fields[self.by_json[found]];
+            if !field.inline {
+                return Some(field);
+            }
+        }
+        self.fields
+            .iter()
+            .filter(|field| field.inline)
+            .find_map(|field| match field.ty {
+                Ty::Message(id) => message(id).field(json),
+                _ => None,
+            })
     }
 }
 
@@ -162,3 +172,52 @@ pub(crate) static EMPTY: Message = Message {
     by_json: &[],
     atomic: false,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_carry_upstreams_merge_facts() {
+        let pod_spec = message_named("k8s.io.api.core.v1.PodSpec").unwrap();
+        let containers = pod_spec.field("containers").unwrap();
+        assert_eq!(
+            (containers.patch_strategy, containers.patch_merge_key),
+            ("merge", "name")
+        );
+        assert_eq!(
+            (containers.list_type, containers.list_map_keys),
+            ("map", &["name"][..])
+        );
+        let volumes = pod_spec.field("volumes").unwrap();
+        assert_eq!(volumes.patch_strategy, "merge,retainKeys");
+        // A field of an inline struct is found through its parent.
+        let volume = message_named("k8s.io.api.core.v1.Volume").unwrap();
+        assert!(volume.field("emptyDir").is_some());
+        assert!(volume.field("volumeSource").is_none());
+        assert!(
+            message_named("k8s.io.api.core.v1.ObjectReference")
+                .unwrap()
+                .atomic
+        );
+        let ports = message_named("k8s.io.api.core.v1.ServiceSpec")
+            .unwrap()
+            .field("ports")
+            .unwrap();
+        assert_eq!(ports.list_map_keys, &["port", "protocol"]);
+    }
+
+    #[test]
+    fn kinds_resolve_by_api_version_and_meta_kinds_belong_to_every_version() {
+        assert_eq!(
+            kind_message("apps/v1", "Deployment").unwrap().name,
+            "k8s.io.api.apps.v1.Deployment"
+        );
+        assert_eq!(
+            kind_message("v1", "Status").unwrap().name,
+            "k8s.io.apimachinery.pkg.apis.meta.v1.Status"
+        );
+        assert!(kind_message("batch/v1", "DeleteOptions").is_some());
+        assert!(kind_message("apps/v1", "Pod").is_none());
+    }
+}

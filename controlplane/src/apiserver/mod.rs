@@ -282,6 +282,22 @@ impl ApiServer {
                 headers.insert(header::VARY, http::HeaderValue::from_static("Accept"));
                 return Ok(response);
             }
+            ["openapi", "v2"] if get => {
+                let accept = request
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let document = openapi::v2::document(&self.registry);
+                if !openapi::v2::wants_protobuf(accept) {
+                    return Ok(json_response(StatusCode::OK, &document, &[]));
+                }
+                return Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, openapi::v2::PROTOBUF_RESPONSE_TYPE)
+                    .header(header::VARY, "Accept")
+                    .body(Body::from(openapi::gnostic::encode_document(&document)))
+                    .map_err(|_| ApiError::internal("building the OpenAPI v2 response"));
+            }
             ["openapi", "v3"] if get => {
                 return Ok(json_response(
                     StatusCode::OK,

@@ -1,81 +1,18 @@
 //! The OpenAPI v3 description per group-version: one PATCH operation per resource carrying the
-//! `fieldValidation` query parameter, and the kinds' schemas under `components.schemas` (from
-//! k8s-openapi's JsonSchema impls, upstream's names and descriptions) with the
+//! `fieldValidation` query parameter, and the kinds' schemas under `components.schemas` with the
 //! `x-kubernetes-group-version-kind` extension on each kind's own schema.
 //!
 //! kubectl (apply, create, replace with the default `--validate=strict`) reads the operations to
 //! learn that the server validates fields itself; without them, kubectl falls back to downloading
-//! the full OpenAPI v2 schema and refuses to proceed. `kubectl explain` reads the schemas. The
-//! PATCH operations deliberately do not advertise strategic merge patch: kubectl then computes its
-//! strategic merge patches from its built-in types, not from these schemas (which lack the
-//! patch-strategy extensions).
+//! the full OpenAPI v2 schema and validating on the client. `kubectl explain` (1.29+) reads the
+//! schemas. The PATCH operations deliberately do not advertise strategic merge patch: kubectl then
+//! computes its strategic merge patches from its built-in types.
 
-use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
-use serde_json::{Map, Value, json};
+use schemars::generate::SchemaSettings;
+use serde_json::{Value, json};
 
-use super::registry::{Registry, Resource};
-
-/// Adds a kind's schema (and every schema it refers to) to a generator, returning its `$ref`.
-pub type SchemaOf = fn(&mut SchemaGenerator) -> schemars::Schema;
-
-/// The [`SchemaOf`] of the k8s-openapi type `T`.
-pub fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> schemars::Schema {
-    generator.subschema_for::<T>()
-}
-
-/// `components.schemas` for `resources`: each kind's schema, tagged with its group, version and
-/// kind, and the schemas they refer to, in upstream's shape (a `$ref` with a description of its
-/// own is written `allOf: [{$ref}]`, as kube-apiserver's documents do).
-fn component_schemas(resources: &[&Resource]) -> Map<String, Value> {
-    let mut generator = SchemaSettings::openapi3().into_generator();
-    let mut kinds = Vec::new();
-    for resource in resources {
-        let reference = (resource.strategy.schema())(&mut generator);
-        let name = reference
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.rsplit('/').next())
-            .map(str::to_owned);
-        if let Some(name) = name {
-            kinds.push((name, *resource));
-        }
-    }
-    let mut schemas: Map<String, Value> = generator
-        .take_definitions(true)
-        .into_iter()
-        .map(|(name, mut schema)| {
-            wrap_sibling_refs(&mut schema);
-            (name, schema)
-        })
-        .collect();
-    for (name, resource) in kinds {
-        if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
-            schema.insert(
-                "x-kubernetes-group-version-kind".into(),
-                json!([{"group": resource.group, "version": resource.version, "kind": resource.kind}]),
-            );
-        }
-    }
-    schemas
-}
-
-/// Rewrites `{"$ref": X, "description": ...}` as `{"allOf": [{"$ref": X}], "description": ...}`
-/// everywhere below `schema`: OpenAPI 3.0 ignores a `$ref`'s siblings, kube-apiserver uses
-/// `allOf`, and kubectl explain reads descriptions from there.
-fn wrap_sibling_refs(schema: &mut Value) {
-    match schema {
-        Value::Object(object) => {
-            if object.len() > 1
-                && let Some(reference) = object.remove("$ref")
-            {
-                object.insert("allOf".into(), json!([{"$ref": reference}]));
-            }
-            object.values_mut().for_each(wrap_sibling_refs);
-        }
-        Value::Array(items) => items.iter_mut().for_each(wrap_sibling_refs),
-        _ => {}
-    }
-}
+use super::component_schemas;
+use crate::apiserver::registry::{Registry, Resource};
 
 /// The paths below /openapi/v3 (`api/v1`, `apis/apps/v1`, ...).
 fn group_versions(registry: &Registry) -> Vec<String> {
@@ -120,7 +57,7 @@ pub fn document(registry: &Registry, path: &str) -> Option<Value> {
         return None;
     }
     let mut paths = serde_json::Map::new();
-    let schemas = component_schemas(&resources);
+    let schemas = component_schemas(&resources, SchemaSettings::openapi3(), true);
     for resource in resources {
         let item_path = if resource.namespaced {
             format!(
@@ -153,7 +90,7 @@ pub fn document(registry: &Registry, path: &str) -> Option<Value> {
     }
     Some(json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": super::discovery::KUBERNETES_VERSION},
+        "info": {"title": "Kubernetes", "version": crate::apiserver::discovery::KUBERNETES_VERSION},
         "paths": paths,
         "components": {"schemas": schemas},
     }))
