@@ -19,6 +19,7 @@ mod garbage_collector;
 mod ipam;
 mod jobs;
 mod kubectl;
+mod kubectl_versions;
 mod logs;
 mod node_lifecycle;
 mod replicaset;

@@ -112,9 +112,14 @@ impl Cluster {
     }
 
     pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        self.kubectl_binary("kubectl", args, input)
+    }
+
+    /// Runs one kubectl binary (`kubectl.1.27`, a path) with a 60 s limit.
+    pub fn kubectl_binary(&self, binary: &str, args: &[&str], input: Option<&str>) -> Output {
         let mut child = Command::new("timeout")
             .arg("60")
-            .arg("kubectl")
+            .arg(binary)
             .args(args)
             .env("KUBECONFIG", self.kubeconfig())
             .stdin(if input.is_some() {
