@@ -11,6 +11,8 @@
 //! as an upgrade failure and retries over SPDY. Translating v5 WebSocket to SPDY (as
 //! kube-apiserver's stream translator does) would remove that extra round trip.
 
+pub mod spdy;
+
 use axum::{body::Body, response::Response};
 use bytes::Bytes;
 use http::{HeaderName, Request, StatusCode, header};
