@@ -283,11 +283,12 @@ impl OciImage {
 /// Where busybox-static puts busybox (installed by `cargo xtask setup`).
 const HOST_BUSYBOX: &str = "/bin/busybox";
 
-/// The busybox applets linked into images that carry busybox: what tests, probes and hooks use.
+/// The busybox applets linked into images that carry busybox: what tests, probes and hooks use
+/// (`tar` for `kubectl cp`, `stty` to see a terminal's size through `kubectl exec -t`).
 const BUSYBOX_APPLETS: &[&str] = &[
     "cat", "date", "echo", "env", "false", "grep", "head", "hostname", "id", "kill", "ls", "mkdir",
-    "nc", "nslookup", "ping", "printf", "ps", "rm", "sh", "sleep", "tail", "test", "touch", "true",
-    "wc", "wget",
+    "nc", "nslookup", "ping", "printf", "ps", "rm", "sh", "sleep", "stty", "tail", "tar", "test",
+    "touch", "true", "wc", "wget",
 ];
 
 /// The image's filesystem, owned by root, in this order: optionally /bin/busybox with one
