@@ -3,6 +3,12 @@
 //! proxies over mTLS to the agent's kubelet API server, which reads CRI log files and proxies
 //! exec and port-forward to a real containerd's streaming server.
 //!
+//! Streams are exercised with both protocols kubectl has spoken: kubectl 1.33 (WebSocket: exec,
+//! attach and cp over `v5.channel.k8s.io`, which the API server translates to SPDY; port-forward
+//! as SPDY tunnelled over WebSocket) must not need its SPDY fallback, and kubectl 1.27 (SPDY
+//! only) must keep working. A client written here that speaks only WebSocket checks the v5
+//! protocol itself: stdin, its close signal, exit codes, malformed input.
+//!
 //! containerd runs inside a network namespace the test creates (never the host's), with a pod
 //! sandbox in the node network mode (no CNI needed: the pod shares that namespace). Like the real
 //! agent, which runs inside its node's namespace, the kubelet API server's tasks run on a runtime
@@ -360,18 +366,27 @@ impl Cluster {
     }
 
     fn kubectl_command(&self, args: &[&str]) -> Command {
+        self.kubectl_binary_command("kubectl", args)
+    }
+
+    /// `binary` (a path, or a name on PATH) with `args`, bounded to 60 s.
+    fn kubectl_binary_command(&self, binary: &str, args: &[&str]) -> Command {
         let mut command = Command::new("timeout");
         command
             .arg("60")
-            .arg("kubectl")
+            .arg(binary)
             .args(args)
             .env("KUBECONFIG", &self.control_plane().kubeconfig);
         command
     }
 
     fn kubectl(&self, args: &[&str], input: Option<&str>) -> Output {
+        self.kubectl_binary("kubectl", args, input.map(str::as_bytes))
+    }
+
+    fn kubectl_binary(&self, binary: &str, args: &[&str], input: Option<&[u8]>) -> Output {
         let mut child = self
-            .kubectl_command(args)
+            .kubectl_binary_command(binary, args)
             .stdin(if input.is_some() {
                 Stdio::piped()
             } else {
@@ -382,7 +397,9 @@ impl Cluster {
             .spawn()
             .expect("kubectl must be on PATH");
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-            stdin.write_all(input.as_bytes()).unwrap();
+            // Written from a thread: kubectl may answer before it has read everything.
+            let input = input.to_vec();
+            std::thread::spawn(move || stdin.write_all(&input));
         }
         child.wait_with_output().unwrap()
     }
@@ -839,11 +856,27 @@ async fn exercise(
     );
 
     // Port-forward: a local port on the host reaches the testapp's HTTP port in the pod.
+    port_forward_healthz(cluster, "kubectl").await?;
+
+    // The streaming protocols themselves, then each kubectl generation.
+    websocket_only_client(cluster).await?;
+    kubectl_streams(cluster, "1.33", true).await?;
+    kubectl_streams(cluster, "1.27", false).await?;
+    drop(agent);
+    Ok(())
+}
+
+/// `kubectl port-forward` with `binary` to the testapp's port 8080, one HTTP request through
+/// it; returns kubectl's log (at -v=4, which shows the protocol and any fallback).
+async fn port_forward_healthz(cluster: &Cluster, binary: &str) -> anyhow::Result<String> {
     let local = free_port()?;
     let forward_log = cluster.dir.path().join("port-forward.err");
     let mut forward = Killed(
         cluster
-            .kubectl_command(&["port-forward", "pod/p", &format!("{local}:8080"), "-v=6"])
+            .kubectl_binary_command(
+                binary,
+                &["port-forward", "pod/p", &format!("{local}:8080"), "-v=4"],
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&forward_log)?)
@@ -863,7 +896,7 @@ async fn exercise(
         .recv_timeout(Duration::from_secs(20))
         .map_err(|_| {
             anyhow::anyhow!(
-                "kubectl port-forward did not start forwarding: {}",
+                "{binary} port-forward did not start forwarding: {}",
                 forward_stderr()
             )
         })?;
@@ -881,13 +914,427 @@ async fn exercise(
             answer.starts_with("HTTP/1.1 200").then_some(answer)
         },
     )
-    .await?;
-    assert!(
+    .await
+    .with_context(forward_stderr)?;
+    ensure!(
         answer.starts_with("HTTP/1.1 200"),
         "{answer}\n{}",
         forward_stderr()
     );
     drop(forward);
-    drop(agent);
+    Ok(forward_stderr())
+}
+
+/// The directory of the installed kubectl versions (`kubectl.1.27` ... `kubectl.1.33`).
+fn kubectl_versions_dir() -> anyhow::Result<PathBuf> {
+    let kubectl = which::which("kubectl").context("kubectl must be on PATH")?;
+    let real = kubectl.canonicalize()?;
+    Ok(real
+        .parent()
+        .context("kubectl has no directory")?
+        .to_path_buf())
+}
+
+/// exec (output, exit code, stdin past SPDY's 64 KiB window), exec -it in a terminal (its size
+/// reaches the container), port-forward and cp both ways with kubectl `version`. `websocket`:
+/// this kubectl speaks WebSocket first, and must not fall back to SPDY.
+async fn kubectl_streams(cluster: &Cluster, version: &str, websocket: bool) -> anyhow::Result<()> {
+    let binary = kubectl_versions_dir()?.join(format!("kubectl.{version}"));
+    let binary = binary.to_str().context("kubectl path")?.to_owned();
+    let run = |args: &[&str], input: Option<&[u8]>| cluster.kubectl_binary(&binary, args, input);
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    // kubectl logs the negotiated protocol, and any fallback to SPDY, at -v=4.
+    let no_fallback = |what: &str, log: &str| -> anyhow::Result<()> {
+        if websocket {
+            ensure!(
+                !log.to_lowercase().contains("fallback"),
+                "kubectl {version} {what} fell back to SPDY:\n{log}"
+            );
+        }
+        Ok(())
+    };
+
+    let echo = run(
+        &[
+            "exec", "-v=4", "p", "-c", "web", "--", "echo", "hello", version,
+        ],
+        None,
+    );
+    ensure!(echo.status.success(), "kubectl {version} exec: {echo:?}");
+    assert_eq!(text(&echo.stdout), format!("hello {version}\n"));
+    let log = text(&echo.stderr);
+    no_fallback("exec", &log)?;
+    if websocket {
+        ensure!(
+            log.contains("The subprotocol is v5.channel.k8s.io"),
+            "kubectl {version} exec did not use WebSocket v5:\n{log}"
+        );
+    }
+
+    let exit = run(
+        &[
+            "exec",
+            "-v=4",
+            "p",
+            "-c",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo oops >&2; exit 3",
+        ],
+        None,
+    );
+    assert_eq!(exit.status.code(), Some(3), "kubectl {version}: {exit:?}");
+    assert!(text(&exit.stderr).contains("oops\n"), "{exit:?}");
+    no_fallback("exec", &text(&exit.stderr))?;
+
+    // More stdin than SPDY's initial window; it ends because closing stdin reaches `cat`.
+    let input: Vec<u8> = (0..40_000)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect();
+    let cat = run(
+        &["exec", "-v=4", "-i", "p", "-c", "web", "--", "cat"],
+        Some(&input),
+    );
+    ensure!(
+        cat.status.success(),
+        "kubectl {version} exec -i cat: {}",
+        text(&cat.stderr)
+    );
+    ensure!(
+        cat.stdout == input,
+        "kubectl {version} exec -i cat returned {} of {} bytes",
+        cat.stdout.len(),
+        input.len()
+    );
+    no_fallback("exec -i", &text(&cat.stderr))?;
+
+    // A terminal (script(1) gives kubectl one) of a known size: kubectl sends the size on the
+    // resize channel, and the container's terminal has it.
+    let in_terminal = format!(
+        "stty cols 123 rows 45; timeout --foreground 60 {binary} exec -it p -c web -- \
+         sh -c 'sleep 1; stty size; tty; exit 4'; echo kubectl-exit=$?"
+    );
+    let terminal = Command::new("script")
+        .args(["-q", "-e", "-c", &in_terminal, "/dev/null"])
+        .env("KUBECONFIG", &cluster.control_plane().kubeconfig)
+        .stdin(Stdio::null())
+        .output()?;
+    let shown = text(&terminal.stdout);
+    ensure!(
+        shown.contains("45 123"),
+        "kubectl {version} exec -it: the size did not arrive: {terminal:?}"
+    );
+    ensure!(
+        shown.contains("/dev/pts/"),
+        "kubectl {version} exec -it: {terminal:?}"
+    );
+    ensure!(
+        shown.contains("kubectl-exit=4"),
+        "kubectl {version} exec -it: {terminal:?}"
+    );
+
+    let log = port_forward_healthz(cluster, &binary).await?;
+    no_fallback("port-forward", &log)?;
+    if websocket {
+        ensure!(
+            log.contains("Before WebSocket Upgrade Connection")
+                && log.contains("negotiated protocol: portforward.k8s.io"),
+            "kubectl {version} port-forward did not tunnel SPDY over WebSocket:\n{log}"
+        );
+    }
+
+    // cp runs tar through exec: into the pod it needs stdin's end to reach tar.
+    let local = cluster.dir.path().join(format!("cp-{version}.txt"));
+    let content: Vec<u8> = (0..20_000)
+        .flat_map(|i| format!("{version} {i}\n").into_bytes())
+        .collect();
+    std::fs::write(&local, &content)?;
+    let remote = format!("p:/tmp/cp-{version}.txt");
+    let local_str = local.to_str().context("path")?;
+    let to_pod = run(&["cp", "-c", "web", local_str, &remote], None);
+    ensure!(
+        to_pod.status.success(),
+        "kubectl {version} cp to the pod: {to_pod:?}"
+    );
+    let size = run(
+        &[
+            "exec",
+            "p",
+            "-c",
+            "web",
+            "--",
+            "wc",
+            "-c",
+            &format!("/tmp/cp-{version}.txt"),
+        ],
+        None,
+    );
+    ensure!(
+        text(&size.stdout).split_whitespace().next() == Some(&content.len().to_string()),
+        "kubectl {version} cp wrote {:?}, not {} bytes",
+        text(&size.stdout),
+        content.len()
+    );
+    let back = cluster.dir.path().join(format!("cp-{version}-back.txt"));
+    let from_pod = run(
+        &["cp", "-c", "web", &remote, back.to_str().context("path")?],
+        None,
+    );
+    ensure!(
+        from_pod.status.success(),
+        "kubectl {version} cp from the pod: {from_pod:?}"
+    );
+    ensure!(
+        std::fs::read(&back)? == content,
+        "kubectl {version} cp from the pod changed the file"
+    );
+    Ok(())
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+type Refusal = http::Response<Option<Vec<u8>>>;
+
+/// Opens a WebSocket to the API server's `path` offering only `protocol`, as the admin; the
+/// socket and the subprotocol chosen, or the answer that refused the upgrade.
+async fn websocket(
+    cluster: &Cluster,
+    path: &str,
+    protocol: &str,
+) -> anyhow::Result<Result<(Socket, String), Refusal>> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest as _};
+
+    let cp = cluster.control_plane();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cluster.pki().join("ca.crt"))? {
+        roots.add(cert?)?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(cp.address).await?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(ServerName::IpAddress(cp.address.ip().into()), tcp)
+        .await?;
+    let mut request = format!("wss://{}{path}", cp.address).into_client_request()?;
+    let headers = request.headers_mut();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {}", cp.admin_token).parse()?,
+    );
+    headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, protocol.parse()?);
+    let handshake = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await
+    .context("the WebSocket handshake did not finish within 30 s")?;
+    match handshake {
+        Ok((socket, response)) => {
+            let chosen = response
+                .headers()
+                .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            Ok(Ok((socket, chosen)))
+        }
+        Err(tungstenite::Error::Http(response)) => Ok(Err(*response)),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// What a v5 exec session returned.
+#[derive(Debug)]
+struct V5Exec {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    status: serde_json::Value,
+}
+
+/// Runs `command` in container web over WebSocket v5 only, sends `input` messages, and reads
+/// until the server closes.
+async fn v5_exec(
+    cluster: &Cluster,
+    command: &[&str],
+    streams: &str,
+    input: Vec<tokio_tungstenite::tungstenite::Message>,
+) -> anyhow::Result<V5Exec> {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let command: String = command
+        .iter()
+        .map(|c| {
+            format!(
+                "command={}&",
+                flotilla_controlplane::apiserver::node_proxy::percent_encode(c)
+            )
+        })
+        .collect();
+    let path = format!("/api/v1/namespaces/default/pods/p/exec?{command}container=web&{streams}");
+    let (mut socket, chosen) = websocket(cluster, &path, "v5.channel.k8s.io")
+        .await?
+        .map_err(|refusal| anyhow::anyhow!("the v5 upgrade was refused: {refusal:?}"))?;
+    ensure!(chosen == "v5.channel.k8s.io", "the server chose {chosen:?}");
+    for message in input {
+        socket.send(message).await?;
+    }
+    let mut exec = V5Exec {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        status: serde_json::Value::Null,
+    };
+    let mut status = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .with_context(|| format!("the v5 session did not end within 30 s: {exec:?}"))?;
+        match message {
+            Some(Ok(Message::Binary(data))) => match data.split_first() {
+                Some((1, rest)) => exec.stdout.extend_from_slice(rest),
+                Some((2, rest)) => exec.stderr.extend_from_slice(rest),
+                Some((3, rest)) => status.extend_from_slice(rest),
+                other => anyhow::bail!("a message on an unexpected channel: {other:?}"),
+            },
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => {}
+            Some(Err(err)) => anyhow::bail!("the v5 session failed: {err}"),
+        }
+    }
+    exec.status = serde_json::from_slice(&status).with_context(|| {
+        format!(
+            "the error channel carried {:?}",
+            String::from_utf8_lossy(&status)
+        )
+    })?;
+    Ok(exec)
+}
+
+/// A client that speaks only WebSocket: exec over v5 (stdin and its close signal, stdout,
+/// stderr, exit codes), malformed input, an unknown subprotocol, and port-forward with its SPDY
+/// session tunnelled in WebSocket messages.
+async fn websocket_only_client(cluster: &Cluster) -> anyhow::Result<()> {
+    use bytes::Bytes;
+    use flotilla_controlplane::apiserver::streaming::{spdy, websocket::WebSocketIo};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let binary = |bytes: &[u8]| Message::Binary(Bytes::copy_from_slice(bytes));
+    let all = "stdin=true&stdout=true&stderr=true";
+
+    // stdin reaches cat, and the close signal ends it; then the exit status.
+    let cat = v5_exec(
+        cluster,
+        &["sh", "-c", "cat; echo to-stderr >&2"],
+        all,
+        vec![
+            binary(b"\x00hello "),
+            binary(b"\x00v5\n"),
+            binary(&[255, 0]),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        String::from_utf8_lossy(&cat.stdout),
+        "hello v5\n",
+        "{cat:?}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&cat.stderr),
+        "to-stderr\n",
+        "{cat:?}"
+    );
+    assert_eq!(cat.status["status"], "Success", "{cat:?}");
+
+    // A non-zero exit code comes back as NonZeroExitCode with the code as its cause.
+    let failed = v5_exec(
+        cluster,
+        &["sh", "-c", "echo out; exit 7"],
+        "stdout=true&stderr=true",
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(String::from_utf8_lossy(&failed.stdout), "out\n");
+    assert_eq!(failed.status["status"], "Failure", "{failed:?}");
+    assert_eq!(failed.status["reason"], "NonZeroExitCode", "{failed:?}");
+    assert_eq!(
+        failed.status["details"]["causes"][0]["reason"], "ExitCode",
+        "{failed:?}"
+    );
+    assert_eq!(
+        failed.status["details"]["causes"][0]["message"], "7",
+        "{failed:?}"
+    );
+
+    // Malformed input ends the session with a Status saying what was wrong.
+    let text = v5_exec(cluster, &["cat"], all, vec![Message::text("hello")]).await?;
+    assert_eq!(text.status["reason"], "BadRequest", "{text:?}");
+    assert!(
+        text.status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("only binary messages"),
+        "{text:?}"
+    );
+    let channel = v5_exec(cluster, &["cat"], all, vec![binary(b"\x09what")]).await?;
+    assert!(
+        channel.status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("channel 9"),
+        "{channel:?}"
+    );
+
+    // A subprotocol nobody speaks is refused before any upgrade, saying what is supported.
+    let refusal = websocket(
+        cluster,
+        "/api/v1/namespaces/default/pods/p/exec?command=ls&container=web&stdout=true",
+        "v6.channel.k8s.io",
+    )
+    .await?
+    .err()
+    .context("a v6-only upgrade was accepted")?;
+    assert_eq!(refusal.status(), http::StatusCode::BAD_REQUEST);
+    let body = String::from_utf8_lossy(refusal.body().as_deref().unwrap_or_default()).into_owned();
+    assert!(
+        body.contains("none of the WebSocket subprotocols [v6.channel.k8s.io]")
+            && body.contains("v5.channel.k8s.io"),
+        "{body}"
+    );
+
+    // Port-forward: kubectl's SPDY session, carried in WebSocket binary messages.
+    let (socket, chosen) = websocket(
+        cluster,
+        "/api/v1/namespaces/default/pods/p/portforward?ports=8080",
+        "SPDY/3.1+portforward.k8s.io",
+    )
+    .await?
+    .map_err(|refusal| anyhow::anyhow!("the port-forward upgrade was refused: {refusal:?}"))?;
+    assert_eq!(chosen, "SPDY/3.1+portforward.k8s.io");
+    let session = spdy::Connection::client(WebSocketIo::new(socket))?;
+    let stream = |kind| [("streamtype", kind), ("port", "8080"), ("requestid", "0")];
+    let error = session.open_stream(&stream("error")).await?;
+    error.writer.finish().await?;
+    let mut data = session.open_stream(&stream("data")).await?;
+    data.writer
+        .send(Bytes::from_static(
+            b"GET /healthz HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+        ))
+        .await?;
+    // The node resets the stream once the pod's server has closed the connection.
+    let (answer, _) =
+        tokio::time::timeout(Duration::from_secs(20), data.reader.read_to_end(1 << 20))
+            .await
+            .context("no HTTP answer through the tunnel within 20 s")?;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    session.close().await;
     Ok(())
 }
