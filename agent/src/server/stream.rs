@@ -1,7 +1,9 @@
 //! `/exec`, `/attach` and `/portForward`: asks CRI for a streaming URL on containerd's streaming
 //! server (127.0.0.1 in the node's network namespace) and proxies the client's upgrade request to
 //! it unchanged, as kubelet does. The SPDY or WebSocket session then runs between the client
-//! (the API server) and containerd; the agent only copies bytes.
+//! (the API server) and containerd; the agent only copies bytes. WebSocket protocols containerd
+//! does not speak (`v5.channel.k8s.io`, tunnelled port-forward) never get here through the API
+//! server, which translates them to SPDY first (`flotilla_controlplane::apiserver::streaming`).
 
 use std::time::Duration;
 
@@ -92,9 +94,10 @@ pub fn ports_from_query(pairs: &[(String, String)]) -> Result<Vec<i32>, String> 
 }
 
 /// If `headers` ask for a WebSocket upgrade with none of the subprotocols containerd speaks, the
-/// message to refuse it with. Refusing with a plain 400 (instead of letting containerd fail the
-/// handshake in its own way) is what makes kubectl fall back to SPDY: its WebSocket client treats
-/// any non-101 answer as an upgrade failure and retries over SPDY.
+/// message to refuse it with. Only a client that reaches the agent directly can ask for one (the
+/// API server translates v5 and tunnelled port-forward to SPDY); a plain 400 tells it what is
+/// spoken, and makes a kubectl-style client retry over SPDY, instead of containerd failing the
+/// handshake in its own way.
 pub fn unsupported_websocket(headers: &HeaderMap) -> Option<String> {
     let websocket = headers
         .get_all(header::UPGRADE)
