@@ -63,6 +63,14 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The JSON kube-apiserver would store for `object` (with apiVersion and kind): what a round
+/// trip through the kind's Go struct gives, by the Go JSON rules the decoder applies (zero
+/// plain fields with `omitempty` dropped, those without it present, fields no version of the
+/// schema knows pruned).
+pub fn normalize(object: &Value) -> Result<Value, Error> {
+    decode_object(&encode_object(object)?)
+}
+
 /// The message `metav1.WatchEvent`.
 fn watch_event_message() -> &'static Message {
     crate::schema::message_named("k8s.io.apimachinery.pkg.apis.meta.v1.WatchEvent")

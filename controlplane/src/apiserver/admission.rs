@@ -55,7 +55,7 @@ impl Admission {
             }
             let toleration = json!({"key": key, "operator": "Exists", "effect": "NoExecute",
                                     "tolerationSeconds": seconds});
-            match spec["tolerations"].as_array_mut() {
+            match spec.get_mut("tolerations").and_then(Value::as_array_mut) {
                 Some(tolerations) => tolerations.push(toleration),
                 None => spec["tolerations"] = json!([toleration]),
             }

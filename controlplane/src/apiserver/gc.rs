@@ -87,8 +87,9 @@ pub async fn cascade(
                         &Query::default(),
                         |current| {
                             let mut next = current.object.clone();
-                            if let Some(references) =
-                                next["metadata"]["ownerReferences"].as_array_mut()
+                            if let Some(references) = next
+                                .pointer_mut("/metadata/ownerReferences")
+                                .and_then(Value::as_array_mut)
                             {
                                 references.retain(|reference| reference["uid"] != json!(uid));
                             }

@@ -5,7 +5,7 @@
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
-use super::registry::{Resource, Strategy, Subresource};
+use super::registry::{Resource, Subresource};
 
 /// `metadata.name`, or "".
 pub fn name(object: &Value) -> &str {
@@ -100,7 +100,7 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
     if resource.has(Subresource::Status)
         && let Some(status) = strategy.status_on_create(object)
     {
-        object["status"] = with_required_fields(strategy, object, status);
+        object["status"] = with_required_fields(object, status);
     }
     strategy.default(object);
     strategy.canonicalize(object);
@@ -108,18 +108,19 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
 }
 
 /// `status` with the fields its Go type always serialises (those without `omitempty`, such as
-/// a ReplicationController's `replicas` or a DaemonSet's four counters, at 0), as kube-apiserver's
-/// answer to a create has them: a round trip through the kind's typed object, whose required
-/// fields come out at their zero value. Typed clients fail to decode an answer without them.
-fn with_required_fields(strategy: &dyn Strategy, object: &Value, status: Value) -> Value {
+/// a ReplicationController's `replicas`, a DaemonSet's four counters or a StatefulSet's
+/// `availableReplicas`, at 0), as kube-apiserver's answer to a create has them: the JSON rules of
+/// the kind's Go struct, from the generated schema. Typed clients fail to decode an answer
+/// without them.
+fn with_required_fields(object: &Value, status: Value) -> Value {
     let probe = json!({
         "apiVersion": object["apiVersion"],
         "kind": object["kind"],
         "metadata": {},
         "status": status,
     });
-    match (strategy.round_trip())(&probe.to_string()) {
-        Ok(mut typed) => typed["status"].take(),
+    match flotilla_apimachinery::protobuf::normalize(&probe) {
+        Ok(mut normalized) => normalized["status"].take(),
         Err(_) => probe["status"].clone(),
     }
 }

@@ -287,7 +287,7 @@ fn updated(current: &Value, desired: &Value) -> Value {
 /// else (ClusterIP, defaults) kept.
 fn updated_service(current: &Value, desired: &Value) -> Value {
     let mut object = updated(current, &json!({"metadata": desired["metadata"]}));
-    if let Some(spec) = object["spec"].as_object_mut() {
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
         spec.remove("selector");
         for field in ["type", "ports", "sessionAffinity"] {
             spec.insert(field.to_owned(), desired["spec"][field].clone());

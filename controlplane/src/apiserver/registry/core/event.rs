@@ -60,6 +60,14 @@ impl Strategy for Events {
         NameRule::PathSegment
     }
 
+    /// The reporting fields have no `omitempty` in the Go type, so upstream's Events always
+    /// carry them, empty when the reporter did not say.
+    fn default(&self, object: &mut Value) {
+        for field in ["reportingComponent", "reportingInstance"] {
+            set_default(object, field, json!(""));
+        }
+    }
+
     fn samples(&self) -> Samples {
         Samples {
             valid: json!({"metadata": {"name": "e1", "namespace": "default"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"}, "reason": "Started", "type": "Normal"}),

@@ -615,7 +615,7 @@ fn default_service(spec: &mut Value) {
     }
     set_default(spec, "type", json!("ClusterIP"));
     set_default(spec, "sessionAffinity", json!("None"));
-    if let Some(ports) = spec["ports"].as_array_mut() {
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
         for port in ports {
             set_default(port, "protocol", json!("TCP"));
             if port["targetPort"].is_null() {
@@ -639,11 +639,11 @@ fn drop_type_dependent_fields(old: &Value, new: &mut Value) {
     if !external(old) || external(new) {
         return;
     }
-    if let Some(spec) = new["spec"].as_object_mut() {
+    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
         spec.remove("externalTrafficPolicy");
         spec.remove("healthCheckNodePort");
     }
-    if let Some(ports) = new["spec"]["ports"].as_array_mut() {
+    if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
         for port in ports {
             if let Some(port) = port.as_object_mut() {
                 port.remove("nodePort");
@@ -730,7 +730,7 @@ async fn allocate_service(
     if wants_node_ports && spec["externalTrafficPolicy"].is_null() {
         spec["externalTrafficPolicy"] = json!("Cluster");
     }
-    let Some(ports) = spec["ports"].as_array_mut() else {
+    let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) else {
         return Ok(());
     };
     for (index, port) in ports.iter_mut().enumerate() {

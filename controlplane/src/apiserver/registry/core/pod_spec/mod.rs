@@ -639,7 +639,7 @@ pub(crate) fn default_pod_spec(spec: &mut Value) {
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "securityContext", json!({}));
     for field in ["initContainers", "containers"] {
-        if let Some(containers) = spec[field].as_array_mut() {
+        if let Some(containers) = spec.get_mut(field).and_then(Value::as_array_mut) {
             for container in containers {
                 let image = container["image"].as_str().unwrap_or_default().to_owned();
                 let tag_is_latest = {
@@ -659,7 +659,7 @@ pub(crate) fn default_pod_spec(spec: &mut Value) {
                 );
                 set_default(container, "terminationMessagePolicy", json!("File"));
                 set_default(container, "resources", json!({}));
-                if let Some(ports) = container["ports"].as_array_mut() {
+                if let Some(ports) = container.get_mut("ports").and_then(Value::as_array_mut) {
                     for port in ports {
                         set_default(port, "protocol", json!("TCP"));
                     }
