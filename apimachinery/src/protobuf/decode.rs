@@ -1,19 +1,21 @@
 //! protobuf -> JSON, with the JSON rules of the Go struct behind each message.
 
 use prost::encoding::{WireType, decode_key, decode_varint};
+use std::fmt;
+
 use serde_json::{Map, Value};
 
 use super::{
-    Error, Field, Label, MAGIC, MAX_DEPTH, Message, Ty, child, kind_message, message, special,
+    Error, Field, Label, MAGIC, MAX_DEPTH, Message, Path, ROOT, Ty, kind_message, message, special,
     watch_event_message,
 };
 
 /// Decodes an enveloped object (magic + `runtime.Unknown`) into JSON with apiVersion and kind.
 pub fn decode_object(body: &[u8]) -> Result<Value, Error> {
-    decode_object_at(body, "", 0)
+    decode_object_at(body, &ROOT, 0)
 }
 
-fn decode_object_at(body: &[u8], path: &str, depth: usize) -> Result<Value, Error> {
+fn decode_object_at(body: &[u8], path: &dyn fmt::Display, depth: usize) -> Result<Value, Error> {
     let Some(envelope) = body.strip_prefix(MAGIC.as_slice()) else {
         return Err(Error::new(
             path,
@@ -32,8 +34,8 @@ fn decode_object_at(body: &[u8], path: &str, depth: usize) -> Result<Value, Erro
                 path,
                 |number, wire, body| {
                     match number {
-                        1 => api_version = string(body, wire, "apiVersion")?,
-                        2 => kind = string(body, wire, "kind")?,
+                        1 => api_version = string(body, wire, &"apiVersion")?,
+                        2 => kind = string(body, wire, &"kind")?,
                         _ => return Ok(false),
                     }
                     Ok(true)
@@ -82,11 +84,11 @@ fn decode_object_at(body: &[u8], path: &str, depth: usize) -> Result<Value, Erro
 pub fn decode_watch_event(frame: &[u8]) -> Result<(Value, &[u8]), Error> {
     let (length, rest) = frame
         .split_first_chunk::<4>()
-        .ok_or_else(|| Error::new("", "a watch frame shorter than its 4-byte length"))?;
+        .ok_or_else(|| Error::new(&ROOT, "a watch frame shorter than its 4-byte length"))?;
     let length = u32::from_be_bytes(*length) as usize;
     if rest.len() < length {
         return Err(Error::new(
-            "",
+            &ROOT,
             format!(
                 "a watch frame of {length} bytes is truncated at {}",
                 rest.len()
@@ -96,14 +98,14 @@ pub fn decode_watch_event(frame: &[u8]) -> Result<(Value, &[u8]), Error> {
     let (event, rest) = rest.split_at(length);
     let schema = watch_event_message();
     let mut decoded = Map::new();
-    each_field(event, "", |number, wire, body| {
+    each_field(event, &ROOT, |number, wire, body| {
         match schema.fields.iter().find(|field| field.number == number) {
             Some(field) if field.json == "type" => {
-                decoded.insert("type".into(), Value::String(string(body, wire, "type")?));
+                decoded.insert("type".into(), Value::String(string(body, wire, &"type")?));
             }
             Some(field) if field.json == "object" => {
-                let raw = bytes_field(length_delimited(body, wire, "object")?, "object")?;
-                decoded.insert("object".into(), decode_object_at(raw, "object", 1)?);
+                let raw = bytes_field(length_delimited(body, wire, &"object")?, &"object")?;
+                decoded.insert("object".into(), decode_object_at(raw, &"object", 1)?);
             }
             _ => return Ok(false),
         }
@@ -118,7 +120,7 @@ fn decode_message_into(
     schema: &Message,
     mut buf: &[u8],
     object: &mut Map<String, Value>,
-    path: &str,
+    path: &dyn fmt::Display,
     depth: usize,
 ) -> Result<(), Error> {
     if depth > MAX_DEPTH {
@@ -135,7 +137,7 @@ fn decode_message_into(
             continue;
         };
         let field = &schema.fields[position];
-        let field_path = child(path, field.json);
+        let field_path = Path::field(path, field.json);
         match field.label {
             Label::Single if field.inline => {
                 let Ty::Message(id) = field.ty else {
@@ -173,7 +175,7 @@ fn decode_message_into(
                         field.ty,
                         &mut buf,
                         wire,
-                        &format!("{field_path}[{index}]"),
+                        &Path::index(&field_path, index),
                         depth,
                     )?);
                 }
@@ -265,7 +267,7 @@ fn decode_value(
     ty: Ty,
     buf: &mut &[u8],
     wire: WireType,
-    path: &str,
+    path: &dyn fmt::Display,
     depth: usize,
 ) -> Result<Value, Error> {
     Ok(match ty {
@@ -364,7 +366,7 @@ fn decode_value(
 /// the others are skipped.
 fn each_field<'a>(
     mut body: &'a [u8],
-    path: &str,
+    path: &dyn fmt::Display,
     mut visit: impl FnMut(u32, WireType, &mut &'a [u8]) -> Result<bool, Error>,
 ) -> Result<(), Error> {
     while !body.is_empty() {
@@ -377,7 +379,7 @@ fn each_field<'a>(
 }
 
 /// Field 1 of a message that wraps one byte string (RawExtension, FieldsV1, Quantity).
-fn bytes_field<'a>(body: &'a [u8], path: &str) -> Result<&'a [u8], Error> {
+fn bytes_field<'a>(body: &'a [u8], path: &dyn fmt::Display) -> Result<&'a [u8], Error> {
     let mut raw: &[u8] = &[];
     each_field(body, path, |number, wire, body| {
         if number != 1 {
@@ -389,16 +391,20 @@ fn bytes_field<'a>(body: &'a [u8], path: &str) -> Result<&'a [u8], Error> {
     Ok(raw)
 }
 
-fn key(buf: &mut &[u8], path: &str) -> Result<(u32, WireType), Error> {
+fn key(buf: &mut &[u8], path: &dyn fmt::Display) -> Result<(u32, WireType), Error> {
     decode_key(buf).map_err(|err| Error::new(path, format!("malformed field key: {err}")))
 }
 
-fn varint(buf: &mut &[u8], wire: WireType, path: &str) -> Result<u64, Error> {
+fn varint(buf: &mut &[u8], wire: WireType, path: &dyn fmt::Display) -> Result<u64, Error> {
     expect(wire, WireType::Varint, path)?;
     decode_varint(buf).map_err(|err| Error::new(path, format!("malformed varint: {err}")))
 }
 
-fn length_delimited<'a>(buf: &mut &'a [u8], wire: WireType, path: &str) -> Result<&'a [u8], Error> {
+fn length_delimited<'a>(
+    buf: &mut &'a [u8],
+    wire: WireType,
+    path: &dyn fmt::Display,
+) -> Result<&'a [u8], Error> {
     expect(wire, WireType::LengthDelimited, path)?;
     let length =
         decode_varint(buf).map_err(|err| Error::new(path, format!("malformed length: {err}")))?;
@@ -419,13 +425,13 @@ fn length_delimited<'a>(buf: &mut &'a [u8], wire: WireType, path: &str) -> Resul
     Ok(body)
 }
 
-fn string(buf: &mut &[u8], wire: WireType, path: &str) -> Result<String, Error> {
+fn string(buf: &mut &[u8], wire: WireType, path: &dyn fmt::Display) -> Result<String, Error> {
     let bytes = length_delimited(buf, wire, path)?;
     String::from_utf8(bytes.to_vec())
         .map_err(|_| Error::new(path, "a string field is not valid UTF-8"))
 }
 
-fn expect(wire: WireType, expected: WireType, path: &str) -> Result<(), Error> {
+fn expect(wire: WireType, expected: WireType, path: &dyn fmt::Display) -> Result<(), Error> {
     if wire == expected {
         Ok(())
     } else {
@@ -437,7 +443,7 @@ fn expect(wire: WireType, expected: WireType, path: &str) -> Result<(), Error> {
 }
 
 /// Skips a field the schema does not know.
-fn skip(buf: &mut &[u8], wire: WireType, path: &str) -> Result<(), Error> {
+fn skip(buf: &mut &[u8], wire: WireType, path: &dyn fmt::Display) -> Result<(), Error> {
     let take = |buf: &mut &[u8], count: usize| {
         if buf.len() < count {
             return Err(Error::new(path, "the body ends inside a field"));

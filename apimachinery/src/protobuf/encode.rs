@@ -1,10 +1,12 @@
 //! JSON -> protobuf, in field-number order as gogo-protobuf writes it.
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use std::fmt;
+
 use serde_json::{Map, Value};
 
 use super::{
-    Error, Field, Label, MAGIC, MAX_DEPTH, Message, Ty, child, kind_message, message, special,
+    Error, Field, Label, MAGIC, MAX_DEPTH, Message, Path, ROOT, Ty, kind_message, message, special,
     type_meta, watch_event_message,
 };
 
@@ -13,17 +15,17 @@ pub fn encode_object(object: &Value) -> Result<Vec<u8>, Error> {
     let (api_version, kind) = type_meta(object);
     let schema = kind_message(api_version, kind).ok_or_else(|| {
         Error::new(
-            "",
+            &ROOT,
             format!("no protobuf schema for kind {kind:?} in version {api_version:?}"),
         )
     })?;
     let fields = object
         .as_object()
-        .ok_or_else(|| Error::new("", "an object must be a JSON object"))?;
+        .ok_or_else(|| Error::new(&ROOT, "an object must be a JSON object"))?;
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(MAGIC);
     write_envelope(&mut out, api_version, kind, |out| {
-        encode_message(schema, fields, out, "", 0)
+        encode_message(schema, fields, out, &ROOT, 0)
     })?;
     Ok(out)
 }
@@ -39,7 +41,7 @@ pub fn encode_watch_event(event_type: &str, object: &Value) -> Result<Vec<u8>, E
     let mut out = vec![0; 4];
     for field in schema.fields {
         match field.json {
-            "type" => encode_field(field, &event["type"], &mut out, "type", 0)?,
+            "type" => encode_field(field, &event["type"], &mut out, &"type", 0)?,
             "object" => {
                 encode_key(field.number, WireType::LengthDelimited, &mut out);
                 nested(&mut out, |out| {
@@ -53,7 +55,7 @@ pub fn encode_watch_event(event_type: &str, object: &Value) -> Result<Vec<u8>, E
         }
     }
     let length = u32::try_from(out.len() - 4)
-        .map_err(|_| Error::new("", "a watch event larger than 4 GiB"))?;
+        .map_err(|_| Error::new(&ROOT, "a watch event larger than 4 GiB"))?;
     out[..4].copy_from_slice(&length.to_be_bytes());
     Ok(out)
 }
@@ -85,7 +87,7 @@ pub(super) fn encode_message(
     schema: &Message,
     object: &Map<String, Value>,
     out: &mut Vec<u8>,
-    path: &str,
+    path: &dyn fmt::Display,
     depth: usize,
 ) -> Result<(), Error> {
     if depth > MAX_DEPTH {
@@ -114,7 +116,7 @@ pub(super) fn encode_message(
     present.sort_unstable_by_key(|(position, _)| *position);
     for (position, value) in present {
         let field = &schema.fields[position];
-        let path = child(path, field.json);
+        let path = Path::field(path, field.json);
         match value {
             Some(value) => encode_field(field, value, out, &path, depth)?,
             None => {
@@ -124,7 +126,7 @@ pub(super) fn encode_message(
                 };
                 encode_key(field.number, WireType::LengthDelimited, out);
                 nested(out, |out| {
-                    encode_message(message(id), object, out, path.as_str(), depth + 1)
+                    encode_message(message(id), object, out, &path, depth + 1)
                 })?;
             }
         }
@@ -136,7 +138,7 @@ fn encode_field(
     field: &Field,
     value: &Value,
     out: &mut Vec<u8>,
-    path: &str,
+    path: &dyn fmt::Display,
     depth: usize,
 ) -> Result<(), Error> {
     match field.label {
@@ -151,7 +153,7 @@ fn encode_field(
                     field.ty,
                     item,
                     out,
-                    &format!("{path}[{index}]"),
+                    &Path::index(path, index),
                     depth,
                 )?;
             }
@@ -174,7 +176,7 @@ fn encode_field(
                         }
                         return Ok(());
                     }
-                    encode_value(2, field.ty, item, out, &format!("{path}[{key}]"), depth)
+                    encode_value(2, field.ty, item, out, &Path::key(path, key), depth)
                 })?;
             }
             Ok(())
@@ -187,7 +189,7 @@ fn encode_value(
     ty: Ty,
     value: &Value,
     out: &mut Vec<u8>,
-    path: &str,
+    path: &dyn fmt::Display,
     depth: usize,
 ) -> Result<(), Error> {
     match ty {
@@ -292,7 +294,7 @@ fn encode_value(
             nested(out, |out| {
                 for (index, item) in items.iter().enumerate() {
                     let text = item.as_str().ok_or_else(|| {
-                        Error::new(&format!("{path}[{index}]"), "expected a string")
+                        Error::new(&Path::index(path, index), "expected a string")
                     })?;
                     write_string(1, text, out);
                 }

@@ -43,13 +43,67 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(path: &str, message: impl Into<String>) -> Self {
+    fn new(path: &dyn fmt::Display, message: impl Into<String>) -> Self {
         Self {
-            path: path.to_owned(),
+            path: path.to_string(),
             message: message.into(),
         }
     }
 }
+
+/// Where in an object the codec is, rendered only when an error names it: the codec walks
+/// every field, and a String per field would cost more than the encoding itself.
+pub(super) struct Path<'a> {
+    parent: &'a dyn fmt::Display,
+    segment: Segment<'a>,
+}
+
+enum Segment<'a> {
+    Field(&'a str),
+    Index(usize),
+    Key(&'a str),
+}
+
+impl<'a> Path<'a> {
+    /// `parent.name`.
+    pub(super) fn field(parent: &'a dyn fmt::Display, name: &'a str) -> Self {
+        Self {
+            parent,
+            segment: Segment::Field(name),
+        }
+    }
+
+    /// `parent[index]`.
+    pub(super) fn index(parent: &'a dyn fmt::Display, index: usize) -> Self {
+        Self {
+            parent,
+            segment: Segment::Index(index),
+        }
+    }
+
+    /// `parent[key]`.
+    pub(super) fn key(parent: &'a dyn fmt::Display, key: &'a str) -> Self {
+        Self {
+            parent,
+            segment: Segment::Key(key),
+        }
+    }
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parent = self.parent.to_string();
+        match self.segment {
+            Segment::Field(name) if parent.is_empty() => f.write_str(name),
+            Segment::Field(name) => write!(f, "{parent}.{name}"),
+            Segment::Index(index) => write!(f, "{parent}[{index}]"),
+            Segment::Key(key) => write!(f, "{parent}[{key}]"),
+        }
+    }
+}
+
+/// The top of an object.
+pub(super) const ROOT: &str = "";
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -75,15 +129,6 @@ pub fn normalize(object: &Value) -> Result<Value, Error> {
 fn watch_event_message() -> &'static Message {
     crate::schema::message_named("k8s.io.apimachinery.pkg.apis.meta.v1.WatchEvent")
         .unwrap_or(&crate::schema::EMPTY)
-}
-
-/// `path.field` for error messages.
-fn child(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{path}.{name}")
-    }
 }
 
 /// The JSON value of the apiVersion and kind of an object.
