@@ -1,7 +1,8 @@
 //! API latency and throughput with N objects (default 10,000), against the Kubernetes SLO
 //! (mutating API calls p99 <= 1 s) and against etcd itself, measured in the same run: the same
 //! creates/gets/lists done directly on etcd through the storage layer are the baseline, so the
-//! ratios show what the API server adds (HTTPS, auth, decoding, validation, encoding).
+//! ratios show what the API server adds (HTTPS, auth, decoding, validation, encoding); then the
+//! same operations in JSON and in protobuf side by side (`api/wire.rs`).
 //!
 //! Run: `cargo xtask bench api [--objects N]` (or `cargo bench -p flotilla-controlplane --bench api`).
 
@@ -10,6 +11,9 @@
     clippy::expect_used,
     reason = "test code: a failed step should fail the test"
 )]
+
+#[path = "api/wire.rs"]
+mod wire;
 
 // The same allocator as the flotilla-controlplane binary, so the figures are the binary's.
 #[global_allocator]
@@ -142,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
         kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?,
     )?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let services: Api<Service> = Api::namespaced(client, "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let store = Arc::new(
         Store::connect(
             &[format!("http://127.0.0.1:{etcd_port}")],
@@ -376,6 +380,13 @@ async fn main() -> anyhow::Result<()> {
             sample.throughput() / at_zero.max(1e-9),
         );
     }
+    let list_ratio = wire::compare(&client, objects).await?;
+    println!(
+        "listing {objects} objects in protobuf takes {list_ratio:.2}x the JSON time (goal <= 0.60: {})",
+        if list_ratio <= 0.6 { "met" } else { "MISSED" }
+    );
+    println!();
+
     let mutating: Vec<&Sample> = [&api_create, &api_update]
         .into_iter()
         .chain(service_rows.iter().map(|(_, sample)| sample))
