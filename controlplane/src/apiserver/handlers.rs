@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::{
-    ApiServer, gc,
+    ApiServer, apply, gc,
     machinery::{decode::decode_object, field::Cause},
     meta::{self, generated_name},
     query::{FieldValidation, Query, Rendering, partial_metadata},
@@ -34,6 +34,17 @@ pub struct Written {
     pub object: Value,
     /// Warnings (unknown fields under fieldValidation=Warn).
     pub warnings: Vec<String>,
+    /// The write created the object (as an apply does when there is none).
+    pub created: bool,
+}
+
+/// How a write records its manager in `metadata.managedFields`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tracking<'a> {
+    /// A non-apply write by this manager: it owns what it changed.
+    Update(&'a str),
+    /// An apply: the object carries the managedFields the apply computed.
+    Applied,
 }
 
 impl ApiServer {
@@ -117,8 +128,21 @@ impl ApiServer {
     pub async fn create_object(
         &self,
         scope: &Scope,
+        object: Value,
+        query: &Query,
+    ) -> Result<Written, ApiError> {
+        let manager = query.field_manager();
+        self.create_tracked(scope, object, query, Tracking::Update(&manager))
+            .await
+    }
+
+    /// Creates an object, recording its manager as `tracking` says.
+    async fn create_tracked(
+        &self,
+        scope: &Scope,
         mut object: Value,
         query: &Query,
+        tracking: Tracking<'_>,
     ) -> Result<Written, ApiError> {
         let resource = scope.resource;
         check_type(resource, &mut object)?;
@@ -146,7 +170,19 @@ impl ApiServer {
             metadata.remove("namespace");
         }
         let warnings = check_schema(resource, &mut object, query)?;
+        let applied = meta::metadata_mut(&mut object).and_then(|m| m.remove("managedFields"));
         meta::prepare_create(resource, &mut object);
+        // Tracked after defaulting: upstream decodes with defaults, so the creator owns them.
+        match tracking {
+            Tracking::Update(manager) => {
+                apply::track_update(resource, None, None, None, &mut object, manager);
+            }
+            Tracking::Applied => {
+                if let (Some(list), Some(metadata)) = (applied, meta::metadata_mut(&mut object)) {
+                    metadata.insert("managedFields".into(), list);
+                }
+            }
+        }
         resource
             .strategy
             .admit(&self.admission, self, &mut object, None)
@@ -175,7 +211,11 @@ impl ApiServer {
             validate(resource, &object, None)?;
             let name = meta::name(&object).to_owned();
             if query.dry_run()? {
-                return Ok(Written { object, warnings });
+                return Ok(Written {
+                    object,
+                    warnings,
+                    created: true,
+                });
             }
             let key = resource.key(scope.namespace.as_deref(), &name);
             let allocated = self.allocate_for_create(resource, &mut object).await?;
@@ -184,6 +224,7 @@ impl ApiServer {
                     return Ok(Written {
                         object: stored.object,
                         warnings,
+                        created: true,
                     });
                 }
                 Err(StorageError::AlreadyExists { .. }) if generate => {
@@ -267,6 +308,7 @@ impl ApiServer {
         Ok(Written {
             object: written,
             warnings,
+            created: false,
         })
     }
 
@@ -285,6 +327,22 @@ impl ApiServer {
         }
         let resource = scope.resource;
         let kind = patch_kind(content_type)?;
+        if kind == PatchKind::Apply {
+            return self
+                .apply_object(scope, name, body, query, subresource)
+                .await;
+        }
+        if query.has("force") {
+            return Err(ApiError::invalid(
+                "PatchOptions.meta.k8s.io",
+                "",
+                &[FieldCause {
+                    reason: "FieldValueForbidden".into(),
+                    message: "Forbidden: may not be specified for non-apply patch".into(),
+                    field: "force".into(),
+                }],
+            ));
+        }
         let patch: Value = serde_json::from_slice(body).map_err(|err| {
             ApiError::bad_request(format!("error decoding the patch as JSON: {err}"))
         })?;
@@ -310,7 +368,83 @@ impl ApiServer {
                 Ok(patched)
             }, subresource)
             .await?;
-        Ok(Written { object, warnings })
+        Ok(Written {
+            object,
+            warnings,
+            created: false,
+        })
+    }
+
+    /// Server-side apply (PATCH with `application/apply-patch+yaml`): merges the configuration
+    /// into the object by the schema, for the `fieldManager`, creating the object when there is
+    /// none (not through a subresource).
+    async fn apply_object(
+        &self,
+        scope: &Scope,
+        name: &str,
+        body: &[u8],
+        query: &Query,
+        subresource: Option<Subresource>,
+    ) -> Result<Written, ApiError> {
+        let resource = scope.resource;
+        let manager = apply::required_manager(query.get("fieldManager"))?.to_owned();
+        let force = query.flag("force");
+        let mut config = apply::parse_config(body)?;
+        apply::check_config(resource, &config)?;
+        // Unknown fields are refused or dropped before the merge, so nobody owns them.
+        let warnings = check_schema(resource, &mut config, query)?;
+        // Bounded: a create that loses to a concurrent one is retried as an update once.
+        for _ in 0..2 {
+            let exists = match self.get_object(scope, name).await {
+                Ok(_) => true,
+                Err(err) if err.code == 404 && subresource.is_none() => false,
+                Err(err) => return Err(err),
+            };
+            if !exists {
+                let mut object = apply::apply(resource, None, None, &config, &manager, force)?;
+                check_identity(scope, name, &mut object)?;
+                match self
+                    .create_tracked(scope, object, query, Tracking::Applied)
+                    .await
+                {
+                    Ok(mut written) => {
+                        written.warnings = warnings;
+                        return Ok(written);
+                    }
+                    Err(err) if err.reason == "AlreadyExists" => continue,
+                    Err(err) => return Err(err),
+                }
+            }
+            let object = self
+                .write_update_tracked(
+                    scope,
+                    name,
+                    query,
+                    |current| {
+                        let mut merged = apply::apply(
+                            resource,
+                            subresource,
+                            Some(&current.object),
+                            &config,
+                            &manager,
+                            force,
+                        )?;
+                        check_type(resource, &mut merged)?;
+                        check_identity(scope, name, &mut merged)?;
+                        check_schema_with(resource, &mut merged, FieldValidation::Ignore)?;
+                        Ok(merged)
+                    },
+                    subresource,
+                    Tracking::Applied,
+                )
+                .await?;
+            return Ok(Written {
+                object,
+                warnings,
+                created: false,
+            });
+        }
+        Err(too_many_writers(&resource.qualified_name(), name))
     }
 
     /// Reads the current object, computes the new one with `change`, fixes what the server owns,
@@ -320,8 +454,33 @@ impl ApiServer {
         scope: &Scope,
         name: &str,
         query: &Query,
+        change: F,
+        subresource: Option<Subresource>,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnMut(&Stored) -> Result<Value, ApiError>,
+    {
+        let manager = query.field_manager();
+        self.write_update_tracked(
+            scope,
+            name,
+            query,
+            change,
+            subresource,
+            Tracking::Update(&manager),
+        )
+        .await
+    }
+
+    /// [`Self::write_update`], recording the write's manager as `tracking` says.
+    async fn write_update_tracked<F>(
+        &self,
+        scope: &Scope,
+        name: &str,
+        query: &Query,
         mut change: F,
         subresource: Option<Subresource>,
+        tracking: Tracking<'_>,
     ) -> Result<Value, ApiError>
     where
         F: FnMut(&Stored) -> Result<Value, ApiError>,
@@ -333,8 +492,36 @@ impl ApiServer {
         for _ in 0..16 {
             let current = self.get_object(scope, name).await?;
             let proposed = change(&current)?;
+            let provided = proposed["metadata"].get("managedFields").cloned();
             let mut updated =
                 meta::prepare_update(resource, &current.object, proposed, subresource);
+            match tracking {
+                Tracking::Update(manager) if apply::tracked(subresource) => apply::track_update(
+                    resource,
+                    subresource,
+                    Some(&current.object),
+                    provided,
+                    &mut updated,
+                    manager,
+                ),
+                Tracking::Update(_) => {
+                    // Untracked subresources keep the entries the object had.
+                    if let (Some(list), Some(metadata)) = (
+                        current.object["metadata"].get("managedFields"),
+                        meta::metadata_mut(&mut updated),
+                    ) {
+                        metadata.insert("managedFields".into(), list.clone());
+                    }
+                }
+                Tracking::Applied => {
+                    if let Some(metadata) = meta::metadata_mut(&mut updated) {
+                        match provided {
+                            Some(list) => metadata.insert("managedFields".into(), list),
+                            None => metadata.remove("managedFields"),
+                        };
+                    }
+                }
+            }
             if subresource.is_none() {
                 resource
                     .strategy
@@ -835,6 +1022,8 @@ pub enum PatchKind {
     Merge,
     /// Kubernetes strategic merge patch.
     Strategic,
+    /// Server-side apply (a YAML or JSON configuration).
+    Apply,
 }
 
 fn patch_kind(content_type: Option<&str>) -> Result<PatchKind, ApiError> {
@@ -848,13 +1037,9 @@ fn patch_kind(content_type: Option<&str>) -> Result<PatchKind, ApiError> {
         "application/json-patch+json" => Ok(PatchKind::Json),
         "application/merge-patch+json" => Ok(PatchKind::Merge),
         "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-            Err(ApiError::unsupported_media_type(
-                "server-side apply is not supported by Flotilla yet; use client-side `kubectl apply` (without --server-side)",
-            ))
-        }
+        apply::APPLY_PATCH_YAML => Ok(PatchKind::Apply),
         other => Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
         ))),
     }
 }
@@ -868,6 +1053,11 @@ pub fn apply_patch(
 ) -> Result<Value, ApiError> {
     let mut patched = object.clone();
     match kind {
+        PatchKind::Apply => {
+            return Err(ApiError::internal(
+                "an apply patch is merged by the field manager, not applied as a patch",
+            ));
+        }
         PatchKind::Json => apply_json_patch(&mut patched, patch)?,
         PatchKind::Merge => {
             if !patch.is_object() {

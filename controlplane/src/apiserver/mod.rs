@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod allocations;
+pub mod apply;
 pub mod discovery;
 pub mod eviction;
 pub mod gc;
@@ -361,7 +362,12 @@ impl ApiServer {
             return self.pod_stream(&scope, name, kind, request).await;
         }
         let (parts, body) = request.into_parts();
-        let query = Query::parse(parts.uri.query());
+        let query = Query::parse(parts.uri.query()).with_user_agent(
+            parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        );
         let accept = parts
             .headers
             .get(header::ACCEPT)
@@ -463,7 +469,13 @@ impl ApiServer {
                         target.subresource,
                     )
                     .await?;
-                Ok(written_response(encoding, StatusCode::OK, written))
+                // An apply creates the object when there is none, and says so.
+                let code = if written.created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(written_response(encoding, code, written))
             }
             (&Method::DELETE, Some(name), None) => {
                 let options_body = decode_optional(&body, content_type.as_deref())?;

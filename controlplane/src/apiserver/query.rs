@@ -6,13 +6,14 @@ use flotilla_apimachinery::query::pairs;
 use serde_json::Value;
 
 use super::{
+    apply::managed_fields::manager_from_user_agent,
     selectors::{FieldSelector, LabelSelector, parse_field_selector, parse_label_selector},
     status::ApiError,
 };
 
-/// The query string of a request.
+/// The query string of a request, and the User-Agent that names the manager of its writes.
 #[derive(Debug, Clone, Default)]
-pub struct Query(HashMap<String, String>);
+pub struct Query(HashMap<String, String>, Option<String>);
 
 impl Query {
     /// Parses a raw query string (`a=b&c=d`).
@@ -20,7 +21,30 @@ impl Query {
         let pairs = raw
             .map(|raw| pairs(raw).into_iter().collect::<HashMap<String, String>>())
             .unwrap_or_default();
-        Self(pairs)
+        Self(pairs, None)
+    }
+
+    /// The request's User-Agent (empty when it sent none), which names the manager of its
+    /// writes when it gives no `fieldManager`.
+    pub fn with_user_agent(mut self, user_agent: Option<&str>) -> Self {
+        self.1 = Some(user_agent.unwrap_or_default().to_owned());
+        self
+    }
+
+    /// Whether `name` is present, even empty.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// The manager of a write (upstream's `managerOrUserAgent`): `fieldManager`, else the
+    /// User-Agent's prefix; writes the API server makes itself (no request) are
+    /// `kube-apiserver`'s, as upstream's loopback client names itself.
+    pub fn field_manager(&self) -> String {
+        match (self.get("fieldManager"), &self.1) {
+            (Some(manager), _) => manager.to_owned(),
+            (None, Some(user_agent)) => manager_from_user_agent(user_agent),
+            (None, None) => "kube-apiserver".to_owned(),
+        }
     }
 
     /// Every decoded `key=value` pair of a raw query string in order, repeated keys kept (exec's

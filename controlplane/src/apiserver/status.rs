@@ -118,6 +118,20 @@ impl ApiError {
         err
     }
 
+    /// 409 Conflict of a server-side apply: `causes` are (message, field) pairs, each a
+    /// `FieldManagerConflict`, as upstream's `NewApplyConflict`.
+    pub fn apply_conflict(message: impl Into<String>, causes: &[(String, String)]) -> Self {
+        let mut err = Self::new(409, "Conflict", message);
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|(message, field)| {
+                json!({"reason": "FieldManagerConflict", "message": message, "field": field})
+            })
+            .collect();
+        err.details = Some(json!({"causes": causes}));
+        err
+    }
+
     /// 410 Expired: the resourceVersion is too old.
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)

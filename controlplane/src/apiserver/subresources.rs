@@ -186,6 +186,12 @@ fn patch_scale(kind: PatchKind, scale: &Value, patch: &Value) -> Result<Value, A
     match kind {
         PatchKind::Json => apply_json_patch(&mut patched, patch)?,
         PatchKind::Merge | PatchKind::Strategic => json_patch::merge(&mut patched, patch),
+        // Never chosen above: a Scale is not applied server-side here (415 from the caller).
+        PatchKind::Apply => {
+            return Err(ApiError::unsupported_media_type(
+                "server-side apply of a Scale is not supported",
+            ));
+        }
     }
     Ok(patched)
 }
