@@ -223,6 +223,67 @@ async fn every_kubectl_runs_the_generator_and_editing_commands() {
         let applied = kubectl.jsonpath("deployment", "api", "{.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].env[0].value}");
         assert_eq!(applied, "api:2 blue", "kubectl {version}");
 
+        // Server-side apply of the same manifest: kubectl first moves the client-side apply
+        // manager's fields to its own apply entry (a JSON patch of managedFields), then applies.
+        kubectl.run(
+            &["apply", "--server-side", "-f", &second.to_string_lossy()],
+            false,
+        );
+        let managers_of_api = || {
+            kubectl.run_ns(&[
+                "get",
+                "deployment",
+                "api",
+                "--show-managed-fields",
+                "-o",
+                "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+            ])
+        };
+        let managers = managers_of_api();
+        assert!(
+            managers.contains("kubectl/Apply") && !managers.contains("kubectl-client-side-apply"),
+            "kubectl {version}: {managers}"
+        );
+        // A second manager changing the image kubectl applied conflicts, until it forces.
+        let third = cluster.write(&format!("{ns}-api-3.yaml"), &manifest("api:3"));
+        let third = third.to_string_lossy();
+        let conflict = kubectl.output(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=other",
+                "-f",
+                &third,
+            ],
+            false,
+        );
+        let stderr = String::from_utf8_lossy(&conflict.stderr);
+        assert!(
+            !conflict.status.success()
+                && stderr.contains(
+                    r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.template.spec.containers[name="api"].image"#
+                ),
+            "kubectl {version}: {stderr}"
+        );
+        kubectl.run(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=other",
+                "--force-conflicts",
+                "-f",
+                &third,
+            ],
+            false,
+        );
+        let image = kubectl.jsonpath("deployment", "api", "{.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].env[0].value}");
+        assert_eq!(image, "api:3 blue", "kubectl {version}");
+        let managers = managers_of_api();
+        assert!(
+            managers.contains("other/Apply") && managers.contains("kubectl/Apply"),
+            "kubectl {version}: {managers}"
+        );
+
         let explained = kubectl.run(&["explain", "deployment.spec.strategy"], false);
         assert!(
             explained.contains("rollingUpdate"),

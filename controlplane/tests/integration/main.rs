@@ -25,5 +25,6 @@ mod node_lifecycle;
 mod replicaset;
 mod replication_controller;
 mod scheduler;
+mod server_side_apply;
 mod statefulset;
 mod storage;
