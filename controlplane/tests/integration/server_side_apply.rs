@@ -263,112 +263,77 @@ async fn raw_patch(cluster: &Cluster, path: &str, content_type: &str, body: &str
 async fn bad_apply_requests_get_clear_errors() {
     let cluster = Cluster::start().await.unwrap();
     let path = "/api/v1/namespaces/default/configmaps/cm";
-    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  a: \"1\"\n";
-
-    let (code, body) = raw_patch(&cluster, path, "application/apply-patch+yaml", yaml).await;
-    assert_eq!(code, 422, "{body}");
-    assert_eq!(
-        body["message"],
-        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
-    );
-
     let with_manager = format!("{path}?fieldManager=tester");
-    let (code, body) = raw_patch(
-        &cluster,
-        &with_manager,
-        "application/apply-patch+yaml",
-        "a: [b\n",
-    )
-    .await;
-    assert_eq!(code, 400, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("error decoding YAML"),
-        "{body}"
-    );
-    let (code, _) = raw_patch(
-        &cluster,
-        &with_manager,
-        "application/apply-patch+yaml",
-        "- a\n",
-    )
-    .await;
-    assert_eq!(code, 400);
-    let (code, body) = raw_patch(
-        &cluster,
-        &with_manager,
-        "application/apply-patch+yaml",
-        "apiVersion: apps/v1\nkind: ConfigMap\nmetadata: {name: cm}\n",
-    )
-    .await;
-    assert_eq!(code, 400, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("Incorrect version specified in apply patch")
-    );
-    let (code, _) = raw_patch(
-        &cluster,
-        &with_manager,
-        "application/apply-patch+cbor",
-        yaml,
-    )
-    .await;
-    assert_eq!(code, 415);
-    let (code, _) = raw_patch(&cluster, &with_manager, "application/yaml", yaml).await;
-    assert_eq!(code, 415);
+    let apply = "application/apply-patch+yaml";
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  a: \"1\"\n";
+    let pod = "/api/v1/namespaces/default/pods/p?fieldManager=tester";
+    let forced = format!("{path}?force=true");
+    // (path, content type, body, code, what the message says)
+    let refused: [(&str, &str, &str, u16, &str); 8] = [
+        (
+            path,
+            apply,
+            yaml,
+            422,
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ),
+        (&with_manager, apply, "a: [b\n", 400, "error decoding YAML"),
+        (&with_manager, apply, "- a\n", 400, "must be an object"),
+        (
+            &with_manager,
+            apply,
+            "apiVersion: apps/v1\nkind: ConfigMap\nmetadata: {name: cm}\n",
+            400,
+            "Incorrect version specified in apply patch. Specified patch version: apps/v1, expected: v1",
+        ),
+        (
+            &with_manager,
+            "application/apply-patch+cbor",
+            yaml,
+            415,
+            "unknown format",
+        ),
+        (
+            &with_manager,
+            "application/yaml",
+            yaml,
+            415,
+            "unknown format",
+        ),
+        // A map list without its key is an invalid object, not a crash.
+        (
+            pod,
+            apply,
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - image: x\n",
+            422,
+            "omits key field \"name\"",
+        ),
+        (
+            &forced,
+            "application/merge-patch+json",
+            "{}",
+            422,
+            "may not be specified for non-apply patch",
+        ),
+    ];
+    for (path, content_type, body, code, message) in refused {
+        let (got, answer) = raw_patch(&cluster, path, content_type, body).await;
+        assert_eq!(got, code, "{content_type} {body:?}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(message),
+            "{content_type} {body:?}: {answer}"
+        );
+    }
 
     // YAML creates (201) and a dry run changes nothing.
-    let (code, body) = raw_patch(
-        &cluster,
-        &with_manager,
-        "application/apply-patch+yaml",
-        yaml,
-    )
-    .await;
-    assert_eq!(code, 201, "{body}");
+    let (code, answer) = raw_patch(&cluster, &with_manager, apply, yaml).await;
+    assert_eq!(code, 201, "{answer}");
     let dry = format!("{with_manager}&dryRun=All");
     let changed = yaml.replace("\"1\"", "\"2\"");
-    let (code, body) = raw_patch(&cluster, &dry, "application/apply-patch+yaml", &changed).await;
-    assert_eq!((code, body["data"]["a"].as_str()), (200, Some("2")));
+    let (code, answer) = raw_patch(&cluster, &dry, apply, &changed).await;
+    assert_eq!((code, answer["data"]["a"].as_str()), (200, Some("2")));
     let stored = cluster.kubectl_ok(&["get", "configmap", "cm", "-o", "jsonpath={.data.a}"]);
     assert_eq!(stored, "1");
-
-    // A map list without its key is an invalid object, not a crash.
-    let (code, body) = raw_patch(
-        &cluster,
-        "/api/v1/namespaces/default/pods/p?fieldManager=tester",
-        "application/apply-patch+yaml",
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - image: x\n",
-    )
-    .await;
-    assert_eq!(code, 422, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("omits key field \"name\""),
-        "{body}"
-    );
-
-    // force is for applies only.
-    let (code, body) = raw_patch(
-        &cluster,
-        &format!("{path}?force=true"),
-        "application/merge-patch+json",
-        "{}",
-    )
-    .await;
-    assert_eq!(code, 422, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("may not be specified for non-apply patch")
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

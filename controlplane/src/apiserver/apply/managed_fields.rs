@@ -619,6 +619,20 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// The entries after `manager` created `object`.
+    fn created_by(manager: &str, object: &Value) -> ManagedFields {
+        update(
+            &target(),
+            None,
+            object,
+            ManagedFields::default(),
+            manager,
+            NOW,
+        )
+        .unwrap()
+        .unwrap()
+    }
+
     fn conflicts(err: TrackError) -> Conflicts {
         match err {
             TrackError::Conflicts(conflicts) => conflicts,
@@ -730,16 +744,7 @@ mod tests {
     #[test]
     fn conflicts_with_updaters_name_their_api_version_and_list_every_field() {
         let live = deployment(json!({"replicas": 1, "paused": false}));
-        let managed = update(
-            &target(),
-            None,
-            &live,
-            ManagedFields::default(),
-            "kubectl-client-side-apply",
-            NOW,
-        )
-        .unwrap()
-        .unwrap();
+        let managed = created_by("kubectl-client-side-apply", &live);
         let err = apply(
             &target(),
             &live,
@@ -987,16 +992,7 @@ mod tests {
         let config = deployment(json!({"replicas": 1}));
         let mut live = config.clone();
         live["metadata"]["annotations"] = json!({LAST_APPLIED: config.to_string()});
-        let managed = update(
-            &target(),
-            None,
-            &live,
-            ManagedFields::default(),
-            "kubectl-client-side-apply",
-            NOW,
-        )
-        .unwrap()
-        .unwrap();
+        let managed = created_by("kubectl-client-side-apply", &live);
         // kubectl applies a new value for a field the client-side apply set: no conflict.
         let applied = apply(
             &target(),
