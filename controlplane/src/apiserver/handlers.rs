@@ -495,33 +495,14 @@ impl ApiServer {
             let provided = proposed["metadata"].get("managedFields").cloned();
             let mut updated =
                 meta::prepare_update(resource, &current.object, proposed, subresource);
-            match tracking {
-                Tracking::Update(manager) if apply::tracked(subresource) => apply::track_update(
-                    resource,
-                    subresource,
-                    Some(&current.object),
-                    provided,
-                    &mut updated,
-                    manager,
-                ),
-                Tracking::Update(_) => {
-                    // Untracked subresources keep the entries the object had.
-                    if let (Some(list), Some(metadata)) = (
-                        current.object["metadata"].get("managedFields"),
-                        meta::metadata_mut(&mut updated),
-                    ) {
-                        metadata.insert("managedFields".into(), list.clone());
-                    }
-                }
-                Tracking::Applied => {
-                    if let Some(metadata) = meta::metadata_mut(&mut updated) {
-                        match provided {
-                            Some(list) => metadata.insert("managedFields".into(), list),
-                            None => metadata.remove("managedFields"),
-                        };
-                    }
-                }
-            }
+            record_managers(
+                tracking,
+                resource,
+                subresource,
+                &current.object,
+                provided,
+                &mut updated,
+            );
             if subresource.is_none() {
                 resource
                     .strategy
@@ -787,6 +768,40 @@ impl ApiServer {
             "metadata": {"resourceVersion": listed["metadata"]["resourceVersion"]},
             "items": deleted,
         }))
+    }
+}
+
+/// Sets `updated`'s managedFields for a write of `current` as `tracking` says: an update is
+/// tracked (through the main resource and `status`), an apply brings its own entries (`provided`),
+/// and untracked subresources keep the entries the object had.
+fn record_managers(
+    tracking: Tracking<'_>,
+    resource: &Resource,
+    subresource: Option<Subresource>,
+    current: &Value,
+    provided: Option<Value>,
+    updated: &mut Value,
+) {
+    let entries = match tracking {
+        Tracking::Update(manager) if apply::tracked(subresource) => {
+            apply::track_update(
+                resource,
+                subresource,
+                Some(current),
+                provided,
+                updated,
+                manager,
+            );
+            return;
+        }
+        Tracking::Update(_) => current["metadata"].get("managedFields").cloned(),
+        Tracking::Applied => provided,
+    };
+    if let Some(metadata) = meta::metadata_mut(updated) {
+        match entries {
+            Some(list) => metadata.insert("managedFields".into(), list),
+            None => metadata.remove("managedFields"),
+        };
     }
 }
 
