@@ -126,6 +126,7 @@ fn decode_message_into(
     if depth > MAX_DEPTH {
         return Err(Error::new(path, "nested too deeply"));
     }
+    let mut inline_seen: Vec<u32> = Vec::new();
     while !buf.is_empty() {
         let (number, wire) = key(&mut buf, path)?;
         let Ok(position) = schema
@@ -145,6 +146,7 @@ fn decode_message_into(
                 };
                 let body = length_delimited(&mut buf, wire, &field_path)?;
                 decode_message_into(message(id), body, object, path, depth + 1)?;
+                inline_seen.push(field.number);
             }
             Label::Single => {
                 let value = decode_value(field.ty, &mut buf, wire, &field_path, depth)?;
@@ -208,6 +210,13 @@ fn decode_message_into(
     }
     for field in schema.fields {
         apply_json_rules(field, object);
+        // An inline struct is a plain Go struct: there even when the message left it out, so
+        // its fields follow the same rules (a container's `name` appears, empty).
+        if let (true, Ty::Message(id)) = (field.inline, field.ty)
+            && !inline_seen.contains(&field.number)
+        {
+            decode_message_into(message(id), &[], object, path, depth + 1)?;
+        }
     }
     Ok(())
 }
@@ -216,7 +225,16 @@ fn decode_message_into(
 /// `omitempty` disappears at its zero value, one without `omitempty` appears even when the
 /// message left it out, and a zero time is null (left out here).
 fn apply_json_rules(field: &Field, object: &mut Map<String, Value>) {
-    if field.label != Label::Single || field.inline || field.pointer {
+    if field.label != Label::Single || field.inline {
+        return;
+    }
+    // A zero time or an empty raw extension is null in Go's JSON, pointer or not: the same as
+    // leaving the field out, which is how the encoder reads it back (found by the fuzz target).
+    if object.get(field.json).is_some_and(Value::is_null) {
+        object.remove(field.json);
+        return;
+    }
+    if field.pointer {
         return;
     }
     match field.ty {
@@ -227,9 +245,6 @@ fn apply_json_rules(field: &Field, object: &mut Map<String, Value>) {
             } else if !field.omitempty && !object.contains_key(field.json) {
                 object.insert(field.json.to_owned(), zero(field.ty));
             }
-        }
-        Ty::Time | Ty::MicroTime if object.get(field.json).is_some_and(Value::is_null) => {
-            object.remove(field.json);
         }
         _ => {}
     }

@@ -63,10 +63,13 @@ pub(super) fn format_time(
     micro: bool,
     path: &dyn std::fmt::Display,
 ) -> Result<Value, Error> {
+    // What the JSON keeps: whole seconds, or microseconds. A value that keeps nothing is the
+    // zero time, so that decoding what the encoder wrote for it gives null again.
+    let nanos = if micro { nanos / 1000 * 1000 } else { 0 };
     if seconds == 0 && nanos == 0 {
         return Ok(Value::Null);
     }
-    let timestamp = jiff::Timestamp::new(seconds, if micro { nanos } else { 0 })
+    let timestamp = jiff::Timestamp::new(seconds, nanos)
         .map_err(|err| Error::new(&path, format!("time out of range: {err}")))?;
     let format = if micro {
         "%Y-%m-%dT%H:%M:%S%.6fZ"
