@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(object) = decode_object(data) {
         if let Ok(encoded) = encode_object(&object) {
             let again = decode_object(&encoded).expect("the codec's own output decodes");
-            assert_eq!(again, object, "a decoded object survives a second round trip");
+            assert_eq!(
+                again, object,
+                "a decoded object survives a second round trip"
+            );
         }
     }
 });
