@@ -3,10 +3,10 @@
 //! proxies over mTLS to the agent's kubelet API server, which reads CRI log files and proxies
 //! exec and port-forward to a real containerd's streaming server.
 //!
-//! Streams are exercised with both protocols kubectl has spoken: kubectl 1.33 (WebSocket: exec,
-//! attach and cp over `v5.channel.k8s.io`, which the API server translates to SPDY; port-forward
-//! as SPDY tunnelled over WebSocket) must not need its SPDY fallback, and kubectl 1.27 (SPDY
-//! only) must keep working. A client written here that speaks only WebSocket checks the v5
+//! Streams are exercised under every installed kubectl (1.27 to 1.33), so with both protocols
+//! kubectl has spoken: 1.31+ (WebSocket: exec, attach and cp over `v5.channel.k8s.io`, which the
+//! API server translates to SPDY; port-forward as SPDY tunnelled over WebSocket; 1.30 exec only)
+//! must not need their SPDY fallback, and the SPDY-only ones must keep working. A client written here that speaks only WebSocket checks the v5
 //! protocol itself: stdin, its close signal, exit codes, malformed input.
 //!
 //! containerd runs inside a network namespace the test creates (never the host's), with a pod
@@ -860,8 +860,15 @@ async fn exercise(
 
     // The streaming protocols themselves, then each kubectl generation.
     websocket_only_client(cluster).await?;
-    kubectl_streams(cluster, "1.33", true).await?;
-    kubectl_streams(cluster, "1.27", false).await?;
+    for minor in 27..=33 {
+        // kubectl speaks WebSocket first for exec from 1.30 and for port-forward from 1.31
+        // (their feature gates' beta defaults); older ones speak SPDY.
+        let speaks = WebSocketFirst {
+            exec: minor >= 30,
+            port_forward: minor >= 31,
+        };
+        kubectl_streams(cluster, &format!("1.{minor}"), speaks).await?;
+    }
     drop(agent);
     Ok(())
 }
@@ -935,16 +942,31 @@ fn kubectl_versions_dir() -> anyhow::Result<PathBuf> {
         .to_path_buf())
 }
 
+/// Which streams a kubectl version opens over WebSocket first (and must not fall back to SPDY).
+#[derive(Clone, Copy)]
+struct WebSocketFirst {
+    exec: bool,
+    port_forward: bool,
+}
+
 /// exec (output, exit code, stdin past SPDY's 64 KiB window), exec -it in a terminal (its size
-/// reaches the container), port-forward and cp both ways with kubectl `version`. `websocket`:
-/// this kubectl speaks WebSocket first, and must not fall back to SPDY.
-async fn kubectl_streams(cluster: &Cluster, version: &str, websocket: bool) -> anyhow::Result<()> {
+/// reaches the container), port-forward, logs -f and cp both ways with kubectl `version`.
+async fn kubectl_streams(
+    cluster: &Cluster,
+    version: &str,
+    speaks: WebSocketFirst,
+) -> anyhow::Result<()> {
     let binary = kubectl_versions_dir()?.join(format!("kubectl.{version}"));
     let binary = binary.to_str().context("kubectl path")?.to_owned();
     let run = |args: &[&str], input: Option<&[u8]>| cluster.kubectl_binary(&binary, args, input);
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     // kubectl logs the negotiated protocol, and any fallback to SPDY, at -v=4.
     let no_fallback = |what: &str, log: &str| -> anyhow::Result<()> {
+        let websocket = if what == "port-forward" {
+            speaks.port_forward
+        } else {
+            speaks.exec
+        };
         if websocket {
             ensure!(
                 !log.to_lowercase().contains("fallback"),
@@ -964,7 +986,7 @@ async fn kubectl_streams(cluster: &Cluster, version: &str, websocket: bool) -> a
     assert_eq!(text(&echo.stdout), format!("hello {version}\n"));
     let log = text(&echo.stderr);
     no_fallback("exec", &log)?;
-    if websocket {
+    if speaks.exec {
         ensure!(
             log.contains("The subprotocol is v5.channel.k8s.io"),
             "kubectl {version} exec did not use WebSocket v5:\n{log}"
@@ -1037,13 +1059,20 @@ async fn kubectl_streams(cluster: &Cluster, version: &str, websocket: bool) -> a
 
     let log = port_forward_healthz(cluster, &binary).await?;
     no_fallback("port-forward", &log)?;
-    if websocket {
+    if speaks.port_forward {
         ensure!(
             log.contains("Before WebSocket Upgrade Connection")
                 && log.contains("negotiated protocol: portforward.k8s.io"),
             "kubectl {version} port-forward did not tunnel SPDY over WebSocket:\n{log}"
         );
     }
+
+    // logs -f of the exited counter container drains its file and ends.
+    let followed = run(&["logs", "-f", "p", "-c", "counter"], None);
+    ensure!(
+        followed.status.success() && text(&followed.stdout).ends_with("last\n"),
+        "kubectl {version} logs -f: {followed:?}"
+    );
 
     // cp runs tar through exec: into the pod it needs stdin's end to reach tar.
     let local = cluster.dir.path().join(format!("cp-{version}.txt"));
