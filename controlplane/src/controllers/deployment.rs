@@ -23,6 +23,10 @@ use super::{Context, ReconcileError, drive, percent, retry_later};
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// The annotation carrying a ReplicaSet's revision.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
+/// The Deployment's replicas when the controller last sized this ReplicaSet.
+const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
+/// The Deployment's replicas + maxSurge when the controller last sized this ReplicaSet.
+const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 
 /// Runs the controller until the task is dropped.
 pub async fn run(client: Client) {
@@ -82,6 +86,117 @@ fn ready(rs: &ReplicaSet) -> i32 {
         .as_ref()
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0)
+}
+
+/// An integer annotation of a ReplicaSet.
+fn annotation(rs: &ReplicaSet, key: &str) -> Option<i32> {
+    rs.annotations().get(key).and_then(|v| v.parse().ok())
+}
+
+/// The new sizes when the Deployment's replicas changed while more than one of its ReplicaSets
+/// is active (one of them was sized for other replicas), as upstream's `isScalingEvent`; None
+/// otherwise (the rollout logic sizes a single active ReplicaSet itself).
+fn scaling_event(
+    deployment: &Deployment,
+    desired: i32,
+    surge: i32,
+    new: &ReplicaSet,
+    old: &[ReplicaSet],
+) -> Option<Vec<(String, i32)>> {
+    let active: Vec<&ReplicaSet> = old
+        .iter()
+        .chain(std::iter::once(new))
+        .filter(|rs| replicas(rs) > 0)
+        .collect();
+    let resized = active
+        .iter()
+        .any(|rs| annotation(rs, DESIRED_REPLICAS).is_some_and(|was| was != desired));
+    if active.len() < 2 || !resized {
+        return None;
+    }
+    let status_replicas = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(0);
+    let active = active
+        .into_iter()
+        .map(|rs| Sized {
+            name: rs.name_any(),
+            replicas: replicas(rs),
+            max_replicas: annotation(rs, MAX_REPLICAS),
+            revision: revision(rs),
+        })
+        .collect();
+    Some(proportional_sizes(desired, surge, status_replicas, active))
+}
+
+/// One ReplicaSet as proportional scaling sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sized {
+    name: String,
+    replicas: i32,
+    /// Its `max-replicas` annotation: the Deployment's size + surge it was last sized for.
+    max_replicas: Option<i32>,
+    revision: i64,
+}
+
+/// Upstream's proportional scaling (`dc.scale` for a rolling Deployment with more than one
+/// active ReplicaSet): the change of the allowed total (`desired + surge`, 0 when scaling to 0)
+/// is split across the active ReplicaSets in proportion to their size, the leftover going to the
+/// largest; ties go to newer ReplicaSets when growing and older ones when shrinking. Returns the
+/// new size of each.
+fn proportional_sizes(
+    desired: i32,
+    surge: i32,
+    status_replicas: i32,
+    mut active: Vec<Sized>,
+) -> Vec<(String, i32)> {
+    let total: i32 = active.iter().map(|rs| rs.replicas).sum();
+    let allowed = if desired > 0 { desired + surge } else { 0 };
+    let to_add = allowed - total;
+    active.sort_by(|a, b| {
+        b.replicas.cmp(&a.replicas).then(if to_add > 0 {
+            b.revision.cmp(&a.revision)
+        } else {
+            a.revision.cmp(&b.revision)
+        })
+    });
+    let mut added = 0;
+    let mut sizes: Vec<(String, i32)> = Vec::with_capacity(active.len());
+    for rs in &active {
+        let proportion = if to_add == 0 || rs.replicas == 0 || to_add == added {
+            0
+        } else {
+            let fraction = if desired == 0 {
+                -rs.replicas
+            } else {
+                let before = rs
+                    .max_replicas
+                    .filter(|max| *max > 0)
+                    .unwrap_or(status_replicas);
+                if before == 0 {
+                    0
+                } else {
+                    let size =
+                        f64::from(rs.replicas) * f64::from(desired + surge) / f64::from(before);
+                    size.round() as i32 - rs.replicas
+                }
+            };
+            let allowed = to_add - added;
+            if to_add > 0 {
+                fraction.min(allowed)
+            } else {
+                fraction.max(allowed)
+            }
+        };
+        added += proportion;
+        sizes.push((rs.name.clone(), rs.replicas + proportion));
+    }
+    if let Some(largest) = sizes.first_mut() {
+        largest.1 = (largest.1 + to_add - added).max(0);
+    }
+    sizes
 }
 
 fn revision(rs: &ReplicaSet) -> i64 {
@@ -167,7 +282,7 @@ async fn reconcile(
                 "name": format!("{name}-{hash}"),
                 "namespace": namespace,
                 "labels": labels,
-                "annotations": {REVISION: (max_revision + 1).to_string(), "deployment.kubernetes.io/desired-replicas": desired.to_string()},
+                "annotations": {REVISION: (max_revision + 1).to_string(), DESIRED_REPLICAS: desired.to_string(), MAX_REPLICAS: (desired + surge).to_string()},
                 "ownerReferences": [OwnerReference {
                     api_version: "apps/v1".into(), kind: "Deployment".into(), name: name.clone(), uid: uid.clone(),
                     controller: Some(true), block_owner_deletion: Some(true),
@@ -223,11 +338,16 @@ async fn reconcile(
             Err(err) => return Err(fail(err)),
         }
     }
+    // Every sizing records what the Deployment looked like, so a later change of its replicas
+    // is recognised as a scaling event (as upstream's SetReplicasAnnotations).
+    let sized_for =
+        json!({DESIRED_REPLICAS: desired.to_string(), MAX_REPLICAS: (desired + surge).to_string()});
     let scale = |rs: &ReplicaSet, to: i32| {
         let rs_api = rs_api.clone();
         let rs_name = rs.name_any();
+        let annotations = sized_for.clone();
         async move {
-            let patch = json!({"spec": {"replicas": to}});
+            let patch = json!({"metadata": {"annotations": annotations}, "spec": {"replicas": to}});
             rs_api
                 .patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -247,6 +367,17 @@ async fn reconcile(
                 .sum();
             if old_total == 0 && old_running == 0 && replicas(new) != desired {
                 scale(new, desired).await.map_err(fail)?;
+            }
+        } else if let Some(sizes) = scaling_event(&deployment, desired, surge, new, &old) {
+            // The Deployment's replicas changed mid-rollout: resize every active ReplicaSet
+            // in proportion first (whatever their availability, so scaling to 0 empties them
+            // all), and roll on from there in the next round.
+            for rs in old.iter().chain(std::iter::once(new)) {
+                if let Some((_, size)) = sizes.iter().find(|(name, _)| *name == rs.name_any())
+                    && *size != replicas(rs)
+                {
+                    scale(rs, *size).await.map_err(fail)?;
+                }
             }
         } else {
             let total = old_total + replicas(new);
@@ -524,6 +655,34 @@ fn same_conditions(stored: &[DeploymentCondition], wanted: &serde_json::Value) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sized(name: &str, replicas: i32, max_replicas: i32, revision: i64) -> Sized {
+        Sized {
+            name: name.into(),
+            replicas,
+            max_replicas: Some(max_replicas),
+            revision,
+        }
+    }
+
+    #[test]
+    fn scaling_mid_rollout_resizes_every_replica_set_in_proportion() {
+        // 10 replicas + 3 surge, split 8 (old) / 5 (new); scaled to 20 (+5 surge): 25 allowed.
+        let sizes = proportional_sizes(
+            20,
+            5,
+            13,
+            vec![sized("old", 8, 13, 1), sized("new", 5, 13, 2)],
+        );
+        assert_eq!(sizes, vec![("old".into(), 15), ("new".into(), 10)]);
+        // Scaling to 0 empties every active ReplicaSet, available or not.
+        let sizes = proportional_sizes(0, 0, 3, vec![sized("a", 2, 4, 1), sized("b", 2, 4, 2)]);
+        assert_eq!(sizes, vec![("a".into(), 0), ("b".into(), 0)]);
+        // Shrinking: equal sizes give up replicas from the older one first (leftover included).
+        let sizes = proportional_sizes(3, 1, 6, vec![sized("a", 3, 6, 1), sized("b", 3, 6, 2)]);
+        assert_eq!(sizes.iter().map(|(_, n)| n).sum::<i32>(), 4);
+        assert_eq!(sizes[0], ("a".into(), 2));
+    }
 
     #[test]
     fn budgets_follow_upstream_rounding() {

@@ -284,6 +284,17 @@ async fn every_kubectl_runs_the_generator_and_editing_commands() {
             "kubectl {version}: {managers}"
         );
 
+        // rollout status watches the Deployment (a protobuf watch for 1.32+). With no kubelet
+        // here pods never become ready, so it is checked at zero replicas: scaling to 0 in the
+        // middle of the stuck rollout must empty every ReplicaSet (upstream's proportional
+        // scaling), after which the rollout is complete.
+        kubectl.run_ns(&["scale", "deployment", "web", "--replicas=0"]);
+        let status = kubectl.run_ns(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+        assert!(
+            status.contains("successfully rolled out"),
+            "kubectl {version}: {status}"
+        );
+
         let explained = kubectl.run(&["explain", "deployment.spec.strategy"], false);
         assert!(
             explained.contains("rollingUpdate"),
