@@ -2,10 +2,12 @@
 //! node agent all need, each written once so they agree: label and field selectors
 //! ([`selectors`]), name and format rules with upstream's messages ([`names`]) and exact resource
 //! quantities ([`quantity`]), query strings ([`query`]), the node conditions kubelet posts
-//! ([`node_conditions`]), which the agent and the control plane's hollow nodes both report,
+//! ([`node_conditions`]), which the agent and the control plane's hollow nodes both report, the
+//! upgrade headers of streaming requests ([`httpstream`]),
 //! what upstream's Go types say about every kind ([`schema`]) and Kubernetes' protobuf wire
 //! format ([`protobuf`]).
 
+pub mod httpstream;
 pub mod names;
 pub mod node_conditions;
 pub mod protobuf;

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use flotilla_apimachinery::httpstream;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -99,29 +100,14 @@ pub fn ports_from_query(pairs: &[(String, String)]) -> Result<Vec<i32>, String> 
 /// spoken, and makes a kubectl-style client retry over SPDY, instead of containerd failing the
 /// handshake in its own way.
 pub fn unsupported_websocket(headers: &HeaderMap) -> Option<String> {
-    let websocket = headers
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
-        });
-    if !websocket {
+    if !httpstream::is_websocket(headers) {
         return None;
     }
-    let offered: Vec<&str> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
+    let offered = httpstream::offered_protocols(headers);
     if offered.is_empty()
         || offered
             .iter()
-            .any(|p| CONTAINERD_WEBSOCKET_PROTOCOLS.contains(p))
+            .any(|p| CONTAINERD_WEBSOCKET_PROTOCOLS.contains(&p.as_str()))
     {
         return None;
     }

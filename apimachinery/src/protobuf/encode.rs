@@ -98,14 +98,10 @@ pub(super) fn encode_message(
         if value.is_null() {
             continue;
         }
-        if let Ok(found) = schema
-            .by_json
-            .binary_search_by(|&position| schema.fields[position].json.cmp(key))
+        if let Some(position) = schema.position(key)
+            && !schema.fields[position].inline
         {
-            let position = schema.by_json[found];
-            if !schema.fields[position].inline {
-                present.push((position, Some(value)));
-            }
+            present.push((position, Some(value)));
         }
     }
     for (position, field) in schema.fields.iter().enumerate() {

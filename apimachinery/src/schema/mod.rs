@@ -24,11 +24,8 @@ impl Message {
     /// The field with this JSON name, also among the fields of inline structs (a Volume's
     /// `emptyDir` is a field of its inline VolumeSource).
     pub fn field(&'static self, json: &str) -> Option<&'static Field> {
-        if let Ok(found) = self
-            .by_json
-            .binary_search_by(|&position| self.fields[position].json.cmp(json))
-        {
-            let field = &self.fields[self.by_json[found]];
+        if let Some(position) = self.position(json) {
+            let field = &self.fields[position];
             if !field.inline {
                 return Some(field);
             }
@@ -40,6 +37,14 @@ impl Message {
                 Ty::Message(id) => message(id).field(json),
                 _ => None,
             })
+    }
+
+    /// The position in `fields` of the field with this JSON name, in this message itself.
+    pub fn position(&self, json: &str) -> Option<usize> {
+        self.by_json
+            .binary_search_by(|&position| self.fields[position].json.cmp(json))
+            .ok()
+            .map(|found| self.by_json[found])
     }
 }
 

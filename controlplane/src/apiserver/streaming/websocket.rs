@@ -18,6 +18,7 @@ use tokio_tungstenite::{
 };
 
 use super::super::status::ApiError;
+pub use flotilla_apimachinery::httpstream::{is_websocket, offered_protocols};
 
 /// The remote-command protocol with the close signal (kubectl >= 1.30's first choice), which
 /// the API server translates to SPDY.
@@ -37,29 +38,6 @@ pub const RUNTIME_REMOTE_COMMAND: &[&str] = &[
 ];
 /// Port-forward subprotocols the runtime speaks itself.
 pub const RUNTIME_PORT_FORWARD: &[&str] = &["portforward.k8s.io", "base64.portforward.k8s.io"];
-
-/// Whether `headers` ask for a WebSocket upgrade.
-pub fn is_websocket(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
-}
-
-/// The subprotocols a WebSocket request offers, in its order.
-pub fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 /// The `101 Switching Protocols` headers that accept a WebSocket request with `protocol`; a
 /// 400 for a request that is not a well-formed WebSocket handshake (RFC 6455 section 4.2.1).
