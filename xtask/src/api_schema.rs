@@ -445,7 +445,8 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
                 .or_else(|| meta_structs.get(&message.name))
                 .with_context(|| format!("{full}: no Go struct {} found", message.name))?;
             let mut fields = Vec::new();
-            for field in &message.fields {
+            let mut by_json: Vec<(String, usize)> = Vec::new();
+            for (position, field) in message.fields.iter().enumerate() {
                 let go_field = go.fields.get(&field.number).with_context(|| {
                     format!(
                         "{full}.{}: no Go field with protobuf number {}",
@@ -459,6 +460,7 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
                 } else {
                     go_field.json.clone()
                 };
+                by_json.push((json.clone(), position));
                 let keys: Vec<String> = go_field
                     .list_map_keys
                     .iter()
@@ -482,20 +484,6 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
                     go_field.map_type,
                 ));
             }
-            let mut by_json: Vec<(String, usize)> = message
-                .fields
-                .iter()
-                .enumerate()
-                .map(|(position, field)| {
-                    let go_field = &go.fields[&field.number];
-                    let json = if go_field.json.is_empty() {
-                        field.name.clone()
-                    } else {
-                        go_field.json.clone()
-                    };
-                    (json, position)
-                })
-                .collect();
             by_json.sort();
             messages.insert(id, (full.clone(), fields, by_json, go.atomic));
             if go.has_type_meta

@@ -4,7 +4,7 @@
 
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
-use flotilla_apimachinery::protobuf;
+use flotilla_apimachinery::{protobuf, schema};
 use http::{StatusCode, header};
 use serde_json::Value;
 
@@ -145,15 +145,14 @@ pub fn error_response(encoding: Encoding, error: ApiError) -> Response {
 
 /// The bytes and Content-Type of one body.
 fn encode(encoding: Encoding, body: &Value) -> (&'static str, Vec<u8>) {
-    if encoding == Encoding::Protobuf {
+    let api_version = body["apiVersion"].as_str().unwrap_or_default();
+    let kind = body["kind"].as_str().unwrap_or_default();
+    if encoding == Encoding::Protobuf && schema::kind_message(api_version, kind).is_some() {
         match protobuf::encode_object(body) {
             Ok(bytes) => return (protobuf::MEDIA_TYPE, bytes),
-            Err(err) if !err.message.starts_with("no protobuf schema") => {
-                tracing::warn!(
-                    "answering in JSON: the object does not fit its protobuf schema: {err}"
-                );
-            }
-            Err(_) => {}
+            Err(err) => tracing::warn!(
+                "answering in JSON: the object does not fit its protobuf schema: {err}"
+            ),
         }
     }
     // kube-apiserver's encoder (json.Encoder) ends every body with a newline.
