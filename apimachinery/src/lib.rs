@@ -4,10 +4,11 @@
 //! quantities ([`quantity`]), query strings ([`query`]), the node conditions kubelet posts
 //! ([`node_conditions`]), which the agent and the control plane's hollow nodes both report, the
 //! upgrade headers of streaming requests ([`httpstream`]),
-//! what upstream's Go types say about every kind ([`schema`]) and Kubernetes' protobuf wire
-//! format ([`protobuf`]).
+//! what upstream's Go types say about every kind ([`schema`]), Kubernetes' protobuf wire
+//! format ([`protobuf`]) and its JSON as kube-apiserver writes it ([`json`]).
 
 pub mod httpstream;
+pub mod json;
 pub mod names;
 pub mod node_conditions;
 pub mod protobuf;

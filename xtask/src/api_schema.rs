@@ -150,6 +150,8 @@ struct GoStruct {
 }
 
 struct GoField {
+    /// Its place among the struct's serialized fields: encoding/json writes them in this order.
+    declared: usize,
     json: String,
     omitempty: bool,
     pointer: bool,
@@ -351,9 +353,11 @@ fn parse_go_structs(text: &str, structs: &mut BTreeMap<String, GoStruct>) -> Res
             .context("protobuf tag without a field number")?
             .parse()
             .with_context(|| format!("protobuf tag {protobuf:?}"))?;
+        let declared = parsed.fields.len();
         parsed.fields.insert(
             number,
             GoField {
+                declared,
                 json: json_name,
                 omitempty: options.contains(&"omitempty"),
                 pointer: go_type.starts_with('*'),
@@ -446,6 +450,7 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
                 .with_context(|| format!("{full}: no Go struct {} found", message.name))?;
             let mut fields = Vec::new();
             let mut by_json: Vec<(String, usize)> = Vec::new();
+            let mut by_declaration: Vec<(usize, usize)> = Vec::new();
             for (position, field) in message.fields.iter().enumerate() {
                 let go_field = go.fields.get(&field.number).with_context(|| {
                     format!(
@@ -461,6 +466,7 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
                     go_field.json.clone()
                 };
                 by_json.push((json.clone(), position));
+                by_declaration.push((go_field.declared, position));
                 let keys: Vec<String> = go_field
                     .list_map_keys
                     .iter()
@@ -485,7 +491,18 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
                 ));
             }
             by_json.sort();
-            messages.insert(id, (full.clone(), fields, by_json, go.atomic));
+            by_declaration.sort_unstable();
+            messages.insert(
+                id,
+                (
+                    full.clone(),
+                    fields,
+                    by_json,
+                    by_declaration,
+                    go.has_type_meta,
+                    go.atomic,
+                ),
+            );
             if go.has_type_meta
                 && let Some(group) = &package.group
             {
@@ -511,7 +528,7 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
     )?;
     writeln!(out, "/// Every message, by id (`Ty::Message(id)`).")?;
     writeln!(out, "pub(super) static MESSAGES: &[Message] = &[")?;
-    for (id, (name, fields, by_json, atomic)) in &messages {
+    for (id, (name, fields, by_json, by_declaration, type_meta, atomic)) in &messages {
         writeln!(out, "    // {id}")?;
         writeln!(out, "    Message {{")?;
         writeln!(out, "        name: {name:?},")?;
@@ -522,6 +539,9 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
         writeln!(out, "        ],")?;
         let positions: Vec<String> = by_json.iter().map(|(_, p)| p.to_string()).collect();
         writeln!(out, "        by_json: &[{}],", positions.join(", "))?;
+        let positions: Vec<String> = by_declaration.iter().map(|(_, p)| p.to_string()).collect();
+        writeln!(out, "        by_declaration: &[{}],", positions.join(", "))?;
+        writeln!(out, "        type_meta: {type_meta},")?;
         writeln!(out, "        atomic: {atomic},")?;
         writeln!(out, "    }},")?;
     }

@@ -28,6 +28,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 15, json: "requestSubResource", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[10, 1, 4, 5, 8, 9, 6, 11, 12, 13, 14, 2, 3, 0, 7],
+        by_declaration: &[0, 1, 2, 3, 12, 13, 14, 4, 5, 6, 7, 8, 9, 10, 11],
+        type_meta: false,
         atomic: false,
     },
     // 1
@@ -43,6 +45,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "warnings", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 5, 3, 4, 2, 0, 6],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6],
+        type_meta: false,
         atomic: false,
     },
     // 2
@@ -53,6 +57,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "response", ty: Ty::Message(1), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 3
@@ -63,6 +69,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "valueExpression", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 4
@@ -73,6 +81,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "warning", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 5
@@ -83,6 +93,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "expression", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 6
@@ -96,6 +108,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "matchPolicy", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 4, 0, 1, 2],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: true,
     },
     // 7
@@ -116,6 +130,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 12, json: "matchConditions", ty: Ty::Message(5), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "name", list_type: "map", list_map_keys: &["name"], map_type: "" },
         ],
         by_json: &[7, 1, 3, 11, 8, 0, 4, 10, 9, 2, 5, 6],
+        by_declaration: &[0, 1, 2, 3, 8, 4, 10, 5, 6, 7, 9, 11],
+        type_meta: false,
         atomic: false,
     },
     // 8
@@ -126,6 +142,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "webhooks", ty: Ty::Message(7), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "name", list_type: "map", list_map_keys: &["name"], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 9
@@ -136,6 +154,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(8), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 10
@@ -146,6 +166,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "ruleWithOperations", ty: Ty::Message(14), label: Label::Single, pointer: false, omitempty: false, inline: true, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: true,
     },
     // 11
@@ -156,6 +178,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "kind", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: true,
     },
     // 12
@@ -168,6 +192,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "parameterNotFoundAction", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 3, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: true,
     },
     // 13
@@ -180,6 +206,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "scope", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 14
@@ -190,6 +218,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "rule", ty: Ty::Message(13), label: Label::Single, pointer: false, omitempty: false, inline: true, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 15
@@ -202,6 +232,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "port", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 16
@@ -211,6 +243,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "expressionWarnings", ty: Ty::Message(4), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 17
@@ -222,6 +256,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(23), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 18
@@ -232,6 +268,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(20), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 19
@@ -242,6 +280,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(18), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 20
@@ -254,6 +294,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "validationActions", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "set", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 21
@@ -264,6 +306,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(17), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 22
@@ -279,6 +323,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "variables", ty: Ty::Message(28), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "name", list_type: "map", list_map_keys: &["name"], map_type: "" },
         ],
         by_json: &[4, 3, 5, 1, 0, 2, 6],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6],
+        type_meta: false,
         atomic: false,
     },
     // 23
@@ -290,6 +336,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "conditions", ty: Ty::Message(491), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 24
@@ -309,6 +357,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 11, json: "matchConditions", ty: Ty::Message(5), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "name", list_type: "map", list_map_keys: &["name"], map_type: "" },
         ],
         by_json: &[7, 1, 3, 10, 8, 0, 4, 9, 2, 5, 6],
+        by_declaration: &[0, 1, 2, 3, 8, 4, 9, 5, 6, 7, 10],
+        type_meta: false,
         atomic: false,
     },
     // 25
@@ -319,6 +369,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "webhooks", ty: Ty::Message(24), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "name", list_type: "map", list_map_keys: &["name"], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 26
@@ -329,6 +381,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(25), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 27
@@ -341,6 +395,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "messageExpression", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 3, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 28
@@ -351,6 +407,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "expression", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: true,
     },
     // 29
@@ -362,6 +420,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "url", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2],
+        by_declaration: &[2, 0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 30
@@ -372,6 +432,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "versions", ty: Ty::Message(34), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "map", list_map_keys: &["version"], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 31
@@ -382,6 +444,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(30), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 32
@@ -398,6 +462,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 8, json: "subresources", ty: Ty::Message(33), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "map", list_map_keys: &["subresource"], map_type: "" },
         ],
         by_json: &[6, 0, 1, 2, 5, 3, 7, 4],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7],
+        type_meta: false,
         atomic: false,
     },
     // 33
@@ -410,6 +476,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "verbs", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "set", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 34
@@ -421,6 +489,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "freshness", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 35
@@ -432,6 +502,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "revision", ty: Ty::Int64, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 36
@@ -442,6 +514,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(35), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 37
@@ -453,6 +527,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(41), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 38
@@ -466,6 +542,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 39
@@ -476,6 +554,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(37), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 40
@@ -489,6 +569,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "revisionHistoryLimit", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 4, 0, 1, 2],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 41
@@ -507,6 +589,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 10, json: "conditions", ty: Ty::Message(38), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "type", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[8, 9, 0, 2, 6, 1, 3, 7, 4, 5],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        type_meta: false,
         atomic: false,
     },
     // 42
@@ -517,6 +601,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "rollingUpdate", ty: Ty::Message(54), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 43
@@ -528,6 +614,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(47), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 44
@@ -542,6 +630,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "lastTransitionTime", ty: Ty::Time, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[5, 4, 3, 2, 1, 0],
+        by_declaration: &[0, 1, 4, 5, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 45
@@ -552,6 +642,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(43), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 46
@@ -568,6 +660,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 9, json: "progressDeadlineSeconds", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 6, 7, 0, 5, 1, 3, 2],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7],
+        type_meta: false,
         atomic: false,
     },
     // 47
@@ -585,6 +679,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 9, json: "terminatingReplicas", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 7, 5, 0, 6, 1, 8, 4, 2],
+        by_declaration: &[0, 1, 2, 6, 3, 4, 8, 5, 7],
+        type_meta: false,
         atomic: false,
     },
     // 48
@@ -595,6 +691,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "rollingUpdate", ty: Ty::Message(55), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 49
@@ -606,6 +704,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(53), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 50
@@ -619,6 +719,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 51
@@ -629,6 +731,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(49), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 52
@@ -641,6 +745,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "minReadySeconds", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 0, 1, 2],
+        by_declaration: &[0, 3, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 53
@@ -656,6 +762,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "terminatingReplicas", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 5, 1, 2, 3, 0, 6],
+        by_declaration: &[0, 1, 3, 4, 6, 2, 5],
+        type_meta: false,
         atomic: false,
     },
     // 54
@@ -666,6 +774,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "maxSurge", ty: Ty::IntOrString, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 55
@@ -676,6 +786,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "maxSurge", ty: Ty::IntOrString, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 56
@@ -686,6 +798,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "maxUnavailable", ty: Ty::IntOrString, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 57
@@ -697,6 +811,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(63), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 58
@@ -710,6 +826,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 59
@@ -720,6 +838,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(57), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 60
@@ -729,6 +849,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "start", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 61
@@ -739,6 +861,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "whenScaled", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 62
@@ -758,6 +882,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 11, json: "ordinals", ty: Ty::Message(60), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[8, 10, 9, 5, 0, 7, 1, 4, 2, 6, 3],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        type_meta: false,
         atomic: false,
     },
     // 63
@@ -776,6 +902,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 11, json: "availableReplicas", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[9, 7, 8, 3, 5, 0, 2, 1, 6, 4],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        type_meta: false,
         atomic: false,
     },
     // 64
@@ -786,6 +914,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "rollingUpdate", ty: Ty::Message(56), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 65
@@ -798,6 +928,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "uid", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 66
@@ -808,6 +940,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "status", ty: Ty::Message(67), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 67
@@ -817,6 +951,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "userInfo", ty: Ty::Message(74), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 68
@@ -828,6 +964,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(70), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 69
@@ -839,6 +977,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "expirationSeconds", ty: Ty::Int64, label: Label::Single, pointer: true, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 2, 1],
+        type_meta: false,
         atomic: false,
     },
     // 70
@@ -849,6 +989,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "expirationTimestamp", ty: Ty::Time, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 71
@@ -860,6 +1002,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(73), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 72
@@ -870,6 +1014,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "audiences", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 73
@@ -882,6 +1028,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "audiences", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 0, 2, 1],
+        by_declaration: &[0, 1, 3, 2],
+        type_meta: false,
         atomic: false,
     },
     // 74
@@ -894,6 +1042,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "extra", ty: Ty::StringList, label: Label::Map, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 2, 1, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 75
@@ -904,6 +1054,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "requirements", ty: Ty::Message(494), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 76
@@ -914,6 +1066,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "requirements", ty: Ty::Message(500), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 77
@@ -925,6 +1079,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(88), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 78
@@ -935,6 +1091,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "verb", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 79
@@ -945,6 +1103,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "nonResourceURLs", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 80
@@ -962,6 +1122,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 9, json: "labelSelector", ty: Ty::Message(76), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[7, 2, 8, 6, 0, 4, 5, 1, 3],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8],
+        type_meta: false,
         atomic: false,
     },
     // 81
@@ -974,6 +1136,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "resourceNames", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 3, 2, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 82
@@ -985,6 +1149,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(88), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 83
@@ -995,6 +1161,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "nonResourceAttributes", ty: Ty::Message(78), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 84
@@ -1006,6 +1174,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(89), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 85
@@ -1015,6 +1185,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "namespace", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 86
@@ -1026,6 +1198,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(88), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 87
@@ -1040,6 +1214,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "uid", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 3, 1, 0, 5, 2],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 88
@@ -1052,6 +1228,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "denied", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 3, 2, 1],
+        by_declaration: &[0, 3, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 89
@@ -1064,6 +1242,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "evaluationError", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 2, 1, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 90
@@ -1075,6 +1255,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "apiVersion", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: true,
     },
     // 91
@@ -1086,6 +1268,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(94), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 92
@@ -1096,6 +1280,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(91), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 93
@@ -1108,6 +1294,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "targetCPUUtilizationPercentage", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 94
@@ -1121,6 +1309,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "currentCPUUtilizationPercentage", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 2, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 95
@@ -1132,6 +1322,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(97), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 96
@@ -1141,6 +1333,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "replicas", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 97
@@ -1151,6 +1345,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "selector", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 98
@@ -1162,6 +1358,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "container", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 99
@@ -1173,6 +1371,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "container", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 100
@@ -1184,6 +1384,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "apiVersion", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 101
@@ -1194,6 +1396,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "target", ty: Ty::Message(114), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 102
@@ -1204,6 +1408,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "current", ty: Ty::Message(115), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 103
@@ -1215,6 +1421,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "periodSeconds", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 104
@@ -1227,6 +1435,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "tolerance", ty: Ty::Quantity, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2, 3],
+        by_declaration: &[2, 0, 1, 3],
+        type_meta: false,
         atomic: false,
     },
     // 105
@@ -1238,6 +1448,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(110), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 106
@@ -1248,6 +1460,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "scaleDown", ty: Ty::Message(104), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 107
@@ -1261,6 +1475,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 108
@@ -1271,6 +1487,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(105), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 109
@@ -1284,6 +1502,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "behavior", ty: Ty::Message(106), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 2, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 110
@@ -1298,6 +1518,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "conditions", ty: Ty::Message(107), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "type", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[5, 4, 2, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 111
@@ -1308,6 +1530,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "selector", ty: Ty::Message(499), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 112
@@ -1322,6 +1546,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "containerResource", ty: Ty::Message(98), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[5, 4, 1, 2, 3, 0],
+        by_declaration: &[0, 1, 2, 3, 5, 4],
+        type_meta: false,
         atomic: false,
     },
     // 113
@@ -1336,6 +1562,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "containerResource", ty: Ty::Message(99), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[5, 4, 1, 2, 3, 0],
+        by_declaration: &[0, 1, 2, 3, 5, 4],
+        type_meta: false,
         atomic: false,
     },
     // 114
@@ -1348,6 +1576,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "averageUtilization", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 2, 0, 1],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 115
@@ -1359,6 +1589,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "averageUtilization", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 116
@@ -1370,6 +1602,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "metric", ty: Ty::Message(111), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 117
@@ -1381,6 +1615,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "describedObject", ty: Ty::Message(100), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 2, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 118
@@ -1391,6 +1627,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "target", ty: Ty::Message(114), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 119
@@ -1401,6 +1639,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "current", ty: Ty::Message(115), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 120
@@ -1411,6 +1651,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "target", ty: Ty::Message(114), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 121
@@ -1421,6 +1663,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "current", ty: Ty::Message(115), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 122
@@ -1432,6 +1676,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(125), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 123
@@ -1442,6 +1688,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(122), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 124
@@ -1458,6 +1706,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 8, json: "timeZone", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 6, 4, 0, 1, 5, 3, 7],
+        by_declaration: &[0, 7, 1, 2, 3, 4, 5, 6],
+        type_meta: false,
         atomic: false,
     },
     // 125
@@ -1469,6 +1719,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "lastSuccessfulTime", ty: Ty::Time, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 126
@@ -1480,6 +1732,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(130), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 127
@@ -1494,6 +1748,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 3, 5, 4, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 128
@@ -1504,6 +1760,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(126), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 129
@@ -1528,6 +1786,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 16, json: "successPolicy", ty: Ty::Message(136), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 6, 11, 8, 1, 14, 4, 12, 0, 10, 13, 3, 15, 9, 5, 7],
+        by_declaration: &[0, 1, 2, 10, 15, 6, 11, 12, 3, 4, 5, 7, 8, 9, 13, 14],
+        type_meta: false,
         atomic: false,
     },
     // 130
@@ -1547,6 +1807,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 11, json: "terminating", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 6, 2, 0, 5, 9, 8, 1, 4, 10, 7],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 10, 6, 9, 7, 8],
+        type_meta: false,
         atomic: false,
     },
     // 131
@@ -1557,6 +1819,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(129), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 132
@@ -1566,6 +1830,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "rules", ty: Ty::Message(135), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 133
@@ -1577,6 +1843,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "values", ty: Ty::Int32, label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "set", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 134
@@ -1587,6 +1855,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "status", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 135
@@ -1598,6 +1868,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "onPodConditions", ty: Ty::Message(134), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 136
@@ -1607,6 +1879,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "rules", ty: Ty::Message(137), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 137
@@ -1617,6 +1891,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "succeededCount", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 138
@@ -1627,6 +1903,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "failed", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "set", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 139
@@ -1638,6 +1916,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(143), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 140
@@ -1652,6 +1932,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "status", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 3, 2, 1, 5, 0],
+        by_declaration: &[0, 5, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 141
@@ -1662,6 +1944,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(139), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 142
@@ -1678,6 +1962,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 8, json: "expirationSeconds", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[7, 5, 3, 0, 6, 2, 4, 1],
+        by_declaration: &[0, 6, 7, 4, 1, 2, 3, 5],
+        type_meta: false,
         atomic: false,
     },
     // 143
@@ -1688,6 +1974,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "certificate", ty: Ty::Bytes, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 144
@@ -1698,6 +1986,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(146), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 145
@@ -1708,6 +1998,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(144), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 146
@@ -1723,6 +2015,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "preferredHolder", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1, 4, 6, 3, 5],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6],
+        type_meta: false,
         atomic: false,
     },
     // 147
@@ -1735,6 +2029,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 2, 3, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 148
@@ -1746,6 +2042,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "podAntiAffinity", ty: Ty::Message(279), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 149
@@ -1756,6 +2054,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "localhostProfile", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 150
@@ -1766,6 +2066,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "devicePath", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 151
@@ -1780,6 +2082,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "kind", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1, 3, 5, 4],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 152
@@ -1792,6 +2096,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "secretNamespace", ty: Ty::String, label: Label::Single, pointer: true, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 3, 1],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 153
@@ -1803,6 +2109,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 154
@@ -1813,6 +2121,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "target", ty: Ty::Message(262), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 155
@@ -1831,6 +2141,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 10, json: "nodeExpandSecretRef", ty: Ty::Message(337), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[8, 5, 0, 3, 9, 7, 6, 2, 4, 1],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        type_meta: false,
         atomic: false,
     },
     // 156
@@ -1844,6 +2156,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "nodePublishSecretRef", ty: Ty::Message(233), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 4, 1, 3],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 157
@@ -1854,6 +2168,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "drop", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 158
@@ -1868,6 +2184,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 5, 3, 4, 2],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 159
@@ -1882,6 +2200,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 5, 3, 4, 2],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 160
@@ -1894,6 +2214,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "secretRef", ty: Ty::Message(337), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 2, 3, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 161
@@ -1906,6 +2228,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "secretRef", ty: Ty::Message(233), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 2, 3, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 162
@@ -1915,6 +2239,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "timeoutSeconds", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 163
@@ -1928,6 +2254,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "optional", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 4, 3, 1],
+        by_declaration: &[0, 1, 2, 4, 3],
+        type_meta: false,
         atomic: false,
     },
     // 164
@@ -1940,6 +2268,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "error", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 2, 1, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 165
@@ -1950,6 +2280,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "conditions", ty: Ty::Message(164), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "type", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 166
@@ -1960,6 +2292,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(165), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 167
@@ -1972,6 +2306,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "immutable", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 3, 0],
+        by_declaration: &[0, 3, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 168
@@ -1982,6 +2318,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "optional", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 169
@@ -1993,6 +2331,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "optional", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: true,
     },
     // 170
@@ -2003,6 +2343,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(167), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 171
@@ -2016,6 +2358,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "kubeletConfigKey", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 1, 0, 3, 2],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 172
@@ -2027,6 +2371,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "optional", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 173
@@ -2039,6 +2385,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "optional", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 174
@@ -2071,6 +2419,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 24, json: "restartPolicy", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 2, 6, 18, 1, 13, 11, 9, 0, 5, 10, 22, 7, 23, 14, 21, 15, 16, 12, 19, 17, 20, 8, 4],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 18, 6, 7, 22, 23, 8, 20, 9, 10, 21, 11, 12, 19, 13, 14, 15, 16, 17],
+        type_meta: false,
         atomic: false,
     },
     // 175
@@ -2081,6 +2431,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "sizeBytes", ty: Ty::Int64, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 176
@@ -2094,6 +2446,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "hostIP", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 1, 0, 3],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 177
@@ -2104,6 +2458,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "restartPolicy", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 178
@@ -2115,6 +2471,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "terminated", ty: Ty::Message(180), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 2, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 179
@@ -2124,6 +2482,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "startedAt", ty: Ty::Time, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 180
@@ -2139,6 +2499,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "containerID", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[6, 0, 5, 3, 2, 1, 4],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6],
+        type_meta: false,
         atomic: false,
     },
     // 181
@@ -2149,6 +2511,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 182
@@ -2172,6 +2536,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 15, json: "stopSignal", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[9, 13, 7, 5, 6, 2, 0, 3, 10, 4, 8, 1, 14, 12, 11],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+        type_meta: false,
         atomic: false,
     },
     // 183
@@ -2181,6 +2547,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "linux", ty: Ty::Message(229), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 184
@@ -2190,6 +2558,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "Port", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 185
@@ -2199,6 +2569,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "items", ty: Ty::Message(186), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 186
@@ -2211,6 +2583,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "mode", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 3, 0, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 187
@@ -2221,6 +2595,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "defaultMode", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 188
@@ -2231,6 +2607,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "sizeLimit", ty: Ty::Quantity, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 189
@@ -2243,6 +2621,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "nodeName", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 3, 1],
+        by_declaration: &[0, 2, 3, 1],
+        type_meta: false,
         atomic: true,
     },
     // 190
@@ -2255,6 +2635,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "appProtocol", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 0, 1, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: true,
     },
     // 191
@@ -2266,6 +2648,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "ports", ty: Ty::Message(190), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 192
@@ -2276,6 +2660,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "subsets", ty: Ty::Message(191), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 193
@@ -2286,6 +2672,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(192), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 194
@@ -2297,6 +2685,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "secretRef", ty: Ty::Message(333), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 195
@@ -2308,6 +2698,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "valueFrom", ty: Ty::Message(196), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 196
@@ -2320,6 +2712,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "secretKeyRef", ty: Ty::Message(334), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 197
@@ -2330,6 +2724,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "targetContainerName", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 198
@@ -2362,6 +2758,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 24, json: "restartPolicy", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 2, 6, 18, 1, 13, 11, 9, 0, 5, 10, 22, 7, 23, 14, 21, 15, 16, 12, 19, 17, 20, 8, 4],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 18, 6, 7, 22, 23, 8, 20, 9, 10, 21, 11, 12, 19, 13, 14, 15, 16, 17],
+        type_meta: false,
         atomic: false,
     },
     // 199
@@ -2371,6 +2769,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "volumeClaimTemplate", ty: Ty::Message(269), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 200
@@ -2394,6 +2794,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 15, json: "reportingInstance", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[11, 7, 9, 5, 1, 6, 3, 0, 2, 12, 13, 14, 10, 4, 8],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+        type_meta: true,
         atomic: false,
     },
     // 201
@@ -2404,6 +2806,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(200), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 202
@@ -2414,6 +2818,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "lastObservedTime", ty: Ty::MicroTime, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 203
@@ -2424,6 +2830,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "host", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 204
@@ -2433,6 +2841,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "command", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 205
@@ -2446,6 +2856,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "wwids", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 3, 0, 4],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 206
@@ -2459,6 +2871,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "options", ty: Ty::String, label: Label::Map, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 4, 3, 2],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 207
@@ -2472,6 +2886,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "options", ty: Ty::String, label: Label::Map, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 4, 3, 2],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 208
@@ -2482,6 +2898,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "datasetUUID", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 209
@@ -2494,6 +2912,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 2, 0, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 210
@@ -2504,6 +2924,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "service", ty: Ty::String, label: Label::Single, pointer: true, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 211
@@ -2515,6 +2937,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "directory", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 212
@@ -2527,6 +2951,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "endpointsNamespace", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 3, 1, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 213
@@ -2538,6 +2964,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 214
@@ -2551,6 +2979,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "httpHeaders", ty: Ty::Message(215), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 0, 1, 3],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 215
@@ -2561,6 +2991,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "value", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 216
@@ -2571,6 +3003,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "hostnames", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 217
@@ -2580,6 +3014,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "ip", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 218
@@ -2590,6 +3026,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "type", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 219
@@ -2609,6 +3047,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 12, json: "initiatorName", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[7, 9, 4, 10, 1, 3, 2, 6, 5, 8, 0],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 9, 8, 10],
+        type_meta: false,
         atomic: false,
     },
     // 220
@@ -2628,6 +3068,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 12, json: "initiatorName", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[7, 9, 4, 10, 1, 3, 2, 6, 5, 8, 0],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 9, 8, 10],
+        type_meta: false,
         atomic: false,
     },
     // 221
@@ -2638,6 +3080,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "pullPolicy", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 222
@@ -2649,6 +3093,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "mode", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 223
@@ -2660,6 +3106,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "stopSignal", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 224
@@ -2672,6 +3120,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "sleep", ty: Ty::Message(351), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 3, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 225
@@ -2682,6 +3132,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(228), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 226
@@ -2696,6 +3148,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "maxLimitRequestRatio", ty: Ty::Quantity, label: Label::Map, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 4, 1, 5, 2, 0],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 227
@@ -2706,6 +3160,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(225), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 228
@@ -2715,6 +3171,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "limits", ty: Ty::Message(226), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 229
@@ -2726,6 +3184,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "supplementalGroups", ty: Ty::Int64, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 2, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 230
@@ -2736,6 +3196,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::RawExtension, label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 231
@@ -2748,6 +3210,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "ports", ty: Ty::Message(302), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 232
@@ -2757,6 +3221,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "ingress", ty: Ty::Message(231), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 233
@@ -2766,6 +3232,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: true,
     },
     // 234
@@ -2776,6 +3244,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "fsType", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 235
@@ -2786,6 +3256,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "status", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 236
@@ -2797,6 +3269,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 2, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 237
@@ -2808,6 +3282,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(241), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 238
@@ -2821,6 +3297,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 239
@@ -2831,6 +3309,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(237), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 240
@@ -2840,6 +3320,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "finalizers", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 241
@@ -2850,6 +3332,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "conditions", ty: Ty::Message(238), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "type", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 242
@@ -2861,6 +3345,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(258), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 243
@@ -2871,6 +3357,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "address", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 244
@@ -2881,6 +3369,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::Message(304), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 245
@@ -2895,6 +3385,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 3, 5, 4, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 246
@@ -2904,6 +3396,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "configMap", ty: Ty::Message(171), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 247
@@ -2916,6 +3410,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "error", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 3, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 248
@@ -2925,6 +3421,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "kubeletEndpoint", ty: Ty::Message(184), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 249
@@ -2934,6 +3432,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "supplementalGroupsPolicy", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 250
@@ -2944,6 +3444,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(242), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 251
@@ -2953,6 +3455,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "path", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: true,
         atomic: false,
     },
     // 252
@@ -2963,6 +3467,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "features", ty: Ty::Message(253), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 253
@@ -2973,6 +3479,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "userNamespaces", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 254
@@ -2982,6 +3490,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "nodeSelectorTerms", ty: Ty::Message(256), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: true,
     },
     // 255
@@ -2993,6 +3503,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "values", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 256
@@ -3003,6 +3515,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "matchFields", ty: Ty::Message(255), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: true,
     },
     // 257
@@ -3018,6 +3532,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "podCIDRs", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "", list_type: "set", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[5, 1, 0, 6, 2, 4, 3],
+        by_declaration: &[0, 6, 2, 3, 4, 5, 1],
+        type_meta: false,
         atomic: false,
     },
     // 258
@@ -3039,6 +3555,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 13, json: "features", ty: Ty::Message(249), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 1, 0, 3, 10, 5, 12, 7, 6, 2, 11, 9, 8],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        type_meta: false,
         atomic: false,
     },
     // 259
@@ -3048,6 +3566,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "capacity", ty: Ty::Int64, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 260
@@ -3067,6 +3587,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 11, json: "swap", ty: Ty::Message(259), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[9, 2, 5, 3, 7, 6, 0, 8, 4, 10, 1],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        type_meta: false,
         atomic: false,
     },
     // 261
@@ -3077,6 +3599,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "fieldPath", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: true,
     },
     // 262
@@ -3092,6 +3616,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "fieldPath", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 6, 0, 2, 1, 5, 3],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6],
+        type_meta: false,
         atomic: true,
     },
     // 263
@@ -3103,6 +3629,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(274), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 264
@@ -3114,6 +3642,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(268), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 265
@@ -3128,6 +3658,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 3, 5, 4, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 266
@@ -3138,6 +3670,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(264), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 267
@@ -3155,6 +3689,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 9, json: "volumeAttributesClassName", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 6, 7, 1, 3, 4, 8, 5, 2],
+        by_declaration: &[0, 3, 1, 2, 4, 5, 6, 7, 8],
+        type_meta: false,
         atomic: false,
     },
     // 268
@@ -3171,6 +3707,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 9, json: "modifyVolumeStatus", ty: Ty::Message(235), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 5, 4, 2, 3, 6, 7, 0],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7],
+        type_meta: false,
         atomic: false,
     },
     // 269
@@ -3181,6 +3719,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(267), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 270
@@ -3191,6 +3731,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 271
@@ -3201,6 +3743,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(263), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 272
@@ -3231,6 +3775,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 22, json: "csi", ty: Ty::Message(155), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 15, 12, 8, 7, 21, 9, 11, 10, 0, 3, 2, 6, 19, 4, 16, 17, 14, 5, 18, 20, 13],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21],
+        type_meta: false,
         atomic: false,
     },
     // 273
@@ -3249,6 +3795,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 10, json: "volumeAttributesClassName", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 3, 6, 8, 4, 1, 5, 9, 7],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        type_meta: false,
         atomic: false,
     },
     // 274
@@ -3261,6 +3809,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "lastPhaseTransitionTime", ty: Ty::Time, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 1, 0, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 275
@@ -3271,6 +3821,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "fsType", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 276
@@ -3282,6 +3834,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(297), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 277
@@ -3292,6 +3846,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::Message(372), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 278
@@ -3306,6 +3862,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "mismatchLabelKeys", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 4, 5, 3, 1, 2],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 279
@@ -3316,6 +3874,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::Message(372), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 280
@@ -3329,6 +3889,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "container", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 2, 0, 1, 3],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: true,
         atomic: false,
     },
     // 281
@@ -3344,6 +3906,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "observedGeneration", ty: Ty::Int64, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 3, 5, 6, 4, 1, 0],
+        by_declaration: &[0, 6, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 282
@@ -3355,6 +3919,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "options", ty: Ty::Message(283), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 283
@@ -3365,6 +3931,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "value", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 284
@@ -3379,6 +3947,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "command", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[5, 4, 2, 0, 1, 3],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: true,
         atomic: false,
     },
     // 285
@@ -3388,6 +3958,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "ip", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 286
@@ -3398,6 +3970,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(276), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 287
@@ -3416,6 +3990,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 10, json: "stream", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 8, 7, 2, 3, 4, 9, 6, 5],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        type_meta: true,
         atomic: false,
     },
     // 288
@@ -3425,6 +4001,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 289
@@ -3434,6 +4012,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "ports", ty: Ty::Int32, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: true,
         atomic: false,
     },
     // 290
@@ -3443,6 +4023,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "path", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: true,
         atomic: false,
     },
     // 291
@@ -3452,6 +4034,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "conditionType", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 292
@@ -3463,6 +4047,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "resourceClaimTemplateName", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 293
@@ -3473,6 +4059,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "resourceClaimName", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 294
@@ -3482,6 +4070,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 295
@@ -3503,6 +4093,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 13, json: "seLinuxChangePolicy", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[10, 4, 8, 5, 2, 1, 12, 0, 9, 3, 11, 6, 7],
+        by_declaration: &[0, 7, 1, 5, 2, 3, 11, 4, 6, 8, 9, 10, 12],
+        type_meta: false,
         atomic: false,
     },
     // 296
@@ -3551,6 +4143,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 40, json: "resources", ty: Ty::Message(324), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 17, 20, 1, 25, 5, 29, 33, 22, 12, 10, 11, 36, 15, 14, 19, 9, 6, 35, 31, 30, 24, 23, 27, 38, 39, 2, 28, 18, 37, 13, 8, 7, 34, 26, 16, 3, 21, 32, 0],
+        by_declaration: &[0, 19, 1, 33, 2, 3, 4, 5, 6, 7, 8, 20, 9, 10, 11, 12, 26, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 27, 28, 29, 30, 31, 32, 34, 35, 36, 37, 38, 39],
+        type_meta: false,
         atomic: false,
     },
     // 297
@@ -3576,6 +4170,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 17, json: "observedGeneration", ty: Ty::Int64, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 7, 12, 4, 15, 9, 2, 10, 16, 0, 5, 11, 8, 3, 13, 14, 6],
+        by_declaration: &[16, 0, 1, 2, 3, 10, 4, 15, 5, 11, 6, 9, 7, 8, 12, 13, 14],
+        type_meta: false,
         atomic: false,
     },
     // 298
@@ -3586,6 +4182,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "status", ty: Ty::Message(297), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 299
@@ -3596,6 +4194,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "template", ty: Ty::Message(301), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 300
@@ -3606,6 +4206,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(299), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 301
@@ -3616,6 +4218,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(296), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 302
@@ -3627,6 +4231,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "error", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 303
@@ -3638,6 +4244,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 2, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 304
@@ -3648,6 +4256,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "preference", ty: Ty::Message(256), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 305
@@ -3663,6 +4273,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "terminationGracePeriodSeconds", ty: Ty::Int64, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[5, 0, 1, 3, 4, 6, 2],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6],
+        type_meta: false,
         atomic: false,
     },
     // 306
@@ -3675,6 +4287,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "grpc", ty: Ty::Message(210), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 3, 1, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 307
@@ -3685,6 +4299,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "defaultMode", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 308
@@ -3699,6 +4315,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "tenant", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 2, 0, 5, 3, 1],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 309
@@ -3715,6 +4333,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 8, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 5, 0, 3, 7, 6, 4],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7],
+        type_meta: false,
         atomic: false,
     },
     // 310
@@ -3731,6 +4351,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 8, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 5, 0, 3, 7, 6, 4],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7],
+        type_meta: false,
         atomic: false,
     },
     // 311
@@ -3742,6 +4364,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "data", ty: Ty::Bytes, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 312
@@ -3753,6 +4377,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(316), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 313
@@ -3766,6 +4392,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 314
@@ -3776,6 +4404,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(312), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 315
@@ -3788,6 +4418,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "minReadySeconds", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 0, 1, 2],
+        by_declaration: &[0, 3, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 316
@@ -3802,6 +4434,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "conditions", ty: Ty::Message(313), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "type", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[4, 5, 1, 2, 3, 0],
+        by_declaration: &[0, 1, 3, 4, 2, 5],
+        type_meta: false,
         atomic: false,
     },
     // 317
@@ -3812,6 +4446,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "request", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 318
@@ -3823,6 +4459,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "divisor", ty: Ty::Quantity, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: true,
     },
     // 319
@@ -3833,6 +4471,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "health", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 320
@@ -3844,6 +4484,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(323), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 321
@@ -3854,6 +4496,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(320), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 322
@@ -3865,6 +4509,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "scopeSelector", ty: Ty::Message(329), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 323
@@ -3875,6 +4521,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "used", ty: Ty::Quantity, label: Label::Map, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 324
@@ -3886,6 +4534,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "claims", ty: Ty::Message(317), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "map", list_map_keys: &["name"], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 325
@@ -3896,6 +4546,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "resources", ty: Ty::Message(319), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "map", list_map_keys: &["resourceID"], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 326
@@ -3908,6 +4560,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "level", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 1, 2, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 327
@@ -3926,6 +4580,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 10, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[8, 0, 4, 9, 2, 3, 6, 5, 1, 7],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        type_meta: false,
         atomic: false,
     },
     // 328
@@ -3944,6 +4600,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 10, json: "readOnly", ty: Ty::Bool, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[8, 0, 4, 9, 2, 3, 6, 5, 1, 7],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        type_meta: false,
         atomic: false,
     },
     // 329
@@ -3953,6 +4611,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "matchExpressions", ty: Ty::Message(330), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: true,
     },
     // 330
@@ -3964,6 +4624,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "values", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 331
@@ -3974,6 +4636,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "localhostProfile", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 332
@@ -3987,6 +4651,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "immutable", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 4, 0, 3, 2],
+        by_declaration: &[0, 4, 1, 3, 2],
+        type_meta: true,
         atomic: false,
     },
     // 333
@@ -3997,6 +4663,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "optional", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 334
@@ -4008,6 +4676,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "optional", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: true,
     },
     // 335
@@ -4018,6 +4688,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(332), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 336
@@ -4029,6 +4701,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "optional", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 337
@@ -4039,6 +4713,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "namespace", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: true,
     },
     // 338
@@ -4051,6 +4727,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "optional", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 3, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 339
@@ -4071,6 +4749,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 12, json: "appArmorProfile", ty: Ty::Message(149), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[6, 11, 0, 1, 8, 5, 7, 4, 3, 2, 10, 9],
+        by_declaration: &[0, 1, 2, 9, 3, 7, 4, 5, 6, 8, 10, 11],
+        type_meta: false,
         atomic: false,
     },
     // 340
@@ -4080,6 +4760,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "reference", ty: Ty::Message(262), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: true,
         atomic: false,
     },
     // 341
@@ -4091,6 +4773,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(349), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 342
@@ -4103,6 +4787,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "automountServiceAccountToken", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 2, 0, 1],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: true,
         atomic: false,
     },
     // 343
@@ -4113,6 +4799,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(342), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 344
@@ -4124,6 +4812,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "path", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 345
@@ -4134,6 +4824,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(341), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 346
@@ -4148,6 +4840,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "appProtocol", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[5, 0, 4, 2, 1, 3],
+        by_declaration: &[0, 1, 5, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 347
@@ -4157,6 +4851,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "path", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: true,
         atomic: false,
     },
     // 348
@@ -4185,6 +4881,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 23, json: "trafficDistribution", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[16, 2, 14, 4, 8, 9, 10, 18, 15, 13, 17, 6, 7, 0, 11, 1, 5, 12, 19, 3],
+        by_declaration: &[0, 1, 2, 14, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 13, 16, 17, 18, 19],
+        type_meta: false,
         atomic: false,
     },
     // 349
@@ -4195,6 +4893,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "conditions", ty: Ty::Message(491), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "type", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 350
@@ -4204,6 +4904,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "clientIP", ty: Ty::Message(162), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 351
@@ -4213,6 +4915,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "seconds", ty: Ty::Int64, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 352
@@ -4226,6 +4930,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "secretRef", ty: Ty::Message(262), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 3, 4, 0, 1],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 353
@@ -4239,6 +4945,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "secretRef", ty: Ty::Message(233), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 3, 4, 0, 1],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 354
@@ -4249,6 +4957,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "value", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 355
@@ -4259,6 +4969,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "host", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 356
@@ -4271,6 +4983,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "timeAdded", ty: Ty::Time, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 3, 1],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 357
@@ -4284,6 +4998,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "tolerationSeconds", ty: Ty::Int64, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 0, 1, 4, 2],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 358
@@ -4294,6 +5010,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "values", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 359
@@ -4303,6 +5021,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "matchLabelExpressions", ty: Ty::Message(358), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: true,
     },
     // 360
@@ -4319,6 +5039,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 8, json: "matchLabelKeys", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 7, 0, 4, 5, 6, 1, 2],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7],
+        type_meta: false,
         atomic: false,
     },
     // 361
@@ -4330,6 +5052,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: true,
     },
     // 362
@@ -4342,6 +5066,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "namespace", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 363
@@ -4352,6 +5078,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "volumeSource", ty: Ty::Message(370), label: Label::Single, pointer: false, omitempty: false, inline: true, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 364
@@ -4362,6 +5090,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "devicePath", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 365
@@ -4377,6 +5107,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "recursiveReadOnly", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 0, 1, 6, 3, 5],
+        by_declaration: &[0, 1, 6, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 366
@@ -4389,6 +5121,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "recursiveReadOnly", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 367
@@ -4398,6 +5132,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "required", ty: Ty::Message(254), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 368
@@ -4411,6 +5147,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "clusterTrustBundle", ty: Ty::Message(163), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 2, 1, 0, 3],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 369
@@ -4421,6 +5159,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "requests", ty: Ty::Quantity, label: Label::Map, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 370
@@ -4459,6 +5199,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 30, json: "image", ty: Ty::Message(221), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 21, 17, 13, 12, 18, 27, 15, 1, 28, 16, 11, 14, 2, 4, 8, 0, 29, 7, 6, 9, 22, 23, 25, 20, 10, 24, 5, 26, 19],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 25, 23, 24, 26, 27, 28, 29],
+        type_meta: false,
         atomic: false,
     },
     // 371
@@ -4471,6 +5213,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "storagePolicyID", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 3, 2, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 372
@@ -4481,6 +5225,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "podAffinityTerm", ty: Ty::Message(278), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 373
@@ -4493,6 +5239,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "hostProcess", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 3, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 374
@@ -4509,6 +5257,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 8, json: "hints", ty: Ty::Message(376), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 4, 7, 2, 5, 3, 6],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7],
+        type_meta: false,
         atomic: false,
     },
     // 375
@@ -4520,6 +5270,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "terminating", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 376
@@ -4530,6 +5282,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "forNodes", ty: Ty::Message(380), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 377
@@ -4542,6 +5296,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "appProtocol", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 0, 2, 1],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: true,
     },
     // 378
@@ -4554,6 +5310,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "addressType", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 1, 0, 2],
+        by_declaration: &[0, 3, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 379
@@ -4564,6 +5322,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(378), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 380
@@ -4573,6 +5333,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 381
@@ -4582,6 +5344,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 382
@@ -4605,6 +5369,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 15, json: "deprecatedCount", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[5, 14, 12, 13, 11, 1, 0, 9, 6, 7, 8, 3, 4, 2, 10],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+        type_meta: true,
         atomic: false,
     },
     // 383
@@ -4615,6 +5381,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(382), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 384
@@ -4625,6 +5393,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "lastObservedTime", ty: Ty::MicroTime, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 385
@@ -4635,6 +5405,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "lendablePercent", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 386
@@ -4644,6 +5416,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "type", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 387
@@ -4655,6 +5429,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(391), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 388
@@ -4668,6 +5444,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 389
@@ -4678,6 +5456,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(387), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 390
@@ -4690,6 +5470,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "rules", ty: Ty::Message(396), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 391
@@ -4699,6 +5481,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "conditions", ty: Ty::Message(388), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "type", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 392
@@ -4708,6 +5492,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 393
@@ -4718,6 +5504,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "queuing", ty: Ty::Message(403), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 394
@@ -4730,6 +5518,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "borrowingLimitPercent", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 2, 1, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 395
@@ -4740,6 +5530,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "nonResourceURLs", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "set", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 396
@@ -4751,6 +5543,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "nonResourceRules", ty: Ty::Message(395), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 397
@@ -4762,6 +5556,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(402), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 398
@@ -4775,6 +5571,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 399
@@ -4785,6 +5583,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(397), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 400
@@ -4794,6 +5594,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 401
@@ -4805,6 +5607,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "exempt", ty: Ty::Message(385), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 402
@@ -4814,6 +5618,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "conditions", ty: Ty::Message(398), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "type", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 403
@@ -4825,6 +5631,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "queueLengthLimit", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 2, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 404
@@ -4838,6 +5646,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "namespaces", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "set", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 3, 4, 2, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 405
@@ -4848,6 +5658,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 406
@@ -4860,6 +5672,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "serviceAccount", ty: Ty::Message(405), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 3, 1],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 407
@@ -4869,6 +5683,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 408
@@ -4880,6 +5696,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "pathType", ty: Ty::String, label: Label::Single, pointer: true, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2],
+        by_declaration: &[0, 2, 1],
+        type_meta: false,
         atomic: false,
     },
     // 409
@@ -4889,6 +5707,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "paths", ty: Ty::Message(408), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 410
@@ -4899,6 +5719,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(412), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 411
@@ -4909,6 +5731,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(410), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 412
@@ -4918,6 +5742,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "parentRef", ty: Ty::Message(437), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 413
@@ -4928,6 +5754,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "except", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 414
@@ -4939,6 +5767,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(428), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 415
@@ -4949,6 +5779,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "service", ty: Ty::Message(426), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[1, 0],
+        type_meta: false,
         atomic: false,
     },
     // 416
@@ -4959,6 +5791,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(419), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 417
@@ -4969,6 +5803,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(416), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 418
@@ -4982,6 +5818,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "namespace", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2, 4, 3],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 419
@@ -4992,6 +5830,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "parameters", ty: Ty::Message(418), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 420
@@ -5002,6 +5842,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(414), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 421
@@ -5013,6 +5855,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "ports", ty: Ty::Message(423), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 422
@@ -5022,6 +5866,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "ingress", ty: Ty::Message(421), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 423
@@ -5033,6 +5879,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "error", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 424
@@ -5043,6 +5891,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "ingressRuleValue", ty: Ty::Message(425), label: Label::Single, pointer: false, omitempty: false, inline: true, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 425
@@ -5052,6 +5902,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "http", ty: Ty::Message(409), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 426
@@ -5062,6 +5914,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "port", ty: Ty::Message(438), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 427
@@ -5074,6 +5928,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "ingressClassName", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 3, 2, 1],
+        by_declaration: &[3, 0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 428
@@ -5083,6 +5939,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "loadBalancer", ty: Ty::Message(422), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 429
@@ -5093,6 +5951,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "secretName", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 430
@@ -5103,6 +5963,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(436), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 431
@@ -5113,6 +5975,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "to", ty: Ty::Message(434), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 432
@@ -5123,6 +5987,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "from", ty: Ty::Message(434), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 433
@@ -5133,6 +5999,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(430), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 434
@@ -5144,6 +6012,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "ipBlock", ty: Ty::Message(413), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 435
@@ -5155,6 +6025,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "endPort", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 436
@@ -5167,6 +6039,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "policyTypes", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 437
@@ -5179,6 +6053,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 3, 2, 1],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 438
@@ -5189,6 +6065,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "number", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: true,
     },
     // 439
@@ -5200,6 +6078,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(442), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 440
@@ -5210,6 +6090,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(439), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 441
@@ -5219,6 +6101,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "cidrs", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 442
@@ -5228,6 +6112,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "conditions", ty: Ty::Message(491), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "type", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 443
@@ -5237,6 +6123,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "podFixed", ty: Ty::Quantity, label: Label::Map, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 444
@@ -5249,6 +6137,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "scheduling", ty: Ty::Message(446), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: true,
         atomic: false,
     },
     // 445
@@ -5259,6 +6149,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(444), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 446
@@ -5269,6 +6161,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "tolerations", ty: Ty::Message(357), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 447
@@ -5279,6 +6173,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "deleteOptions", ty: Ty::Message(493), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 448
@@ -5290,6 +6186,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(451), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 449
@@ -5300,6 +6198,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(448), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 450
@@ -5312,6 +6212,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "unhealthyPodEvictionPolicy", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 451
@@ -5327,6 +6229,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "conditions", ty: Ty::Message(491), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "merge", patch_merge_key: "type", list_type: "map", list_map_keys: &["type"], map_type: "" },
         ],
         by_json: &[6, 3, 4, 1, 2, 5, 0],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6],
+        type_meta: false,
         atomic: false,
     },
     // 452
@@ -5336,6 +6240,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "clusterRoleSelectors", ty: Ty::Message(499), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 453
@@ -5347,6 +6253,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "aggregationRule", ty: Ty::Message(452), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 454
@@ -5358,6 +6266,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "roleRef", ty: Ty::Message(462), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 455
@@ -5368,6 +6278,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(454), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 456
@@ -5378,6 +6290,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(453), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 457
@@ -5391,6 +6305,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "nonResourceURLs", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 4, 3, 2, 0],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 458
@@ -5401,6 +6317,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "rules", ty: Ty::Message(457), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 459
@@ -5412,6 +6330,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "roleRef", ty: Ty::Message(462), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 460
@@ -5422,6 +6342,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(459), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 461
@@ -5432,6 +6354,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(458), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 462
@@ -5443,6 +6367,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "name", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: true,
     },
     // 463
@@ -5455,6 +6381,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "namespace", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0, 2, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: true,
     },
     // 464
@@ -5468,6 +6396,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "preemptionPolicy", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 2, 0, 4, 1],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: true,
         atomic: false,
     },
     // 465
@@ -5478,6 +6408,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(464), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 466
@@ -5488,6 +6420,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(468), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 467
@@ -5498,6 +6432,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(466), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 468
@@ -5515,6 +6451,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 9, json: "nodeAllocatableUpdatePeriodSeconds", ty: Ty::Int64, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 4, 8, 1, 6, 7, 3, 5, 2],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8],
+        type_meta: false,
         atomic: false,
     },
     // 469
@@ -5525,6 +6463,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "spec", ty: Ty::Message(472), label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 470
@@ -5537,6 +6477,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "allocatable", ty: Ty::Message(484), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 0, 1, 2],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 471
@@ -5547,6 +6489,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(469), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 472
@@ -5556,6 +6500,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "drivers", ty: Ty::Message(470), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "merge", patch_merge_key: "name", list_type: "map", list_map_keys: &["name"], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 473
@@ -5569,6 +6515,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 5, json: "maximumVolumeSize", ty: Ty::Quantity, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 4, 0, 1, 2],
+        by_declaration: &[0, 1, 2, 3, 4],
+        type_meta: true,
         atomic: false,
     },
     // 474
@@ -5579,6 +6527,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(473), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 475
@@ -5595,6 +6545,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 8, json: "allowedTopologies", ty: Ty::Message(359), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[5, 7, 0, 4, 2, 1, 3, 6],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7],
+        type_meta: true,
         atomic: false,
     },
     // 476
@@ -5605,6 +6557,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(475), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 477
@@ -5615,6 +6569,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "expirationSeconds", ty: Ty::Int64, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 478
@@ -5626,6 +6582,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "status", ty: Ty::Message(482), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 479
@@ -5636,6 +6594,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(478), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 480
@@ -5646,6 +6606,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "inlineVolumeSpec", ty: Ty::Message(273), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 481
@@ -5657,6 +6619,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "nodeName", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 482
@@ -5669,6 +6633,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "detachError", ty: Ty::Message(483), label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 0, 1, 3],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 483
@@ -5680,6 +6646,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "errorCode", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 484
@@ -5689,6 +6657,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "count", ty: Ty::Int32, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: false,
         atomic: false,
     },
     // 485
@@ -5701,6 +6671,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "serverAddressByClientCIDRs", ty: Ty::Message(511), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 3, 1],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: true,
         atomic: false,
     },
     // 486
@@ -5710,6 +6682,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "groups", ty: Ty::Message(485), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: true,
         atomic: false,
     },
     // 487
@@ -5728,6 +6702,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 10, json: "storageVersionHash", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[6, 7, 2, 0, 1, 4, 5, 9, 3, 8],
+        by_declaration: &[0, 5, 1, 7, 8, 2, 3, 4, 6, 9],
+        type_meta: false,
         atomic: false,
     },
     // 488
@@ -5738,6 +6714,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "resources", ty: Ty::Message(487), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 489
@@ -5748,6 +6726,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "serverAddressByClientCIDRs", ty: Ty::Message(511), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 490
@@ -5759,6 +6739,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "fieldManager", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 491
@@ -5773,6 +6755,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "message", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 5, 2, 4, 1, 0],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: false,
         atomic: false,
     },
     // 492
@@ -5784,6 +6768,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "fieldValidation", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 493
@@ -5798,6 +6784,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "ignoreStoreReadErrorWithClusterBreakingPotential", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[4, 0, 5, 2, 1, 3],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: true,
         atomic: false,
     },
     // 494
@@ -5809,6 +6797,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "values", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 495
@@ -5818,6 +6808,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "resourceVersion", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: true,
         atomic: false,
     },
     // 496
@@ -5828,6 +6820,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "version", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 497
@@ -5839,6 +6833,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "kind", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 498
@@ -5850,6 +6846,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "resource", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 1],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 499
@@ -5860,6 +6858,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "matchExpressions", ty: Ty::Message(500), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: true,
     },
     // 500
@@ -5871,6 +6871,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "values", ty: Ty::String, label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 501
@@ -5881,6 +6883,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::RawExtension, label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 502
@@ -5893,6 +6897,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "remainingItemCount", ty: Ty::Int64, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 3, 1, 0],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: false,
         atomic: false,
     },
     // 503
@@ -5911,6 +6917,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 11, json: "sendInitialEvents", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[7, 6, 1, 0, 5, 3, 8, 9, 4, 2],
+        by_declaration: &[0, 1, 2, 7, 3, 8, 4, 5, 6, 9],
+        type_meta: true,
         atomic: false,
     },
     // 504
@@ -5926,6 +6934,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 8, json: "subresource", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 4, 5, 0, 1, 6, 3],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6],
+        type_meta: false,
         atomic: false,
     },
     // 505
@@ -5949,6 +6959,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 17, json: "managedFields", ty: Ty::Message(504), label: Label::Repeated, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "atomic", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[11, 7, 9, 8, 13, 1, 6, 10, 14, 0, 2, 12, 5, 3, 4],
+        by_declaration: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+        type_meta: false,
         atomic: false,
     },
     // 506
@@ -5963,6 +6975,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 7, json: "blockOwnerDeletion", ty: Ty::Bool, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 5, 4, 0, 1, 2],
+        by_declaration: &[3, 0, 1, 2, 4, 5],
+        type_meta: false,
         atomic: true,
     },
     // 507
@@ -5972,6 +6986,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "metadata", ty: Ty::Message(505), label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: true,
         atomic: false,
     },
     // 508
@@ -5982,6 +6998,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "items", ty: Ty::Message(507), label: Label::Repeated, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: true,
         atomic: false,
     },
     // 509
@@ -5994,6 +7012,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 4, json: "fieldValidation", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 2, 3, 1],
+        by_declaration: &[0, 1, 2, 3],
+        type_meta: true,
         atomic: false,
     },
     // 510
@@ -6004,6 +7024,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "resourceVersion", ty: Ty::String, label: Label::Single, pointer: true, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 511
@@ -6014,6 +7036,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "serverAddress", ty: Ty::String, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
     // 512
@@ -6028,6 +7052,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "code", ty: Ty::Int32, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[5, 4, 2, 0, 3, 1],
+        by_declaration: &[0, 1, 2, 3, 4, 5],
+        type_meta: true,
         atomic: false,
     },
     // 513
@@ -6039,6 +7065,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "field", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[2, 1, 0],
+        by_declaration: &[0, 1, 2],
+        type_meta: false,
         atomic: false,
     },
     // 514
@@ -6053,6 +7081,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 6, json: "uid", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[3, 1, 2, 0, 4, 5],
+        by_declaration: &[0, 1, 2, 5, 3, 4],
+        type_meta: false,
         atomic: false,
     },
     // 515
@@ -6062,6 +7092,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 1, json: "includeObject", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0],
+        by_declaration: &[0],
+        type_meta: true,
         atomic: false,
     },
     // 516
@@ -6073,6 +7105,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 3, json: "fieldValidation", ty: Ty::String, label: Label::Single, pointer: false, omitempty: true, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[0, 1, 2],
+        by_declaration: &[0, 1, 2],
+        type_meta: true,
         atomic: false,
     },
     // 517
@@ -6083,6 +7117,8 @@ pub(super) static MESSAGES: &[Message] = &[
             Field { number: 2, json: "object", ty: Ty::RawExtension, label: Label::Single, pointer: false, omitempty: false, inline: false, patch_strategy: "", patch_merge_key: "", list_type: "", list_map_keys: &[], map_type: "" },
         ],
         by_json: &[1, 0],
+        by_declaration: &[0, 1],
+        type_meta: false,
         atomic: false,
     },
 ];

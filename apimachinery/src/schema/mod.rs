@@ -16,6 +16,10 @@ pub struct Message {
     pub fields: &'static [Field],
     /// Positions into `fields`, sorted by JSON name (for lookups while encoding).
     pub by_json: &'static [usize],
+    /// Positions into `fields` in the Go struct's declaration order: the order of JSON keys.
+    pub by_declaration: &'static [usize],
+    /// The Go struct embeds TypeMeta: its JSON starts with `kind` and `apiVersion`.
+    pub type_meta: bool,
     /// `+structType=atomic`: the struct is replaced as a whole when merged.
     pub atomic: bool,
 }
@@ -175,6 +179,8 @@ pub(crate) static EMPTY: Message = Message {
     name: "",
     fields: &[],
     by_json: &[],
+    by_declaration: &[],
+    type_meta: false,
     atomic: false,
 };
 

@@ -4,7 +4,7 @@
 
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
-use flotilla_apimachinery::{protobuf, schema};
+use flotilla_apimachinery::{json, protobuf, schema};
 use http::{StatusCode, header};
 use serde_json::Value;
 
@@ -156,7 +156,7 @@ fn encode(encoding: Encoding, body: &Value) -> (&'static str, Vec<u8>) {
         }
     }
     // kube-apiserver's encoder (json.Encoder) ends every body with a newline.
-    let mut text = body.to_string().into_bytes();
+    let mut text = json::to_vec(body);
     text.push(b'\n');
     (JSON, text)
 }

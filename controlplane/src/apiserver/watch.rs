@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use flotilla_apimachinery::json;
 use futures::{Stream, StreamExt as _, stream};
 use serde_json::{Value, json};
 
@@ -134,19 +135,15 @@ impl ApiServer {
     }
 }
 
-/// `metav1.WatchEvent` with its fields in the Go struct's order (`{"type":...,"object":...}`).
-#[derive(serde::Serialize)]
-struct EventLine<'a, T> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    object: &'a T,
-}
-
-/// One event of a watch stream as kube-apiserver writes it: `type` first, one line each.
-pub(super) fn event_line<T: serde::Serialize>(kind: &str, object: &T) -> Bytes {
-    // Cannot fail: objects are JSON values or Status bodies, with string keys.
-    let mut line = serde_json::to_string(&EventLine { kind, object }).unwrap_or_default();
-    line.push('\n');
+/// One event of a watch stream as kube-apiserver writes it: a `metav1.WatchEvent` (`type`
+/// first, as the Go struct declares it), one line each.
+pub(super) fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = Vec::with_capacity(256);
+    line.extend_from_slice(b"{\"type\":");
+    json::write(&Value::from(kind), &mut line);
+    line.extend_from_slice(b",\"object\":");
+    json::write(object, &mut line);
+    line.extend_from_slice(b"}\n");
     Bytes::from(line)
 }
 

@@ -118,6 +118,23 @@ fn check_every_piece(resource: &Resource) {
             "{kind}List: the round trip changed an item"
         );
 
+        // JSON as kube-apiserver writes it: the Go struct's field order, nothing lost.
+        let text = flotilla_apimachinery::json::to_vec(&created);
+        let prefix = format!(
+            "{{\"kind\":\"{kind}\",\"apiVersion\":\"{}\",\"metadata\":{{\"name\":",
+            resource.api_version()
+        );
+        assert!(
+            text.starts_with(prefix.as_bytes()),
+            "{kind}: JSON not in Go's order: {}",
+            String::from_utf8_lossy(&text)
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&text).unwrap(),
+            created,
+            "{kind}: the JSON encoding changed the object"
+        );
+
         // A table with a row as wide as its columns.
         let columns = strategy.columns();
         assert!(!columns.is_empty(), "{kind}: no table columns");
