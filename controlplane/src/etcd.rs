@@ -9,7 +9,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::process::{Child, Command};
+use tokio::{
+    process::{Child, Command},
+    sync::oneshot,
+};
 
 use crate::storage::{StorageError, Store};
 
@@ -148,19 +151,36 @@ impl EtcdProcess {
     }
 
     /// Keeps the member running: restarts it (same data, same ports) whenever it exits, with a
-    /// growing pause between attempts. Runs until the task is aborted, which kills etcd.
-    pub async fn supervise(mut self) {
+    /// growing pause between attempts, until `stop` fires (or its sender is dropped). Then it
+    /// kills etcd and returns only once the process is gone, so its ports are free: aborting
+    /// the task instead would leave the kill to the runtime and a restart could find the ports
+    /// still held.
+    pub async fn supervise(mut self, mut stop: oneshot::Receiver<()>) {
         let mut pause = Duration::from_millis(500);
         loop {
-            match self.child.wait().await {
-                Ok(status) => {
-                    tracing::error!(%status, log = %self.log.display(), "etcd exited; restarting it");
+            tokio::select! {
+                _ = &mut stop => {
+                    self.stop().await;
+                    return;
                 }
-                Err(err) => tracing::error!("waiting for etcd failed: {err}; restarting it"),
+                status = self.child.wait() => match status {
+                    Ok(status) => {
+                        tracing::error!(%status, log = %self.log.display(), "etcd exited; restarting it");
+                    }
+                    Err(err) => tracing::error!("waiting for etcd failed: {err}; restarting it"),
+                },
             }
-            tokio::time::sleep(pause).await;
+            tokio::select! {
+                _ = &mut stop => return,
+                () = tokio::time::sleep(pause) => {}
+            }
             pause = (pause * 2).min(Duration::from_secs(30));
-            match Self::start(self.config.clone(), Duration::from_secs(30)).await {
+            let restarted = tokio::select! {
+                // A start cut short drops its child, which kills it (kill_on_drop).
+                _ = &mut stop => return,
+                restarted = Self::start(self.config.clone(), Duration::from_secs(30)) => restarted,
+            };
+            match restarted {
                 Ok((process, _store)) => {
                     self = process;
                     pause = Duration::from_millis(500);
@@ -171,8 +191,9 @@ impl EtcdProcess {
         }
     }
 
-    /// Stops the member (SIGKILL; etcd's WAL makes that safe) and waits for it.
+    /// Stops the member (SIGKILL; etcd's WAL makes that safe) and waits until it has exited.
     pub async fn stop(mut self) {
+        // `kill` also reaps the process; an error means it had exited already.
         let _ = self.child.kill().await;
     }
 }

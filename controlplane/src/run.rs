@@ -237,7 +237,11 @@ pub struct ControlPlane {
     repair: tokio::task::JoinHandle<()>,
     system_services: tokio::task::JoinHandle<()>,
     dns: Option<Dns>,
-    etcd: Option<tokio::task::JoinHandle<()>>,
+    /// The embedded etcd's supervisor and the signal that stops it (and etcd with it).
+    etcd: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -287,9 +291,13 @@ impl ControlPlane {
                 peer_port: config.etcd_ports.1,
             };
             let (process, store) = EtcdProcess::start(etcd_config, Duration::from_secs(30)).await?;
+            let (stop, stopped) = tokio::sync::oneshot::channel();
             (
                 store,
-                Some(AbortOnDrop(Some(tokio::spawn(process.supervise())))),
+                Some((
+                    stop,
+                    AbortOnDrop(Some(tokio::spawn(process.supervise(stopped)))),
+                )),
             )
         } else {
             let store = Store::connect(&config.etcd_endpoints, Duration::from_secs(30)).await?;
@@ -384,7 +392,7 @@ impl ControlPlane {
             repair,
             system_services,
             dns,
-            etcd: etcd.and_then(AbortOnDrop::disarm),
+            etcd: etcd.and_then(|(stop, task)| Some((stop, task.disarm()?))),
             scheduler,
         })
     }
@@ -424,8 +432,10 @@ impl ControlPlane {
         if let Some(dns) = self.dns {
             dns.stop().await;
         }
-        if let Some(etcd) = self.etcd {
-            abort_and_wait(etcd).await;
+        if let Some((stop, supervisor)) = self.etcd {
+            // The supervisor kills etcd and ends once the process has exited.
+            let _ = stop.send(());
+            let _ = supervisor.await;
         }
     }
 }
