@@ -211,7 +211,66 @@ impl ManagedFields {
     fn drop_empty(&mut self) {
         self.0.retain(|_, entry| !entry.fields.is_empty());
     }
+
+    /// Keeps at most [`MAX_UPDATE_MANAGERS`] Update entries, as upstream's capManagersManager:
+    /// the oldest are merged, one bucket per apiVersion, into an `ancient-changes` entry, so an
+    /// object written by many clients does not grow without bound.
+    fn cap_update_managers(&mut self) {
+        let mut updaters: Vec<ManagerId> = self
+            .0
+            .keys()
+            .filter(|id| id.operation == Operation::Update)
+            .cloned()
+            .collect();
+        let mut length = updaters.len();
+        if length <= MAX_UPDATE_MANAGERS {
+            return;
+        }
+        // Oldest first; entries without a time count as the oldest of all.
+        updaters.sort_by(|a, b| (&self.0[a].time, a).cmp(&(&self.0[b].time, b)));
+        let mut first_of_version: BTreeMap<String, ManagerId> = BTreeMap::new();
+        for manager in updaters {
+            if length <= MAX_UPDATE_MANAGERS {
+                break;
+            }
+            let Some(entry) = self.0.get(&manager).cloned() else {
+                continue;
+            };
+            let bucket = ManagerId {
+                name: ANCIENT_CHANGES.into(),
+                operation: Operation::Update,
+                api_version: entry.api_version.clone(),
+                subresource: String::new(),
+            };
+            let Some(first) = first_of_version.get(&entry.api_version) else {
+                // The first of its version waits: it becomes the bucket if another follows.
+                first_of_version.insert(entry.api_version.clone(), manager);
+                continue;
+            };
+            if manager == bucket {
+                continue;
+            }
+            if !self.0.contains_key(&bucket)
+                && let Some(first_entry) = self.0.remove(first)
+            {
+                self.0.insert(bucket.clone(), first_entry);
+            }
+            self.0.remove(&manager);
+            if let Some(merged) = self.0.get_mut(&bucket) {
+                merged.fields = entry.fields.union(&merged.fields);
+                // The time of the update merged last, the most recent of the bucket.
+                merged.time = entry.time;
+            }
+            length -= 1;
+        }
+    }
 }
+
+/// How many Update entries an object keeps (upstream's DefaultMaxUpdateManagers).
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The manager the oldest Update entries are merged into.
+const ANCIENT_CHANGES: &str = "ancient-changes";
 
 impl ManagerId {
     /// Upstream's `printManager`: `"name"`, plus the subresource, plus `using <apiVersion>` for
@@ -400,6 +459,7 @@ pub fn update(
         entry.time = Some(now.to_owned());
     }
     managed.drop_empty();
+    managed.cap_update_managers();
     Ok(Some(managed))
 }
 
@@ -1050,6 +1110,54 @@ mod tests {
         assert!(is_reset(&json!([{}])));
         assert!(!is_reset(&list));
         assert!(!is_reset(&Value::Null));
+    }
+
+    #[test]
+    fn the_oldest_of_more_than_ten_updaters_merge_into_ancient_changes() {
+        let target = target();
+        let mut object = deployment(json!({"replicas": 1}));
+        let mut managed = created_by("creator", &object);
+        // Twelve more managers, each changing its own annotation a second apart.
+        for i in 0..12 {
+            let old = object.clone();
+            object["metadata"]["annotations"][format!("by-{i:02}")] = json!("x");
+            let now = format!("2026-12-06T10:00:{i:02}Z");
+            managed = update(
+                &target,
+                Some(&old),
+                &object,
+                managed,
+                &format!("m{i:02}"),
+                &now,
+            )
+            .unwrap()
+            .unwrap();
+        }
+        let updaters: Vec<&str> = managed
+            .0
+            .keys()
+            .filter(|id| id.operation == Operation::Update)
+            .map(|id| id.name.as_str())
+            .collect();
+        assert_eq!(updaters.len(), MAX_UPDATE_MANAGERS, "{updaters:?}");
+        // The creator (oldest) and m00..m02 went into the bucket; m03..m11 stay.
+        assert!(updaters.contains(&"ancient-changes"), "{updaters:?}");
+        assert!(!updaters.contains(&"creator") && !updaters.contains(&"m02"));
+        assert!(updaters.contains(&"m03") && updaters.contains(&"m11"));
+        let ancient = owned(&managed, "ancient-changes", Operation::Update);
+        assert!(
+            ancient.iter().any(|path| path.contains("by-00"))
+                && ancient.iter().any(|path| path.contains("by-02"))
+                && ancient.iter().any(|path| path.contains("replicas")),
+            "{ancient:?}"
+        );
+        let bucket = managed
+            .0
+            .iter()
+            .find(|(id, _)| id.name == "ancient-changes")
+            .unwrap()
+            .1;
+        assert_eq!(bucket.time.as_deref(), Some("2026-12-06T10:00:02Z"));
     }
 
     #[test]
