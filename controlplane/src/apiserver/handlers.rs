@@ -7,7 +7,7 @@ use super::{
     ApiServer, apply, gc,
     machinery::{decode::decode_object, field::Cause},
     meta::{self, generated_name},
-    query::{FieldValidation, Query, Rendering, partial_metadata},
+    query::{FieldValidation, Query, Rendering, WriteOptions, partial_metadata},
     registry::{Lookup, Resource, Subresource, core::namespace},
     selectors::{FieldSelector, LabelSelector, labels_of},
     status::{ApiError, FieldCause, success},
@@ -131,6 +131,7 @@ impl ApiServer {
         object: Value,
         query: &Query,
     ) -> Result<Written, ApiError> {
+        query.check_write_options(WriteOptions::Create)?;
         let manager = query.field_manager();
         self.create_tracked(scope, object, query, Tracking::Update(&manager))
             .await
@@ -283,6 +284,7 @@ impl ApiServer {
         query: &Query,
         subresource: Option<Subresource>,
     ) -> Result<Written, ApiError> {
+        query.check_write_options(WriteOptions::Update)?;
         let resource = scope.resource;
         check_type(resource, &mut object)?;
         check_identity(scope, name, &mut object)?;
@@ -327,21 +329,13 @@ impl ApiServer {
         }
         let resource = scope.resource;
         let kind = patch_kind(content_type)?;
+        query.check_write_options(WriteOptions::Patch {
+            apply: kind == PatchKind::Apply,
+        })?;
         if kind == PatchKind::Apply {
             return self
                 .apply_object(scope, name, body, query, subresource)
                 .await;
-        }
-        if query.has("force") {
-            return Err(ApiError::invalid(
-                "PatchOptions.meta.k8s.io",
-                "",
-                &[FieldCause {
-                    reason: "FieldValueForbidden".into(),
-                    message: "Forbidden: may not be specified for non-apply patch".into(),
-                    field: "force".into(),
-                }],
-            ));
         }
         let patch: Value = serde_json::from_slice(body).map_err(|err| {
             ApiError::bad_request(format!("error decoding the patch as JSON: {err}"))
@@ -387,7 +381,8 @@ impl ApiServer {
         subresource: Option<Subresource>,
     ) -> Result<Written, ApiError> {
         let resource = scope.resource;
-        let manager = apply::required_manager(query.get("fieldManager"))?.to_owned();
+        // Checked with the patch's options: present, printable, at most 128 bytes.
+        let manager = query.get("fieldManager").unwrap_or_default().to_owned();
         let force = query.flag("force");
         let mut config = apply::parse_config(body)?;
         apply::check_config(resource, &config)?;

@@ -6,10 +6,34 @@ use flotilla_apimachinery::query::pairs;
 use serde_json::Value;
 
 use super::{
-    apply::managed_fields::manager_from_user_agent,
+    apply::managed_fields::{MAX_MANAGER_LENGTH, manager_from_user_agent},
     selectors::{FieldSelector, LabelSelector, parse_field_selector, parse_label_selector},
-    status::ApiError,
+    status::{ApiError, FieldCause},
 };
+
+/// The options of a write, which upstream validates as an object of their own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOptions {
+    /// `CreateOptions` (POST).
+    Create,
+    /// `UpdateOptions` (PUT).
+    Update,
+    /// `PatchOptions`; an apply needs a fieldManager and alone may `force`.
+    Patch {
+        /// `application/apply-patch+yaml`.
+        apply: bool,
+    },
+}
+
+impl WriteOptions {
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Create => "CreateOptions.meta.k8s.io",
+            Self::Update => "UpdateOptions.meta.k8s.io",
+            Self::Patch { .. } => "PatchOptions.meta.k8s.io",
+        }
+    }
+}
 
 /// The query string of a request, and the User-Agent that names the manager of its writes.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +89,76 @@ impl Query {
     /// unless it is `0` or `false` in any case (so `?watch`, `?watch=True` and `?watch=yes` watch).
     pub fn flag(&self, name: &str) -> bool {
         self.0.get(name).is_some_and(|value| is_true(value))
+    }
+
+    /// Upstream's validation of a write's options (`ValidateCreateOptions` and its siblings):
+    /// 422 on `CreateOptions`/`UpdateOptions`/`PatchOptions` naming every bad parameter.
+    pub fn check_write_options(&self, options: WriteOptions) -> Result<(), ApiError> {
+        let mut causes = Vec::new();
+        let mut cause = |reason: &str, field: &str, message: String| {
+            causes.push(FieldCause {
+                reason: reason.into(),
+                message,
+                field: field.into(),
+            });
+        };
+        let manager = self.get("fieldManager").unwrap_or_default();
+        match options {
+            WriteOptions::Patch { apply: true } if manager.is_empty() => cause(
+                "FieldValueRequired",
+                "fieldManager",
+                "Required value: is required for apply patch".into(),
+            ),
+            WriteOptions::Patch { apply: false } if self.has("force") => cause(
+                "FieldValueForbidden",
+                "force",
+                "Forbidden: may not be specified for non-apply patch".into(),
+            ),
+            _ => {}
+        }
+        if manager.len() > MAX_MANAGER_LENGTH {
+            cause(
+                "FieldValueTooLong",
+                "fieldManager",
+                format!("Too long: may not be more than {MAX_MANAGER_LENGTH} bytes"),
+            );
+        }
+        for (position, c) in manager.char_indices() {
+            if !is_printable(c) {
+                cause(
+                    "FieldValueInvalid",
+                    "fieldManager",
+                    format!(
+                        "Invalid value: {manager:?}: invalid character U+{:04X} (at position {position})",
+                        u32::from(c)
+                    ),
+                );
+            }
+        }
+        if let Some(dry_run) = self.get("dryRun").filter(|value| *value != "All") {
+            cause(
+                "FieldValueNotSupported",
+                "dryRun",
+                format!("Unsupported value: []string{{{dry_run:?}}}: supported values: \"All\""),
+            );
+        }
+        if let Some(validation) = self
+            .get("fieldValidation")
+            .filter(|value| !["Ignore", "Strict", "Warn"].contains(value))
+        {
+            cause(
+                "FieldValueNotSupported",
+                "fieldValidation",
+                format!(
+                    "Unsupported value: {validation:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+                ),
+            );
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(options.kind(), "", &causes))
+        }
     }
 
     /// `?dryRun=All` (the only value Kubernetes defines).
@@ -130,6 +224,24 @@ impl Query {
 
 pub use flotilla_apimachinery::query::is_true;
 
+/// Go's `unicode.IsPrint`: letters, marks, numbers, punctuation, symbols and the ASCII space.
+/// Rust's std has no general categories, so the format characters (Cf) are listed.
+fn is_printable(c: char) -> bool {
+    let format = matches!(
+        c,
+        '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
+            | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    );
+    c == ' ' || !(c.is_control() || c.is_whitespace() || format || is_private_use(c))
+}
+
+/// Private-use code points, which Go's IsPrint also refuses.
+fn is_private_use(c: char) -> bool {
+    matches!(c, '\u{E000}'..='\u{F8FF}' | '\u{F0000}'..='\u{FFFFD}' | '\u{100000}'..='\u{10FFFD}')
+}
+
 /// What to do with fields the schema does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldValidation {
@@ -185,6 +297,62 @@ pub fn partial_metadata(object: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_options_are_validated_as_upstreams_options_kinds() {
+        let status = |raw: &str, options| {
+            Query::parse(Some(raw))
+                .check_write_options(options)
+                .unwrap_err()
+                .to_status()
+        };
+        let apply = WriteOptions::Patch { apply: true };
+        let missing = status("force=true", apply);
+        assert_eq!(missing["code"], 422);
+        assert_eq!(
+            missing["message"],
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+        );
+        let long = format!("fieldManager={}", "m".repeat(129));
+        assert_eq!(
+            status(&long, WriteOptions::Create)["message"],
+            "CreateOptions.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes"
+        );
+        let bell = status("fieldManager=a%07b", WriteOptions::Update);
+        assert_eq!(bell["details"]["causes"][0]["field"], "fieldManager");
+        assert_eq!(
+            bell["details"]["causes"][0]["message"],
+            "Invalid value: \"a\\u{7}b\": invalid character U+0007 (at position 1)"
+        );
+        assert_eq!(
+            status(
+                "fieldManager=x&force=true",
+                WriteOptions::Patch { apply: false }
+            )["message"],
+            "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+        );
+        let both = status("dryRun=Yes&fieldValidation=Loose", WriteOptions::Create);
+        assert_eq!(both["details"]["causes"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            both["details"]["causes"][1]["message"],
+            "Unsupported value: \"Loose\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+        );
+        // What kubectl sends passes: a printable manager (spaces too), apply with force.
+        for (raw, options) in [
+            (
+                "fieldManager=kubectl-client-side-apply",
+                WriteOptions::Patch { apply: false },
+            ),
+            ("fieldManager=my manager&force=true", apply),
+            ("dryRun=All&fieldValidation=Strict", WriteOptions::Create),
+            ("", WriteOptions::Update),
+        ] {
+            assert!(
+                Query::parse(Some(raw)).check_write_options(options).is_ok(),
+                "{raw}"
+            );
+        }
+    }
 
     #[test]
     fn query_strings_are_decoded() {

@@ -9,7 +9,7 @@ use super::{
     handlers::{PatchKind, Scope, apply_json_patch, reject_invalid},
     meta,
     negotiation::decode_body,
-    query::Query,
+    query::{Query, WriteOptions},
     registry::{Resource, Subresource, core::pod::validate_binding, workloads::validate_scale},
     status::ApiError,
     tables,
@@ -32,6 +32,11 @@ impl ApiServer {
         body: &[u8],
         query: &Query,
     ) -> Result<Value, ApiError> {
+        query.check_write_options(if *method == Method::PUT {
+            WriteOptions::Update
+        } else {
+            WriteOptions::Patch { apply: false }
+        })?;
         let request = if *method == Method::PUT {
             Some(decode_body(body, content_type)?)
         } else {

@@ -186,36 +186,6 @@ pub fn check_config(resource: &Resource, config: &Value) -> Result<(), ApiError>
     Ok(())
 }
 
-/// The `fieldManager` of an apply: required, at most 128 characters (422 on `PatchOptions`, as
-/// upstream's options validation).
-pub fn required_manager(manager: Option<&str>) -> Result<&str, ApiError> {
-    let invalid = |reason: &str, message: String| {
-        ApiError::invalid(
-            "PatchOptions.meta.k8s.io",
-            "",
-            &[FieldCause {
-                reason: reason.into(),
-                message,
-                field: "fieldManager".into(),
-            }],
-        )
-    };
-    match manager {
-        None => Err(invalid(
-            "FieldValueRequired",
-            "Required value: is required for apply patch".into(),
-        )),
-        Some(name) if name.len() > managed_fields::MAX_MANAGER_LENGTH => Err(invalid(
-            "FieldValueInvalid",
-            format!(
-                "Invalid value: {name:?}: must be at most {} characters",
-                managed_fields::MAX_MANAGER_LENGTH
-            ),
-        )),
-        Some(name) => Ok(name),
-    }
-}
-
 fn without_managed_fields(object: &Value) -> Value {
     let mut object = object.clone();
     if let Some(metadata) = object["metadata"].as_object_mut() {
