@@ -1087,7 +1087,9 @@ pub fn apply_patch(
             json_patch::merge(&mut patched, patch);
         }
         PatchKind::Strategic => {
-            let Some(schema) = resource.strategy.patch_schema() else {
+            let Some(schema) =
+                strategic_merge::Schema::of_kind(&resource.api_version(), resource.kind)
+            else {
                 return Err(ApiError::unsupported_media_type(format!(
                     "strategic merge patch is not supported for {}",
                     resource.kind

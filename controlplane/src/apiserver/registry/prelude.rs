@@ -11,8 +11,4 @@ pub(crate) use super::{
 pub(crate) use crate::apiserver::machinery::decode::{RoundTrip, round_trip};
 pub(crate) use crate::apiserver::machinery::prelude::*;
 pub(crate) use crate::apiserver::openapi::{SchemaOf, schema_of};
-pub(crate) use crate::apiserver::strategic_merge::{
-    CONDITIONS_STATUS, METADATA_ONLY, OBJECT_META, POD_SPEC, POD_TEMPLATE_SPEC, Schema,
-    TEMPLATED_SPEC, TEMPLATED_WORKLOAD, UNKNOWN, field, merge_by, nested,
-};
 pub(crate) use crate::apiserver::tables::Column;

@@ -11,7 +11,6 @@ use crate::apiserver::{
     machinery::{decode::RoundTrip, field::Errs, names::NameRule},
     openapi::SchemaOf,
     status::ApiError,
-    strategic_merge::Schema,
     tables::Column,
 };
 
@@ -113,10 +112,6 @@ pub trait Strategy: Send + Sync {
 
     /// One table row's cells (the same order as the columns), given the current time.
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value>;
-
-    /// The strategic-merge schema (patch strategies and merge keys); None when strategic merge
-    /// patch is refused for the kind, as upstream refuses it for custom resources.
-    fn patch_schema(&self) -> Option<&'static Schema>;
 
     /// What the object holds from the allocation pools.
     fn held(&self, _object: &Value) -> Allocations {

@@ -5,9 +5,8 @@
 //! `kubectl apply` (client side), `kubectl set image`, `kubectl edit` and
 //! `kubectl patch --type=strategic`), checked against the apply cases of upstream's
 //! `patch_test.go`, element order included. Upstream reads the patch metadata from the
-//! `patchStrategy` / `patchMergeKey` struct tags of the Go types; we have no Go types,
-//! so the tags of the supported kinds are encoded below as a static schema tree
-//! (taken from k8s.io/api, identical in releases 1.32 to 1.36 for these kinds).
+//! `patchStrategy` / `patchMergeKey` struct tags of the Go types; so do we, from the table
+//! `cargo xtask api-schema` generates from those types (`flotilla_apimachinery::schema`).
 //!
 //! Deliberate differences from upstream, all where upstream relies on the typed
 //! decode that follows the patch to hide leftovers (we store the JSON as it comes out):
@@ -18,6 +17,7 @@
 //! - unknown `$patch` values are rejected everywhere (upstream ignores them in values
 //!   copied wholesale).
 
+use flotilla_apimachinery::schema::{self, Label, Message, Ty};
 use serde_json::{Map, Number, Value};
 
 /// Key of the directive that replaces or deletes the map (or list element) holding it.
@@ -113,7 +113,7 @@ pub enum PatchError {
 pub fn apply_strategic_merge_patch(
     original: &Value,
     patch: &Value,
-    schema: &'static Schema,
+    schema: Schema,
 ) -> Result<Value, PatchError> {
     let Value::Object(patch) = patch else {
         return Err(PatchError::PatchNotObject {
@@ -132,28 +132,47 @@ pub fn apply_strategic_merge_patch(
 // Patch metadata (the upstream struct tags)
 // ---------------------------------------------------------------------------------------
 
-/// The fields of one Go struct that carry patch tags or lead to fields that do.
-#[derive(Debug)]
-pub struct Schema {
-    pub(crate) fields: &'static [FieldMeta],
-}
+/// The patch schema of a value: the generated message of its Go struct (see
+/// [`flotilla_apimachinery::schema`], which carries upstream's `patchStrategy` and
+/// `patchMergeKey` tags), or none (a map's values, anything without a struct): then maps merge
+/// and lists are replaced.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema(Option<&'static Message>);
 
 /// The patch tags of one field and the schema of its value (of its elements, for lists).
-#[derive(Debug)]
-pub struct FieldMeta {
-    name: &'static str,
+#[derive(Debug, Clone, Copy)]
+struct FieldMeta {
     /// Upstream's comma-separated `patchStrategy` tag, "" when the field has none.
     strategy: &'static str,
     merge_key: Option<&'static str>,
-    schema: &'static Schema,
+    schema: Schema,
 }
 
 impl Schema {
-    fn field(&self, name: &str) -> &'static FieldMeta {
-        self.fields
-            .iter()
-            .find(|field| field.name == name)
-            .unwrap_or(&UNKNOWN_FIELD)
+    /// The schema of a kind; None when upstream's Go types do not define it (strategic merge
+    /// is then refused, as upstream refuses it for custom resources).
+    pub fn of_kind(api_version: &str, kind: &str) -> Option<Self> {
+        schema::kind_message(api_version, kind).map(|message| Self(Some(message)))
+    }
+
+    fn field(self, name: &str) -> FieldMeta {
+        let Some(field) = self.0.and_then(|message| message.field(name)) else {
+            return FieldMeta {
+                strategy: "",
+                merge_key: None,
+                schema: Self(None),
+            };
+        };
+        let nested = match (field.ty, field.label) {
+            (Ty::Message(id), Label::Single | Label::Repeated) => Some(schema::message(id)),
+            // A map's keys are not field names: its values merge without a schema.
+            _ => None,
+        };
+        FieldMeta {
+            strategy: field.patch_strategy,
+            merge_key: Some(field.patch_merge_key).filter(|key| !key.is_empty()),
+            schema: Self(nested),
+        }
     }
 }
 
@@ -175,106 +194,6 @@ impl FieldMeta {
     }
 }
 
-pub(crate) const fn field(
-    name: &'static str,
-    strategy: &'static str,
-    merge_key: Option<&'static str>,
-    schema: &'static Schema,
-) -> FieldMeta {
-    FieldMeta {
-        name,
-        strategy,
-        merge_key,
-        schema,
-    }
-}
-
-/// A struct-valued field without tags of its own, listed to reach tagged fields below it.
-pub(crate) const fn nested(name: &'static str, schema: &'static Schema) -> FieldMeta {
-    field(name, "", None, schema)
-}
-
-/// `patchStrategy:"merge" patchMergeKey:"<key>"`.
-pub(crate) const fn merge_by(
-    name: &'static str,
-    key: &'static str,
-    schema: &'static Schema,
-) -> FieldMeta {
-    field(name, "merge", Some(key), schema)
-}
-
-/// Everything not in the tables: maps merge, lists are replaced.
-pub(crate) static UNKNOWN: Schema = Schema { fields: &[] };
-static UNKNOWN_FIELD: FieldMeta = field("", "", None, &UNKNOWN);
-
-/// meta/v1 ObjectMeta.
-pub(crate) static OBJECT_META: Schema = Schema {
-    fields: &[
-        field("finalizers", "merge", None, &UNKNOWN),
-        merge_by("ownerReferences", "uid", &UNKNOWN),
-    ],
-};
-
-/// core/v1 Container, also EphemeralContainer (EphemeralContainerCommon has the same tags).
-/// `resizePolicy`, `envFrom`, `command`, `args` are untagged (atomic upstream).
-pub(crate) static CONTAINER: Schema = Schema {
-    fields: &[
-        merge_by("ports", "containerPort", &UNKNOWN),
-        merge_by("env", "name", &UNKNOWN),
-        merge_by("volumeMounts", "mountPath", &UNKNOWN),
-        merge_by("volumeDevices", "devicePath", &UNKNOWN),
-    ],
-};
-
-/// core/v1 PodSpec. `tolerations`, `readinessGates`, affinity terms etc. are untagged.
-pub(crate) static POD_SPEC: Schema = Schema {
-    fields: &[
-        field("volumes", "merge,retainKeys", Some("name"), &UNKNOWN),
-        merge_by("initContainers", "name", &CONTAINER),
-        merge_by("containers", "name", &CONTAINER),
-        merge_by("ephemeralContainers", "name", &CONTAINER),
-        merge_by("imagePullSecrets", "name", &UNKNOWN),
-        merge_by("hostAliases", "ip", &UNKNOWN),
-        merge_by("topologySpreadConstraints", "topologyKey", &UNKNOWN),
-        merge_by("schedulingGates", "name", &UNKNOWN),
-        field("resourceClaims", "merge,retainKeys", Some("name"), &UNKNOWN),
-    ],
-};
-
-/// core/v1 PodTemplateSpec.
-pub(crate) static POD_TEMPLATE_SPEC: Schema = Schema {
-    fields: &[nested("metadata", &OBJECT_META), nested("spec", &POD_SPEC)],
-};
-
-/// Status of Service, Namespace, ReplicationController, Deployment, ReplicaSet, StatefulSet,
-/// DaemonSet and Job:
-/// each has `conditions` merged by `type` and nothing else tagged.
-pub(crate) static CONDITIONS_STATUS: Schema = Schema {
-    fields: &[merge_by("conditions", "type", &UNKNOWN)],
-};
-
-/// Specs whose only tagged descendants are under `template` (ReplicationController,
-/// ReplicaSet, StatefulSet, DaemonSet, Job). StatefulSet `volumeClaimTemplates` is untagged (atomic).
-pub(crate) static TEMPLATED_SPEC: Schema = Schema {
-    fields: &[nested("template", &POD_TEMPLATE_SPEC)],
-};
-
-/// Objects with metadata, a templated spec and conditions (ReplicationController, ReplicaSet,
-/// StatefulSet, DaemonSet, Job).
-pub(crate) static TEMPLATED_WORKLOAD: Schema = Schema {
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &TEMPLATED_SPEC),
-        nested("status", &CONDITIONS_STATUS),
-    ],
-};
-
-/// Kinds whose only tagged fields are in ObjectMeta (Endpoints `subsets`, EndpointSlice
-/// `endpoints`/`ports` and NetworkPolicy rules are all untagged, hence atomic).
-pub(crate) static METADATA_ONLY: Schema = Schema {
-    fields: &[nested("metadata", &OBJECT_META)],
-};
-
 // ---------------------------------------------------------------------------------------
 // Merging
 // ---------------------------------------------------------------------------------------
@@ -283,7 +202,7 @@ pub(crate) static METADATA_ONLY: Schema = Schema {
 fn merge_map(
     mut original: Map<String, Value>,
     mut patch: Map<String, Value>,
-    schema: &'static Schema,
+    schema: Schema,
     path: &str,
 ) -> Result<Map<String, Value>, PatchError> {
     if let Some(directive) = patch.remove(DIRECTIVE_MARKER) {
@@ -327,7 +246,7 @@ fn merge_field(
     original: &mut Map<String, Value>,
     key: String,
     patch_value: Value,
-    schema: &'static Schema,
+    schema: Schema,
     path: &str,
 ) -> Result<(), PatchError> {
     if patch_value.is_null() {
@@ -353,7 +272,7 @@ fn merge_field(
         }
         (Some(Value::Array(original_list)), Value::Array(patch_list)) => {
             Some(Value::Array(if field.merges_lists() {
-                merge_list(original_list, patch_list, field, &field_path)?
+                merge_list(original_list, patch_list, &field, &field_path)?
             } else {
                 clean_list(patch_list)
             }))
@@ -365,7 +284,7 @@ fn merge_field(
             Some(patch_value)
         }
         // Missing from the original or of another type: the patch value is taken as a whole.
-        (_, patch_value) => materialize(patch_value, field, &field_path)?,
+        (_, patch_value) => materialize(patch_value, &field, &field_path)?,
     };
     if let Some(value) = merged {
         original.insert(key, value);
@@ -447,7 +366,7 @@ fn merge_object_list(
     original: Vec<Value>,
     patch: Vec<Value>,
     key: &'static str,
-    schema: &'static Schema,
+    schema: Schema,
     path: &str,
 ) -> Result<Vec<Value>, PatchError> {
     let identity = Identity::MergeKey(key);
@@ -576,7 +495,7 @@ fn apply_retain_keys(
 fn apply_set_element_order(
     original: &mut Map<String, Value>,
     patch: &mut Map<String, Value>,
-    schema: &'static Schema,
+    schema: Schema,
     path: &str,
 ) -> Result<(), PatchError> {
     let directive_keys: Vec<String> = patch
@@ -646,7 +565,7 @@ fn apply_set_element_order(
                     merge_list(
                         original_list.unwrap_or_default(),
                         patch_list,
-                        field,
+                        &field,
                         &field_path,
                     )?
                 } else {

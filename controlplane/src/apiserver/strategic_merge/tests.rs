@@ -2,10 +2,10 @@ use super::*;
 use crate::apiserver::registry::Registry;
 
 /// The patch schema of `kind` in `api_version`, if it is served and offers strategic merge.
-fn schema_of(api_version: &str, kind: &str) -> Option<&'static Schema> {
+fn schema_of(api_version: &str, kind: &str) -> Option<Schema> {
     Registry::new()
         .find_kind(api_version, kind)
-        .and_then(|resource| resource.strategy.patch_schema())
+        .and_then(|resource| Schema::of_kind(&resource.api_version(), resource.kind))
 }
 
 /// Whether strategic merge patch is offered for `kind` in `api_version`.
@@ -18,7 +18,7 @@ fn apply(original: &Value, patch: Value, api_version: &str, kind: &str) -> Value
     let result = apply_strategic_merge_patch(
         original,
         &patch,
-        schema_of(api_version, kind).unwrap_or(&UNKNOWN),
+        schema_of(api_version, kind).unwrap_or(Schema(None)),
     )
     .unwrap();
     assert_no_directives(&result);
@@ -29,7 +29,7 @@ fn apply_err(original: &Value, patch: Value, api_version: &str, kind: &str) -> P
     apply_strategic_merge_patch(
         original,
         &patch,
-        schema_of(api_version, kind).unwrap_or(&UNKNOWN),
+        schema_of(api_version, kind).unwrap_or(Schema(None)),
     )
     .unwrap_err()
 }
@@ -1156,7 +1156,7 @@ fn non_object_documents_are_rejected() {
         err.to_string(),
         "strategic merge patch must be a JSON object, got array"
     );
-    let err = apply_strategic_merge_patch(&json!("x"), &json!({}), &UNKNOWN).unwrap_err();
+    let err = apply_strategic_merge_patch(&json!("x"), &json!({}), Schema(None)).unwrap_err();
     assert!(matches!(
         err,
         PatchError::OriginalNotObject { found: "string" }

@@ -37,10 +37,6 @@ impl Strategy for ControllerRevisions {
         table::cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&METADATA_ONLY)
-    }
-
     fn samples(&self) -> Samples {
         Samples {
             valid: json!({"metadata": {"name": "web-1"}, "revision": 1, "data": {"spec": {}}}),

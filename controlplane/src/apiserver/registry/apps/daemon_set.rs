@@ -37,10 +37,6 @@ impl Strategy for DaemonSets {
         table::daemon_set_cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&TEMPLATED_WORKLOAD)
-    }
-
     fn default(&self, object: &mut Value) {
         default_daemon_set(&mut object["spec"]);
     }

@@ -37,10 +37,6 @@ impl Strategy for Deployments {
         table::deployment_cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&DEPLOYMENT)
-    }
-
     fn default(&self, object: &mut Value) {
         default_deployment(&mut object["spec"]);
     }
@@ -132,22 +128,6 @@ pub(crate) fn deployment(e: &mut Errs, obj: Option<&Value>, old: Option<&Value>)
     }
     selector_immutable(e, obj, old);
 }
-
-/// apps/v1 DeploymentSpec: `strategy` is `patchStrategy:"retainKeys"`.
-pub(crate) static DEPLOYMENT_SPEC: Schema = Schema {
-    fields: &[
-        nested("template", &POD_TEMPLATE_SPEC),
-        field("strategy", "retainKeys", None, &UNKNOWN),
-    ],
-};
-
-pub(crate) static DEPLOYMENT: Schema = Schema {
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &DEPLOYMENT_SPEC),
-        nested("status", &CONDITIONS_STATUS),
-    ],
-};
 
 /// The kind's table, as upstream's printer.
 mod table {

@@ -42,10 +42,6 @@ impl Strategy for ReplicaSets {
         )
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&TEMPLATED_WORKLOAD)
-    }
-
     fn default(&self, object: &mut Value) {
         set_default(&mut object["spec"], "replicas", json!(1));
         default_pod_spec(&mut object["spec"]["template"]["spec"]);

@@ -37,10 +37,6 @@ impl Strategy for StatefulSets {
         table::cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&TEMPLATED_WORKLOAD)
-    }
-
     fn name_rule(&self) -> NameRule {
         NameRule::Label
     }

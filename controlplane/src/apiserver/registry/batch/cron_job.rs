@@ -39,10 +39,6 @@ impl Strategy for CronJobs {
         table::cron_job_cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&CRON_JOB)
-    }
-
     fn default(&self, object: &mut Value) {
         let spec = &mut object["spec"];
         set_default(spec, "concurrencyPolicy", json!("Allow"));
@@ -343,26 +339,6 @@ pub(crate) fn parse_go_duration(s: &str) -> Result<(), String> {
     }
     Ok(())
 }
-
-/// batch/v1 JobTemplateSpec.
-pub(crate) static JOB_TEMPLATE_SPEC: Schema = Schema {
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &TEMPLATED_SPEC),
-    ],
-};
-
-pub(crate) static CRON_JOB_SPEC: Schema = Schema {
-    fields: &[nested("jobTemplate", &JOB_TEMPLATE_SPEC)],
-};
-
-/// batch/v1 CronJob; its status (`active`) is untagged.
-pub(crate) static CRON_JOB: Schema = Schema {
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &CRON_JOB_SPEC),
-    ],
-};
 
 /// The kind's table, as upstream's printer.
 mod table {

@@ -39,10 +39,6 @@ impl Strategy for Jobs {
         table::job_cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&TEMPLATED_WORKLOAD)
-    }
-
     fn default(&self, object: &mut Value) {
         default_job(&mut object["spec"]);
     }

@@ -38,10 +38,6 @@ impl Strategy for Leases {
         table::cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&METADATA_ONLY)
-    }
-
     fn samples(&self) -> Samples {
         Samples {
             valid: json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}),

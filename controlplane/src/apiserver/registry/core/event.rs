@@ -50,10 +50,6 @@ impl Strategy for Events {
         table::event_cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&METADATA_ONLY)
-    }
-
     /// core/v1 Events skip ObjectMeta name validation upstream (legacy clients): only what
     /// the storage key needs is checked.
     fn name_rule(&self) -> NameRule {

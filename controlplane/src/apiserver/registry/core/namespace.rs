@@ -40,10 +40,6 @@ impl Strategy for Namespaces {
         table::cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&NAMESPACE)
-    }
-
     fn name_rule(&self) -> NameRule {
         NameRule::Label
     }
@@ -110,14 +106,6 @@ fn label_namespace_name(object: &mut Value) {
 /// Namespaces that always exist and may not be deleted.
 pub const PROTECTED_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
-
-/// core/v1 Namespace: `spec.finalizers` is untagged (atomic), unlike `metadata.finalizers`.
-pub(crate) static NAMESPACE: Schema = Schema {
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("status", &CONDITIONS_STATUS),
-    ],
-};
 
 /// The kind's table, as upstream's printer.
 mod table {

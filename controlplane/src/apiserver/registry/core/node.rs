@@ -41,10 +41,6 @@ impl Strategy for Nodes {
         table::node_cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&NODE)
-    }
-
     /// The kubelet (our agent) registers a node with its status.
     fn status_on_create(&self, _object: &Value) -> Option<Value> {
         None
@@ -168,26 +164,6 @@ pub(crate) fn node(e: &mut Errs, obj: Option<&Value>, old: Option<&Value>) {
         }
     }
 }
-
-/// core/v1 NodeSpec: `podCIDRs` is a merged primitive list; `taints` is untagged (atomic).
-pub(crate) static NODE_SPEC: Schema = Schema {
-    fields: &[field("podCIDRs", "merge", None, &UNKNOWN)],
-};
-
-pub(crate) static NODE_STATUS: Schema = Schema {
-    fields: &[
-        merge_by("conditions", "type", &UNKNOWN),
-        merge_by("addresses", "type", &UNKNOWN),
-    ],
-};
-
-pub(crate) static NODE: Schema = Schema {
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &NODE_SPEC),
-        nested("status", &NODE_STATUS),
-    ],
-};
 
 /// The kind's table, as upstream's printer.
 mod table {

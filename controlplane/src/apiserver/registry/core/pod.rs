@@ -60,10 +60,6 @@ impl Strategy for Pods {
         table::pod_cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&POD)
-    }
-
     fn default(&self, object: &mut Value) {
         default_pod_spec(&mut object["spec"]);
     }
@@ -290,29 +286,6 @@ pub(crate) fn pod_update(e: &mut Errs, new: Option<&Value>, old: Option<&Value>)
         );
     }
 }
-
-/// core/v1 PodStatus. `containerStatuses` and friends are untagged (atomic).
-pub(crate) static POD_STATUS: Schema = Schema {
-    fields: &[
-        merge_by("conditions", "type", &UNKNOWN),
-        merge_by("hostIPs", "ip", &UNKNOWN),
-        merge_by("podIPs", "ip", &UNKNOWN),
-        field(
-            "resourceClaimStatuses",
-            "merge,retainKeys",
-            Some("name"),
-            &UNKNOWN,
-        ),
-    ],
-};
-
-pub(crate) static POD: Schema = Schema {
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &POD_SPEC),
-        nested("status", &POD_STATUS),
-    ],
-};
 
 /// The kind's table, as upstream's printer.
 mod table {

@@ -44,10 +44,6 @@ impl Strategy for ReplicationControllers {
         )
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&TEMPLATED_WORKLOAD)
-    }
-
     fn default(&self, object: &mut Value) {
         default_replication_controller(object);
     }

@@ -37,10 +37,6 @@ impl Strategy for Secrets {
         table::cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&METADATA_ONLY)
-    }
-
     fn samples(&self) -> Samples {
         Samples {
             valid: json!({"metadata": {"name": "s"}, "data": {"a": "MQ=="}}),

@@ -42,10 +42,6 @@ impl Strategy for Services {
         table::service_cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&SERVICE)
-    }
-
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1035
     }
@@ -493,18 +489,6 @@ pub(crate) fn service_cluster_ips(
         }
     }
 }
-
-pub(crate) static SERVICE_SPEC: Schema = Schema {
-    fields: &[merge_by("ports", "port", &UNKNOWN)],
-};
-
-pub(crate) static SERVICE: Schema = Schema {
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("spec", &SERVICE_SPEC),
-        nested("status", &CONDITIONS_STATUS),
-    ],
-};
 
 /// The kind's table, as upstream's printer.
 mod table {

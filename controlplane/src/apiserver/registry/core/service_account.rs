@@ -38,10 +38,6 @@ impl Strategy for ServiceAccounts {
         table::cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&SERVICE_ACCOUNT)
-    }
-
     fn samples(&self) -> Samples {
         Samples {
             valid: json!({"metadata": {"name": "builder"}}),
@@ -50,14 +46,6 @@ impl Strategy for ServiceAccounts {
         }
     }
 }
-
-/// core/v1 ServiceAccount: only `secrets` is tagged (`imagePullSecrets` is not).
-pub(crate) static SERVICE_ACCOUNT: Schema = Schema {
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        merge_by("secrets", "name", &UNKNOWN),
-    ],
-};
 
 /// The kind's table, as upstream's printer.
 mod table {

@@ -56,10 +56,6 @@ impl Strategy for PodDisruptionBudgets {
         table::cells(object, now)
     }
 
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&PDB)
-    }
-
     fn samples(&self) -> Samples {
         Samples {
             valid: json!({"metadata": {"name": "web"},
@@ -113,14 +109,6 @@ fn status(e: &mut Errs, status: Option<&Value>) {
         e.non_negative(&format!("status.{field}"), int_of(status, field));
     }
 }
-
-/// policy/v1 PodDisruptionBudget: only `status.conditions` is tagged (merged by type).
-pub(crate) static PDB: Schema = Schema {
-    fields: &[
-        nested("metadata", &OBJECT_META),
-        nested("status", &CONDITIONS_STATUS),
-    ],
-};
 
 /// The kind's table, as upstream's printer.
 mod table {

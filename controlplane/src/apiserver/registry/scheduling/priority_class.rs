@@ -110,11 +110,6 @@ impl Strategy for PriorityClasses {
         table::cells(object, now)
     }
 
-    /// PriorityClass has no tagged fields.
-    fn patch_schema(&self) -> Option<&'static Schema> {
-        Some(&METADATA_ONLY)
-    }
-
     fn samples(&self) -> Samples {
         Samples {
             valid: json!({"metadata": {"name": "high"}, "value": 1000}),
