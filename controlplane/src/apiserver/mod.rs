@@ -62,6 +62,8 @@ pub struct ApiServer {
     // The cluster DNS Service's ClusterIP and where the DNS server answers.
     cluster_dns: Option<(std::net::Ipv4Addr, SocketAddr)>,
     pub(crate) admission: admission::Admission,
+    /// The OpenAPI documents, built once for each set of kinds.
+    openapi: Arc<openapi::Documents>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -84,6 +86,7 @@ impl ApiServer {
             ipam: None,
             cluster_dns: None,
             admission: admission::Admission::default(),
+            openapi: Arc::default(),
         }
     }
 
@@ -284,31 +287,21 @@ impl ApiServer {
                 return Ok(response);
             }
             ["openapi", "v2"] if get => {
-                let accept = request
-                    .headers()
-                    .get(header::ACCEPT)
-                    .and_then(|v| v.to_str().ok());
-                let document = openapi::v2::document(&self.registry);
-                if !openapi::v2::wants_protobuf(accept) {
-                    return Ok(json_response(StatusCode::OK, &document, &[]));
-                }
-                return Response::builder()
-                    .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, openapi::v2::PROTOBUF_RESPONSE_TYPE)
-                    .header(header::VARY, "Accept")
-                    .body(Body::from(openapi::gnostic::encode_document(&document)))
-                    .map_err(|_| ApiError::internal("building the OpenAPI v2 response"));
+                return Ok(self.openapi.v2(&self.registry, request.headers()));
             }
             ["openapi", "v3"] if get => {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &openapi::index(&self.registry),
-                    &[],
-                ));
+                return Ok(self.openapi.v3_index(&self.registry, request.headers()));
             }
             ["openapi", "v3", rest @ ..] if get => {
-                return openapi::document(&self.registry, &rest.join("/"))
-                    .map(|document| json_response(StatusCode::OK, &document, &[]))
+                let query = Query::parse(request.uri().query());
+                return self
+                    .openapi
+                    .v3(
+                        &self.registry,
+                        &rest.join("/"),
+                        query.get("hash"),
+                        request.headers(),
+                    )
                     .ok_or_else(|| ApiError::no_route(&path));
             }
             ["api", "v1"] if get => {

@@ -4,8 +4,11 @@
 //! upstream's documents have: `x-kubernetes-group-version-kind` on each kind, and on each field
 //! how it merges (`x-kubernetes-patch-strategy`, `-patch-merge-key`, `-list-type`,
 //! `-list-map-keys`, `-map-type`), from the Go struct tags in [`flotilla_apimachinery::schema`].
+//! [`serve`] builds each document once per set of kinds and answers with kube-openapi's caching
+//! headers.
 
 pub mod gnostic;
+pub mod serve;
 pub mod v2;
 pub mod v3;
 
@@ -15,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::registry::Resource;
 
-pub use v3::{document, index};
+pub use serve::Documents;
 
 /// Adds a kind's schema (and every schema it refers to) to a generator, returning its `$ref`.
 pub type SchemaOf = fn(&mut SchemaGenerator) -> schemars::Schema;

@@ -39,7 +39,7 @@ pub fn index(registry: &Registry) -> Value {
     let paths: serde_json::Map<String, Value> = group_versions(registry)
         .into_iter()
         .map(|path| {
-            let url = format!("/openapi/v3/{path}?hash={}", content_hash(registry, &path));
+            let url = server_relative_url(&path, &content_hash(registry, &path));
             (path, json!({"serverRelativeURL": url}))
         })
         .collect();
@@ -96,23 +96,34 @@ pub fn document(registry: &Registry, path: &str) -> Option<Value> {
     }))
 }
 
+/// Where the index sends clients for the document at `path` with this hash.
+pub(super) fn server_relative_url(path: &str, hash: &str) -> String {
+    format!("/openapi/v3/{path}?hash={hash}")
+}
+
 /// A stable hash of a document (clients cache documents by it): of the path, the binary's
-/// version and the kinds served there, so a kind registered at run time changes it.
-fn content_hash(registry: &Registry, path: &str) -> String {
-    // FNV-1a: documents change only with the binary or the set of kinds.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+/// version and the kinds served there (every kind for the empty path, the v2 document), so a
+/// kind registered at run time changes it.
+pub(super) fn content_hash(registry: &Registry, path: &str) -> String {
     let kinds: Vec<String> = registry
         .all()
         .into_iter()
-        .filter(|r| gv_path(r) == path)
-        .map(|r| format!("{}:{}:{};", r.plural, r.kind, r.namespaced))
+        .filter(|r| path.is_empty() || gv_path(r) == path)
+        .map(|r| format!("{}:{}:{}:{};", gv_path(r), r.plural, r.kind, r.namespaced))
         .collect();
-    let input = path
+    let input: Vec<u8> = path
         .bytes()
         .chain(env!("CARGO_PKG_VERSION").bytes())
-        .chain(kinds.iter().flat_map(|k| k.bytes()));
-    for byte in input {
-        hash ^= u64::from(byte);
+        .chain(kinds.iter().flat_map(|k| k.bytes()))
+        .collect();
+    etag_of(&input)
+}
+
+/// An ETag of some bytes (FNV-1a: documents change only with the binary or the set of kinds).
+pub(super) fn etag_of(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{hash:016X}")
