@@ -44,6 +44,38 @@ pub enum EtcdError {
         /// The log file to look at.
         log: PathBuf,
     },
+    /// A port the member needs is taken: most likely by another control plane's etcd, which
+    /// this one must never talk to as if it were its own.
+    #[error(
+        "127.0.0.1:{port}, the {role} port of the embedded etcd, is already in use (another control plane's etcd?): stop whatever holds it or start this control plane with another --etcd-{role}-port"
+    )]
+    PortTaken {
+        /// The port.
+        port: u16,
+        /// `client` or `peer`.
+        role: &'static str,
+    },
+    /// The etcd answering on the client port is not the member this state directory created.
+    #[error(
+        "the etcd answering on 127.0.0.1:{port} is cluster {found_cluster:x} member {found_member:x}, but {identity} says this control plane's etcd is cluster {cluster:x} member {member:x}; refusing to use another cluster's data (is another control plane running on the same ports?)"
+    )]
+    Foreign {
+        /// The client port.
+        port: u16,
+        /// The file holding the recorded identity.
+        identity: PathBuf,
+        /// The recorded cluster ID.
+        cluster: u64,
+        /// The recorded member ID.
+        member: u64,
+        /// The cluster ID found.
+        found_cluster: u64,
+        /// The member ID found.
+        found_member: u64,
+    },
+    /// The etcd started could not be asked who it is.
+    #[error("asking etcd for its cluster and member ID: {0}")]
+    Identity(#[source] StorageError),
     /// etcd exited during start-up.
     #[error("etcd exited during start-up ({status}); its log: {log}")]
     Exited {
@@ -79,6 +111,51 @@ impl EtcdConfig {
     pub fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
+
+    /// Where the member's cluster and member ID are recorded (beside the data directory).
+    fn identity_file(&self) -> PathBuf {
+        self.data_dir.with_extension("identity")
+    }
+}
+
+/// Fails when `port` on 127.0.0.1 cannot be bound.
+fn ensure_free(port: u16, role: &'static str) -> Result<(), EtcdError> {
+    match TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+            Err(EtcdError::PortTaken { port, role })
+        }
+        Err(source) => Err(EtcdError::Io {
+            action: "binding",
+            path: PathBuf::from(format!("127.0.0.1:{port}")),
+            source,
+        }),
+    }
+}
+
+/// `cluster=<hex>` and `member=<hex>` lines.
+fn parse_identity(text: &str) -> Option<(u64, u64)> {
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    };
+    Some((value("cluster")?, value("member")?))
+}
+
+fn record_identity(path: &Path, cluster: u64, member: u64) -> Result<(), EtcdError> {
+    // Written to a temporary file and renamed, so a crash never leaves half an identity.
+    let temporary = path.with_extension("identity.tmp");
+    std::fs::write(
+        &temporary,
+        format!("cluster={cluster:x}\nmember={member:x}\n"),
+    )
+    .and_then(|()| std::fs::rename(&temporary, path))
+    .map_err(|source| EtcdError::Io {
+        action: "recording etcd's identity in",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A running etcd member; killed when dropped.
@@ -93,6 +170,10 @@ impl EtcdProcess {
     /// Starts etcd and waits (up to `timeout`) until it serves requests.
     pub async fn start(config: EtcdConfig, timeout: Duration) -> Result<(Self, Store), EtcdError> {
         let etcd = which::which("etcd").map_err(|_| EtcdError::NotInstalled)?;
+        // A taken port would let the connection below reach someone else's etcd (ours would
+        // fail to bind and exit, but not before the other one answered).
+        ensure_free(config.client_port, "client")?;
+        ensure_free(config.peer_port, "peer")?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| EtcdError::Io {
             action: "creating",
             path: config.data_dir.clone(),
@@ -142,7 +223,48 @@ impl EtcdProcess {
                 });
             }
         };
+        process.check_identity(&store).await?;
+        if let Ok(Some(status)) = process.child.try_wait() {
+            return Err(EtcdError::Exited {
+                status,
+                log: process.log.clone(),
+            });
+        }
         Ok((process, store))
+    }
+
+    /// Checks that `store` talks to the member this data directory created: its cluster and
+    /// member ID are recorded beside the data directory on the first start and compared on
+    /// every later one (restarts by the supervisor included).
+    async fn check_identity(&self, store: &Store) -> Result<(), EtcdError> {
+        let (found_cluster, found_member) =
+            store.member_identity().await.map_err(EtcdError::Identity)?;
+        let path = self.config.identity_file();
+        match std::fs::read_to_string(&path) {
+            Ok(recorded) => match parse_identity(&recorded) {
+                Some((cluster, member)) if (cluster, member) == (found_cluster, found_member) => {
+                    Ok(())
+                }
+                Some((cluster, member)) => Err(EtcdError::Foreign {
+                    port: self.config.client_port,
+                    identity: path,
+                    cluster,
+                    member,
+                    found_cluster,
+                    found_member,
+                }),
+                // A torn write (a crash while recording): record again.
+                None => record_identity(&path, found_cluster, found_member),
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                record_identity(&path, found_cluster, found_member)
+            }
+            Err(source) => Err(EtcdError::Io {
+                action: "reading",
+                path,
+                source,
+            }),
+        }
     }
 
     /// The member's configuration.

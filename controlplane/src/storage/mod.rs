@@ -162,6 +162,18 @@ impl Store {
         }
     }
 
+    /// The cluster ID and member ID of the etcd member this store talks to.
+    pub async fn member_identity(&self) -> Result<(u64, u64), StorageError> {
+        let status = self
+            .retry(|mut client| async move { client.status().await })
+            .await?;
+        let header = status.header();
+        Ok((
+            header.map_or(0, |header| header.cluster_id()),
+            header.map_or(0, |header| header.member_id()),
+        ))
+    }
+
     /// Runs `request`, retrying while etcd cannot be reached (bounded: about 2 s).
     async fn retry<T, F, Fut>(&self, mut request: F) -> Result<T, etcd_client::Error>
     where

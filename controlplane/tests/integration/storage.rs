@@ -292,3 +292,47 @@ async fn compacted_revisions_are_expired() -> anyhow::Result<()> {
     assert!(matches!(err, StorageError::Expired { .. }), "{err}");
     Ok(())
 }
+
+/// A second embedded etcd on the ports of a running one refuses to start instead of handing
+/// out the running cluster's data; an etcd that is not the member a state directory created is
+/// refused too (seen before: a second control plane served the first one's objects).
+#[tokio::test]
+async fn an_embedded_etcd_never_adopts_another_clusters_member() -> anyhow::Result<()> {
+    let (dir, first, _store) = etcd().await?;
+    let taken = first.config().clone();
+    let other = EtcdConfig {
+        data_dir: dir.path().join("other"),
+        ..taken.clone()
+    };
+    let err = EtcdProcess::start(other, Duration::from_secs(15))
+        .await
+        .expect_err("a second etcd on taken ports must not start");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", taken.client_port))
+            && message.contains("already in use"),
+        "{message}"
+    );
+    assert!(!dir.path().join("other").exists(), "nothing is created");
+
+    // The member recorded for `etcd` is not the member of a fresh data directory: move the
+    // first member's identity beside a new one and start it on free ports.
+    first.stop().await;
+    let fresh = EtcdConfig::on_free_ports(&dir.path().join("fresh"))?;
+    std::fs::copy(
+        taken.data_dir.with_extension("identity"),
+        fresh.data_dir.with_extension("identity"),
+    )?;
+    let err = EtcdProcess::start(fresh, Duration::from_secs(15))
+        .await
+        .expect_err("a member other than the recorded one is refused");
+    assert!(
+        err.to_string()
+            .contains("refusing to use another cluster's data"),
+        "{err}"
+    );
+    // The first member, restarted on its own data, is itself again.
+    let (again, _store) = EtcdProcess::start(taken, Duration::from_secs(15)).await?;
+    again.stop().await;
+    Ok(())
+}
