@@ -1,7 +1,9 @@
 //! The README's first command, end to end: `cargo xtask demo` brings the local cluster up (real
 //! etcd, containerd, agents, eBPF datapath) and runs the walk-through with the real kubectl;
-//! `cargo xtask up` again reuses it; `cargo xtask down` then removes it, and nothing of it may be left: no namespaces, links,
-//! processes, mounts, cgroups, bpffs pins, eBPF programs or files.
+//! `cargo xtask up` again reuses it; after its control plane, an agent and a containerd are
+//! killed, `up` restarts them and every pod is still there, unrestarted; `cargo xtask down` then
+//! removes it, and nothing of it may be left: no namespaces, links, processes, mounts, cgroups,
+//! bpffs pins, eBPF programs or files.
 
 use std::{
     collections::BTreeSet,
@@ -162,6 +164,66 @@ impl Snapshot {
     }
 }
 
+/// Every pod of the cluster: namespace/name, uid, phase and restart counts.
+fn pods(cluster_dir: &Path) -> anyhow::Result<BTreeSet<String>> {
+    let output = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(cluster_dir.join("controlplane").join("admin.kubeconfig"))
+        .args([
+            "get",
+            "pods",
+            "--all-namespaces",
+            "--request-timeout=20s",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.metadata.uid} \
+             {.status.phase} {.status.containerStatuses[*].restartCount}{\"\\n\"}{end}",
+        ])
+        .output()
+        .context("running kubectl get pods")?;
+    ensure!(
+        output.status.success(),
+        "kubectl get pods: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// SIGKILLs the control plane (its etcd survives it), node1's agent and node2's containerd,
+/// then `cargo xtask up` must bring them back with every pod as it was.
+fn crash_and_repair(cluster_dir: &Path) -> anyhow::Result<()> {
+    let before = pods(cluster_dir)?;
+    ensure!(!before.is_empty(), "the demo left no pods to keep");
+    for pid_file in [
+        cluster_dir.join("controlplane.pid"),
+        cluster_dir.join("nodes/flotilla-node1/agent.pid"),
+        cluster_dir.join("nodes/flotilla-node2/containerd.pid"),
+    ] {
+        let pid: i32 = fs::read_to_string(&pid_file)
+            .with_context(|| format!("reading {}", pid_file.display()))?
+            .trim()
+            .parse()?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+            .with_context(|| format!("killing {pid} ({})", pid_file.display()))?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    xtask(&["up"], DEMO_LIMIT).context("`cargo xtask up` after a crash")?;
+    // The agents report their pods again within a few status rounds.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let after = pods(cluster_dir)?;
+        if after == before {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("after the repair the pods differ:\n  before: {before:#?}\n  after: {after:#?}");
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 #[test]
 fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
     ensure!(
@@ -187,11 +249,13 @@ fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
     let demo = xtask(&["demo"], DEMO_LIMIT);
     // Taken while the cluster runs, so the check below is known to look at the right things.
     let running = Snapshot::take();
-    // `up` again reuses the running cluster (and checks it again); `status` reads it.
+    // `up` again reuses the running cluster (and checks it again); after a crash it repairs
+    // it; `status` reads it.
     let again = demo
         .as_ref()
         .map_err(|err| anyhow::anyhow!("{err:#}"))
         .and_then(|()| xtask(&["up"], DEMO_LIMIT))
+        .and_then(|()| crash_and_repair(&cluster_dir))
         .and_then(|()| xtask(&["status"], DOWN_LIMIT));
     let reused = Snapshot::take();
     let down = xtask(&["down"], DOWN_LIMIT);

@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{HOST_LINK, PREFIX, cluster_dir, node, pid_file, testbed_config};
+use super::{HOST_LINK, PREFIX, cluster_dir, control_plane_state, node, pid_file, testbed_config};
 use crate::process::{all_pids, cmdline};
 
 /// One node's pieces.
@@ -181,6 +181,49 @@ impl Inventory {
             && self.strays.is_empty()
     }
 
+    /// What keeps `up` from repairing a partial cluster by restarting its dead processes
+    /// (empty when it can): the namespaces, links and state must all be there, and the only
+    /// leftovers allowed are the pods' shims (a restarted containerd adopts them) and what the
+    /// dead control plane left in its process group (its etcd, which `up` stops first).
+    pub(super) fn repair_blockers(&self) -> Vec<String> {
+        let mut blockers = Vec::new();
+        if !self.underlay || !self.host_link {
+            blockers.push("the underlay namespace or the host link is gone".to_owned());
+        }
+        if self.nodes.is_empty() {
+            blockers.push("no node namespaces".to_owned());
+        }
+        for node in &self.nodes {
+            if !node.netns || !node.dir {
+                blockers.push(format!("{}: its namespace or directory is gone", node.name));
+            }
+        }
+        if !control_plane_state().exists() {
+            blockers.push(format!("{} is gone", control_plane_state().display()));
+        }
+        let old_group = self.dead_control_plane();
+        for (pid, program) in &self.strays {
+            let shim = program.starts_with("containerd-shim");
+            let left_by_control_plane = old_group.is_some() && process_group(*pid) == old_group;
+            if !shim && !left_by_control_plane {
+                blockers.push(format!("leftover process {pid} ({program})"));
+            }
+        }
+        blockers
+    }
+
+    /// The pid (= process group) recorded for a control plane that no longer runs.
+    pub(super) fn dead_control_plane(&self) -> Option<i32> {
+        if self.control_plane.is_some() {
+            return None;
+        }
+        std::fs::read_to_string(pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// The node names.
     pub(super) fn node_names(&self) -> Vec<String> {
         self.nodes.iter().map(|node| node.name.clone()).collect()
@@ -219,10 +262,12 @@ impl Inventory {
         );
         format!(
             "a local cluster from an earlier run (crashed, killed or half started) is partly \
-             there, so `up` cannot reuse it:\n  - {}\nRun `cargo xtask down` to remove what is \
-             left (it stops the processes, removes the pods, namespaces, cgroups, pins and \
-             .flotilla/cluster), then `cargo xtask up` again.",
-            lines.join("\n  - ")
+             there, so `up` cannot reuse it:\n  - {}\nIt cannot be repaired by restarting its \
+             processes: {}.\nRun `cargo xtask down` to remove what is left (it stops the \
+             processes, removes the pods, namespaces, cgroups, pins and .flotilla/cluster), then \
+             `cargo xtask up` again.",
+            lines.join("\n  - "),
+            self.repair_blockers().join("; ")
         )
     }
 }

@@ -218,6 +218,21 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
             inventory.control_plane.unwrap_or_default()
         );
         inventory.node_names()
+    } else if !inventory.is_empty() && inventory.repair_blockers().is_empty() {
+        if let Some(wanted) = args.nodes
+            && wanted != inventory.nodes.len()
+        {
+            bail!(
+                "the local cluster has {} nodes; `cargo xtask down` first to start one with \
+                 {wanted}",
+                inventory.nodes.len()
+            );
+        }
+        repair(&inventory).context(
+            "repairing the local cluster failed; logs under .flotilla/cluster/, and `cargo xtask \
+             down` removes it",
+        )?;
+        inventory.node_names()
     } else if !inventory.is_empty() {
         bail!("{}", inventory.stale_message());
     } else {
@@ -285,6 +300,43 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
     Ok(nodes)
 }
 
+/// Restarts what died of a cluster whose namespaces and state are intact: the control plane
+/// (on its etcd data), each node's containerd (its pods' shims keep running) and agent (it
+/// re-adopts the pods and the pinned datapath). Pods and objects are kept; nothing is rebuilt.
+fn repair(inventory: &Inventory) -> anyhow::Result<()> {
+    eprintln!(
+        "up: the local cluster is partly down; restarting what is missing with the binaries \
+         it was started with (nothing is deleted)"
+    );
+    if let Some(old) = inventory.dead_control_plane() {
+        // Its etcd outlives a killed control plane and holds the etcd ports.
+        stop_group(old)?;
+    }
+    if inventory.control_plane.is_none() {
+        let mut control_plane = start_control_plane()?;
+        wait_api_ready(&mut control_plane, Duration::from_secs(60))?;
+    }
+    for state in &inventory.nodes {
+        if state.containerd.is_some() && state.agent.is_some() {
+            continue;
+        }
+        let kept = flotilla_testbed::KeptNode {
+            name: state.name.clone(),
+            netns: flotilla_testbed::Netns::open(&state.name)?,
+            underlay_ip: state
+                .ip()
+                .with_context(|| format!("{}: no node number in its name", state.name))?,
+        };
+        if state.containerd.is_none() {
+            node::start_containerd(&kept)?;
+        }
+        if state.agent.is_none() {
+            node::start_agent(&kept)?;
+        }
+    }
+    Ok(())
+}
+
 /// Builds the namespaces, starts the control plane and every node; returns the node names.
 fn start_fresh(nodes: usize, images: &[images::WrittenImage]) -> anyhow::Result<Vec<String>> {
     for port in [ETCD_PORTS.0, ETCD_PORTS.1] {
@@ -348,8 +400,12 @@ fn start_control_plane() -> anyhow::Result<std::process::Child> {
     let dir = cluster_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let log_path = control_plane_log();
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
+    // Appended to: after a crash, what the last control plane wrote is what explains it.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
     let binary = binary("flotilla-controlplane");
     let child = {
         use std::os::unix::process::CommandExt as _;

@@ -109,24 +109,7 @@ pub(super) fn start(node: &KeptNode, images: &[WrittenImage]) -> anyhow::Result<
             config.display()
         );
     }
-    let socket = socket_in_config(&config)?;
-    if socket.as_os_str().len() > MAX_SOCKET_PATH {
-        bail!(
-            "containerd's socket path {} is longer than the {MAX_SOCKET_PATH} bytes a unix socket \
-             may have; use a workspace at a shorter path",
-            socket.display()
-        );
-    }
-    let log = dir.join("containerd.log");
-    let pid =
-        Containerd::start_detached(&config, &socket, &log, Some(&node.netns), CONTAINERD_START)
-            .with_context(|| format!("starting containerd in namespace {name}"))?;
-    write_pid(&containerd_pid_file(name), pid)?;
-    eprintln!(
-        "up: {name}: containerd runs (pid {pid}, socket {}, log {})",
-        socket.display(),
-        log.display()
-    );
+    let socket = start_containerd(node)?;
     crate::images::import(&socket, images)?;
 
     let listed = run_checked(
@@ -149,11 +132,49 @@ pub(super) fn start(node: &KeptNode, images: &[WrittenImage]) -> anyhow::Result<
             listed.trim()
         );
     }
+    start_agent(node)
+}
 
+/// Starts the node's containerd from its written config (again, after a crash: its state, images
+/// and pods' shims are kept); returns its socket.
+pub(super) fn start_containerd(node: &KeptNode) -> anyhow::Result<PathBuf> {
+    let name = &node.name;
+    let config = containerd_config(name);
+    let socket = socket_in_config(&config)?;
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        bail!(
+            "containerd's socket path {} is longer than the {MAX_SOCKET_PATH} bytes a unix socket \
+             may have; use a workspace at a shorter path",
+            socket.display()
+        );
+    }
+    let log = node_dir(name).join("containerd.log");
+    let pid =
+        Containerd::start_detached(&config, &socket, &log, Some(&node.netns), CONTAINERD_START)
+            .with_context(|| format!("starting containerd in namespace {name}"))?;
+    write_pid(&containerd_pid_file(name), pid)?;
+    eprintln!(
+        "up: {name}: containerd runs (pid {pid}, socket {}, log {})",
+        socket.display(),
+        log.display()
+    );
+    Ok(socket)
+}
+
+/// Starts the node's agent with the credentials in its directory (again, after a crash: it
+/// re-adopts the node's running pods and re-attaches the pinned datapath).
+pub(super) fn start_agent(node: &KeptNode) -> anyhow::Result<()> {
+    let name = &node.name;
+    let dir = node_dir(name);
+    let agent = binary("flotilla-agent");
     let ip = node.underlay_ip.to_string();
     let log_path = dir.join("agent.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
+    // Appended to: after a crash, what the last agent wrote is what explains it.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
     let child = node
         .netns
         .command(&agent)?
