@@ -4,6 +4,7 @@
 
 use std::{
     net::TcpListener,
+    os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
@@ -118,6 +119,71 @@ impl EtcdConfig {
     }
 }
 
+/// Stops etcd processes still running on `data_dir`: a control plane killed outright (SIGKILL,
+/// a crash) cannot stop its etcd, which then holds the ports and the data the next start needs.
+/// They are this state directory's own member (etcd locks its data directory, so no one else's
+/// can run on it); nothing else is touched.
+async fn stop_orphans(data_dir: &Path, ports: &[u16]) {
+    let orphans = etcds_on(data_dir);
+    if orphans.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        ?orphans,
+        data_dir = %data_dir.display(),
+        "stopping etcd left running on this data directory by an earlier control plane"
+    );
+    for &pid in &orphans {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    }
+    // Until its ports are free, bounded. Not until the process is a zombie: the thread group
+    // leader turns zombie while its other threads may still be exiting, and the last of them
+    // closes the sockets (a restart right after failed to bind now and then).
+    for _ in 0..50 {
+        let ports_free = ports
+            .iter()
+            .all(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if ports_free && orphans.iter().all(|&pid| !running(pid)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The etcd processes whose `--data-dir` is `data_dir`.
+fn etcds_on(data_dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+            let is_etcd = args
+                .first()
+                .is_some_and(|program| program.ends_with(b"/etcd") || *program == b"etcd");
+            let on_dir = args.windows(2).any(|pair| {
+                pair[0] == b"--data-dir"
+                    && Path::new(std::ffi::OsStr::from_bytes(pair[1])) == data_dir
+            });
+            is_etcd && on_dir && running(pid)
+        })
+        .collect()
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
 /// Fails when `port` on 127.0.0.1 cannot be bound.
 fn ensure_free(port: u16, role: &'static str) -> Result<(), EtcdError> {
     match TcpListener::bind(("127.0.0.1", port)) {
@@ -172,6 +238,7 @@ impl EtcdProcess {
         let etcd = which::which("etcd").map_err(|_| EtcdError::NotInstalled)?;
         // A taken port would let the connection below reach someone else's etcd (ours would
         // fail to bind and exit, but not before the other one answered).
+        stop_orphans(&config.data_dir, &[config.client_port, config.peer_port]).await;
         ensure_free(config.client_port, "client")?;
         ensure_free(config.peer_port, "peer")?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| EtcdError::Io {

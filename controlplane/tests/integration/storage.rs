@@ -336,3 +336,19 @@ async fn an_embedded_etcd_never_adopts_another_clusters_member() -> anyhow::Resu
     again.stop().await;
     Ok(())
 }
+
+/// An etcd left running on a state directory's data (its control plane was killed outright) is
+/// stopped by the next start on that directory, which then runs its own member on the same data.
+#[tokio::test]
+async fn an_etcd_left_by_a_killed_control_plane_is_replaced_on_restart() -> anyhow::Result<()> {
+    let (_dir, first, store) = etcd().await?;
+    store.create(&key("kept"), &configmap("kept", "1")).await?;
+    let config = first.config().clone();
+    // As after a SIGKILL of the control plane: nothing stops this etcd.
+    std::mem::forget(first);
+    let (again, store) = EtcdProcess::start(config, Duration::from_secs(15)).await?;
+    let kept = store.get(&key("kept")).await?;
+    assert_eq!(kept.object["data"]["k"], "1");
+    again.stop().await;
+    Ok(())
+}
