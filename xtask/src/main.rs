@@ -38,6 +38,10 @@ enum Command {
     /// `up` (reusing a running cluster), then the walk-through: a web Deployment behind a Service,
     /// balancing, a NetworkPolicy isolating prod from dev, rolling update and undo, self-healing.
     Demo(cluster::UpArgs),
+    /// Stop the local cluster's processes, keeping its state and its running pods.
+    Stop,
+    /// Start a stopped (or crashed) local cluster again.
+    Start,
     /// Remove the local cluster and whatever killed test runs left behind.
     Down,
     /// Show what of Flotilla is running on this machine.
@@ -69,6 +73,8 @@ fn main() -> ExitCode {
             args.demo = true;
             cluster::up(&args)
         }
+        Command::Stop => cluster::stop(),
+        Command::Start => cluster::start(),
         Command::Down => cluster::down(),
         Command::Status => cluster::status(),
         Command::ApiSchema(args) => api_schema::run(&args),

@@ -1,7 +1,8 @@
 //! The README's first command, end to end: `cargo xtask demo` brings the local cluster up (real
 //! etcd, containerd, agents, eBPF datapath) and runs the walk-through with the real kubectl;
 //! `cargo xtask up` again reuses it; after its control plane, an agent and a containerd are
-//! killed, `up` restarts them and every pod is still there, unrestarted; `cargo xtask down` then
+//! killed, `up` restarts them and every pod is still there, unrestarted; so do `cargo xtask stop`
+//! and `start`; `cargo xtask down` then
 //! removes it, and nothing of it may be left: no namespaces, links, processes, mounts, cgroups,
 //! bpffs pins, eBPF programs or files.
 
@@ -224,6 +225,45 @@ fn crash_and_repair(cluster_dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// `cargo xtask stop` stops every daemon of the cluster and nothing else; `start` brings them
+/// back with every pod as it was.
+fn stop_and_start(cluster_dir: &Path) -> anyhow::Result<()> {
+    let before = pods(cluster_dir)?;
+    xtask(&["stop"], DOWN_LIMIT)?;
+    for pid_file in [
+        "controlplane.pid",
+        "nodes/flotilla-node1/agent.pid",
+        "nodes/flotilla-node1/containerd.pid",
+        "nodes/flotilla-node2/agent.pid",
+        "nodes/flotilla-node2/containerd.pid",
+    ] {
+        let pid = fs::read_to_string(cluster_dir.join(pid_file))?;
+        ensure!(
+            !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+            "`cargo xtask stop` left {pid_file} ({}) running",
+            pid.trim()
+        );
+    }
+    xtask(&["start"], DEMO_LIMIT)?;
+    wait_for_pods(cluster_dir, &before)
+}
+
+/// Waits (bounded) until the cluster's pods are `expected` again: the agents report them within
+/// a few status rounds.
+fn wait_for_pods(cluster_dir: &Path, expected: &BTreeSet<String>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = pods(cluster_dir)?;
+        if &now == expected {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the pods differ:\n  before: {expected:#?}\n  now: {now:#?}");
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 #[test]
 fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
     ensure!(
@@ -256,6 +296,7 @@ fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
         .map_err(|err| anyhow::anyhow!("{err:#}"))
         .and_then(|()| xtask(&["up"], DEMO_LIMIT))
         .and_then(|()| crash_and_repair(&cluster_dir))
+        .and_then(|()| stop_and_start(&cluster_dir))
         .and_then(|()| xtask(&["status"], DOWN_LIMIT));
     let reused = Snapshot::take();
     let down = xtask(&["down"], DOWN_LIMIT);

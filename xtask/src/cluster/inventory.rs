@@ -203,7 +203,7 @@ impl Inventory {
         }
         let old_group = self.dead_control_plane();
         for (pid, program) in &self.strays {
-            let shim = program.starts_with("containerd-shim");
+            let shim = program_name(program).starts_with("containerd-shim");
             let left_by_control_plane = old_group.is_some() && process_group(*pid) == old_group;
             if !shim && !left_by_control_plane {
                 blockers.push(format!("leftover process {pid} ({program})"));
@@ -305,6 +305,11 @@ pub(super) fn pid_from_file(file: &Path, program: &str) -> Option<i32> {
 /// Whether `pid` exists and is not a zombie (a child that died but was not reaped yet).
 pub(super) fn alive(pid: i32) -> bool {
     flotilla_testbed::containerd::running(pid)
+}
+
+/// The file name of a process's program (`/usr/bin/etcd` -> `etcd`).
+pub(super) fn program_name(program: &str) -> &str {
+    program.rsplit('/').next().unwrap_or(program)
 }
 
 /// The process group of `pid`.

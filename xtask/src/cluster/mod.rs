@@ -58,7 +58,7 @@ const DEFAULT_NODES: usize = 2;
 const MAX_NODES: usize = 20;
 
 /// Options of `cargo xtask up`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct UpArgs {
     /// Number of worker nodes (default 2; a running cluster keeps the count it has).
     #[arg(long)]
@@ -308,10 +308,8 @@ fn repair(inventory: &Inventory) -> anyhow::Result<()> {
         "up: the local cluster is partly down; restarting what is missing with the binaries \
          it was started with (nothing is deleted)"
     );
-    if let Some(old) = inventory.dead_control_plane() {
-        // Its etcd outlives a killed control plane and holds the etcd ports.
-        stop_group(old)?;
-    }
+    // The etcd a killed control plane leaves behind is stopped by the control plane starting
+    // on the same data directory (etcd.rs, `stop_orphans`).
     if inventory.control_plane.is_none() {
         let mut control_plane = start_control_plane()?;
         wait_api_ready(&mut control_plane, Duration::from_secs(60))?;
@@ -460,6 +458,56 @@ fn wait_api_ready(
         Ok(ready.then_some(()))
     })
     .with_context(|| format!("see {}", control_plane_log().display()))
+}
+
+/// `cargo xtask stop`: stops the control plane (with its etcd), the agents and containerd,
+/// keeping everything else: etcd's data, the namespaces, the pinned datapath and the pods, which
+/// keep running; `cargo xtask start` (or `up`) starts them again.
+pub(crate) fn stop() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("stopping the local cluster's processes needs root");
+    }
+    let inventory = Inventory::scan();
+    if inventory.is_empty() {
+        println!("stop: there is no local cluster");
+        return Ok(());
+    }
+    let mut did = Vec::new();
+    for state in &inventory.nodes {
+        node::stop(state, &mut did);
+    }
+    if let Some(pid) = inventory.control_plane {
+        stop_group(pid)?;
+        did.push(format!(
+            "stopped the control plane and its etcd (process group {pid})"
+        ));
+    }
+    // An etcd that outlived a killed control plane.
+    for (pid, program) in &inventory.strays {
+        if inventory::program_name(program) == "etcd" {
+            crate::process::kill_now(*pid);
+            did.push(format!(
+                "stopped etcd {pid}, left by a killed control plane"
+            ));
+        }
+    }
+    for line in &did {
+        println!("stop: {line}");
+    }
+    println!(
+        "stop: the cluster's state and pods are kept; `cargo xtask start` starts it again, \
+         `cargo xtask down` removes it"
+    );
+    Ok(())
+}
+
+/// `cargo xtask start`: starts a stopped (or crashed) local cluster again; `up` without building.
+pub(crate) fn start() -> anyhow::Result<()> {
+    let inventory = Inventory::scan();
+    if inventory.is_empty() {
+        bail!("there is no local cluster to start; `cargo xtask up` creates one");
+    }
+    up_cluster(&UpArgs::default()).map(|_| ())
 }
 
 pub(crate) fn down() -> anyhow::Result<()> {

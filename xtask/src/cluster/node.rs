@@ -242,6 +242,29 @@ pub(super) fn failure(name: &str) -> Option<String> {
     None
 }
 
+/// Stops node `state`'s agent and containerd and nothing else: the pods' shims and containers
+/// keep running (and serving, through the pinned datapath) until `start` brings both back.
+pub(super) fn stop(state: &NodeState, did: &mut Vec<String>) {
+    let name = &state.name;
+    let agents = pids_of("flotilla-agent", &node_dir(name), state.agent);
+    for pid in &agents {
+        stop_pid(pid.unsigned_abs(), STOP_GRACE);
+    }
+    if !agents.is_empty() {
+        did.push(format!("{name}: stopped the agent (pid {})", join(&agents)));
+    }
+    let containerds = pids_of("containerd", &containerd_config(name), state.containerd);
+    for pid in &containerds {
+        stop_pid(pid.unsigned_abs(), STOP_GRACE);
+    }
+    if !containerds.is_empty() {
+        did.push(format!(
+            "{name}: stopped containerd (pid {}); its pods run on",
+            join(&containerds)
+        ));
+    }
+}
+
 /// Takes node `state` apart: the agent, every pod (through CRI), containerd with its shims and
 /// mounts, the node's cgroups. Notes what it did and what failed; goes on after failures so
 /// `down` removes as much as it can.
