@@ -245,6 +245,12 @@ pub(super) fn failure(name: &str) -> Option<String> {
 /// Stops node `state`'s agent and containerd and nothing else: the pods' shims and containers
 /// keep running (and serving, through the pinned datapath) until `start` brings both back.
 pub(super) fn stop(state: &NodeState, did: &mut Vec<String>) {
+    stop_agent(state, did);
+    stop_containerd(state, did);
+}
+
+/// Stops the node's agent (every one running on its directory).
+fn stop_agent(state: &NodeState, did: &mut Vec<String>) {
     let name = &state.name;
     let agents = pids_of("flotilla-agent", &node_dir(name), state.agent);
     for pid in &agents {
@@ -253,13 +259,18 @@ pub(super) fn stop(state: &NodeState, did: &mut Vec<String>) {
     if !agents.is_empty() {
         did.push(format!("{name}: stopped the agent (pid {})", join(&agents)));
     }
+}
+
+/// Stops the node's containerd (every one running on its config); its shims run on.
+fn stop_containerd(state: &NodeState, did: &mut Vec<String>) {
+    let name = &state.name;
     let containerds = pids_of("containerd", &containerd_config(name), state.containerd);
     for pid in &containerds {
         stop_pid(pid.unsigned_abs(), STOP_GRACE);
     }
     if !containerds.is_empty() {
         did.push(format!(
-            "{name}: stopped containerd (pid {}); its pods run on",
+            "{name}: stopped containerd (pid {})",
             join(&containerds)
         ));
     }
@@ -272,30 +283,14 @@ pub(super) fn take_down(state: &NodeState, did: &mut Vec<String>, problems: &mut
     let name = &state.name;
     let dir = node_dir(name);
     // The agent first: it would start the pods again.
-    let agents = pids_of("flotilla-agent", &dir, state.agent);
-    for pid in &agents {
-        stop_pid(pid.unsigned_abs(), STOP_GRACE);
-    }
-    if !agents.is_empty() {
-        did.push(format!("{name}: stopped the agent (pid {})", join(&agents)));
-    }
+    stop_agent(state, did);
 
     let config = containerd_config(name);
     let socket = socket_in_config(&config).ok();
     if let Some(socket) = &socket {
         remove_pods(state, &config, socket, did, problems);
     }
-
-    let containerds = pids_of("containerd", &config, state.containerd);
-    for pid in &containerds {
-        stop_pid(pid.unsigned_abs(), STOP_GRACE);
-    }
-    if !containerds.is_empty() {
-        did.push(format!(
-            "{name}: stopped containerd (pid {})",
-            join(&containerds)
-        ));
-    }
+    stop_containerd(state, did);
     if let Some(socket) = &socket {
         kill_shims_of(socket);
     }
