@@ -398,3 +398,23 @@ pub fn free_port() -> Result<u16, EtcdError> {
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_are_recorded_whole_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.identity");
+        record_identity(&path, 0xdead_beef, 0x1234).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(parse_identity(&text), Some((0xdead_beef, 0x1234)));
+        assert_eq!(
+            parse_identity("cluster=12\n"),
+            None,
+            "half an identity is none"
+        );
+        assert_eq!(parse_identity("cluster=zz\nmember=1\n"), None);
+    }
+}

@@ -362,6 +362,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn programs_are_named_by_their_file_name() {
+        assert_eq!(
+            program_name("/usr/bin/containerd-shim-runc-v2"),
+            "containerd-shim-runc-v2"
+        );
+        assert_eq!(program_name("etcd"), "etcd");
+    }
+
+    #[test]
     fn nodes_are_numbered_from_their_names() {
         assert_eq!(node_number("flotilla-node2"), Some(2));
         assert_eq!(node_number("flotilla-node12"), Some(12));

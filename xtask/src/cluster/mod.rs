@@ -649,7 +649,14 @@ pub(crate) fn status() -> anyhow::Result<()> {
         }
     }
     if !inventory.is_empty() && !inventory.is_complete() {
-        println!("\n{}", inventory.stale_message());
+        if inventory.repair_blockers().is_empty() {
+            println!(
+                "\nthe cluster is stopped or partly down (its state and pods are kept): `cargo \
+                 xtask start` restarts what is not running, `cargo xtask down` removes it"
+            );
+        } else {
+            println!("\n{}", inventory.stale_message());
+        }
     }
     let leftovers = flotilla_testbed::leftovers(flotilla_testbed::RUN_PREFIX);
     if !leftovers.is_empty() {
