@@ -7,7 +7,6 @@
 
 use std::io;
 
-use serde::Serialize as _;
 use serde_json::{Map, Value, ser::Formatter};
 
 use crate::schema::{Label, Message, Ty, kind_message, message};
@@ -136,20 +135,14 @@ fn write_key(key: &str, first: &mut bool, out: &mut Vec<u8>) {
         out.push(b',');
     }
     *first = false;
-    write_scalar_str(key, out);
+    write_scalar(key, out);
     out.push(b':');
 }
 
-fn write_scalar(value: &Value, out: &mut Vec<u8>) {
+/// A scalar (or a key) as serde_json writes it compactly, with Go's escapes.
+fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
     // Cannot fail: writing to a Vec, and a Value holds no non-string keys or non-finite floats.
     let _ = value.serialize(&mut serde_json::Serializer::with_formatter(
-        &mut *out, GoEscapes,
-    ));
-}
-
-fn write_scalar_str(text: &str, out: &mut Vec<u8>) {
-    // Cannot fail, as above.
-    let _ = text.serialize(&mut serde_json::Serializer::with_formatter(
         &mut *out, GoEscapes,
     ));
 }

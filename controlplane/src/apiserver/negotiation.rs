@@ -126,9 +126,8 @@ pub fn respond(
 /// An error as a Status in the negotiated encoding.
 pub fn error_response(encoding: Encoding, error: ApiError) -> Response {
     let protobuf_body = (encoding == Encoding::Protobuf)
-        .then(|| serde_json::to_value(error.status()).ok())
-        .flatten()
-        .and_then(|status| protobuf::encode_object(&status).ok());
+        .then(|| protobuf::encode_object(&error.to_status()).ok())
+        .flatten();
     // The JSON response carries the headers (Retry-After); only the body changes.
     let mut response = error.into_response();
     if let Some(bytes) = protobuf_body {
@@ -180,7 +179,7 @@ pub fn watch_event(encoding: Encoding, kind: &str, object: &Value) -> Bytes {
             Err(err) => {
                 let error =
                     ApiError::internal(format!("encoding a watch event as protobuf: {err}"));
-                let status = serde_json::to_value(error.status()).unwrap_or_default();
+                let status = error.to_status();
                 Bytes::from(protobuf::encode_watch_event("ERROR", &status).unwrap_or_default())
             }
         },

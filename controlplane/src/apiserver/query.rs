@@ -135,17 +135,17 @@ impl Query {
                 );
             }
         }
-        if let Some(dry_run) = self.get("dryRun").filter(|value| *value != "All") {
+        // The values each accepts are the ones `dry_run` and `field_validation` read.
+        if self.dry_run().is_err() {
+            let dry_run = self.get("dryRun").unwrap_or_default();
             cause(
                 "FieldValueNotSupported",
                 "dryRun",
                 format!("Unsupported value: []string{{{dry_run:?}}}: supported values: \"All\""),
             );
         }
-        if let Some(validation) = self
-            .get("fieldValidation")
-            .filter(|value| !["Ignore", "Strict", "Warn"].contains(value))
-        {
+        if self.field_validation().is_err() {
+            let validation = self.get("fieldValidation").unwrap_or_default();
             cause(
                 "FieldValueNotSupported",
                 "fieldValidation",

@@ -241,9 +241,8 @@ impl ApiError {
     }
 }
 
-/// `metav1.Status` with its fields in the Go struct's order, which is how kube-apiserver writes
-/// it (`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":...`);
-/// some clients compare error bodies as text.
+/// `metav1.Status` with the fields upstream leaves out when empty left out; `json::to_vec`
+/// writes it in the Go struct's order (`{"kind":"Status","apiVersion":"v1","metadata":{},...`).
 #[derive(serde::Serialize)]
 pub struct StatusBody<'a> {
     kind: &'static str,

@@ -116,7 +116,7 @@ impl ApiServer {
                             StorageError::Expired { .. } => ApiError::from_storage(err, "", ""),
                             other => ApiError::internal(format!("watch failed: {other}")),
                         };
-                        let status = serde_json::to_value(error.status()).unwrap_or_default();
+                        let status = error.to_status();
                         Some((watch_event(encoding, "ERROR", &status), true))
                     }
                 };

@@ -233,18 +233,19 @@ impl ManagedFields {
             if length <= MAX_UPDATE_MANAGERS {
                 break;
             }
-            let Some(entry) = self.0.get(&manager).cloned() else {
+            let Some(api_version) = self.0.get(&manager).map(|entry| entry.api_version.clone())
+            else {
                 continue;
             };
             let bucket = ManagerId {
                 name: ANCIENT_CHANGES.into(),
                 operation: Operation::Update,
-                api_version: entry.api_version.clone(),
+                api_version: api_version.clone(),
                 subresource: String::new(),
             };
-            let Some(first) = first_of_version.get(&entry.api_version) else {
+            let Some(first) = first_of_version.get(&api_version) else {
                 // The first of its version waits: it becomes the bucket if another follows.
-                first_of_version.insert(entry.api_version.clone(), manager);
+                first_of_version.insert(api_version, manager);
                 continue;
             };
             if manager == bucket {
@@ -255,7 +256,9 @@ impl ManagedFields {
             {
                 self.0.insert(bucket.clone(), first_entry);
             }
-            self.0.remove(&manager);
+            let Some(entry) = self.0.remove(&manager) else {
+                continue;
+            };
             if let Some(merged) = self.0.get_mut(&bucket) {
                 merged.fields = entry.fields.union(&merged.fields);
                 // The time of the update merged last, the most recent of the bucket.

@@ -64,18 +64,23 @@ impl Documents {
         let body = self.cached(&format!("v3/{path}"), &hash, || {
             v3::document(registry, path).map(|document| to_json(&document))
         })?;
-        if let Some(asked) = asked_hash.filter(|asked| !asked.is_empty()) {
-            if asked != hash {
-                return Some(
-                    Response::builder()
-                        .status(StatusCode::MOVED_PERMANENTLY)
-                        .header(header::LOCATION, v3::server_relative_url(path, &hash))
-                        .body(Body::empty())
-                        .unwrap_or_default(),
-                );
-            }
-            let mut response = answer(headers, "application/json", &hash, body);
-            let set = response.headers_mut();
+        let asked = asked_hash.filter(|asked| !asked.is_empty());
+        if let Some(asked) = asked
+            && asked != hash
+        {
+            return Some(
+                Response::builder()
+                    .status(StatusCode::MOVED_PERMANENTLY)
+                    .header(header::LOCATION, v3::server_relative_url(path, &hash))
+                    .body(Body::empty())
+                    .unwrap_or_default(),
+            );
+        }
+        let mut response = answer(headers, "application/json", &hash, body);
+        let set = response.headers_mut();
+        set.insert(header::VARY, header::HeaderValue::from_static("Accept"));
+        // Only a URL with the current hash is immutable (the index hands those out).
+        if asked.is_some() {
             set.insert(
                 header::CACHE_CONTROL,
                 header::HeaderValue::from_static("public, immutable"),
@@ -86,13 +91,7 @@ impl Documents {
             ) {
                 set.insert(header::EXPIRES, value);
             }
-            set.insert(header::VARY, header::HeaderValue::from_static("Accept"));
-            return Some(response);
         }
-        let mut response = answer(headers, "application/json", &hash, body);
-        response
-            .headers_mut()
-            .insert(header::VARY, header::HeaderValue::from_static("Accept"));
         Some(response)
     }
 
