@@ -184,7 +184,8 @@ impl Inventory {
     /// What keeps `up` from repairing a partial cluster by restarting its dead processes
     /// (empty when it can): the namespaces, links and state must all be there, and the only
     /// leftovers allowed are the pods' shims (a restarted containerd adopts them) and what the
-    /// dead control plane left in its process group (its etcd, which `up` stops first).
+    /// dead control plane left in its process group (its etcd, which the restarted control
+    /// plane stops before starting its own on the same data).
     pub(super) fn repair_blockers(&self) -> Vec<String> {
         let mut blockers = Vec::new();
         if !self.underlay || !self.host_link {
@@ -229,8 +230,9 @@ impl Inventory {
         self.nodes.iter().map(|node| node.name.clone()).collect()
     }
 
-    /// What is there and what is missing of a partial cluster, and what to do about it.
-    pub(super) fn stale_message(&self) -> String {
+    /// What is there and what is missing of a partial cluster, why it cannot be repaired
+    /// (`blockers`, from [`Self::repair_blockers`]), and what to do about it.
+    pub(super) fn stale_message(&self, blockers: &[String]) -> String {
         let mut lines = vec![match self.control_plane {
             Some(pid) => format!("control plane: running (pid {pid})"),
             None => format!(
@@ -267,7 +269,7 @@ impl Inventory {
              processes, removes the pods, namespaces, cgroups, pins and .flotilla/cluster), then \
              `cargo xtask up` again.",
             lines.join("\n  - "),
-            self.repair_blockers().join("; ")
+            blockers.join("; ")
         )
     }
 }

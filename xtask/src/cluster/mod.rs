@@ -201,6 +201,7 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
         );
     }
     let inventory = Inventory::scan();
+    let blockers = inventory.repair_blockers();
     let nodes = if inventory.is_complete() {
         let running = inventory.nodes.len();
         if let Some(wanted) = args.nodes
@@ -218,7 +219,7 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
             inventory.control_plane.unwrap_or_default()
         );
         inventory.node_names()
-    } else if !inventory.is_empty() && inventory.repair_blockers().is_empty() {
+    } else if !inventory.is_empty() && blockers.is_empty() {
         if let Some(wanted) = args.nodes
             && wanted != inventory.nodes.len()
         {
@@ -234,7 +235,7 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
         )?;
         inventory.node_names()
     } else if !inventory.is_empty() {
-        bail!("{}", inventory.stale_message());
+        bail!("{}", inventory.stale_message(&blockers));
     } else {
         let nodes = args.nodes.unwrap_or(DEFAULT_NODES);
         if !(1..=MAX_NODES).contains(&nodes) {
@@ -392,18 +393,23 @@ fn check_port_free(address: SocketAddr, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A daemon's log, opened for appending: after a crash, what the last run wrote is what
+/// explains it.
+fn open_log(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// Starts the control plane in a process group of its own; the child, for `up` to notice its
 /// exit while it waits.
 fn start_control_plane() -> anyhow::Result<std::process::Child> {
     let dir = cluster_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let log_path = control_plane_log();
-    // Appended to: after a crash, what the last control plane wrote is what explains it.
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = open_log(&log_path)?;
     let binary = binary("flotilla-controlplane");
     let child = {
         use std::os::unix::process::CommandExt as _;
@@ -649,13 +655,14 @@ pub(crate) fn status() -> anyhow::Result<()> {
         }
     }
     if !inventory.is_empty() && !inventory.is_complete() {
-        if inventory.repair_blockers().is_empty() {
+        let blockers = inventory.repair_blockers();
+        if blockers.is_empty() {
             println!(
                 "\nthe cluster is stopped or partly down (its state and pods are kept): `cargo \
                  xtask start` restarts what is not running, `cargo xtask down` removes it"
             );
         } else {
-            println!("\n{}", inventory.stale_message());
+            println!("\n{}", inventory.stale_message(&blockers));
         }
     }
     let leftovers = flotilla_testbed::leftovers(flotilla_testbed::RUN_PREFIX);

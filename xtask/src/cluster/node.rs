@@ -169,12 +169,7 @@ pub(super) fn start_agent(node: &KeptNode) -> anyhow::Result<()> {
     let agent = binary("flotilla-agent");
     let ip = node.underlay_ip.to_string();
     let log_path = dir.join("agent.log");
-    // Appended to: after a crash, what the last agent wrote is what explains it.
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = super::open_log(&log_path)?;
     let child = node
         .netns
         .command(&agent)?
