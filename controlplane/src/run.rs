@@ -12,7 +12,10 @@ use rand::Rng as _;
 use crate::{
     apiserver::system_services::SystemServiceError,
     apiserver::{ApiServer, allocations::Ipam},
-    auth::{AuthError, Tokens, kubeconfig, pki::Pki},
+    auth::{
+        AuthError, Tokens, kubeconfig,
+        pki::{Component, Pki},
+    },
     dns::{Dns, DnsError},
     etcd::{EtcdConfig, EtcdError, EtcdProcess},
     ipam::{
@@ -326,7 +329,11 @@ impl ControlPlane {
                 },
             ),
         };
+        let policy = crate::auth::rbac::cache::PolicyCache::start(store.clone())
+            .await
+            .map_err(|err| RunError::Bootstrap(format!("loading the RBAC policy: {err}")))?;
         let mut api = ApiServer::new(store, tokens, address.to_string())
+            .with_policy(policy)
             .with_kubelet_client(crate::auth::pki::kubelet_client_config(&pki)?)
             .with_ipam(ipam)
             .with_admission(config.admission);
@@ -344,35 +351,25 @@ impl ControlPlane {
         );
         let system_services = tokio::spawn(api.clone().reconcile_system_services_forever());
         let server = tokio::spawn(api.serve(listener, tls));
-        // The in-process clients (scheduler, controllers, DNS) use the admin kubeconfig, as
-        // kube-controller-manager and kube-scheduler use theirs.
-        let client = if config.scheduler || dns.is_some() {
-            let kubeconfig =
-                kube::config::Kubeconfig::read_from(&kubeconfig_path).map_err(|err| {
-                    RunError::Bootstrap(format!("reading the admin kubeconfig: {err}"))
-                })?;
-            let client_config =
-                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                    .await
-                    .map_err(|err| RunError::Bootstrap(format!("the admin kubeconfig: {err}")))?;
-            Some(kube::Client::try_from(client_config).map_err(|err| {
-                RunError::Bootstrap(format!("a client for the controllers: {err}"))
-            })?)
-        } else {
-            None
+        // The in-process clients (scheduler, controllers, DNS) each have a certificate of their
+        // own, as kube-scheduler and kube-controller-manager have theirs, so RBAC grants each
+        // only its role.
+        let client_of = |component: Component| {
+            let (cert, key) = pki.component(component);
+            component_client(&pki.ca_cert, &server_url, (component.user(), cert, key))
         };
-        let dns = match (dns, &client) {
-            (Some((_, bound)), Some(client)) => Some(bound.start(client.clone())),
-            _ => None,
+        let dns = match dns {
+            Some((_, bound)) => Some(bound.start(client_of(Component::Dns).await?)),
+            None => None,
         };
-        let scheduler = if config.scheduler
-            && let Some(client) = client
-        {
+        let scheduler = if config.scheduler {
+            let scheduler_client = client_of(Component::Scheduler).await?;
+            let controllers_client = client_of(Component::ControllerManager).await?;
             let settings = config.controllers;
             Some(tokio::spawn(async move {
                 tokio::join!(
-                    crate::scheduler::run(client.clone()),
-                    crate::controllers::run(client, settings)
+                    crate::scheduler::run(scheduler_client),
+                    crate::controllers::run(controllers_client, settings)
                 );
             }))
         } else {
@@ -463,6 +460,22 @@ impl Drop for AbortOnDrop {
             task.abort();
         }
     }
+}
+
+/// A client of the API server at `server` as `user` (name, certificate, key).
+async fn component_client(
+    ca_cert: &str,
+    server: &str,
+    user: (&str, &str, &str),
+) -> Result<kube::Client, RunError> {
+    let failed = |err: String| RunError::Bootstrap(format!("a client for {}: {err}", user.0));
+    let text = kubeconfig::render_for(ca_cert, server, "flotilla", user);
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&text).map_err(|err| failed(err.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|err| failed(err.to_string()))?;
+    kube::Client::try_from(config).map_err(|err| failed(err.to_string()))
 }
 
 /// Reads the static token file, creating it with one admin token on first start.

@@ -315,7 +315,10 @@ mod tests {
                 "networking.k8s.io",
                 "discovery.k8s.io",
                 "policy",
-                "scheduling.k8s.io"
+                "scheduling.k8s.io",
+                "rbac.authorization.k8s.io",
+                "authorization.k8s.io",
+                "authentication.k8s.io"
             ]
         );
     }

@@ -112,7 +112,7 @@ pub async fn cascade(
 
 /// Restarts the cascades of deletions that were pending when the server last stopped.
 pub async fn resume_pending(server: &ApiServer) -> Result<(), ApiError> {
-    for resource in server.registry.all() {
+    for resource in server.registry.stored() {
         let page = server
             .store
             .list(&resource.prefix(None), 0, None)
@@ -157,7 +157,7 @@ async fn dependents(
     uid: &str,
 ) -> Result<Vec<((Scope, String), Value)>, ApiError> {
     let mut found = Vec::new();
-    for resource in server.registry.all() {
+    for resource in server.registry.stored() {
         if namespace.is_some() && !resource.namespaced {
             continue;
         }
@@ -245,7 +245,12 @@ async fn delete_namespace_contents(
     let deadline = tokio::time::Instant::now() + WAIT_FOR_DEPENDENTS;
     loop {
         let mut remaining = 0;
-        for resource in server.registry.all().into_iter().filter(|r| r.namespaced) {
+        for resource in server
+            .registry
+            .stored()
+            .into_iter()
+            .filter(|r| r.namespaced)
+        {
             let page = server
                 .store
                 .list(&resource.prefix(Some(namespace)), 0, None)

@@ -137,6 +137,37 @@ impl ApiServer {
             .await
     }
 
+    /// Answers a review (SubjectAccessReview, SelfSubjectReview, ...): checked like a create,
+    /// answered for the requester, never stored.
+    pub fn answer_review(
+        &self,
+        scope: &Scope,
+        mut object: Value,
+        query: &Query,
+    ) -> Result<Value, ApiError> {
+        let resource = scope.resource;
+        query.check_write_options(WriteOptions::Create)?;
+        check_type(resource, &mut object)?;
+        if let Some(namespace) = &scope.namespace {
+            match meta::namespace(&object) {
+                Some(given) if given != namespace => {
+                    return Err(ApiError::bad_request(format!(
+                        "the namespace of the provided object ({given}) does not match the namespace sent on the request ({namespace})"
+                    )));
+                }
+                _ => object["metadata"]["namespace"] = json!(namespace),
+            }
+        }
+        check_schema(resource, &mut object, query)?;
+        let mut errs = crate::apiserver::machinery::field::Errs::default();
+        resource.strategy.validate(&mut errs, &object, None);
+        reject_invalid(resource.kind, &object, errs.0)?;
+        let requester = query.requester().ok_or_else(ApiError::unauthorized)?;
+        let policy = self.policy.read();
+        resource.strategy.answer(requester, &policy, &mut object)?;
+        Ok(object)
+    }
+
     /// Creates an object, recording its manager as `tracking` says.
     async fn create_tracked(
         &self,
@@ -186,7 +217,7 @@ impl ApiServer {
         }
         resource
             .strategy
-            .admit(&self.admission, self, &mut object, None)
+            .admit(&self.admission, &self.judged(query), &mut object, None)
             .await?;
 
         let generate = meta::name(&object).is_empty()
@@ -501,7 +532,12 @@ impl ApiServer {
             if subresource.is_none() {
                 resource
                     .strategy
-                    .admit(&self.admission, self, &mut updated, Some(&current.object))
+                    .admit(
+                        &self.admission,
+                        &self.judged(query),
+                        &mut updated,
+                        Some(&current.object),
+                    )
                     .await?;
             }
             // Binding is the one sanctioned change of a pod's nodeName; the update rules (which
@@ -1135,6 +1171,39 @@ pub fn table(resource: &Resource, objects: &[Value], metadata: Value, query: &Qu
         "columnDefinitions": tables::column_definitions(resource.strategy.columns()),
         "rows": rows,
     })
+}
+
+/// Admission's view of one request: the stored objects, and who asks.
+pub(crate) struct Judged<'a> {
+    server: &'a ApiServer,
+    requester: Option<&'a crate::auth::User>,
+}
+
+impl ApiServer {
+    /// What admission sees of the request `query` belongs to.
+    pub(crate) fn judged<'a>(&'a self, query: &'a Query) -> Judged<'a> {
+        Judged {
+            server: self,
+            requester: query.requester(),
+        }
+    }
+}
+
+impl Lookup for Judged<'_> {
+    fn list<'a>(
+        &'a self,
+        resource: &'static Resource,
+        namespace: Option<&'a str>,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<Value>, ApiError>> {
+        self.server.list(resource, namespace)
+    }
+
+    fn requester(&self) -> Option<crate::auth::rbac::Requester<'_>> {
+        self.requester.map(|user| crate::auth::rbac::Requester {
+            user,
+            policy: &self.server.policy,
+        })
+    }
 }
 
 /// Admission reads stored objects straight from etcd.

@@ -18,6 +18,7 @@ pub mod node_proxy;
 pub mod openapi;
 pub mod query;
 pub mod registry;
+pub mod request_info;
 pub use flotilla_apimachinery::selectors;
 pub mod status;
 pub mod strategic_merge;
@@ -41,7 +42,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    auth::{Tokens, User, user_from_certificate},
+    auth::{
+        Tokens, User,
+        impersonation::{self, Refusal},
+        rbac::cache::PolicyCache,
+        user_from_certificate,
+    },
     storage::Store,
 };
 use handlers::{DeleteOptions, MAX_BODY_BYTES, Scope, Written};
@@ -64,6 +70,8 @@ pub struct ApiServer {
     pub(crate) admission: admission::Admission,
     /// The OpenAPI documents, built once for each set of kinds.
     openapi: Arc<openapi::Documents>,
+    /// The RBAC policy every request is authorized against.
+    pub(crate) policy: Arc<PolicyCache>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -87,7 +95,14 @@ impl ApiServer {
             cluster_dns: None,
             admission: admission::Admission::default(),
             openapi: Arc::default(),
+            policy: Arc::default(),
         }
+    }
+
+    /// Authorize requests against `policy` (without it only `system:masters` may do anything).
+    pub fn with_policy(mut self, policy: Arc<PolicyCache>) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Use these admission settings instead of upstream's defaults.
@@ -118,7 +133,8 @@ impl ApiServer {
 
     /// Creates the namespaces every cluster has (default, kube-system, kube-public,
     /// kube-node-lease) and the system PriorityClasses (system-node-critical,
-    /// system-cluster-critical) unless they exist. The system Services (`kubernetes`, `kube-dns`) come
+    /// system-cluster-critical) unless they exist, and the default RBAC roles and bindings.
+    /// The system Services (`kubernetes`, `kube-dns`) come
     /// next, from [`Self::reconcile_system_services`].
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         for name in namespace::PROTECTED_NAMESPACES {
@@ -151,6 +167,7 @@ impl ApiServer {
                 Err(err) => return Err(err),
             }
         }
+        crate::auth::rbac::bootstrap::reconcile(self).await?;
         gc::resume_pending(self).await
     }
 
@@ -221,17 +238,22 @@ impl ApiServer {
                 .and_then(|value| value.strip_prefix("Bearer "))
                 .and_then(|token| self.tokens.authenticate(token.trim()))
         });
-        if user.is_none() && !public {
-            return ApiError::unauthorized().into_response();
-        }
-        let started = std::time::Instant::now();
         let encoding = negotiation::output(
             request
                 .headers()
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok()),
         );
-        let response = match self.route(request).await {
+        let user = match user {
+            Some(user) => match self.authorize(user, &request) {
+                Ok(user) => Some(Arc::new(user)),
+                Err(err) => return negotiation::error_response(encoding, err),
+            },
+            None if public => None,
+            None => return ApiError::unauthorized().into_response(),
+        };
+        let started = std::time::Instant::now();
+        let response = match self.route(request, user.clone()).await {
             Ok(response) => response,
             Err(err) => negotiation::error_response(encoding, err),
         };
@@ -246,7 +268,37 @@ impl ApiServer {
         response
     }
 
-    async fn route<B>(&self, request: Request<B>) -> Result<Response, ApiError>
+    /// The user `authenticated` acts as (after impersonation), if RBAC lets them make
+    /// `request`.
+    fn authorize<B>(&self, authenticated: User, request: &Request<B>) -> Result<User, ApiError> {
+        let mut user = authenticated;
+        if !user.groups.iter().any(|g| g == "system:authenticated") {
+            user.groups.push("system:authenticated".to_owned());
+        }
+        let policy = self.policy.read();
+        let requester = user.clone();
+        let user =
+            impersonation::impersonate(&policy, user, request.headers()).map_err(|refusal| {
+                match refusal {
+                    Refusal::Forbidden { attributes, reason } => {
+                        ApiError::denied(&attributes, &requester, &reason)
+                    }
+                    Refusal::BadRequest(message) => ApiError::bad_request(message),
+                }
+            })?;
+        let query = Query::parse(request.uri().query());
+        let attributes = request_info::attributes(request.method(), request.uri().path(), &query);
+        policy
+            .authorize(&user, &attributes)
+            .map_err(|reason| ApiError::denied(&attributes, &user, &reason))?;
+        Ok(user)
+    }
+
+    async fn route<B>(
+        &self,
+        request: Request<B>,
+        user: Option<Arc<User>>,
+    ) -> Result<Response, ApiError>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -328,10 +380,15 @@ impl ApiServer {
         };
         let target = parse_target(&self.registry, group, version, rest)
             .ok_or_else(|| ApiError::no_route(&path))?;
-        self.dispatch(target, request).await
+        self.dispatch(target, request, user).await
     }
 
-    async fn dispatch<B>(&self, target: Target, request: Request<B>) -> Result<Response, ApiError>
+    async fn dispatch<B>(
+        &self,
+        target: Target,
+        request: Request<B>,
+        user: Option<Arc<User>>,
+    ) -> Result<Response, ApiError>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -355,12 +412,15 @@ impl ApiServer {
             return self.pod_stream(&scope, name, kind, request).await;
         }
         let (parts, body) = request.into_parts();
-        let query = Query::parse(parts.uri.query()).with_user_agent(
+        let mut query = Query::parse(parts.uri.query()).with_user_agent(
             parts
                 .headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok()),
         );
+        if let Some(user) = user {
+            query = query.with_requester(user);
+        }
         let accept = parts
             .headers
             .get(header::ACCEPT)
@@ -394,6 +454,14 @@ impl ApiServer {
         let method = parts.method;
         let what = resource.qualified_name();
 
+        if resource.strategy.is_review() {
+            if method != Method::POST || target.name.is_some() || all_namespaces {
+                return Err(ApiError::method_not_allowed(method.as_str(), &what));
+            }
+            let object = decode_body(&body, content_type.as_deref())?;
+            let answered = self.answer_review(&scope, object, &query)?;
+            return Ok(respond(StatusCode::CREATED, &answered));
+        }
         match (&method, target.name.as_deref(), target.subresource) {
             (&Method::GET, None, None) => {
                 if query.flag("watch") {

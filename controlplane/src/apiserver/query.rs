@@ -35,9 +35,14 @@ impl WriteOptions {
     }
 }
 
-/// The query string of a request, and the User-Agent that names the manager of its writes.
+/// The query string of a request, the User-Agent that names the manager of its writes, and
+/// the user making it (whom admission judges; None for the server's own writes).
 #[derive(Debug, Clone, Default)]
-pub struct Query(HashMap<String, String>, Option<String>);
+pub struct Query(
+    HashMap<String, String>,
+    Option<String>,
+    Option<std::sync::Arc<crate::auth::User>>,
+);
 
 impl Query {
     /// Parses a raw query string (`a=b&c=d`).
@@ -45,7 +50,7 @@ impl Query {
         let pairs = raw
             .map(|raw| pairs(raw).into_iter().collect::<HashMap<String, String>>())
             .unwrap_or_default();
-        Self(pairs, None)
+        Self(pairs, None, None)
     }
 
     /// The request's User-Agent (empty when it sent none), which names the manager of its
@@ -53,6 +58,17 @@ impl Query {
     pub fn with_user_agent(mut self, user_agent: Option<&str>) -> Self {
         self.1 = Some(user_agent.unwrap_or_default().to_owned());
         self
+    }
+
+    /// The request is made by `user`.
+    pub fn with_requester(mut self, user: std::sync::Arc<crate::auth::User>) -> Self {
+        self.2 = Some(user);
+        self
+    }
+
+    /// Who makes the request (None: the server itself).
+    pub fn requester(&self) -> Option<&crate::auth::User> {
+        self.2.as_deref()
     }
 
     /// Whether `name` is present, even empty.

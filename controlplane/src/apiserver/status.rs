@@ -63,6 +63,56 @@ impl ApiError {
         err
     }
 
+    /// 403 Forbidden for a request authorization denied (upstream's `responsewriters.Forbidden`):
+    /// `pods "web" is forbidden: User "jane" cannot get resource "pods" ...`, with RBAC's
+    /// `reason` after a colon when it gave one.
+    pub fn denied(
+        attributes: &crate::auth::rbac::Attributes,
+        user: &crate::auth::User,
+        reason: &str,
+    ) -> Self {
+        let mut why = attributes
+            .denial(user)
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        if !reason.is_empty() {
+            why = format!("{why}: {reason}");
+        }
+        let (group, resource, name) = if attributes.resource_request {
+            (
+                attributes.api_group.as_str(),
+                attributes.resource.as_str(),
+                attributes.name.as_str(),
+            )
+        } else {
+            ("", "", "")
+        };
+        let qualified = if group.is_empty() {
+            resource.to_owned()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let message = match (resource.is_empty(), name.is_empty()) {
+            (true, _) => format!("forbidden: {why}"),
+            (false, true) => format!("{qualified} is forbidden: {why}"),
+            (false, false) => format!("{qualified} {name:?} is forbidden: {why}"),
+        };
+        let mut err = Self::new(403, "Forbidden", message);
+        let mut details = json!({});
+        if !resource.is_empty() {
+            details["kind"] = json!(resource);
+        }
+        if !name.is_empty() {
+            details["name"] = json!(name);
+        }
+        if !group.is_empty() {
+            details["group"] = json!(group);
+        }
+        err.details = Some(details);
+        err
+    }
+
     /// 404 NotFound for an object.
     pub fn not_found(qualified_resource: &str, name: &str) -> Self {
         let mut err = Self::new(

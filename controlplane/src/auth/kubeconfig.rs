@@ -9,6 +9,27 @@ use super::{AuthError, pki::Pki};
 
 /// Renders a kubeconfig for `server` (e.g. `https://127.0.0.1:6443`) using the admin certificate.
 pub fn render(pki: &Pki, server: &str, cluster_name: &str) -> String {
+    render_for(
+        &pki.ca_cert,
+        server,
+        cluster_name,
+        (
+            &format!("{cluster_name}-admin"),
+            &pki.admin_cert,
+            &pki.admin_key,
+        ),
+    )
+}
+
+/// Renders a kubeconfig for `server`, trusting `ca_cert`, as the user whose client certificate
+/// and key are `user` (name, cert, key).
+pub fn render_for(
+    ca_cert: &str,
+    server: &str,
+    cluster_name: &str,
+    user: (&str, &str, &str),
+) -> String {
+    let (user_name, cert, key) = user;
     format!(
         "apiVersion: v1
 kind: Config
@@ -18,7 +39,7 @@ clusters:
     server: {server}
     certificate-authority-data: {ca}
 users:
-- name: {cluster_name}-admin
+- name: {user_name}
   user:
     client-certificate-data: {cert}
     client-key-data: {key}
@@ -26,13 +47,13 @@ contexts:
 - name: {cluster_name}
   context:
     cluster: {cluster_name}
-    user: {cluster_name}-admin
+    user: {user_name}
     namespace: default
 current-context: {cluster_name}
 ",
-        ca = STANDARD.encode(&pki.ca_cert),
-        cert = STANDARD.encode(&pki.admin_cert),
-        key = STANDARD.encode(&pki.admin_key),
+        ca = STANDARD.encode(ca_cert),
+        cert = STANDARD.encode(cert),
+        key = STANDARD.encode(key),
     )
 }
 

@@ -1,12 +1,13 @@
 //! Authentication for the API server: a self-generated CA, the serving certificate, an admin
 //! client certificate and bearer tokens, plus the admin kubeconfig written on first start.
 //!
-//! Every authenticated user is allowed everything for now (no RBAC yet); unauthenticated requests
-//! get 401.
+//! Authenticated users are authorized by [`rbac`]; unauthenticated requests get 401.
 
+pub mod impersonation;
 pub mod kubeconfig;
 pub mod node;
 pub mod pki;
+pub mod rbac;
 
 use std::{collections::HashMap, path::Path};
 

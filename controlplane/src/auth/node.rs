@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::{Engine as _, engine::general_purpose::STANDARD};
-
 use super::{AuthError, pki::Pki};
 
 /// The files a node agent needs, as written by [`write_node_credentials`].
@@ -55,29 +53,11 @@ pub fn write_node_credentials(
         path: out.to_owned(),
         source,
     })?;
-    let kubeconfig = format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: flotilla
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: {user}
-  user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
-- name: {user}@flotilla
-  context:
-    cluster: flotilla
-    user: {user}
-current-context: {user}@flotilla
-",
-        ca = STANDARD.encode(&ca_cert),
-        cert = STANDARD.encode(&client_cert),
-        key = STANDARD.encode(&client_key),
+    let kubeconfig = super::kubeconfig::render_for(
+        &ca_cert,
+        server,
+        "flotilla",
+        (&user, &client_cert, &client_key),
     );
     let credentials = NodeCredentials {
         kubeconfig: out.join("kubeconfig"),

@@ -37,6 +37,44 @@ pub struct Pki {
     pub kubelet_client_cert: String,
     /// Its key.
     pub kubelet_client_key: String,
+    /// Client certificate and key of each in-process component, in [`Component::ALL`] order.
+    pub components: [(String, String); 3],
+}
+
+/// The control plane's in-process clients, each with a client certificate of its own (as
+/// kubeadm writes scheduler.conf and controller-manager.conf), so RBAC grants each only what
+/// its bootstrap role allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// The scheduler (`system:kube-scheduler`).
+    Scheduler,
+    /// The controllers (`system:kube-controller-manager`).
+    ControllerManager,
+    /// The cluster DNS (`system:flotilla:dns`).
+    Dns,
+}
+
+impl Component {
+    /// Every component, in the order of [`Pki::components`].
+    pub const ALL: [Component; 3] = [Self::Scheduler, Self::ControllerManager, Self::Dns];
+
+    /// The user its certificate names.
+    pub fn user(self) -> &'static str {
+        LEAVES[self.leaf()].common_name
+    }
+
+    /// Its index in [`LEAVES`].
+    fn leaf(self) -> usize {
+        3 + self as usize
+    }
+}
+
+impl Pki {
+    /// The client certificate and key of `component`.
+    pub fn component(&self, component: Component) -> (&str, &str) {
+        let (cert, key) = &self.components[component as usize];
+        (cert, key)
+    }
 }
 
 /// A certificate the CA issues: file stem, subject CN, O, usage and SANs.
@@ -47,7 +85,7 @@ struct Leaf {
     usage: ExtendedKeyUsagePurpose,
 }
 
-const LEAVES: [Leaf; 3] = [
+const LEAVES: [Leaf; 6] = [
     Leaf {
         stem: "apiserver",
         common_name: "flotilla-apiserver",
@@ -64,6 +102,25 @@ const LEAVES: [Leaf; 3] = [
         stem: "apiserver-kubelet-client",
         common_name: "flotilla-apiserver-kubelet-client",
         organization: Some("system:masters"),
+        usage: ExtendedKeyUsagePurpose::ClientAuth,
+    },
+    // The components, in `Component` order.
+    Leaf {
+        stem: "scheduler",
+        common_name: "system:kube-scheduler",
+        organization: None,
+        usage: ExtendedKeyUsagePurpose::ClientAuth,
+    },
+    Leaf {
+        stem: "controller-manager",
+        common_name: "system:kube-controller-manager",
+        organization: None,
+        usage: ExtendedKeyUsagePurpose::ClientAuth,
+    },
+    Leaf {
+        stem: "dns",
+        common_name: "system:flotilla:dns",
+        organization: None,
         usage: ExtendedKeyUsagePurpose::ClientAuth,
     },
 ];
@@ -106,6 +163,14 @@ impl Pki {
             admin_key: pem("admin", "key")?,
             kubelet_client_cert: pem("apiserver-kubelet-client", "crt")?,
             kubelet_client_key: pem("apiserver-kubelet-client", "key")?,
+            components: [
+                (pem("scheduler", "crt")?, pem("scheduler", "key")?),
+                (
+                    pem("controller-manager", "crt")?,
+                    pem("controller-manager", "key")?,
+                ),
+                (pem("dns", "crt")?, pem("dns", "key")?),
+            ],
         })
     }
 
@@ -113,10 +178,12 @@ impl Pki {
     pub fn generate(names: &[String]) -> Result<(Self, String), AuthError> {
         let (ca_cert, ca_key) = generate_ca()?;
         let issuer = Issuer::from_ca_cert_pem(&ca_cert, KeyPair::from_pem(&ca_key)?)?;
-        let [server, admin, kubelet] = LEAVES.each_ref().map(|leaf| issue(leaf, names, &issuer));
+        let [server, admin, kubelet, scheduler, controllers, dns] =
+            LEAVES.each_ref().map(|leaf| issue(leaf, names, &issuer));
         let (server_cert, server_key) = server?;
         let (admin_cert, admin_key) = admin?;
         let (kubelet_client_cert, kubelet_client_key) = kubelet?;
+        let components = [scheduler?, controllers?, dns?];
         Ok((
             Self {
                 ca_cert,
@@ -126,6 +193,7 @@ impl Pki {
                 admin_key,
                 kubelet_client_cert,
                 kubelet_client_key,
+                components,
             },
             ca_key,
         ))

@@ -110,7 +110,7 @@ async fn list_all(
 pub async fn sweep(client: &Client) -> Result<Outcome, kube::Error> {
     let mut live: HashSet<String> = HashSet::new();
     let mut dependents: Vec<(&'static Resource, DynamicObject)> = Vec::new();
-    for resource in BUILTIN.iter().copied() {
+    for resource in BUILTIN.iter().copied().filter(|r| !r.strategy.is_review()) {
         for object in list_all(client, &api_resource(resource)).await? {
             if let Some(uid) = &object.metadata.uid {
                 live.insert(uid.clone());

@@ -1,6 +1,7 @@
 //! Workload controllers, each a kube-runtime `Controller` against our own API server:
 //! level-triggered reconcilers that read the current state and converge on the spec.
 
+pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -48,6 +49,7 @@ pub async fn run(client: Client, settings: Settings) {
         endpoints::run(client.clone()),
         disruption::run(client.clone()),
         node_lifecycle::run(client.clone(), settings.node_lifecycle),
+        clusterrole_aggregation::run(client.clone()),
         garbage_collector::run(client, settings.garbage_collector),
     );
 }

@@ -22,6 +22,7 @@ mod kubectl;
 mod kubectl_versions;
 mod logs;
 mod node_lifecycle;
+mod rbac;
 mod replicaset;
 mod replication_controller;
 mod scheduler;

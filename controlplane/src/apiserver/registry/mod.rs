@@ -8,6 +8,8 @@
 //! through [`Registry::register`] and are served by the same code.
 
 pub mod apps;
+pub mod authentication;
+pub mod authorization;
 pub mod batch;
 pub mod coordination;
 pub mod core;
@@ -15,6 +17,7 @@ pub mod discovery;
 pub mod networking;
 pub mod policy;
 pub(crate) mod prelude;
+pub mod rbac;
 mod resource;
 pub mod scheduling;
 mod strategy;
@@ -52,6 +55,15 @@ pub static BUILTIN: &[&Resource] = &[
     &discovery::endpoint_slice::RESOURCE,
     &policy::pod_disruption_budget::RESOURCE,
     &scheduling::priority_class::RESOURCE,
+    &rbac::cluster_role::RESOURCE,
+    &rbac::cluster_role_binding::RESOURCE,
+    &rbac::role::RESOURCE,
+    &rbac::role_binding::RESOURCE,
+    &authorization::self_subject_access_review::RESOURCE,
+    &authorization::self_subject_rules_review::RESOURCE,
+    &authorization::subject_access_review::RESOURCE,
+    &authorization::local_subject_access_review::RESOURCE,
+    &authentication::self_subject_review::RESOURCE,
 ];
 
 /// Why a kind could not be registered.
@@ -93,6 +105,13 @@ impl Registry {
     pub fn all(&self) -> Vec<&'static Resource> {
         let mut all = BUILTIN.to_vec();
         all.extend(self.custom().iter().copied());
+        all
+    }
+
+    /// Every served resource that keeps objects (all but the reviews, which are only answered).
+    pub fn stored(&self) -> Vec<&'static Resource> {
+        let mut all = self.all();
+        all.retain(|r| !r.strategy.is_review());
         all
     }
 

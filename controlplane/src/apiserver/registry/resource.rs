@@ -134,9 +134,13 @@ impl Resource {
         self.subresources.contains(&subresource)
     }
 
-    /// The verbs of the resource itself.
+    /// The verbs of the resource itself (a review is only created).
     pub fn verbs(&self) -> &'static [&'static str] {
-        ALL_VERBS
+        if self.strategy.is_review() {
+            &["create"]
+        } else {
+            ALL_VERBS
+        }
     }
 
     /// The etcd key of one object.

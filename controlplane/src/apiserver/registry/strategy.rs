@@ -42,6 +42,12 @@ pub trait Lookup: Send + Sync {
         resource: &'static super::Resource,
         namespace: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Value>, ApiError>>;
+
+    /// Who makes the request and the RBAC policy that judges them; None when the server itself
+    /// writes (its bootstrap), which may do anything.
+    fn requester(&self) -> Option<crate::auth::rbac::Requester<'_>> {
+        None
+    }
 }
 
 /// Example objects of a kind, for the registry test: `valid` passes validation, round-trips
@@ -158,6 +164,22 @@ pub trait Strategy: Send + Sync {
     /// The label selector (as a LabelSelector) the Scale subresource reports.
     fn scale_selector(&self, object: &Value) -> Option<Value> {
         object["spec"].get("selector").cloned()
+    }
+
+    /// Whether the kind is a review (SubjectAccessReview, SelfSubjectReview, ...): created to
+    /// ask a question, answered at once by [`Strategy::answer`], never stored.
+    fn is_review(&self) -> bool {
+        false
+    }
+
+    /// A review's answer: fills in `object`'s status for `requester`, asking `policy`.
+    fn answer(
+        &self,
+        _requester: &crate::auth::User,
+        _policy: &crate::auth::rbac::Policy,
+        _object: &mut Value,
+    ) -> Result<(), ApiError> {
+        Err(ApiError::internal("this kind is stored, not answered"))
     }
 
     /// Example objects for the registry test.

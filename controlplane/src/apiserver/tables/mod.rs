@@ -278,6 +278,16 @@ pub(crate) fn created_at(o: &Value) -> String {
 }
 
 /// Names and images of the containers in the pod template at `template`, comma-separated.
+/// The row of a kind printed with the default columns (name and age).
+pub(crate) fn default_cells(o: &Value, now: Timestamp) -> Vec<Value> {
+    vec![json!(name(o)), json!(age(o, now))]
+}
+
+/// The row of a kind printed as name and creation time (Role, ClusterRole, ...).
+pub(crate) fn created_at_cells(o: &Value) -> Vec<Value> {
+    vec![json!(name(o)), json!(created_at(o))]
+}
+
 pub(crate) fn container_cells(o: &Value, template: &[&str]) -> (String, String) {
     let mut path = template.to_vec();
     path.extend(["spec", "containers"]);

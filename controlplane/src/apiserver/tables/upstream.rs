@@ -479,9 +479,7 @@ pub(crate) fn row_cells(kind: &str, object: &Value, now: Timestamp) -> Option<Ve
             json!(list_at(o, &["webhooks"]).len()),
             json!(age(o, now)),
         ],
-        "Role" | "ClusterRole" | "CustomResourceDefinition" | "LimitRange" => {
-            vec![json!(name(o)), json!(created_at(o))]
-        }
+        "Role" | "ClusterRole" | "CustomResourceDefinition" | "LimitRange" => created_at_cells(o),
         _ => return None,
     })
 }
