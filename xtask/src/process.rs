@@ -11,9 +11,15 @@ use std::{
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// The workspace root (xtask lives one level below it).
+/// The workspace root (xtask lives one level below it). `cargo xtask` tells the running binary
+/// where its manifest is; the path compiled in is only the fallback, because with a target
+/// directory shared by two checkouts (CI's clone and a work tree) cargo may run the `xtask`
+/// binary last built from the other checkout when both are up to date, and that path names the
+/// other checkout.
 pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
