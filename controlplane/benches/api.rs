@@ -2,7 +2,8 @@
 //! (mutating API calls p99 <= 1 s) and against etcd itself, measured in the same run: the same
 //! creates/gets/lists done directly on etcd through the storage layer are the baseline, so the
 //! ratios show what the API server adds (HTTPS, auth, decoding, validation, encoding); then the
-//! same operations in JSON and in protobuf side by side (`api/wire.rs`).
+//! same operations in JSON and in protobuf side by side (`api/wire.rs`), and as `system:masters`
+//! against a user RBAC judges (`api/authorization.rs`).
 //!
 //! Run: `cargo xtask bench api [--objects N]` (or `cargo bench -p flotilla-controlplane --bench api`).
 
@@ -12,6 +13,8 @@
     reason = "test code: a failed step should fail the test"
 )]
 
+#[path = "api/authorization.rs"]
+mod authorization;
 #[path = "api/wire.rs"]
 mod wire;
 
@@ -384,6 +387,21 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "listing {objects} objects in protobuf takes {list_ratio:.2}x the JSON time (goal <= 0.60: {})",
         if list_ratio <= 0.6 { "met" } else { "MISSED" }
+    );
+    let authorization_ratio = authorization::compare(
+        &client,
+        &dir.path().join("state"),
+        &format!("https://{}", control_plane.address),
+        objects,
+    )
+    .await?;
+    println!(
+        "authorization costs {authorization_ratio:.2}x at p99 for a user RBAC judges (goal <= 1.10: {})",
+        if authorization_ratio <= 1.10 {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     println!();
 

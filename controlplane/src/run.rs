@@ -329,11 +329,16 @@ impl ControlPlane {
                 },
             ),
         };
-        let policy = crate::auth::rbac::cache::PolicyCache::start(store.clone())
-            .await
-            .map_err(|err| RunError::Bootstrap(format!("loading the RBAC policy: {err}")))?;
+        let authorizer = crate::auth::authorizer::Authorizer::new(
+            crate::auth::rbac::cache::PolicyCache::start(store.clone())
+                .await
+                .map_err(|err| RunError::Bootstrap(format!("loading the RBAC policy: {err}")))?,
+            crate::auth::node_authorizer::NodeGraph::start(&store)
+                .await
+                .map_err(|err| RunError::Bootstrap(format!("loading the pods by node: {err}")))?,
+        );
         let mut api = ApiServer::new(store, tokens, address.to_string())
-            .with_policy(policy)
+            .with_authorizer(authorizer)
             .with_kubelet_client(crate::auth::pki::kubelet_client_config(&pki)?)
             .with_ipam(ipam)
             .with_admission(config.admission);

@@ -163,8 +163,9 @@ impl ApiServer {
         resource.strategy.validate(&mut errs, &object, None);
         reject_invalid(resource.kind, &object, errs.0)?;
         let requester = query.requester().ok_or_else(ApiError::unauthorized)?;
-        let policy = self.policy.read();
-        resource.strategy.answer(requester, &policy, &mut object)?;
+        resource
+            .strategy
+            .answer(requester, &self.authorizer, &mut object)?;
         Ok(object)
     }
 
@@ -1201,7 +1202,7 @@ impl Lookup for Judged<'_> {
     fn requester(&self) -> Option<crate::auth::rbac::Requester<'_>> {
         self.requester.map(|user| crate::auth::rbac::Requester {
             user,
-            policy: &self.server.policy,
+            policy: &self.server.authorizer.policy,
         })
     }
 }

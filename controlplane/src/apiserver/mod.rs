@@ -44,8 +44,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::{
     auth::{
         Tokens, User,
+        authorizer::Authorizer,
         impersonation::{self, Refusal},
-        rbac::cache::PolicyCache,
         user_from_certificate,
     },
     storage::Store,
@@ -70,8 +70,8 @@ pub struct ApiServer {
     pub(crate) admission: admission::Admission,
     /// The OpenAPI documents, built once for each set of kinds.
     openapi: Arc<openapi::Documents>,
-    /// The RBAC policy every request is authorized against.
-    pub(crate) policy: Arc<PolicyCache>,
+    /// The Node and RBAC authorizers every request goes through.
+    pub(crate) authorizer: Authorizer,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -95,13 +95,14 @@ impl ApiServer {
             cluster_dns: None,
             admission: admission::Admission::default(),
             openapi: Arc::default(),
-            policy: Arc::default(),
+            authorizer: Authorizer::default(),
         }
     }
 
-    /// Authorize requests against `policy` (without it only `system:masters` may do anything).
-    pub fn with_policy(mut self, policy: Arc<PolicyCache>) -> Self {
-        self.policy = policy;
+    /// Authorize requests with `authorizer` (without it only `system:masters` may do
+    /// anything).
+    pub fn with_authorizer(mut self, authorizer: Authorizer) -> Self {
+        self.authorizer = authorizer;
         self
     }
 
@@ -275,20 +276,18 @@ impl ApiServer {
         if !user.groups.iter().any(|g| g == "system:authenticated") {
             user.groups.push("system:authenticated".to_owned());
         }
-        let policy = self.policy.read();
         let requester = user.clone();
-        let user =
-            impersonation::impersonate(&policy, user, request.headers()).map_err(|refusal| {
-                match refusal {
-                    Refusal::Forbidden { attributes, reason } => {
-                        ApiError::denied(&attributes, &requester, &reason)
-                    }
-                    Refusal::BadRequest(message) => ApiError::bad_request(message),
+        let user = impersonation::impersonate(&self.authorizer, user, request.headers()).map_err(
+            |refusal| match refusal {
+                Refusal::Forbidden { attributes, reason } => {
+                    ApiError::denied(&attributes, &requester, &reason)
                 }
-            })?;
+                Refusal::BadRequest(message) => ApiError::bad_request(message),
+            },
+        )?;
         let query = Query::parse(request.uri().query());
         let attributes = request_info::attributes(request.method(), request.uri().path(), &query);
-        policy
+        self.authorizer
             .authorize(&user, &attributes)
             .map_err(|reason| ApiError::denied(&attributes, &user, &reason))?;
         Ok(user)

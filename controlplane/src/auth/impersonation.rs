@@ -7,7 +7,8 @@
 use http::HeaderMap;
 
 use super::User;
-use super::rbac::{Attributes, Policy};
+use super::authorizer::Authorizer;
+use super::rbac::Attributes;
 
 /// The header naming the user to act as.
 pub const USER: &str = "impersonate-user";
@@ -34,7 +35,11 @@ pub enum Refusal {
 
 /// The user `requester` acts as, given the request's `headers` (the requester itself when
 /// there are no impersonation headers).
-pub fn impersonate(policy: &Policy, requester: User, headers: &HeaderMap) -> Result<User, Refusal> {
+pub fn impersonate(
+    authorizer: &Authorizer,
+    requester: User,
+    headers: &HeaderMap,
+) -> Result<User, Refusal> {
     let values = |name: &str| -> Vec<String> {
         headers
             .get_all(name)
@@ -111,7 +116,7 @@ pub fn impersonate(policy: &Policy, requester: User, headers: &HeaderMap) -> Res
         ));
     }
     for attributes in asked {
-        if let Err(reason) = policy.authorize(&requester, &attributes) {
+        if let Err(reason) = authorizer.authorize(&requester, &attributes) {
             return Err(Refusal::Forbidden {
                 attributes: Box::new(attributes),
                 reason,

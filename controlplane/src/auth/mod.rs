@@ -3,9 +3,11 @@
 //!
 //! Authenticated users are authorized by [`rbac`]; unauthenticated requests get 401.
 
+pub mod authorizer;
 pub mod impersonation;
 pub mod kubeconfig;
 pub mod node;
+pub mod node_authorizer;
 pub mod pki;
 pub mod rbac;
 

@@ -7,6 +7,7 @@
 //! one store serves every resource.
 
 mod continue_token;
+pub mod mirror;
 
 use std::time::Duration;
 

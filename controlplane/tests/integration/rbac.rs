@@ -344,3 +344,153 @@ spec:
         "{stderr}"
     );
 }
+
+/// The credentials `flotilla-controlplane node-credentials` issues for `node`.
+fn node_kubeconfig(cluster: &Cluster, node: &str) -> PathBuf {
+    let credentials = flotilla_controlplane::auth::node::write_node_credentials(
+        &cluster.dir.path().join("state").join("pki"),
+        node,
+        "127.0.0.1",
+        &cluster.url(),
+        &cluster.dir.path().join(node),
+    )
+    .unwrap();
+    credentials.kubeconfig
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_reaches_only_its_own_objects() {
+    let cluster = Cluster::start().await.unwrap();
+    let node1 = node_kubeconfig(&cluster, "node1");
+    let node = |name: &str| format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n");
+
+    // Its own Node, not another's.
+    let (ok, _, stderr) = kubectl_create(&cluster, &node1, &node("node1"));
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = kubectl_create(&cluster, &node1, &node("node2"));
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            r#"nodes "node2" is forbidden: node "node1" is not allowed to modify node "node2""#
+        ),
+        "{stderr}"
+    );
+    cluster.apply("node2.yaml", &node("node2"));
+    let (ok, _, stderr) = kubectl_as(&cluster, &node1, &["label", "node", "node1", "zone=a"]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = kubectl_as(&cluster, &node1, &["label", "node", "node2", "zone=a"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(r#"nodes "node2" is forbidden: User "system:node:node1" cannot patch resource "nodes" in API group "" at the cluster scope: node "node1" is not allowed to modify node "node2""#),
+        "{stderr}"
+    );
+
+    // Secrets: only those its pods use.
+    cluster.kubectl_ok(&["create", "secret", "generic", "mine", "--from-literal=a=b"]);
+    cluster.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "theirs",
+        "--from-literal=a=b",
+    ]);
+    let pod = |name: &str, node: &str, secret: &str| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: c
+    image: busybox
+    env:
+    - name: A
+      valueFrom: {{secretKeyRef: {{name: {secret}, key: a}}}}
+"
+        )
+    };
+    cluster.apply("p1.yaml", &pod("p1", "node1", "mine"));
+    cluster.apply("p2.yaml", &pod("p2", "node2", "theirs"));
+    eventually(
+        Duration::from_secs(10),
+        "node1 reads its pod's secret",
+        || async {
+            let (ok, _, _) = kubectl_as(&cluster, &node1, &["get", "secret", "mine"]);
+            ok.then_some(())
+        },
+    )
+    .await;
+    let (ok, _, stderr) = kubectl_as(&cluster, &node1, &["get", "secret", "theirs"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(r#"secrets "theirs" is forbidden: User "system:node:node1" cannot get resource "secrets" in API group "" in the namespace "default": no relationship found between node 'node1' and this object"#),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = kubectl_as(&cluster, &node1, &["get", "secrets"]);
+    assert!(!ok && stderr.contains("Forbidden"), "{stderr}");
+
+    // Pods: it reads all (the datapath needs them), deletes only its own, creates none for
+    // another node.
+    let (ok, stdout, stderr) = kubectl_as(&cluster, &node1, &["get", "pods", "-o", "name"]);
+    assert!(ok && stdout.contains("pod/p2"), "{stderr}");
+    let (ok, _, stderr) = kubectl_as(&cluster, &node1, &["delete", "pod", "p2", "--wait=false"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(r#"node "node1" can only delete pods with spec.nodeName set to itself"#),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = kubectl_create(&cluster, &node1, &pod("p3", "node2", "theirs"));
+    assert!(!ok);
+    assert!(
+        stderr.contains(r#"pods "p3" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, node "node1" can only create mirror pods"#),
+        "{stderr}"
+    );
+    let mirror = pod("p4", "node2", "theirs").replace(
+        "metadata: {name: p4}",
+        "metadata: {name: p4, annotations: {kubernetes.io/config.mirror: x}}",
+    );
+    let (ok, _, stderr) = kubectl_create(&cluster, &node1, &mirror);
+    assert!(!ok);
+    assert!(
+        stderr.contains(r#"node "node1" can only create pods with spec.nodeName set to itself"#),
+        "{stderr}"
+    );
+
+    // Leases: its own only.
+    let lease = |name: &str| {
+        format!(
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {name}, namespace: kube-node-lease}}\nspec: {{holderIdentity: {name}}}\n"
+        )
+    };
+    let (ok, _, stderr) = kubectl_create(&cluster, &node1, &lease("node1"));
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = kubectl_create(&cluster, &node1, &lease("node2"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("can only access node lease with the same name as the requesting node"),
+        "{stderr}"
+    );
+    // Nothing was left behind by the refusals.
+    let nodes = cluster.kubectl_ok(&["get", "pods", "-o", "name"]);
+    assert!(!nodes.contains("p3") && !nodes.contains("p4"), "{nodes}");
+}
+
+/// `kubectl create -f -` of `manifest` with `kubeconfig`.
+fn kubectl_create(cluster: &Cluster, kubeconfig: &Path, manifest: &str) -> (bool, String, String) {
+    let output = cluster.kubectl_with_input(
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "create",
+            "-f",
+            "-",
+        ],
+        Some(manifest),
+    );
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -48,6 +48,14 @@ pub trait Lookup: Send + Sync {
     fn requester(&self) -> Option<crate::auth::rbac::Requester<'_>> {
         None
     }
+
+    /// The node the requester is, when a node agent makes the request (NodeRestriction
+    /// admission applies to it).
+    fn requesting_node(&self) -> Option<String> {
+        self.requester().and_then(|requester| {
+            crate::auth::node_authorizer::node_name(requester.user).map(str::to_owned)
+        })
+    }
 }
 
 /// Example objects of a kind, for the registry test: `valid` passes validation, round-trips
@@ -172,11 +180,11 @@ pub trait Strategy: Send + Sync {
         false
     }
 
-    /// A review's answer: fills in `object`'s status for `requester`, asking `policy`.
+    /// A review's answer: fills in `object`'s status for `requester`, asking `authorizer`.
     fn answer(
         &self,
         _requester: &crate::auth::User,
-        _policy: &crate::auth::rbac::Policy,
+        _authorizer: &crate::auth::authorizer::Authorizer,
         _object: &mut Value,
     ) -> Result<(), ApiError> {
         Err(ApiError::internal("this kind is stored, not answered"))

@@ -321,7 +321,14 @@ fn impersonation_needs_the_impersonate_verb_on_each_thing_asked() {
     let mut headers = http::HeaderMap::new();
     headers.insert("impersonate-user", "jane".parse().unwrap());
     let bob = user("bob", &["system:authenticated"]);
-    let Err(Refusal::Forbidden { attributes, .. }) = impersonate(&policy, bob.clone(), &headers)
+    let authorizer = |policy: &Policy| {
+        crate::auth::authorizer::Authorizer::new(
+            std::sync::Arc::new(cache::PolicyCache::fixed(policy.clone())),
+            std::sync::Arc::default(),
+        )
+    };
+    let Err(Refusal::Forbidden { attributes, .. }) =
+        impersonate(&authorizer(&policy), bob.clone(), &headers)
     else {
         panic!("bob may not impersonate");
     };
@@ -344,24 +351,24 @@ fn impersonation_needs_the_impersonate_verb_on_each_thing_asked() {
         "roleRef": {"kind": "ClusterRole", "name": "impersonator"},
         "subjects": [{"kind": "User", "name": "bob"}]})),
     );
-    let jane = impersonate(&policy, bob.clone(), &headers).unwrap();
+    let jane = impersonate(&authorizer(&policy), bob.clone(), &headers).unwrap();
     assert_eq!(jane, user("jane", &["system:authenticated"]));
     // Groups need their own grant.
     headers.append("impersonate-group", "system:masters".parse().unwrap());
     assert!(matches!(
-        impersonate(&policy, bob.clone(), &headers),
+        impersonate(&authorizer(&policy), bob.clone(), &headers),
         Err(Refusal::Forbidden { .. })
     ));
     // A group without a user is malformed.
     let mut only_group = http::HeaderMap::new();
     only_group.insert("impersonate-group", "dev".parse().unwrap());
     assert!(matches!(
-        impersonate(&policy, bob.clone(), &only_group),
+        impersonate(&authorizer(&policy), bob.clone(), &only_group),
         Err(Refusal::BadRequest(_))
     ));
     // No headers: the requester itself.
     assert_eq!(
-        impersonate(&policy, bob.clone(), &http::HeaderMap::new()).unwrap(),
+        impersonate(&authorizer(&policy), bob.clone(), &http::HeaderMap::new()).unwrap(),
         bob
     );
 }

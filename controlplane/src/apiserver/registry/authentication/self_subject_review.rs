@@ -3,7 +3,7 @@
 
 use crate::apiserver::registry::prelude::*;
 use crate::apiserver::status::ApiError;
-use crate::auth::{User, rbac::Policy};
+use crate::auth::{User, authorizer::Authorizer};
 use k8s_openapi::api::authentication::v1 as api;
 
 /// The `selfsubjectreviews` resource.
@@ -35,7 +35,7 @@ impl Strategy for SelfSubjectReviews {
     fn answer(
         &self,
         requester: &User,
-        _policy: &Policy,
+        _authorizer: &Authorizer,
         object: &mut Value,
     ) -> Result<(), ApiError> {
         let mut user_info = json!({"username": requester.name});

@@ -5,7 +5,7 @@ use super::subject_access_review::subject_of;
 use super::{GROUP, a_review, access_review_spec, answer_access, empty_metadata};
 use crate::apiserver::registry::prelude::*;
 use crate::apiserver::status::ApiError;
-use crate::auth::{User, rbac::Policy};
+use crate::auth::{User, authorizer::Authorizer};
 use k8s_openapi::api::authorization::v1 as api;
 
 /// The `localsubjectaccessreviews` resource.
@@ -58,10 +58,10 @@ impl Strategy for LocalSubjectAccessReviews {
     fn answer(
         &self,
         _requester: &User,
-        policy: &Policy,
+        authorizer: &Authorizer,
         object: &mut Value,
     ) -> Result<(), ApiError> {
-        answer_access(policy, &subject_of(object), object);
+        answer_access(authorizer, &subject_of(object), object);
         Ok(())
     }
 

@@ -10,10 +10,7 @@ pub mod self_subject_rules_review;
 pub mod subject_access_review;
 
 use crate::apiserver::registry::prelude::*;
-use crate::auth::{
-    User,
-    rbac::{Attributes, Policy},
-};
+use crate::auth::{User, authorizer::Authorizer, rbac::Attributes};
 
 /// The API group.
 pub const GROUP: &str = "authorization.k8s.io";
@@ -109,9 +106,9 @@ pub(crate) fn attributes_of(object: &Value) -> Attributes {
 
 /// Answers an access review for `user` (upstream's SubjectAccessReview REST): `allowed`, and
 /// RBAC's reason when it has one.
-pub(crate) fn answer_access(policy: &Policy, user: &User, object: &mut Value) {
+pub(crate) fn answer_access(authorizer: &Authorizer, user: &User, object: &mut Value) {
     let attributes = attributes_of(object);
-    object["status"] = match policy.authorize(user, &attributes) {
+    object["status"] = match authorizer.authorize(user, &attributes) {
         Ok(()) => json!({"allowed": true}),
         Err(reason) if reason.is_empty() => json!({"allowed": false}),
         Err(reason) => json!({"allowed": false, "reason": reason}),

@@ -3,7 +3,7 @@
 use super::{GROUP, a_review, access_review_spec, answer_access, empty_metadata};
 use crate::apiserver::registry::prelude::*;
 use crate::apiserver::status::ApiError;
-use crate::auth::{User, rbac::Policy};
+use crate::auth::{User, authorizer::Authorizer};
 use k8s_openapi::api::authorization::v1 as api;
 
 /// The `selfsubjectaccessreviews` resource.
@@ -37,10 +37,10 @@ impl Strategy for SelfSubjectAccessReviews {
     fn answer(
         &self,
         requester: &User,
-        policy: &Policy,
+        authorizer: &Authorizer,
         object: &mut Value,
     ) -> Result<(), ApiError> {
-        answer_access(policy, requester, object);
+        answer_access(authorizer, requester, object);
         Ok(())
     }
 

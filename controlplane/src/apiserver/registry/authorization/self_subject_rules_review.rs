@@ -5,7 +5,7 @@
 use super::{GROUP, a_review};
 use crate::apiserver::registry::prelude::*;
 use crate::apiserver::status::ApiError;
-use crate::auth::{User, rbac::Policy};
+use crate::auth::{User, authorizer::Authorizer};
 use k8s_openapi::api::authorization::v1 as api;
 
 /// The `selfsubjectrulesreviews` resource.
@@ -40,14 +40,14 @@ impl Strategy for SelfSubjectRulesReviews {
     fn answer(
         &self,
         requester: &User,
-        policy: &Policy,
+        authorizer: &Authorizer,
         object: &mut Value,
     ) -> Result<(), ApiError> {
         let namespace = str_of(get(Some(object), "spec"), "namespace");
         if namespace.is_empty() {
             return Err(ApiError::bad_request("no namespace on request"));
         }
-        let (rules, errors) = policy.rules_for(requester, namespace);
+        let (rules, errors) = authorizer.policy.read().rules_for(requester, namespace);
         let mut resource_rules = Vec::new();
         let mut non_resource_rules = Vec::new();
         for rule in rules {

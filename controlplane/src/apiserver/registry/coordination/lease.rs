@@ -25,6 +25,28 @@ pub struct Leases;
 impl Strategy for Leases {
     typed_as!("v1.Lease", api::Lease);
 
+    /// NodeRestriction: a node creates only its own Lease (the Node authorizer checks the
+    /// name on every other verb).
+    fn admit<'a>(
+        &'a self,
+        _admission: &'a crate::apiserver::admission::Admission,
+        lookup: &'a dyn Lookup,
+        object: &'a mut Value,
+        _old: Option<&'a Value>,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::apiserver::status::ApiError>> {
+        Box::pin(async move {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            match lookup.requesting_node() {
+                Some(node) if node != name => Err(crate::apiserver::status::ApiError::forbidden(
+                    "leases.coordination.k8s.io",
+                    name,
+                    "can only access node lease with the same name as the requesting node",
+                )),
+                _ => Ok(()),
+            }
+        })
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         let _ = old;
         lease(e, Some(object));

@@ -29,6 +29,28 @@ pub struct Nodes;
 impl Strategy for Nodes {
     typed_as!("v1.Node", api::Node);
 
+    /// NodeRestriction: a node creates only its own Node (its writes to other Nodes are refused
+    /// by the Node authorizer, which knows their names).
+    fn admit<'a>(
+        &'a self,
+        _admission: &'a crate::apiserver::admission::Admission,
+        lookup: &'a dyn Lookup,
+        object: &'a mut Value,
+        _old: Option<&'a Value>,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::apiserver::status::ApiError>> {
+        Box::pin(async move {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            match lookup.requesting_node() {
+                Some(node) if node != name => Err(crate::apiserver::status::ApiError::forbidden(
+                    "nodes",
+                    name,
+                    &format!("node {node:?} is not allowed to modify node {name:?}"),
+                )),
+                _ => Ok(()),
+            }
+        })
+    }
+
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         node(e, Some(object), old);
     }

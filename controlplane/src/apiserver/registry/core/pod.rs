@@ -68,7 +68,8 @@ impl Strategy for Pods {
         Some(json!({"phase": "Pending", "qosClass": qos_class(&object["spec"])}))
     }
 
-    /// DefaultTolerationSeconds, then Priority: the pod's priority from its PriorityClass.
+    /// NodeRestriction (a node creates only mirror pods bound to itself), DefaultTolerationSeconds,
+    /// then Priority: the pod's priority from its PriorityClass.
     fn admit<'a>(
         &'a self,
         admission: &'a Admission,
@@ -79,6 +80,9 @@ impl Strategy for Pods {
         Box::pin(async move {
             if old.is_some() {
                 return Ok(());
+            }
+            if let Some(node) = lookup.requesting_node() {
+                node_restriction(&node, object)?;
             }
             admission.default_toleration_seconds(&mut object["spec"]);
             let classes = lookup.list(&priority_class::RESOURCE, None).await?;
@@ -540,4 +544,25 @@ pub fn validate_binding(object: &Value) -> Vec<Cause> {
         e.required("target.name", "");
     }
     e.0
+}
+
+/// NodeRestriction admission of a pod a node creates: only a mirror pod (of a static pod),
+/// bound to that node.
+fn node_restriction(node: &str, pod: &Value) -> Result<(), ApiError> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let refuse = |why: String| Err(ApiError::forbidden("pods", name, &why));
+    if pod["metadata"]["annotations"]
+        .get("kubernetes.io/config.mirror")
+        .is_none()
+    {
+        return refuse(format!(
+            "pod does not have \"kubernetes.io/config.mirror\" annotation, node {node:?} can only create mirror pods"
+        ));
+    }
+    if pod["spec"]["nodeName"].as_str() != Some(node) {
+        return refuse(format!(
+            "node {node:?} can only create pods with spec.nodeName set to itself"
+        ));
+    }
+    Ok(())
 }
