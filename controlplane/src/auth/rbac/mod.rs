@@ -276,7 +276,8 @@ pub struct Policy {
     cluster_roles: HashMap<String, Vec<Rule>>,
     roles: HashMap<(String, String), Vec<Rule>>,
     cluster_bindings: HashMap<String, Binding>,
-    bindings: HashMap<(String, String), Binding>,
+    /// RoleBindings by namespace, then name: a decision reads only its namespace's.
+    bindings: HashMap<String, HashMap<String, Binding>>,
 }
 
 /// The four kinds the policy is made of.
@@ -319,10 +320,18 @@ impl Policy {
             },
             (Kind::RoleBinding, object) => match object.and_then(Binding::of) {
                 Some(binding) => {
-                    self.bindings.insert(key, binding);
+                    self.bindings
+                        .entry(key.0)
+                        .or_default()
+                        .insert(key.1, binding);
                 }
                 None => {
-                    self.bindings.remove(&key);
+                    if let Some(in_namespace) = self.bindings.get_mut(namespace) {
+                        in_namespace.remove(name);
+                        if in_namespace.is_empty() {
+                            self.bindings.remove(namespace);
+                        }
+                    }
                 }
             },
         }
@@ -347,13 +356,8 @@ impl Policy {
             .values()
             .filter(|b| b.applies_to(user))
             .collect();
-        if !namespace.is_empty() {
-            bindings.extend(
-                self.bindings
-                    .iter()
-                    .filter(|((ns, _), b)| ns == namespace && b.applies_to(user))
-                    .map(|(_, b)| b),
-            );
+        if let Some(in_namespace) = self.bindings.get(namespace) {
+            bindings.extend(in_namespace.values().filter(|b| b.applies_to(user)));
         }
         for binding in bindings {
             let rules = match &binding.role {
