@@ -234,6 +234,7 @@ pub async fn run(
         },
         node::capacity(config.max_pods),
     ));
+    let node_name = identity.name.clone();
     let heartbeat = tokio::spawn(node::heartbeat(
         client.clone(),
         identity,
@@ -250,7 +251,17 @@ pub async fn run(
         .await
         .with_context(|| format!("listening for the kubelet API on {}", config.listen))?;
     let locator: Arc<dyn ContainerLocator> = runtime.clone();
-    let api = tokio::spawn(server::serve(listener, tls, cri.clone(), locator));
+    let authorizer = Arc::new(server::auth::SubjectAccessReviews::new(
+        client.clone(),
+        &node_name,
+    ));
+    let api = tokio::spawn(server::serve(
+        listener,
+        tls,
+        cri.clone(),
+        locator,
+        authorizer,
+    ));
     tracing::info!(listen = %config.listen, "serving the kubelet API");
     shutdown.await;
     heartbeat.abort();

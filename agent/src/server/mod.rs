@@ -1,11 +1,13 @@
 //! The agent's kubelet API: HTTPS with client certificates from the cluster CA, serving what the
 //! API server proxies to nodes (`/containerLogs`, `/exec`, `/attach`, `/portForward`, `/healthz`).
 //!
-//! [`serve`] answers on a listener with a [`tls::server_config`]; container ids come from a
+//! [`serve`] answers on a listener with a [`tls::server_config`], each request authorized by a
+//! SubjectAccessReview ([`auth`]); container ids come from a
 //! [`ContainerLocator`] (the pod manager), logs and streaming URLs from containerd over CRI.
 //! Streaming sessions are proxied to containerd's streaming server on 127.0.0.1, which is the
 //! loopback of the network namespace the agent's tasks run in (the node's).
 
+pub mod auth;
 pub mod logs;
 pub mod stream;
 pub mod tls;
@@ -91,18 +93,24 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct ServerState {
     pub(crate) cri: Cri,
     pub(crate) locator: Arc<dyn ContainerLocator>,
+    pub(crate) authorizer: Arc<dyn auth::Authorize>,
 }
 
-/// Serves the kubelet API on `listener` with `tls` (see [`tls::server_config`]) until the
-/// returned future is dropped or accepting fails.
+/// Serves the kubelet API on `listener` with `tls` (see [`tls::server_config`]), asking
+/// `authorizer` about every request, until the returned future is dropped or accepting fails.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     cri: Cri,
     locator: Arc<dyn ContainerLocator>,
+    authorizer: Arc<dyn auth::Authorize>,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
-    let state = ServerState { cri, locator };
+    let state = ServerState {
+        cri,
+        locator,
+        authorizer,
+    };
     loop {
         let (stream, peer) = listener.accept().await?;
         let acceptor = acceptor.clone();
@@ -125,13 +133,12 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .and_then(|leaf| subject_of(leaf.as_ref()));
-            let refusal = authorize(client.as_ref());
-            let service = hyper::service::service_fn(move |request| {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let state = state.clone();
-                let refusal = refusal.clone();
+                let client = client.clone();
                 async move {
-                    Ok::<_, Infallible>(match refusal {
-                        Some(message) => error_response(StatusCode::FORBIDDEN, &message),
+                    Ok::<_, Infallible>(match authorize(&state, client.as_ref(), &request).await {
+                        Some(refusal) => refusal,
                         None => route(&state, request).await,
                     })
                 }
@@ -147,20 +154,34 @@ pub async fn serve(
     }
 }
 
-/// The group whose members may use the kubelet API: the API server's kubelet-client identity
-/// (and cluster admins, who may exec anyway). Node and user certificates from the same CA are
-/// refused, as kubelet's webhook authorization would refuse them `nodes/proxy`.
-pub const AUTHORIZED_GROUP: &str = "system:masters";
-
-/// Whether a client (CN, groups from its certificate) may use the API: None, or the refusal.
-pub fn authorize(client: Option<&(String, Vec<String>)>) -> Option<String> {
-    match client {
-        Some((_, groups)) if groups.iter().any(|g| g == AUTHORIZED_GROUP) => None,
-        Some((user, _)) => Some(format!(
-            "Forbidden (user={user}, verb=get, resource=nodes, subresource=proxy): only \
-             {AUTHORIZED_GROUP} (the API server's kubelet client) may use the kubelet API"
+/// The refusal of a request its client may not make (kubelet's answers: 401 without a client
+/// certificate, 403 when the API server says no, 500 when it could not be asked); None to serve
+/// it.
+async fn authorize<B>(
+    state: &ServerState,
+    client: Option<&auth::Caller>,
+    request: &Request<B>,
+) -> Option<Response<Body>> {
+    let Some(client) = client else {
+        return Some(error_response(StatusCode::UNAUTHORIZED, "Unauthorized"));
+    };
+    let asked = auth::Asked::of(request.method(), request.uri().path());
+    match state.authorizer.allowed(client, &asked).await {
+        Ok(true) => None,
+        Ok(false) => Some(error_response(
+            StatusCode::FORBIDDEN,
+            &asked.refusal(&client.0),
         )),
-        None => Some("Forbidden: no client certificate".to_owned()),
+        Err(err) => {
+            tracing::warn!(user = client.0, "kubelet API authorization: {err}");
+            Some(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!(
+                    "Authorization error (user={}, verb={}, resource=nodes, subresource={})",
+                    client.0, asked.verb, asked.subresource
+                ),
+            ))
+        }
     }
 }
 
@@ -335,19 +356,6 @@ pub use flotilla_apimachinery::query::pairs as query_pairs;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_api_servers_group_is_authorized() {
-        let api_server = (
-            "flotilla-apiserver-kubelet-client".to_owned(),
-            vec!["system:masters".to_owned()],
-        );
-        assert_eq!(authorize(Some(&api_server)), None);
-        let node = ("system:node:n1".to_owned(), vec!["system:nodes".to_owned()]);
-        let refusal = authorize(Some(&node)).unwrap_or_default();
-        assert!(refusal.contains("user=system:node:n1"), "{refusal}");
-        assert!(authorize(None).is_some());
-    }
 
     #[test]
     fn queries_decode_with_repeats() {

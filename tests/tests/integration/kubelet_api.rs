@@ -41,7 +41,7 @@ use flotilla_agent::{
         containerd::{NodeDirs, config_toml},
         cri::{Cri, api},
     },
-    server::{self, ContainerLocator, LocateError, tls::TlsFiles},
+    server::{self, ContainerLocator, LocateError, auth::Authorize, tls::TlsFiles},
 };
 use flotilla_controlplane::{
     auth::pki::Pki,
@@ -269,6 +269,27 @@ impl ContainerLocator for Table {
     }
 }
 
+/// Asks `reviews` on the host's runtime: the agent's runtime lives in the node's namespace,
+/// which cannot reach the API server on the host's loopback.
+struct OnHost {
+    reviews: Arc<server::auth::SubjectAccessReviews>,
+    host: tokio::runtime::Handle,
+}
+
+impl Authorize for OnHost {
+    fn allowed<'a>(
+        &'a self,
+        caller: &'a server::auth::Caller,
+        asked: &'a server::auth::Asked,
+    ) -> futures::future::BoxFuture<'a, Result<bool, String>> {
+        let (reviews, caller, asked) = (self.reviews.clone(), caller.clone(), asked.clone());
+        let answer = self
+            .host
+            .spawn(async move { reviews.allowed(&caller, &asked).await });
+        Box::pin(async move { answer.await.map_err(|err| err.to_string())? })
+    }
+}
+
 /// The kubelet API server on its own runtime inside the node's namespace; stopped on drop.
 struct Agent {
     port: u16,
@@ -282,6 +303,7 @@ impl Agent {
         socket: PathBuf,
         tls: Arc<rustls::ServerConfig>,
         locator: Arc<dyn ContainerLocator>,
+        authorizer: Arc<dyn Authorize>,
     ) -> anyhow::Result<Self> {
         // Bound in the host namespace (where the API server is); the runtime below makes every
         // outgoing connection from the node's namespace.
@@ -302,7 +324,7 @@ impl Agent {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
                     let cri = Cri::connect(&socket)?;
                     tokio::select! {
-                        served = server::serve(listener, tls, cri, locator) => served?,
+                        served = server::serve(listener, tls, cri, locator, authorizer) => served?,
                         _ = stopped => {}
                     }
                     anyhow::Ok(())
@@ -551,7 +573,22 @@ async fn exercise(
     tls: Arc<rustls::ServerConfig>,
 ) -> anyhow::Result<()> {
     let locator = Arc::new(Table(HashMap::from([("p".to_owned(), pod.clone())])));
-    let agent = Agent::start(&node.netns.0, node.dirs.containerd_socket(), tls, locator)?;
+    // The agent asks the API server about each caller, as the real agent does.
+    let reviews = server::auth::SubjectAccessReviews::new(
+        support::client(&cluster.control_plane().kubeconfig).await?,
+        "node-1",
+    );
+    let authorizer = Arc::new(OnHost {
+        reviews: Arc::new(reviews),
+        host: tokio::runtime::Handle::current(),
+    });
+    let agent = Agent::start(
+        &node.netns.0,
+        node.dirs.containerd_socket(),
+        tls,
+        locator,
+        authorizer,
+    )?;
 
     // The agent requires a client certificate from the cluster CA.
     let healthz = format!("https://127.0.0.1:{}/healthz", agent.port);
