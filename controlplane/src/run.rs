@@ -339,6 +339,11 @@ impl ControlPlane {
         );
         let mut api = ApiServer::new(store, tokens, address.to_string())
             .with_authorizer(authorizer)
+            .with_service_account_tokens(std::sync::Arc::new(
+                crate::auth::service_accounts::TokenIssuer::load_or_create(
+                    &config.state_dir.join("pki"),
+                )?,
+            ))
             .with_kubelet_client(crate::auth::pki::kubelet_client_config(&pki)?)
             .with_ipam(ipam)
             .with_admission(config.admission);

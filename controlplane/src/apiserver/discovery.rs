@@ -120,6 +120,7 @@ fn subresource_kind(
         Subresource::Status => (own.0, own.1, resource.kind, READ_WRITE),
         Subresource::Scale => ("autoscaling", "v1", "Scale", READ_WRITE),
         Subresource::Eviction => ("policy", "v1", "Eviction", &["create"]),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
         Subresource::Binding => (own.0, own.1, "Binding", &["create"]),
         Subresource::Log => (own.0, own.1, "Pod", &["get"]),
         Subresource::Exec => (own.0, own.1, "PodExecOptions", &["create", "get"]),

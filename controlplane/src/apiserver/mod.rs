@@ -26,6 +26,7 @@ pub mod streaming;
 pub mod subresources;
 pub mod system_services;
 pub mod tables;
+pub mod token_request;
 pub mod watch;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -46,6 +47,7 @@ use crate::{
         Tokens, User,
         authorizer::Authorizer,
         impersonation::{self, Refusal},
+        service_accounts::{self, TokenIssuer},
         user_from_certificate,
     },
     storage::Store,
@@ -72,6 +74,8 @@ pub struct ApiServer {
     openapi: Arc<openapi::Documents>,
     /// The Node and RBAC authorizers every request goes through.
     pub(crate) authorizer: Authorizer,
+    /// Signs and checks ServiceAccount tokens (None: no TokenRequest, no such tokens accepted).
+    pub(crate) service_account_tokens: Option<Arc<TokenIssuer>>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -96,7 +100,14 @@ impl ApiServer {
             admission: admission::Admission::default(),
             openapi: Arc::default(),
             authorizer: Authorizer::default(),
+            service_account_tokens: None,
         }
+    }
+
+    /// Issue ServiceAccount tokens with `issuer` and accept them as bearer tokens.
+    pub fn with_service_account_tokens(mut self, issuer: Arc<TokenIssuer>) -> Self {
+        self.service_account_tokens = Some(issuer);
+        self
     }
 
     /// Authorize requests with `authorizer` (without it only `system:masters` may do
@@ -231,14 +242,23 @@ impl ApiServer {
             path.as_str(),
             "/healthz" | "/livez" | "/readyz" | "/version"
         );
-        let user = certificate_user.or_else(|| {
-            request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .and_then(|token| self.tokens.authenticate(token.trim()))
-        });
+        let bearer = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(|token| token.trim().to_owned());
+        let user = match (certificate_user, bearer) {
+            (Some(user), _) => Some(user),
+            (None, Some(token)) => match self.tokens.authenticate(&token) {
+                Some(user) => Some(user),
+                None if service_accounts::looks_like_jwt(&token) => {
+                    self.service_account_user(&token).await
+                }
+                None => None,
+            },
+            (None, None) => None,
+        };
         let encoding = negotiation::output(
             request
                 .headers()
@@ -335,6 +355,25 @@ impl ApiServer {
                 }
                 // The answer depends on Accept, so caches must key on it.
                 headers.insert(header::VARY, http::HeaderValue::from_static("Accept"));
+                return Ok(response);
+            }
+            [".well-known", "openid-configuration"] if get => {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &service_accounts::openid_configuration(),
+                    &[],
+                ));
+            }
+            ["openid", "v1", "jwks"] if get => {
+                let issuer = self
+                    .service_account_tokens
+                    .as_ref()
+                    .ok_or_else(|| ApiError::no_route(&path))?;
+                let mut response = json_response(StatusCode::OK, &issuer.jwks(), &[]);
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/jwk-set+json"),
+                );
                 return Ok(response);
             }
             ["openapi", "v2"] if get => {
@@ -568,6 +607,11 @@ impl ApiServer {
                 let eviction = decode_body(&body, content_type.as_deref())?;
                 let status = self.evict_pod(&scope, name, &eviction, &query).await?;
                 Ok(respond(StatusCode::CREATED, &status))
+            }
+            (&Method::POST, Some(name), Some(Subresource::Token)) => {
+                let request = decode_body(&body, content_type.as_deref())?;
+                let answered = self.request_token(&scope, name, request).await?;
+                Ok(respond(StatusCode::CREATED, &answered))
             }
             (&Method::POST, Some(name), Some(Subresource::Binding)) => {
                 let binding = decode_body(&body, content_type.as_deref())?;

@@ -10,6 +10,7 @@ pub mod node;
 pub mod node_authorizer;
 pub mod pki;
 pub mod rbac;
+pub mod service_accounts;
 
 use std::{collections::HashMap, path::Path};
 

@@ -494,3 +494,152 @@ fn kubectl_create(cluster: &Cluster, kubeconfig: &Path, manifest: &str) -> (bool
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// A kubeconfig that authenticates with `token` only.
+fn token_kubeconfig(cluster: &Cluster, name: &str, token: &str) -> PathBuf {
+    cluster.write(
+        &format!("{name}.kubeconfig"),
+        &format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: flotilla
+  cluster: {{server: {server}, certificate-authority: {ca}}}
+users:
+- name: {name}
+  user: {{token: {token}}}
+contexts:
+- name: {name}
+  context: {{cluster: flotilla, user: {name}}}
+current-context: {name}
+",
+            server = cluster.url(),
+            ca = cluster.dir.path().join("state/pki/ca.crt").display(),
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_account_tokens_authenticate_until_their_objects_go() {
+    let cluster = Cluster::start().await.unwrap();
+    cluster.kubectl_ok(&["create", "namespace", "ci"]);
+    cluster.kubectl_ok(&["create", "serviceaccount", "deployer", "-n", "ci"]);
+    cluster.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "deployer-view",
+        "-n",
+        "ci",
+        "--clusterrole=view",
+        "--serviceaccount=ci:deployer",
+    ]);
+
+    let token = cluster.kubectl_ok(&["create", "token", "deployer", "-n", "ci"]);
+    let deployer = token_kubeconfig(&cluster, "deployer", token.trim());
+    let (ok, whoami, stderr) = kubectl_as(
+        &cluster,
+        &deployer,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(whoami, "system:serviceaccount:ci:deployer");
+    eventually(
+        Duration::from_secs(10),
+        "the binding is in force",
+        || async {
+            kubectl_as(&cluster, &deployer, &["get", "pods", "-n", "ci"])
+                .0
+                .then_some(())
+        },
+    )
+    .await;
+    let (ok, _, stderr) = kubectl_as(&cluster, &deployer, &["get", "secrets", "-n", "ci"]);
+    assert!(
+        !ok && stderr.contains(r#"User "system:serviceaccount:ci:deployer" cannot list resource "secrets" in API group "" in the namespace "ci""#),
+        "{stderr}"
+    );
+
+    // Bad tokens: 401, nothing else.
+    let header = "eyJhbGciOiJFUzI1NiJ9";
+    for bad in [
+        "not-a-token",
+        "a.b.c",
+        &format!("{header}.e30.AAAA"),
+        &token.trim().replace('.', ".x"),
+    ] {
+        let forged = token_kubeconfig(&cluster, "forged", bad);
+        let (ok, _, stderr) = kubectl_as(&cluster, &forged, &["get", "pods", "-n", "ci"]);
+        assert!(!ok && stderr.contains("Unauthorized"), "{bad}: {stderr}");
+    }
+    let short = cluster.kubectl(&["create", "token", "deployer", "-n", "ci", "--duration=5m"]);
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        stderr.contains("spec.expirationSeconds: Invalid value: 300: may not specify a duration less than 10 minutes"),
+        "{stderr}"
+    );
+    let other_audience = cluster.kubectl_ok(&[
+        "create",
+        "token",
+        "deployer",
+        "-n",
+        "ci",
+        "--audience=vault",
+    ]);
+    let (ok, _, stderr) = kubectl_as(
+        &cluster,
+        &token_kubeconfig(&cluster, "vault", other_audience.trim()),
+        &["get", "pods", "-n", "ci"],
+    );
+    assert!(
+        !ok && stderr.contains("Unauthorized"),
+        "a token for another audience: {stderr}"
+    );
+
+    // A token bound to a Secret dies with it; every token dies with its ServiceAccount.
+    cluster.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "holder",
+        "-n",
+        "ci",
+        "--from-literal=a=b",
+    ]);
+    let bound = cluster.kubectl_ok(&[
+        "create",
+        "token",
+        "deployer",
+        "-n",
+        "ci",
+        "--bound-object-kind=Secret",
+        "--bound-object-name=holder",
+    ]);
+    let bound = token_kubeconfig(&cluster, "bound", bound.trim());
+    assert!(kubectl_as(&cluster, &bound, &["get", "pods", "-n", "ci"]).0);
+    cluster.kubectl_ok(&["delete", "secret", "holder", "-n", "ci"]);
+    let (ok, _, stderr) = kubectl_as(&cluster, &bound, &["get", "pods", "-n", "ci"]);
+    assert!(!ok && stderr.contains("Unauthorized"), "{stderr}");
+    cluster.kubectl_ok(&["delete", "serviceaccount", "deployer", "-n", "ci"]);
+    let (ok, _, stderr) = kubectl_as(&cluster, &deployer, &["get", "pods", "-n", "ci"]);
+    assert!(!ok && stderr.contains("Unauthorized"), "{stderr}");
+
+    // The issuer's discovery documents.
+    let jwks: serde_json::Value =
+        serde_json::from_str(&cluster.kubectl_ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    let discovery: serde_json::Value = serde_json::from_str(&cluster.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/.well-known/openid-configuration",
+    ]))
+    .unwrap();
+    assert_eq!(
+        discovery["issuer"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+}

@@ -92,6 +92,8 @@ pub enum Subresource {
     PortForward,
     /// `/eviction` (pods): a deletion that honours PodDisruptionBudgets.
     Eviction,
+    /// `/token` (serviceaccounts): a TokenRequest for the account.
+    Token,
 }
 
 impl Subresource {
@@ -106,6 +108,7 @@ impl Subresource {
             Self::Attach => "attach",
             Self::PortForward => "portforward",
             Self::Eviction => "eviction",
+            Self::Token => "token",
         }
     }
 }

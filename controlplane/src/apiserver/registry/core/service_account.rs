@@ -13,7 +13,7 @@ pub static RESOURCE: Resource = Resource {
     namespaced: true,
     short_names: &["sa"],
     categories: &[],
-    subresources: &[],
+    subresources: &[Subresource::Token],
     storage_prefix: "serviceaccounts",
     field_labels: &[],
     strategy: &ServiceAccounts,
