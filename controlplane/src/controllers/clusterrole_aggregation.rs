@@ -10,22 +10,16 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::{
     Api, Client, ResourceExt,
     api::{Patch, PatchParams},
-    runtime::{
-        Controller,
-        controller::Action,
-        reflector::{ObjectRef, Store},
-        watcher,
-    },
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
 use serde_json::json;
 
 use super::{ReconcileError, drive, retry_later};
 use crate::apiserver::selectors::label_selector_from_json;
 
-/// What the reconciler needs: a client, and every ClusterRole as last seen.
+/// What the reconciler needs.
 struct Context {
     client: Client,
-    roles: Store<ClusterRole>,
 }
 
 /// Runs the controller until the task is dropped. Any ClusterRole change reconciles every
@@ -33,8 +27,7 @@ struct Context {
 pub async fn run(client: Client) {
     let roles: Api<ClusterRole> = Api::all(client.clone());
     let controller = Controller::new(roles.clone(), watcher::Config::default());
-    let store = controller.store();
-    let mapper_store = store.clone();
+    let mapper_store = controller.store();
     let results = controller
         .watches(
             roles,
@@ -48,14 +41,7 @@ pub async fn run(client: Client) {
                     .collect::<Vec<_>>()
             },
         )
-        .run(
-            reconcile,
-            retry_later,
-            Arc::new(Context {
-                client,
-                roles: store,
-            }),
-        );
+        .run(reconcile, retry_later, Arc::new(Context { client }));
     drive("clusterrole-aggregation", results).await;
 }
 
@@ -89,21 +75,36 @@ pub fn aggregated_rules(role: &ClusterRole, all: &[Arc<ClusterRole>]) -> Vec<Pol
 }
 
 async fn reconcile(role: Arc<ClusterRole>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    if role.aggregation_rule.is_none() {
-        return Ok(Action::await_change());
-    }
-    let rules = aggregated_rules(&role, &ctx.roles.state());
-    if role.rules.clone().unwrap_or_default() == rules {
-        return Ok(Action::await_change());
-    }
     let name = role.name_any();
-    Api::<ClusterRole>::all(ctx.client.clone())
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"rules": rules})),
-        )
+    let failed = ReconcileError::about("ClusterRole", "", &name);
+    // Read afresh: the change that triggered this reconcile may not have reached the
+    // controller's own cache yet (it comes through another watch), and a stale read would
+    // settle on the old rules with nothing left to trigger another pass.
+    let api = Api::<ClusterRole>::all(ctx.client.clone());
+    let all: Vec<Arc<ClusterRole>> = api
+        .list(&Default::default())
         .await
-        .map_err(ReconcileError::about("ClusterRole", "", &name))?;
+        .map_err(failed)?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let Some(current) = all.iter().find(|r| r.name_any() == name) else {
+        return Ok(Action::await_change());
+    };
+    if current.aggregation_rule.is_none() {
+        return Ok(Action::await_change());
+    }
+    let rules = aggregated_rules(current, &all);
+    if current.rules.clone().unwrap_or_default() == rules {
+        return Ok(Action::await_change());
+    }
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"rules": rules})),
+    )
+    .await
+    .map_err(failed)?;
     Ok(Action::await_change())
 }
