@@ -376,10 +376,11 @@ impl ControlPlane {
             let scheduler_client = client_of(Component::Scheduler).await?;
             let controllers_client = client_of(Component::ControllerManager).await?;
             let settings = config.controllers;
+            let root_ca = pki.ca_cert.clone();
             Some(tokio::spawn(async move {
                 tokio::join!(
                     crate::scheduler::run(scheduler_client),
-                    crate::controllers::run(controllers_client, settings)
+                    crate::controllers::run(controllers_client, settings, root_ca)
                 );
             }))
         } else {

@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod garbage_collector;
 pub mod history;
 pub mod job;
+pub mod namespace_defaults;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod statefulset;
@@ -36,8 +37,9 @@ pub struct Settings {
     pub garbage_collector: garbage_collector::Settings,
 }
 
-/// Runs every controller until the task is dropped.
-pub async fn run(client: Client, settings: Settings) {
+/// Runs every controller until the task is dropped; `root_ca` is the cluster CA (PEM) each
+/// namespace's `kube-root-ca.crt` carries.
+pub async fn run(client: Client, settings: Settings, root_ca: String) {
     tokio::join!(
         replicaset::run::<ReplicaSet>(client.clone()),
         replicaset::run::<ReplicationController>(client.clone()),
@@ -50,6 +52,7 @@ pub async fn run(client: Client, settings: Settings) {
         disruption::run(client.clone()),
         node_lifecycle::run(client.clone(), settings.node_lifecycle),
         clusterrole_aggregation::run(client.clone()),
+        namespace_defaults::run(client.clone(), root_ca),
         garbage_collector::run(client, settings.garbage_collector),
     );
 }

@@ -628,6 +628,32 @@ async fn service_account_tokens_authenticate_until_their_objects_go() {
     let (ok, _, stderr) = kubectl_as(&cluster, &deployer, &["get", "pods", "-n", "ci"]);
     assert!(!ok && stderr.contains("Unauthorized"), "{stderr}");
 
+    // Every namespace has a default ServiceAccount and the cluster CA, and gets them back.
+    let ca = std::fs::read_to_string(cluster.dir.path().join("state/pki/ca.crt")).unwrap();
+    for _ in 0..2 {
+        eventually(
+            Duration::from_secs(10),
+            "the namespace defaults",
+            || async {
+                let account = cluster.kubectl(&["get", "serviceaccount", "default", "-n", "ci"]);
+                let root_ca = cluster.kubectl(&[
+                    "get",
+                    "configmap",
+                    "kube-root-ca.crt",
+                    "-n",
+                    "ci",
+                    "-o",
+                    "jsonpath={.data.ca\\.crt}",
+                ]);
+                (account.status.success() && String::from_utf8_lossy(&root_ca.stdout) == ca)
+                    .then_some(())
+            },
+        )
+        .await;
+        cluster.kubectl_ok(&["delete", "serviceaccount", "default", "-n", "ci"]);
+        cluster.kubectl_ok(&["delete", "configmap", "kube-root-ca.crt", "-n", "ci"]);
+    }
+
     // The issuer's discovery documents.
     let jwks: serde_json::Value =
         serde_json::from_str(&cluster.kubectl_ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
