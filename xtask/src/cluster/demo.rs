@@ -686,20 +686,20 @@ fn policy_drops(pods: &BTreeMap<String, String>) -> anyhow::Result<()> {
     let nodes: BTreeSet<&String> = pods.values().collect();
     let mut to_web = 0;
     for node in nodes {
-        let text = output_of(Command::new(&agent).args([
-            "--node",
-            node,
-            "bpf",
-            "policy-drops",
-            "-o",
-            "json",
-        ]))
-        .with_context(|| {
-            format!(
-                "`{} --node {node} bpf policy-drops` failed",
-                agent.display()
-            )
-        })?;
+        let output = Command::new(&agent)
+            .args(["--node", node, "bpf", "policy-drops", "-o", "json"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", agent.display()))?;
+        // Say why it failed: the ring of drops is read once, so a rerun cannot tell.
+        anyhow::ensure!(
+            output.status.success(),
+            "`{} --node {node} bpf policy-drops` failed ({}): {}",
+            agent.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
         say(&format!("`flotilla-agent --node {node} bpf policy-drops`:"));
         for line in text.lines().filter(|line| !line.trim().is_empty()) {
             let drop: Value = serde_json::from_str(line)
