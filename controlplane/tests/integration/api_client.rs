@@ -109,6 +109,14 @@ async fn pagination_reads_one_snapshot() -> anyhow::Result<()> {
         api.create(&PostParams::default(), &configmap(&format!("cm-{i}"), "x"))
             .await?;
     }
+    // The namespace's own `kube-root-ca.crt` arrives from a controller at its own pace; wait
+    // for it, so the snapshot holds a known 8 objects.
+    crate::common::eventually(
+        std::time::Duration::from_secs(10),
+        "the kube-root-ca.crt ConfigMap",
+        || async { api.get_opt("kube-root-ca.crt").await.ok().flatten() },
+    )
+    .await;
     let first = api.list(&ListParams::default().limit(3)).await?;
     assert_eq!(first.items.len(), 3);
     let token = first.metadata.continue_.clone().unwrap_or_default();
@@ -127,7 +135,7 @@ async fn pagination_reads_one_snapshot() -> anyhow::Result<()> {
         .await?;
     assert_eq!(
         second.items.len() + third.items.len(),
-        4,
+        5,
         "the late object is not in this list"
     );
     assert_eq!(third.metadata.continue_.as_deref().unwrap_or_default(), "");
