@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 
 use super::{
     ApiServer,
-    handlers::Scope,
+    handlers::{Scope, reject_invalid},
     machinery::field::{CauseReason, Errs},
     registry::core::{pod, secret},
-    status::{ApiError, FieldCause},
+    status::ApiError,
 };
 use crate::auth::service_accounts::{Claims, ISSUER, KubernetesClaims, Named};
 
@@ -69,22 +69,11 @@ impl ApiServer {
                 "supported values: \"Pod\", \"Secret\"",
             );
         }
-        if !errs.0.is_empty() {
-            let causes: Vec<FieldCause> = errs
-                .0
-                .into_iter()
-                .map(|cause| FieldCause {
-                    reason: cause.reason.as_str().to_owned(),
-                    message: cause.message,
-                    field: cause.field,
-                })
-                .collect();
-            return Err(ApiError::invalid(
-                "TokenRequest.authentication.k8s.io",
-                name,
-                &causes,
-            ));
-        }
+        reject_invalid(
+            "TokenRequest.authentication.k8s.io",
+            &json!({"metadata": {"name": name}}),
+            errs.0,
+        )?;
         // A bound object must exist (with the uid given, if one is), and the token names it.
         let mut pod_claim = None;
         let mut secret_claim = None;

@@ -20,7 +20,7 @@ pub(crate) mod prelude;
 pub mod rbac;
 mod resource;
 pub mod scheduling;
-mod strategy;
+pub(crate) mod strategy;
 pub mod workloads;
 
 #[cfg(test)]

@@ -58,6 +58,26 @@ pub trait Lookup: Send + Sync {
     }
 }
 
+/// NodeRestriction for the objects a node may create only under its own name (its Node, its
+/// Lease): 403 with `why(node, name)` when a node creates `object` of `qualified_resource` under
+/// another name.
+pub(crate) fn own_name_only(
+    lookup: &dyn Lookup,
+    qualified_resource: &str,
+    object: &Value,
+    why: impl Fn(&str, &str) -> String,
+) -> Result<(), ApiError> {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    match lookup.requesting_node() {
+        Some(node) if node != name => Err(ApiError::forbidden(
+            qualified_resource,
+            name,
+            &why(&node, name),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Example objects of a kind, for the registry test: `valid` passes validation, round-trips
 /// and prints a row; `invalid` fails the kind's own validation at `invalid_field`.
 #[derive(Debug, Clone)]

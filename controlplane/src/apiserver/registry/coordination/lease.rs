@@ -35,15 +35,14 @@ impl Strategy for Leases {
         _old: Option<&'a Value>,
     ) -> futures::future::BoxFuture<'a, Result<(), crate::apiserver::status::ApiError>> {
         Box::pin(async move {
-            let name = object["metadata"]["name"].as_str().unwrap_or_default();
-            match lookup.requesting_node() {
-                Some(node) if node != name => Err(crate::apiserver::status::ApiError::forbidden(
-                    "leases.coordination.k8s.io",
-                    name,
-                    "can only access node lease with the same name as the requesting node",
-                )),
-                _ => Ok(()),
-            }
+            crate::apiserver::registry::strategy::own_name_only(
+                lookup,
+                "leases.coordination.k8s.io",
+                object,
+                |_, _| {
+                    "can only access node lease with the same name as the requesting node".into()
+                },
+            )
         })
     }
 

@@ -39,15 +39,12 @@ impl Strategy for Nodes {
         _old: Option<&'a Value>,
     ) -> futures::future::BoxFuture<'a, Result<(), crate::apiserver::status::ApiError>> {
         Box::pin(async move {
-            let name = object["metadata"]["name"].as_str().unwrap_or_default();
-            match lookup.requesting_node() {
-                Some(node) if node != name => Err(crate::apiserver::status::ApiError::forbidden(
-                    "nodes",
-                    name,
-                    &format!("node {node:?} is not allowed to modify node {name:?}"),
-                )),
-                _ => Ok(()),
-            }
+            crate::apiserver::registry::strategy::own_name_only(
+                lookup,
+                "nodes",
+                object,
+                |node, name| format!("node {node:?} is not allowed to modify node {name:?}"),
+            )
         })
     }
 
