@@ -149,19 +149,10 @@ impl ApiServer {
         query.check_write_options(WriteOptions::Create)?;
         check_type(resource, &mut object)?;
         if let Some(namespace) = &scope.namespace {
-            match meta::namespace(&object) {
-                Some(given) if given != namespace => {
-                    return Err(ApiError::bad_request(format!(
-                        "the namespace of the provided object ({given}) does not match the namespace sent on the request ({namespace})"
-                    )));
-                }
-                _ => object["metadata"]["namespace"] = json!(namespace),
-            }
+            place_in_namespace(&mut object, namespace)?;
         }
         check_schema(resource, &mut object, query)?;
-        let mut errs = crate::apiserver::machinery::field::Errs::default();
-        resource.strategy.validate(&mut errs, &object, None);
-        reject_invalid(resource.kind, &object, errs.0)?;
+        validate(resource, &object, None)?;
         let requester = query.requester().ok_or_else(ApiError::unauthorized)?;
         resource
             .strategy
@@ -186,17 +177,7 @@ impl ApiServer {
                     resource.plural
                 ))
             })?;
-            match meta::namespace(&object) {
-                Some(given) if given != namespace => {
-                    return Err(ApiError::bad_request(format!(
-                        "the namespace of the provided object ({given}) does not match the namespace sent on the request ({namespace})"
-                    )));
-                }
-                _ => {}
-            }
-            if let Some(metadata) = meta::metadata_mut(&mut object) {
-                metadata.insert("namespace".into(), json!(namespace));
-            }
+            place_in_namespace(&mut object, &namespace)?;
             self.check_namespace_accepts_content(&namespace, query)
                 .await?;
         } else if let Some(metadata) = meta::metadata_mut(&mut object) {
@@ -960,6 +941,21 @@ fn check_type(resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Puts a created object in the request's `namespace`; one that names another is refused.
+fn place_in_namespace(object: &mut Value, namespace: &str) -> Result<(), ApiError> {
+    match meta::namespace(object) {
+        Some(given) if given != namespace => Err(ApiError::bad_request(format!(
+            "the namespace of the provided object ({given}) does not match the namespace sent on the request ({namespace})"
+        ))),
+        _ => {
+            if let Some(metadata) = meta::metadata_mut(object) {
+                metadata.insert("namespace".into(), json!(namespace));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Name and namespace in the body must match the URL.

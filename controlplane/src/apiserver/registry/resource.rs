@@ -179,7 +179,8 @@ impl Resource {
 
     /// Everything kube-apiserver checks on create (`old` None) and update: ObjectMeta by the
     /// kind's scope and name rule, then the kind's own rules. Expects `metadata.name` filled in
-    /// from `generateName` and `metadata.namespace` from the request path.
+    /// from `generateName` and `metadata.namespace` from the request path. A review's metadata
+    /// is not an object's (it has no name), so only the review's own rules apply to it.
     pub fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut e = Errs::default();
         if !object.is_object() {
@@ -195,6 +196,7 @@ impl Resource {
         let meta = object.get("metadata");
         let rule = self.strategy.name_rule();
         match old {
+            _ if self.strategy.is_review() => {}
             None => meta_create(&mut e, meta, self.namespaced, rule),
             Some(o) => meta_update(&mut e, meta, o.get("metadata"), rule),
         }

@@ -39,20 +39,6 @@ fn every_served_kind_has_every_piece() {
     assert!(lacking.is_empty(), "kinds lacking a piece: {lacking:?}");
 }
 
-/// What validation says of `object` on create: a review's metadata is not an object's (it has
-/// no name), so only its own rules apply.
-fn causes_on_create(
-    resource: &Resource,
-    object: &Value,
-) -> Vec<crate::apiserver::machinery::field::Cause> {
-    if resource.strategy.is_review() {
-        let mut errs = crate::apiserver::machinery::field::Errs::default();
-        resource.strategy.validate(&mut errs, object, None);
-        return errs.0;
-    }
-    resource.validate(object, None)
-}
-
 /// Panics, saying which piece, when `resource` lacks one.
 fn check_every_piece(resource: &Resource) {
     let now = jiff::Timestamp::now();
@@ -68,13 +54,13 @@ fn check_every_piece(resource: &Resource) {
         assert!(unknown.is_empty(), "{kind}: unknown fields {unknown:?}");
 
         // Validation accepts the valid sample and the kind's own rules reject the invalid one.
-        let causes = causes_on_create(resource, &valid);
+        let causes = resource.validate(&valid, None);
         assert!(
             causes.is_empty(),
             "{kind}: valid sample rejected: {causes:?}"
         );
         let invalid = as_sent(resource, samples.invalid.clone());
-        let causes = causes_on_create(resource, &invalid);
+        let causes = resource.validate(&invalid, None);
         // Only a review may have nothing to reject (a SelfSubjectReview asks nothing).
         let nothing_to_reject = strategy.is_review() && samples.invalid_field.is_empty();
         assert!(
@@ -94,7 +80,7 @@ fn check_every_piece(resource: &Resource) {
         let mut again = created.clone();
         strategy.default(&mut again);
         assert_eq!(again, created, "{kind}: defaults are not idempotent");
-        let causes = causes_on_create(resource, &created);
+        let causes = resource.validate(&created, None);
         assert!(
             causes.is_empty(),
             "{kind}: defaulted sample rejected: {causes:?}"
