@@ -265,16 +265,26 @@ impl ApiServer {
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok()),
         );
+        // The query string is read once, for authorization and for the request itself.
+        let mut query = Query::parse(request.uri().query()).with_user_agent(
+            request
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        );
         let user = match user {
-            Some(user) => match self.authorize(user, &request) {
+            Some(user) => match self.authorize(user, &request, &query) {
                 Ok(user) => Some(Arc::new(user)),
                 Err(err) => return negotiation::error_response(encoding, err),
             },
             None if public => None,
             None => return ApiError::unauthorized().into_response(),
         };
+        if let Some(user) = &user {
+            query = query.with_requester(Arc::clone(user));
+        }
         let started = std::time::Instant::now();
-        let response = match self.route(request, user.clone()).await {
+        let response = match self.route(request, query).await {
             Ok(response) => response,
             Err(err) => negotiation::error_response(encoding, err),
         };
@@ -291,7 +301,12 @@ impl ApiServer {
 
     /// The user `authenticated` acts as (after impersonation), if RBAC lets them make
     /// `request`.
-    fn authorize<B>(&self, authenticated: User, request: &Request<B>) -> Result<User, ApiError> {
+    fn authorize<B>(
+        &self,
+        authenticated: User,
+        request: &Request<B>,
+        query: &Query,
+    ) -> Result<User, ApiError> {
         let mut user = authenticated;
         if !user.groups.iter().any(|g| g == "system:authenticated") {
             user.groups.push("system:authenticated".to_owned());
@@ -305,19 +320,14 @@ impl ApiServer {
                 Refusal::BadRequest(message) => ApiError::bad_request(message),
             },
         )?;
-        let query = Query::parse(request.uri().query());
-        let attributes = request_info::attributes(request.method(), request.uri().path(), &query);
+        let attributes = request_info::attributes(request.method(), request.uri().path(), query);
         self.authorizer
             .authorize(&user, &attributes)
             .map_err(|reason| ApiError::denied(&attributes, &user, &reason))?;
         Ok(user)
     }
 
-    async fn route<B>(
-        &self,
-        request: Request<B>,
-        user: Option<Arc<User>>,
-    ) -> Result<Response, ApiError>
+    async fn route<B>(&self, request: Request<B>, query: Query) -> Result<Response, ApiError>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -383,7 +393,6 @@ impl ApiServer {
                 return Ok(self.openapi.v3_index(&self.registry, request.headers()));
             }
             ["openapi", "v3", rest @ ..] if get => {
-                let query = Query::parse(request.uri().query());
                 return self
                     .openapi
                     .v3(
@@ -418,14 +427,15 @@ impl ApiServer {
         };
         let target = parse_target(&self.registry, group, version, rest)
             .ok_or_else(|| ApiError::no_route(&path))?;
-        self.dispatch(target, request, user).await
+        self.dispatch(target, request, query).await
     }
 
+    /// Answers a request on a resource; `query` is its query string, User-Agent and user.
     async fn dispatch<B>(
         &self,
         target: Target,
         request: Request<B>,
-        user: Option<Arc<User>>,
+        query: Query,
     ) -> Result<Response, ApiError>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -450,15 +460,6 @@ impl ApiServer {
             return self.pod_stream(&scope, name, kind, request).await;
         }
         let (parts, body) = request.into_parts();
-        let mut query = Query::parse(parts.uri.query()).with_user_agent(
-            parts
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-        );
-        if let Some(user) = user {
-            query = query.with_requester(user);
-        }
         let accept = parts
             .headers
             .get(header::ACCEPT)
