@@ -284,6 +284,14 @@ impl ControlPlane {
 
         let mut names = config.extra_names.clone();
         names.push(address.ip().to_string());
+        // Pods reach the API server through the `kubernetes` Service: its ClusterIP (what
+        // in-cluster clients dial, from KUBERNETES_SERVICE_HOST) and its full DNS name.
+        names.extend(ServiceIps(config.service_cidr).item(0));
+        let domain = config
+            .cluster_dns
+            .as_ref()
+            .map_or("cluster.local", |dns| dns.domain.as_str());
+        names.push(format!("kubernetes.default.svc.{domain}"));
         let pki = Pki::load_or_create(&config.state_dir.join("pki"), &names)?;
         let (tokens, admin_token) = load_or_create_tokens(&config.state_dir.join("tokens.csv"))?;
 

@@ -127,8 +127,9 @@ const LEAVES: [Leaf; 6] = [
 
 impl Pki {
     /// Loads the PKI from `dir`. A missing CA is created; a missing certificate is issued by the
-    /// CA (so upgrades add new certificates without invalidating existing kubeconfigs). `names`
-    /// are the DNS names and IPs the serving certificate is valid for (loopback always is).
+    /// CA (so upgrades add new certificates without invalidating existing kubeconfigs), and so is
+    /// a serving certificate that lacks one of `names`, the DNS names and IPs it must be valid
+    /// for (loopback always is).
     pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Self, AuthError> {
         std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
             action: "creating",
@@ -148,7 +149,10 @@ impl Pki {
         for leaf in &LEAVES {
             let cert_path = dir.join(format!("{}.crt", leaf.stem));
             let key_path = dir.join(format!("{}.key", leaf.stem));
-            if !cert_path.exists() || !key_path.exists() {
+            let outdated = leaf.usage == ExtendedKeyUsagePurpose::ServerAuth
+                && cert_path.exists()
+                && !serves_all(&read(&cert_path)?, names);
+            if !cert_path.exists() || !key_path.exists() || outdated {
                 let (cert, key) = issue(leaf, names, &issuer)?;
                 write(&cert_path, &cert, false)?;
                 write(&key_path, &key, true)?;
@@ -313,24 +317,58 @@ fn issue(
             .push(DnType::OrganizationName, organization);
     }
     if leaf.usage == ExtendedKeyUsagePurpose::ServerAuth {
-        let mut sans: Vec<String> = [
-            "localhost",
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-            "127.0.0.1",
-            "::1",
-        ]
-        .iter()
-        .map(|name| (*name).to_owned())
-        .collect();
-        sans.extend(names.iter().cloned());
-        params.subject_alt_names = subject_alt_names(&sans)?;
+        params.subject_alt_names = subject_alt_names(&serving_names(names))?;
     }
     params.extended_key_usages = vec![leaf.usage.clone()];
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The names a serving certificate is valid for: loopback, the `kubernetes` Service's short
+/// names, and `names`.
+fn serving_names(names: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "127.0.0.1",
+        "::1",
+    ]
+    .iter()
+    .map(|name| (*name).to_owned())
+    .collect();
+    all.extend(names.iter().cloned());
+    all
+}
+
+/// Whether the certificate `pem` is valid for every name a serving certificate needs now (one
+/// issued before a name was added is issued again).
+fn serves_all(pem: &str, names: &[String]) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok(der) = CertificateDer::from_pem_slice(pem.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return false;
+    };
+    let Ok(Some(sans)) = parsed.subject_alternative_name() else {
+        return false;
+    };
+    let present = &sans.value.general_names;
+    serving_names(names).iter().all(|name| {
+        let octets = match name.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) => Some(ip.octets().to_vec()),
+            Ok(std::net::IpAddr::V6(ip)) => Some(ip.octets().to_vec()),
+            Err(_) => None,
+        };
+        present.iter().any(|general| match (general, &octets) {
+            (GeneralName::IPAddress(got), Some(want)) => got == want,
+            (GeneralName::DNSName(got), None) => got == name,
+            _ => false,
+        })
+    })
 }
 
 fn subject_alt_names(names: &[String]) -> Result<Vec<SanType>, AuthError> {
@@ -424,5 +462,27 @@ mod tests {
         assert_eq!(cn, "admin");
         assert_eq!(orgs, vec!["system:masters"]);
         pki.server_config().unwrap();
+    }
+
+    #[test]
+    fn a_serving_certificate_lacking_a_name_is_issued_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = Pki::load_or_create(dir.path(), &["192.168.77.254".into()]).unwrap();
+        assert!(serves_all(&before.server_cert, &["192.168.77.254".into()]));
+        assert!(!serves_all(&before.server_cert, &["10.96.0.1".into()]));
+        // Same names: kept as it is.
+        let same = Pki::load_or_create(dir.path(), &["192.168.77.254".into()]).unwrap();
+        assert_eq!(same.server_cert, before.server_cert);
+        // A name more: issued again by the same CA; the other certificates stay.
+        let names = [
+            "192.168.77.254".into(),
+            "10.96.0.1".into(),
+            "kubernetes.default.svc.cluster.local".into(),
+        ];
+        let after = Pki::load_or_create(dir.path(), &names).unwrap();
+        assert_ne!(after.server_cert, before.server_cert);
+        assert!(serves_all(&after.server_cert, &names));
+        assert_eq!(after.ca_cert, before.ca_cert);
+        assert_eq!(after.admin_cert, before.admin_cert);
     }
 }
