@@ -8,7 +8,7 @@ use super::{
     machinery::{decode::decode_object, field::Cause},
     meta::{self, generated_name},
     query::{FieldValidation, Query, Rendering, WriteOptions, partial_metadata},
-    registry::{Lookup, Resource, Subresource, core::namespace},
+    registry::{Lookup, Resource, Review, Subresource, core::namespace},
     selectors::{FieldSelector, LabelSelector, labels_of},
     status::{ApiError, FieldCause, success},
     strategic_merge, tables,
@@ -139,7 +139,7 @@ impl ApiServer {
 
     /// Answers a review (SubjectAccessReview, SelfSubjectReview, ...): checked like a create,
     /// answered for the requester, never stored.
-    pub fn answer_review(
+    pub async fn answer_review(
         &self,
         scope: &Scope,
         mut object: Value,
@@ -154,9 +154,12 @@ impl ApiServer {
         check_schema(resource, &mut object, query)?;
         validate(resource, &object, None)?;
         let requester = query.requester().ok_or_else(ApiError::unauthorized)?;
-        resource
-            .strategy
-            .answer(requester, &self.authorizer, &mut object)?;
+        let review = Review {
+            requester,
+            authorizer: &self.authorizer,
+            tokens: self,
+        };
+        resource.strategy.answer(review, &mut object).await?;
         Ok(object)
     }
 

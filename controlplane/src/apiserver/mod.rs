@@ -498,7 +498,7 @@ impl ApiServer {
                 return Err(ApiError::method_not_allowed(method.as_str(), &what));
             }
             let object = decode_body(&body, content_type.as_deref())?;
-            let answered = self.answer_review(&scope, object, &query)?;
+            let answered = self.answer_review(&scope, object, &query).await?;
             return Ok(respond(StatusCode::CREATED, &answered));
         }
         match (&method, target.name.as_deref(), target.subresource) {
@@ -611,7 +611,9 @@ impl ApiServer {
             }
             (&Method::POST, Some(name), Some(Subresource::Token)) => {
                 let request = decode_body(&body, content_type.as_deref())?;
-                let answered = self.request_token(&scope, name, request).await?;
+                let answered = self
+                    .request_token(&scope, name, request, query.requester())
+                    .await?;
                 Ok(respond(StatusCode::CREATED, &answered))
             }
             (&Method::POST, Some(name), Some(Subresource::Binding)) => {

@@ -1,18 +1,26 @@
-//! `serviceaccounts/<name>/token`: the TokenRequest API (what `kubectl create token` and the
-//! kubelet call), as kube-apiserver's `TokenREST`: a token for the ServiceAccount, for the
-//! audiences asked (the API server's by default), valid for `expirationSeconds` (one hour by
-//! default, ten minutes at least), optionally bound to a Pod or Secret so that it dies with it.
+//! ServiceAccount tokens in the API server. `serviceaccounts/<name>/token`: the TokenRequest API
+//! (what `kubectl create token` and the node agents call), as kube-apiserver's `TokenREST`: a
+//! token for the ServiceAccount, for the audiences asked (the API server's by default), valid for
+//! `expirationSeconds` (one hour by default, ten minutes at least), optionally bound to a Pod or
+//! Secret so that it dies with it; a node gets only tokens bound to its own pods
+//! (NodeRestriction). Checking them: as bearer tokens and for TokenReviews.
 
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::{
     ApiServer,
     handlers::{Scope, reject_invalid},
     machinery::field::{CauseReason, Errs},
-    registry::core::{pod, secret},
+    registry::core::{pod, secret, service_account},
     status::ApiError,
 };
-use crate::auth::service_accounts::{Claims, ISSUER, KubernetesClaims, Named};
+use crate::auth::{
+    TokenAuthenticator, TokenIdentity, User, node_authorizer,
+    service_accounts::{self, Claims, ISSUER, KubernetesClaims, Named},
+};
 
 /// Default lifetime of a requested token (upstream's TokenRequest default).
 const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
@@ -22,12 +30,14 @@ const MIN_EXPIRATION_SECONDS: i64 = 600;
 const MAX_EXPIRATION_SECONDS: i64 = 1 << 32;
 
 impl ApiServer {
-    /// Issues a token for the ServiceAccount `name` as `request` (a TokenRequest) asks.
+    /// Issues a token for the ServiceAccount `name` as `request` (a TokenRequest) asks, for
+    /// `requester`.
     pub async fn request_token(
         &self,
         scope: &Scope,
         name: &str,
         mut request: Value,
+        requester: Option<&User>,
     ) -> Result<Value, ApiError> {
         let issuer = self.service_account_tokens.clone().ok_or_else(|| {
             ApiError::unavailable("this API server has no ServiceAccount signing key")
@@ -74,6 +84,19 @@ impl ApiServer {
             &json!({"metadata": {"name": name}}),
             errs.0,
         )?;
+        let requesting_node = requester.and_then(node_authorizer::node_name);
+        let node_refused = |why: &str| ApiError::forbidden("serviceaccounts", name, why);
+        if requesting_node.is_some() {
+            // NodeRestriction: a node asks only for tokens bound to a pod of its own.
+            if bound_kind != "Pod" {
+                return Err(node_refused("node requested token not bound to a pod"));
+            }
+            if bound["uid"].as_str().is_none_or(str::is_empty) {
+                return Err(node_refused(
+                    "node requested token with a pod binding without a uid",
+                ));
+            }
+        }
         // A bound object must exist (with the uid given, if one is), and the token names it.
         let mut pod_claim = None;
         let mut secret_claim = None;
@@ -100,6 +123,21 @@ impl ApiServer {
                         "the UID in the bound object reference ({wanted}) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
                     ),
                 ));
+            }
+            if let Some(node) = requesting_node {
+                if object["spec"]["nodeName"].as_str() != Some(node) {
+                    return Err(node_refused(
+                        "node requested token bound to a pod scheduled on a different node",
+                    ));
+                }
+                let runs_as = object["spec"]["serviceAccountName"]
+                    .as_str()
+                    .unwrap_or_default();
+                if runs_as != name {
+                    return Err(node_refused(&format!(
+                        "node requested token bound to a pod that runs as service account {runs_as:?}"
+                    )));
+                }
             }
             let named = Named {
                 name: bound_name.to_owned(),
@@ -147,40 +185,110 @@ impl ApiServer {
         Ok(request)
     }
 
-    /// The ServiceAccount a bearer JWT authenticates, if it is a live one of ours: signed by
-    /// our key for our audience and unexpired, its ServiceAccount (and bound Pod or Secret)
-    /// still there with the same uid. Anything else is None (401), logged at debug only.
-    pub(crate) async fn service_account_user(&self, token: &str) -> Option<crate::auth::User> {
-        let issuer = self.service_account_tokens.as_ref()?;
-        let claims = match issuer.verify(token, ISSUER) {
-            Ok(claims) => claims,
+    /// The ServiceAccount a bearer JWT authenticates, if it is a live one of ours for the API
+    /// server. Anything else is None (401), logged at debug only.
+    pub(crate) async fn service_account_user(&self, token: &str) -> Option<User> {
+        match self.live_service_account_claims(token, &[ISSUER]).await {
+            Ok(claims) => Some(claims.user()),
             Err(why) => {
                 tracing::debug!("bearer token refused: {why}");
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// The claims of `token` if it is a live ServiceAccount token of ours: signed by our key
+    /// for one of `audiences` and unexpired, its ServiceAccount (and bound Pod or Secret) still
+    /// there with the same uid. The error says why not.
+    async fn live_service_account_claims(
+        &self,
+        token: &str,
+        audiences: &[&str],
+    ) -> Result<Claims, String> {
+        let issuer = self
+            .service_account_tokens
+            .as_ref()
+            .ok_or("this API server has no ServiceAccount signing key")?;
+        let claims = issuer.verify(token, audiences)?;
         let k = &claims.kubernetes;
         let mut alive = vec![(
-            super::registry::core::service_account::RESOURCE
-                .key(Some(&k.namespace), &k.serviceaccount.name),
+            service_account::RESOURCE.key(Some(&k.namespace), &k.serviceaccount.name),
+            "service account",
             &k.serviceaccount.uid,
         )];
         if let Some(pod) = &k.pod {
-            alive.push((pod::RESOURCE.key(Some(&k.namespace), &pod.name), &pod.uid));
+            alive.push((
+                pod::RESOURCE.key(Some(&k.namespace), &pod.name),
+                "pod",
+                &pod.uid,
+            ));
         }
         if let Some(secret) = &k.secret {
             alive.push((
                 secret::RESOURCE.key(Some(&k.namespace), &secret.name),
+                "secret",
                 &secret.uid,
             ));
         }
-        for (key, uid) in alive {
-            let current = self.store.get(&key).await.ok()?;
-            if current.object["metadata"]["uid"].as_str() != Some(uid.as_str()) {
-                tracing::debug!(key, "bearer token refused: its object is gone");
-                return None;
+        for (key, what, uid) in alive {
+            let current = self.store.get(&key).await.ok();
+            let current_uid = current
+                .as_ref()
+                .and_then(|stored| stored.object["metadata"]["uid"].as_str());
+            if current_uid != Some(uid.as_str()) {
+                return Err(format!("the token's {what} no longer exists"));
             }
         }
-        Some(claims.user())
+        Ok(claims)
+    }
+}
+
+/// TokenReview: static tokens are good for the API server's audience only; ServiceAccount
+/// tokens for the audiences they name.
+impl TokenAuthenticator for ApiServer {
+    fn authenticate_token<'a>(
+        &'a self,
+        token: &'a str,
+        audiences: &'a [String],
+    ) -> BoxFuture<'a, Result<TokenIdentity, String>> {
+        Box::pin(async move {
+            let wanted: Vec<&str> = if audiences.is_empty() {
+                vec![ISSUER]
+            } else {
+                audiences.iter().map(String::as_str).collect()
+            };
+            let refused = |why: &str| format!("[invalid bearer token, {why}]");
+            if let Some(user) = self.tokens.authenticate(token) {
+                if !wanted.contains(&ISSUER) {
+                    return Err(refused(
+                        "token audiences do not include the audiences asked for",
+                    ));
+                }
+                return Ok(TokenIdentity {
+                    user,
+                    uid: String::new(),
+                    extra: BTreeMap::new(),
+                    audiences: vec![ISSUER.to_owned()],
+                });
+            }
+            if !service_accounts::looks_like_jwt(token) {
+                return Err(refused("token is neither a known token nor a JWT"));
+            }
+            let claims = self
+                .live_service_account_claims(token, &wanted)
+                .await
+                .map_err(|why| refused(&why))?;
+            Ok(TokenIdentity {
+                user: claims.user(),
+                uid: claims.kubernetes.serviceaccount.uid.clone(),
+                extra: claims.extra(),
+                audiences: claims
+                    .aud
+                    .iter()
+                    .filter(|aud| wanted.contains(&aud.as_str()))
+                    .cloned()
+                    .collect(),
+            })
+        })
     }
 }

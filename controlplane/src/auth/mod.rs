@@ -25,6 +25,30 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
+/// What a TokenReview learns of a bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIdentity {
+    /// The user it authenticates as.
+    pub user: User,
+    /// The user's uid (a ServiceAccount's), if it has one.
+    pub uid: String,
+    /// What else the token says (upstream's `authentication.kubernetes.io/*` extras).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+    /// The audiences asked for that the token is valid for.
+    pub audiences: Vec<String>,
+}
+
+/// Authenticates bearer tokens for TokenReviews.
+pub trait TokenAuthenticator: Send + Sync {
+    /// Who `token` authenticates as for one of `audiences` (the API server's when empty), or
+    /// why it does not.
+    fn authenticate_token<'a>(
+        &'a self,
+        token: &'a str,
+        audiences: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<TokenIdentity, String>>;
+}
+
 /// Errors reading or writing authentication material.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

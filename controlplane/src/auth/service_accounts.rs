@@ -5,7 +5,7 @@
 //! ServiceAccount (and the Pod or Secret they are bound to) still exists with the same uid.
 //! The public key is published at `/openid/v1/jwks`.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -84,6 +84,30 @@ impl Claims {
     }
 }
 
+impl Claims {
+    /// What else upstream says of the user such a token authenticates (TokenReview's `extra`).
+    pub fn extra(&self) -> BTreeMap<String, Vec<String>> {
+        let mut extra = BTreeMap::new();
+        if !self.jti.is_empty() {
+            extra.insert(
+                "authentication.kubernetes.io/credential-id".to_owned(),
+                vec![format!("JTI={}", self.jti)],
+            );
+        }
+        if let Some(pod) = &self.kubernetes.pod {
+            extra.insert(
+                "authentication.kubernetes.io/pod-name".to_owned(),
+                vec![pod.name.clone()],
+            );
+            extra.insert(
+                "authentication.kubernetes.io/pod-uid".to_owned(),
+                vec![pod.uid.clone()],
+            );
+        }
+        extra
+    }
+}
+
 /// Signs and checks ServiceAccount tokens.
 pub struct TokenIssuer {
     encoding: EncodingKey,
@@ -158,12 +182,12 @@ impl TokenIssuer {
     }
 
     /// The claims of `token` if it is one of ours: signed with our key, from our issuer, for
-    /// `audience`, and within its validity period. The error says why not (never logged above
-    /// debug: it is the client's mistake).
-    pub fn verify(&self, token: &str, audience: &str) -> Result<Claims, String> {
+    /// one of `audiences`, and within its validity period. The error says why not (never logged
+    /// above debug: it is the client's mistake).
+    pub fn verify(&self, token: &str, audiences: &[&str]) -> Result<Claims, String> {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[audience]);
+        validation.set_audience(audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = 60;
@@ -226,18 +250,18 @@ mod tests {
         let issuer = TokenIssuer::from_pem(&KeyPair::generate().unwrap().serialize_pem()).unwrap();
         let now = jiff::Timestamp::now().as_second();
         let token = issuer.sign(&claims(now, ISSUER)).unwrap();
-        let verified = issuer.verify(&token, ISSUER).unwrap();
+        let verified = issuer.verify(&token, &[ISSUER]).unwrap();
         assert_eq!(verified.user().name, "system:serviceaccount:dev:builder");
         assert_eq!(
             verified.user().groups,
             vec!["system:serviceaccounts", "system:serviceaccounts:dev"]
         );
         // Another audience, an expired token, another key, a tampered payload: refused.
-        assert!(issuer.verify(&token, "vault").is_err());
+        assert!(issuer.verify(&token, &["vault"]).is_err());
         let expired = issuer.sign(&claims(now - 7200, ISSUER)).unwrap();
-        assert!(issuer.verify(&expired, ISSUER).is_err());
+        assert!(issuer.verify(&expired, &[ISSUER]).is_err());
         let other = TokenIssuer::from_pem(&KeyPair::generate().unwrap().serialize_pem()).unwrap();
-        assert!(other.verify(&token, ISSUER).is_err());
+        assert!(other.verify(&token, &[ISSUER]).is_err());
         let mut parts: Vec<&str> = token.split('.').collect();
         let forged = URL_SAFE_NO_PAD.encode(
             serde_json::to_vec(&Claims {
@@ -247,8 +271,8 @@ mod tests {
             .unwrap(),
         );
         parts[1] = &forged;
-        assert!(issuer.verify(&parts.join("."), ISSUER).is_err());
-        assert!(issuer.verify("not.a.jwt", ISSUER).is_err());
+        assert!(issuer.verify(&parts.join("."), &[ISSUER]).is_err());
+        assert!(issuer.verify("not.a.jwt", &[ISSUER]).is_err());
         assert_eq!(issuer.jwks()["keys"][0]["kty"], "EC");
     }
 }

@@ -29,7 +29,7 @@ mod tests;
 use std::sync::RwLock;
 
 pub use resource::{Resource, Subresource};
-pub use strategy::{Lookup, Samples, Strategy};
+pub use strategy::{Lookup, Review, Samples, Strategy};
 
 /// Every built-in resource, in discovery order.
 pub static BUILTIN: &[&Resource] = &[
@@ -64,6 +64,7 @@ pub static BUILTIN: &[&Resource] = &[
     &authorization::subject_access_review::RESOURCE,
     &authorization::local_subject_access_review::RESOURCE,
     &authentication::self_subject_review::RESOURCE,
+    &authentication::token_review::RESOURCE,
 ];
 
 /// Why a kind could not be registered.

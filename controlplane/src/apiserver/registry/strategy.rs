@@ -14,6 +14,22 @@ use crate::apiserver::{
     tables::Column,
 };
 
+/// What a review is answered with.
+#[derive(Clone, Copy)]
+pub struct Review<'a> {
+    /// Who asks.
+    pub requester: &'a crate::auth::User,
+    /// The authorizer that access reviews ask.
+    pub authorizer: &'a crate::auth::authorizer::Authorizer,
+    /// The authenticator that token reviews ask.
+    pub tokens: &'a dyn crate::auth::TokenAuthenticator,
+}
+
+/// A review answered at once, without waiting on anything.
+pub(crate) fn answered<'a>(result: Result<(), ApiError>) -> BoxFuture<'a, Result<(), ApiError>> {
+    Box::pin(std::future::ready(result))
+}
+
 /// The three methods that tie a [`Strategy`] to its k8s-openapi type, written once:
 /// `typed_as!("v1.Pod", api::Pod);` gives `go_type` (the name in upstream's decode errors),
 /// `round_trip` and `schema`.
@@ -200,14 +216,15 @@ pub trait Strategy: Send + Sync {
         false
     }
 
-    /// A review's answer: fills in `object`'s status for `requester`, asking `authorizer`.
-    fn answer(
-        &self,
-        _requester: &crate::auth::User,
-        _authorizer: &crate::auth::authorizer::Authorizer,
-        _object: &mut Value,
-    ) -> Result<(), ApiError> {
-        Err(ApiError::internal("this kind is stored, not answered"))
+    /// A review's answer: fills in `object`'s status as `review` allows.
+    fn answer<'a>(
+        &'a self,
+        _review: Review<'a>,
+        _object: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(std::future::ready(Err(ApiError::internal(
+            "this kind is stored, not answered",
+        ))))
     }
 
     /// Example objects for the registry test.

@@ -3,7 +3,6 @@
 
 use crate::apiserver::registry::prelude::*;
 use crate::apiserver::status::ApiError;
-use crate::auth::{User, authorizer::Authorizer};
 use k8s_openapi::api::authentication::v1 as api;
 
 /// The `selfsubjectreviews` resource.
@@ -32,18 +31,18 @@ impl Strategy for SelfSubjectReviews {
     /// Upstream checks nothing: there is nothing to ask but who is asking.
     fn validate(&self, _e: &mut Errs, _object: &Value, _old: Option<&Value>) {}
 
-    fn answer(
-        &self,
-        requester: &User,
-        _authorizer: &Authorizer,
-        object: &mut Value,
-    ) -> Result<(), ApiError> {
+    fn answer<'a>(
+        &'a self,
+        review: Review<'a>,
+        object: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        let requester = review.requester;
         let mut user_info = json!({"username": requester.name});
         if !requester.groups.is_empty() {
             user_info["groups"] = json!(requester.groups);
         }
         object["status"] = json!({"userInfo": user_info});
-        Ok(())
+        answered(Ok(()))
     }
 
     /// Nothing about a SelfSubjectReview can be invalid, so the invalid sample names no field.

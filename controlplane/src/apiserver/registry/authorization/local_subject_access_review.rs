@@ -5,7 +5,6 @@ use super::subject_access_review::subject_of;
 use super::{GROUP, a_review, access_review_spec, answer_access, empty_metadata};
 use crate::apiserver::registry::prelude::*;
 use crate::apiserver::status::ApiError;
-use crate::auth::{User, authorizer::Authorizer};
 use k8s_openapi::api::authorization::v1 as api;
 
 /// The `localsubjectaccessreviews` resource.
@@ -55,14 +54,13 @@ impl Strategy for LocalSubjectAccessReviews {
         }
     }
 
-    fn answer(
-        &self,
-        _requester: &User,
-        authorizer: &Authorizer,
-        object: &mut Value,
-    ) -> Result<(), ApiError> {
-        answer_access(authorizer, &subject_of(object), object);
-        Ok(())
+    fn answer<'a>(
+        &'a self,
+        review: Review<'a>,
+        object: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        answer_access(review.authorizer, &subject_of(object), object);
+        answered(Ok(()))
     }
 
     fn samples(&self) -> Samples {

@@ -3,7 +3,6 @@
 use super::{GROUP, a_review, access_review_spec, answer_access, empty_metadata};
 use crate::apiserver::registry::prelude::*;
 use crate::apiserver::status::ApiError;
-use crate::auth::{User, authorizer::Authorizer};
 use k8s_openapi::api::authorization::v1 as api;
 
 /// The `selfsubjectaccessreviews` resource.
@@ -34,14 +33,13 @@ impl Strategy for SelfSubjectAccessReviews {
         empty_metadata(e, object, &[]);
     }
 
-    fn answer(
-        &self,
-        requester: &User,
-        authorizer: &Authorizer,
-        object: &mut Value,
-    ) -> Result<(), ApiError> {
-        answer_access(authorizer, requester, object);
-        Ok(())
+    fn answer<'a>(
+        &'a self,
+        review: Review<'a>,
+        object: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        answer_access(review.authorizer, review.requester, object);
+        answered(Ok(()))
     }
 
     fn samples(&self) -> Samples {
