@@ -103,6 +103,13 @@ impl Graph {
     }
 }
 
+/// Whether `pod` references a Secret anywhere (upstream's `VisitPodSecretNames`).
+pub(crate) fn references_secrets(pod: &Value) -> bool {
+    uses("", "", pod)
+        .iter()
+        .any(|(kind, _, _)| *kind == Uses::Secret)
+}
+
 /// Everything `pod` uses that its node must read.
 fn uses(namespace: &str, pod_name: &str, pod: &Value) -> Vec<Used> {
     let spec = &pod["spec"];

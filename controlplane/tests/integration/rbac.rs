@@ -446,16 +446,64 @@ spec:
         stderr.contains(r#"pods "p3" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, node "node1" can only create mirror pods"#),
         "{stderr}"
     );
-    let mirror = pod("p4", "node2", "theirs").replace(
-        "metadata: {name: p4}",
-        "metadata: {name: p4, annotations: {kubernetes.io/config.mirror: x}}",
-    );
-    let (ok, _, stderr) = kubectl_create(&cluster, &node1, &mirror);
+    let mirror = "apiVersion: v1
+kind: Pod
+metadata: {name: p4, annotations: {kubernetes.io/config.mirror: x}}
+spec:
+  nodeName: node2
+  containers:
+  - {name: c, image: busybox}
+";
+    let (ok, _, stderr) = kubectl_create(&cluster, &node1, mirror);
     assert!(!ok);
     assert!(
         stderr.contains(r#"node "node1" can only create pods with spec.nodeName set to itself"#),
         "{stderr}"
     );
+    // A mirror pod may not reference Secrets (the ServiceAccount admission).
+    let secretive = pod("p5", "node1", "mine").replace(
+        "metadata: {name: p5}",
+        "metadata: {name: p5, annotations: {kubernetes.io/config.mirror: x}}",
+    );
+    let (ok, _, stderr) = kubectl_create(&cluster, &node1, &secretive);
+    assert!(!ok);
+    assert!(
+        stderr.contains(r#"pods "p5" is forbidden: a mirror pod may not reference secrets"#),
+        "{stderr}"
+    );
+
+    // Tokens: only for its pods' ServiceAccounts, bound to those pods (NodeRestriction).
+    let (ok, _, stderr) = kubectl_as(&cluster, &node1, &["create", "token", "default"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            r#"serviceaccounts "default" is forbidden: node requested token not bound to a pod"#
+        ),
+        "{stderr}"
+    );
+    let bound_to = |pod: &str| {
+        let uid = cluster.kubectl_ok(&["get", "pod", pod, "-o", "jsonpath={.metadata.uid}"]);
+        kubectl_as(
+            &cluster,
+            &node1,
+            &[
+                "create",
+                "token",
+                "default",
+                "--bound-object-kind=Pod",
+                &format!("--bound-object-name={pod}"),
+                &format!("--bound-object-uid={uid}"),
+            ],
+        )
+    };
+    let (ok, _, stderr) = bound_to("p2");
+    assert!(!ok);
+    assert!(
+        stderr.contains("node requested token bound to a pod scheduled on a different node"),
+        "{stderr}"
+    );
+    let (ok, token, stderr) = bound_to("p1");
+    assert!(ok && token.split('.').count() == 3, "{stderr}");
 
     // Leases: its own only.
     let lease = |name: &str| {
@@ -473,7 +521,10 @@ spec:
     );
     // Nothing was left behind by the refusals.
     let nodes = cluster.kubectl_ok(&["get", "pods", "-o", "name"]);
-    assert!(!nodes.contains("p3") && !nodes.contains("p4"), "{nodes}");
+    assert!(
+        !nodes.contains("p3") && !nodes.contains("p4") && !nodes.contains("p5"),
+        "{nodes}"
+    );
 }
 
 /// `kubectl create -f -` of `manifest` with `kubeconfig`.

@@ -4,6 +4,7 @@
 use futures::future::BoxFuture;
 
 use crate::apiserver::admission::Admission;
+use crate::apiserver::registry::core::service_account;
 use crate::apiserver::registry::prelude::*;
 use crate::apiserver::registry::scheduling::priority_class;
 use crate::apiserver::status::ApiError;
@@ -68,8 +69,9 @@ impl Strategy for Pods {
         Some(json!({"phase": "Pending", "qosClass": qos_class(&object["spec"])}))
     }
 
-    /// NodeRestriction (a node creates only mirror pods bound to itself), DefaultTolerationSeconds,
-    /// then Priority: the pod's priority from its PriorityClass.
+    /// ServiceAccount (the pod's account exists; its token is mounted), NodeRestriction (a node
+    /// creates only mirror pods bound to itself), DefaultTolerationSeconds, then Priority: the
+    /// pod's priority from its PriorityClass.
     fn admit<'a>(
         &'a self,
         admission: &'a Admission,
@@ -81,6 +83,7 @@ impl Strategy for Pods {
             if old.is_some() {
                 return Ok(());
             }
+            service_account::admit_pod(lookup, object).await?;
             if let Some(node) = lookup.requesting_node() {
                 node_restriction(&node, object)?;
             }
