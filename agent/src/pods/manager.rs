@@ -36,6 +36,7 @@ use super::{
     probes::{self, ContainerProbes, ProbeEvent},
     spec::{self, DnsSettings, LABEL_MANAGED, LABEL_POD_UID, SandboxContext},
     status::{Instance, Observed},
+    tokens::TokenManager,
     volumes::{self, HostMounter, VolumeContext},
     worker::{self, Waiting as StartBlocked, Wake, blocked},
 };
@@ -117,6 +118,8 @@ pub struct Runtime {
     probe_receiver: Mutex<Option<mpsc::Receiver<ProbeEvent>>>,
     /// The node's allocatable resources (for resourceFieldRef and memory emptyDirs).
     allocatable: std::collections::BTreeMap<String, Quantity>,
+    /// The ServiceAccount tokens of the pods' projected volumes.
+    tokens: TokenManager,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -139,6 +142,7 @@ impl Runtime {
             probe_events,
             probe_receiver: Mutex::new(Some(probe_receiver)),
             allocatable,
+            tokens: TokenManager::default(),
             client,
             cri,
             node_name: settings.name.clone(),
@@ -379,7 +383,7 @@ impl Runtime {
         container: &Container,
         observed: &Observed,
     ) -> Result<ContainerInputs, String> {
-        let objects = PodObjects::fetch(&self.client, pod)
+        let objects = PodObjects::fetch(&self.client, &self.tokens, pod)
             .await
             .map_err(|err| err.to_string())?;
         let services: Vec<Service> = self
@@ -428,26 +432,34 @@ impl Runtime {
         })
     }
 
-    /// Sets up (or refreshes) the pod's volumes; the error is kubelet's FailedMount message.
+    /// Sets up (or refreshes) the pod's volumes; a failure is recorded as a FailedMount event
+    /// with kubelet's message, which is also the error.
     pub async fn prepare_volumes(&self, pod: &Pod) -> Result<(), String> {
-        let objects = PodObjects::fetch(&self.client, pod)
+        let objects = PodObjects::fetch(&self.client, &self.tokens, pod)
             .await
-            .map_err(|err| err.to_string())?;
-        volumes::setup_pod_volumes(
-            &VolumeContext {
-                pod,
-                objects: &objects,
-                allocatable: &self.allocatable,
-            },
-            &self.settings.dirs.pods_dir(),
-            &HostMounter,
-        )
-        .map(|_| ())
-        .map_err(|err| err.to_string())
+            .map_err(|err| err.to_string());
+        let written = objects.and_then(|objects| {
+            volumes::setup_pod_volumes(
+                &VolumeContext {
+                    pod,
+                    objects: &objects,
+                    allocatable: &self.allocatable,
+                },
+                &self.settings.dirs.pods_dir(),
+                &HostMounter,
+            )
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+        });
+        if let Err(message) = &written {
+            worker_event(self, pod, true, volumes::FAILED_MOUNT, message.clone());
+        }
+        written
     }
 
-    /// Removes the pod's volumes (unmounting memory-backed ones first).
+    /// Removes the pod's volumes (unmounting memory-backed ones first) and forgets its tokens.
     pub fn remove_volumes(&self, uid: &str) {
+        self.tokens.forget_pod(uid);
         if let Err(err) =
             volumes::remove_pod_volumes(&self.settings.dirs.pods_dir(), uid, &HostMounter)
         {

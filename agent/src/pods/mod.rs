@@ -19,5 +19,6 @@ pub mod objects;
 pub mod probes;
 pub mod spec;
 pub mod status;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;

@@ -1,5 +1,6 @@
 //! The ConfigMaps and Secrets a pod references (environment, envFrom, configMap/secret and
-//! projected volumes), fetched once so the environment and the volumes are built from plain data.
+//! projected volumes) and the ServiceAccount tokens its projected volumes ask for, fetched once so
+//! the environment and the volumes are built from plain data.
 //!
 //! kubelet's configMap and secret managers answer "not found" with an API NotFound error whose
 //! message is `configmap "x" not found` / `secret "x" not found`; [`PodObjects`] keeps that
@@ -10,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::{Api, Client};
 
+use super::tokens::{TokenManager, TokenSpec};
+
 /// The ConfigMaps and Secrets of one namespace that a pod references, by name; `None` means the
 /// API server answered NotFound.
 #[derive(Clone, Debug, Default)]
@@ -18,6 +21,9 @@ pub struct PodObjects {
     pub config_maps: BTreeMap<String, Option<ConfigMap>>,
     /// Secrets by name.
     pub secrets: BTreeMap<String, Option<Secret>>,
+    /// ServiceAccount tokens by what the projection asks, or why there is none (kubelet's
+    /// message, which fails only the volumes that need the token).
+    pub tokens: BTreeMap<TokenSpec, Result<String, String>>,
 }
 
 /// Fetching a referenced object failed for a reason other than NotFound.
@@ -33,6 +39,17 @@ pub struct FetchError {
     /// The client's error.
     #[source]
     pub source: kube::Error,
+}
+
+/// The tokens a pod's projected volumes ask for.
+pub fn token_specs(pod: &Pod) -> BTreeSet<TokenSpec> {
+    let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+    volumes
+        .filter_map(|volume| volume.projected.as_ref())
+        .flat_map(|projected| projected.sources.iter().flatten())
+        .filter_map(|source| source.service_account_token.as_ref())
+        .map(TokenSpec::of)
+        .collect()
 }
 
 /// The names of the ConfigMaps and Secrets a pod references anywhere (all containers, init and
@@ -102,8 +119,13 @@ pub fn referenced_names(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
 
 impl PodObjects {
     /// GETs every ConfigMap and Secret `pod` references from its namespace. NotFound is recorded
-    /// as `None` (the builders decide with the reference's `optional`); other errors fail.
-    pub async fn fetch(client: &Client, pod: &Pod) -> Result<Self, FetchError> {
+    /// as `None` (the builders decide with the reference's `optional`); other errors fail. The
+    /// tokens its projections ask for come from `tokens`.
+    pub async fn fetch(
+        client: &Client,
+        tokens: &TokenManager,
+        pod: &Pod,
+    ) -> Result<Self, FetchError> {
         let namespace = pod
             .metadata
             .namespace
@@ -137,6 +159,13 @@ impl PodObjects {
                 })?;
             objects.secrets.insert(name, found);
         }
+        for spec in token_specs(pod) {
+            let token = tokens
+                .token(client, pod, &spec)
+                .await
+                .map_err(|err| format!("failed to fetch token: {err}"));
+            objects.tokens.insert(spec, token);
+        }
         Ok(objects)
     }
 
@@ -147,6 +176,15 @@ impl PodObjects {
             Some(found) => Ok(Some(found)),
             None if optional => Ok(None),
             None => Err(format!("configmap \"{name}\" not found")),
+        }
+    }
+
+    /// The token a projection asks for; kubelet's message when there is none.
+    pub fn token(&self, spec: &TokenSpec) -> Result<&str, String> {
+        match self.tokens.get(spec) {
+            Some(Ok(token)) => Ok(token),
+            Some(Err(why)) => Err(why.clone()),
+            None => Err("failed to fetch token: it was never asked for".to_owned()),
         }
     }
 

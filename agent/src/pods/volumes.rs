@@ -33,6 +33,7 @@ use super::{
     cri::api,
     env::{self, ContainerEnv},
     objects::PodObjects,
+    tokens::TokenSpec,
 };
 
 /// The event reason kubelet reports volume set-up failures under.
@@ -357,8 +358,16 @@ fn setup_volume(
                 )
             } else if let Some(downward) = &projection.downward_api {
                 downward_payload(ctx, downward.items.as_deref().unwrap_or_default(), mode)
-            } else if projection.service_account_token.is_some() {
-                Err("serviceAccountToken projections are not supported by this node yet".to_owned())
+            } else if let Some(projection) = &projection.service_account_token {
+                ctx.objects.token(&TokenSpec::of(projection)).map(|token| {
+                    Payload::from([(
+                        projection.path.clone(),
+                        FileProjection {
+                            data: token.as_bytes().to_vec(),
+                            mode: file_mode(None, mode),
+                        },
+                    )])
+                })
             } else if projection.cluster_trust_bundle.is_some() {
                 Err("clusterTrustBundle projections are not supported by this node yet".to_owned())
             } else {
@@ -1235,11 +1244,20 @@ mod tests {
             }),
             ..volume("kube-api-access")
         }]);
-        let err = setup(&token, &objects(), tmp.path(), &mounter).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("serviceAccountToken projections are not supported"),
-            "{err}"
+        // A token the API server refused fails the volume with kubelet's message.
+        let mut refused = objects();
+        refused.tokens.insert(
+            TokenSpec {
+                audience: String::new(),
+                expiration_seconds: 3600,
+            },
+            Err("failed to fetch token: serviceaccounts \"default\" not found".into()),
+        );
+        let err = setup(&token, &refused, tmp.path(), &mounter).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "MountVolume.SetUp failed for volume \"kube-api-access\" : failed to fetch token: \
+             serviceaccounts \"default\" not found"
         );
     }
 
@@ -1269,16 +1287,33 @@ mod tests {
                         }),
                         ..VolumeProjection::default()
                     },
+                    VolumeProjection {
+                        service_account_token: Some(ServiceAccountTokenProjection {
+                            path: "token".into(),
+                            audience: Some("vault".into()),
+                            expiration_seconds: Some(3607),
+                        }),
+                        ..VolumeProjection::default()
+                    },
                 ]),
                 ..ProjectedVolumeSource::default()
             }),
             ..volume("all")
         }]);
-        let volumes = setup(&pod, &objects(), tmp.path(), &mounter).unwrap();
+        let mut objects = objects();
+        objects.tokens.insert(
+            TokenSpec {
+                audience: "vault".into(),
+                expiration_seconds: 3607,
+            },
+            Ok("jwt".into()),
+        );
+        let volumes = setup(&pod, &objects, tmp.path(), &mounter).unwrap();
         let dir = &volumes["all"].host_path;
         assert!(dir.ends_with("kubernetes.io~projected/all"));
         assert_eq!(fs::read_to_string(dir.join("mode")).unwrap(), "fast");
         assert_eq!(fs::read_to_string(dir.join("password")).unwrap(), "pw");
+        assert_eq!(fs::read_to_string(dir.join("token")).unwrap(), "jwt");
     }
 
     #[test]

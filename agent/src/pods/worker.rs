@@ -34,6 +34,10 @@ use super::{
 const RESYNC: Duration = Duration::from_secs(10);
 /// How soon a pod that is still starting is looked at again.
 const SOON: Duration = Duration::from_secs(1);
+/// How often a running pod's volumes are written again from the current ConfigMaps, Secrets
+/// and tokens (kubelet's sync period): a token is renewed within this long of reaching 80% of
+/// its lifetime, an edited ConfigMap shows in the pod within this long.
+const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 /// Grace period when the pod spec does not say (kubelet's default).
 const DEFAULT_GRACE: i64 = 30;
 
@@ -63,6 +67,8 @@ struct PodState {
     exited: HashMap<String, Instance>,
     /// Whether the pod object has been deleted from the API already.
     finished: bool,
+    /// When the pod's volumes were last written.
+    volumes_written: Option<Instant>,
 }
 
 /// Runs the worker of one pod until the pod is gone from the API and from containerd.
@@ -233,7 +239,10 @@ async fn sync(runtime: &Runtime, pod: &Pod, state: &mut PodState) -> Result<Dura
                     stop_sandbox(runtime, &old.id).await;
                 }
                 match create_sandbox(runtime, pod, attempt).await {
-                    Ok(sandbox) => Some(sandbox),
+                    Ok(sandbox) => {
+                        state.volumes_written = Some(Instant::now());
+                        Some(sandbox)
+                    }
                     Err(err) => {
                         events::record(
                             &runtime.client,
@@ -268,6 +277,7 @@ async fn sync(runtime: &Runtime, pod: &Pod, state: &mut PodState) -> Result<Dura
         observed.pod_ips = runtime.pod_ips(&sandbox.id, pod).await?;
         observed.instances = instances(runtime, &uid, state).await?;
         if !already_terminal {
+            refresh_volumes(runtime, pod, state).await;
             next = next.min(
                 start_containers(runtime, pod, sandbox, &restart_policy, &mut observed, state)
                     .await?,
@@ -799,6 +809,20 @@ async fn start_container(
     Ok(())
 }
 
+/// Writes the running pod's volumes again once [`VOLUME_REFRESH`] has passed; on a failure the
+/// containers keep the files they had.
+async fn refresh_volumes(runtime: &Runtime, pod: &Pod, state: &mut PodState) {
+    if state
+        .volumes_written
+        .is_some_and(|written| written.elapsed() < VOLUME_REFRESH)
+    {
+        return;
+    }
+    state.volumes_written = Some(Instant::now());
+    // A failure is reported as an event by prepare_volumes; the old files stay.
+    let _ = runtime.prepare_volumes(pod).await;
+}
+
 async fn create_sandbox(
     runtime: &Runtime,
     pod: &Pod,
@@ -811,14 +835,6 @@ async fn create_sandbox(
         tracing::warn!("creating the log directory {}: {err}", dir.display());
     }
     runtime.prepare_volumes(pod).await.map_err(|message| {
-        events::record(
-            &runtime.client,
-            &runtime.node_name,
-            pod,
-            Kind::Warning,
-            "FailedMount",
-            message.clone(),
-        );
         cri::call(
             "mounting the pod's volumes",
             tonic::Status::failed_precondition(message),
