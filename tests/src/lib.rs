@@ -9,6 +9,7 @@
 
 pub mod containerd;
 pub mod flannel;
+pub mod in_cluster;
 pub mod kube_proxy;
 pub mod netlink;
 pub mod netns;

@@ -9,8 +9,9 @@
 //! order; gzip header; JSON key order), so rebuilding unchanged sources gives the same digests.
 //!
 //! Static linking: `-C target-feature=+crt-static` on the GNU target links glibc statically
-//! (static-pie); neither program needs NSS (no name lookups, no user database), which is the
-//! part of glibc that does not work statically. It needs no extra rustup target, unlike musl.
+//! (static-pie); neither program needs NSS (no user database; the test app's one name lookup,
+//! `api-get`'s, goes through its own resolver), which is the part of glibc that does not work
+//! statically. It needs no extra rustup target, unlike musl.
 //! The build uses its own target directory (`<target>/images`), so these flags never invalidate
 //! the rest of the workspace's build.
 

@@ -11,6 +11,11 @@
 //! - `--echo-ports 80,81` (`TESTAPP_ECHO_PORTS`): TCP and UDP echo on each of these ports too
 //!   (the NetworkPolicy matrix serves both protocols on 80 and 81, as upstream's e2e does).
 //!
+//! - `flotilla-testapp api-get <path>`: instead of serving, GETs `path` from the API server as the
+//!   pod's ServiceAccount (`https://kubernetes.default.svc` with the mounted token and CA, as an
+//!   in-cluster client does), prints the body, and exits 0 for a 2xx answer, 1 otherwise (the
+//!   status on stderr).
+//!
 //! Every request is logged to stdout, so `kubectl logs` has something to show. SIGTERM and
 //! SIGINT end it with status 0 (as PID 1 of a container it has no default signal actions).
 
@@ -31,6 +36,7 @@ use axum::{
     routing::get,
 };
 use clap::Parser;
+use flotilla_testbed::in_cluster;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream, UdpSocket},
@@ -59,6 +65,25 @@ struct Args {
     /// What `/version` answers.
     #[arg(long, env = "TESTAPP_VERSION", default_value = "dev")]
     app_version: String,
+    /// Something to do instead of serving.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What the test app can do instead of serving.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// GET a path from the API server as this pod's ServiceAccount.
+    ApiGet {
+        /// The path, e.g. /api/v1/namespaces/default/pods.
+        path: String,
+        /// The API server's name.
+        #[arg(long, default_value = "kubernetes.default.svc")]
+        host: String,
+        /// Its port.
+        #[arg(long, default_value_t = 443)]
+        port: u16,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -69,11 +94,34 @@ struct AppState {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::ApiGet { path, host, port }) = &args.command {
+        return api_get(host, *port, path).await;
+    }
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("flotilla-testapp: error: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `api-get`: the body on stdout; success only for a 2xx answer.
+async fn api_get(host: &str, port: u16, path: &str) -> ExitCode {
+    let credentials = std::path::Path::new(in_cluster::SERVICE_ACCOUNT_DIR);
+    match in_cluster::get(host, port, path, credentials).await {
+        Ok(answer) => {
+            println!("{}", answer.body);
+            if (200..300).contains(&answer.status) {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("flotilla-testapp: HTTP {}", answer.status);
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("flotilla-testapp: error: {err:#}");
+            ExitCode::from(2)
         }
     }
 }

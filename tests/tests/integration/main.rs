@@ -23,6 +23,7 @@ mod overlay_datapath;
 mod perf;
 mod pod_library;
 mod pod_network;
+mod service_account_tokens;
 mod service_nat;
 mod services;
 mod testbed;
