@@ -7,8 +7,10 @@
 //! what upstream's Go types say about every kind ([`schema`]), Kubernetes' protobuf wire
 //! format ([`protobuf`]) and its JSON as kube-apiserver writes it ([`json`]).
 
+pub mod bootstrap;
 pub mod httpstream;
 pub mod json;
+pub mod kubeconfig;
 pub mod names;
 pub mod node_conditions;
 pub mod protobuf;

@@ -21,39 +21,25 @@ pub fn render(pki: &Pki, server: &str, cluster_name: &str) -> String {
     )
 }
 
-/// Renders a kubeconfig for `server`, trusting `ca_cert`, as the user whose client certificate
-/// and key are `user` (name, cert, key).
-pub fn render_for(
-    ca_cert: &str,
-    server: &str,
-    cluster_name: &str,
-    user: (&str, &str, &str),
-) -> String {
-    let (user_name, cert, key) = user;
+pub use flotilla_apimachinery::kubeconfig::render as render_for;
+
+/// The kubeconfig `kube-public/cluster-info` publishes: the server and its CA, no users (what
+/// kubeadm writes there).
+pub fn render_cluster_info(ca_cert: &str, server: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Config
 clusters:
-- name: {cluster_name}
+- name: \"\"
   cluster:
     server: {server}
     certificate-authority-data: {ca}
-users:
-- name: {user_name}
-  user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
-- name: {cluster_name}
-  context:
-    cluster: {cluster_name}
-    user: {user_name}
-    namespace: default
-current-context: {cluster_name}
+contexts: null
+current-context: \"\"
+preferences: {{}}
+users: null
 ",
         ca = STANDARD.encode(ca_cert),
-        cert = STANDARD.encode(cert),
-        key = STANDARD.encode(key),
     )
 }
 
