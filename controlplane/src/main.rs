@@ -128,6 +128,11 @@ enum CliCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Bootstrap tokens, with which new nodes join (`flotilla-agent join`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Serve the cluster's DNS (`<svc>.<ns>.svc.<domain>`, `<ip>.<ns>.pod.<domain>`, ...) from
     /// the API's Services, EndpointSlices and Pods, over UDP and TCP.
     Dns {
@@ -145,6 +150,58 @@ enum CliCommand {
         #[arg(long)]
         upstream: Option<SocketAddr>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token (a Secret in kube-system, through the API as the admin) and print it.
+    Create {
+        /// How long the token is valid, e.g. 24h, 90m, 1h30m; 0 never expires.
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: Duration,
+        /// What the token is for (kept in its Secret).
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Print the whole join command for a new node, not only the token.
+        #[arg(long)]
+        print_join_command: bool,
+    },
+}
+
+/// `--ttl`: hours, minutes and seconds as Go writes durations (`24h`, `1h30m`, `90s`, `0`).
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => {
+                return Err(format!(
+                    "{text:?}: unknown unit {c:?} (use h, m and s, e.g. 24h or 1h30m)"
+                ));
+            }
+        };
+        let value: u64 = number
+            .parse()
+            .map_err(|_| format!("{text:?}: a number must come before {c:?}"))?;
+        total = total.saturating_add(value.saturating_mul(unit));
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(format!(
+            "{text:?} is not a duration such as 24h, 90m or 1h30m"
+        ));
+    }
+    Ok(Duration::from_secs(total))
 }
 
 /// `node-credentials`: writes the files and lists them.
@@ -204,6 +261,37 @@ async fn main() -> ExitCode {
     }) = &cli.command
     {
         return node_credentials(&cli.state_dir, node, address, server, out);
+    }
+    if let Some(CliCommand::Token {
+        command:
+            TokenCommand::Create {
+                ttl,
+                description,
+                print_join_command,
+            },
+    }) = &cli.command
+    {
+        let ttl = (!ttl.is_zero()).then_some(*ttl);
+        return match flotilla_controlplane::auth::bootstrap_tokens::create(
+            &cli.state_dir,
+            ttl,
+            description,
+        )
+        .await
+        {
+            Ok(created) => {
+                if *print_join_command {
+                    println!("{}", created.join_command);
+                } else {
+                    println!("{}", created.token);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("flotilla-controlplane token create: {err}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Some(CliCommand::Dns {
         kubeconfig,

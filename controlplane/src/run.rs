@@ -384,11 +384,15 @@ impl ControlPlane {
             let scheduler_client = client_of(Component::Scheduler).await?;
             let controllers_client = client_of(Component::ControllerManager).await?;
             let settings = config.controllers;
-            let root_ca = pki.ca_cert.clone();
+            let ca = crate::controllers::certificates::ClusterCa {
+                cert: pki.ca_cert.clone(),
+                key: pki.ca_key.clone(),
+            };
+            let server = server_url.clone();
             Some(tokio::spawn(async move {
                 tokio::join!(
                     crate::scheduler::run(scheduler_client),
-                    crate::controllers::run(controllers_client, settings, root_ca)
+                    crate::controllers::run(controllers_client, settings, ca, server)
                 );
             }))
         } else {

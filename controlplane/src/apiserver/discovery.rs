@@ -117,7 +117,7 @@ fn subresource_kind(
     const READ_WRITE: &[&str] = &["get", "patch", "update"];
     let own = (resource.group, resource.version);
     match subresource {
-        Subresource::Status => (own.0, own.1, resource.kind, READ_WRITE),
+        Subresource::Status | Subresource::Approval => (own.0, own.1, resource.kind, READ_WRITE),
         Subresource::Scale => ("autoscaling", "v1", "Scale", READ_WRITE),
         Subresource::Eviction => ("policy", "v1", "Eviction", &["create"]),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
@@ -319,7 +319,8 @@ mod tests {
                 "scheduling.k8s.io",
                 "rbac.authorization.k8s.io",
                 "authorization.k8s.io",
-                "authentication.k8s.io"
+                "authentication.k8s.io",
+                "certificates.k8s.io"
             ]
         );
     }

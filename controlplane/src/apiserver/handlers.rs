@@ -514,16 +514,24 @@ impl ApiServer {
                 provided,
                 &mut updated,
             );
-            if subresource.is_none() {
-                resource
-                    .strategy
-                    .admit(
-                        &self.admission,
-                        &self.judged(query),
-                        &mut updated,
-                        Some(&current.object),
-                    )
-                    .await?;
+            match subresource {
+                None => {
+                    resource
+                        .strategy
+                        .admit(
+                            &self.admission,
+                            &self.judged(query),
+                            &mut updated,
+                            Some(&current.object),
+                        )
+                        .await?;
+                }
+                Some(sub) => {
+                    resource
+                        .strategy
+                        .admit_subresource(sub, &self.judged(query), &mut updated)
+                        .await?;
+                }
             }
             // Binding is the one sanctioned change of a pod's nodeName; the update rules (which
             // freeze the pod spec) do not apply to it, as upstream's binding storage skips them.

@@ -133,13 +133,15 @@ pub fn prepare_update(
     mut new: Value,
     subresource: Option<Subresource>,
 ) -> Value {
-    if subresource == Some(Subresource::Status) {
-        // A status write changes status (and nothing else).
+    let strategy = resource.strategy;
+    if let Some(sub @ (Subresource::Status | Subresource::Approval)) = subresource {
+        // A status write changes status (and nothing else), as much of it as the kind lets
+        // the subresource write.
         let mut merged = old.clone();
         merged["status"] = new["status"].take();
+        strategy.prepare_subresource_update(sub, old, &mut merged);
         return merged;
     }
-    let strategy = resource.strategy;
     // Upstream defaults every object it decodes, so a replace that leaves a defaulted field out
     // keeps it (and does not count as a spec change).
     if subresource.is_none() {

@@ -230,6 +230,21 @@ impl ApiServer {
             .await
     }
 
+    /// The user a bootstrap token authenticates as, judged by its Secret (None: 401; why is
+    /// logged at debug only).
+    async fn bootstrap_token_user(&self, id: &str, secret: &str) -> Option<User> {
+        use flotilla_apimachinery::bootstrap;
+        let name = format!("{}{id}", bootstrap::SECRET_PREFIX);
+        let key = registry::core::secret::RESOURCE.key(Some(bootstrap::NAMESPACE), &name);
+        let Ok(stored) = self.store.get(&key).await else {
+            tracing::debug!("bootstrap token refused: no secret {name}");
+            return None;
+        };
+        crate::auth::bootstrap_tokens::user_of(&stored.object, id, secret, jiff::Timestamp::now())
+            .map_err(|why| tracing::debug!("bootstrap token refused: {why}"))
+            .ok()
+    }
+
     /// Authenticates and answers one request.
     pub async fn handle<B>(&self, certificate_user: Option<User>, request: Request<B>) -> Response
     where
@@ -248,14 +263,18 @@ impl ApiServer {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(|token| token.trim().to_owned());
+        let no_credentials = certificate_user.is_none() && bearer.is_none();
         let user = match (certificate_user, bearer) {
             (Some(user), _) => Some(user),
             (None, Some(token)) => match self.tokens.authenticate(&token) {
                 Some(user) => Some(user),
-                None if service_accounts::looks_like_jwt(&token) => {
-                    self.service_account_user(&token).await
-                }
-                None => None,
+                None => match flotilla_apimachinery::bootstrap::parse_token(&token) {
+                    Some((id, secret)) => self.bootstrap_token_user(id, secret).await,
+                    None if service_accounts::looks_like_jwt(&token) => {
+                        self.service_account_user(&token).await
+                    }
+                    None => None,
+                },
             },
             (None, None) => None,
         };
@@ -273,11 +292,17 @@ impl ApiServer {
                 .and_then(|v| v.to_str().ok()),
         );
         let user = match user {
-            Some(user) => match self.authorize(user, &request, &query) {
+            Some(user) => match self.authorize(authenticated(user), &request, &query) {
                 Ok(user) => Some(Arc::new(user)),
                 Err(err) => return negotiation::error_response(encoding, err),
             },
             None if public => None,
+            // A request without credentials is system:anonymous, served only where a binding
+            // lets anonymous users in (kube-public/cluster-info); anywhere else it is 401.
+            None if no_credentials => match self.authorize(anonymous(), &request, &query) {
+                Ok(user) => Some(Arc::new(user)),
+                Err(_) => return ApiError::unauthorized().into_response(),
+            },
             None => return ApiError::unauthorized().into_response(),
         };
         if let Some(user) = &user {
@@ -307,10 +332,7 @@ impl ApiServer {
         request: &Request<B>,
         query: &Query,
     ) -> Result<User, ApiError> {
-        let mut user = authenticated;
-        if !user.groups.iter().any(|g| g == "system:authenticated") {
-            user.groups.push("system:authenticated".to_owned());
-        }
+        let user = authenticated;
         let requester = user.clone();
         let user = impersonation::impersonate(&self.authorizer, user, request.headers()).map_err(
             |refusal| match refusal {
@@ -537,7 +559,11 @@ impl ApiServer {
                 let list = self.delete_collection(&scope, &query, &options).await?;
                 Ok(respond(StatusCode::OK, &list))
             }
-            (&Method::GET, Some(name), None | Some(Subresource::Status)) => {
+            (
+                &Method::GET,
+                Some(name),
+                None | Some(Subresource::Status | Subresource::Approval),
+            ) => {
                 let stored = self.get_object(&scope, name).await?;
                 let body = match rendering {
                     query::Rendering::Table => handlers::table(
@@ -551,14 +577,22 @@ impl ApiServer {
                 };
                 Ok(respond(StatusCode::OK, &body))
             }
-            (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
+            (
+                &Method::PUT,
+                Some(name),
+                None | Some(Subresource::Status | Subresource::Approval),
+            ) => {
                 let object = decode_body(&body, content_type.as_deref())?;
                 let written = self
                     .replace_object(&scope, name, object, &query, target.subresource)
                     .await?;
                 Ok(written_response(encoding, StatusCode::OK, written))
             }
-            (&Method::PATCH, Some(name), None | Some(Subresource::Status)) => {
+            (
+                &Method::PATCH,
+                Some(name),
+                None | Some(Subresource::Status | Subresource::Approval),
+            ) => {
                 let written = self
                     .patch_object(
                         &scope,
@@ -629,6 +663,22 @@ impl ApiServer {
                 },
             )),
         }
+    }
+}
+
+/// An authenticated user is in `system:authenticated` too.
+fn authenticated(mut user: User) -> User {
+    if !user.groups.iter().any(|g| g == "system:authenticated") {
+        user.groups.push("system:authenticated".to_owned());
+    }
+    user
+}
+
+/// Who a request without credentials is.
+fn anonymous() -> User {
+    User {
+        name: "system:anonymous".to_owned(),
+        groups: vec!["system:unauthenticated".to_owned()],
     }
 }
 

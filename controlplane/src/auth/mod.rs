@@ -4,6 +4,8 @@
 //! Authenticated users are authorized by [`rbac`]; unauthenticated requests get 401.
 
 pub mod authorizer;
+pub mod bootstrap_tokens;
+pub mod certificates;
 pub mod impersonation;
 pub mod kubeconfig;
 pub mod node;

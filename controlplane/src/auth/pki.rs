@@ -25,6 +25,8 @@ use super::AuthError;
 pub struct Pki {
     /// The CA certificate (what clients trust).
     pub ca_cert: String,
+    /// The CA's key (what the CSR signers sign with).
+    pub ca_key: String,
     /// The serving certificate.
     pub server_cert: String,
     /// The serving key.
@@ -161,6 +163,7 @@ impl Pki {
         let pem = |stem: &str, extension: &str| read(&dir.join(format!("{stem}.{extension}")));
         Ok(Self {
             ca_cert,
+            ca_key,
             server_cert: pem("apiserver", "crt")?,
             server_key: pem("apiserver", "key")?,
             admin_cert: pem("admin", "crt")?,
@@ -191,6 +194,7 @@ impl Pki {
         Ok((
             Self {
                 ca_cert,
+                ca_key: ca_key.clone(),
                 server_cert,
                 server_key,
                 admin_cert,
@@ -283,6 +287,13 @@ impl Pki {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+/// A fresh CA (certificate, key) for tests elsewhere in the crate.
+#[cfg(test)]
+#[allow(clippy::expect_used)] // Tests may panic (project rule).
+pub(crate) fn generate_ca_for_tests() -> (String, String) {
+    generate_ca().expect("generating a CA")
 }
 
 fn generate_ca() -> Result<(String, String), AuthError> {

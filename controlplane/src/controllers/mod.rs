@@ -1,6 +1,8 @@
 //! Workload controllers, each a kube-runtime `Controller` against our own API server:
 //! level-triggered reconcilers that read the current state and converge on the spec.
 
+pub mod bootstrap_tokens;
+pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
@@ -37,10 +39,12 @@ pub struct Settings {
     pub garbage_collector: garbage_collector::Settings,
 }
 
-/// Runs every controller until the task is dropped; `root_ca` is the cluster CA (PEM) each
-/// namespace's `kube-root-ca.crt` carries.
-pub async fn run(client: Client, settings: Settings, root_ca: String) {
+/// Runs every controller until the task is dropped; `ca` is the cluster CA: each namespace's
+/// `kube-root-ca.crt` carries its certificate, the CSR signers sign with it, and
+/// `kube-public/cluster-info` publishes it with `server`, the API server's URL.
+pub async fn run(client: Client, settings: Settings, ca: certificates::ClusterCa, server: String) {
     tokio::join!(
+        bootstrap_tokens::run(client.clone(), server, ca.cert.clone()),
         replicaset::run::<ReplicaSet>(client.clone()),
         replicaset::run::<ReplicationController>(client.clone()),
         deployment::run(client.clone()),
@@ -52,7 +56,8 @@ pub async fn run(client: Client, settings: Settings, root_ca: String) {
         disruption::run(client.clone()),
         node_lifecycle::run(client.clone(), settings.node_lifecycle),
         clusterrole_aggregation::run(client.clone()),
-        namespace_defaults::run(client.clone(), root_ca),
+        namespace_defaults::run(client.clone(), ca.cert.clone()),
+        certificates::run(client.clone(), ca),
         garbage_collector::run(client, settings.garbage_collector),
     );
 }

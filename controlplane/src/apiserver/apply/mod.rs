@@ -46,7 +46,10 @@ pub fn target(resource: &Resource, subresource: Option<Subresource>) -> Target {
 /// `status`. Bindings and evictions are not (upstream's binding storage bypasses the field
 /// manager), so they keep the entries they found.
 pub fn tracked(subresource: Option<Subresource>) -> bool {
-    matches!(subresource, None | Some(Subresource::Status))
+    matches!(
+        subresource,
+        None | Some(Subresource::Status | Subresource::Approval)
+    )
 }
 
 /// Records a non-apply write in `new`'s managedFields. `old` is the stored object (None on

@@ -11,6 +11,7 @@ pub mod apps;
 pub mod authentication;
 pub mod authorization;
 pub mod batch;
+pub mod certificates;
 pub mod coordination;
 pub mod core;
 pub mod discovery;
@@ -65,6 +66,7 @@ pub static BUILTIN: &[&Resource] = &[
     &authorization::local_subject_access_review::RESOURCE,
     &authentication::self_subject_review::RESOURCE,
     &authentication::token_review::RESOURCE,
+    &certificates::certificate_signing_request::RESOURCE,
 ];
 
 /// Why a kind could not be registered.

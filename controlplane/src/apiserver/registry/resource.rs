@@ -94,6 +94,8 @@ pub enum Subresource {
     Eviction,
     /// `/token` (serviceaccounts): a TokenRequest for the account.
     Token,
+    /// `/approval` (certificatesigningrequests): the Approved and Denied conditions.
+    Approval,
 }
 
 impl Subresource {
@@ -109,6 +111,7 @@ impl Subresource {
             Self::PortForward => "portforward",
             Self::Eviction => "eviction",
             Self::Token => "token",
+            Self::Approval => "approval",
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::apiserver::{
     allocations::{Allocations, Ipam},
     machinery::{decode::RoundTrip, field::Errs, names::NameRule},
     openapi::SchemaOf,
+    registry::Subresource,
     status::ApiError,
     tables::Column,
 };
@@ -144,6 +145,27 @@ pub trait Strategy: Send + Sync {
 
     /// What an update does to the new object given the stored one, before validation.
     fn prepare_update(&self, _old: &Value, _new: &mut Value) {}
+
+    /// What a write through a status-like subresource (`/status`, `/approval`) keeps of the
+    /// stored object: `new` comes as the stored object with the new status; kinds whose
+    /// subresources own only part of the status say so here.
+    fn prepare_subresource_update(
+        &self,
+        _subresource: Subresource,
+        _old: &Value,
+        _new: &mut Value,
+    ) {
+    }
+
+    /// Admission of a write through a subresource (the object as it will be stored).
+    fn admit_subresource<'a>(
+        &'a self,
+        _subresource: Subresource,
+        _lookup: &'a dyn Lookup,
+        _object: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// Admission of an object being created (`old` None) or updated: may change it, or refuse
     /// it, reading other objects through `lookup` (upstream's admission plugins for the kind).

@@ -15,31 +15,41 @@ pub const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 
 /// The default ClusterRoles and ClusterRoleBindings, as objects ready to create.
 pub fn defaults() -> (Vec<Value>, Vec<Value>) {
-    // The file is part of the binary and a test parses it, so it cannot fail here.
-    let policy: Value = serde_yaml_ng::from_str(POLICY).unwrap_or_default();
-    let objects = |key: &str, kind: &str| -> Vec<Value> {
-        policy[key]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut object| {
-                object["apiVersion"] = json!("rbac.authorization.k8s.io/v1");
-                object["kind"] = json!(kind);
-                let metadata = &mut object["metadata"];
-                metadata["labels"]["kubernetes.io/bootstrapping"] = json!("rbac-defaults");
-                metadata["annotations"][AUTOUPDATE] = json!("true");
-                if object.get("roleRef").is_some() {
-                    crate::apiserver::registry::rbac::default_binding(&mut object);
-                }
-                object
-            })
-            .collect()
-    };
     (
         objects("clusterRoles", "ClusterRole"),
         objects("clusterRoleBindings", "ClusterRoleBinding"),
     )
+}
+
+/// The default Roles and RoleBindings (each names its namespace), as objects ready to create.
+pub fn namespaced_defaults() -> (Vec<Value>, Vec<Value>) {
+    (
+        objects("roles", "Role"),
+        objects("roleBindings", "RoleBinding"),
+    )
+}
+
+/// The objects of the policy file's list `key`, as `kind`s with the default labels.
+fn objects(key: &str, kind: &str) -> Vec<Value> {
+    // The file is part of the binary and a test parses it, so it cannot fail here.
+    let policy: Value = serde_yaml_ng::from_str(POLICY).unwrap_or_default();
+    policy[key]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut object| {
+            object["apiVersion"] = json!("rbac.authorization.k8s.io/v1");
+            object["kind"] = json!(kind);
+            let metadata = &mut object["metadata"];
+            metadata["labels"]["kubernetes.io/bootstrapping"] = json!("rbac-defaults");
+            metadata["annotations"][AUTOUPDATE] = json!("true");
+            if object.get("roleRef").is_some() {
+                crate::apiserver::registry::rbac::default_binding(&mut object);
+            }
+            object
+        })
+        .collect()
 }
 
 /// `existing` brought up to `default` (None when nothing is missing or it may not be changed).
@@ -111,20 +121,23 @@ pub async fn reconcile(
     use crate::apiserver::{
         handlers::Scope,
         query::Query,
-        registry::rbac::{cluster_role, cluster_role_binding},
+        registry::rbac::{cluster_role, cluster_role_binding, role, role_binding},
     };
-    let (roles, bindings) = defaults();
+    let (cluster_roles, cluster_bindings) = defaults();
+    let (roles, bindings) = namespaced_defaults();
     let query = Query::default().with_user_agent(Some("flotilla-controlplane"));
     let kinds = [
-        (&cluster_role::RESOURCE, roles),
-        (&cluster_role_binding::RESOURCE, bindings),
+        (&cluster_role::RESOURCE, cluster_roles),
+        (&cluster_role_binding::RESOURCE, cluster_bindings),
+        (&role::RESOURCE, roles),
+        (&role_binding::RESOURCE, bindings),
     ];
     for (resource, defaults) in kinds {
-        let scope = Scope {
-            resource,
-            namespace: None,
-        };
         for default in defaults {
+            let scope = Scope {
+                resource,
+                namespace: default["metadata"]["namespace"].as_str().map(str::to_owned),
+            };
             let name = default["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
