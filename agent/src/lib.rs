@@ -5,6 +5,7 @@
 
 pub mod cni_api;
 pub mod datapath;
+pub mod join;
 pub mod node;
 pub mod pods;
 pub mod run;

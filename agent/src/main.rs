@@ -3,7 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use flotilla_agent::{
@@ -12,6 +16,7 @@ use flotilla_agent::{
         network::NetworkMaps,
         pins::NodePins,
     },
+    join::{CredentialPaths, JoinRequest},
     pods::{
         containerd::{NodeDirs, config_toml},
         cri::Cri,
@@ -34,6 +39,11 @@ struct Cli {
 enum Command {
     /// Run the node agent: register the node, run its pods on containerd, serve the kubelet API.
     Run(Box<RunArgs>),
+    /// Join a cluster with a bootstrap token (from `flotilla-controlplane token create
+    /// --print-join-command`): check the server against the CA hash, get the node's certificates
+    /// through CertificateSigningRequests, write them to the node's pki directory, then run as
+    /// `run` does. With credentials already there it runs at once.
+    Join(Box<JoinArgs>),
     /// Print (or write) the containerd configuration for this node's directories.
     ContainerdConfig {
         /// Base directory of the node's files (default: the system layout under /var/lib,
@@ -62,15 +72,35 @@ enum Command {
     Bpf(BpfCommand),
 }
 
+/// Flags of `flotilla-agent join` (named as kubeadm join's), then those of `run`.
+#[derive(Debug, Args)]
+struct JoinArgs {
+    /// The API server, e.g. https://192.168.78.254:6443.
+    server: String,
+    /// The bootstrap token, `<id>.<secret>`.
+    #[arg(long, env = "FLOTILLA_TOKEN")]
+    token: String,
+    /// `sha256:<hex>` of the cluster CA's public key, as `token create --print-join-command`
+    /// prints it.
+    #[arg(long)]
+    discovery_token_ca_cert_hash: String,
+    /// How long to wait for each certificate to be signed (seconds).
+    #[arg(long, default_value_t = 60)]
+    certificate_timeout: u64,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
 /// Flags of `flotilla-agent run` (named as kubelet's where kubelet has them).
 #[derive(Debug, Args)]
 struct RunArgs {
     /// The node's InternalIP (its pods' hostIP; where the API server reaches the kubelet API).
     #[arg(long, env = "FLOTILLA_NODE_IP")]
     node_ip: String,
-    /// Kubeconfig with the node's credentials.
+    /// Kubeconfig with the node's credentials (default: `kubeconfig` in the node's pki
+    /// directory, where `join` writes it).
     #[arg(long, env = "FLOTILLA_KUBECONFIG")]
-    kubeconfig: PathBuf,
+    kubeconfig: Option<PathBuf>,
     /// Base directory of the node's files (default: the system layout under /var/lib, /run and
     /// /var/log).
     #[arg(long, env = "FLOTILLA_NODE_DIR")]
@@ -78,15 +108,17 @@ struct RunArgs {
     /// Address of the kubelet API.
     #[arg(long, default_value = "0.0.0.0:10250")]
     listen: SocketAddr,
-    /// Serving certificate of the kubelet API (PEM, signed by the cluster CA).
+    /// Serving certificate of the kubelet API (PEM, signed by the cluster CA; default:
+    /// `kubelet.crt` in the node's pki directory).
     #[arg(long)]
-    tls_cert_file: PathBuf,
-    /// Its private key.
+    tls_cert_file: Option<PathBuf>,
+    /// Its private key (default: `kubelet.key` in the node's pki directory).
     #[arg(long)]
-    tls_private_key_file: PathBuf,
-    /// CA that client certificates (the API server's) must chain to.
+    tls_private_key_file: Option<PathBuf>,
+    /// CA that client certificates (the API server's) must chain to (default: `ca.crt` in the
+    /// node's pki directory).
     #[arg(long)]
-    client_ca_file: PathBuf,
+    client_ca_file: Option<PathBuf>,
     /// cgroup the node's pods go below (default /flotilla/<node>).
     #[arg(long)]
     cgroup_root: Option<String>,
@@ -216,50 +248,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => NodeDirs::system(&cli.node),
     };
     match cli.command {
-        Command::Run(args) => {
-            let args = *args;
-            let config = AgentConfig {
-                node_name: cli.node.clone(),
-                node_ip: args.node_ip,
-                kubeconfig: args.kubeconfig,
-                dirs: dirs(args.node_dir),
-                listen: args.listen,
-                tls_cert_file: args.tls_cert_file,
-                tls_private_key_file: args.tls_private_key_file,
-                client_ca_file: args.client_ca_file,
-                cgroup_root: args
-                    .cgroup_root
-                    .unwrap_or_else(|| format!("/flotilla/{}", cli.node)),
-                cluster_dns: args.cluster_dns.iter().map(ToString::to_string).collect(),
-                cluster_domain: args.cluster_domain,
-                max_pods: args.max_pods,
-                cluster_cidr: args.cluster_cidr,
-                mtu: args.mtu,
-                cni_plugin: args
-                    .cni_plugin
-                    .unwrap_or_else(flotilla_agent::node::network::default_plugin_path),
-                metrics_listen: match args.metrics_listen.as_str() {
-                    "off" | "" => None,
-                    address => Some(address.parse().with_context(|| {
-                        format!("--metrics-listen {address:?} is not an address:port or \"off\"")
-                    })?),
-                },
-            };
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            return runtime.block_on(async {
-                // SIGTERM is how process supervisors (and `cargo xtask down`) stop a daemon.
-                let mut terminate =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .context("listening for SIGTERM")?;
-                flotilla_agent::run::run(config, async move {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = terminate.recv() => {}
-                    }
-                })
-                .await
-            });
+        Command::Join(args) => {
+            let JoinArgs {
+                server,
+                token,
+                discovery_token_ca_cert_hash,
+                certificate_timeout,
+                run,
+            } = *args;
+            let paths = CredentialPaths::in_dir(&dirs(run.node_dir.clone()).lib.join("pki"));
+            if paths.kubeconfig.exists() {
+                eprintln!(
+                    "flotilla-agent: {} exists: this node has joined already; running",
+                    paths.kubeconfig.display()
+                );
+            } else {
+                let request = JoinRequest {
+                    server,
+                    token,
+                    ca_cert_hash: discovery_token_ca_cert_hash,
+                    node: cli.node.clone(),
+                    address: run.node_ip.clone(),
+                    timeout: Duration::from_secs(certificate_timeout),
+                };
+                let runtime =
+                    tokio::runtime::Runtime::new().context("starting the async runtime")?;
+                runtime
+                    .block_on(flotilla_agent::join::join(&request, &paths))
+                    .with_context(|| format!("joining {} as node {}", request.server, cli.node))?;
+                eprintln!(
+                    "flotilla-agent: node {} joined {}; credentials in {}",
+                    cli.node,
+                    request.server,
+                    paths.kubeconfig.parent().unwrap_or(Path::new("")).display()
+                );
+            }
+            return run_agent(&cli.node, run, dirs);
         }
+        Command::Run(args) => return run_agent(&cli.node, *args, dirs),
         Command::RemovePods { node_dir } => {
             let socket = dirs(node_dir).containerd_socket();
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -307,7 +333,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let pins = NodePins::new(&cli.node)?;
     match cli.command {
-        Command::Run(_) | Command::ContainerdConfig { .. } | Command::RemovePods { .. } => {}
+        Command::Run(_)
+        | Command::Join(_)
+        | Command::ContainerdConfig { .. }
+        | Command::RemovePods { .. } => {}
         Command::Datapath(DatapathCommand::AttachCounter { iface }) => {
             let outcome = counters::attach(&pins, &iface)
                 .with_context(|| format!("attaching the packet counter to {iface}"))?;
@@ -458,4 +487,56 @@ fn print_table(rows: &[ProtocolCount]) {
             row.l3, row.l4, row.ethertype, row.ip_proto, row.packets, row.bytes
         );
     }
+}
+
+/// `run` (and `join` once the node has its credentials): runs the agent until SIGTERM or
+/// Ctrl-C.
+fn run_agent(
+    node: &str,
+    args: RunArgs,
+    dirs: impl Fn(Option<PathBuf>) -> NodeDirs,
+) -> anyhow::Result<()> {
+    let node_dirs = dirs(args.node_dir);
+    let pki = CredentialPaths::in_dir(&node_dirs.lib.join("pki"));
+    let config = AgentConfig {
+        node_name: node.to_owned(),
+        node_ip: args.node_ip,
+        kubeconfig: args.kubeconfig.unwrap_or(pki.kubeconfig),
+        dirs: node_dirs,
+        listen: args.listen,
+        tls_cert_file: args.tls_cert_file.unwrap_or(pki.serving_cert),
+        tls_private_key_file: args.tls_private_key_file.unwrap_or(pki.serving_key),
+        client_ca_file: args.client_ca_file.unwrap_or(pki.client_ca),
+        cgroup_root: args
+            .cgroup_root
+            .unwrap_or_else(|| format!("/flotilla/{node}")),
+        cluster_dns: args.cluster_dns.iter().map(ToString::to_string).collect(),
+        cluster_domain: args.cluster_domain,
+        max_pods: args.max_pods,
+        cluster_cidr: args.cluster_cidr,
+        mtu: args.mtu,
+        cni_plugin: args
+            .cni_plugin
+            .unwrap_or_else(flotilla_agent::node::network::default_plugin_path),
+        metrics_listen: match args.metrics_listen.as_str() {
+            "off" | "" => None,
+            address => Some(address.parse().with_context(|| {
+                format!("--metrics-listen {address:?} is not an address:port or \"off\"")
+            })?),
+        },
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        // SIGTERM is how process supervisors (and `cargo xtask down`) stop a daemon.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("listening for SIGTERM")?;
+        flotilla_agent::run::run(config, async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+        .await
+    })
 }

@@ -15,6 +15,7 @@ mod cluster_dns;
 mod datapath_counter;
 mod flannel_baseline;
 mod images;
+mod join;
 mod kube_proxy_baseline;
 mod kubelet_api;
 mod local_cluster;

@@ -119,8 +119,16 @@ fn kubeconfig() -> PathBuf {
 /// word their output must contain (to tell a current build from an older one). The agent installs
 /// the CNI plugin found next to itself into each node's CNI bin dir.
 const BINARIES: [(&str, &[&str], &str); 3] = [
-    ("flotilla-controlplane", &["--help"], "node-credentials"),
-    ("flotilla-agent", &["run", "--help"], "cni-plugin"),
+    (
+        "flotilla-controlplane",
+        &["token", "create", "--help"],
+        "print-join-command",
+    ),
+    (
+        "flotilla-agent",
+        &["join", "--help"],
+        "discovery-token-ca-cert-hash",
+    ),
     ("flotilla-cni", &["--help"], "CNI_COMMAND"),
 ];
 

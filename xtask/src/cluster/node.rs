@@ -112,27 +112,45 @@ pub(super) fn start(node: &KeptNode, images: &[WrittenImage]) -> anyhow::Result<
     let socket = start_containerd(node)?;
     crate::images::import(&socket, images)?;
 
-    let listed = run_checked(
+    // The node joins as kubeadm's nodes do: a bootstrap token and the CA's hash, then its
+    // certificates through CertificateSigningRequests.
+    let join = run_checked(
         Command::new(binary("flotilla-controlplane"))
             .arg("--state-dir")
             .arg(control_plane_state())
-            .args(["node-credentials", "--node", name])
-            .args(["--address", &node.underlay_ip.to_string()])
-            .args(["--server", &server_url()])
-            .arg("--out")
-            .arg(&dir),
-        "issuing the node's credentials",
+            .args(["token", "create", "--ttl", "1h", "--print-join-command"])
+            .args(["--description", &format!("cargo xtask up: node {name}")]),
+        "creating a bootstrap token",
     )?;
-    let expected = ["kubeconfig", "kubelet.crt", "kubelet.key", "ca.crt"];
-    if let Some(missing) = expected.iter().find(|file| !dir.join(file).exists()) {
+    let words: Vec<&str> = join.split_whitespace().collect();
+    let (Some(token), Some(hash)) = (
+        flag_value(&words, "--token"),
+        flag_value(&words, "--discovery-token-ca-cert-hash"),
+    ) else {
         bail!(
-            "`flotilla-controlplane node-credentials` did not write {missing} into {} (it \
-             listed: {})",
-            dir.display(),
-            listed.trim()
+            "`flotilla-controlplane token create --print-join-command` printed {join:?}, not a join command"
         );
-    }
-    start_agent(node)
+    };
+    spawn_agent(
+        node,
+        &[
+            "join",
+            &server_url(),
+            "--token",
+            token,
+            "--discovery-token-ca-cert-hash",
+            hash,
+        ],
+    )
+}
+
+/// The word after `flag` in `words`.
+fn flag_value<'a>(words: &[&'a str], flag: &str) -> Option<&'a str> {
+    words
+        .iter()
+        .position(|word| *word == flag)
+        .and_then(|at| words.get(at + 1))
+        .copied()
 }
 
 /// Starts the node's containerd from its written config (again, after a crash: its state, images
@@ -161,9 +179,15 @@ pub(super) fn start_containerd(node: &KeptNode) -> anyhow::Result<PathBuf> {
     Ok(socket)
 }
 
-/// Starts the node's agent with the credentials in its directory (again, after a crash: it
-/// re-adopts the node's running pods and re-attaches the pinned datapath).
+/// Starts the node's agent with the credentials `join` left in its directory (again, after a
+/// crash: it re-adopts the node's running pods and re-attaches the pinned datapath).
 pub(super) fn start_agent(node: &KeptNode) -> anyhow::Result<()> {
+    spawn_agent(node, &["run"])
+}
+
+/// Starts the agent of `node` in its namespace with `command` (`run`, or `join ...`) and the
+/// node's flags.
+fn spawn_agent(node: &KeptNode, command: &[&str]) -> anyhow::Result<()> {
     let name = &node.name;
     let dir = node_dir(name);
     let agent = binary("flotilla-agent");
@@ -173,18 +197,12 @@ pub(super) fn start_agent(node: &KeptNode) -> anyhow::Result<()> {
     let child = node
         .netns
         .command(&agent)?
-        .args(["--node", name, "run", "--node-ip", &ip])
-        .arg("--kubeconfig")
-        .arg(dir.join("kubeconfig"))
+        .args(["--node", name])
+        .args(command)
+        .args(["--node-ip", &ip])
         .arg("--node-dir")
         .arg(&dir)
         .args(["--listen", &format!("{ip}:{KUBELET_PORT}")])
-        .arg("--tls-cert-file")
-        .arg(dir.join("kubelet.crt"))
-        .arg("--tls-private-key-file")
-        .arg(dir.join("kubelet.key"))
-        .arg("--client-ca-file")
-        .arg(dir.join("ca.crt"))
         .args(["--cluster-dns", &super::CLUSTER_DNS.to_string()])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -236,6 +236,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Starts a control plane as `config` says (its state under `dir`), within a minute.
+    pub async fn start(dir: tempfile::TempDir, config: Config) -> anyhow::Result<Self> {
+        let control_plane =
+            tokio::time::timeout(Duration::from_secs(60), ControlPlane::start(config)).await??;
+        Ok(Self {
+            kubeconfig: control_plane.kubeconfig.clone(),
+            control_plane: Some(control_plane),
+            dir,
+        })
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Output {
         Command::new("timeout")
             .arg("60")
@@ -422,13 +433,7 @@ impl LocalCluster {
             cluster_dns: Some(ClusterDns::new(CLUSTER_DNS, None)),
             ..Config::new(dir.path().join("state"), listen)
         };
-        let control_plane =
-            tokio::time::timeout(Duration::from_secs(60), ControlPlane::start(config)).await??;
-        let cluster = Cluster {
-            kubeconfig: control_plane.kubeconfig.clone(),
-            control_plane: Some(control_plane),
-            dir,
-        };
+        let cluster = Cluster::start(dir, config).await?;
 
         let mut nodes = Vec::new();
         for index in 0..count {
