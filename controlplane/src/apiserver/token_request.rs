@@ -243,8 +243,8 @@ impl ApiServer {
     }
 }
 
-/// TokenReview: static tokens are good for the API server's audience only; ServiceAccount
-/// tokens for the audiences they name.
+/// TokenReview: static and bootstrap tokens are good for the API server's audience only;
+/// ServiceAccount tokens for the audiences they name.
 impl TokenAuthenticator for ApiServer {
     fn authenticate_token<'a>(
         &'a self,
@@ -258,7 +258,19 @@ impl TokenAuthenticator for ApiServer {
                 audiences.iter().map(String::as_str).collect()
             };
             let refused = |why: &str| format!("[invalid bearer token, {why}]");
-            if let Some(user) = self.tokens.authenticate(token) {
+            // Static and bootstrap tokens are good for the API server's own audience only.
+            let audience_agnostic = match self.tokens.authenticate(token) {
+                Some(user) => Some(user),
+                None => match flotilla_apimachinery::bootstrap::parse_token(token) {
+                    Some((id, secret)) => Some(
+                        self.bootstrap_token_user(id, secret)
+                            .await
+                            .ok_or_else(|| refused("bootstrap token is not valid"))?,
+                    ),
+                    None => None,
+                },
+            };
+            if let Some(user) = audience_agnostic {
                 if !wanted.contains(&ISSUER) {
                     return Err(refused(
                         "token audiences do not include the audiences asked for",

@@ -138,6 +138,20 @@ async fn nodes_join_with_a_bootstrap_token() -> anyhow::Result<()> {
             && csrs.contains("kubernetes.io/kubelet-serving"),
         "signers and requestors:\n{csrs}"
     );
+    // TokenReview knows the token too.
+    let review = cluster.dir.path().join("review.json");
+    std::fs::write(
+        &review,
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                           "spec": {"token": created.token}})
+        .to_string(),
+    )?;
+    let reviewed = cluster.json(&["create", "-f", &review.to_string_lossy()])?;
+    ensure!(
+        reviewed["status"]["authenticated"] == true
+            && reviewed["status"]["user"]["username"] == format!("system:bootstrap:{id}"),
+        "TokenReview of the bootstrap token: {reviewed}"
+    );
     let nodes = cluster.kubectl_ok(&["get", "nodes", "-o", "name"])?;
     ensure!(nodes.trim().is_empty(), "joining registered nodes: {nodes}");
 
