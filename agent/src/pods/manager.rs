@@ -414,16 +414,7 @@ impl Runtime {
                 warning.clone(),
             );
         }
-        let volumes = volumes::setup_pod_volumes(
-            &VolumeContext {
-                pod,
-                objects: &objects,
-                allocatable: &self.allocatable,
-            },
-            &self.settings.dirs.pods_dir(),
-            &HostMounter,
-        )
-        .map_err(|err| err.to_string())?;
+        let volumes = self.write_volumes(pod, &objects)?;
         let mounts = volumes::container_mounts(container, &volumes, &environment)
             .map_err(|err| err.message)?;
         Ok(ContainerInputs {
@@ -438,23 +429,29 @@ impl Runtime {
         let objects = PodObjects::fetch(&self.client, &self.tokens, pod)
             .await
             .map_err(|err| err.to_string());
-        let written = objects.and_then(|objects| {
-            volumes::setup_pod_volumes(
-                &VolumeContext {
-                    pod,
-                    objects: &objects,
-                    allocatable: &self.allocatable,
-                },
-                &self.settings.dirs.pods_dir(),
-                &HostMounter,
-            )
-            .map(|_| ())
-            .map_err(|err| err.to_string())
-        });
+        let written = objects.and_then(|objects| self.write_volumes(pod, &objects).map(|_| ()));
         if let Err(message) = &written {
             worker_event(self, pod, true, volumes::FAILED_MOUNT, message.clone());
         }
         written
+    }
+
+    /// Writes the pod's volumes from `objects`; the error is kubelet's FailedMount message.
+    fn write_volumes(
+        &self,
+        pod: &Pod,
+        objects: &PodObjects,
+    ) -> Result<volumes::PodVolumes, String> {
+        volumes::setup_pod_volumes(
+            &VolumeContext {
+                pod,
+                objects,
+                allocatable: &self.allocatable,
+            },
+            &self.settings.dirs.pods_dir(),
+            &HostMounter,
+        )
+        .map_err(|err| err.to_string())
     }
 
     /// Removes the pod's volumes (unmounting memory-backed ones first) and forgets its tokens.
