@@ -387,16 +387,34 @@ impl EtcdProcess {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, for tests and benchmarks that start
+/// control planes side by side. It comes from 20000-29999, below the kernel's ephemeral range
+/// (32768-60999 here): a port the kernel handed out (`bind :0`) could be taken by any outgoing
+/// connection before the caller binds it, which made a parallel test's etcd fail to start. This
+/// process never hands out a port twice, and processes start at different places in the range.
 pub fn free_port() -> Result<u16, EtcdError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(|source| EtcdError::Io {
-            action: "finding a free port on",
-            path: PathBuf::from("127.0.0.1"),
-            source,
-        })
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 10_000;
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let offset = (start + HANDED_OUT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let Ok(port) = u16::try_from(FIRST + offset) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(EtcdError::Io {
+        action: "finding a free port on",
+        path: PathBuf::from("127.0.0.1"),
+        source: std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "every port of 20000-29999 is in use",
+        ),
+    })
 }
 
 #[cfg(test)]
