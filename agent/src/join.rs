@@ -32,6 +32,10 @@ const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 pub struct CredentialPaths {
     /// Kubeconfig with the node's client certificate.
     pub kubeconfig: PathBuf,
+    /// The client certificate alone (what rotation reads).
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
     /// The kubelet API's serving certificate.
     pub serving_cert: PathBuf,
     /// Its key.
@@ -45,6 +49,8 @@ impl CredentialPaths {
     pub fn in_dir(dir: &Path) -> Self {
         Self {
             kubeconfig: dir.join("kubeconfig"),
+            client_cert: dir.join("kubelet-client.crt"),
+            client_key: dir.join("kubelet-client.key"),
             serving_cert: dir.join("kubelet.crt"),
             serving_key: dir.join("kubelet.key"),
             client_ca: dir.join("ca.crt"),
@@ -117,52 +123,142 @@ pub async fn join(request: &JoinRequest, paths: &CredentialPaths) -> Result<(), 
         return Err(JoinError::BadHash(request.ca_cert_hash.clone()));
     }
     let ca_pem = discover(&request.server, id, secret, &hash).await?;
+    let bootstrap_client =
+        client_for(&request.server, &ca_pem, Auth::Token(&request.token)).await?;
+    let credentials = Issue {
+        server: &request.server,
+        ca_pem: &ca_pem,
+        node: &request.node,
+        address: &request.address,
+        timeout: request.timeout,
+    };
+    credentials.issue_and_write(&bootstrap_client, paths).await
+}
 
-    // As the token: the node's client certificate.
-    let bootstrap_client = client(&request.server, &ca_pem, Auth::Token(&request.token)).await?;
-    let user = format!("system:node:{}", request.node);
-    let (client_cert, client_key) = certificate(
-        &bootstrap_client,
-        &user,
-        &[],
-        KUBELET_CLIENT_SIGNER,
-        &["digital signature", "client auth"],
-        request.timeout,
-    )
-    .await?;
-    let kubeconfig = flotilla_apimachinery::kubeconfig::render(
-        &ca_pem,
-        &request.server,
-        "flotilla",
-        (&user, &client_cert, &client_key),
-    );
+/// Renews the node's certificates before they expire: new ones through CSRs made as the node
+/// itself (approved by `selfnodeclient`), written over the old ones. The caller restarts what
+/// holds the old ones.
+pub async fn renew(
+    paths: &CredentialPaths,
+    node: &str,
+    address: &str,
+    timeout: Duration,
+) -> Result<(), JoinError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map_err(|err| JoinError::Local(format!("reading {}: {err}", path.display())))
+    };
+    let ca_pem = read(&paths.client_ca)?;
+    let (cert, key) = (read(&paths.client_cert)?, read(&paths.client_key)?);
+    let kubeconfig = kube::config::Kubeconfig::read_from(&paths.kubeconfig).map_err(|err| {
+        JoinError::Local(format!("reading {}: {err}", paths.kubeconfig.display()))
+    })?;
+    let server = kubeconfig
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .ok_or_else(|| {
+            JoinError::Local(format!("{} names no server", paths.kubeconfig.display()))
+        })?;
+    let node_client = client_for(&server, &ca_pem, Auth::Certificate(&cert, &key)).await?;
+    let credentials = Issue {
+        server: &server,
+        ca_pem: &ca_pem,
+        node,
+        address,
+        timeout,
+    };
+    credentials.issue_and_write(&node_client, paths).await
+}
 
-    // As the node: the kubelet API's serving certificate.
-    let node_client = client(
-        &request.server,
-        &ca_pem,
-        Auth::Certificate(&client_cert, &client_key),
-    )
-    .await?;
-    let (serving_cert, serving_key) = certificate(
-        &node_client,
-        &user,
-        &[request.node.clone(), request.address.clone()],
-        KUBELET_SERVING_SIGNER,
-        &["digital signature", "server auth"],
-        request.timeout,
-    )
-    .await?;
-
-    for (path, content, private) in [
-        (&paths.client_ca, &ca_pem, false),
-        (&paths.serving_cert, &serving_cert, false),
-        (&paths.serving_key, &serving_key, true),
-        (&paths.kubeconfig, &kubeconfig, true),
-    ] {
-        write(path, content, private)?;
+/// When the node's certificates should be renewed (Unix seconds): 80% into the lifetime of the
+/// one that expires first, as kubelet renews between 70% and 90%.
+pub fn renewal_due(paths: &CredentialPaths) -> Result<i64, JoinError> {
+    let mut due = i64::MAX;
+    for path in [&paths.client_cert, &paths.serving_cert] {
+        let pem = std::fs::read(path)
+            .map_err(|err| JoinError::Local(format!("reading {}: {err}", path.display())))?;
+        let der = CertificateDer::from_pem_slice(&pem)
+            .map_err(|err| JoinError::Local(format!("{}: {err}", path.display())))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|err| JoinError::Local(format!("{}: {err}", path.display())))?;
+        let validity = parsed.validity();
+        due = due.min(eighty_percent(
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        ));
     }
-    Ok(())
+    Ok(due)
+}
+
+/// 80% of the way from `not_before` to `not_after`.
+fn eighty_percent(not_before: i64, not_after: i64) -> i64 {
+    not_before + (not_after - not_before) / 5 * 4
+}
+
+/// What issuing the node's certificates needs.
+struct Issue<'a> {
+    server: &'a str,
+    ca_pem: &'a str,
+    node: &'a str,
+    address: &'a str,
+    timeout: Duration,
+}
+
+impl Issue<'_> {
+    /// Asks `client`'s user for a client certificate, then as the node for a serving one, and
+    /// writes all the files.
+    async fn issue_and_write(
+        &self,
+        client: &Client,
+        paths: &CredentialPaths,
+    ) -> Result<(), JoinError> {
+        let user = format!("system:node:{}", self.node);
+        let (client_cert, client_key) = certificate(
+            client,
+            &user,
+            &[],
+            KUBELET_CLIENT_SIGNER,
+            &["digital signature", "client auth"],
+            self.timeout,
+        )
+        .await?;
+        let kubeconfig = flotilla_apimachinery::kubeconfig::render(
+            self.ca_pem,
+            self.server,
+            "flotilla",
+            (&user, &client_cert, &client_key),
+        );
+        let node_client = client_for(
+            self.server,
+            self.ca_pem,
+            Auth::Certificate(&client_cert, &client_key),
+        )
+        .await?;
+        let (serving_cert, serving_key) = certificate(
+            &node_client,
+            &user,
+            &[self.node.to_owned(), self.address.to_owned()],
+            KUBELET_SERVING_SIGNER,
+            &["digital signature", "server auth"],
+            self.timeout,
+        )
+        .await?;
+        let ca_pem = self.ca_pem.to_owned();
+        // The kubeconfig last: its presence means the node has joined.
+        for (path, content, private) in [
+            (&paths.client_ca, &ca_pem, false),
+            (&paths.client_cert, &client_cert, false),
+            (&paths.client_key, &client_key, true),
+            (&paths.serving_cert, &serving_cert, false),
+            (&paths.serving_key, &serving_key, true),
+            (&paths.kubeconfig, &kubeconfig, true),
+        ] {
+            write(path, content, private)?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads cluster-info without trusting the server, checks the token's signature and the CA's
@@ -244,7 +340,7 @@ enum Auth<'a> {
 }
 
 /// A client of `server` trusting only `ca_pem`.
-async fn client(server: &str, ca_pem: &str, auth: Auth<'_>) -> Result<Client, JoinError> {
+async fn client_for(server: &str, ca_pem: &str, auth: Auth<'_>) -> Result<Client, JoinError> {
     let user = match auth {
         Auth::Token(token) => json!({"token": token}),
         Auth::Certificate(cert, key) => json!({
@@ -349,4 +445,46 @@ fn write(path: &Path, content: &str, private: bool) -> Result<(), JoinError> {
         .open(path)
         .map_err(failed)?;
     std::io::Write::write_all(&mut file, content.as_bytes()).map_err(failed)
+}
+
+/// Waits until the node's certificates are due for renewal ([`renewal_due`]) and renews them,
+/// trying again every minute while renewal fails; returns once new ones are written.
+pub async fn renew_when_due(paths: &CredentialPaths, node: &str, address: &str) {
+    const RECHECK: i64 = 3600;
+    loop {
+        let now = jiff::Timestamp::now().as_second();
+        let wait = match renewal_due(paths) {
+            Ok(due) => due - now,
+            Err(err) => {
+                tracing::warn!("reading the node's certificates for renewal: {err}");
+                RECHECK
+            }
+        };
+        if wait > 0 {
+            let seconds = u64::try_from(wait.min(RECHECK)).unwrap_or(60);
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            continue;
+        }
+        match renew(paths, node, address, Duration::from_secs(60)).await {
+            Ok(()) => {
+                tracing::info!("renewed the node's client and serving certificates");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!("renewing the node's certificates (retrying in a minute): {err}");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_due_at_eighty_percent() {
+        assert_eq!(eighty_percent(1000, 2000), 1800);
+        assert_eq!(eighty_percent(0, 365 * 86400), 292 * 86400);
+    }
 }

@@ -16,7 +16,7 @@ use flotilla_agent::{
         network::NetworkMaps,
         pins::NodePins,
     },
-    join::{CredentialPaths, JoinRequest},
+    join::{self, CredentialPaths, JoinRequest},
     pods::{
         containerd::{NodeDirs, config_toml},
         cri::Cri,
@@ -498,6 +498,9 @@ fn run_agent(
 ) -> anyhow::Result<()> {
     let node_dirs = dirs(args.node_dir);
     let pki = CredentialPaths::in_dir(&node_dirs.lib.join("pki"));
+    // Credentials `join` wrote are renewed before they expire; given ones are the giver's.
+    let renewed = (args.kubeconfig.is_none() && pki.client_cert.exists()).then(|| pki.clone());
+    let node_ip = args.node_ip.clone();
     let config = AgentConfig {
         node_name: node.to_owned(),
         node_ip: args.node_ip,
@@ -526,17 +529,38 @@ fn run_agent(
         },
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let renewal_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::clone(&renewal_done);
     runtime.block_on(async {
         // SIGTERM is how process supervisors (and `cargo xtask down`) stop a daemon.
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .context("listening for SIGTERM")?;
+        let node = node.to_owned();
         flotilla_agent::run::run(config, async move {
+            let renewal = async {
+                match &renewed {
+                    Some(paths) => join::renew_when_due(paths, &node, &node_ip).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = terminate.recv() => {}
+                () = renewal => done.store(true, std::sync::atomic::Ordering::SeqCst),
             }
         })
         .await
-    })
+    })?;
+    if renewal_done.load(std::sync::atomic::Ordering::SeqCst) {
+        // The clients hold the old certificates: start again with the new ones (pods and the
+        // datapath carry on through an agent restart).
+        eprintln!("flotilla-agent: certificates renewed; restarting with them");
+        let program = std::env::current_exe().context("finding this program to restart")?;
+        let err = std::os::unix::process::CommandExt::exec(
+            std::process::Command::new(&program).args(std::env::args_os().skip(1)),
+        );
+        return Err(err).with_context(|| format!("restarting {}", program.display()));
+    }
+    Ok(())
 }

@@ -152,6 +152,50 @@ async fn nodes_join_with_a_bootstrap_token() -> anyhow::Result<()> {
             && reviewed["status"]["user"]["username"] == format!("system:bootstrap:{id}"),
         "TokenReview of the bootstrap token: {reviewed}"
     );
+    // Renewal: new certificates through requests the node makes as itself (selfnodeclient),
+    // due 80% into the first one's year.
+    let due = flotilla_agent::join::renewal_due(&paths)?;
+    let year = 365 * 24 * 3600;
+    let now = jiff::Timestamp::now().as_second();
+    ensure!(
+        (due - now - year * 4 / 5).abs() < 600,
+        "renewal due in {} s",
+        due - now
+    );
+    let before = std::fs::read_to_string(&paths.client_cert)?;
+    flotilla_agent::join::renew(&paths, "joiner", "192.0.2.10", Duration::from_secs(20)).await?;
+    ensure!(
+        std::fs::read_to_string(&paths.client_cert)? != before,
+        "renewal kept the old client certificate"
+    );
+    let renewed = cluster.json(&["get", "csr"])?;
+    let by_node: Vec<&serde_json::Value> = renewed["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter(|csr| {
+            csr["spec"]["username"] == "system:node:joiner"
+                && csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+        })
+        .collect();
+    ensure!(
+        by_node.len() == 1
+            && by_node[0]["status"]["conditions"][0]["message"]
+                == "Auto approving self kubelet client certificate after SubjectAccessReview.",
+        "the renewal's request: {by_node:?}"
+    );
+    let whoami = cluster.kubectl(&[
+        "--kubeconfig",
+        &paths.kubeconfig.to_string_lossy(),
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    ensure!(
+        String::from_utf8_lossy(&whoami.stdout) == "system:node:joiner",
+        "the renewed kubeconfig: {whoami:?}"
+    );
     let nodes = cluster.kubectl_ok(&["get", "nodes", "-o", "name"])?;
     ensure!(nodes.trim().is_empty(), "joining registered nodes: {nodes}");
 
