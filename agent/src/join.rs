@@ -8,6 +8,8 @@
 //!    signs; then, as the node, one for the kubelet API's serving certificate;
 //! 3. the kubeconfig, the serving certificate and key, and the CA are written (keys mode 0600)
 //!    where `flotilla-agent run` looks for them.
+//!
+//! Later the node renews both certificates the same way, as itself, at 80% of their lifetime.
 
 use std::{
     path::{Path, PathBuf},
