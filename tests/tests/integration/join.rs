@@ -114,17 +114,10 @@ async fn nodes_join_with_a_bootstrap_token() -> anyhow::Result<()> {
 
     // The good token: client and serving certificates, approved and signed.
     join(&request(&created.token, &hash), &paths).await?;
-    let whoami = cluster.kubectl(&[
-        "--kubeconfig",
-        &paths.kubeconfig.to_string_lossy(),
-        "auth",
-        "whoami",
-        "-o",
-        "jsonpath={.status.userInfo.username}",
-    ]);
+    let user = whoami(&cluster, &paths.kubeconfig);
     ensure!(
-        String::from_utf8_lossy(&whoami.stdout) == "system:node:joiner",
-        "the joined node's kubeconfig: {whoami:?}"
+        user == "system:node:joiner",
+        "the joined node's kubeconfig: {user:?}"
     );
     let serving = std::fs::read_to_string(&paths.serving_cert)?;
     ensure!(serving.contains("BEGIN CERTIFICATE"), "{serving}");
@@ -139,17 +132,10 @@ async fn nodes_join_with_a_bootstrap_token() -> anyhow::Result<()> {
         "signers and requestors:\n{csrs}"
     );
     // TokenReview knows the token too.
-    let review = cluster.dir.path().join("review.json");
-    std::fs::write(
-        &review,
-        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                           "spec": {"token": created.token}})
-        .to_string(),
-    )?;
-    let reviewed = cluster.json(&["create", "-f", &review.to_string_lossy()])?;
+    let reviewed = cluster.review_token(&created.token)?;
     ensure!(
-        reviewed["status"]["authenticated"] == true
-            && reviewed["status"]["user"]["username"] == format!("system:bootstrap:{id}"),
+        reviewed["authenticated"] == true
+            && reviewed["user"]["username"] == format!("system:bootstrap:{id}"),
         "TokenReview of the bootstrap token: {reviewed}"
     );
     // Renewal: new certificates through requests the node makes as itself (selfnodeclient),
@@ -184,17 +170,10 @@ async fn nodes_join_with_a_bootstrap_token() -> anyhow::Result<()> {
                 == "Auto approving self kubelet client certificate after SubjectAccessReview.",
         "the renewal's request: {by_node:?}"
     );
-    let whoami = cluster.kubectl(&[
-        "--kubeconfig",
-        &paths.kubeconfig.to_string_lossy(),
-        "auth",
-        "whoami",
-        "-o",
-        "jsonpath={.status.userInfo.username}",
-    ]);
+    let user = whoami(&cluster, &paths.kubeconfig);
     ensure!(
-        String::from_utf8_lossy(&whoami.stdout) == "system:node:joiner",
-        "the renewed kubeconfig: {whoami:?}"
+        user == "system:node:joiner",
+        "the renewed kubeconfig: {user:?}"
     );
     let nodes = cluster.kubectl_ok(&["get", "nodes", "-o", "name"])?;
     ensure!(nodes.trim().is_empty(), "joining registered nodes: {nodes}");
@@ -233,6 +212,19 @@ spec:
         control_plane.stop().await;
     }
     Ok(())
+}
+
+/// Who `kubeconfig` authenticates as (`kubectl auth whoami`).
+fn whoami(cluster: &Cluster, kubeconfig: &std::path::Path) -> String {
+    let output = cluster.kubectl(&[
+        "--kubeconfig",
+        &kubeconfig.to_string_lossy(),
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A PEM certificate request for `cn`.

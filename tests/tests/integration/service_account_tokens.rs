@@ -83,19 +83,6 @@ fn api_get(cluster: &Cluster, path: &str) -> (Option<i32>, String, String) {
     )
 }
 
-/// What a TokenReview of `token` answers.
-fn review(cluster: &Cluster, token: &str) -> anyhow::Result<Value> {
-    let path = cluster.dir.path().join("review.json");
-    let review = serde_json::json!({
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenReview",
-        "spec": {"token": token},
-    });
-    std::fs::write(&path, review.to_string())?;
-    let answer = cluster.json(&["create", "-f", &path.to_string_lossy()])?;
-    Ok(answer["status"].clone())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pods_call_the_api_as_their_service_account() -> anyhow::Result<()> {
     require_root();
@@ -179,7 +166,7 @@ async fn pods_call_the_api_as_their_service_account() -> anyhow::Result<()> {
     );
 
     // TokenReview says whose token it is.
-    let status = review(cluster, &token)?;
+    let status = cluster.review_token(&token)?;
     ensure!(
         status["authenticated"] == true
             && status["user"]["username"] == "system:serviceaccount:tokens:reader"
@@ -199,7 +186,7 @@ async fn pods_call_the_api_as_their_service_account() -> anyhow::Result<()> {
         "token refused {:?} after its ServiceAccount's deletion",
         refused_after.elapsed()
     );
-    let status = review(cluster, &token)?;
+    let status = cluster.review_token(&token)?;
     ensure!(
         status["authenticated"] != true && !status["error"].as_str().unwrap_or_default().is_empty(),
         "TokenReview after the deletion: {status}"

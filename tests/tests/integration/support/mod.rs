@@ -277,6 +277,19 @@ impl Cluster {
         Ok(())
     }
 
+    /// The status a TokenReview of `token` gets.
+    pub fn review_token(&self, token: &str) -> anyhow::Result<Value> {
+        let path = self.dir.path().join("review.json");
+        let review = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        });
+        fs::write(&path, review.to_string())?;
+        let answer = self.json(&["create", "-f", &path.to_string_lossy()])?;
+        Ok(answer["status"].clone())
+    }
+
     pub fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
