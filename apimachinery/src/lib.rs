@@ -3,7 +3,8 @@
 //! ([`selectors`]), name and format rules with upstream's messages ([`names`]) and exact resource
 //! quantities ([`quantity`]), query strings ([`query`]), the node conditions kubelet posts
 //! ([`node_conditions`]), which the agent and the control plane's hollow nodes both report, the
-//! upgrade headers of streaming requests ([`httpstream`]),
+//! upgrade headers of streaming requests ([`httpstream`]), the annotations that tie claims,
+//! volumes and provisioners together ([`volumes`]),
 //! what upstream's Go types say about every kind ([`schema`]), Kubernetes' protobuf wire
 //! format ([`protobuf`]) and its JSON as kube-apiserver writes it ([`json`]).
 
@@ -18,3 +19,4 @@ pub mod quantity;
 pub mod query;
 pub mod schema;
 pub mod selectors;
+pub mod volumes;

@@ -318,6 +318,7 @@ mod tests {
                 "policy",
                 "scheduling.k8s.io",
                 "rbac.authorization.k8s.io",
+                "storage.k8s.io",
                 "authorization.k8s.io",
                 "authentication.k8s.io",
                 "certificates.k8s.io"

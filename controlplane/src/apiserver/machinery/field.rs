@@ -440,3 +440,13 @@ pub(crate) fn diff_values(old: &Value, new: &Value, path: &str, out: &mut Vec<St
         }
     }
 }
+
+/// The cause at `field` as `<field>: <message>`, upstream's error text (for tests).
+#[cfg(test)]
+pub(crate) fn message_at(causes: &[Cause], field: &str) -> String {
+    causes
+        .iter()
+        .find(|c| c.field == field)
+        .unwrap_or_else(|| panic!("no cause at {field} in {causes:#?}"))
+        .to_string()
+}

@@ -21,6 +21,7 @@ pub(crate) mod prelude;
 pub mod rbac;
 mod resource;
 pub mod scheduling;
+pub mod storage;
 pub(crate) mod strategy;
 pub mod workloads;
 
@@ -41,6 +42,8 @@ pub static BUILTIN: &[&Resource] = &[
     &core::endpoints::RESOURCE,
     &core::config_map::RESOURCE,
     &core::secret::RESOURCE,
+    &core::persistent_volume::RESOURCE,
+    &core::persistent_volume_claim::RESOURCE,
     &core::service_account::RESOURCE,
     &core::event::RESOURCE,
     &core::replication_controller::RESOURCE,
@@ -60,6 +63,7 @@ pub static BUILTIN: &[&Resource] = &[
     &rbac::cluster_role_binding::RESOURCE,
     &rbac::role::RESOURCE,
     &rbac::role_binding::RESOURCE,
+    &storage::storage_class::RESOURCE,
     &authorization::self_subject_access_review::RESOURCE,
     &authorization::self_subject_rules_review::RESOURCE,
     &authorization::subject_access_review::RESOURCE,

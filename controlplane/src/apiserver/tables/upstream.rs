@@ -1,8 +1,9 @@
 //! Tables of kinds upstream prints that Flotilla does not serve yet (PodTemplate, Ingress,
-//! PersistentVolume(Claim), RBAC bindings, StorageClass,
+//! RBAC bindings,
 //! RuntimeClass, webhook configurations, and those printed with "Created At"). Each moves into
 //! its kind's registry file when the kind is served; until then the registry falls back to
-//! these for kinds registered at run time under the same names.
+//! these for kinds registered at run time under the same names. (PersistentVolume(Claim) and
+//! StorageClass are served; their registry files print with these.)
 
 use jiff::Timestamp;
 use serde_json::{Value, json};

@@ -5,6 +5,8 @@ pub mod endpoints;
 pub mod event;
 pub mod namespace;
 pub mod node;
+pub mod persistent_volume;
+pub mod persistent_volume_claim;
 pub mod pod;
 pub(crate) mod pod_spec;
 pub mod replication_controller;
