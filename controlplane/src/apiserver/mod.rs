@@ -58,6 +58,9 @@ use query::{Query, rendering};
 use registry::{Registry, Resource, Subresource, core::namespace, scheduling::priority_class};
 use status::ApiError;
 
+/// The StorageClass every cluster starts with, its default.
+pub const DEFAULT_STORAGE_CLASS: &str = "local-path";
+
 /// The API server's shared state.
 #[derive(Clone)]
 pub struct ApiServer {
@@ -144,8 +147,9 @@ impl ApiServer {
     }
 
     /// Creates the namespaces every cluster has (default, kube-system, kube-public,
-    /// kube-node-lease) and the system PriorityClasses (system-node-critical,
-    /// system-cluster-critical) unless they exist, and the default RBAC roles and bindings.
+    /// kube-node-lease), the system PriorityClasses (system-node-critical,
+    /// system-cluster-critical) and the default StorageClass unless they exist, and the
+    /// default RBAC roles and bindings.
     /// The system Services (`kubernetes`, `kube-dns`) come
     /// next, from [`Self::reconcile_system_services`].
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
@@ -179,8 +183,42 @@ impl ApiServer {
                 Err(err) => return Err(err),
             }
         }
+        self.create_default_storage_class().await?;
         crate::auth::rbac::bootstrap::reconcile(self).await?;
         gc::resume_pending(self).await
+    }
+
+    /// The default StorageClass `local-path` (k3s ships the same): claims that name no class
+    /// get a directory on the node their first pod is scheduled to, made by that node's agent,
+    /// deleted with the claim. Created when absent, as k3s re-applies its manifest at start.
+    async fn create_default_storage_class(&self) -> Result<(), ApiError> {
+        use crate::controllers::persistent_volume::matching::{
+            LOCAL_PATH_PROVISIONER, WAIT_FOR_FIRST_CONSUMER,
+        };
+        use registry::storage::storage_class;
+        let scope = Scope {
+            resource: &storage_class::RESOURCE,
+            namespace: None,
+        };
+        let object = json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": DEFAULT_STORAGE_CLASS,
+                         "annotations": {storage_class::IS_DEFAULT_CLASS_ANNOTATION: "true"}},
+            "provisioner": LOCAL_PATH_PROVISIONER,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": WAIT_FOR_FIRST_CONSUMER,
+        });
+        match self.create_object(&scope, object, &Query::default()).await {
+            Ok(_) => {
+                tracing::info!(
+                    storage_class = DEFAULT_STORAGE_CLASS,
+                    "created storage class"
+                );
+                Ok(())
+            }
+            Err(err) if err.code == 409 => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// Serves HTTPS on `listener` until the task is dropped.

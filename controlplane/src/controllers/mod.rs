@@ -14,8 +14,10 @@ pub mod history;
 pub mod job;
 pub mod namespace_defaults;
 pub mod node_lifecycle;
+pub mod persistent_volume;
 pub mod replicaset;
 pub mod statefulset;
+pub mod volume_protection;
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
@@ -55,6 +57,8 @@ pub async fn run(client: Client, settings: Settings, ca: certificates::ClusterCa
         endpoints::run(client.clone()),
         disruption::run(client.clone()),
         node_lifecycle::run(client.clone(), settings.node_lifecycle),
+        persistent_volume::run(client.clone()),
+        volume_protection::run(client.clone()),
         clusterrole_aggregation::run(client.clone()),
         namespace_defaults::run(client.clone(), ca.cert.clone()),
         certificates::run(client.clone(), ca),

@@ -4,7 +4,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration};
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelector, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
+};
 
 use flotilla_apimachinery::quantity::Quantity;
 use flotilla_apimachinery::selectors::{
@@ -312,6 +314,17 @@ pub fn matches_node_selection(spec: &PodSpec, node: &Node) -> bool {
                 .any(|term| term_matches(term, labels, node_name(node)))
         });
     selector_ok && affinity_ok
+}
+
+/// Whether `node` satisfies a NodeSelector (its terms ORed), as a PersistentVolume's
+/// `nodeAffinity.required` is checked.
+pub fn node_selector_matches(selector: &NodeSelector, node: &Node) -> bool {
+    let empty = BTreeMap::new();
+    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
+    selector
+        .node_selector_terms
+        .iter()
+        .any(|term| term_matches(term, labels, node_name(node)))
 }
 
 /// The first taint of `node` with an effect `effect_filter` accepts that no toleration tolerates.
