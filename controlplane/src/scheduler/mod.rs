@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod predicates;
 pub mod queue;
+pub mod volumes;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,7 +23,10 @@ use std::{
 };
 
 use futures::{Stream, StreamExt as _};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::{
+    core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod},
+    storage::v1::StorageClass,
+};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
@@ -32,7 +36,11 @@ use predicates::{Demand, NodeInfo};
 use serde_json::json;
 use tokio::{sync::mpsc, task::JoinSet};
 
-use self::{cache::Cache, queue::Queue};
+use self::{
+    cache::Cache,
+    queue::Queue,
+    volumes::{Reservation, Volumes},
+};
 
 /// The name pods ask for in spec.schedulerName.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -55,6 +63,9 @@ pub async fn run(client: Client) {
     // The watches decode on their own tasks, in parallel with the scheduling loop.
     let (node_sender, mut node_events) = mpsc::channel(WATCH_BUFFER);
     let (pod_sender, mut pod_events) = mpsc::channel(WATCH_BUFFER);
+    let (claim_sender, mut claim_events) = mpsc::channel(WATCH_BUFFER);
+    let (volume_sender, mut volume_events) = mpsc::channel(WATCH_BUFFER);
+    let (class_sender, mut class_events) = mpsc::channel(WATCH_BUFFER);
     let (events, event_queue) = mpsc::channel(EVENT_QUEUE);
     let _abort_drivers = crate::controllers::AbortOnDrop(vec![
         tokio::spawn(forward(
@@ -64,6 +75,27 @@ pub async fn run(client: Client) {
         tokio::spawn(forward(
             watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
             pod_sender,
+        )),
+        tokio::spawn(forward(
+            watcher(
+                Api::<PersistentVolumeClaim>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+            claim_sender,
+        )),
+        tokio::spawn(forward(
+            watcher(
+                Api::<PersistentVolume>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+            volume_sender,
+        )),
+        tokio::spawn(forward(
+            watcher(
+                Api::<StorageClass>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+            class_sender,
         )),
         tokio::spawn(record_events(client.clone(), event_queue)),
     ]);
@@ -85,6 +117,15 @@ pub async fn run(client: Client) {
             biased;
             Some(event) = node_events.recv() => scheduler.state.node_event(event),
             Some(event) = pod_events.recv() => scheduler.state.pod_event(event),
+            Some(event) = claim_events.recv() => {
+                scheduler.state.cluster_changed |= scheduler.state.volumes.claim_event(event);
+            }
+            Some(event) = volume_events.recv() => {
+                scheduler.state.cluster_changed |= scheduler.state.volumes.volume_event(event);
+            }
+            Some(event) = class_events.recv() => {
+                scheduler.state.cluster_changed |= scheduler.state.volumes.class_event(event);
+            }
             Some(done) = scheduler.in_flight.join_next() => scheduler.finished(done),
             _ = retry.tick() => scheduler.retry(),
             () = sleep_until(backoff) , if backoff.is_some() => {
@@ -135,6 +176,8 @@ struct State {
     cluster_changed: bool,
     /// Unschedulable messages already reported, by pod uid (so each is reported once).
     reported: HashMap<String, String>,
+    /// Claims, volumes and classes, for volume binding.
+    volumes: Volumes,
 }
 
 impl State {
@@ -238,7 +281,7 @@ impl State {
     }
 
     fn synced(&self) -> bool {
-        self.nodes_synced && self.pods_synced
+        self.nodes_synced && self.pods_synced && self.volumes.synced()
     }
 }
 
@@ -255,7 +298,7 @@ struct Scheduler {
 /// How a task in flight ended.
 enum Outcome {
     Bound,
-    BindFailed(Arc<Pod>),
+    BindFailed(Arc<Pod>, Reservation),
     Reported {
         uid: String,
         message: String,
@@ -279,14 +322,35 @@ impl Scheduler {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let demand = Arc::new(Demand::of(&pod));
         let nodes = self.state.cache.nodes();
-        match place(&pod, &demand, nodes, &mut self.next_start) {
-            Ok(i) => {
+        let volumes = &self.state.volumes;
+        let placed = volumes
+            .claims_of(&pod)
+            .map_err(|why| format!("0/{} nodes are available: {why}.", nodes.len()))
+            .and_then(|claims| {
+                let volume_filter = |info: &NodeInfo| claims.reasons(volumes, &info.node);
+                place(&pod, &demand, nodes, &mut self.next_start, volume_filter)
+                    .map(|i| (i, claims.reserve(volumes, &nodes[i].node)))
+            });
+        match placed {
+            Ok((i, reservation)) => {
                 let node = nodes[i].node.metadata.name.clone().unwrap_or_default();
+                // A pod waiting for its claims to bind stays assumed for as long as it may wait.
+                let assumed_at = if reservation.is_empty() {
+                    Instant::now()
+                } else {
+                    Instant::now() + volumes::BIND_TIMEOUT
+                };
+                self.state.volumes.assume(&reservation);
                 self.state
                     .cache
-                    .assume(pod.clone(), &node, demand, Instant::now());
-                self.in_flight
-                    .spawn(bind(self.client.clone(), self.events.clone(), pod, node));
+                    .assume(pod.clone(), &node, demand, assumed_at);
+                self.in_flight.spawn(bind(
+                    self.client.clone(),
+                    self.events.clone(),
+                    pod,
+                    node,
+                    reservation,
+                ));
             }
             Err(message) => {
                 let nodes = nodes.len();
@@ -308,7 +372,8 @@ impl Scheduler {
     fn finished(&mut self, done: Result<Outcome, tokio::task::JoinError>) {
         match done {
             Ok(Outcome::Bound) => {}
-            Ok(Outcome::BindFailed(pod)) => {
+            Ok(Outcome::BindFailed(pod, reservation)) => {
+                self.state.volumes.forget(&reservation);
                 let uid = pod.metadata.uid.as_deref().unwrap_or_default();
                 // Unless the watch meanwhile showed it bound or gone: free its place, retry.
                 if self.state.cache.is_assumed(uid) {
@@ -346,6 +411,7 @@ fn place(
     demand: &Demand,
     infos: &[NodeInfo],
     next_start: &mut usize,
+    volume_filter: impl Fn(&NodeInfo) -> Vec<predicates::Reason>,
 ) -> Result<usize, String> {
     let wanted = feasible_nodes_to_find(infos.len());
     let mut reasons = Vec::new();
@@ -353,7 +419,10 @@ fn place(
     let mut feasible = 0;
     for offset in 0..infos.len() {
         let i = (*next_start + offset) % infos.len();
-        let why = predicates::fits(pod, demand, &infos[i]);
+        let mut why = predicates::fits(pod, demand, &infos[i]);
+        if why.is_empty() {
+            why = volume_filter(&infos[i]);
+        }
         if !why.is_empty() {
             reasons.extend(why);
             continue;
@@ -379,16 +448,25 @@ fn place(
         .ok_or_else(|| predicates::unschedulable_message(infos.len(), &reasons))
 }
 
-/// Binds the pod to the node.
+/// Binds the pod to the node, once its claims are bound (PreBind).
 async fn bind(
     client: Client,
     events: mpsc::Sender<PendingEvent>,
     pod: Arc<Pod>,
     node_name: String,
+    reservation: Reservation,
 ) -> Outcome {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
+    if !reservation.is_empty()
+        && let Err(why) = reservation.prebind(&client, &node_name).await
+    {
+        tracing::warn!(pod = %format!("{namespace}/{name}"), "volume binding failed: {why}");
+        reservation.unreserve(&client).await;
+        event(&events, &pod, "Warning", "FailedScheduling", why);
+        return Outcome::BindFailed(pod, reservation);
+    }
     let pods_api: Api<Pod> = Api::namespaced(client, &namespace);
     let binding = json!({
         "apiVersion": "v1", "kind": "Binding",
@@ -417,7 +495,7 @@ async fn bind(
         }
         Err(err) => {
             tracing::warn!(pod = %format!("{namespace}/{name}"), "binding failed: {err}");
-            Outcome::BindFailed(pod)
+            Outcome::BindFailed(pod, reservation)
         }
     }
 }
@@ -588,6 +666,9 @@ mod tests {
             state.pod_event(Event::InitApply(pod));
         }
         state.pod_event(Event::InitDone);
+        state.volumes.claim_event(Event::InitDone);
+        state.volumes.volume_event(Event::InitDone);
+        state.volumes.class_event(Event::InitDone);
         assert!(state.synced());
         // The loop settles before each decision.
         state.settle();
@@ -649,7 +730,14 @@ mod tests {
         state.pod_event(Event::Apply(pod("a", None, json!({}))));
         let a = state.queue.pop().unwrap();
         let mut next_start = 0;
-        let i = place(&a, &Demand::of(&a), state.cache.nodes(), &mut next_start).unwrap();
+        let i = place(
+            &a,
+            &Demand::of(&a),
+            state.cache.nodes(),
+            &mut next_start,
+            |_| Vec::new(),
+        )
+        .unwrap();
         assert_eq!(i, 0);
         state.cache.assume(
             a,
@@ -680,7 +768,10 @@ mod tests {
             json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "2"}}}]}}),
         )));
         let big = state.queue.pop().unwrap();
-        let message = place(&big, &Demand::of(&big), state.cache.nodes(), &mut 0).unwrap_err();
+        let message = place(&big, &Demand::of(&big), state.cache.nodes(), &mut 0, |_| {
+            Vec::new()
+        })
+        .unwrap_err();
         assert_eq!(message, "0/1 nodes are available: 1 Insufficient cpu.");
         state.queue.park_unschedulable(big);
         state.settle();
@@ -693,7 +784,10 @@ mod tests {
         state.settle();
         assert!(state.queue.has_active());
         let big = state.queue.pop().unwrap();
-        let i = place(&big, &Demand::of(&big), state.cache.nodes(), &mut 0).unwrap();
+        let i = place(&big, &Demand::of(&big), state.cache.nodes(), &mut 0, |_| {
+            Vec::new()
+        })
+        .unwrap();
         assert_eq!(
             state.cache.nodes()[i].node.metadata.name.as_deref(),
             Some("n2")
@@ -711,12 +805,22 @@ mod tests {
         );
         state.pod_event(Event::Apply(pod("c", None, json!({}))));
         let c = state.queue.pop().unwrap();
-        assert!(place(&c, &Demand::of(&c), state.cache.nodes(), &mut 0).is_err());
+        assert!(
+            place(&c, &Demand::of(&c), state.cache.nodes(), &mut 0, |_| {
+                Vec::new()
+            })
+            .is_err()
+        );
         state.queue.park_unschedulable(c);
         state.pod_event(Event::Delete(pod("a", Some("n1"), json!({}))));
         state.settle();
         let c = state.queue.pop().unwrap();
-        assert!(place(&c, &Demand::of(&c), state.cache.nodes(), &mut 0).is_ok());
+        assert!(
+            place(&c, &Demand::of(&c), state.cache.nodes(), &mut 0, |_| {
+                Vec::new()
+            })
+            .is_ok()
+        );
     }
 
     #[test]
