@@ -10,3 +10,4 @@ pub mod node;
 pub mod pods;
 pub mod run;
 pub mod server;
+pub mod storage;

@@ -242,6 +242,11 @@ pub async fn run(
         runtime_version,
     ));
     let pods = tokio::spawn(manager::run(runtime.clone()));
+    let local_path = tokio::spawn(crate::storage::local_path::run(
+        client.clone(),
+        node_name.clone(),
+        config.dirs.local_path_dir(),
+    ));
     let tls = tls::server_config(&tls::TlsFiles {
         cert: config.tls_cert_file.clone(),
         key: config.tls_private_key_file.clone(),
@@ -266,6 +271,7 @@ pub async fn run(
     shutdown.await;
     heartbeat.abort();
     pods.abort();
+    local_path.abort();
     api.abort();
     cni_api.abort();
     address_gc.abort();

@@ -79,6 +79,11 @@ impl NodeDirs {
         self.lib.join("cni/net.d")
     }
 
+    /// Where the local-path provisioner keeps volumes (one directory each).
+    pub fn local_path_dir(&self) -> PathBuf {
+        self.lib.join("local-path")
+    }
+
     /// Pod volumes (emptyDir, configMap, secret) as kubelet's `pods/<uid>/volumes`.
     pub fn pods_dir(&self) -> PathBuf {
         self.lib.join("pods")

@@ -1,5 +1,6 @@
-//! Events about pods, as kubelet records them (`kubectl describe pod` shows them): written in the
-//! background so a slow API server never holds up a pod.
+//! Events about pods, as kubelet records them (`kubectl describe pod` shows them), and about the
+//! other objects the agent acts on (claims it provisions): written in the background so a slow
+//! API server never holds up a pod.
 
 use k8s_openapi::{
     api::core::v1::{Event, EventSource, ObjectReference, Pod},
@@ -19,8 +20,22 @@ pub enum Kind {
 
 /// Records an event about `pod` (fire and forget; failures are logged at debug level).
 pub fn record(client: &Client, node: &str, pod: &Pod, kind: Kind, reason: &str, message: String) {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
+    record_about(client, node, "kubelet", pod, kind, reason, message);
+}
+
+/// Records an event about any namespaced `object`, from `component` on this node.
+pub fn record_about<K: kube::Resource<DynamicType = ()>>(
+    client: &Client,
+    node: &str,
+    component: &str,
+    object: &K,
+    kind: Kind,
+    reason: &str,
+    message: String,
+) {
+    let meta = object.meta();
+    let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+    let name = meta.name.clone().unwrap_or_default();
     let now = Time(Timestamp::now());
     let event = Event {
         metadata: ObjectMeta {
@@ -29,12 +44,12 @@ pub fn record(client: &Client, node: &str, pod: &Pod, kind: Kind, reason: &str, 
             ..Default::default()
         },
         involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
+            api_version: Some(K::api_version(&()).into_owned()),
+            kind: Some(K::kind(&()).into_owned()),
             name: Some(name),
-            namespace: Some(namespace.clone()),
-            uid: pod.metadata.uid.clone(),
-            resource_version: pod.metadata.resource_version.clone(),
+            namespace: meta.namespace.clone(),
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
             ..Default::default()
         },
         reason: Some(reason.to_owned()),
@@ -47,10 +62,10 @@ pub fn record(client: &Client, node: &str, pod: &Pod, kind: Kind, reason: &str, 
             .into(),
         ),
         source: Some(EventSource {
-            component: Some("kubelet".into()),
+            component: Some(component.to_owned()),
             host: Some(node.to_owned()),
         }),
-        reporting_component: Some("kubelet".into()),
+        reporting_component: Some(component.to_owned()),
         reporting_instance: Some(node.to_owned()),
         first_timestamp: Some(now.clone()),
         last_timestamp: Some(now),

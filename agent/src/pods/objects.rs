@@ -1,5 +1,6 @@
 //! The ConfigMaps and Secrets a pod references (environment, envFrom, configMap/secret and
-//! projected volumes) and the ServiceAccount tokens its projected volumes ask for, fetched once so
+//! projected volumes), the ServiceAccount tokens its projected volumes ask for and the storage
+//! behind its PersistentVolumeClaims, fetched once so
 //! the environment and the volumes are built from plain data.
 //!
 //! kubelet's configMap and secret managers answer "not found" with an API NotFound error whose
@@ -11,7 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::{Api, Client};
 
-use super::tokens::{TokenManager, TokenSpec};
+use super::{
+    claims::{self, ClaimedVolume},
+    tokens::{TokenManager, TokenSpec},
+};
 
 /// The ConfigMaps and Secrets of one namespace that a pod references, by name; `None` means the
 /// API server answered NotFound.
@@ -24,6 +28,9 @@ pub struct PodObjects {
     /// ServiceAccount tokens by what the projection asks, or why there is none (kubelet's
     /// message, which fails only the volumes that need the token).
     pub tokens: BTreeMap<TokenSpec, Result<String, String>>,
+    /// The storage behind each PersistentVolumeClaim the pod's volumes use, or kubelet's
+    /// message why there is none (which fails only the volumes using that claim).
+    pub claims: BTreeMap<String, Result<ClaimedVolume, String>>,
 }
 
 /// Fetching a referenced object failed for a reason other than NotFound.
@@ -166,6 +173,10 @@ impl PodObjects {
                 .map_err(|err| format!("failed to fetch token: {err}"));
             objects.tokens.insert(spec, token);
         }
+        for name in claims::claim_names(pod) {
+            let claimed = claims::fetch(client, &namespace, &name).await;
+            objects.claims.insert(name, claimed);
+        }
         Ok(objects)
     }
 
@@ -185,6 +196,15 @@ impl PodObjects {
             Some(Ok(token)) => Ok(token),
             Some(Err(why)) => Err(why.clone()),
             None => Err("failed to fetch token: it was never asked for".to_owned()),
+        }
+    }
+
+    /// The storage behind the claim `name`; kubelet's message when there is none.
+    pub fn claim(&self, name: &str) -> Result<&ClaimedVolume, String> {
+        match self.claims.get(name) {
+            Some(Ok(claimed)) => Ok(claimed),
+            Some(Err(why)) => Err(why.clone()),
+            None => Err(format!("PVC {name:?} was never looked up")),
         }
     }
 

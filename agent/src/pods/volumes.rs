@@ -1,8 +1,8 @@
 //! Pod volumes on the node, laid out as kubelet lays them out:
 //! `<pods_dir>/<pod uid>/volumes/<plugin>/<volume name>` with plugin directories named
 //! `kubernetes.io~empty-dir`, `kubernetes.io~configmap`, `kubernetes.io~secret`,
-//! `kubernetes.io~downward-api` and `kubernetes.io~projected`; hostPath volumes are the host path
-//! itself.
+//! `kubernetes.io~downward-api` and `kubernetes.io~projected`; hostPath volumes, and the local
+//! or hostPath PersistentVolumes behind claims, are the host path itself.
 //!
 //! - emptyDir: a 0777 directory; medium `Memory` is a tmpfs (size = `sizeLimit` when set).
 //! - configMap, secret, downwardAPI, projected: files written with the AtomicWriter scheme
@@ -10,6 +10,8 @@
 //!   kubelet keeps secrets off disk. Calling [`setup_pod_volumes`] again with newer objects
 //!   refreshes their contents in place (containers see the change without a remount).
 //! - hostPath: kubelet's `type` checks.
+//! - persistentVolumeClaim: the bound volume's directory ([`super::claims`]), which must exist;
+//!   `readOnly` on the volume or the mount makes the bind read-only.
 //!
 //! [`container_mounts`] turns a container's volumeMounts into CRI mounts; [`remove_pod_volumes`]
 //! unmounts and deletes everything of a pod. Mounting goes through the [`Mounter`] trait so the
@@ -30,6 +32,7 @@ use k8s_openapi::{
 
 use super::{
     atomic_writer::{self, FileProjection, Payload},
+    claims::{ClaimedSource, ClaimedVolume},
     cri::api,
     env::{self, ContainerEnv},
     objects::PodObjects,
@@ -287,6 +290,17 @@ fn setup_volume(
             read_only: false,
         });
     }
+    if let Some(source) = &volume.persistent_volume_claim {
+        let claimed = ctx
+            .objects
+            .claim(&source.claim_name)
+            .map_err(|message| VolumeError::new(name, message))?;
+        check_claimed(claimed).map_err(|message| VolumeError::new(name, message))?;
+        return Ok(VolumePath {
+            host_path: claimed.path.clone(),
+            read_only: source.read_only.unwrap_or(false),
+        });
+    }
     if let Some(empty_dir) = &volume.empty_dir {
         let path = dir(EMPTY_DIR);
         make_dir(&path, 0o777).map_err(|e| io_err("creating the emptyDir directory", e))?;
@@ -382,7 +396,7 @@ fn setup_volume(
             name,
             format!(
                 "no volume plugin matched: this node supports emptyDir, hostPath, configMap, \
-                 secret, downwardAPI and projected volumes (pod {namespace}/{})",
+                 secret, downwardAPI, projected and persistentVolumeClaim volumes (pod {namespace}/{})",
                 ctx.pod.metadata.name.as_deref().unwrap_or("")
             ),
         ));
@@ -593,6 +607,30 @@ fn downward_payload(
         );
     }
     Ok(payload)
+}
+
+/// Whether a claim's directory is there: a `local` volume's path must exist and be a
+/// directory (kubelet's local volume plugin: its data lives there, so a missing directory is
+/// an error to report, never something to create empty); a `hostPath` one gets its type check.
+fn check_claimed(claimed: &ClaimedVolume) -> Result<(), String> {
+    let volume = &claimed.volume_name;
+    match &claimed.source {
+        ClaimedSource::Local => match fs::metadata(&claimed.path) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(format!(
+                "MountVolume.NewMounter initialization failed for volume {volume:?} : path {:?} is not a directory",
+                claimed.path.display().to_string()
+            )),
+            Err(err) if err.kind() == ErrorKind::NotFound => Err(format!(
+                "MountVolume.NewMounter initialization failed for volume {volume:?} : path {:?} does not exist",
+                claimed.path.display().to_string()
+            )),
+            Err(err) => Err(format!(
+                "MountVolume.NewMounter initialization failed for volume {volume:?} : {err}"
+            )),
+        },
+        ClaimedSource::HostPath(kind) => check_host_path(&claimed.path, kind),
+    }
 }
 
 /// kubelet's hostPath `type` check; creates what the `...OrCreate` types ask for.
@@ -901,8 +939,9 @@ mod tests {
         ByteString,
         api::core::v1::{
             ConfigMap, ConfigMapVolumeSource, DownwardAPIVolumeFile, EmptyDirVolumeSource,
-            ObjectFieldSelector, PodSpec, ProjectedVolumeSource, Secret, SecretVolumeSource,
-            ServiceAccountTokenProjection, VolumeMount, VolumeProjection,
+            ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSpec, ProjectedVolumeSource,
+            Secret, SecretVolumeSource, ServiceAccountTokenProjection, VolumeMount,
+            VolumeProjection,
         },
         apimachinery::pkg::apis::meta::v1::ObjectMeta,
     };
@@ -1314,6 +1353,70 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("mode")).unwrap(), "fast");
         assert_eq!(fs::read_to_string(dir.join("password")).unwrap(), "pw");
         assert_eq!(fs::read_to_string(dir.join("token")).unwrap(), "jwt");
+    }
+
+    #[test]
+    fn claims_mount_their_volumes_directory_and_report_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("pvc-1_shop_data");
+        fs::create_dir(&data).unwrap();
+        let mut objects = objects();
+        objects.claims.insert(
+            "data".into(),
+            Ok(ClaimedVolume {
+                volume_name: "pvc-1".into(),
+                path: data.clone(),
+                source: ClaimedSource::Local,
+            }),
+        );
+        objects
+            .claims
+            .insert("pending".into(), Err("PVC is not bound".into()));
+        let claim_volume = |name: &str, claim: &str, read_only: Option<bool>| Volume {
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.into(),
+                read_only,
+            }),
+            ..volume(name)
+        };
+        let mounter = FakeMounter::default();
+        let pods = dir.path().join("pods");
+        let volumes = setup(
+            &pod(vec![claim_volume("d", "data", Some(true))]),
+            &objects,
+            &pods,
+            &mounter,
+        )
+        .unwrap();
+        assert_eq!(
+            volumes["d"],
+            VolumePath {
+                host_path: data.clone(),
+                read_only: true
+            }
+        );
+        let err = setup(
+            &pod(vec![claim_volume("d", "pending", None)]),
+            &objects,
+            &pods,
+            &mounter,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.volume.as_str(), err.message.as_str()),
+            ("d", "PVC is not bound")
+        );
+        // Data deleted under a bound volume: reported, never recreated empty.
+        fs::remove_dir(&data).unwrap();
+        let err = setup(
+            &pod(vec![claim_volume("d", "data", None)]),
+            &objects,
+            &pods,
+            &mounter,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("does not exist"), "{}", err.message);
+        assert!(!data.exists());
     }
 
     #[test]
