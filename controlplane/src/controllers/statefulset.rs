@@ -2,7 +2,11 @@
 //! subdomain (so the headless service can give each a DNS name), created in ordinal order and
 //! removed from the highest ordinal (OrderedReady) or all at once (Parallel), and rolled to new
 //! templates in reverse ordinal order above `partition`, through ControllerRevisions named in
-//! the pods' `controller-revision-hash` label.
+//! the pods' `controller-revision-hash` label. Each pod's claims come from the
+//! volumeClaimTemplates (`<template>-<pod>`), made before the pod and kept when it goes, so a
+//! pod recreated under its name finds its data; `persistentVolumeClaimRetentionPolicy` decides
+//! which claims the garbage collector may take (owner references to the set when it is deleted,
+//! to a condemned pod when the set scales down).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -12,10 +16,12 @@ use std::{
 
 use k8s_openapi::{
     api::{
-        apps::v1::{ControllerRevision, StatefulSet, StatefulSetCondition, StatefulSetStatus},
-        core::v1::{PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume},
+        apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus},
+        core::v1::{
+            PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
+        },
     },
-    apimachinery::pkg::apis::meta::v1::{OwnerReference, Time},
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
 };
 use kube::{
     Api, Client, ResourceExt as _,
@@ -34,8 +40,6 @@ use super::{
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// The label carrying a pod's ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
-/// The status condition reporting volumeClaimTemplates this server cannot provision yet.
-pub const CLAIMS_CONDITION: &str = "VolumeClaimTemplatesNotProvisioned";
 
 /// Runs the controller until the task is dropped.
 pub async fn run(client: Client) {
@@ -234,6 +238,87 @@ pub fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revi
     }
 }
 
+/// The claims of the pod of `ordinal` (upstream's `getPersistentVolumeClaims`): each template
+/// named `<template>-<set>-<ordinal>` in the set's namespace, labelled with the set's selector.
+pub fn claims_for(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
+    let spec = set.spec.clone().unwrap_or_default();
+    let pod = format!("{}-{ordinal}", set.name_any());
+    let selector = spec.selector.match_labels.clone().unwrap_or_default();
+    let templates = spec.volume_claim_templates.unwrap_or_default();
+    templates
+        .into_iter()
+        .map(|mut claim| {
+            let template = claim.metadata.name.clone().unwrap_or_default();
+            claim.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(format!("{template}-{pod}")),
+                namespace: set.namespace(),
+                labels: Some({
+                    let mut labels = claim.metadata.labels.unwrap_or_default();
+                    labels.extend(selector.clone());
+                    labels
+                }),
+                annotations: claim.metadata.annotations,
+                ..Default::default()
+            };
+            claim.status = None;
+            claim
+        })
+        .collect()
+}
+
+/// The owner reference the retention policy gives a claim of the set, if any (upstream's
+/// `updateClaimOwnerRefForSetAndPod`): the pod when `whenScaled` is Delete and the pod is
+/// condemned (its ordinal is beyond the replicas), else the set when `whenDeleted` is Delete.
+/// Plain references, as upstream's: the garbage collector deletes the claim once its owner is
+/// gone, and nothing blocks the owner's deletion.
+pub fn claim_owners(set: &StatefulSet, pod: Option<&Pod>, condemned: bool) -> Vec<OwnerReference> {
+    let policy = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_claim_retention_policy.clone())
+        .unwrap_or_default();
+    if let Some(pod) = pod
+        && condemned
+        && policy.when_scaled.as_deref() == Some("Delete")
+    {
+        return vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: pod.name_any(),
+            uid: pod.uid().unwrap_or_default(),
+            ..OwnerReference::default()
+        }];
+    }
+    if policy.when_deleted.as_deref() == Some("Delete") {
+        return vec![OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "StatefulSet".into(),
+            name: set.name_any(),
+            uid: set.uid().unwrap_or_default(),
+            ..OwnerReference::default()
+        }];
+    }
+    Vec::new()
+}
+
+/// A claim's owner references with those the retention policy decides replaced by `wanted`
+/// (references to anything but this set and its pods stay); None when nothing changes.
+fn reowned(
+    claim: &PersistentVolumeClaim,
+    set_uid: &str,
+    pod_uids: &BTreeSet<String>,
+    wanted: &[OwnerReference],
+) -> Option<Vec<OwnerReference>> {
+    let current = claim.metadata.owner_references.clone().unwrap_or_default();
+    let mut next: Vec<OwnerReference> = current
+        .iter()
+        .filter(|o| o.uid != set_uid && !pod_uids.contains(&o.uid))
+        .cloned()
+        .collect();
+    next.extend(wanted.iter().cloned());
+    (next != current).then_some(next)
+}
+
 /// The replica counts of the status, over the owned pods.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -356,11 +441,55 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, R
         partition,
         update_revision: &update_name,
     };
+    let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+    let claims: BTreeMap<String, PersistentVolumeClaim> = if spec
+        .volume_claim_templates
+        .as_ref()
+        .is_some_and(|t| !t.is_empty())
+    {
+        claims_api
+            .list(&ListParams::default())
+            .await
+            .map_err(fail)?
+            .items
+            .into_iter()
+            .map(|claim| (claim.name_any(), claim))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    // Claims of pods that exist follow the retention policy before any pod goes.
+    let end = shape.start.saturating_add(shape.replicas);
+    let pod_uids: BTreeSet<String> = pods.iter().filter_map(|p| p.uid()).collect();
+    for pod in &pods {
+        let Some(ordinal) = ordinal_of(&name, &pod.name_any()) else {
+            continue;
+        };
+        let condemned = ordinal < shape.start || ordinal >= end;
+        let wanted = claim_owners(&set, Some(pod), condemned);
+        for template in claims_for(&set, ordinal) {
+            let claim_name = template.name_any();
+            let Some(claim) = claims.get(&claim_name) else {
+                continue;
+            };
+            if let Some(owners) = reowned(claim, &uid, &pod_uids, &wanted) {
+                claims_api
+                    .patch(
+                        &claim_name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&json!({"metadata": {"ownerReferences": owners}})),
+                    )
+                    .await
+                    .map_err(fail)?;
+            }
+        }
+    }
     let now = jiff::Timestamp::now();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let available = |pod: &Pod| pod_available(pod, min_ready, now).0;
     let healthy = |pod: &Pod| running(pod) && !terminating(pod) && pod_ready(pod) && available(pod);
 
+    let mut waiting_for_claims = false;
     for step in plan(&shape, &pods, healthy) {
         match step {
             Step::Create(ordinal, from_update) => {
@@ -372,6 +501,31 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, R
                         history::template_of(&current).unwrap_or_else(|| spec.template.clone()),
                     )
                 };
+                // The claims come first (upstream's createPersistentVolumeClaims); a claim
+                // still being deleted holds the pod back until it is gone.
+                let mut claim_deleting = false;
+                for mut claim in claims_for(&set, ordinal) {
+                    match claims.get(&claim.name_any()) {
+                        Some(existing) => {
+                            claim_deleting |= existing.metadata.deletion_timestamp.is_some();
+                        }
+                        None => {
+                            let owners = claim_owners(&set, None, false);
+                            claim.metadata.owner_references =
+                                (!owners.is_empty()).then_some(owners);
+                            match claims_api.create(&PostParams::default(), &claim).await {
+                                Ok(_) => {}
+                                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                                Err(err) => return Err(fail(err)),
+                            }
+                        }
+                    }
+                }
+                if claim_deleting {
+                    tracing::debug!(set = %name, ordinal, "a claim of the pod is being deleted; waiting");
+                    waiting_for_claims = true;
+                    continue;
+                }
                 let pod = new_pod(&set, &template, ordinal, revision);
                 match pods_api.create(&PostParams::default(), &pod).await {
                     Ok(_) => {}
@@ -404,33 +558,6 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, R
     let stale = history::to_prune(&revisions, &live, spec.revision_history_limit.unwrap_or(10));
     history::prune(&revisions_api, &stale).await.map_err(fail)?;
 
-    // TODO(PersistentVolumeClaim): provision claims from volumeClaimTemplates once the API
-    // server serves PersistentVolumeClaims; until then pods name claims that do not exist.
-    let claims: Vec<String> = spec
-        .volume_claim_templates
-        .iter()
-        .flatten()
-        .filter_map(|t| t.metadata.name.clone())
-        .collect();
-    let conditions = (!claims.is_empty()).then(|| {
-        let since = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == CLAIMS_CONDITION)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or(Time(now));
-        vec![StatefulSetCondition {
-            type_: CLAIMS_CONDITION.into(),
-            status: "True".into(),
-            reason: Some("PersistentVolumeClaimsNotServed".into()),
-            message: Some(format!(
-                "volumeClaimTemplates {} are not provisioned: this cluster does not serve PersistentVolumeClaims yet, so the pods' claim volumes have no storage",
-                claims.join(", ")
-            )),
-            last_transition_time: Some(since),
-        }]
-    });
     let new_status = StatefulSetStatus {
         observed_generation: set.metadata.generation,
         replicas: counts.replicas,
@@ -441,7 +568,16 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, R
         current_revision: Some(current_name),
         update_revision: Some(update_name),
         collision_count: Some(collision_count),
-        conditions,
+        // Earlier versions reported claims they could not make; that condition is over.
+        conditions: status
+            .conditions
+            .clone()
+            .map(|c| {
+                c.into_iter()
+                    .filter(|c| c.type_ != "VolumeClaimTemplatesNotProvisioned")
+                    .collect::<Vec<_>>()
+            })
+            .filter(|c| !c.is_empty()),
     };
     if new_status != status {
         Api::<StatefulSet>::namespaced(client, &namespace)
@@ -453,9 +589,11 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, R
             .await
             .map_err(fail)?;
     }
+    // Claim deletions are not watched: look again soon while one holds a pod back.
     let wait = pods
         .iter()
         .filter_map(|pod| pod_available(pod, min_ready, now).1)
+        .chain(waiting_for_claims.then_some(Duration::from_secs(1)))
         .min();
     Ok(wait.map_or_else(
         || Action::requeue(Duration::from_secs(300)),
@@ -466,6 +604,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn pod(name: &str, revision: &str, healthy: bool) -> Pod {
         serde_json::from_value(json!({
@@ -614,6 +753,58 @@ mod tests {
             "data-web-2"
         );
         assert_eq!(pod.metadata.owner_references.unwrap()[0].uid, "u");
+    }
+
+    #[test]
+    fn claims_follow_the_templates_and_the_retention_policy() {
+        let set = |when_deleted: &str, when_scaled: &str| -> StatefulSet {
+            serde_json::from_value(json!({
+                "metadata": {"name": "web", "namespace": "shop", "uid": "set-uid"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                         "template": {"spec": {"containers": [{"name": "c"}]}},
+                         "persistentVolumeClaimRetentionPolicy": {"whenDeleted": when_deleted, "whenScaled": when_scaled},
+                         "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": {"tier": "db"}},
+                             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]},
+            }))
+            .unwrap()
+        };
+        let retained = set("Retain", "Retain");
+        let claims = claims_for(&retained, 1);
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].name_any(), "data-web-1");
+        assert_eq!(claims[0].namespace().as_deref(), Some("shop"));
+        assert_eq!(claims[0].labels()["app"], "web");
+        assert_eq!(claims[0].labels()["tier"], "db");
+        let web_1 = pod("web-1", "r", true);
+        assert!(claim_owners(&retained, Some(&web_1), true).is_empty());
+        let owner_kinds = |set: &StatefulSet, condemned: bool| -> Vec<String> {
+            claim_owners(set, Some(&web_1), condemned)
+                .into_iter()
+                .map(|o| o.kind)
+                .collect()
+        };
+        let deleted_with_set = set("Delete", "Retain");
+        assert_eq!(owner_kinds(&deleted_with_set, false), ["StatefulSet"]);
+        assert_eq!(owner_kinds(&deleted_with_set, true), ["StatefulSet"]);
+        let deleted_on_scale = set("Retain", "Delete");
+        assert!(owner_kinds(&deleted_on_scale, false).is_empty());
+        assert_eq!(owner_kinds(&deleted_on_scale, true), ["Pod"]);
+        let both = set("Delete", "Delete");
+        assert_eq!(owner_kinds(&both, true), ["Pod"]);
+        // Someone else's owner reference stays.
+        let mut claim = claims[0].clone();
+        claim.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "other".into(),
+            ..OwnerReference::default()
+        }]);
+        let wanted = claim_owners(&deleted_with_set, Some(&web_1), false);
+        let next = reowned(&claim, "set-uid", &BTreeSet::new(), &wanted).unwrap();
+        assert_eq!(
+            next.iter().map(|o| o.uid.as_str()).collect::<Vec<_>>(),
+            ["other", "set-uid"]
+        );
+        claim.metadata.owner_references = Some(next);
+        assert!(reowned(&claim, "set-uid", &BTreeSet::new(), &wanted).is_none());
     }
 
     #[test]
