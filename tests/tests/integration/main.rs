@@ -27,4 +27,5 @@ mod pod_network;
 mod service_account_tokens;
 mod service_nat;
 mod services;
+mod storage;
 mod testbed;
