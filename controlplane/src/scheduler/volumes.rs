@@ -30,8 +30,8 @@ use kube::{
 use serde_json::json;
 
 use crate::controllers::persistent_volume::matching::{
-    NO_PROVISIONER, SELECTED_NODE, claim_class, claim_volume_name, find_volume, fits_node,
-    waits_for_consumer,
+    NO_PROVISIONER, SELECTED_NODE, annotation, claim_class, claim_volume_name, find_volume,
+    fits_node, waits_for_consumer,
 };
 
 /// How long a pod waits for its claims to bind after its node was chosen (upstream's
@@ -256,7 +256,12 @@ impl ClaimSet {
         for need in &self.needs {
             match need {
                 Need::Bound(volume) => conflict |= !fits_node(volume, node),
-                Need::Provisioned(_) => {}
+                // A node chosen before (a binding that did not finish) stays the claim's node:
+                // its provisioner may already be making the volume there.
+                Need::Provisioned(claim) => {
+                    let chosen = annotation(&claim.metadata, SELECTED_NODE);
+                    conflict |= chosen.is_some_and(|n| Some(n) != node.metadata.name.as_deref());
+                }
                 Need::Static(claim) => {
                     let free = volumes.free_volumes(claim).filter(|v| {
                         !taken.contains(v.metadata.name.as_deref().unwrap_or_default())
@@ -485,6 +490,24 @@ mod tests {
         );
         let provisioned = v.claims_of(&pod("lp")).unwrap();
         assert!(provisioned.reasons(&v, &node("n2")).is_empty());
+        // Once a node was chosen for the claim, it stays the claim's node.
+        let mut chosen = claim("lp", "local-path", None);
+        chosen["metadata"]["annotations"] = json!({SELECTED_NODE: "n1"});
+        let w = volumes(
+            &[chosen],
+            &[],
+            &[class(
+                "local-path",
+                "flotilla.dev/local-path",
+                "WaitForFirstConsumer",
+            )],
+        );
+        let set = w.claims_of(&pod("lp")).unwrap();
+        assert_eq!(
+            set.reasons(&w, &node("n2")),
+            ["node(s) had volume node affinity conflict"]
+        );
+        assert!(set.reasons(&w, &node("n1")).is_empty());
         let reservation = provisioned.reserve(&v, &node("n2"));
         assert_eq!(
             reservation.provision,
