@@ -2,7 +2,8 @@
 //! a StatefulSet's pods get a claim each from its volumeClaimTemplates, provisioned by the agent
 //! of the node the scheduler picked (WaitForFirstConsumer); a pod recreated under its name comes
 //! back to its node and finds its data; scaling down and up keeps the claims (whenScaled:
-//! Retain); a claim in use stays Terminating; deleting the set deletes its claims, volumes and
+//! Retain), and with whenScaled: Delete scaling down deletes them; a claim in use stays
+//! Terminating; deleting the set deletes its claims, volumes and
 //! directories (whenDeleted: Delete). A Deployment keeps a ReadWriteOnce claim's data across a
 //! Recreate rollout. Bad input gets upstream's answers, and data deleted under a bound volume is
 //! reported on the pod.
@@ -266,6 +267,42 @@ async fn claims_keep_data_where_their_pods_go() -> anyhow::Result<()> {
         started.elapsed()
     );
 
+    // With whenScaled: Delete, scaling down deletes the condemned pod's claim, volume and data.
+    let web_2_dir = claim_dir(cluster, "data-web-2")?;
+    let policy = r#"{"spec": {"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete"}}}"#;
+    cluster.kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "patch",
+        "statefulset",
+        "web",
+        "--type=merge",
+        "-p",
+        policy,
+    ])?;
+    cluster.kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "scale",
+        "statefulset",
+        "web",
+        "--replicas=2",
+    ])?;
+    eventually(
+        Duration::from_secs(60),
+        "web-2's claim, volume and data gone",
+        || {
+            let claims = cluster.kubectl_ok(&["-n", NAMESPACE, "get", "pvc", "-o", "name"])?;
+            let volumes = cluster.json(&["get", "pv"])?.to_string();
+            let gone = !claims.contains("data-web-2")
+                && claims.contains("data-web-1")
+                && !volumes.contains("data-web-2")
+                && !web_2_dir.exists();
+            Ok(gone.then_some(()))
+        },
+    )
+    .await?;
+
     // A claim in use stays Terminating.
     cluster.kubectl_ok(&[
         "-n",
@@ -290,7 +327,7 @@ async fn claims_keep_data_where_their_pods_go() -> anyhow::Result<()> {
     );
 
     // Deleting the set deletes its claims (whenDeleted: Delete), their volumes and directories.
-    let dirs: Vec<PathBuf> = ["data-web-0", "data-web-1", "data-web-2"]
+    let dirs: Vec<PathBuf> = ["data-web-0", "data-web-1"]
         .iter()
         .map(|c| claim_dir(cluster, c))
         .collect::<anyhow::Result<_>>()?;
