@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use crate::common::Cluster;
 
 /// The kubectl versions installed beside the binary `kubectl` resolves to.
-fn installed_kubectls() -> Vec<(String, PathBuf)> {
+pub(crate) fn installed_kubectls() -> Vec<(String, PathBuf)> {
     let kubectl = which::which("kubectl").expect("kubectl on PATH");
     let dir = std::fs::canonicalize(kubectl)
         .unwrap()

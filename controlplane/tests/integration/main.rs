@@ -29,3 +29,4 @@ mod scheduler;
 mod server_side_apply;
 mod statefulset;
 mod storage;
+mod volumes;
