@@ -21,7 +21,7 @@ pub mod volume_protection;
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
-use futures::{Stream, StreamExt as _};
+use futures::{FutureExt as _, Stream, StreamExt as _};
 use k8s_openapi::{
     api::{
         apps::v1::ReplicaSet,
@@ -29,7 +29,11 @@ use k8s_openapi::{
     },
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
-use kube::{Api, Client, Resource, api::PostParams, runtime::controller::Action};
+use kube::{
+    Api, Client, Resource,
+    api::PostParams,
+    runtime::{WatchStreamExt as _, controller::Action, reflector, watcher},
+};
 use serde_json::json;
 
 /// Settings of the controllers that have any.
@@ -64,6 +68,51 @@ pub async fn run(client: Client, settings: Settings, ca: certificates::ClusterCa
         certificates::run(client.clone(), ca),
         garbage_collector::run(client, settings.garbage_collector),
     );
+}
+
+/// Drives the watches until `ready` (every store listed once).
+pub async fn watch_until<S: Stream<Item = ()> + Unpin>(changes: &mut S, ready: impl Future) {
+    let mut ready = std::pin::pin!(ready);
+    loop {
+        tokio::select! {
+            _ = &mut ready => return,
+            Some(()) = changes.next() => {}
+        }
+    }
+}
+
+/// Waits for the reason of the next pass: a burst of changes (taken whole, so a burst is one
+/// pass) or the resync tick.
+pub async fn next_pass<S: Stream<Item = ()> + Unpin>(
+    changes: &mut S,
+    resync: &mut tokio::time::Interval,
+) {
+    tokio::select! {
+        Some(()) = changes.next() => {
+            while let Some(Some(())) = changes.next().now_or_never() {}
+        }
+        _ = resync.tick() => {}
+    }
+}
+
+/// A watch feeding `writer`, as a stream of "something changed".
+pub fn reflect<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+) -> futures::stream::BoxStream<'static, ()>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .map(|_| ())
+        .boxed()
 }
 
 /// Aborts background tasks (reflector drivers) when their owner stops.

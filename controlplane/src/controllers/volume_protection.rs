@@ -14,7 +14,7 @@ use kube::{
     runtime::reflector,
 };
 
-use super::persistent_volume::{next_pass, reflect, watch_until};
+use super::{next_pass, reflect, watch_until};
 use serde_json::json;
 
 /// The finalizer that keeps a claim while a pod uses it.

@@ -14,18 +14,20 @@ use std::{
     time::Duration,
 };
 
-use futures::{Stream, StreamExt as _, future::FutureExt as _};
-use k8s_openapi::api::{
-    core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim},
-    storage::v1::StorageClass,
+use k8s_openapi::{
+    api::{
+        core::v1::{Node, PersistentVolume, PersistentVolumeClaim},
+        storage::v1::StorageClass,
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::{WatchStreamExt as _, reflector, watcher},
+    api::{DeleteParams, Patch, PatchParams},
+    runtime::reflector,
 };
-use serde_json::json;
 
+use super::{next_pass, reflect, watch_until};
 use binder::{Target, World, Write};
 
 /// How often every claim and volume is looked at even without a change.
@@ -78,51 +80,6 @@ pub async fn run(client: Client) {
         apply(&client, writes, &uids, &mut reported).await;
         next_pass(&mut changes, &mut resync).await;
     }
-}
-
-/// Drives the watches until `ready` (every store listed once).
-pub async fn watch_until<S: Stream<Item = ()> + Unpin>(changes: &mut S, ready: impl Future) {
-    let mut ready = std::pin::pin!(ready);
-    loop {
-        tokio::select! {
-            _ = &mut ready => return,
-            Some(()) = changes.next() => {}
-        }
-    }
-}
-
-/// Waits for the reason of the next pass: a burst of changes (taken whole, so a burst is one
-/// pass) or the resync tick.
-pub async fn next_pass<S: Stream<Item = ()> + Unpin>(
-    changes: &mut S,
-    resync: &mut tokio::time::Interval,
-) {
-    tokio::select! {
-        Some(()) = changes.next() => {
-            while let Some(Some(())) = changes.next().now_or_never() {}
-        }
-        _ = resync.tick() => {}
-    }
-}
-
-/// A watch feeding `writer`, as a stream of "something changed".
-pub fn reflect<K>(
-    writer: reflector::store::Writer<K>,
-    api: Api<K>,
-) -> futures::stream::BoxStream<'static, ()>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .map(|_| ())
-        .boxed()
 }
 
 /// Every claim's and volume's uid (events name it: `kubectl describe` selects by it).
@@ -210,7 +167,8 @@ async fn apply(
     }
 }
 
-/// Records an event about a claim (in its namespace) or a volume (in `default`, as upstream).
+/// Records an event about a claim (in its namespace) or a volume (in `default`, as upstream)
+/// through the controllers' recorder, which needs only the object's identity.
 async fn record(
     client: &Client,
     target: &Target,
@@ -219,33 +177,27 @@ async fn record(
     reason: &str,
     message: &str,
 ) {
-    let (namespace, involved) = match target {
-        Target::Claim(ns, name) => (
-            ns.clone(),
-            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns,
-                   "name": name, "uid": uid}),
-        ),
-        Target::Volume(name) => (
-            "default".to_owned(),
-            json!({"apiVersion": "v1", "kind": "PersistentVolume", "name": name, "uid": uid}),
-        ),
+    let identity = |name: &str, namespace: Option<&str>| ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        uid: Some(uid.to_owned()),
+        ..ObjectMeta::default()
     };
-    let name = involved["name"].as_str().unwrap_or_default().to_owned();
-    let now = crate::apiserver::meta::now();
-    let event = json!({
-        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
-        "involvedObject": involved,
-        "type": kind, "reason": reason, "message": message,
-        "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-    });
-    let Ok(event) = serde_json::from_value::<Event>(event) else {
-        return;
-    };
-    if let Err(err) = Api::<Event>::namespaced(client.clone(), &namespace)
-        .create(&PostParams::default(), &event)
-        .await
-    {
-        tracing::debug!("recording event {reason} about {name} failed: {err}");
+    let note = (kind, reason, message);
+    match target {
+        Target::Claim(namespace, name) => {
+            let claim = PersistentVolumeClaim {
+                metadata: identity(name, Some(namespace)),
+                ..PersistentVolumeClaim::default()
+            };
+            super::record_event(client, &claim, COMPONENT, note).await;
+        }
+        Target::Volume(name) => {
+            let volume = PersistentVolume {
+                metadata: identity(name, None),
+                ..PersistentVolume::default()
+            };
+            super::record_event(client, &volume, COMPONENT, note).await;
+        }
     }
 }
