@@ -55,11 +55,31 @@ use crate::{
 use handlers::{DeleteOptions, MAX_BODY_BYTES, Scope, Written};
 use negotiation::{Encoding, decode_body, decode_optional};
 use query::{Query, rendering};
-use registry::{Registry, Resource, Subresource, core::namespace, scheduling::priority_class};
+use registry::{
+    Registry, Resource, Subresource, core::namespace, scheduling::priority_class,
+    storage::storage_class,
+};
 use status::ApiError;
 
 /// The StorageClass every cluster starts with, its default.
 pub const DEFAULT_STORAGE_CLASS: &str = "local-path";
+
+/// The default StorageClass `local-path` (k3s ships the same): claims that name no class get a
+/// directory on the node their first pod is scheduled to, made by that node's agent, deleted
+/// with the claim. Created when absent, as k3s re-applies its manifest at start.
+fn default_storage_class() -> Value {
+    use crate::controllers::persistent_volume::matching::{
+        LOCAL_PATH_PROVISIONER, WAIT_FOR_FIRST_CONSUMER,
+    };
+    json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": DEFAULT_STORAGE_CLASS,
+                     "annotations": {storage_class::IS_DEFAULT_CLASS_ANNOTATION: "true"}},
+        "provisioner": LOCAL_PATH_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": WAIT_FOR_FIRST_CONSUMER,
+    })
+}
 
 /// The API server's shared state.
 #[derive(Clone)]
@@ -154,66 +174,38 @@ impl ApiServer {
     /// next, from [`Self::reconcile_system_services`].
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         for name in namespace::PROTECTED_NAMESPACES {
-            let scope = Scope {
-                resource: &namespace::RESOURCE,
-                namespace: None,
-            };
             let object =
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            match self.create_object(&scope, object, &Query::default()).await {
-                Ok(_) => tracing::info!(namespace = name, "created namespace"),
-                Err(err) if err.code == 409 => {}
-                Err(err) => return Err(err),
-            }
+            self.create_unless_present(&namespace::RESOURCE, object)
+                .await?;
         }
-        let classes = Scope {
-            resource: &priority_class::RESOURCE,
-            namespace: None,
-        };
         for (name, value, description) in priority_class::SYSTEM_PRIORITY_CLASSES {
             let object = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
                                 "metadata": {"name": name}, "value": value,
                                 "description": description});
-            match self
-                .create_object(&classes, object, &Query::default())
-                .await
-            {
-                Ok(_) => tracing::info!(priority_class = name, "created priority class"),
-                Err(err) if err.code == 409 => {}
-                Err(err) => return Err(err),
-            }
+            self.create_unless_present(&priority_class::RESOURCE, object)
+                .await?;
         }
-        self.create_default_storage_class().await?;
+        self.create_unless_present(&storage_class::RESOURCE, default_storage_class())
+            .await?;
         crate::auth::rbac::bootstrap::reconcile(self).await?;
         gc::resume_pending(self).await
     }
 
-    /// The default StorageClass `local-path` (k3s ships the same): claims that name no class
-    /// get a directory on the node their first pod is scheduled to, made by that node's agent,
-    /// deleted with the claim. Created when absent, as k3s re-applies its manifest at start.
-    async fn create_default_storage_class(&self) -> Result<(), ApiError> {
-        use crate::controllers::persistent_volume::matching::{
-            LOCAL_PATH_PROVISIONER, WAIT_FOR_FIRST_CONSUMER,
-        };
-        use registry::storage::storage_class;
+    /// Creates a cluster-scoped object the cluster starts with, unless one of its name exists.
+    async fn create_unless_present(
+        &self,
+        resource: &'static Resource,
+        object: Value,
+    ) -> Result<(), ApiError> {
         let scope = Scope {
-            resource: &storage_class::RESOURCE,
+            resource,
             namespace: None,
         };
-        let object = json!({
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": DEFAULT_STORAGE_CLASS,
-                         "annotations": {storage_class::IS_DEFAULT_CLASS_ANNOTATION: "true"}},
-            "provisioner": LOCAL_PATH_PROVISIONER,
-            "reclaimPolicy": "Delete",
-            "volumeBindingMode": WAIT_FOR_FIRST_CONSUMER,
-        });
+        let name = meta::name(&object).to_owned();
         match self.create_object(&scope, object, &Query::default()).await {
             Ok(_) => {
-                tracing::info!(
-                    storage_class = DEFAULT_STORAGE_CLASS,
-                    "created storage class"
-                );
+                tracing::info!(kind = resource.kind, %name, "created");
                 Ok(())
             }
             Err(err) if err.code == 409 => Ok(()),
