@@ -307,7 +307,7 @@ impl Monitor {
 }
 
 /// The Ready condition's status and lastHeartbeatTime.
-fn ready_condition(node: &Node) -> Option<(String, Option<String>)> {
+pub(crate) fn ready_condition(node: &Node) -> Option<(String, Option<String>)> {
     node.status
         .as_ref()?
         .conditions

@@ -422,11 +422,8 @@ pub(crate) fn role_binding_cells(o: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 pub(crate) fn storage_class_cells(o: &Value, now: Timestamp) -> Vec<Value> {
-    let annotation = |key: &str| str_at(o, &["metadata", "annotations", key]) == "true";
     let mut class_name = name(o).to_string();
-    if annotation("storageclass.kubernetes.io/is-default-class")
-        || annotation("storageclass.beta.kubernetes.io/is-default-class")
-    {
+    if crate::apiserver::registry::storage::storage_class::is_default_class(o) {
         class_name.push_str(" (default)");
     }
     vec![

@@ -262,10 +262,8 @@ fn pick_node(world: &World<'_>, claim: &PersistentVolumeClaim) -> Option<String>
 }
 
 fn is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    crate::controllers::node_lifecycle::ready_condition(node)
+        .is_some_and(|(status, _)| status == "True")
 }
 
 /// Binds `claim` to `volume`: the volume's claimRef (guarded by its resourceVersion), the
