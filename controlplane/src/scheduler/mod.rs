@@ -118,13 +118,16 @@ pub async fn run(client: Client) {
             Some(event) = node_events.recv() => scheduler.state.node_event(event),
             Some(event) = pod_events.recv() => scheduler.state.pod_event(event),
             Some(event) = claim_events.recv() => {
-                scheduler.state.cluster_changed |= scheduler.state.volumes.claim_event(event);
+                scheduler.state.volumes.claim_event(event);
+                scheduler.state.cluster_changed = true;
             }
             Some(event) = volume_events.recv() => {
-                scheduler.state.cluster_changed |= scheduler.state.volumes.volume_event(event);
+                scheduler.state.volumes.volume_event(event);
+                scheduler.state.cluster_changed = true;
             }
             Some(event) = class_events.recv() => {
-                scheduler.state.cluster_changed |= scheduler.state.volumes.class_event(event);
+                scheduler.state.volumes.class_event(event);
+                scheduler.state.cluster_changed = true;
             }
             Some(done) = scheduler.in_flight.join_next() => scheduler.finished(done),
             _ = retry.tick() => scheduler.retry(),

@@ -43,21 +43,62 @@ const BIND_POLL: Duration = Duration::from_millis(50);
 /// Claims, volumes and classes, kept from watch events.
 #[derive(Default)]
 pub struct Volumes {
-    claims: HashMap<(String, String), Arc<PersistentVolumeClaim>>,
-    volumes: HashMap<String, Arc<PersistentVolume>>,
-    classes: HashMap<String, Arc<StorageClass>>,
+    claims: Known<(String, String), PersistentVolumeClaim>,
+    volumes: Known<String, PersistentVolume>,
+    classes: Known<String, StorageClass>,
     /// Volumes promised to a claim by a binding in flight: volume name -> claim key.
     assumed: HashMap<String, (String, String)>,
-    listing: Listing,
-    synced: [bool; 3],
 }
 
-/// Claims, volumes and classes of re-lists under way, applied when each is complete.
-type Listing = (
-    Option<Vec<Arc<PersistentVolumeClaim>>>,
-    Option<Vec<Arc<PersistentVolume>>>,
-    Option<Vec<Arc<StorageClass>>>,
-);
+/// The objects of one kind by key, kept from a watch: a re-list replaces them when complete.
+struct Known<Key, K> {
+    objects: HashMap<Key, Arc<K>>,
+    listing: Option<Vec<Arc<K>>>,
+    synced: bool,
+}
+
+impl<Key, K> Default for Known<Key, K> {
+    fn default() -> Self {
+        Self {
+            objects: HashMap::new(),
+            listing: None,
+            synced: false,
+        }
+    }
+}
+
+impl<Key: Eq + std::hash::Hash, K> Known<Key, K> {
+    /// Takes one watch event; `key` names an object.
+    fn apply(&mut self, event: Event<K>, key: impl Fn(&K) -> Key) {
+        match event {
+            Event::Apply(object) => {
+                self.objects.insert(key(&object), Arc::new(object));
+            }
+            Event::Delete(object) => {
+                self.objects.remove(&key(&object));
+            }
+            Event::Init => self.listing = Some(Vec::new()),
+            Event::InitApply(object) => self.listing.get_or_insert_default().push(Arc::new(object)),
+            Event::InitDone => {
+                let listed = self.listing.take().unwrap_or_default();
+                self.objects = listed.into_iter().map(|o| (key(&o), o)).collect();
+                self.synced = true;
+            }
+        }
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<&Arc<K>>
+    where
+        Key: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
+        self.objects.get(key)
+    }
+}
+
+fn object_name<K: kube::Resource>(object: &K) -> String {
+    object.meta().name.clone().unwrap_or_default()
+}
 
 fn claim_key(claim: &PersistentVolumeClaim) -> (String, String) {
     (
@@ -97,82 +138,32 @@ pub struct Reservation {
 impl Volumes {
     /// Whether all three watches have listed once.
     pub fn synced(&self) -> bool {
-        self.synced.iter().all(|s| *s)
+        self.claims.synced && self.volumes.synced && self.classes.synced
     }
 
-    /// Takes a claim event; true when pods waiting on storage may now fit.
-    pub fn claim_event(&mut self, event: Event<PersistentVolumeClaim>) -> bool {
-        match event {
-            Event::Apply(claim) => {
-                self.claims.insert(claim_key(&claim), Arc::new(claim));
-            }
-            Event::Delete(claim) => {
-                self.claims.remove(&claim_key(&claim));
-            }
-            Event::Init => self.listing.0 = Some(Vec::new()),
-            Event::InitApply(claim) => self.listing.0.get_or_insert_default().push(Arc::new(claim)),
-            Event::InitDone => {
-                let listed = self.listing.0.take().unwrap_or_default();
-                self.claims = listed.into_iter().map(|c| (claim_key(&c), c)).collect();
-                self.synced[0] = true;
-            }
-        }
-        true
+    /// Takes a claim event.
+    pub fn claim_event(&mut self, event: Event<PersistentVolumeClaim>) {
+        self.claims.apply(event, claim_key);
     }
 
-    /// Takes a volume event; true when pods waiting on storage may now fit.
-    pub fn volume_event(&mut self, event: Event<PersistentVolume>) -> bool {
-        let name = |v: &PersistentVolume| v.metadata.name.clone().unwrap_or_default();
-        match event {
-            Event::Apply(volume) => {
-                // Once the watch shows the volume claimed, the promise is kept by the object.
-                if volume
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.claim_ref.as_ref())
-                    .is_some()
-                {
-                    self.assumed.remove(&name(&volume));
-                }
-                self.volumes.insert(name(&volume), Arc::new(volume));
-            }
-            Event::Delete(volume) => {
-                self.volumes.remove(&name(&volume));
-            }
-            Event::Init => self.listing.1 = Some(Vec::new()),
-            Event::InitApply(volume) => self
-                .listing
-                .1
-                .get_or_insert_default()
-                .push(Arc::new(volume)),
-            Event::InitDone => {
-                let listed = self.listing.1.take().unwrap_or_default();
-                self.volumes = listed.into_iter().map(|v| (name(&v), v)).collect();
-                self.synced[1] = true;
-            }
+    /// Takes a volume event.
+    pub fn volume_event(&mut self, event: Event<PersistentVolume>) {
+        // Once the watch shows a promised volume claimed, the object keeps the promise.
+        if let Event::Apply(volume) = &event
+            && volume
+                .spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref())
+                .is_some()
+        {
+            self.assumed.remove(&object_name(volume));
         }
-        true
+        self.volumes.apply(event, object_name);
     }
 
-    /// Takes a class event; true when pods waiting on storage may now fit.
-    pub fn class_event(&mut self, event: Event<StorageClass>) -> bool {
-        let name = |c: &StorageClass| c.metadata.name.clone().unwrap_or_default();
-        match event {
-            Event::Apply(class) => {
-                self.classes.insert(name(&class), Arc::new(class));
-            }
-            Event::Delete(class) => {
-                self.classes.remove(&name(&class));
-            }
-            Event::Init => self.listing.2 = Some(Vec::new()),
-            Event::InitApply(class) => self.listing.2.get_or_insert_default().push(Arc::new(class)),
-            Event::InitDone => {
-                let listed = self.listing.2.take().unwrap_or_default();
-                self.classes = listed.into_iter().map(|c| (name(&c), c)).collect();
-                self.synced[2] = true;
-            }
-        }
-        true
+    /// Takes a class event.
+    pub fn class_event(&mut self, event: Event<StorageClass>) {
+        self.classes.apply(event, object_name);
     }
 
     /// PreFilter: what the pod's claims ask of its node, or why no node will do (the message
@@ -199,7 +190,10 @@ impl Volumes {
                 }
                 continue;
             }
-            let class = self.classes.get(claim_class(claim)).map(|c| &**c);
+            let class = self
+                .classes
+                .get(&claim_class(claim).to_owned())
+                .map(|c| &**c);
             if !waits_for_consumer(class) {
                 return Err("pod has unbound immediate PersistentVolumeClaims".to_owned());
             }
@@ -219,10 +213,13 @@ impl Volumes {
         claim: &'a PersistentVolumeClaim,
     ) -> impl Iterator<Item = &'a PersistentVolume> {
         let key = claim_key(claim);
-        self.volumes.iter().filter_map(move |(name, volume)| {
-            let promised = self.assumed.get(name).is_some_and(|to| *to != key);
-            (!promised).then_some(&**volume)
-        })
+        self.volumes
+            .objects
+            .iter()
+            .filter_map(move |(name, volume)| {
+                let promised = self.assumed.get(name).is_some_and(|to| *to != key);
+                (!promised).then_some(&**volume)
+            })
     }
 
     /// Promises the reservation's static volumes to their claims until the watch shows them
