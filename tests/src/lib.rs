@@ -22,6 +22,7 @@ use std::{
     net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
 };
 
 pub use netlink::Netlink;
@@ -359,6 +360,7 @@ impl Testbed {
             .host_link
             .clone()
             .unwrap_or_else(default_host_link_name);
+        clear_host_link_name(&host_nl, &name, self.config.host_link.is_none()).await?;
         let host_ip = self.config.host_ip();
         connect_veth(&underlay_nl, "host", &host, &host_nl, &name).await?;
         underlay_nl.set_master("host", UNDERLAY_BRIDGE).await?;
@@ -541,6 +543,29 @@ impl Drop for Testbed {
             eprintln!("test bed {}: teardown failed: {err}", self.prefix);
         }
     }
+}
+
+/// Makes sure the host link name is free. Deleting a namespace frees the veth pairs inside it
+/// asynchronously (the kernel's netns cleanup work runs after `unshare`'s last reference is
+/// gone), so the host end of an earlier test bed's link may still exist for a moment after its
+/// teardown. The default name carries this process's id, so a link holding it belongs to an
+/// earlier test bed of this process and is deleted after a short wait; a configured name may
+/// belong to a running cluster, so it is only waited for.
+async fn clear_host_link_name(host: &Netlink, name: &str, ours: bool) -> Result<(), TestbedError> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while host.try_index(name).await?.is_some() {
+        if Instant::now() >= deadline {
+            if ours {
+                return host.delete_link(name).await;
+            }
+            return Err(TestbedError::Invalid(format!(
+                "the host link name {name} is taken by another link (a running cluster's?); \
+                 remove it (ip link delete {name}) or pick another name"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// Creates a veth pair `local_name` (here) / `peer_name` (in `peer_netns`), both down.

@@ -228,3 +228,18 @@ async fn a_kept_bed_outlives_its_value_on_its_own_subnet_until_removed() -> anyh
     assert!(!link.exists(), "{} outlived the underlay", link.display());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_new_bed_links_the_host_right_after_the_last_one_was_torn_down() -> anyhow::Result<()> {
+    require_root();
+    // Each bed of this process names its host link `fltbh<pid>`; the kernel frees the previous
+    // bed's link with its namespace, asynchronously, so the name may still be taken here.
+    for round in 0..3 {
+        let mut bed = Testbed::create(TestbedConfig::nodes(1)).await?;
+        bed.link_host().await?;
+        let reached = ping(&Netns::host(), bed.node(0)?.underlay_ip(), 1);
+        bed.teardown()?;
+        reached.map_err(|err| anyhow::anyhow!("round {round}: {err}"))?;
+    }
+    Ok(())
+}
