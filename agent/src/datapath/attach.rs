@@ -122,15 +122,40 @@ pub fn attach_pinned(
     Ok(outcome)
 }
 
-/// Detaches `name` from `iface` by removing its pinned link (the kernel detaches when the last
-/// reference goes). Detaching what is not attached succeeds, so callers can clean up blindly.
+/// Detaches `name` from `iface` and removes its pinned link. The link is detached explicitly
+/// (BPF_LINK_DETACH) before its pin goes: removing the last reference alone releases the link
+/// from a kernel work queue, later, so packets sent right after such a detach were still seen by
+/// the program. Detaching what is not attached succeeds, so callers can clean up blindly.
 pub fn detach_pinned(
     pins: &NodePins,
     name: &str,
     iface: &str,
     direction: Direction,
 ) -> Result<(), DatapathError> {
+    /// `union bpf_attr` for BPF_LINK_DETACH, padded to the size of its largest neighbour.
+    #[repr(C)]
+    struct LinkDetach {
+        link_fd: u32,
+        pad: [u32; 3],
+    }
+    use std::os::fd::AsRawFd as _;
+
     let link_path = pins.link(name, iface, direction);
+    let link = match open_pinned_link(&link_path) {
+        Ok(link) => link,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(link_error(&link_path, "opening the pinned link", err)),
+    };
+    let detach = LinkDetach {
+        link_fd: link.as_raw_fd() as u32,
+        pad: [0; 3],
+    };
+    match bpf_syscall(BPF_LINK_DETACH, &detach) {
+        // ENOLINK: the interface went away and took the attachment with it.
+        Ok(_) => {}
+        Err(err) if err.raw_os_error() == Some(libc::ENOLINK) => {}
+        Err(err) => return Err(link_error(&link_path, "detaching the pinned link", err)),
+    }
     match std::fs::remove_file(&link_path) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -160,9 +185,47 @@ pub fn interface_exists(iface: &str) -> bool {
     nix::net::if_::if_nametoindex(iface).is_ok()
 }
 
-/// `BPF_OBJ_GET` and `BPF_LINK_UPDATE` from `enum bpf_cmd` (include/uapi/linux/bpf.h).
+/// `BPF_OBJ_GET`, `BPF_LINK_UPDATE` and `BPF_LINK_DETACH` from `enum bpf_cmd`
+/// (include/uapi/linux/bpf.h).
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_LINK_UPDATE: libc::c_long = 29;
+const BPF_LINK_DETACH: libc::c_long = 34;
+
+/// A link error about the pin at `pin`.
+fn link_error(pin: &std::path::Path, action: &str, err: io::Error) -> DatapathError {
+    DatapathError::Link {
+        path: pin.to_owned(),
+        message: format!("{action}: {err}"),
+    }
+}
+
+/// Opens the BPF object pinned at `pin` (BPF_OBJ_GET).
+fn open_pinned_link(pin: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+
+    /// `union bpf_attr` for BPF_OBJ_GET. The padding is explicit: the kernel refuses (EINVAL)
+    /// any non-zero byte after the last field it knows, and implicit padding is uninitialised.
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        pad: u32,
+    }
+    let path =
+        std::ffi::CString::new(pin.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    let get = ObjGet {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+        pad: 0,
+    };
+    let fd = bpf_syscall(BPF_OBJ_GET, &get)?;
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
 
 /// The bpf(2) system call with `attr` as its `union bpf_attr`.
 fn bpf_syscall<T>(command: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
@@ -189,18 +252,8 @@ pub fn update_pinned_link(
     pin: &std::path::Path,
     program: std::os::fd::BorrowedFd<'_>,
 ) -> Result<(), DatapathError> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    use std::os::fd::AsRawFd as _;
 
-    /// `union bpf_attr` for BPF_OBJ_GET. The padding is explicit: the kernel refuses (EINVAL)
-    /// any non-zero byte after the last field it knows, and implicit padding is uninitialised.
-    #[repr(C)]
-    struct ObjGet {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-        path_fd: i32,
-        pad: u32,
-    }
     /// `union bpf_attr` for BPF_LINK_UPDATE.
     #[repr(C)]
     struct LinkUpdate {
@@ -209,23 +262,8 @@ pub fn update_pinned_link(
         flags: u32,
         old_prog_fd: u32,
     }
-    let link_error = |action: &str, err: io::Error| DatapathError::Link {
-        path: pin.to_owned(),
-        message: format!("{action}: {err}"),
-    };
-    let path = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes())
-        .map_err(|err| link_error("the pin path", io::Error::other(err)))?;
-    let get = ObjGet {
-        pathname: path.as_ptr() as u64,
-        bpf_fd: 0,
-        file_flags: 0,
-        path_fd: 0,
-        pad: 0,
-    };
-    let fd =
-        bpf_syscall(BPF_OBJ_GET, &get).map_err(|err| link_error("opening the pinned link", err))?;
-    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
-    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let link =
+        open_pinned_link(pin).map_err(|err| link_error(pin, "opening the pinned link", err))?;
     let update = LinkUpdate {
         link_fd: link.as_raw_fd() as u32,
         new_prog_fd: program.as_raw_fd() as u32,
@@ -233,6 +271,6 @@ pub fn update_pinned_link(
         old_prog_fd: 0,
     };
     bpf_syscall(BPF_LINK_UPDATE, &update)
-        .map_err(|err| link_error("replacing the pinned link's program", err))?;
+        .map_err(|err| link_error(pin, "replacing the pinned link's program", err))?;
     Ok(())
 }
