@@ -164,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
             network: std::net::Ipv4Addr::new(100, 64, 0, 0),
             prefix: 10,
         },
-        scheduler: false,
+        control_loops: false,
         ..Config::new(
             dir.path().join("state"),
             format!("127.0.0.1:{}", free_port()?).parse()?,

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod etcd;
 pub mod hollow;
 pub mod ipam;
+pub mod leader_election;
 pub mod run;
 pub mod scheduler;
 pub mod storage;

@@ -7,6 +7,7 @@ use flotilla_controlplane::{
     apiserver::admission::Admission,
     controllers::{Settings, node_lifecycle},
     ipam::{Cidr, PortRange},
+    leader_election::Timings,
     run::{ClusterDns, Config, ControlPlane},
 };
 
@@ -89,6 +90,20 @@ struct Cli {
     /// default the first nameserver of /etc/resolv.conf; `none` refuses them.
     #[arg(long, value_parser = parse_upstream)]
     cluster_dns_upstream: Option<Upstream>,
+    /// Elect one control plane to run the scheduler and the controllers, through the Leases
+    /// kube-system/kube-scheduler and kube-system/kube-controller-manager; every control plane
+    /// serves the API. `false` runs them unelected (only for a control plane that is alone).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// How long a Lease not renewed stays with its holder.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long a leader keeps trying to renew before it stops its control loops.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How often the leader renews and the other control planes try to take over.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
 }
 
 /// `--cluster-dns-upstream`: a server, or none.
@@ -157,7 +172,7 @@ enum TokenCommand {
     /// Create a token (a Secret in kube-system, through the API as the admin) and print it.
     Create {
         /// How long the token is valid, e.g. 24h, 90m, 1h30m; 0 never expires.
-        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
         ttl: Duration,
         /// What the token is for (kept in its Secret).
         #[arg(long, default_value = "")]
@@ -169,7 +184,7 @@ enum TokenCommand {
 }
 
 /// `--ttl`: hours, minutes and seconds as Go writes durations (`24h`, `1h30m`, `90s`, `0`).
-fn parse_ttl(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     if text == "0" {
         return Ok(Duration::ZERO);
     }
@@ -350,6 +365,11 @@ async fn main() -> ExitCode {
             unreachable_toleration_seconds: cli.default_unreachable_toleration_seconds,
         },
         cluster_dns,
+        leader_election: cli.leader_elect.then_some(Timings {
+            lease_duration: cli.leader_elect_lease_duration,
+            renew_deadline: cli.leader_elect_renew_deadline,
+            retry_period: cli.leader_elect_retry_period,
+        }),
         ..Config::new(cli.state_dir, cli.listen)
     };
     let mut control_plane = match ControlPlane::start(config).await {

@@ -8,6 +8,7 @@ use std::{
 };
 
 use rand::Rng as _;
+use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     apiserver::system_services::SystemServiceError,
@@ -46,8 +47,12 @@ pub struct Config {
     pub node_cidr_mask: u8,
     /// Where NodePorts come from.
     pub node_port_range: PortRange,
-    /// Whether to run the scheduler and the controllers.
-    pub scheduler: bool,
+    /// Whether this control plane runs the control loops (scheduler, controllers, IPAM repair,
+    /// the system Services' reconciler); false serves only the API.
+    pub control_loops: bool,
+    /// How the control loops are elected among control planes (None: they run unelected, for
+    /// a control plane that knows it is alone, as upstream's `--leader-elect=false`).
+    pub leader_election: Option<crate::leader_election::Timings>,
     /// Controller settings (node heartbeat grace period and monitor period).
     pub controllers: crate::controllers::Settings,
     /// Admission settings (default toleration of not-ready/unreachable nodes).
@@ -171,7 +176,8 @@ impl Config {
                 first: 30000,
                 last: 32767,
             },
-            scheduler: true,
+            control_loops: true,
+            leader_election: Some(crate::leader_election::Timings::default()),
             controllers: crate::controllers::Settings::default(),
             admission: crate::apiserver::admission::Admission::default(),
             ipam_repair_period: Duration::from_secs(60),
@@ -209,6 +215,9 @@ pub enum RunError {
     /// The cluster DNS settings cannot work.
     #[error("{0}")]
     ClusterDns(String),
+    /// The leader election settings cannot work.
+    #[error("leader election: {0}")]
+    LeaderElection(String),
     /// The cluster DNS server could not start.
     #[error("the cluster DNS (--cluster-dns): {0}; --cluster-dns-port picks another port")]
     DnsServer(#[source] DnsError),
@@ -236,21 +245,25 @@ pub struct ControlPlane {
     pub etcd_client_port: u16,
     /// Where the cluster DNS answers (UDP and TCP), if it is served.
     pub dns_address: Option<SocketAddr>,
+    /// This control plane's name in leader elections (`<hostname>_<id>`).
+    pub identity: String,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    repair: tokio::task::JoinHandle<()>,
-    system_services: tokio::task::JoinHandle<()>,
     dns: Option<Dns>,
     /// The embedded etcd's supervisor and the signal that stops it (and etcd with it).
     etcd: Option<(
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     )>,
-    scheduler: Option<tokio::task::JoinHandle<()>>,
+    /// The control loops (each behind its Lease when elected) and the signal that stops them.
+    control_loops: Option<(watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>)>,
 }
 
 impl ControlPlane {
     /// Starts everything and returns once the API server accepts connections.
     pub async fn start(config: Config) -> Result<Self, RunError> {
+        if let Some(timings) = &config.leader_election {
+            timings.validate().map_err(RunError::LeaderElection)?;
+        }
         std::fs::create_dir_all(&config.state_dir).map_err(|source| AuthError::Io {
             action: "creating",
             path: config.state_dir.clone(),
@@ -363,12 +376,7 @@ impl ControlPlane {
             .map_err(|err| RunError::Bootstrap(err.to_string()))?;
         api.reconcile_system_services().await?;
         let tls = pki.server_config()?;
-        let repair = tokio::spawn(
-            api.clone()
-                .repair_allocations_forever(config.ipam_repair_period),
-        );
-        let system_services = tokio::spawn(api.clone().reconcile_system_services_forever());
-        let server = tokio::spawn(api.serve(listener, tls));
+        let server = tokio::spawn(api.clone().serve(listener, tls));
         // The in-process clients (scheduler, controllers, DNS) each have a certificate of their
         // own, as kube-scheduler and kube-controller-manager have theirs, so RBAC grants each
         // only its role.
@@ -380,7 +388,14 @@ impl ControlPlane {
             Some((_, bound)) => Some(bound.start(client_of(Component::Dns).await?)),
             None => None,
         };
-        let scheduler = if config.scheduler {
+        let identity = crate::leader_election::identity(&config.state_dir).map_err(|source| {
+            AuthError::Io {
+                action: "keeping the leader election id in",
+                path: config.state_dir.clone(),
+                source,
+            }
+        })?;
+        let control_loops = if config.control_loops {
             let scheduler_client = client_of(Component::Scheduler).await?;
             let controllers_client = client_of(Component::ControllerManager).await?;
             let settings = config.controllers;
@@ -389,12 +404,36 @@ impl ControlPlane {
                 key: pki.ca_key.clone(),
             };
             let server = server_url.clone();
-            Some(tokio::spawn(async move {
-                tokio::join!(
-                    crate::scheduler::run(scheduler_client),
-                    crate::controllers::run(controllers_client, settings, ca, server)
-                );
-            }))
+            let repair_period = config.ipam_repair_period;
+            let (stop, stopped) = watch::channel(false);
+            let loops = ControlLoops {
+                identity: &identity,
+                timings: config.leader_election,
+                stopped,
+            };
+            let scheduler = loops.spawn(&scheduler_client.clone(), SCHEDULER_LEASE, move || {
+                crate::scheduler::run(scheduler_client.clone())
+            });
+            // The API server's own loops (IPAM repair, the system Services) must also run once;
+            // they go with the controllers, behind their Lease.
+            let controllers = loops.spawn(
+                &controllers_client.clone(),
+                CONTROLLER_MANAGER_LEASE,
+                move || {
+                    let controllers = crate::controllers::run(
+                        controllers_client.clone(),
+                        settings,
+                        ca.clone(),
+                        server.clone(),
+                    );
+                    let repair = api.clone().repair_allocations_forever(repair_period);
+                    let system_services = api.clone().reconcile_system_services_forever();
+                    async move {
+                        tokio::join!(controllers, repair, system_services);
+                    }
+                },
+            );
+            Some((stop, vec![scheduler, controllers]))
         } else {
             None
         };
@@ -408,12 +447,11 @@ impl ControlPlane {
                 0
             },
             dns_address: dns.as_ref().map(|dns| dns.address),
+            identity,
             server,
-            repair,
-            system_services,
             dns,
             etcd: etcd.and_then(|(stop, task)| Some((stop, task.disarm()?))),
-            scheduler,
+            control_loops,
         })
     }
 
@@ -438,17 +476,21 @@ impl ControlPlane {
         }
     }
 
-    /// Stops the API server and the embedded etcd.
+    /// Stops the control loops (handing their Leases over), the API server and the embedded
+    /// etcd.
     ///
     /// Waits for each aborted task to end: an aborted task drops its sockets only when the
     /// runtime next polls it, and a restart on the same address must find them closed.
     pub async fn stop(self) {
-        if let Some(scheduler) = self.scheduler {
-            abort_and_wait(scheduler).await;
+        if let Some((stop, loops)) = self.control_loops {
+            // Each elector stops its work and releases its Lease through this API server, so
+            // the server stops after them; a release is bounded by the renew deadline.
+            let _ = stop.send(true);
+            for task in loops {
+                let _ = task.await;
+            }
         }
         abort_and_wait(self.server).await;
-        abort_and_wait(self.repair).await;
-        abort_and_wait(self.system_services).await;
         if let Some(dns) = self.dns {
             dns.stop().await;
         }
@@ -456,6 +498,46 @@ impl ControlPlane {
             // The supervisor kills etcd and ends once the process has exited.
             let _ = stop.send(());
             let _ = supervisor.await;
+        }
+    }
+}
+
+/// The Lease kube-scheduler holds upstream, held here by the scheduler.
+pub const SCHEDULER_LEASE: &str = "kube-scheduler";
+/// The Lease kube-controller-manager holds upstream, held here by the controllers.
+pub const CONTROLLER_MANAGER_LEASE: &str = "kube-controller-manager";
+
+/// What every control loop of one control plane shares.
+struct ControlLoops<'a> {
+    identity: &'a str,
+    timings: Option<crate::leader_election::Timings>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl ControlLoops<'_> {
+    /// Runs `work` behind the Lease `lease` (or unelected) until stopped.
+    fn spawn<W, F>(&self, client: &kube::Client, lease: &str, mut work: W) -> JoinHandle<()>
+    where
+        W: FnMut() -> F + Send + 'static,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut stopped = self.stopped.clone();
+        match self.timings {
+            Some(timings) => {
+                let elector = crate::leader_election::Elector::new(
+                    client.clone(),
+                    lease,
+                    self.identity,
+                    timings,
+                );
+                tokio::spawn(elector.run(work, stopped))
+            }
+            None => tokio::spawn(async move {
+                tokio::select! {
+                    () = work() => {}
+                    _ = stopped.wait_for(|stop| *stop) => {}
+                }
+            }),
         }
     }
 }

@@ -20,6 +20,7 @@ mod ipam;
 mod jobs;
 mod kubectl;
 mod kubectl_versions;
+mod leader_election;
 mod logs;
 mod node_lifecycle;
 mod rbac;
