@@ -46,6 +46,13 @@ enum Command {
     Down,
     /// Show what of Flotilla is running on this machine.
     Status,
+    /// Keep the local cluster's daemons running (`up` and `start` leave this running).
+    #[command(hide = true)]
+    Supervise {
+        /// The cluster directory it keeps (this checkout's; named so `ps` shows whose it is).
+        #[arg(long)]
+        cluster_dir: std::path::PathBuf,
+    },
     /// Regenerate the API schema table (protobuf wire, JSON form, merge facts of every kind) from
     /// checkouts of k8s.io/api and k8s.io/apimachinery.
     ApiSchema(api_schema::ApiSchemaArgs),
@@ -77,6 +84,7 @@ fn main() -> ExitCode {
         Command::Start => cluster::start(),
         Command::Down => cluster::down(),
         Command::Status => cluster::status(),
+        Command::Supervise { cluster_dir } => cluster::supervise(&cluster_dir),
         Command::ApiSchema(args) => api_schema::run(&args),
     };
     match result {

@@ -1,8 +1,9 @@
 //! The README's first command, end to end: `cargo xtask demo` brings the local cluster up (real
 //! etcd, containerd, agents, eBPF datapath) and runs the walk-through with the real kubectl;
-//! `cargo xtask up` again reuses it; after its control plane, an agent and a containerd are
-//! killed, `up` restarts them and every pod is still there, unrestarted; so do `cargo xtask stop`
-//! and `start`; `cargo xtask down` then
+//! `cargo xtask up` again reuses it; the supervisor it leaves running restarts a SIGKILLed agent
+//! and containerd by itself; after its control plane, an agent and a containerd are killed, `up`
+//! restarts them (or finds the supervisor did) and every pod is still there, unrestarted; so do
+//! `cargo xtask stop` and `start`; `cargo xtask down` then
 //! removes it, and nothing of it may be left: no namespaces, links, processes, mounts, cgroups,
 //! bpffs pins, eBPF programs or files.
 
@@ -225,12 +226,64 @@ fn crash_and_repair(cluster_dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// The supervisor `up` leaves running restarts an agent and a containerd that were SIGKILLed,
+/// with nothing run by hand, and every pod stays as it was.
+fn supervised(cluster_dir: &Path) -> anyhow::Result<()> {
+    let before = pods(cluster_dir)?;
+    let read_pid = |file: &Path| -> anyhow::Result<i32> {
+        Ok(fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .trim()
+            .parse()?)
+    };
+    let supervisor = read_pid(&cluster_dir.join("supervisor.pid"))?;
+    ensure!(
+        Path::new(&format!("/proc/{supervisor}")).exists(),
+        "`up` left no supervisor running"
+    );
+    let victims = [
+        cluster_dir.join("nodes/flotilla-node1/agent.pid"),
+        cluster_dir.join("nodes/flotilla-node2/containerd.pid"),
+    ];
+    let mut killed = Vec::new();
+    for pid_file in &victims {
+        let pid = read_pid(pid_file)?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+            .with_context(|| format!("killing {pid} ({})", pid_file.display()))?;
+        killed.push(pid);
+    }
+    let started = Instant::now();
+    for (pid_file, old) in victims.iter().zip(killed) {
+        loop {
+            let now = read_pid(pid_file).unwrap_or(old);
+            if now != old && Path::new(&format!("/proc/{now}")).exists() {
+                println!(
+                    "the supervisor restarted {} in {:?}",
+                    pid_file.display(),
+                    started.elapsed()
+                );
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "the supervisor did not restart {} within 30 s; its log:\n{}",
+                    pid_file.display(),
+                    fs::read_to_string(cluster_dir.join("supervisor.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    wait_for_pods(cluster_dir, &before)
+}
+
 /// `cargo xtask stop` stops every daemon of the cluster and nothing else; `start` brings them
 /// back with every pod as it was.
 fn stop_and_start(cluster_dir: &Path) -> anyhow::Result<()> {
     let before = pods(cluster_dir)?;
     xtask(&["stop"], DOWN_LIMIT)?;
     for pid_file in [
+        "supervisor.pid",
         "controlplane.pid",
         "nodes/flotilla-node1/agent.pid",
         "nodes/flotilla-node1/containerd.pid",
@@ -295,6 +348,7 @@ fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
         .as_ref()
         .map_err(|err| anyhow::anyhow!("{err:#}"))
         .and_then(|()| xtask(&["up"], DEMO_LIMIT))
+        .and_then(|()| supervised(&cluster_dir))
         .and_then(|()| crash_and_repair(&cluster_dir))
         .and_then(|()| stop_and_start(&cluster_dir))
         .and_then(|()| xtask(&["status"], DOWN_LIMIT));

@@ -8,7 +8,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{HOST_LINK, PREFIX, cluster_dir, control_plane_state, node, pid_file, testbed_config};
+use super::{
+    Daemon, HOST_LINK, PREFIX, cluster_dir, control_plane_state, node, pid_file, testbed_config,
+};
 use crate::process::{all_pids, cmdline};
 
 /// One node's pieces.
@@ -74,8 +76,8 @@ pub(super) struct Inventory {
     pub(super) host_link: bool,
     /// The nodes with a namespace or a directory, by number.
     pub(super) nodes: Vec<NodeState>,
-    /// Whether .flotilla/cluster holds more than the copied binaries (those alone are what a
-    /// start that failed early leaves, and harmless).
+    /// Whether .flotilla/cluster holds more than the copied binaries and the repair lock (those
+    /// alone are what a start that failed early leaves, and harmless).
     pub(super) cluster_dir: bool,
     /// Pin directories under /sys/fs/bpf/flotilla of the cluster's nodes.
     pub(super) pins: Vec<PathBuf>,
@@ -154,8 +156,11 @@ impl Inventory {
                 .exists(),
             host_link: Path::new("/sys/class/net").join(HOST_LINK).exists(),
             nodes,
-            cluster_dir: std::fs::read_dir(cluster_dir())
-                .is_ok_and(|entries| entries.flatten().any(|entry| entry.file_name() != "bin")),
+            cluster_dir: std::fs::read_dir(cluster_dir()).is_ok_and(|entries| {
+                entries.flatten().any(|entry| {
+                    !["bin", "repair.lock"].contains(&&*entry.file_name().to_string_lossy())
+                })
+            }),
             pins,
             strays,
         }
@@ -223,6 +228,24 @@ impl Inventory {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// The daemons that do not run, in the order they must start: the control plane, then per
+    /// node containerd before the agent.
+    pub(super) fn missing(&self) -> Vec<Daemon> {
+        let control_plane = self.control_plane.is_none().then_some(Daemon::ControlPlane);
+        let nodes = self.nodes.iter().flat_map(|node| {
+            let containerd = node
+                .containerd
+                .is_none()
+                .then(|| Daemon::Containerd(node.name.clone()));
+            let agent = node
+                .agent
+                .is_none()
+                .then(|| Daemon::Agent(node.name.clone()));
+            containerd.into_iter().chain(agent)
+        });
+        control_plane.into_iter().chain(nodes).collect()
     }
 
     /// The node names.

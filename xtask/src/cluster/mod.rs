@@ -16,6 +16,7 @@ mod check;
 mod demo;
 mod inventory;
 mod node;
+mod supervisor;
 
 use std::{
     net::{Ipv4Addr, SocketAddr, TcpListener},
@@ -208,6 +209,14 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
              package it: install kubectl 1.32 from the Kubernetes release binaries"
         );
     }
+    // The supervisor restarts daemons too: one of the two at a time.
+    let repairing = match supervisor::lock(false)? {
+        Some(lock) => lock,
+        None => {
+            eprintln!("up: the supervisor is restarting a daemon; waiting for it to finish");
+            supervisor::lock(true)?.context("the repair lock")?
+        }
+    };
     let inventory = Inventory::scan();
     let blockers = inventory.repair_blockers();
     let nodes = if inventory.is_complete() {
@@ -275,6 +284,8 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
              .flotilla/cluster/) and `cargo xtask down` removes it",
         )?
     };
+    drop(repairing);
+    supervisor::ensure_running()?;
     let kubeconfig = kubeconfig();
     let after_start = || {
         format!(
@@ -317,31 +328,60 @@ fn repair(inventory: &Inventory) -> anyhow::Result<()> {
         "up: the local cluster is partly down; restarting what is missing with the binaries \
          it was started with (nothing is deleted)"
     );
-    // The etcd a killed control plane leaves behind is stopped by the control plane starting
-    // on the same data directory (etcd.rs, `stop_orphans`).
-    if inventory.control_plane.is_none() {
-        let mut control_plane = start_control_plane()?;
-        wait_api_ready(&mut control_plane, Duration::from_secs(60))?;
+    for daemon in inventory.missing() {
+        restart(inventory, &daemon)?;
     }
-    for state in &inventory.nodes {
-        if state.containerd.is_some() && state.agent.is_some() {
-            continue;
+    Ok(())
+}
+
+/// A daemon of the local cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Daemon {
+    /// The control plane (with its embedded etcd).
+    ControlPlane,
+    /// The containerd of the named node.
+    Containerd(String),
+    /// The agent of the named node.
+    Agent(String),
+}
+
+impl std::fmt::Display for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ControlPlane => write!(f, "the control plane"),
+            Self::Containerd(node) => write!(f, "{node}'s containerd"),
+            Self::Agent(node) => write!(f, "{node}'s agent"),
         }
-        let kept = flotilla_testbed::KeptNode {
+    }
+}
+
+/// Starts `daemon` again with the binaries and flags the cluster was started with; the control
+/// plane is waited for until its API is ready.
+fn restart(inventory: &Inventory, daemon: &Daemon) -> anyhow::Result<()> {
+    let kept = |name: &str| -> anyhow::Result<flotilla_testbed::KeptNode> {
+        let state = inventory
+            .nodes
+            .iter()
+            .find(|state| state.name == name)
+            .with_context(|| format!("{name} is not a node of the cluster"))?;
+        Ok(flotilla_testbed::KeptNode {
             name: state.name.clone(),
             netns: flotilla_testbed::Netns::open(&state.name)?,
             underlay_ip: state
                 .ip()
                 .with_context(|| format!("{}: no node number in its name", state.name))?,
-        };
-        if state.containerd.is_none() {
-            node::start_containerd(&kept)?;
+        })
+    };
+    match daemon {
+        // The etcd a killed control plane leaves behind is stopped by the control plane
+        // starting on the same data directory (etcd.rs, `stop_orphans`).
+        Daemon::ControlPlane => {
+            let mut control_plane = start_control_plane()?;
+            wait_api_ready(&mut control_plane, Duration::from_secs(60))
         }
-        if state.agent.is_none() {
-            node::start_agent(&kept)?;
-        }
+        Daemon::Containerd(name) => node::start_containerd(&kept(name)?).map(drop),
+        Daemon::Agent(name) => node::start_agent(&kept(name)?),
     }
-    Ok(())
 }
 
 /// Builds the namespaces, starts the control plane and every node; returns the node names.
@@ -481,12 +521,17 @@ pub(crate) fn stop() -> anyhow::Result<()> {
     if !is_root() {
         bail!("stopping the local cluster's processes needs root");
     }
+    // First the supervisor, or it would start again what this stops.
+    let supervisor = supervisor::stop()?;
     let inventory = Inventory::scan();
     if inventory.is_empty() {
         println!("stop: there is no local cluster");
         return Ok(());
     }
     let mut did = Vec::new();
+    if let Some(pid) = supervisor {
+        did.push(format!("stopped the supervisor (pid {pid})"));
+    }
     for state in &inventory.nodes {
         node::stop(state, &mut did);
     }
@@ -528,9 +573,15 @@ pub(crate) fn down() -> anyhow::Result<()> {
     if !is_root() {
         bail!("removing namespaces, processes, cgroups and bpffs pins needs root");
     }
-    let inventory = Inventory::scan();
     let mut did = Vec::new();
     let mut problems = Vec::new();
+    // First the supervisor, or it would start again what this removes.
+    match supervisor::stop() {
+        Ok(Some(pid)) => did.push(format!("stopped the supervisor (pid {pid})")),
+        Ok(None) => {}
+        Err(err) => problems.push(format!("stopping the supervisor: {err:#}")),
+    }
+    let inventory = Inventory::scan();
     // Nodes first, while the API is still there for nothing to notice; pods go before
     // containerd, containerd before the namespaces.
     for state in &inventory.nodes {
@@ -602,6 +653,19 @@ pub(crate) fn down() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `xtask supervise`: keeps the local cluster's daemons running (see [`supervisor`]).
+pub(crate) fn supervise(dir: &Path) -> anyhow::Result<()> {
+    if dir != cluster_dir() {
+        bail!(
+            "this checkout's cluster is {}, not {}: run the supervisor from the checkout that \
+             owns the cluster",
+            cluster_dir().display(),
+            dir.display()
+        );
+    }
+    supervisor::run()
+}
+
 /// SIGTERM to the process group, SIGKILL after 10 s if anything is left.
 fn stop_group(pid: i32) -> anyhow::Result<()> {
     let group = Pid::from_raw(pid);
@@ -631,6 +695,18 @@ pub(crate) fn status() -> anyhow::Result<()> {
             kubeconfig.display()
         ),
         None => println!("control plane: not running"),
+    }
+    if !inventory.is_empty() {
+        match supervisor::running() {
+            Some(pid) => println!(
+                "supervisor: running (pid {pid}), restarts a daemon that dies; log {}",
+                supervisor::log_path().display()
+            ),
+            None => println!(
+                "supervisor: not running, nothing restarts a daemon that dies (`cargo xtask \
+                 start` starts it)"
+            ),
+        }
     }
     if !inventory.nodes.is_empty() {
         let readiness = inventory
