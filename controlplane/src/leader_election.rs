@@ -303,26 +303,41 @@ impl Elector {
         Ok(())
     }
 
-    /// Hands the Lease over at once if this candidate holds it (client-go's `release`).
+    /// Hands the Lease over at once if this candidate holds it (client-go's `release`). The
+    /// Lease is read afresh: a renewal cut short by the shutdown may have been written without
+    /// this candidate seeing the answer, and its resourceVersion would then be stale.
     async fn release(&mut self) {
-        let Some(observed) = self.observed.clone() else {
-            return;
-        };
         if !self.is_leader() {
             return;
         }
-        let spec = released_spec(&observed.spec(), Timestamp::now());
-        let attempt = tokio::time::timeout(
-            self.timings.renew_deadline,
-            self.update(observed.lease, spec),
-        );
+        let attempt = tokio::time::timeout(self.timings.renew_deadline, async {
+            for _ in 0..3 {
+                let Some(current) = self.leases.get_opt(&self.name).await? else {
+                    return Ok(false);
+                };
+                let spec = current.spec.clone().unwrap_or_default();
+                if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                    return Ok(false);
+                }
+                match self
+                    .update(current, released_spec(&spec, Timestamp::now()))
+                    .await
+                {
+                    Ok(()) => return Ok(true),
+                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(false)
+        });
         match attempt.await {
-            Ok(Ok(())) => tracing::info!(
+            Ok(Ok(true)) => tracing::info!(
                 lease = %self.name,
                 "{} released the Lease {NAMESPACE}/{}",
                 self.identity,
                 self.name
             ),
+            Ok(Ok(false)) => {}
             Ok(Err(err)) => tracing::warn!(lease = %self.name, "releasing the Lease: {err}"),
             Err(_) => tracing::warn!(lease = %self.name, "releasing the Lease timed out"),
         }
