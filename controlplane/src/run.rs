@@ -248,6 +248,9 @@ pub struct ControlPlane {
     /// This control plane's name in leader elections (`<hostname>_<id>`).
     pub identity: String,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    system_services: tokio::task::JoinHandle<()>,
+    /// The API server, to take it out of the system Services' endpoints on stop.
+    api: ApiServer,
     dns: Option<Dns>,
     /// The embedded etcd's supervisor and the signal that stops it (and etcd with it).
     etcd: Option<(
@@ -377,6 +380,10 @@ impl ControlPlane {
         api.reconcile_system_services().await?;
         let tls = pki.server_config()?;
         let server = tokio::spawn(api.clone().serve(listener, tls));
+        // Every API server keeps its record and the system Services' endpoints (all live API
+        // servers agree on them), as kube-apiserver's lease endpoint reconciler does.
+        let system_services = tokio::spawn(api.clone().reconcile_system_services_forever());
+        let api_for_stop = api.clone();
         // The in-process clients (scheduler, controllers, DNS) each have a certificate of their
         // own, as kube-scheduler and kube-controller-manager have theirs, so RBAC grants each
         // only its role.
@@ -414,8 +421,8 @@ impl ControlPlane {
             let scheduler = loops.spawn(&scheduler_client.clone(), SCHEDULER_LEASE, move || {
                 crate::scheduler::run(scheduler_client.clone())
             });
-            // The API server's own loops (IPAM repair, the system Services) must also run once;
-            // they go with the controllers, behind their Lease.
+            // The IPAM repair must also run once; it goes with the controllers, behind their
+            // Lease.
             let controllers = loops.spawn(
                 &controllers_client.clone(),
                 CONTROLLER_MANAGER_LEASE,
@@ -427,9 +434,8 @@ impl ControlPlane {
                         server.clone(),
                     );
                     let repair = api.clone().repair_allocations_forever(repair_period);
-                    let system_services = api.clone().reconcile_system_services_forever();
                     async move {
-                        tokio::join!(controllers, repair, system_services);
+                        tokio::join!(controllers, repair);
                     }
                 },
             );
@@ -449,6 +455,8 @@ impl ControlPlane {
             dns_address: dns.as_ref().map(|dns| dns.address),
             identity,
             server,
+            system_services,
+            api: api_for_stop,
             dns,
             etcd: etcd.and_then(|(stop, task)| Some((stop, task.disarm()?))),
             control_loops,
@@ -490,6 +498,9 @@ impl ControlPlane {
                 let _ = task.await;
             }
         }
+        // Pods stop being sent here before the server goes (upstream's RemoveEndpoints).
+        abort_and_wait(self.system_services).await;
+        self.api.withdraw_from_system_services().await;
         abort_and_wait(self.server).await;
         if let Some(dns) = self.dns {
             dns.stop().await;

@@ -355,11 +355,7 @@ impl Testbed {
         let underlay_nl = Netlink::connect(&underlay)?;
         let host = Netns::host();
         let host_nl = Netlink::connect(&host)?;
-        let name = self
-            .config
-            .host_link
-            .clone()
-            .unwrap_or_else(default_host_link_name);
+        let name = self.host_link_name();
         clear_host_link_name(&host_nl, &name, self.config.host_link.is_none()).await?;
         let host_ip = self.config.host_ip();
         connect_veth(&underlay_nl, "host", &host, &host_nl, &name).await?;
@@ -368,6 +364,14 @@ impl Testbed {
         host_nl.add_address(&name, IpAddr::V4(host_ip), 24).await?;
         host_nl.set_up(&name).await?;
         Ok(host_ip)
+    }
+
+    /// The name of the host's link to the underlay ([`Self::link_host`] creates it).
+    pub fn host_link_name(&self) -> String {
+        self.config
+            .host_link
+            .clone()
+            .unwrap_or_else(default_host_link_name)
     }
 
     /// Hands the namespaces over to the caller and disarms the teardown on drop: what the test

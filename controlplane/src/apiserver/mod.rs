@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod allocations;
+pub mod api_server_leases;
 pub mod apply;
 pub mod discovery;
 pub mod eviction;

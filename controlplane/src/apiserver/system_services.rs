@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::{
     ApiServer,
+    api_server_leases::{self, LiveApiServer},
     handlers::{DeleteOptions, Scope},
     query::Query,
     registry,
@@ -64,9 +65,9 @@ pub struct SystemService {
     pub cluster_ip: Ipv4Addr,
     /// Its ports.
     pub ports: Vec<SystemPort>,
-    /// The one endpoint's address; None when the server listens on loopback, which pods
-    /// cannot reach (the Service then has no endpoints, as before).
-    pub endpoint: Option<IpAddr>,
+    /// The endpoints' addresses: every live API server serving it (see [`super::api_server_leases`]);
+    /// none when they listen on loopback, which pods cannot reach.
+    pub endpoints: Vec<IpAddr>,
 }
 
 /// Why a system Service could not be put in place.
@@ -142,7 +143,7 @@ impl SystemService {
                 port: 443,
                 target_port: advertise.port(),
             }],
-            endpoint: reachable(advertise.ip()),
+            endpoints: reachable(advertise.ip()).into_iter().collect(),
         }
     }
 
@@ -173,7 +174,7 @@ impl SystemService {
                     target_port: server.port(),
                 },
             ],
-            endpoint: reachable(server.ip()),
+            endpoints: reachable(server.ip()).into_iter().collect(),
         }
     }
 
@@ -209,29 +210,55 @@ impl SystemService {
 
     /// The Endpoints object as it should be (None: no reachable endpoint).
     pub fn endpoints(&self) -> Option<Value> {
-        let ip = self.endpoint?;
+        if self.endpoints.is_empty() {
+            return None;
+        }
         let mut labels = self.labels.clone();
         labels["endpointslice.kubernetes.io/skip-mirror"] = json!("true");
+        let addresses: Vec<Value> = self
+            .endpoints
+            .iter()
+            .map(|ip| json!({"ip": ip.to_string()}))
+            .collect();
         Some(json!({
             "apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": self.name, "namespace": self.namespace, "labels": labels},
-            "subsets": [{"addresses": [{"ip": ip.to_string()}], "ports": self.endpoint_ports()}],
+            "subsets": [{"addresses": addresses, "ports": self.endpoint_ports()}],
         }))
     }
 
     /// The EndpointSlice as it should be (None: no reachable endpoint).
     pub fn slice(&self) -> Option<Value> {
-        let ip = self.endpoint?;
+        let first = self.endpoints.first()?;
         let mut labels = self.labels.clone();
         labels["kubernetes.io/service-name"] = json!(self.name);
         labels["endpointslice.kubernetes.io/managed-by"] = json!(MANAGED_BY);
+        let endpoints: Vec<Value> = self
+            .endpoints
+            .iter()
+            .map(|ip| {
+                json!({"addresses": [ip.to_string()],
+                       "conditions": {"ready": true, "serving": true, "terminating": false}})
+            })
+            .collect();
         Some(json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": self.name, "namespace": self.namespace, "labels": labels},
-            "addressType": if ip.is_ipv4() { "IPv4" } else { "IPv6" },
-            "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true, "serving": true, "terminating": false}}],
+            "addressType": if first.is_ipv4() { "IPv4" } else { "IPv6" },
+            "endpoints": endpoints,
             "ports": self.endpoint_ports(),
         }))
+    }
+}
+
+/// A failure finding out what the system Services should be.
+fn listing_failed(error: ApiError) -> SystemServiceError {
+    SystemServiceError::Api {
+        action: "listing",
+        resource: "services",
+        namespace: "",
+        name: "",
+        error,
     }
 }
 
@@ -320,8 +347,13 @@ fn scope(group: &str, plural: &str, namespace: &str) -> Result<Scope, ApiError> 
 
 impl ApiServer {
     /// The Services this control plane keeps: `kubernetes` (with IPAM) and `kube-dns` (with
-    /// cluster DNS).
-    pub(crate) fn system_services(&self) -> Result<Vec<SystemService>, ApiError> {
+    /// cluster DNS), their endpoints being this server and the other live ones in `live`
+    /// (without this one when `include_self` is false: it is stopping).
+    pub(crate) fn system_services(
+        &self,
+        live: &[LiveApiServer],
+        include_self: bool,
+    ) -> Result<Vec<SystemService>, ApiError> {
         use crate::ipam::ranges::Range as _;
         let Some(ipam) = self.ipam.clone() else {
             return Ok(Vec::new());
@@ -338,29 +370,57 @@ impl ApiServer {
                 self.advertise
             ))
         })?;
-        let mut services = vec![SystemService::kubernetes(cluster_ip, advertise)];
+        let own = self.own_record().filter(|_| include_self);
+        let others: Vec<LiveApiServer> = live
+            .iter()
+            .filter(|server| Some(server.ip) != self.own_record().map(|own| own.ip))
+            .copied()
+            .collect();
+        let mut kubernetes = SystemService::kubernetes(cluster_ip, advertise);
+        kubernetes.endpoints = api_server_leases::endpoints(&others, own.map(|own| own.ip), |s| {
+            s.api_port == advertise.port()
+        });
+        let mut services = vec![kubernetes];
         if let Some((ip, server)) = self.cluster_dns {
-            services.push(SystemService::kube_dns(ip, server));
+            let mut kube_dns = SystemService::kube_dns(ip, server);
+            kube_dns.endpoints =
+                api_server_leases::endpoints(&others, own.map(|own| own.ip), |s| {
+                    s.dns_port == Some(server.port())
+                });
+            services.push(kube_dns);
         }
         Ok(services)
     }
 
-    /// Puts every system Service, its Endpoints and EndpointSlice in place; the first failure
-    /// ends the pass.
+    /// Renews this API server's record and puts every system Service, its Endpoints and
+    /// EndpointSlice in place; the first failure ends the pass.
     pub async fn reconcile_system_services(&self) -> Result<(), SystemServiceError> {
+        self.renew_own_record().await.map_err(listing_failed)?;
+        self.reconcile_system_services_as(true).await
+    }
+
+    /// Takes this API server out of the system Services' endpoints: it is stopping. Failures
+    /// are only logged (the record then expires within its TTL).
+    pub async fn withdraw_from_system_services(&self) {
+        self.delete_own_record().await;
+        if let Err(err) = self.reconcile_system_services_as(false).await {
+            tracing::warn!("taking this API server out of the system Services: {err}");
+        }
+    }
+
+    async fn reconcile_system_services_as(
+        &self,
+        include_self: bool,
+    ) -> Result<(), SystemServiceError> {
+        let live = self.live_api_servers().await.map_err(listing_failed)?;
         let services = self
-            .system_services()
-            .map_err(|error| SystemServiceError::Api {
-                action: "listing",
-                resource: "services",
-                namespace: "",
-                name: "",
-                error,
-            })?;
+            .system_services(&live, include_self)
+            .map_err(listing_failed)?;
         for service in &services {
             self.reconcile_system_service(service).await?;
         }
-        if self.cluster_dns.is_none() {
+        // Another live server may still serve the cluster DNS behind kube-dns.
+        if self.cluster_dns.is_none() && live.iter().all(|server| server.dns_port.is_none()) {
             self.retire_kube_dns().await?;
         }
         Ok(())

@@ -12,7 +12,8 @@ pub mod mirror;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
 };
 use futures::{Stream, StreamExt as _};
 use serde_json::Value;
@@ -220,6 +221,29 @@ impl Store {
         }
         let revision = response.header().map_or(0, |header| header.revision());
         Ok(with_revision(object.clone(), revision))
+    }
+
+    /// Writes `object` at `key` unconditionally, to vanish `ttl` after this write unless
+    /// written again (an etcd lease per write, as kube-apiserver's TTL keys): for records of
+    /// live things, such as the API servers of the cluster (`masterleases`).
+    pub async fn put_with_ttl(
+        &self,
+        key: &str,
+        object: &Value,
+        ttl: Duration,
+    ) -> Result<(), StorageError> {
+        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let lease = self
+            .retry(|mut client| async move { client.lease_grant(seconds, None).await })
+            .await?;
+        let value = encode(object);
+        let options = PutOptions::new().with_lease(lease.id());
+        self.retry(|mut client| {
+            let (value, options) = (value.clone(), options.clone());
+            async move { client.put(key, value, Some(options)).await }
+        })
+        .await?;
+        Ok(())
     }
 
     /// Reads the object at `key`.

@@ -12,6 +12,7 @@ mod support;
 
 mod agent;
 mod cluster_dns;
+mod control_planes;
 mod datapath_counter;
 mod flannel_baseline;
 mod images;
