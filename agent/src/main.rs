@@ -108,6 +108,11 @@ struct RunArgs {
     /// Address of the kubelet API.
     #[arg(long, default_value = "0.0.0.0:10250")]
     listen: SocketAddr,
+    /// Reach the API through a load balancer on 127.0.0.1 that passes each connection to the
+    /// kubeconfig's server or any other live API server (from the `kubernetes` Endpoints), as
+    /// k3s's agents do; `false` talks to the kubeconfig's server only.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    api_balancer: bool,
     /// Serving certificate of the kubelet API (PEM, signed by the cluster CA; default:
     /// `kubelet.crt` in the node's pki directory).
     #[arg(long)]
@@ -521,6 +526,7 @@ fn run_agent(
         cni_plugin: args
             .cni_plugin
             .unwrap_or_else(flotilla_agent::node::network::default_plugin_path),
+        api_balancer: args.api_balancer,
         metrics_listen: match args.metrics_listen.as_str() {
             "off" | "" => None,
             address => Some(address.parse().with_context(|| {

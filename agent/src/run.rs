@@ -28,6 +28,15 @@ use crate::{
     server::{self, ContainerLocator, tls},
 };
 
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How long the agent waits for containerd at start.
 const CONTAINERD_WAIT: Duration = Duration::from_secs(60);
 
@@ -66,6 +75,9 @@ pub struct AgentConfig {
     pub cni_plugin: PathBuf,
     /// Where Prometheus metrics are served (plain HTTP, `/metrics`); None turns them off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Reach the API through the agent's load balancer (every live API server) rather than
+    /// the kubeconfig's server alone.
+    pub api_balancer: bool,
 }
 
 /// An API client from a kubeconfig file.
@@ -78,6 +90,44 @@ pub async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<Client>
     Client::try_from(config).context("building the API client")
 }
 
+/// An API client from a kubeconfig file whose connections go through a load balancer on this
+/// namespace's loopback to the kubeconfig's server and every API server the `kubernetes`
+/// Endpoints list (see [`node::api_balancer`]). The balancer lives as long as the value returned.
+pub async fn balanced_client_from(
+    kubeconfig: &std::path::Path,
+) -> anyhow::Result<(Client, node::api_balancer::ApiBalancer)> {
+    let file = Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading the kubeconfig {}", kubeconfig.display()))?;
+    let mut config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading the kubeconfig {}", kubeconfig.display()))?;
+    let url = config.cluster_url.clone();
+    let host = url.host().unwrap_or_default().trim_matches(['[', ']']);
+    let port = url.port_u16().unwrap_or(443);
+    let configured = tokio::net::lookup_host((host, port))
+        .await
+        .ok()
+        .and_then(|mut found| found.next())
+        .with_context(|| {
+            format!(
+                "the API server {url} (in {}) has no address",
+                kubeconfig.display()
+            )
+        })?;
+    let balancer = node::api_balancer::ApiBalancer::start(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        configured,
+    )
+    .await
+    .context("starting the API balancer on 127.0.0.1")?;
+    // The API servers' certificate names 127.0.0.1, as k3s's does for its agents' balancer.
+    config.cluster_url = format!("https://{}", balancer.address())
+        .parse()
+        .context("the API balancer's URL")?;
+    let client = Client::try_from(config).context("building the API client")?;
+    Ok((client, balancer))
+}
+
 /// Runs the agent until `shutdown` completes.
 pub async fn run(
     config: AgentConfig,
@@ -86,7 +136,13 @@ pub async fn run(
     for dir in config.dirs.all() {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let client = client_from(&config.kubeconfig).await?;
+    let (client, _balancer) = if config.api_balancer {
+        let (client, balancer) = balanced_client_from(&config.kubeconfig).await?;
+        let following = balancer.follow_endpoints(client.clone());
+        (client, Some((balancer, AbortOnDrop(following))))
+    } else {
+        (client_from(&config.kubeconfig).await?, None)
+    };
     let cri = Cri::connect(&config.dirs.containerd_socket())?;
     let started = tokio::time::Instant::now();
     let version = loop {

@@ -2,6 +2,7 @@
 //! heartbeat in kube-node-lease; status updates with the Ready condition from containerd's own
 //! runtime and network conditions (as kubelet reports them).
 
+pub mod api_balancer;
 pub mod network;
 
 use std::{collections::BTreeMap, time::Duration};

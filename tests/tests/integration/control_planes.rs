@@ -152,3 +152,103 @@ async fn the_system_services_point_at_every_live_control_plane() -> anyhow::Resu
     bed.teardown()?;
     result
 }
+
+/// A node's agent reaches the API through its balancer: told only of control plane b, it learns
+/// a from the `kubernetes` Endpoints and keeps working (Lease renewed, a new pod run) after b
+/// stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_keeps_working_when_its_control_plane_stops() -> anyhow::Result<()> {
+    use crate::support::{LocalCluster, eventually, pod_phase};
+
+    require_root();
+    let started = Instant::now();
+    let mut cluster = LocalCluster::start(started).await?;
+    let a_ip = cluster.host_ip;
+    let b_ip = Ipv4Addr::from(u32::from(a_ip) - 1);
+    Netlink::connect(&Netns::host())?
+        .add_address(&cluster.bed.host_link_name(), IpAddr::V4(b_ip), 24)
+        .await?;
+    let a = cluster
+        .cluster
+        .control_plane
+        .as_ref()
+        .context("the cluster's control plane")?;
+    let a_state = cluster.cluster.dir.path().join("state");
+    let b_state = cluster.cluster.dir.path().join("b");
+    share_pki(&a_state, &b_state)?;
+    let b = ControlPlane::start(Config {
+        etcd_endpoints: vec![format!("http://127.0.0.1:{}", a.etcd_client_port)],
+        extra_names: vec![b_ip.to_string()],
+        cluster_dns: Some(ClusterDns::new(CLUSTER_DNS, None)),
+        ..Config::new(b_state, SocketAddr::from((b_ip, a.address.port())))
+    })
+    .await
+    .context("starting control plane b")?;
+    let kubeconfig = cluster.cluster.kubeconfig.clone();
+    wait_endpoints(&kubeconfig, &[b_ip, a_ip], Duration::from_secs(15)).await?;
+
+    // The agent starts again, its kubeconfig naming b only.
+    cluster.node.stop_agent()?;
+    let credentials = cluster.node.config.kubeconfig.clone();
+    let text = std::fs::read_to_string(&credentials)?;
+    std::fs::write(
+        &credentials,
+        text.replace(&a.address.to_string(), &b.address.to_string()),
+    )?;
+    cluster.node.start_agent()?;
+    let node = cluster.node_name.clone();
+    let renewed = || -> anyhow::Result<String> {
+        cluster.cluster.kubectl_ok(&[
+            "-n",
+            "kube-node-lease",
+            "get",
+            "lease",
+            &node,
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+    };
+    let before = renewed()?;
+    eventually(
+        Duration::from_secs(30),
+        "the agent's Lease renewed through b",
+        || Ok((renewed()? != before).then_some(())),
+    )
+    .await?;
+
+    b.stop().await;
+    let stopped = Instant::now();
+    // Renewals every 10 s go on, now through a.
+    for round in 0..2 {
+        let before = renewed()?;
+        eventually(
+            Duration::from_secs(30),
+            &format!("Lease renewal {round} after b stopped"),
+            || Ok((renewed()? != before).then_some(())),
+        )
+        .await?;
+    }
+    cluster.cluster.kubectl_ok(&[
+        "run",
+        "after-b",
+        "--image=docker.io/flotilla/testapp:v1",
+        "--image-pull-policy=Never",
+    ])?;
+    eventually(
+        Duration::from_secs(60),
+        "the pod made after b stopped runs",
+        || {
+            let pod = cluster.cluster.json(&["get", "pod", "after-b"])?;
+            Ok((pod_phase(&pod) == "Running").then_some(()))
+        },
+    )
+    .await?;
+    println!(
+        "with b stopped, the agent renewed its Lease twice and ran a new pod within {:?}",
+        stopped.elapsed()
+    );
+    cluster
+        .cluster
+        .kubectl_ok(&["delete", "pod", "after-b", "--wait=false"])?;
+    Ok(())
+}

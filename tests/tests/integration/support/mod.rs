@@ -648,6 +648,7 @@ fn start_node(
         mtu: None,
         cni_plugin: plugin.to_owned(),
         metrics_listen: Some(format!("{}:9962", node.underlay_ip()).parse()?),
+        api_balancer: true,
     };
     let mut local = LocalNode {
         dirs,

@@ -1,0 +1,285 @@
+//! The agent's load balancer in front of the API servers, as k3s's agent runs one: the agent
+//! talks to `https://127.0.0.1:<port>`, and each connection is passed on, as TCP (TLS goes end to
+//! end), to one of the cluster's API servers: the server in the agent's kubeconfig and every
+//! address of the `kubernetes` Service's Endpoints, which list the live API servers (each
+//! control plane keeps itself in them). Connections go to the current server while it accepts
+//! them; one that refuses or does not answer within [`CONNECT_TIMEOUT`] is passed over for
+//! [`SKIP_FOR`] and the next one is tried, so the agent keeps working when a control plane dies.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Endpoints;
+use kube::{
+    Api, Client,
+    runtime::{WatchStreamExt as _, watcher},
+};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long a server gets to accept a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a server that failed is passed over (unless every server failed).
+pub const SKIP_FOR: Duration = Duration::from_secs(15);
+
+/// The servers and what is known of them.
+#[derive(Debug)]
+struct Servers {
+    /// The server in the kubeconfig: always kept, the others come and go with the Endpoints.
+    configured: SocketAddr,
+    /// Every server, the configured one first, then the Endpoints' in their order.
+    list: Vec<SocketAddr>,
+    /// The server new connections go to first.
+    current: SocketAddr,
+    /// Servers that failed, until when they are passed over.
+    failed: HashMap<SocketAddr, Instant>,
+}
+
+impl Servers {
+    /// The order to try the servers in: the current one, the others in list order, and those
+    /// that failed recently last.
+    fn order(&self, now: Instant) -> Vec<SocketAddr> {
+        let failed =
+            |server: &SocketAddr| self.failed.get(server).is_some_and(|until| *until > now);
+        let start = self
+            .list
+            .iter()
+            .position(|server| *server == self.current)
+            .unwrap_or(0);
+        let rotated = self.list[start..].iter().chain(&self.list[..start]);
+        let (bad, good): (Vec<SocketAddr>, Vec<SocketAddr>) = rotated.partition(|s| failed(s));
+        good.into_iter().chain(bad).collect()
+    }
+
+    fn set(&mut self, endpoints: Vec<SocketAddr>) {
+        let mut list = vec![self.configured];
+        list.extend(
+            endpoints
+                .into_iter()
+                .filter(|server| *server != self.configured),
+        );
+        if !list.contains(&self.current) {
+            self.current = list[0];
+        }
+        self.failed.retain(|server, _| list.contains(server));
+        self.list = list;
+    }
+}
+
+/// A running balancer.
+#[derive(Debug)]
+pub struct ApiBalancer {
+    address: SocketAddr,
+    servers: Arc<Mutex<Servers>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiBalancer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ApiBalancer {
+    /// Listens on `listen` (port 0 picks one) and passes connections to `configured` and,
+    /// later, to the servers [`Self::follow_endpoints`] finds.
+    pub async fn start(listen: SocketAddr, configured: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let address = listener.local_addr()?;
+        let servers = Arc::new(Mutex::new(Servers {
+            configured,
+            list: vec![configured],
+            current: configured,
+            failed: HashMap::new(),
+        }));
+        let task = tokio::spawn(serve(listener, servers.clone()));
+        Ok(Self {
+            address,
+            servers,
+            task,
+        })
+    }
+
+    /// Where clients connect.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The servers connections may go to, the current one first.
+    pub fn servers(&self) -> Vec<SocketAddr> {
+        lock(&self.servers).order(Instant::now())
+    }
+
+    /// Keeps the servers equal to the `kubernetes` Service's Endpoints (plus the configured
+    /// server) until dropped; `client` connects through this balancer.
+    pub fn follow_endpoints(&self, client: Client) -> tokio::task::JoinHandle<()> {
+        let servers = self.servers.clone();
+        tokio::spawn(async move {
+            let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
+            let config = watcher::Config::default().fields("metadata.name=kubernetes");
+            let mut changes = std::pin::pin!(watcher(endpoints, config).applied_objects());
+            while let Some(change) = changes.next().await {
+                match change {
+                    Ok(object) => {
+                        let found = api_servers(&object);
+                        tracing::info!(servers = ?found, "the API servers, from the kubernetes Endpoints");
+                        lock(&servers).set(found);
+                    }
+                    Err(err) => tracing::debug!("watching the kubernetes Endpoints: {err}"),
+                }
+            }
+        })
+    }
+}
+
+/// The API servers an Endpoints object lists (the `https` port, or the only one).
+fn api_servers(endpoints: &Endpoints) -> Vec<SocketAddr> {
+    let mut servers = Vec::new();
+    for subset in endpoints.subsets.iter().flatten() {
+        let ports = subset.ports.as_deref().unwrap_or_default();
+        let port = ports
+            .iter()
+            .find(|port| port.name.as_deref() == Some("https"))
+            .or(ports.first())
+            .and_then(|port| u16::try_from(port.port).ok());
+        let Some(port) = port else {
+            continue;
+        };
+        for address in subset.addresses.iter().flatten() {
+            if let Ok(ip) = address.ip.parse::<std::net::IpAddr>() {
+                servers.push(SocketAddr::new(ip, port));
+            }
+        }
+    }
+    servers
+}
+
+fn lock(servers: &Mutex<Servers>) -> std::sync::MutexGuard<'_, Servers> {
+    // A panic while holding the lock cannot leave the list half-written (every change is
+    // one assignment), so a poisoned lock is still good.
+    servers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn serve(listener: TcpListener, servers: Arc<Mutex<Servers>>) {
+    loop {
+        match listener.accept().await {
+            Ok((inbound, _)) => {
+                tokio::spawn(pass_on(inbound, servers.clone()));
+            }
+            Err(err) => {
+                tracing::warn!("the API balancer could not accept a connection: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Connects `inbound` to the first server that accepts, and copies both ways until either
+/// side closes.
+async fn pass_on(mut inbound: TcpStream, servers: Arc<Mutex<Servers>>) {
+    let order = lock(&servers).order(Instant::now());
+    for server in order {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
+            Ok(Ok(mut outbound)) => {
+                {
+                    let mut servers = lock(&servers);
+                    servers.failed.remove(&server);
+                    if servers.current != server {
+                        tracing::info!(%server, "the API balancer now uses {server}");
+                        servers.current = server;
+                    }
+                }
+                let _ = outbound.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                return;
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(%server, "the API server {server} refused a connection: {err}");
+            }
+            Err(_) => {
+                tracing::warn!(%server, "the API server {server} did not answer within {CONNECT_TIMEOUT:?}");
+            }
+        }
+        lock(&servers)
+            .failed
+            .insert(server, Instant::now() + SKIP_FOR);
+    }
+    tracing::warn!("no API server accepted a connection; it was closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_current_server_comes_first_and_failed_ones_last() {
+        let configured = address("192.168.78.2:6443");
+        let mut servers = Servers {
+            configured,
+            list: vec![configured],
+            current: configured,
+            failed: HashMap::new(),
+        };
+        servers.set(vec![
+            address("192.168.78.3:6443"),
+            configured,
+            address("192.168.78.4:6443"),
+        ]);
+        let now = Instant::now();
+        assert_eq!(
+            servers.order(now),
+            [
+                configured,
+                address("192.168.78.3:6443"),
+                address("192.168.78.4:6443")
+            ]
+        );
+        servers.current = address("192.168.78.3:6443");
+        servers
+            .failed
+            .insert(address("192.168.78.4:6443"), now + SKIP_FOR);
+        assert_eq!(
+            servers.order(now),
+            [
+                address("192.168.78.3:6443"),
+                configured,
+                address("192.168.78.4:6443")
+            ]
+        );
+        // Once the pause is over it is tried in its turn again.
+        assert_eq!(
+            servers.order(now + SKIP_FOR + Duration::from_secs(1))[1],
+            address("192.168.78.4:6443")
+        );
+        // Gone from the Endpoints: no longer tried; the configured server always stays.
+        servers.set(vec![]);
+        assert_eq!(servers.order(now), [configured]);
+    }
+
+    #[test]
+    fn servers_come_from_the_endpoints_https_port() {
+        let endpoints: Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kubernetes", "namespace": "default"},
+            "subsets": [{
+                "addresses": [{"ip": "192.168.78.2"}, {"ip": "192.168.78.3"}],
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+            }],
+        }))
+        .unwrap();
+        assert_eq!(
+            api_servers(&endpoints),
+            [address("192.168.78.2:6443"), address("192.168.78.3:6443")]
+        );
+        assert!(api_servers(&Endpoints::default()).is_empty());
+    }
+}
