@@ -300,9 +300,6 @@ impl ControlPlane {
 
         let mut names = config.extra_names.clone();
         names.push(address.ip().to_string());
-        // Agents reach the API through a load balancer on their own loopback (k3s's servers
-        // name 127.0.0.1 and localhost for the same reason).
-        names.extend(["127.0.0.1".to_owned(), "localhost".to_owned()]);
         // Pods reach the API server through the `kubernetes` Service: its ClusterIP (what
         // in-cluster clients dial, from KUBERNETES_SERVICE_HOST) and its full DNS name.
         names.extend(ServiceIps(config.service_cidr).item(0));
