@@ -3,7 +3,7 @@
 //! `--etcd-endpoints` points at an external cluster instead and nothing is started.
 
 use std::{
-    net::TcpListener,
+    net::{IpAddr, SocketAddr, TcpListener},
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
     process::Stdio,
@@ -48,11 +48,11 @@ pub enum EtcdError {
     /// A port the member needs is taken: most likely by another control plane's etcd, which
     /// this one must never talk to as if it were its own.
     #[error(
-        "127.0.0.1:{port}, the {role} port of the embedded etcd, is already in use (another control plane's etcd?): stop whatever holds it or start this control plane with another --etcd-{role}-port"
+        "{address}, the {role} port of the embedded etcd, is already in use (another control plane's etcd?): stop whatever holds it or start this control plane with another --etcd-{role}-port"
     )]
     PortTaken {
-        /// The port.
-        port: u16,
+        /// The address.
+        address: SocketAddr,
         /// `client` or `peer`.
         role: &'static str,
     },
@@ -74,6 +74,9 @@ pub enum EtcdError {
         /// The member ID found.
         found_member: u64,
     },
+    /// The member's cluster settings cannot work.
+    #[error("{0}")]
+    Cluster(String),
     /// The etcd started could not be asked who it is.
     #[error("asking etcd for its cluster and member ID: {0}")]
     Identity(#[source] StorageError),
@@ -92,10 +95,42 @@ pub enum EtcdError {
 pub struct EtcdConfig {
     /// etcd's data directory.
     pub data_dir: PathBuf,
-    /// Loopback port for clients.
+    /// Loopback port for clients (each control plane talks to its own member only, as
+    /// kubeadm's stacked control planes do).
     pub client_port: u16,
-    /// Loopback port for peers (unused by a single member, but etcd must bind one).
+    /// Port for peers, on `member.peer_ip` (unused by a single member, but etcd must bind one).
     pub peer_port: u16,
+    /// The member's place in its cluster.
+    pub member: EtcdMember,
+}
+
+/// The embedded etcd member's place in a cluster of control planes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdMember {
+    /// Its name, unique in the cluster.
+    pub name: String,
+    /// The address its peer port listens on and is advertised at.
+    pub peer_ip: IpAddr,
+    /// Every member at the cluster's first start (name, peer URL), this one included; empty
+    /// for a cluster of this member alone. Read only when the data directory is new.
+    pub initial_cluster: Vec<(String, String)>,
+    /// Peer TLS (certificate, key, CA), required for a cluster of several members: without
+    /// it anyone reaching a peer port could speak Raft to the member.
+    pub peer_tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Tells this cluster's members from another's at bootstrap.
+    pub cluster_token: String,
+}
+
+impl Default for EtcdMember {
+    fn default() -> Self {
+        Self {
+            name: "flotilla".to_owned(),
+            peer_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            initial_cluster: Vec::new(),
+            peer_tls: None,
+            cluster_token: "flotilla".to_owned(),
+        }
+    }
 }
 
 impl EtcdConfig {
@@ -105,12 +140,81 @@ impl EtcdConfig {
             data_dir: data_dir.to_owned(),
             client_port: free_port()?,
             peer_port: free_port()?,
+            member: EtcdMember::default(),
         })
     }
 
     /// The client URL (`http://127.0.0.1:<port>`).
     pub fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The peer URL this member listens on and advertises.
+    pub fn peer_url(&self) -> String {
+        let scheme = if self.member.peer_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!(
+            "{scheme}://{}",
+            SocketAddr::new(self.member.peer_ip, self.peer_port)
+        )
+    }
+
+    /// Checks that the member's cluster settings can work: it is in its initial cluster under
+    /// its own peer URL, names are unique, and several members speak TLS to each other.
+    pub fn check(&self) -> Result<(), EtcdError> {
+        let members = &self.member.initial_cluster;
+        if members.is_empty() {
+            return Ok(());
+        }
+        let own = self.peer_url();
+        match members.iter().find(|(name, _)| *name == self.member.name) {
+            None => {
+                return Err(EtcdError::Cluster(format!(
+                    "--etcd-initial-cluster does not name this member ({}={own}); list every \
+                     member, this one included",
+                    self.member.name
+                )));
+            }
+            Some((_, url)) if *url != own => {
+                return Err(EtcdError::Cluster(format!(
+                    "--etcd-initial-cluster gives this member ({}) the peer URL {url}, but it \
+                     listens on {own} (--etcd-peer-address, --etcd-peer-port)",
+                    self.member.name
+                )));
+            }
+            Some(_) => {}
+        }
+        let mut names: Vec<&str> = members.iter().map(|(name, _)| name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(EtcdError::Cluster(format!(
+                "--etcd-initial-cluster names the member {} twice",
+                pair[0]
+            )));
+        }
+        if let Some((name, url)) = members.iter().find(|(_, url)| !url.starts_with("https://")) {
+            return Err(EtcdError::Cluster(format!(
+                "--etcd-initial-cluster: the member {name} has the peer URL {url}; members speak \
+                 TLS to each other (https://IP:PORT)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `--initial-cluster`: the configured members, or this one alone.
+    fn initial_cluster(&self) -> String {
+        if self.member.initial_cluster.is_empty() {
+            return format!("{}={}", self.member.name, self.peer_url());
+        }
+        self.member
+            .initial_cluster
+            .iter()
+            .map(|(name, url)| format!("{name}={url}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Where the member's cluster and member ID are recorded (beside the data directory).
@@ -123,7 +227,7 @@ impl EtcdConfig {
 /// a crash) cannot stop its etcd, which then holds the ports and the data the next start needs.
 /// They are this state directory's own member (etcd locks its data directory, so no one else's
 /// can run on it); nothing else is touched.
-async fn stop_orphans(data_dir: &Path, ports: &[u16]) {
+async fn stop_orphans(data_dir: &Path, addresses: &[SocketAddr]) {
     let orphans = etcds_on(data_dir);
     if orphans.is_empty() {
         return;
@@ -140,9 +244,9 @@ async fn stop_orphans(data_dir: &Path, ports: &[u16]) {
     // leader turns zombie while its other threads may still be exiting, and the last of them
     // closes the sockets (a restart right after failed to bind now and then).
     for _ in 0..50 {
-        let ports_free = ports
+        let ports_free = addresses
             .iter()
-            .all(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok());
+            .all(|&address| TcpListener::bind(address).is_ok());
         if ports_free && orphans.iter().all(|&pid| !running(pid)) {
             return;
         }
@@ -184,16 +288,16 @@ fn running(pid: i32) -> bool {
     })
 }
 
-/// Fails when `port` on 127.0.0.1 cannot be bound.
-fn ensure_free(port: u16, role: &'static str) -> Result<(), EtcdError> {
-    match TcpListener::bind(("127.0.0.1", port)) {
+/// Fails when `address` cannot be bound.
+fn ensure_free(address: SocketAddr, role: &'static str) -> Result<(), EtcdError> {
+    match TcpListener::bind(address) {
         Ok(_) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
-            Err(EtcdError::PortTaken { port, role })
+            Err(EtcdError::PortTaken { address, role })
         }
         Err(source) => Err(EtcdError::Io {
             action: "binding",
-            path: PathBuf::from(format!("127.0.0.1:{port}")),
+            path: PathBuf::from(address.to_string()),
             source,
         }),
     }
@@ -235,12 +339,15 @@ pub struct EtcdProcess {
 impl EtcdProcess {
     /// Starts etcd and waits (up to `timeout`) until it serves requests.
     pub async fn start(config: EtcdConfig, timeout: Duration) -> Result<(Self, Store), EtcdError> {
+        config.check()?;
         let etcd = which::which("etcd").map_err(|_| EtcdError::NotInstalled)?;
         // A taken port would let the connection below reach someone else's etcd (ours would
         // fail to bind and exit, but not before the other one answered).
-        stop_orphans(&config.data_dir, &[config.client_port, config.peer_port]).await;
-        ensure_free(config.client_port, "client")?;
-        ensure_free(config.peer_port, "peer")?;
+        let client = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, config.client_port));
+        let peer = SocketAddr::new(config.member.peer_ip, config.peer_port);
+        stop_orphans(&config.data_dir, &[client, peer]).await;
+        ensure_free(client, "client")?;
+        ensure_free(peer, "peer")?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| EtcdError::Io {
             action: "creating",
             path: config.data_dir.clone(),
@@ -252,16 +359,32 @@ impl EtcdProcess {
             path: log.clone(),
             source,
         })?;
-        let peer_url = format!("http://127.0.0.1:{}", config.peer_port);
-        let child = Command::new(etcd)
-            .arg("--name=flotilla")
+        let peer_url = config.peer_url();
+        let mut command = Command::new(etcd);
+        command
+            .arg(format!("--name={}", config.member.name))
             .arg("--data-dir")
             .arg(&config.data_dir)
             .arg(format!("--listen-client-urls={}", config.client_url()))
             .arg(format!("--advertise-client-urls={}", config.client_url()))
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=flotilla={peer_url}"))
+            .arg(format!("--initial-cluster={}", config.initial_cluster()))
+            .arg(format!(
+                "--initial-cluster-token={}",
+                config.member.cluster_token
+            ));
+        if let Some((cert, key, ca)) = &config.member.peer_tls {
+            command
+                .arg("--peer-cert-file")
+                .arg(cert)
+                .arg("--peer-key-file")
+                .arg(key)
+                .arg("--peer-trusted-ca-file")
+                .arg(ca)
+                .arg("--peer-client-cert-auth");
+        }
+        let child = command
             .arg("--logger=zap")
             .arg("--log-outputs=stderr")
             .stdin(Stdio::null())
@@ -291,6 +414,16 @@ impl EtcdProcess {
             }
         };
         process.check_identity(&store).await?;
+        // A member of several serves nothing until the cluster has elected a leader (its
+        // peers may still be starting).
+        store
+            .wait_for_leader(timeout)
+            .await
+            .map_err(|source| EtcdError::Unhealthy {
+                timeout,
+                source,
+                log: process.log.clone(),
+            })?;
         if let Ok(Some(status)) = process.child.try_wait() {
             return Err(EtcdError::Exited {
                 status,

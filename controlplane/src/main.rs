@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use flotilla_controlplane::{
     apiserver::admission::Admission,
     controllers::{Settings, node_lifecycle},
+    etcd::EtcdMember,
     ipam::{Cidr, PortRange},
     leader_election::Timings,
     run::{ClusterDns, Config, ControlPlane},
@@ -42,9 +43,22 @@ struct Cli {
     /// Client port of the embedded etcd (loopback only).
     #[arg(long, default_value_t = 12379)]
     etcd_client_port: u16,
-    /// Peer port of the embedded etcd (loopback only).
+    /// Peer port of the embedded etcd (on --etcd-peer-address).
     #[arg(long, default_value_t = 12380)]
     etcd_peer_port: u16,
+    /// The embedded etcd member's name, unique among the control planes of the cluster.
+    #[arg(long, default_value = "flotilla")]
+    etcd_name: String,
+    /// Address the embedded etcd's peer port listens on: this machine's address when the
+    /// control planes' members form one etcd cluster (--etcd-initial-cluster).
+    #[arg(long, default_value = "127.0.0.1")]
+    etcd_peer_address: std::net::IpAddr,
+    /// Every member of the control planes' etcd cluster at its first start, this one included:
+    /// NAME=https://IP:PEER_PORT,... Members speak TLS to each other with certificates from the
+    /// cluster CA, so the control planes share <state-dir>/pki (copy it from the first before
+    /// starting the others); start them together, as etcd serves once most members run.
+    #[arg(long, value_delimiter = ',', value_parser = parse_member)]
+    etcd_initial_cluster: Vec<(String, String)>,
     /// Extra DNS names or IPs for the serving certificate (repeatable).
     #[arg(long = "tls-san")]
     tls_sans: Vec<String>,
@@ -104,6 +118,18 @@ struct Cli {
     /// How often the leader renews and the other control planes try to take over.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     leader_elect_retry_period: Duration,
+}
+
+/// One `NAME=URL` of `--etcd-initial-cluster`.
+fn parse_member(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, url)) if !name.is_empty() && url.contains("://") => {
+            Ok((name.to_owned(), url.to_owned()))
+        }
+        _ => Err(format!(
+            "{text:?} is not NAME=URL (e.g. cp1=https://192.168.1.10:12380)"
+        )),
+    }
 }
 
 /// `--cluster-dns-upstream`: a server, or none.
@@ -348,6 +374,12 @@ async fn main() -> ExitCode {
     let config = Config {
         etcd_endpoints: cli.etcd_endpoints,
         etcd_ports: (cli.etcd_client_port, cli.etcd_peer_port),
+        etcd_member: EtcdMember {
+            name: cli.etcd_name,
+            peer_ip: cli.etcd_peer_address,
+            initial_cluster: cli.etcd_initial_cluster,
+            ..EtcdMember::default()
+        },
         extra_names: cli.tls_sans,
         service_cidr: cli.service_cluster_ip_range,
         cluster_cidr: cli.cluster_cidr,

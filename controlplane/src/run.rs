@@ -18,7 +18,7 @@ use crate::{
         pki::{Component, Pki},
     },
     dns::{Dns, DnsError},
-    etcd::{EtcdConfig, EtcdError, EtcdProcess},
+    etcd::{EtcdConfig, EtcdError, EtcdMember, EtcdProcess},
     ipam::{
         Cidr, Pool, PortRange,
         ranges::{Range as _, ServiceIps, Subnets},
@@ -37,6 +37,9 @@ pub struct Config {
     pub etcd_endpoints: Vec<String>,
     /// Client and peer ports of the embedded etcd.
     pub etcd_ports: (u16, u16),
+    /// The embedded etcd member's name, peer address and initial cluster (its peer TLS and
+    /// cluster token are filled in from the PKI).
+    pub etcd_member: EtcdMember,
     /// Extra names/IPs for the serving certificate.
     pub extra_names: Vec<String>,
     /// Where Service ClusterIPs come from (the first one goes to the `kubernetes` Service).
@@ -162,6 +165,7 @@ impl Config {
             listen,
             etcd_endpoints: Vec::new(),
             etcd_ports: (12379, 12380),
+            etcd_member: EtcdMember::default(),
             extra_names: Vec::new(),
             service_cidr: Cidr {
                 network: std::net::Ipv4Addr::new(10, 96, 0, 0),
@@ -300,6 +304,8 @@ impl ControlPlane {
 
         let mut names = config.extra_names.clone();
         names.push(address.ip().to_string());
+        // The etcd peer certificate is valid for the peer address too.
+        names.push(config.etcd_member.peer_ip.to_string());
         // Pods reach the API server through the `kubernetes` Service: its ClusterIP (what
         // in-cluster clients dial, from KUBERNETES_SERVICE_HOST) and its full DNS name.
         names.extend(ServiceIps(config.service_cidr).item(0));
@@ -316,6 +322,7 @@ impl ControlPlane {
                 data_dir: config.state_dir.join("etcd"),
                 client_port: config.etcd_ports.0,
                 peer_port: config.etcd_ports.1,
+                member: etcd_member(&config.etcd_member, &config.state_dir.join("pki"), &pki),
             };
             let (process, store) = EtcdProcess::start(etcd_config, Duration::from_secs(30)).await?;
             let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -592,6 +599,28 @@ async fn component_client(
         .await
         .map_err(|err| failed(err.to_string()))?;
     kube::Client::try_from(config).map_err(|err| failed(err.to_string()))
+}
+
+/// The embedded etcd member as configured, with peer TLS from the PKI when it is one of several
+/// or its peers are not on loopback, and a cluster token derived from the cluster CA (so two
+/// clusters' members never join each other).
+fn etcd_member(configured: &EtcdMember, pki_dir: &Path, pki: &Pki) -> EtcdMember {
+    use sha2::Digest as _;
+    if configured.initial_cluster.is_empty() && configured.peer_ip.is_loopback() {
+        return configured.clone();
+    }
+    let stem = crate::auth::pki::ETCD_PEER;
+    let hash = sha2::Sha256::digest(pki.ca_cert.as_bytes());
+    let token: String = hash[..8].iter().map(|byte| format!("{byte:02x}")).collect();
+    EtcdMember {
+        peer_tls: Some((
+            pki_dir.join(format!("{stem}.crt")),
+            pki_dir.join(format!("{stem}.key")),
+            pki_dir.join("ca.crt"),
+        )),
+        cluster_token: format!("flotilla-{token}"),
+        ..configured.clone()
+    }
 }
 
 /// Reads the static token file, creating it with one admin token on first start.

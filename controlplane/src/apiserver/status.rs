@@ -281,6 +281,7 @@ impl ApiError {
                 Self::internal(format!("stored object at {key} is corrupt: {message}"))
             }
             StorageError::Etcd(err) => Self::unavailable(format!("etcd: {err}")),
+            err @ StorageError::NoLeader(_) => Self::unavailable(err.to_string()),
         }
     }
 

@@ -84,48 +84,67 @@ struct Leaf {
     stem: &'static str,
     common_name: &'static str,
     organization: Option<&'static str>,
-    usage: ExtendedKeyUsagePurpose,
+    usages: &'static [ExtendedKeyUsagePurpose],
 }
 
-const LEAVES: [Leaf; 6] = [
+impl Leaf {
+    fn serves(&self) -> bool {
+        self.usages.contains(&ExtendedKeyUsagePurpose::ServerAuth)
+    }
+}
+
+const LEAVES: [Leaf; 7] = [
     Leaf {
         stem: "apiserver",
         common_name: "flotilla-apiserver",
         organization: None,
-        usage: ExtendedKeyUsagePurpose::ServerAuth,
+        usages: &[ExtendedKeyUsagePurpose::ServerAuth],
     },
     Leaf {
         stem: "admin",
         common_name: "admin",
         organization: Some("system:masters"),
-        usage: ExtendedKeyUsagePurpose::ClientAuth,
+        usages: &[ExtendedKeyUsagePurpose::ClientAuth],
     },
     Leaf {
         stem: "apiserver-kubelet-client",
         common_name: "flotilla-apiserver-kubelet-client",
         organization: Some("system:masters"),
-        usage: ExtendedKeyUsagePurpose::ClientAuth,
+        usages: &[ExtendedKeyUsagePurpose::ClientAuth],
     },
     // The components, in `Component` order.
     Leaf {
         stem: "scheduler",
         common_name: "system:kube-scheduler",
         organization: None,
-        usage: ExtendedKeyUsagePurpose::ClientAuth,
+        usages: &[ExtendedKeyUsagePurpose::ClientAuth],
     },
     Leaf {
         stem: "controller-manager",
         common_name: "system:kube-controller-manager",
         organization: None,
-        usage: ExtendedKeyUsagePurpose::ClientAuth,
+        usages: &[ExtendedKeyUsagePurpose::ClientAuth],
     },
     Leaf {
         stem: "dns",
         common_name: "system:flotilla:dns",
         organization: None,
-        usage: ExtendedKeyUsagePurpose::ClientAuth,
+        usages: &[ExtendedKeyUsagePurpose::ClientAuth],
+    },
+    // The embedded etcd's member, serving and dialling its peers (kubeadm's etcd/peer).
+    Leaf {
+        stem: ETCD_PEER,
+        common_name: "flotilla-etcd-peer",
+        organization: None,
+        usages: &[
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
     },
 ];
+
+/// The file stem of the embedded etcd's peer certificate and key in the PKI directory.
+pub const ETCD_PEER: &str = "etcd-peer";
 
 impl Pki {
     /// Loads the PKI from `dir`. A missing CA is created; a missing certificate is issued by the
@@ -151,9 +170,8 @@ impl Pki {
         for leaf in &LEAVES {
             let cert_path = dir.join(format!("{}.crt", leaf.stem));
             let key_path = dir.join(format!("{}.key", leaf.stem));
-            let outdated = leaf.usage == ExtendedKeyUsagePurpose::ServerAuth
-                && cert_path.exists()
-                && !serves_all(&read(&cert_path)?, names);
+            let outdated =
+                leaf.serves() && cert_path.exists() && !serves_all(&read(&cert_path)?, names);
             if !cert_path.exists() || !key_path.exists() || outdated {
                 let (cert, key) = issue(leaf, names, &issuer)?;
                 write(&cert_path, &cert, false)?;
@@ -185,8 +203,16 @@ impl Pki {
     pub fn generate(names: &[String]) -> Result<(Self, String), AuthError> {
         let (ca_cert, ca_key) = generate_ca()?;
         let issuer = Issuer::from_ca_cert_pem(&ca_cert, KeyPair::from_pem(&ca_key)?)?;
-        let [server, admin, kubelet, scheduler, controllers, dns] =
-            LEAVES.each_ref().map(|leaf| issue(leaf, names, &issuer));
+        // The etcd peer certificate is only written to disk (etcd reads files).
+        let [
+            server,
+            admin,
+            kubelet,
+            scheduler,
+            controllers,
+            dns,
+            _etcd_peer,
+        ] = LEAVES.each_ref().map(|leaf| issue(leaf, names, &issuer));
         let (server_cert, server_key) = server?;
         let (admin_cert, admin_key) = admin?;
         let (kubelet_client_cert, kubelet_client_key) = kubelet?;
@@ -327,10 +353,10 @@ fn issue(
             .distinguished_name
             .push(DnType::OrganizationName, organization);
     }
-    if leaf.usage == ExtendedKeyUsagePurpose::ServerAuth {
+    if leaf.serves() {
         params.subject_alt_names = subject_alt_names(&serving_names(names))?;
     }
-    params.extended_key_usages = vec![leaf.usage.clone()];
+    params.extended_key_usages = leaf.usages.to_vec();
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
     Ok((cert.pem(), key.serialize_pem()))

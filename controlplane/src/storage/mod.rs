@@ -23,6 +23,11 @@ pub use continue_token::ContinueToken;
 /// Errors of the storage layer; the API layer maps each to a Kubernetes `Status`.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The etcd member knows no leader: its cluster has no quorum (yet).
+    #[error(
+        "etcd elected no leader within {0:?}: fewer than half of its cluster's members run (are the other control planes started?)"
+    )]
+    NoLeader(Duration),
     /// No object at the key (404 NotFound).
     #[error("{key} not found")]
     NotFound {
@@ -190,6 +195,24 @@ impl Store {
                     tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
                 }
                 result => return result,
+            }
+        }
+    }
+
+    /// Waits (up to `timeout`) until the member this store talks to knows its cluster's leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self
+                .retry(|mut client| async move { client.status().await })
+                .await;
+            match status {
+                Ok(status) if status.leader() != 0 => return Ok(()),
+                Err(err) if tokio::time::Instant::now() >= deadline => return Err(err.into()),
+                Ok(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(StorageError::NoLeader(timeout));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }

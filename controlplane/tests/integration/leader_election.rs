@@ -22,7 +22,7 @@ use anyhow::{Context as _, bail};
 use k8s_openapi::api::{apps::v1::ReplicaSet, coordination::v1::Lease, core::v1::Event};
 use kube::{Api, api::ListParams};
 
-use crate::common::{Cluster, eventually};
+use crate::common::{Cluster, copy_pki, eventually};
 use flotilla_controlplane::{
     etcd::free_port,
     run::{CONTROLLER_MANAGER_LEASE, SCHEDULER_LEASE},
@@ -47,11 +47,7 @@ impl Candidate {
     fn new(cluster: &Cluster, name: &str) -> anyhow::Result<Self> {
         let dir = cluster.dir.path().join(name);
         let state = cluster.dir.path().join("state");
-        std::fs::create_dir_all(dir.join("pki"))?;
-        for entry in std::fs::read_dir(state.join("pki"))? {
-            let entry = entry?;
-            std::fs::copy(entry.path(), dir.join("pki").join(entry.file_name()))?;
-        }
+        copy_pki(&state.join("pki"), &dir.join("pki"))?;
         std::fs::copy(state.join("tokens.csv"), dir.join("tokens.csv"))?;
         Ok(Self {
             dir,

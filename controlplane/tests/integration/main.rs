@@ -14,6 +14,7 @@ mod deployment;
 mod disruption;
 mod dns;
 mod endpoints;
+mod etcd_cluster;
 mod external_etcd;
 mod garbage_collector;
 mod ipam;
