@@ -153,6 +153,16 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
 
 #[derive(Debug, Subcommand)]
 enum CliCommand {
+    /// Create what the control planes of one cluster share (the CA and certificates under
+    /// <state-dir>/pki, the ServiceAccount key, tokens.csv) without starting anything; copy them
+    /// to every control plane's --state-dir before starting them together (kubeadm's `init
+    /// phase certs`).
+    Certs {
+        /// DNS names or IPs the serving and etcd peer certificates must be valid for: every
+        /// control plane's address (repeatable; loopback is always included).
+        #[arg(long = "tls-san")]
+        sans: Vec<String>,
+    },
     /// Issue a node's credentials from the cluster CA (<state-dir>/pki): a kubeconfig with a
     /// client certificate for `system:node:<node>` and the kubelet API's serving certificate.
     NodeCredentials {
@@ -294,6 +304,20 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(CliCommand::Certs { sans }) = &cli.command {
+        return match flotilla_controlplane::run::create_shared_state(&cli.state_dir, sans) {
+            Ok(paths) => {
+                for path in paths {
+                    println!("{}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("flotilla-controlplane certs: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(CliCommand::NodeCredentials {
         node,
         address,

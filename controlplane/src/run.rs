@@ -623,6 +623,19 @@ fn etcd_member(configured: &EtcdMember, pki_dir: &Path, pki: &Pki) -> EtcdMember
     }
 }
 
+/// Creates what control planes of one cluster share, under `state_dir`, unless it is there: the
+/// CA and certificates (`pki/`, serving certificates valid for `names` and loopback), the
+/// ServiceAccount token key and the static token file (kubeadm's `init phase certs`). Copy the
+/// directory to each control plane before they start together.
+pub fn create_shared_state(state_dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, RunError> {
+    let pki = state_dir.join("pki");
+    Pki::load_or_create(&pki, names)?;
+    crate::auth::service_accounts::TokenIssuer::load_or_create(&pki)?;
+    let tokens = state_dir.join("tokens.csv");
+    load_or_create_tokens(&tokens)?;
+    Ok(vec![pki, tokens])
+}
+
 /// Reads the static token file, creating it with one admin token on first start.
 fn load_or_create_tokens(path: &Path) -> Result<(Tokens, String), AuthError> {
     if !path.exists() {

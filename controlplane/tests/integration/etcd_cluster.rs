@@ -20,9 +20,8 @@ use kube::{
 
 use crate::common::{Cluster, copy_pki, eventually};
 use flotilla_controlplane::{
-    auth::{pki::Pki, service_accounts::TokenIssuer},
     etcd::{EtcdMember, free_port},
-    run::{Config, ControlPlane},
+    run::{Config, ControlPlane, create_shared_state},
 };
 
 fn config_map(name: &str) -> ConfigMap {
@@ -39,10 +38,9 @@ fn config_map(name: &str) -> ConfigMap {
 async fn three_control_planes_share_one_etcd_cluster_and_survive_losing_one() -> anyhow::Result<()>
 {
     let dir = tempfile::tempdir()?;
-    // One PKI for all, made before any starts (they start together).
+    // What they share, made before any starts (they start together), as `certs` makes it.
     let first_pki = dir.path().join("cp1/pki");
-    Pki::load_or_create(&first_pki, &[])?;
-    TokenIssuer::load_or_create(&first_pki)?;
+    create_shared_state(&dir.path().join("cp1"), &[])?;
     let mut configs = Vec::new();
     let ports: Vec<(u16, u16, u16)> = (0..3)
         .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
@@ -57,6 +55,7 @@ async fn three_control_planes_share_one_etcd_cluster_and_survive_losing_one() ->
         let state = dir.path().join(&name);
         if i > 0 {
             copy_pki(&first_pki, &state.join("pki"))?;
+            std::fs::copy(dir.path().join("cp1/tokens.csv"), state.join("tokens.csv"))?;
         }
         configs.push(Config {
             etcd_ports: (*client, *peer),
