@@ -629,10 +629,16 @@ impl ContainerLocator for Runtime {
     }
 }
 
-/// One running pod worker.
+/// One running pod worker; it ends with the manager (the pods run on).
 struct WorkerHandle {
     pod: watch::Sender<Option<Arc<Pod>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Runs the pods bound to this node until the task is dropped.

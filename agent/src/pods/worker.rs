@@ -98,10 +98,11 @@ pub async fn run(
         };
         tokio::select! {
             changed = pods.changed() => {
+                // The manager is gone: the agent is stopping, and pods outlive it (a deletion
+                // arrives as None above; pods deleted while the agent was away are orphans the
+                // next agent removes). Tearing the pod down here killed containers whenever
+                // the stop was slow enough for this to run before the runtime ended.
                 if changed.is_err() {
-                    if let Some(uid) = pod.metadata.uid.as_deref() {
-                        teardown(&runtime, uid, 0).await;
-                    }
                     return;
                 }
             }
