@@ -411,7 +411,14 @@ async fn instances(
             continue;
         }
         let status = runtime.container_status(&container.id).await?;
-        let Some(status) = status else { continue };
+        // Listed a moment ago and gone now: decide on a fresh view, not on one that lacks it
+        // (it would be taken for never created, and created again).
+        let Some(status) = status else {
+            return Err(CriError::Call {
+                action: format!("reading the status of container {}", container.id),
+                status: Box::new(tonic::Status::not_found("removed while listed")),
+            });
+        };
         let instance = Instance {
             id: status.id.clone(),
             name: status
@@ -481,6 +488,9 @@ async fn start_containers(
                 start_created(runtime, &instance.id).await?;
                 return Ok(SOON);
             }
+            // containerd has not recovered its state yet: a restart now would put a second
+            // container beside one that may still run.
+            Some(instance) if instance.state == InstanceState::Unknown => return Ok(SOON),
             _ => {
                 return restart(
                     runtime, pod, sandbox, container, None, true, observed, state,
@@ -534,6 +544,8 @@ async fn start_containers(
                 start_created(runtime, &instance.id).await?;
                 next = SOON;
             }
+            // As for init containers: wait until containerd knows the container's state.
+            Some(instance) if instance.state == InstanceState::Unknown => next = SOON,
             Some(instance) => {
                 let wanted = match restart_policy {
                     "Never" => false,
