@@ -441,14 +441,35 @@ fn check_port_free(address: SocketAddr, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A daemon's log, opened for appending: after a crash, what the last run wrote is what
-/// explains it.
-fn open_log(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
+/// Starts `command` as a daemon of the cluster: in a process group of its own (it outlives this
+/// command and a Ctrl-C in its terminal; `stop`/`down` end it), no stdin, stdout and stderr
+/// appended to `log` (after a crash, what the last run wrote is what explains it), its pid
+/// written to `pid_file`.
+fn spawn_daemon(
+    command: &mut Command,
+    log: &Path,
+    pid_file: &Path,
+) -> anyhow::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt as _;
+    let output = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(output.try_clone()?)
+        .stderr(output)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", command.get_program().to_string_lossy()))?;
+    write_pid(pid_file, child.id())?;
+    Ok(child)
+}
+
+/// Records a daemon's pid.
+fn write_pid(file: &Path, pid: u32) -> anyhow::Result<()> {
+    std::fs::write(file, pid.to_string()).with_context(|| format!("writing {}", file.display()))
 }
 
 /// Starts the control plane in a process group of its own; the child, for `up` to notice its
@@ -457,27 +478,19 @@ fn start_control_plane() -> anyhow::Result<std::process::Child> {
     let dir = cluster_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let log_path = control_plane_log();
-    let log = open_log(&log_path)?;
-    let binary = binary("flotilla-controlplane");
-    let child = {
-        use std::os::unix::process::CommandExt as _;
-        Command::new(&binary)
+    // Its process group holds its etcd too; `down` ends the group.
+    let child = spawn_daemon(
+        Command::new(binary("flotilla-controlplane"))
             .arg("--state-dir")
             .arg(control_plane_state())
             .args(["--listen", &api_address().to_string()])
             .args(["--tls-san", &host_ip().to_string()])
             .args(["--etcd-client-port", &ETCD_PORTS.0.to_string()])
             .args(["--etcd-peer-port", &ETCD_PORTS.1.to_string()])
-            .args(["--cluster-dns", &CLUSTER_DNS.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group (with its etcd), outliving this command; `down` ends the group.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?
-    };
-    std::fs::write(pid_file(), child.id().to_string())?;
+            .args(["--cluster-dns", &CLUSTER_DNS.to_string()]),
+        &log_path,
+        &pid_file(),
+    )?;
     eprintln!(
         "up: started the control plane (pid {}, log {})",
         child.id(),

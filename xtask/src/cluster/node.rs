@@ -3,9 +3,8 @@
 //! in the node's directory; and taking a node apart again for `down`.
 
 use std::{
-    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
@@ -170,7 +169,7 @@ pub(super) fn start_containerd(node: &KeptNode) -> anyhow::Result<PathBuf> {
     let pid =
         Containerd::start_detached(&config, &socket, &log, Some(&node.netns), CONTAINERD_START)
             .with_context(|| format!("starting containerd in namespace {name}"))?;
-    write_pid(&containerd_pid_file(name), pid)?;
+    super::write_pid(&containerd_pid_file(name), pid)?;
     eprintln!(
         "up: {name}: containerd runs (pid {pid}, socket {}, log {})",
         socket.display(),
@@ -193,35 +192,26 @@ fn spawn_agent(node: &KeptNode, command: &[&str]) -> anyhow::Result<()> {
     let agent = binary("flotilla-agent");
     let ip = node.underlay_ip.to_string();
     let log_path = dir.join("agent.log");
-    let log = super::open_log(&log_path)?;
-    let child = node
-        .netns
-        .command(&agent)?
-        .args(["--node", name])
-        .args(command)
-        .args(["--node-ip", &ip])
-        .arg("--node-dir")
-        .arg(&dir)
-        .args(["--listen", &format!("{ip}:{KUBELET_PORT}")])
-        .args(["--cluster-dns", &super::CLUSTER_DNS.to_string()])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Outlives this command and a Ctrl-C in its terminal; `down` stops it.
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {} in namespace {name}", agent.display()))?;
-    write_pid(&agent_pid_file(name), child.id())?;
+    let child = super::spawn_daemon(
+        node.netns
+            .command(&agent)?
+            .args(["--node", name])
+            .args(command)
+            .args(["--node-ip", &ip])
+            .arg("--node-dir")
+            .arg(&dir)
+            .args(["--listen", &format!("{ip}:{KUBELET_PORT}")])
+            .args(["--cluster-dns", &super::CLUSTER_DNS.to_string()]),
+        &log_path,
+        &agent_pid_file(name),
+    )
+    .with_context(|| format!("starting {} in namespace {name}", agent.display()))?;
     eprintln!(
         "up: {name}: agent runs (pid {}, {ip}, log {})",
         child.id(),
         log_path.display()
     );
     Ok(())
-}
-
-fn write_pid(file: &Path, pid: u32) -> anyhow::Result<()> {
-    std::fs::write(file, pid.to_string()).with_context(|| format!("writing {}", file.display()))
 }
 
 /// Runs `command` (bounded to 2 minutes) and returns its stdout; fails with its stderr.

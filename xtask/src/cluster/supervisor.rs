@@ -15,7 +15,7 @@ use std::{
     collections::HashMap,
     fs::File,
     path::PathBuf,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -32,7 +32,7 @@ use nix::{
 use super::{
     Daemon, cluster_dir, control_plane_state,
     inventory::{Inventory, alive, pid_from_file},
-    open_log, restart,
+    restart, spawn_daemon,
 };
 
 /// How often the cluster is looked at.
@@ -91,22 +91,14 @@ pub(super) fn ensure_running() -> anyhow::Result<()> {
         return Ok(());
     }
     let exe = std::env::current_exe().context("finding the xtask binary")?;
-    let log = open_log(&log_path())?;
-    let child = {
-        use std::os::unix::process::CommandExt as _;
+    let child = spawn_daemon(
         Command::new(&exe)
             .arg("supervise")
             .arg("--cluster-dir")
-            .arg(cluster_dir())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group, outliving this command.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {} supervise", exe.display()))?
-    };
-    std::fs::write(pid_file(), child.id().to_string())?;
+            .arg(cluster_dir()),
+        &log_path(),
+        &pid_file(),
+    )?;
     eprintln!(
         "up: started the supervisor (pid {}, log {}): it restarts a daemon that dies",
         child.id(),
