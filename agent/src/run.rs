@@ -28,15 +28,6 @@ use crate::{
     server::{self, ContainerLocator, tls},
 };
 
-/// A task aborted when this is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// How long the agent waits for containerd at start.
 const CONTAINERD_WAIT: Duration = Duration::from_secs(60);
 
@@ -80,27 +71,28 @@ pub struct AgentConfig {
     pub api_balancer: bool,
 }
 
-/// An API client from a kubeconfig file.
-pub async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<Client> {
+/// The client configuration a kubeconfig file gives.
+async fn config_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Config> {
     let file = Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("reading the kubeconfig {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
         .await
-        .with_context(|| format!("loading the kubeconfig {}", kubeconfig.display()))?;
-    Client::try_from(config).context("building the API client")
+        .with_context(|| format!("loading the kubeconfig {}", kubeconfig.display()))
+}
+
+/// An API client from a kubeconfig file.
+pub async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<Client> {
+    Client::try_from(config_from(kubeconfig).await?).context("building the API client")
 }
 
 /// An API client from a kubeconfig file whose connections go through a load balancer on this
 /// namespace's loopback to the kubeconfig's server and every API server the `kubernetes`
-/// Endpoints list (see [`node::api_balancer`]). The balancer lives as long as the value returned.
+/// Endpoints list (see [`node::api_balancer`]), which it follows until the balancer returned is
+/// dropped.
 pub async fn balanced_client_from(
     kubeconfig: &std::path::Path,
 ) -> anyhow::Result<(Client, node::api_balancer::ApiBalancer)> {
-    let file = Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading the kubeconfig {}", kubeconfig.display()))?;
-    let mut config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("loading the kubeconfig {}", kubeconfig.display()))?;
+    let mut config = config_from(kubeconfig).await?;
     let url = config.cluster_url.clone();
     let host = url.host().unwrap_or_default().trim_matches(['[', ']']);
     let port = url.port_u16().unwrap_or(443);
@@ -114,7 +106,7 @@ pub async fn balanced_client_from(
                 kubeconfig.display()
             )
         })?;
-    let balancer = node::api_balancer::ApiBalancer::start(
+    let mut balancer = node::api_balancer::ApiBalancer::start(
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         configured,
     )
@@ -125,6 +117,7 @@ pub async fn balanced_client_from(
         .parse()
         .context("the API balancer's URL")?;
     let client = Client::try_from(config).context("building the API client")?;
+    balancer.follow_endpoints(client.clone());
     Ok((client, balancer))
 }
 
@@ -138,8 +131,7 @@ pub async fn run(
     }
     let (client, _balancer) = if config.api_balancer {
         let (client, balancer) = balanced_client_from(&config.kubeconfig).await?;
-        let following = balancer.follow_endpoints(client.clone());
-        (client, Some((balancer, AbortOnDrop(following))))
+        (client, Some(balancer))
     } else {
         (client_from(&config.kubeconfig).await?, None)
     };

@@ -70,17 +70,19 @@ impl Servers {
     }
 }
 
-/// A running balancer.
+/// A running balancer; its tasks (accepting, following the Endpoints) end when it is dropped.
 #[derive(Debug)]
 pub struct ApiBalancer {
     address: SocketAddr,
     servers: Arc<Mutex<Servers>>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for ApiBalancer {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -100,7 +102,7 @@ impl ApiBalancer {
         Ok(Self {
             address,
             servers,
-            task,
+            tasks: vec![task],
         })
     }
 
@@ -116,9 +118,9 @@ impl ApiBalancer {
 
     /// Keeps the servers equal to the `kubernetes` Service's Endpoints (plus the configured
     /// server) until dropped; `client` connects through this balancer.
-    pub fn follow_endpoints(&self, client: Client) -> tokio::task::JoinHandle<()> {
+    pub fn follow_endpoints(&mut self, client: Client) {
         let servers = self.servers.clone();
-        tokio::spawn(async move {
+        self.tasks.push(tokio::spawn(async move {
             let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
             let config = watcher::Config::default().fields("metadata.name=kubernetes");
             let mut changes = std::pin::pin!(watcher(endpoints, config).applied_objects());
@@ -132,7 +134,7 @@ impl ApiBalancer {
                     Err(err) => tracing::debug!("watching the kubernetes Endpoints: {err}"),
                 }
             }
-        })
+        }));
     }
 }
 
