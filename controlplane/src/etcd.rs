@@ -414,16 +414,6 @@ impl EtcdProcess {
             }
         };
         process.check_identity(&store).await?;
-        // A member of several serves nothing until the cluster has elected a leader (its
-        // peers may still be starting).
-        store
-            .wait_for_leader(timeout)
-            .await
-            .map_err(|source| EtcdError::Unhealthy {
-                timeout,
-                source,
-                log: process.log.clone(),
-            })?;
         if let Ok(Some(status)) = process.child.try_wait() {
             return Err(EtcdError::Exited {
                 status,

@@ -151,20 +151,25 @@ const MAX_UPDATE_ATTEMPTS: usize = 16;
 
 impl Store {
     /// Connects to etcd at `endpoints` (e.g. `http://127.0.0.1:2379`), retrying for up to
-    /// `timeout` while etcd starts.
+    /// `timeout` while etcd starts and until the member answering knows its cluster's leader:
+    /// etcd answers a status without quorum, but serves nothing else (a member of several
+    /// waits for its peers).
     pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Self, StorageError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let attempt = async {
                 let mut client = Client::connect(endpoints, None).await?;
-                client.status().await?;
-                Ok::<_, etcd_client::Error>(client)
+                let status = client.status().await?;
+                Ok::<_, etcd_client::Error>((client, status.leader() != 0))
             }
             .await;
             match attempt {
-                Ok(client) => return Ok(Self { client }),
+                Ok((client, true)) => return Ok(Self { client }),
+                Ok(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(StorageError::NoLeader(timeout));
+                }
                 Err(err) if tokio::time::Instant::now() >= deadline => return Err(err.into()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }
@@ -195,24 +200,6 @@ impl Store {
                     tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
                 }
                 result => return result,
-            }
-        }
-    }
-
-    /// Waits (up to `timeout`) until the member this store talks to knows its cluster's leader.
-    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), StorageError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let status = self
-                .retry(|mut client| async move { client.status().await })
-                .await;
-            match status {
-                Ok(status) if status.leader() != 0 => return Ok(()),
-                Err(err) if tokio::time::Instant::now() >= deadline => return Err(err.into()),
-                Ok(_) if tokio::time::Instant::now() >= deadline => {
-                    return Err(StorageError::NoLeader(timeout));
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }
