@@ -425,13 +425,13 @@ impl ControlPlane {
                 timings: config.leader_election,
                 stopped,
             };
-            let scheduler = loops.spawn(&scheduler_client.clone(), SCHEDULER_LEASE, move || {
+            let scheduler = loops.spawn(scheduler_client.clone(), SCHEDULER_LEASE, move || {
                 crate::scheduler::run(scheduler_client.clone())
             });
             // The IPAM repair must also run once; it goes with the controllers, behind their
             // Lease.
             let controllers = loops.spawn(
-                &controllers_client.clone(),
+                controllers_client.clone(),
                 CONTROLLER_MANAGER_LEASE,
                 move || {
                     let controllers = crate::controllers::run(
@@ -534,7 +534,7 @@ struct ControlLoops<'a> {
 
 impl ControlLoops<'_> {
     /// Runs `work` behind the Lease `lease` (or unelected) until stopped.
-    fn spawn<W, F>(&self, client: &kube::Client, lease: &str, mut work: W) -> JoinHandle<()>
+    fn spawn<W, F>(&self, client: kube::Client, lease: &str, mut work: W) -> JoinHandle<()>
     where
         W: FnMut() -> F + Send + 'static,
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -542,12 +542,8 @@ impl ControlLoops<'_> {
         let mut stopped = self.stopped.clone();
         match self.timings {
             Some(timings) => {
-                let elector = crate::leader_election::Elector::new(
-                    client.clone(),
-                    lease,
-                    self.identity,
-                    timings,
-                );
+                let elector =
+                    crate::leader_election::Elector::new(client, lease, self.identity, timings);
                 tokio::spawn(elector.run(work, stopped))
             }
             None => tokio::spawn(async move {

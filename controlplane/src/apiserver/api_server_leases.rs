@@ -84,12 +84,8 @@ impl ApiServer {
     /// This API server's record; None when it listens where pods cannot reach it (loopback).
     pub(crate) fn own_record(&self) -> Option<LiveApiServer> {
         let advertise: std::net::SocketAddr = self.advertise.parse().ok()?;
-        let ip = advertise.ip();
-        if ip.is_loopback() || ip.is_unspecified() {
-            return None;
-        }
         Some(LiveApiServer {
-            ip,
+            ip: super::system_services::reachable(advertise.ip())?,
             api_port: advertise.port(),
             // The cluster DNS answers on the API server's address (run.rs checks).
             dns_port: self.cluster_dns.map(|(_, server)| server.port()),

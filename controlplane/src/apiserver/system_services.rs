@@ -263,7 +263,7 @@ fn listing_failed(error: ApiError) -> SystemServiceError {
 }
 
 /// An address pods can reach, or None for loopback and unspecified ones.
-fn reachable(ip: IpAddr) -> Option<IpAddr> {
+pub(super) fn reachable(ip: IpAddr) -> Option<IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
@@ -370,23 +370,21 @@ impl ApiServer {
                 self.advertise
             ))
         })?;
-        let own = self.own_record().filter(|_| include_self);
+        let own_ip = self.own_record().map(|own| own.ip);
+        let own = own_ip.filter(|_| include_self);
         let others: Vec<LiveApiServer> = live
             .iter()
-            .filter(|server| Some(server.ip) != self.own_record().map(|own| own.ip))
+            .filter(|server| Some(server.ip) != own_ip)
             .copied()
             .collect();
         let mut kubernetes = SystemService::kubernetes(cluster_ip, advertise);
-        kubernetes.endpoints = api_server_leases::endpoints(&others, own.map(|own| own.ip), |s| {
-            s.api_port == advertise.port()
-        });
+        kubernetes.endpoints =
+            api_server_leases::endpoints(&others, own, |s| s.api_port == advertise.port());
         let mut services = vec![kubernetes];
         if let Some((ip, server)) = self.cluster_dns {
             let mut kube_dns = SystemService::kube_dns(ip, server);
             kube_dns.endpoints =
-                api_server_leases::endpoints(&others, own.map(|own| own.ip), |s| {
-                    s.dns_port == Some(server.port())
-                });
+                api_server_leases::endpoints(&others, own, |s| s.dns_port == Some(server.port()));
             services.push(kube_dns);
         }
         Ok(services)

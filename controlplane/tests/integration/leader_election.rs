@@ -107,9 +107,7 @@ impl Candidate {
 
     /// Its name in the Leases: `<hostname>_<id kept in the state directory>`.
     fn identity(&self) -> String {
-        let id = std::fs::read_to_string(self.dir.join("leader-election-id")).unwrap();
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        format!("{}_{}", host.trim(), id.trim())
+        flotilla_controlplane::leader_election::identity(&self.dir).unwrap()
     }
 
     fn log_text(&self) -> String {
