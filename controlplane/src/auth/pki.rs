@@ -170,10 +170,20 @@ impl Pki {
         for leaf in &LEAVES {
             let cert_path = dir.join(format!("{}.crt", leaf.stem));
             let key_path = dir.join(format!("{}.key", leaf.stem));
-            let outdated =
-                leaf.serves() && cert_path.exists() && !serves_all(&read(&cert_path)?, names);
+            // A serving certificate lacking a name is issued again with the names it had too:
+            // control planes sharing a PKI (`certs --tls-san` for all of them) each add their
+            // own run-time names without dropping the others'.
+            let served = if leaf.serves() && cert_path.exists() {
+                served_names(&read(&cert_path)?)
+            } else {
+                Vec::new()
+            };
+            let outdated = leaf.serves() && cert_path.exists() && !covers(&served, names);
             if !cert_path.exists() || !key_path.exists() || outdated {
-                let (cert, key) = issue(leaf, names, &issuer)?;
+                let wanted = serving_names(names);
+                let mut all = names.to_vec();
+                all.extend(served.into_iter().filter(|name| !wanted.contains(name)));
+                let (cert, key) = issue(leaf, &all, &issuer)?;
                 write(&cert_path, &cert, false)?;
                 write(&key_path, &key, true)?;
             }
@@ -380,32 +390,53 @@ fn serving_names(names: &[String]) -> Vec<String> {
     all
 }
 
-/// Whether the certificate `pem` is valid for every name a serving certificate needs now (one
-/// issued before a name was added is issued again).
-fn serves_all(pem: &str, names: &[String]) -> bool {
+/// The names (DNS names, and IPs in their canonical text) the certificate `pem` is valid for;
+/// none if it cannot be read.
+fn served_names(pem: &str) -> Vec<String> {
     use x509_parser::extensions::GeneralName;
     let Ok(der) = CertificateDer::from_pem_slice(pem.as_bytes()) else {
-        return false;
+        return Vec::new();
     };
     let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
-        return false;
+        return Vec::new();
     };
     let Ok(Some(sans)) = parsed.subject_alternative_name() else {
-        return false;
+        return Vec::new();
     };
-    let present = &sans.value.general_names;
-    serving_names(names).iter().all(|name| {
-        let octets = match name.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(ip)) => Some(ip.octets().to_vec()),
-            Ok(std::net::IpAddr::V6(ip)) => Some(ip.octets().to_vec()),
-            Err(_) => None,
-        };
-        present.iter().any(|general| match (general, &octets) {
-            (GeneralName::IPAddress(got), Some(want)) => got == want,
-            (GeneralName::DNSName(got), None) => got == name,
-            _ => false,
+    sans.value
+        .general_names
+        .iter()
+        .filter_map(|general| match general {
+            GeneralName::DNSName(name) => Some((*name).to_owned()),
+            GeneralName::IPAddress(octets) => match octets.len() {
+                4 => <[u8; 4]>::try_from(*octets)
+                    .ok()
+                    .map(|ip| std::net::Ipv4Addr::from(ip).to_string()),
+                16 => <[u8; 16]>::try_from(*octets)
+                    .ok()
+                    .map(|ip| std::net::Ipv6Addr::from(ip).to_string()),
+                _ => None,
+            },
+            _ => None,
         })
+        .collect()
+}
+
+/// Whether `served` (from [`served_names`]) holds every name a serving certificate needs now
+/// (one issued before a name was added is issued again).
+fn covers(served: &[String], names: &[String]) -> bool {
+    serving_names(names).iter().all(|name| {
+        let canonical = name
+            .parse::<IpAddr>()
+            .map_or_else(|_| name.clone(), |ip| ip.to_string());
+        served.contains(&canonical)
     })
+}
+
+/// Whether the certificate `pem` is valid for every name a serving certificate needs now.
+#[cfg(test)]
+fn serves_all(pem: &str, names: &[String]) -> bool {
+    covers(&served_names(pem), names)
 }
 
 fn subject_alt_names(names: &[String]) -> Result<Vec<SanType>, AuthError> {
@@ -521,5 +552,15 @@ mod tests {
         assert!(serves_all(&after.server_cert, &names));
         assert_eq!(after.ca_cert, before.ca_cert);
         assert_eq!(after.admin_cert, before.admin_cert);
+        // Another control plane sharing the PKI adds its own address; the first's stay.
+        let other = Pki::load_or_create(dir.path(), &["192.168.77.253".into()]).unwrap();
+        let mut both = names.to_vec();
+        both.push("192.168.77.253".into());
+        assert!(serves_all(&other.server_cert, &both));
+        let served = served_names(&other.server_cert);
+        let mut unique = served.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), served.len(), "no name twice: {served:?}");
     }
 }
