@@ -499,15 +499,37 @@ impl ControlPlane {
     pub async fn stop(self) {
         if let Some((stop, loops)) = self.control_loops {
             // Each elector stops its work and releases its Lease through this API server, so
-            // the server stops after them; a release is bounded by the renew deadline.
+            // the server stops after them.
             let _ = stop.send(true);
-            for task in loops {
-                let _ = task.await;
+            let aborts: Vec<_> = loops.iter().map(JoinHandle::abort_handle).collect();
+            let joined = futures::future::join_all(loops);
+            if tokio::time::timeout(SHUTDOWN_WRITES_LIMIT, joined)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the Leases were not released within {SHUTDOWN_WRITES_LIMIT:?} (etcd without \
+                     most of its members?); the other control planes take over when they expire"
+                );
+                for abort in aborts {
+                    abort.abort();
+                }
             }
         }
         // Pods stop being sent here before the server goes (upstream's RemoveEndpoints).
         abort_and_wait(self.system_services).await;
-        self.api.withdraw_from_system_services().await;
+        if tokio::time::timeout(
+            SHUTDOWN_WRITES_LIMIT,
+            self.api.withdraw_from_system_services(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                "this API server was not taken out of the system Services within \
+                 {SHUTDOWN_WRITES_LIMIT:?}; its record expires by itself"
+            );
+        }
         abort_and_wait(self.server).await;
         if let Some(dns) = self.dns {
             dns.stop().await;
@@ -519,6 +541,11 @@ impl ControlPlane {
         }
     }
 }
+
+/// How long a stopping control plane spends on each of its last writes (releasing its Leases,
+/// leaving the system Services): bounded, so one whose etcd lost most of its members (the last
+/// of several stopping) still stops at once; what it could not write expires by itself.
+const SHUTDOWN_WRITES_LIMIT: Duration = Duration::from_secs(3);
 
 /// The Lease kube-scheduler holds upstream, held here by the scheduler.
 pub const SCHEDULER_LEASE: &str = "kube-scheduler";
