@@ -70,6 +70,18 @@ enum Command {
     /// Inspect the node's pinned BPF maps.
     #[command(subcommand)]
     Bpf(BpfCommand),
+    /// Pass each TCP connection on --listen to the first of the API servers that accepts it
+    /// (TLS goes end to end), for an address that outlives any one control plane: the admins'
+    /// kubeconfig and the nodes' join address in front of several control planes. Needs no
+    /// --node.
+    ApiBalancer {
+        /// Address to accept connections on, e.g. 192.168.78.254:6443.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// An API server (IP:PORT; repeatable, tried in this order while it accepts).
+        #[arg(long = "server", required = true)]
+        servers: Vec<SocketAddr>,
+    },
 }
 
 /// Flags of `flotilla-agent join` (named as kubeadm join's), then those of `run`.
@@ -245,6 +257,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::ApiBalancer { listen, servers } = cli.command {
+        return run_api_balancer(listen, servers);
+    }
     if cli.node.is_empty() {
         anyhow::bail!("no node name: pass --node NAME or set FLOTILLA_NODE_NAME");
     }
@@ -341,7 +356,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(_)
         | Command::Join(_)
         | Command::ContainerdConfig { .. }
-        | Command::RemovePods { .. } => {}
+        | Command::RemovePods { .. }
+        | Command::ApiBalancer { .. } => {}
         Command::Datapath(DatapathCommand::AttachCounter { iface }) => {
             let outcome = counters::attach(&pins, &iface)
                 .with_context(|| format!("attaching the packet counter to {iface}"))?;
@@ -496,6 +512,30 @@ fn print_table(rows: &[ProtocolCount]) {
 
 /// `run` (and `join` once the node has its credentials): runs the agent until SIGTERM or
 /// Ctrl-C.
+/// `api-balancer`: serves until SIGTERM or Ctrl-C.
+fn run_api_balancer(listen: SocketAddr, servers: Vec<SocketAddr>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("listening for SIGTERM")?;
+        let balancer =
+            flotilla_agent::node::api_balancer::ApiBalancer::start(listen, servers.clone())
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+        tracing::info!(
+            address = %balancer.address(),
+            ?servers,
+            "the API balancer passes connections on to the first API server that accepts them"
+        );
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        anyhow::Ok(())
+    })
+}
+
 fn run_agent(
     node: &str,
     args: RunArgs,

@@ -108,7 +108,7 @@ pub async fn balanced_client_from(
         })?;
     let mut balancer = node::api_balancer::ApiBalancer::start(
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        configured,
+        vec![configured],
     )
     .await
     .context("starting the API balancer on 127.0.0.1")?;

@@ -5,6 +5,10 @@
 //! control plane keeps itself in them). Connections go to the current server while it accepts
 //! them; one that refuses or does not answer within [`CONNECT_TIMEOUT`] is passed over for
 //! [`SKIP_FOR`] and the next one is tried, so the agent keeps working when a control plane dies.
+//!
+//! `flotilla-agent api-balancer` runs one on its own, with a fixed list of servers, for an
+//! address that outlives any one control plane (the admin's kubeconfig, the nodes' join
+//! address), where kubeadm's docs put an external load balancer such as HAProxy.
 
 use std::{
     collections::HashMap,
@@ -29,9 +33,10 @@ pub const SKIP_FOR: Duration = Duration::from_secs(15);
 /// The servers and what is known of them.
 #[derive(Debug)]
 struct Servers {
-    /// The server in the kubeconfig: always kept, the others come and go with the Endpoints.
-    configured: SocketAddr,
-    /// Every server, the configured one first, then the Endpoints' in their order.
+    /// The servers it was given (the kubeconfig's): always kept, the others come and go with
+    /// the Endpoints.
+    configured: Vec<SocketAddr>,
+    /// Every server, the configured ones first, then the Endpoints' in their order.
     list: Vec<SocketAddr>,
     /// The server new connections go to first.
     current: SocketAddr,
@@ -56,11 +61,11 @@ impl Servers {
     }
 
     fn set(&mut self, endpoints: Vec<SocketAddr>) {
-        let mut list = vec![self.configured];
+        let mut list = self.configured.clone();
         list.extend(
             endpoints
                 .into_iter()
-                .filter(|server| *server != self.configured),
+                .filter(|server| !self.configured.contains(server)),
         );
         if !list.contains(&self.current) {
             self.current = list[0];
@@ -87,15 +92,22 @@ impl Drop for ApiBalancer {
 }
 
 impl ApiBalancer {
-    /// Listens on `listen` (port 0 picks one) and passes connections to `configured` and,
-    /// later, to the servers [`Self::follow_endpoints`] finds.
-    pub async fn start(listen: SocketAddr, configured: SocketAddr) -> std::io::Result<Self> {
+    /// Listens on `listen` (port 0 picks one) and passes connections to the `configured`
+    /// servers (at least one; the first is tried first) and, later, to the servers
+    /// [`Self::follow_endpoints`] finds.
+    pub async fn start(listen: SocketAddr, configured: Vec<SocketAddr>) -> std::io::Result<Self> {
+        let Some(first) = configured.first().copied() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the API balancer needs at least one server",
+            ));
+        };
         let listener = TcpListener::bind(listen).await?;
         let address = listener.local_addr()?;
         let servers = Arc::new(Mutex::new(Servers {
+            list: configured.clone(),
             configured,
-            list: vec![configured],
-            current: configured,
+            current: first,
             failed: HashMap::new(),
         }));
         let task = tokio::spawn(serve(listener, servers.clone()));
@@ -117,7 +129,7 @@ impl ApiBalancer {
     }
 
     /// Keeps the servers equal to the `kubernetes` Service's Endpoints (plus the configured
-    /// server) until dropped; `client` connects through this balancer.
+    /// servers) until dropped; `client` connects through this balancer.
     pub fn follow_endpoints(&mut self, client: Client) {
         let servers = self.servers.clone();
         self.tasks.push(tokio::spawn(async move {
@@ -227,7 +239,7 @@ mod tests {
     fn the_current_server_comes_first_and_failed_ones_last() {
         let configured = address("192.168.78.2:6443");
         let mut servers = Servers {
-            configured,
+            configured: vec![configured],
             list: vec![configured],
             current: configured,
             failed: HashMap::new(),
