@@ -150,7 +150,15 @@ pub struct TestbedConfig {
     /// Name of the host side of the host link ([`Testbed::link_host`]); by default `fltbh<pid>`.
     /// At most 15 characters.
     pub host_link: Option<String>,
+    /// Number of control-plane machines (0 to [`MAX_CONTROL_PLANES`]): namespaces
+    /// `<prefix>cp<N>` on the underlay at [`Self::control_plane_ip`], with nothing but their
+    /// address, for control planes that each run on a machine of their own.
+    pub control_planes: usize,
 }
+
+/// Most control-plane machines a test bed has (their addresses sit between the bridge's .1 and
+/// the first node's .11).
+pub const MAX_CONTROL_PLANES: usize = 9;
 
 impl TestbedConfig {
     /// A test bed of `nodes` nodes with a fresh run prefix on this process's underlay subnet.
@@ -160,7 +168,16 @@ impl TestbedConfig {
             prefix: None,
             underlay_octet: default_underlay_octet(),
             host_link: None,
+            control_planes: 0,
         }
+    }
+
+    /// The address of control-plane machine `number` (1-based) on this config's underlay.
+    pub fn control_plane_ip(&self, number: usize) -> Ipv4Addr {
+        underlay_address(
+            self.underlay_octet,
+            1 + (number.min(MAX_CONTROL_PLANES) as u8),
+        )
     }
 
     /// The address of node `number` (1-based) on this config's underlay.
@@ -256,6 +273,7 @@ pub struct Testbed {
     prefix: String,
     config: TestbedConfig,
     underlay: Option<Netns>,
+    control_planes: Vec<KeptNode>,
     nodes: Vec<Node>,
     pods: Vec<Pod>,
     torn_down: bool,
@@ -274,6 +292,12 @@ impl Testbed {
         if let Err(err) = sweep_stale() {
             tracing::warn!("sweeping stale test beds failed: {err}");
         }
+        if config.control_planes > MAX_CONTROL_PLANES {
+            return Err(TestbedError::Invalid(format!(
+                "control-plane count {}: a test bed has 0 to {MAX_CONTROL_PLANES}",
+                config.control_planes
+            )));
+        }
         if config
             .host_link
             .as_ref()
@@ -290,6 +314,7 @@ impl Testbed {
             prefix,
             config,
             underlay: None,
+            control_planes: Vec::new(),
             nodes: Vec::new(),
             pods: Vec::new(),
             torn_down: false,
@@ -313,6 +338,34 @@ impl Testbed {
             )
             .await?;
         underlay_nl.set_up(UNDERLAY_BRIDGE).await?;
+
+        for number in 1..=self.config.control_planes {
+            let name = format!("{}cp{number}", self.prefix);
+            let netns = Netns::create(&name)?;
+            let underlay_ip = self.config.control_plane_ip(number);
+            self.control_planes.push(KeptNode {
+                name,
+                netns: netns.clone(),
+                underlay_ip,
+            });
+            let machine_nl = Netlink::connect(&netns)?;
+            machine_nl.set_up("lo").await?;
+            let port = format!("c{number}");
+            connect_veth(
+                &underlay_nl,
+                &port,
+                &netns,
+                &machine_nl,
+                NODE_UNDERLAY_IFACE,
+            )
+            .await?;
+            underlay_nl.set_master(&port, UNDERLAY_BRIDGE).await?;
+            underlay_nl.set_up(&port).await?;
+            machine_nl
+                .add_address(NODE_UNDERLAY_IFACE, IpAddr::V4(underlay_ip), 24)
+                .await?;
+            machine_nl.set_up(NODE_UNDERLAY_IFACE).await?;
+        }
 
         for index in 0..nodes {
             let number = index + 1;
@@ -382,6 +435,7 @@ impl Testbed {
         KeptTestbed {
             prefix: std::mem::take(&mut self.prefix),
             underlay: self.underlay.take(),
+            control_planes: std::mem::take(&mut self.control_planes),
             nodes: self
                 .nodes
                 .drain(..)
@@ -402,6 +456,11 @@ impl Testbed {
     /// The underlay namespace (holds the bridge).
     pub fn underlay(&self) -> Option<&Netns> {
         self.underlay.as_ref()
+    }
+
+    /// The control-plane machines (see [`TestbedConfig::control_planes`]), by number.
+    pub fn control_planes(&self) -> &[KeptNode] {
+        &self.control_planes
     }
 
     /// The nodes, in creation order.
@@ -509,6 +568,9 @@ impl Testbed {
             note(node.netns.delete());
             note(remove_pin_dir(&Path::new(BPF_PIN_ROOT).join(&node.name)));
         }
+        for machine in self.control_planes.drain(..).rev() {
+            note(machine.netns.delete());
+        }
         if let Some(underlay) = self.underlay.take() {
             note(underlay.delete());
         }
@@ -526,11 +588,13 @@ pub struct KeptTestbed {
     pub prefix: String,
     /// The underlay namespace.
     pub underlay: Option<Netns>,
+    /// The control-plane machines, by number.
+    pub control_planes: Vec<KeptNode>,
     /// The nodes, in creation order.
     pub nodes: Vec<KeptNode>,
 }
 
-/// One node of a [`KeptTestbed`].
+/// One node (or control-plane machine) of a test bed.
 #[derive(Clone, Debug)]
 pub struct KeptNode {
     /// The node's name (also its namespace's name).
