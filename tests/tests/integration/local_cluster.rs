@@ -19,14 +19,14 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 
 /// Bounds `cargo xtask demo` (a build, if needed, the cluster's start, the walk-through).
-const DEMO_LIMIT: Duration = Duration::from_secs(30 * 60);
+pub(crate) const DEMO_LIMIT: Duration = Duration::from_secs(30 * 60);
 /// Bounds `cargo xtask down`.
-const DOWN_LIMIT: Duration = Duration::from_secs(5 * 60);
+pub(crate) const DOWN_LIMIT: Duration = Duration::from_secs(5 * 60);
 
 /// How the names of Flotilla's eBPF programs start.
 const OUR_PROGRAMS: [&str; 5] = ["from_", "to_", "sock_", "host_", "count"];
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
@@ -34,7 +34,7 @@ fn workspace() -> PathBuf {
 
 /// Runs `cargo xtask <args>` with its output shown, in a process group of its own that is killed
 /// if it runs past `limit`.
-fn xtask(args: &[&str], limit: Duration) -> anyhow::Result<()> {
+pub(crate) fn xtask(args: &[&str], limit: Duration) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut child = Command::new(cargo)
         .current_dir(workspace())
@@ -65,7 +65,7 @@ fn xtask(args: &[&str], limit: Duration) -> anyhow::Result<()> {
 
 /// What of the machine a cluster could leave behind, as names.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     netns: BTreeSet<String>,
     links: BTreeSet<String>,
     mounts: BTreeSet<String>,
@@ -87,7 +87,7 @@ fn names_in(dir: &Path) -> BTreeSet<String> {
 }
 
 impl Snapshot {
-    fn take() -> Self {
+    pub(crate) fn take() -> Self {
         let mounts = fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()
             .lines()
@@ -149,7 +149,7 @@ impl Snapshot {
     }
 
     /// What is here and was not in `before`, per kind.
-    fn added_since(&self, before: &Self) -> Vec<String> {
+    pub(crate) fn added_since(&self, before: &Self) -> Vec<String> {
         let mut added = Vec::new();
         for (kind, now, then) in [
             ("network namespace", &self.netns, &before.netns),
@@ -317,12 +317,9 @@ fn wait_for_pods(cluster_dir: &Path, expected: &BTreeSet<String>) -> anyhow::Res
     }
 }
 
-#[test]
-fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
-    ensure!(
-        nix::unistd::geteuid().is_root(),
-        "the local cluster creates network namespaces and loads eBPF: run as root"
-    );
+/// The cluster directory, after checking that no local cluster exists (a test that ends with
+/// `cargo xtask down` must not take down someone's cluster).
+pub(crate) fn no_cluster_here() -> anyhow::Result<PathBuf> {
     let cluster_dir = workspace().join(".flotilla").join("cluster");
     let underlay = Path::new("/run/netns/flotilla-underlay");
     // Name what was found: the underlay may belong to a cluster of another checkout.
@@ -338,6 +335,16 @@ fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
          cluster directory named is not this one's)",
         found.join(" and ")
     );
+    Ok(cluster_dir)
+}
+
+#[test]
+fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
+    ensure!(
+        nix::unistd::geteuid().is_root(),
+        "the local cluster creates network namespaces and loads eBPF: run as root"
+    );
+    let cluster_dir = no_cluster_here()?;
     let before = Snapshot::take();
     let demo = xtask(&["demo"], DEMO_LIMIT);
     // Taken while the cluster runs, so the check below is known to look at the right things.
@@ -395,7 +402,17 @@ fn up_demo_down_leaves_nothing_behind() -> anyhow::Result<()> {
         );
     }
 
-    let left = after.added_since(&before);
+    nothing_left(&before, &after, &cluster_dir)
+}
+
+/// Checks that `after` (taken after `cargo xtask down`) has nothing `before` lacked, and that
+/// the cluster directory is gone.
+pub(crate) fn nothing_left(
+    before: &Snapshot,
+    after: &Snapshot,
+    cluster_dir: &Path,
+) -> anyhow::Result<()> {
+    let left = after.added_since(before);
     ensure!(
         left.is_empty(),
         "`cargo xtask down` left behind:\n  {}",

@@ -9,7 +9,9 @@ use std::{
 };
 
 use super::{
-    Daemon, HOST_LINK, PREFIX, cluster_dir, control_plane_state, node, pid_file, testbed_config,
+    Daemon, HOST_LINK, PREFIX, cluster_dir,
+    control_plane::{self, Site},
+    node, testbed_config,
 };
 use crate::process::{all_pids, cmdline};
 
@@ -65,11 +67,24 @@ impl NodeState {
     }
 }
 
+/// One control plane's pieces.
+#[derive(Debug)]
+pub(super) struct ControlPlaneState {
+    /// Where it runs.
+    pub(super) site: Site,
+    /// Its pid (its process group's id), if it runs.
+    pub(super) pid: Option<i32>,
+    /// Whether its machine's namespace exists (always for the host).
+    pub(super) netns: bool,
+}
+
 /// Everything of the local cluster found on the machine.
 #[derive(Debug)]
 pub(super) struct Inventory {
-    /// The control plane's pid (its process group's id), if it runs.
-    pub(super) control_plane: Option<i32>,
+    /// The control planes (the host's, if it has no machines).
+    pub(super) control_planes: Vec<ControlPlaneState>,
+    /// The API balancer's pid, if it runs.
+    pub(super) balancer: Option<i32>,
     /// Whether the underlay namespace exists.
     pub(super) underlay: bool,
     /// Whether the host's link to the underlay exists.
@@ -88,7 +103,20 @@ pub(super) struct Inventory {
 impl Inventory {
     /// Looks at the machine.
     pub(super) fn scan() -> Self {
-        let control_plane = running_control_plane();
+        let control_planes: Vec<ControlPlaneState> = control_plane::sites()
+            .into_iter()
+            .map(|site| ControlPlaneState {
+                site,
+                pid: site.running(),
+                netns: site.netns_name().is_none_or(|name| {
+                    Path::new(flotilla_testbed::netns::NETNS_DIR)
+                        .join(name)
+                        .exists()
+                }),
+            })
+            .collect();
+        let groups: Vec<i32> = control_planes.iter().filter_map(|cp| cp.pid).collect();
+        let balancer = control_plane::running_balancer();
         let mut names: Vec<String> = Vec::new();
         let mut pins = Vec::new();
         for path in flotilla_testbed::leftovers(PREFIX) {
@@ -124,8 +152,10 @@ impl Inventory {
                 name,
             })
             .collect();
-        let known: Vec<i32> = control_plane
-            .into_iter()
+        let known: Vec<i32> = groups
+            .iter()
+            .copied()
+            .chain(balancer)
             .chain(
                 nodes
                     .iter()
@@ -146,11 +176,12 @@ impl Inventory {
                     .is_some_and(|args| args.iter().any(|arg| live_sockets.contains(arg)));
                 !known.contains(pid)
                     && !shim_of_live
-                    && control_plane.is_none_or(|group| process_group(*pid) != Some(group))
+                    && process_group(*pid).is_none_or(|group| !groups.contains(&group))
             })
             .collect();
         Self {
-            control_plane,
+            control_planes,
+            balancer,
             underlay: Path::new(flotilla_testbed::netns::NETNS_DIR)
                 .join(format!("{PREFIX}underlay"))
                 .exists(),
@@ -166,9 +197,20 @@ impl Inventory {
         }
     }
 
+    /// Where the control planes run.
+    pub(super) fn sites(&self) -> Vec<Site> {
+        self.control_planes.iter().map(|cp| cp.site).collect()
+    }
+
+    /// Whether the control planes run on machines behind the API balancer.
+    pub(super) fn balanced(&self) -> bool {
+        control_plane::balanced(&self.sites())
+    }
+
     /// Whether every piece of a cluster runs: `up` can reuse it.
     pub(super) fn is_complete(&self) -> bool {
-        self.control_plane.is_some()
+        self.control_planes.iter().all(|cp| cp.pid.is_some())
+            && (self.balancer.is_some() || !self.balanced())
             && self.underlay
             && self.host_link
             && !self.nodes.is_empty()
@@ -177,7 +219,10 @@ impl Inventory {
 
     /// Whether nothing of a cluster is there: `up` starts from scratch.
     pub(super) fn is_empty(&self) -> bool {
-        self.control_plane.is_none()
+        self.control_planes
+            .iter()
+            .all(|cp| cp.pid.is_none() && !(cp.netns && cp.site.netns_name().is_some()))
+            && self.balancer.is_none()
             && !self.underlay
             && !self.host_link
             && self.nodes.is_empty()
@@ -204,13 +249,23 @@ impl Inventory {
                 blockers.push(format!("{}: its namespace or directory is gone", node.name));
             }
         }
-        if !control_plane_state().exists() {
-            blockers.push(format!("{} is gone", control_plane_state().display()));
+        for cp in &self.control_planes {
+            if !cp.site.state().exists() {
+                blockers.push(format!("{} is gone", cp.site.state().display()));
+            }
+            if !cp.netns {
+                blockers.push(format!("{}: its namespace is gone", cp.site));
+            }
         }
-        let old_group = self.dead_control_plane();
+        let old_groups: Vec<i32> = self
+            .control_planes
+            .iter()
+            .filter_map(|cp| cp.site.dead_group())
+            .collect();
         for (pid, program) in &self.strays {
             let shim = program_name(program).starts_with("containerd-shim");
-            let left_by_control_plane = old_group.is_some() && process_group(*pid) == old_group;
+            let left_by_control_plane =
+                process_group(*pid).is_some_and(|group| old_groups.contains(&group));
             if !shim && !left_by_control_plane {
                 blockers.push(format!("leftover process {pid} ({program})"));
             }
@@ -218,22 +273,15 @@ impl Inventory {
         blockers
     }
 
-    /// The pid (= process group) recorded for a control plane that no longer runs.
-    pub(super) fn dead_control_plane(&self) -> Option<i32> {
-        if self.control_plane.is_some() {
-            return None;
-        }
-        std::fs::read_to_string(pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// The daemons that do not run, in the order they must start: the control plane, then per
-    /// node containerd before the agent.
+    /// The daemons that do not run, in the order they must start: the control planes, the API
+    /// balancer, then per node containerd before the agent.
     pub(super) fn missing(&self) -> Vec<Daemon> {
-        let control_plane = self.control_plane.is_none().then_some(Daemon::ControlPlane);
+        let control_planes = self
+            .control_planes
+            .iter()
+            .filter(|cp| cp.pid.is_none())
+            .map(|cp| Daemon::ControlPlane(cp.site));
+        let balancer = (self.balanced() && self.balancer.is_none()).then_some(Daemon::ApiBalancer);
         let nodes = self.nodes.iter().flat_map(|node| {
             let containerd = node
                 .containerd
@@ -245,7 +293,7 @@ impl Inventory {
                 .then(|| Daemon::Agent(node.name.clone()));
             containerd.into_iter().chain(agent)
         });
-        control_plane.into_iter().chain(nodes).collect()
+        control_planes.chain(balancer).chain(nodes).collect()
     }
 
     /// The node names.
@@ -256,13 +304,29 @@ impl Inventory {
     /// What is there and what is missing of a partial cluster, why it cannot be repaired
     /// (`blockers`, from [`Self::repair_blockers`]), and what to do about it.
     pub(super) fn stale_message(&self, blockers: &[String]) -> String {
-        let mut lines = vec![match self.control_plane {
-            Some(pid) => format!("control plane: running (pid {pid})"),
-            None => format!(
-                "control plane: not running ({} is stale or absent)",
-                pid_file().display()
-            ),
-        }];
+        let mut lines: Vec<String> = self
+            .control_planes
+            .iter()
+            .map(|cp| match cp.pid {
+                Some(pid) => format!("{}: running (pid {pid})", cp.site),
+                None => format!(
+                    "{}: not running ({} is stale or absent{})",
+                    cp.site,
+                    cp.site.pid_file().display(),
+                    if cp.netns {
+                        ""
+                    } else {
+                        "; its namespace is gone"
+                    }
+                ),
+            })
+            .collect();
+        if self.balanced() {
+            lines.push(match self.balancer {
+                Some(pid) => format!("API balancer: running (pid {pid})"),
+                None => "API balancer: not running".to_owned(),
+            });
+        }
         lines.push(format!(
             "underlay namespace {PREFIX}underlay: {}; host link {HOST_LINK}: {}",
             if self.underlay { "present" } else { "missing" },
@@ -302,11 +366,6 @@ fn node_number(name: &str) -> Option<usize> {
         .strip_prefix("node")?
         .parse()
         .ok()
-}
-
-/// The control plane's pid (= process group), if one started by `up` is alive.
-pub(super) fn running_control_plane() -> Option<i32> {
-    pid_from_file(&pid_file(), "flotilla-controlplane")
 }
 
 /// The pid in `file` if that process is alive (not a zombie) and its program's name ends with

@@ -13,6 +13,7 @@
 //! (`fltb-<pid>-`, subnet 192.168.1xx.0/24 per process), which may run at the same time.
 
 mod check;
+mod control_plane;
 mod demo;
 mod inventory;
 mod node;
@@ -35,9 +36,10 @@ use nix::{
 
 use crate::{
     images,
-    process::{cargo, is_root, output_of, run_visible, target_dir, wait_for, workspace_root},
+    process::{cargo, is_root, output_of, run_visible, target_dir, workspace_root},
     setup,
 };
+use control_plane::{Site, kubeconfig};
 use inventory::Inventory;
 
 /// Prefix of the local cluster's namespaces, node names and pin directories.
@@ -64,6 +66,11 @@ pub(crate) struct UpArgs {
     /// Number of worker nodes (default 2; a running cluster keeps the count it has).
     #[arg(long)]
     nodes: Option<usize>,
+    /// Number of control planes: 1 (default) runs on the host; 3 or 5 each run on a machine
+    /// (namespace) of their own with one member of a shared etcd cluster, behind an API
+    /// balancer on the host's address (a running cluster keeps the count it has).
+    #[arg(long)]
+    control_planes: Option<usize>,
     /// Then run the walk-through of `cargo xtask demo`.
     #[arg(long)]
     pub(crate) demo: bool,
@@ -97,23 +104,6 @@ fn server_url() -> String {
 /// Where the local cluster keeps its state.
 fn cluster_dir() -> PathBuf {
     workspace_root().join(".flotilla").join("cluster")
-}
-
-fn control_plane_state() -> PathBuf {
-    cluster_dir().join("controlplane")
-}
-
-fn pid_file() -> PathBuf {
-    cluster_dir().join("controlplane.pid")
-}
-
-fn control_plane_log() -> PathBuf {
-    cluster_dir().join("controlplane.log")
-}
-
-/// The admin kubeconfig the control plane writes.
-fn kubeconfig() -> PathBuf {
-    control_plane_state().join("admin.kubeconfig")
 }
 
 /// The binaries the cluster runs, copied out of the target directory, each with arguments and a
@@ -219,33 +209,35 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
     };
     let inventory = Inventory::scan();
     let blockers = inventory.repair_blockers();
-    let nodes = if inventory.is_complete() {
-        let running = inventory.nodes.len();
+    if !inventory.is_empty() && blockers.is_empty() {
+        let (nodes, control_planes) = (inventory.nodes.len(), inventory.control_planes.len());
         if let Some(wanted) = args.nodes
-            && wanted != running
+            && wanted != nodes
         {
             bail!(
-                "a local cluster with {running} nodes is already running; `cargo xtask down` \
-                 first to start one with {wanted}"
+                "the local cluster has {nodes} nodes; `cargo xtask down` first to start one with \
+                 {wanted}"
             );
         }
+        if let Some(wanted) = args.control_planes
+            && wanted != control_planes
+        {
+            bail!(
+                "the local cluster has {control_planes} control planes; `cargo xtask down` first \
+                 to start one with {wanted}"
+            );
+        }
+    }
+    let nodes = if inventory.is_complete() {
         eprintln!(
-            "up: the local cluster is already running (control plane pid {}, {running} nodes); \
-             reusing it. It runs the binaries it was started with: `cargo xtask down && cargo \
-             xtask up` restarts it with freshly built ones.",
-            inventory.control_plane.unwrap_or_default()
+            "up: the local cluster is already running ({} control planes, {} nodes); reusing \
+             it. It runs the binaries it was started with: `cargo xtask down && cargo xtask up` \
+             restarts it with freshly built ones.",
+            inventory.control_planes.len(),
+            inventory.nodes.len()
         );
         inventory.node_names()
     } else if !inventory.is_empty() && blockers.is_empty() {
-        if let Some(wanted) = args.nodes
-            && wanted != inventory.nodes.len()
-        {
-            bail!(
-                "the local cluster has {} nodes; `cargo xtask down` first to start one with \
-                 {wanted}",
-                inventory.nodes.len()
-            );
-        }
         repair(&inventory).context(
             "repairing the local cluster failed; logs under .flotilla/cluster/, and `cargo xtask \
              down` removes it",
@@ -257,6 +249,13 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
         let nodes = args.nodes.unwrap_or(DEFAULT_NODES);
         if !(1..=MAX_NODES).contains(&nodes) {
             bail!("--nodes {nodes}: the local cluster has 1 to {MAX_NODES} nodes");
+        }
+        let control_planes = args.control_planes.unwrap_or(1);
+        if !control_plane::COUNTS.contains(&control_planes) {
+            bail!(
+                "--control-planes {control_planes}: the local cluster runs 1, 3 or 5 (etcd needs \
+                 most of its members, so a fourth tolerates no more failures than three do)"
+            );
         }
         setup::run()?;
         let lacking = setup::kernel_problems();
@@ -279,7 +278,7 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
             ]),
         )?;
         let images = images::build(None)?;
-        start_fresh(nodes, &images).context(
+        start_fresh(nodes, &control_plane::sites_for(control_planes), &images).context(
             "the cluster did not come up; what was started is left for inspection (logs under \
              .flotilla/cluster/) and `cargo xtask down` removes it",
         )?
@@ -291,7 +290,11 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
         format!(
             "the cluster runs but is not healthy; logs: {} and .flotilla/cluster/nodes/*/\
              {{containerd,agent}}.log; `cargo xtask down` removes it",
-            control_plane_log().display()
+            control_plane::sites()
+                .iter()
+                .map(|site| site.log().display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     check::wait_nodes_ready(&kubeconfig, &nodes, Duration::from_secs(120))
@@ -301,34 +304,61 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
         check::kubectl(&kubeconfig).args(["get", "nodes", "-o", "wide"]),
     )?;
     check::deployment(&kubeconfig).with_context(after_start)?;
+    let sites = control_plane::sites();
+    let api = if control_plane::balanced(&sites) {
+        format!(
+            "{} control planes ({}) behind the API balancer at {}",
+            sites.len(),
+            sites
+                .iter()
+                .map(|site| site.address().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            server_url()
+        )
+    } else {
+        format!("API server {}", server_url())
+    };
     println!(
-        "\nThe local cluster is up: {} nodes ({}), API server {}.\n\
+        "\nThe local cluster is up: {} nodes ({}), {api}.\n\
          Pods reach each other on every node through Flotilla's eBPF VXLAN overlay; inspect it \
          with `flotilla-agent --node NODE bpf endpoints|tunnels|drops` (in .flotilla/cluster/bin) \
          or the agents' metrics on http://<node IP>:9962/metrics.\n\
          Pods resolve Services by name (`<svc>`, `<svc>.<ns>.svc.cluster.local`) through the \
-         cluster DNS, which the control plane serves on {}:53 behind the Service \
-         kube-system/kube-dns ({CLUSTER_DNS}).\n\
+         cluster DNS, which every control plane serves on its address, port 53, behind the \
+         Service kube-system/kube-dns ({CLUSTER_DNS}).\n\
          `cargo xtask status` shows what runs, `cargo xtask down` removes it all.\n\
          Use it with:\n\n  export KUBECONFIG={}\n",
         nodes.len(),
         nodes.join(", "),
-        server_url(),
-        host_ip(),
         kubeconfig.display()
     );
     Ok(nodes)
 }
 
-/// Restarts what died of a cluster whose namespaces and state are intact: the control plane
-/// (on its etcd data), each node's containerd (its pods' shims keep running) and agent (it
-/// re-adopts the pods and the pinned datapath). Pods and objects are kept; nothing is rebuilt.
+/// Restarts what died of a cluster whose namespaces and state are intact: the control planes
+/// (on their etcd data; all at once, as a stopped etcd cluster needs most of its members back
+/// before any serves), the API balancer, each node's containerd (its pods' shims keep running)
+/// and agent (it re-adopts the pods and the pinned datapath). Pods and objects are kept;
+/// nothing is rebuilt.
 fn repair(inventory: &Inventory) -> anyhow::Result<()> {
     eprintln!(
         "up: the local cluster is partly down; restarting what is missing with the binaries \
          it was started with (nothing is deleted)"
     );
+    let sites = inventory.sites();
+    let mut started = Vec::new();
+    let mut others = Vec::new();
     for daemon in inventory.missing() {
+        match daemon {
+            Daemon::ControlPlane(site) => started.push((site, control_plane::start(site, &sites)?)),
+            other => others.push(other),
+        }
+    }
+    for (site, child) in &mut started {
+        control_plane::wait_ready(*site, child, Duration::from_secs(60))?;
+    }
+    for daemon in others {
         restart(inventory, &daemon)?;
     }
     Ok(())
@@ -337,8 +367,10 @@ fn repair(inventory: &Inventory) -> anyhow::Result<()> {
 /// A daemon of the local cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum Daemon {
-    /// The control plane (with its embedded etcd).
-    ControlPlane,
+    /// A control plane (with its embedded etcd).
+    ControlPlane(Site),
+    /// The API balancer in front of several control planes.
+    ApiBalancer,
     /// The containerd of the named node.
     Containerd(String),
     /// The agent of the named node.
@@ -348,15 +380,16 @@ pub(super) enum Daemon {
 impl std::fmt::Display for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::ControlPlane => write!(f, "the control plane"),
+            Self::ControlPlane(site) => write!(f, "{site}"),
+            Self::ApiBalancer => write!(f, "the API balancer"),
             Self::Containerd(node) => write!(f, "{node}'s containerd"),
             Self::Agent(node) => write!(f, "{node}'s agent"),
         }
     }
 }
 
-/// Starts `daemon` again with the binaries and flags the cluster was started with; the control
-/// plane is waited for until its API is ready.
+/// Starts `daemon` again with the binaries and flags the cluster was started with. A control
+/// plane is not waited for: with the others down it cannot serve until they are back.
 fn restart(inventory: &Inventory, daemon: &Daemon) -> anyhow::Result<()> {
     let kept = |name: &str| -> anyhow::Result<flotilla_testbed::KeptNode> {
         let state = inventory
@@ -375,19 +408,25 @@ fn restart(inventory: &Inventory, daemon: &Daemon) -> anyhow::Result<()> {
     match daemon {
         // The etcd a killed control plane leaves behind is stopped by the control plane
         // starting on the same data directory (etcd.rs, `stop_orphans`).
-        Daemon::ControlPlane => {
-            let mut control_plane = start_control_plane()?;
-            wait_api_ready(&mut control_plane, Duration::from_secs(60))
-        }
+        Daemon::ControlPlane(site) => control_plane::start(*site, &inventory.sites()).map(drop),
+        Daemon::ApiBalancer => control_plane::start_balancer(&inventory.sites()),
         Daemon::Containerd(name) => node::start_containerd(&kept(name)?).map(drop),
         Daemon::Agent(name) => node::start_agent(&kept(name)?),
     }
 }
 
-/// Builds the namespaces, starts the control plane and every node; returns the node names.
-fn start_fresh(nodes: usize, images: &[images::WrittenImage]) -> anyhow::Result<Vec<String>> {
-    for port in [ETCD_PORTS.0, ETCD_PORTS.1] {
-        check_port_free(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "etcd")?;
+/// Builds the namespaces, starts the control planes at `sites` and every node; returns the node
+/// names.
+fn start_fresh(
+    nodes: usize,
+    sites: &[Site],
+    images: &[images::WrittenImage],
+) -> anyhow::Result<Vec<String>> {
+    let balanced = control_plane::balanced(sites);
+    if !balanced {
+        for port in [ETCD_PORTS.0, ETCD_PORTS.1] {
+            check_port_free(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "etcd")?;
+        }
     }
     copy_binaries()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -395,35 +434,66 @@ fn start_fresh(nodes: usize, images: &[images::WrittenImage]) -> anyhow::Result<
         .build()
         .context("starting an async runtime for netlink")?;
     let kept = runtime.block_on(async {
-        let mut bed = Testbed::create(testbed_config(nodes))
+        let config = TestbedConfig {
+            control_planes: if balanced { sites.len() } else { 0 },
+            ..testbed_config(nodes)
+        };
+        let mut bed = Testbed::create(config)
             .await
             .context("creating the node namespaces")?;
         bed.link_host()
             .await
             .with_context(|| format!("joining the host to the underlay as {}", host_ip()))?;
         // Checked with the address in place; on failure `bed` drops and removes the namespaces.
-        check_port_free(api_address(), "the API server")?;
-        let dns = SocketAddr::from((host_ip(), 53));
-        check_port_free(dns, "the cluster DNS")?;
-        if std::net::UdpSocket::bind(dns).is_err() {
-            bail!(
-                "{dns}/udp (the cluster DNS) is in use by another process; find it with `ss \
-                 -lunp` and stop it, or run `cargo xtask down` if it is a Flotilla cluster from an \
-                 earlier run"
-            );
+        check_port_free(
+            api_address(),
+            if balanced {
+                "the API balancer"
+            } else {
+                "the API server"
+            },
+        )?;
+        if !balanced {
+            let dns = SocketAddr::from((host_ip(), 53));
+            check_port_free(dns, "the cluster DNS")?;
+            if std::net::UdpSocket::bind(dns).is_err() {
+                bail!(
+                    "{dns}/udp (the cluster DNS) is in use by another process; find it with `ss \
+                     -lunp` and stop it, or run `cargo xtask down` if it is a Flotilla cluster \
+                     from an earlier run"
+                );
+            }
         }
         anyhow::Ok(bed.keep())
     })?;
     eprintln!(
         "up: created the namespaces {} on 192.168.{UNDERLAY_OCTET}.0/24; the host is {} on {HOST_LINK}",
         std::iter::once(format!("{PREFIX}underlay"))
+            .chain(
+                kept.control_planes
+                    .iter()
+                    .map(|machine| machine.name.clone())
+            )
             .chain(kept.nodes.iter().map(|node| node.name.clone()))
             .collect::<Vec<_>>()
             .join(", "),
         host_ip()
     );
-    let mut control_plane = start_control_plane()?;
-    wait_api_ready(&mut control_plane, Duration::from_secs(60))?;
+    if balanced {
+        control_plane::share_state(sites)?;
+    }
+    // Started together: the members of a new etcd cluster wait for each other.
+    let mut started = Vec::new();
+    for site in sites {
+        started.push((*site, control_plane::start(*site, sites)?));
+    }
+    for (site, child) in &mut started {
+        control_plane::wait_ready(*site, child, Duration::from_secs(60))?;
+    }
+    if balanced {
+        control_plane::write_balanced_kubeconfig(sites)?;
+        control_plane::start_balancer(sites)?;
+    }
     for kept_node in &kept.nodes {
         node::start(kept_node, images)
             .with_context(|| format!("starting node {}", kept_node.name))?;
@@ -472,62 +542,8 @@ fn write_pid(file: &Path, pid: u32) -> anyhow::Result<()> {
     std::fs::write(file, pid.to_string()).with_context(|| format!("writing {}", file.display()))
 }
 
-/// Starts the control plane in a process group of its own; the child, for `up` to notice its
-/// exit while it waits.
-fn start_control_plane() -> anyhow::Result<std::process::Child> {
-    let dir = cluster_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let log_path = control_plane_log();
-    // Its process group holds its etcd too; `down` ends the group.
-    let child = spawn_daemon(
-        Command::new(binary("flotilla-controlplane"))
-            .arg("--state-dir")
-            .arg(control_plane_state())
-            .args(["--listen", &api_address().to_string()])
-            .args(["--tls-san", &host_ip().to_string()])
-            .args(["--etcd-client-port", &ETCD_PORTS.0.to_string()])
-            .args(["--etcd-peer-port", &ETCD_PORTS.1.to_string()])
-            .args(["--cluster-dns", &CLUSTER_DNS.to_string()]),
-        &log_path,
-        &pid_file(),
-    )?;
-    eprintln!(
-        "up: started the control plane (pid {}, log {})",
-        child.id(),
-        log_path.display()
-    );
-    Ok(child)
-}
-
-/// Waits until the API server answers /readyz; fails at once if `control_plane` exits (its exit
-/// status says so for certain, where /proc of a process this young may not; see
-/// `inventory::pid_from_file`).
-fn wait_api_ready(
-    control_plane: &mut std::process::Child,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let kubeconfig = kubeconfig();
-    wait_for("waiting for the API server", timeout, || {
-        if let Some(status) = control_plane.try_wait()? {
-            bail!(
-                "the control plane exited during start-up ({status}); the end of its log:\n{}",
-                crate::process::tail(&control_plane_log(), 15)
-            );
-        }
-        let ready = kubeconfig.exists()
-            && output_of(check::kubectl(&kubeconfig).args([
-                "get",
-                "--raw",
-                "/readyz",
-                "--request-timeout=2s",
-            ]))
-            .is_some_and(|body| body.trim() == "ok");
-        Ok(ready.then_some(()))
-    })
-    .with_context(|| format!("see {}", control_plane_log().display()))
-}
-
-/// `cargo xtask stop`: stops the control plane (with its etcd), the agents and containerd,
+/// `cargo xtask stop`: stops the control planes (with their etcd), the API balancer, the agents
+/// and containerd,
 /// keeping everything else: etcd's data, the namespaces, the pinned datapath and the pods, which
 /// keep running; `cargo xtask start` (or `up`) starts them again.
 pub(crate) fn stop() -> anyhow::Result<()> {
@@ -548,12 +564,7 @@ pub(crate) fn stop() -> anyhow::Result<()> {
     for state in &inventory.nodes {
         node::stop(state, &mut did);
     }
-    if let Some(pid) = inventory.control_plane {
-        stop_group(pid)?;
-        did.push(format!(
-            "stopped the control plane and its etcd (process group {pid})"
-        ));
-    }
+    stop_control_planes(&inventory, &mut did)?;
     // An etcd that outlived a killed control plane.
     for (pid, program) in &inventory.strays {
         if inventory::program_name(program) == "etcd" {
@@ -601,13 +612,8 @@ pub(crate) fn down() -> anyhow::Result<()> {
         node::take_down(state, &mut did, &mut problems);
     }
     node::remove_empty_cgroup_parents();
-    if let Some(pid) = inventory.control_plane {
-        match stop_group(pid) {
-            Ok(()) => did.push(format!(
-                "stopped the control plane and its etcd (process group {pid})"
-            )),
-            Err(err) => problems.push(format!("stopping the control plane: {err:#}")),
-        }
+    if let Err(err) = stop_control_planes(&inventory, &mut did) {
+        problems.push(format!("stopping the control planes: {err:#}"));
     }
     // Whatever still runs from the cluster's files (an orphaned etcd, a shim of a containerd
     // that died) goes too.
@@ -679,35 +685,91 @@ pub(crate) fn supervise(dir: &Path) -> anyhow::Result<()> {
     supervisor::run()
 }
 
-/// SIGTERM to the process group, SIGKILL after 10 s if anything is left.
-fn stop_group(pid: i32) -> anyhow::Result<()> {
-    let group = Pid::from_raw(pid);
-    let _ = killpg(group, Signal::SIGTERM);
+/// Stops the API balancer and every control plane with its etcd, all at once (one by one, the
+/// last ones would wait for an etcd that lost most of its members).
+fn stop_control_planes(inventory: &Inventory, did: &mut Vec<String>) -> anyhow::Result<()> {
+    let mut groups = Vec::new();
+    let mut stopped = Vec::new();
+    if let Some(pid) = inventory.balancer {
+        groups.push(pid);
+        stopped.push(format!("stopped the API balancer (pid {pid})"));
+    }
+    for state in &inventory.control_planes {
+        if let Some(pid) = state.pid {
+            groups.push(pid);
+            stopped.push(format!(
+                "stopped {} and its etcd (process group {pid})",
+                state.site
+            ));
+        }
+    }
+    stop_groups(&groups)?;
+    did.extend(stopped);
+    Ok(())
+}
+
+/// SIGTERM to the process groups, SIGKILL after 10 s to those with anything left.
+fn stop_groups(pids: &[i32]) -> anyhow::Result<()> {
+    let groups: Vec<Pid> = pids.iter().map(|pid| Pid::from_raw(*pid)).collect();
+    for group in &groups {
+        let _ = killpg(*group, Signal::SIGTERM);
+    }
+    let left = || {
+        groups
+            .iter()
+            .copied()
+            .filter(|group| killpg(*group, None).is_ok())
+            .collect::<Vec<_>>()
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
-        if killpg(group, None).is_err() {
+        if left().is_empty() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = killpg(group, Signal::SIGKILL);
-    std::thread::sleep(Duration::from_millis(200));
-    if killpg(group, None).is_ok() {
-        bail!("processes of group {pid} survived SIGKILL");
+    for group in left() {
+        let _ = killpg(group, Signal::SIGKILL);
     }
-    Ok(())
+    // Dying takes a moment (a process in the middle of an fsync finishes it first).
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        if left().is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("processes of groups {:?} survived SIGKILL", left())
 }
 
 pub(crate) fn status() -> anyhow::Result<()> {
     let inventory = Inventory::scan();
     let kubeconfig = kubeconfig();
-    match inventory.control_plane {
-        Some(pid) => println!(
-            "control plane: running (pid {pid}) at {}; export KUBECONFIG={}",
-            server_url(),
-            kubeconfig.display()
-        ),
-        None => println!("control plane: not running"),
+    let api_up = inventory
+        .control_planes
+        .iter()
+        .any(|state| state.pid.is_some());
+    for state in &inventory.control_planes {
+        match state.pid {
+            Some(pid) => println!(
+                "{}: running (pid {pid}) at https://{}",
+                state.site,
+                state.site.address()
+            ),
+            None => println!("{}: not running", state.site),
+        }
+    }
+    if inventory.balanced() {
+        match inventory.balancer {
+            Some(pid) => println!(
+                "API balancer: running (pid {pid}) at {}, in front of the control planes",
+                server_url()
+            ),
+            None => println!("API balancer: not running"),
+        }
+    }
+    if api_up {
+        println!("use it with: export KUBECONFIG={}", kubeconfig.display());
     }
     if !inventory.is_empty() {
         match supervisor::running() {
@@ -722,9 +784,7 @@ pub(crate) fn status() -> anyhow::Result<()> {
         }
     }
     if !inventory.nodes.is_empty() {
-        let readiness = inventory
-            .control_plane
-            .and_then(|_| check::node_readiness(&kubeconfig));
+        let readiness = api_up.then(|| check::node_readiness(&kubeconfig)).flatten();
         println!(
             "{:<18} {:<16} {:<16} {:<16} READY",
             "NODE", "ADDRESS", "CONTAINERD", "AGENT"

@@ -17,7 +17,7 @@ use flotilla_testbed::{
 };
 
 use super::{
-    binary, cluster_dir, control_plane_state,
+    binary, cluster_dir, control_plane,
     inventory::{NodeState, pid_from_file},
     server_url,
 };
@@ -112,11 +112,16 @@ pub(super) fn start(node: &KeptNode, images: &[WrittenImage]) -> anyhow::Result<
     crate::images::import(&socket, images)?;
 
     // The node joins as kubeadm's nodes do: a bootstrap token and the CA's hash, then its
-    // certificates through CertificateSigningRequests.
+    // certificates through CertificateSigningRequests. It joins through the host's address:
+    // the API server there, or the API balancer in front of several.
+    let first = control_plane::sites()
+        .first()
+        .copied()
+        .context("the cluster has no control plane")?;
     let join = run_checked(
         Command::new(binary("flotilla-controlplane"))
             .arg("--state-dir")
-            .arg(control_plane_state())
+            .arg(first.state())
             .args(["token", "create", "--ttl", "1h", "--print-join-command"])
             .args(["--description", &format!("cargo xtask up: node {name}")]),
         "creating a bootstrap token",

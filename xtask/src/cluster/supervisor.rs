@@ -1,7 +1,7 @@
 //! The local cluster's supervisor: `cargo xtask up` and `start` leave `xtask supervise` running in
 //! a process group of its own (pid in `.flotilla/cluster/supervisor.pid`, log beside it). Every
-//! second it looks at the cluster as `up` does and restarts a daemon that is not running (the
-//! control plane, a node's containerd or agent) with the binaries and flags the cluster was
+//! second it looks at the cluster as `up` does and restarts a daemon that is not running (a
+//! control plane, the API balancer, a node's containerd or agent) with the binaries and flags the cluster was
 //! started with, keeping all state: the agent re-adopts its pods, containerd its shims, the
 //! control plane its etcd data. A daemon that keeps dying is restarted with a growing delay
 //! (1 s doubling to 30 s, as systemd's `Restart=` with a back-off, or the kubelet's crash-loop
@@ -30,7 +30,7 @@ use nix::{
 };
 
 use super::{
-    Daemon, cluster_dir, control_plane_state,
+    Daemon, cluster_dir, control_plane,
     inventory::{Inventory, alive, pid_from_file},
     restart, spawn_daemon,
 };
@@ -181,7 +181,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
             }
             say(&format!("a daemon it started ended: {status:?}"));
         }
-        if !control_plane_state().exists() {
+        if !control_plane::sites()
+            .iter()
+            .any(|site| site.state().exists())
+        {
             say("the cluster is gone; ending");
             return Ok(());
         }
