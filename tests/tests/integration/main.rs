@@ -11,11 +11,11 @@
 mod support;
 
 mod agent;
+mod chaos;
 mod cluster_dns;
 mod control_planes;
 mod datapath_counter;
 mod flannel_baseline;
-mod ha_cluster;
 mod images;
 mod join;
 mod kube_proxy_baseline;
