@@ -2,8 +2,9 @@
 //! (mutating API calls p99 <= 1 s) and against etcd itself, measured in the same run: the same
 //! creates/gets/lists done directly on etcd through the storage layer are the baseline, so the
 //! ratios show what the API server adds (HTTPS, auth, decoding, validation, encoding); then the
-//! same operations in JSON and in protobuf side by side (`api/wire.rs`), and as `system:masters`
-//! against a user RBAC judges (`api/authorization.rs`).
+//! same operations in JSON and in protobuf side by side (`api/wire.rs`), as `system:masters`
+//! against a user RBAC judges (`api/authorization.rs`), and through three control planes with
+//! one etcd cluster against the one (`api/ha.rs`).
 //!
 //! Run: `cargo xtask bench api [--objects N]` (or `cargo bench -p flotilla-controlplane --bench api`).
 
@@ -15,6 +16,8 @@
 
 #[path = "api/authorization.rs"]
 mod authorization;
+#[path = "api/ha.rs"]
+mod ha;
 #[path = "api/wire.rs"]
 mod wire;
 
@@ -402,6 +405,11 @@ async fn main() -> anyhow::Result<()> {
         } else {
             "MISSED"
         }
+    );
+    let ha_ratio = ha::compare(&client, objects).await?;
+    println!(
+        "three control planes' worst p99 is {ha_ratio:.2}x one's (goal <= 1.50: {})",
+        if ha_ratio <= 1.5 { "met" } else { "MISSED" }
     );
     println!();
 

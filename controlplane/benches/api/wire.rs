@@ -126,7 +126,17 @@ async fn run(client: &kube::Client, wire: Wire, objects: usize) -> anyhow::Resul
             loop {
                 let uri = format!("{collection}?limit=500&continue={token}");
                 let page = call(client, wire, Method::GET, &uri, None).await?;
-                seen += page["items"].as_array().map_or(0, Vec::len);
+                // The namespace also holds the kube-root-ca.crt ConfigMap every namespace gets.
+                seen += page["items"].as_array().map_or(0, |items| {
+                    items
+                        .iter()
+                        .filter(|item| {
+                            item["metadata"]["name"]
+                                .as_str()
+                                .is_some_and(|name| name.starts_with("wire-"))
+                        })
+                        .count()
+                });
                 token = page["metadata"]["continue"]
                     .as_str()
                     .unwrap_or_default()
