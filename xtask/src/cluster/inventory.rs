@@ -463,6 +463,42 @@ mod tests {
     }
 
     #[test]
+    fn dead_control_planes_start_first_then_the_balancer_then_nodes() {
+        let control_plane = |number, pid| ControlPlaneState {
+            site: Site::Machine(number),
+            pid,
+            netns: true,
+        };
+        let inventory = Inventory {
+            control_planes: vec![control_plane(1, Some(10)), control_plane(2, None)],
+            balancer: None,
+            underlay: true,
+            host_link: true,
+            nodes: vec![NodeState {
+                name: "flotilla-node1".to_owned(),
+                netns: true,
+                dir: true,
+                containerd: None,
+                agent: None,
+            }],
+            cluster_dir: true,
+            pins: Vec::new(),
+            strays: Vec::new(),
+        };
+        assert!(inventory.balanced());
+        assert!(!inventory.is_complete() && !inventory.is_empty());
+        assert_eq!(
+            inventory.missing(),
+            [
+                Daemon::ControlPlane(Site::Machine(2)),
+                Daemon::ApiBalancer,
+                Daemon::Containerd("flotilla-node1".to_owned()),
+                Daemon::Agent("flotilla-node1".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
     fn node_addresses_are_on_the_clusters_underlay() {
         let state = |name: &str| NodeState {
             name: name.to_owned(),
