@@ -124,6 +124,18 @@ where
     })
 }
 
+/// Lists every ConfigMap `api` reaches, 500 per page.
+async fn list_all(api: &Api<ConfigMap>) -> anyhow::Result<()> {
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
 fn ms(duration: Duration) -> String {
     format!("{:.2}", duration.as_secs_f64() * 1000.0)
 }
@@ -226,16 +238,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let api_list = timed("list (500/page)", 5, |_| {
         let api = api.clone();
-        async move {
-            let mut params = ListParams::default().limit(500);
-            loop {
-                let page = api.list(&params).await?;
-                match page.metadata.continue_.filter(|t| !t.is_empty()) {
-                    Some(token) => params = params.continue_token(&token),
-                    None => return Ok(()),
-                }
-            }
-        }
+        async move { list_all(&api).await }
     })
     .await?;
     let api_update = timed("update (merge patch)", objects.min(2000), |i| {

@@ -14,10 +14,10 @@ use flotilla_controlplane::{
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::{
     Api, Client,
-    api::{ListParams, Patch, PostParams},
+    api::{Patch, PostParams},
 };
 
-use super::{Sample, configmap, ms, timed};
+use super::{Sample, configmap, list_all, ms, timed};
 
 /// The namespace both sides work in.
 const NAMESPACE: &str = "bench-ha";
@@ -106,16 +106,7 @@ async fn operations(clients: &[Client], count: usize) -> anyhow::Result<[Sample;
     .await?;
     let list = timed("list (500/page)", 6, |i| {
         let api = api(i);
-        async move {
-            let mut params = ListParams::default().limit(500);
-            loop {
-                let page = api.list(&params).await?;
-                match page.metadata.continue_.filter(|t| !t.is_empty()) {
-                    Some(token) => params = params.continue_token(&token),
-                    None => return Ok(()),
-                }
-            }
-        }
+        async move { list_all(&api).await }
     })
     .await?;
     let update = timed("update (merge patch)", count, |i| {
