@@ -666,7 +666,7 @@ fn take_node2_off(
     let down = Instant::now();
     let result =
         (|| -> anyhow::Result<(Duration, Option<Duration>, BTreeMap<String, PodState>)> {
-            let not_ready = wait(GRACE + Duration::from_secs(20), "node 2 NotReady", || {
+            let not_ready = wait(GRACE + Duration::from_secs(25), "node 2 NotReady", || {
                 Ok((!cluster.node_ready("flotilla-node2")?).then(|| down.elapsed()))
             })?;
             println!("chaos: node 2 NotReady {not_ready:?} after its link went down");
