@@ -484,6 +484,12 @@ impl ApiServer {
     }
 
     /// [`Self::write_update`], recording the write's manager as `tracking` says.
+    ///
+    /// The first try starts from the local etcd member's copy, with no round trip to the etcd
+    /// leader (what a follower pays on every linearizable read). The compare-and-swap catches a
+    /// copy that was behind; whatever else a stale copy could have decided (not found, refused,
+    /// nothing to change) is decided again from a fresh read, as upstream's GuaranteedUpdate
+    /// does with its watch cache's copy. Dry runs read fresh.
     async fn write_update_tracked<F>(
         &self,
         scope: &Scope,
@@ -496,98 +502,148 @@ impl ApiServer {
     where
         F: FnMut(&Stored) -> Result<Value, ApiError>,
     {
+        let key = scope.resource.key(scope.namespace.as_deref(), name);
+        let mut fresh = query.dry_run()?;
+        for _ in 0..16 {
+            let read = if fresh {
+                self.store.get(&key).await
+            } else {
+                self.store.get_local(&key).await
+            };
+            let attempt = match read {
+                Ok(current) => {
+                    self.try_update(
+                        scope,
+                        name,
+                        query,
+                        &mut change,
+                        subresource,
+                        tracking,
+                        current,
+                    )
+                    .await
+                }
+                Err(err) => Err(ApiError::from_storage(
+                    err,
+                    &scope.resource.qualified_name(),
+                    name,
+                )),
+            };
+            match attempt {
+                Ok(Attempt::Written(object)) => return Ok(object),
+                Ok(Attempt::Unchanged(object)) if fresh => return Ok(object),
+                Err(err) if fresh => return Err(err),
+                Ok(Attempt::Lost | Attempt::Unchanged(_)) | Err(_) => fresh = true,
+            }
+        }
+        Err(too_many_writers(&scope.resource.qualified_name(), name))
+    }
+
+    /// One try of [`Self::write_update_tracked`] from `current`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one write, passed through"
+    )]
+    async fn try_update<F>(
+        &self,
+        scope: &Scope,
+        name: &str,
+        query: &Query,
+        change: &mut F,
+        subresource: Option<Subresource>,
+        tracking: Tracking<'_>,
+        current: Stored,
+    ) -> Result<Attempt, ApiError>
+    where
+        F: FnMut(&Stored) -> Result<Value, ApiError>,
+    {
         let resource = scope.resource;
         let key = resource.key(scope.namespace.as_deref(), name);
         let qualified = resource.qualified_name();
-        let dry_run = query.dry_run()?;
-        for _ in 0..16 {
-            let current = self.get_object(scope, name).await?;
-            let proposed = change(&current)?;
-            let provided = proposed["metadata"].get("managedFields").cloned();
-            let mut updated =
-                meta::prepare_update(resource, &current.object, proposed, subresource);
-            record_managers(
-                tracking,
-                resource,
-                subresource,
-                &current.object,
-                provided,
-                &mut updated,
-            );
-            match subresource {
-                None => {
-                    resource
-                        .strategy
-                        .admit(
-                            &self.admission,
-                            &self.judged(query),
-                            &mut updated,
-                            Some(&current.object),
-                        )
-                        .await?;
-                }
-                Some(sub) => {
-                    resource
-                        .strategy
-                        .admit_subresource(sub, &self.judged(query), &mut updated)
-                        .await?;
-                }
+        let proposed = change(&current)?;
+        let provided = proposed["metadata"].get("managedFields").cloned();
+        let mut updated = meta::prepare_update(resource, &current.object, proposed, subresource);
+        record_managers(
+            tracking,
+            resource,
+            subresource,
+            &current.object,
+            provided,
+            &mut updated,
+        );
+        match subresource {
+            None => {
+                resource
+                    .strategy
+                    .admit(
+                        &self.admission,
+                        &self.judged(query),
+                        &mut updated,
+                        Some(&current.object),
+                    )
+                    .await?;
             }
-            // Binding is the one sanctioned change of a pod's nodeName; the update rules (which
-            // freeze the pod spec) do not apply to it, as upstream's binding storage skips them.
-            if subresource != Some(Subresource::Binding) {
-                validate(resource, &updated, Some(&current.object))?;
-            }
-            if dry_run {
-                if let Some(metadata) = meta::metadata_mut(&mut updated) {
-                    metadata.insert(
-                        "resourceVersion".into(),
-                        json!(current.revision.to_string()),
-                    );
-                }
-                return Ok(updated);
-            }
-            // Removing the last finalizer of an object being deleted completes the deletion.
-            if !updated["metadata"]["deletionTimestamp"].is_null()
-                && finalizers(&updated).is_empty()
-            {
-                return match self.store.delete(&key, Some(current.revision)).await {
-                    Ok(_) => {
-                        self.release_object(resource, &updated);
-                        // Dependents waited for their owner to be really gone.
-                        let uid = meta::uid(&updated).unwrap_or_default().to_owned();
-                        self.after_delete_requested(
-                            scope,
-                            name,
-                            &uid,
-                            Propagation::Background,
-                            &json!({}),
-                        );
-                        Ok(updated)
-                    }
-                    Err(StorageError::Conflict { .. }) => continue,
-                    Err(err) => Err(ApiError::from_storage(err, &qualified, name)),
-                };
-            }
-            let (allocated, freed) = self
-                .allocate_for_update(resource, &current.object, &mut updated)
-                .await?;
-            if updated == current.object {
-                return Ok(current.object);
-            }
-            let written = self
-                .swap(&key, &qualified, name, current.revision, &updated)
-                .await
-                .inspect_err(|_| self.release(allocated.clone()))?;
-            match written {
-                Some(written) => {
-                    self.release(freed);
-                    return Ok(written);
-                }
-                None => self.release(allocated),
+            Some(sub) => {
+                resource
+                    .strategy
+                    .admit_subresource(sub, &self.judged(query), &mut updated)
+                    .await?;
             }
         }
-        Err(too_many_writers(&qualified, name))
+        // Binding is the one sanctioned change of a pod's nodeName; the update rules (which
+        // freeze the pod spec) do not apply to it, as upstream's binding storage skips them.
+        if subresource != Some(Subresource::Binding) {
+            validate(resource, &updated, Some(&current.object))?;
+        }
+        if query.dry_run()? {
+            if let Some(metadata) = meta::metadata_mut(&mut updated) {
+                metadata.insert(
+                    "resourceVersion".into(),
+                    json!(current.revision.to_string()),
+                );
+            }
+            return Ok(Attempt::Written(updated));
+        }
+        // Removing the last finalizer of an object being deleted completes the deletion.
+        if !updated["metadata"]["deletionTimestamp"].is_null() && finalizers(&updated).is_empty() {
+            return match self.store.delete(&key, Some(current.revision)).await {
+                Ok(_) => {
+                    self.release_object(resource, &updated);
+                    // Dependents waited for their owner to be really gone.
+                    let uid = meta::uid(&updated).unwrap_or_default().to_owned();
+                    self.after_delete_requested(
+                        scope,
+                        name,
+                        &uid,
+                        Propagation::Background,
+                        &json!({}),
+                    );
+                    Ok(Attempt::Written(updated))
+                }
+                Err(StorageError::Conflict { .. }) => Ok(Attempt::Lost),
+                Err(err) => Err(ApiError::from_storage(err, &qualified, name)),
+            };
+        }
+        let (allocated, freed) = self
+            .allocate_for_update(resource, &current.object, &mut updated)
+            .await?;
+        if updated == current.object {
+            return Ok(Attempt::Unchanged(current.object));
+        }
+        let written = self
+            .swap(&key, &qualified, name, current.revision, &updated)
+            .await
+            .inspect_err(|_| self.release(allocated.clone()))?;
+        match written {
+            Some(written) => {
+                self.release(freed);
+                Ok(Attempt::Written(written))
+            }
+            None => {
+                self.release(allocated);
+                Ok(Attempt::Lost)
+            }
+        }
     }
 
     /// Writes `next` if the object is still at `revision`; None when another writer won (retry).
@@ -838,6 +894,16 @@ fn record_managers(
             None => metadata.remove("managedFields"),
         };
     }
+}
+
+/// How one try of an update ended.
+enum Attempt {
+    /// Written (or, in a dry run, what would be).
+    Written(Value),
+    /// The change left the object as it was: nothing written.
+    Unchanged(Value),
+    /// Another writer changed the object since it was read.
+    Lost,
 }
 
 fn too_many_writers(qualified: &str, name: &str) -> ApiError {

@@ -256,10 +256,30 @@ impl Store {
         Ok(())
     }
 
-    /// Reads the object at `key`.
+    /// Reads the object at `key` (a linearizable read: the latest write, wherever it was made).
     pub async fn get(&self, key: &str) -> Result<Stored, StorageError> {
+        self.get_with(key, None).await
+    }
+
+    /// Reads the object at `key` as the etcd member this store talks to has it, without a round
+    /// trip to the cluster's leader (a serializable read): it may lag the latest write, so it
+    /// only suits a start that a compare-and-swap on its revision checks, as upstream's
+    /// GuaranteedUpdate starts from its watch cache's copy.
+    pub async fn get_local(&self, key: &str) -> Result<Stored, StorageError> {
+        self.get_with(key, Some(GetOptions::new().with_serializable()))
+            .await
+    }
+
+    async fn get_with(
+        &self,
+        key: &str,
+        options: Option<GetOptions>,
+    ) -> Result<Stored, StorageError> {
         let response = self
-            .retry(|mut client| async move { client.get(key, None).await })
+            .retry(|mut client| {
+                let options = options.clone();
+                async move { client.get(key, options).await }
+            })
             .await?;
         let kv = response
             .kvs()

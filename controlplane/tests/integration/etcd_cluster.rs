@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api,
-    api::{ObjectMeta, PostParams},
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
 
 use crate::common::{Cluster, copy_pki, eventually};
@@ -92,6 +92,38 @@ async fn three_control_planes_share_one_etcd_cluster_and_survive_losing_one() ->
         .create(&PostParams::default(), &config_map("through-one"))
         .await?;
     assert!(maps_three.get_opt("through-one").await?.is_some());
+    // A patch through another member right after a create: its first try starts from that
+    // member's local copy, which may not have the object yet (or an older version); the
+    // answer must still be the patched object, and every later read must see it.
+    let maps_two_now = client(&two).await?;
+    for round in 0..30 {
+        let name = format!("race-{round}");
+        maps_one
+            .create(&PostParams::default(), &config_map(&name))
+            .await?;
+        let patch = serde_json::json!({"data": {"round": round.to_string()}});
+        let patched = maps_three
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let round = round.to_string();
+        assert_eq!(
+            patched.data.as_ref().and_then(|data| data.get("round")),
+            Some(&round)
+        );
+        let read = maps_one.get(&name).await?;
+        assert_eq!(
+            read.data.as_ref().and_then(|data| data.get("round")),
+            Some(&round)
+        );
+        // The same patch again changes nothing, wherever the copy it starts from stands.
+        let again = maps_two_now
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        assert_eq!(
+            again.metadata.resource_version,
+            read.metadata.resource_version
+        );
+    }
 
     // cp1 and its member stop: two of three keep the quorum.
     one.stop().await;
