@@ -70,6 +70,43 @@ pub fn test_images() -> anyhow::Result<Vec<PathBuf>> {
     .collect())
 }
 
+/// Every thread of this process with its name, kernel wait channel and kernel stack (as root,
+/// /proc/self/task/*/stack shows where a thread sleeps in the kernel, e.g. on rtnl_lock), for a
+/// stop that hangs.
+fn thread_dump() -> String {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return "(no /proc/self/task)".to_owned();
+    };
+    let mut lines = Vec::new();
+    for task in tasks.flatten() {
+        let read = |file: &str| {
+            fs::read_to_string(task.path().join(file))
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
+        let stack: Vec<String> = read("stack")
+            .lines()
+            .take(8)
+            .map(|frame| {
+                frame
+                    .split_whitespace()
+                    .last()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        lines.push(format!(
+            "  {} {:<16} wchan={} stack=[{}]",
+            task.file_name().to_string_lossy(),
+            read("comm"),
+            read("wchan"),
+            stack.join(" < ")
+        ));
+    }
+    lines.join("\n")
+}
+
 /// The agent, running on its own thread inside the node's namespace with its own tokio runtime
 /// (so every socket it opens belongs to the node); stopped on drop. Stopping it leaves the pods
 /// running, as stopping the real daemon does.
@@ -87,6 +124,8 @@ impl AgentThread {
             // Worker threads are spawned from this thread and inherit its namespace.
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                // Named for `thread_dump`: its workers and blocking threads.
+                .thread_name("agent-runtime")
                 .enable_all()
                 .build()?;
             runtime.block_on(flotilla_agent::run::run(config, async {
@@ -116,7 +155,12 @@ impl AgentThread {
             while !thread.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            ensure!(thread.is_finished(), "the agent did not stop within 20 s");
+            ensure!(
+                thread.is_finished(),
+                "the agent did not stop within 20 s; this process's threads (name, kernel wait \
+                 channel, kernel stack):\n{}",
+                thread_dump()
+            );
             thread
                 .join()
                 .map_err(|_| anyhow::anyhow!("the agent thread panicked"))??;
