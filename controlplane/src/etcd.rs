@@ -254,10 +254,26 @@ async fn stop_orphans(data_dir: &Path, addresses: &[SocketAddr]) {
     }
 }
 
-/// The etcd processes whose `--data-dir` is `data_dir`.
+/// The etcd processes whose `--data-dir` is `data_dir`: the same directory, not only the same
+/// path, since an etcd in another mount namespace (a container, or another control plane
+/// "machine" of the test bed) may use the path for a directory of its own.
 fn etcds_on(data_dir: &Path) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt as _;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
+    };
+    let Ok(ours) = std::fs::metadata(data_dir) else {
+        return Vec::new();
+    };
+    // The directory as process `pid` sees the path `arg` (relative to its working directory).
+    let same_dir = |pid: i32, arg: &[u8]| {
+        let arg = Path::new(std::ffi::OsStr::from_bytes(arg));
+        let seen = match arg.strip_prefix("/") {
+            Ok(relative) => PathBuf::from(format!("/proc/{pid}/root")).join(relative),
+            Err(_) => PathBuf::from(format!("/proc/{pid}/cwd")).join(arg),
+        };
+        std::fs::metadata(seen)
+            .is_ok_and(|theirs| theirs.dev() == ours.dev() && theirs.ino() == ours.ino())
     };
     entries
         .flatten()
@@ -270,10 +286,9 @@ fn etcds_on(data_dir: &Path) -> Vec<i32> {
             let is_etcd = args
                 .first()
                 .is_some_and(|program| program.ends_with(b"/etcd") || *program == b"etcd");
-            let on_dir = args.windows(2).any(|pair| {
-                pair[0] == b"--data-dir"
-                    && Path::new(std::ffi::OsStr::from_bytes(pair[1])) == data_dir
-            });
+            let on_dir = args
+                .windows(2)
+                .any(|pair| pair[0] == b"--data-dir" && same_dir(pid, pair[1]));
             is_etcd && on_dir && running(pid)
         })
         .collect()
