@@ -56,8 +56,8 @@ enum Command {
         write: bool,
     },
     /// Stop and remove every pod sandbox of this node's containerd (through CRI, so CNI releases
-    /// the pods' addresses and namespaces); for taking a node apart. Stop the agent first, or it
-    /// starts the pods again.
+    /// the pods' addresses and namespaces), then the pods' volumes; for taking a node apart.
+    /// Stop the agent first, or it starts the pods again.
     RemovePods {
         /// Base directory of the node's files (default: the system layout under /var/lib,
         /// /run and /var/log).
@@ -141,7 +141,7 @@ struct RunArgs {
     cgroup_root: Option<String>,
     /// Cluster DNS server IPs for pods' resolv.conf (comma-separated): the kube-dns Service's
     /// ClusterIP, the control plane's --cluster-dns. Without it pods get the node's resolv.conf.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "FLOTILLA_CLUSTER_DNS", value_delimiter = ',')]
     cluster_dns: Vec<std::net::IpAddr>,
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
@@ -307,7 +307,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => return run_agent(&cli.node, *args, dirs),
         Command::RemovePods { node_dir } => {
-            let socket = dirs(node_dir).containerd_socket();
+            let node_dirs = dirs(node_dir);
+            let socket = node_dirs.containerd_socket();
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let removed = runtime.block_on(async {
                 let cri = Cri::connect(&socket)?;
@@ -324,6 +325,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("removed pod sandbox {name}");
             }
             println!("{} pod sandboxes removed", removed.len());
+            // What the agent made for the pods outside containerd: their volumes (tmpfs mounts
+            // for projected tokens, secrets, memory emptyDirs) under pods/<uid>.
+            let pods_dir = node_dirs.pods_dir();
+            let uids: Vec<String> = std::fs::read_dir(&pods_dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for uid in &uids {
+                flotilla_agent::pods::volumes::remove_pod_volumes(
+                    &pods_dir,
+                    uid,
+                    &flotilla_agent::pods::volumes::HostMounter,
+                )
+                .with_context(|| format!("removing the volumes of pod {uid}"))?;
+            }
+            println!("{} pods' volumes removed", uids.len());
             return Ok(());
         }
         Command::ContainerdConfig { node_dir, write } => {
@@ -510,8 +531,6 @@ fn print_table(rows: &[ProtocolCount]) {
     }
 }
 
-/// `run` (and `join` once the node has its credentials): runs the agent until SIGTERM or
-/// Ctrl-C.
 /// `api-balancer`: serves until SIGTERM or Ctrl-C.
 fn run_api_balancer(listen: SocketAddr, servers: Vec<SocketAddr>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -536,6 +555,8 @@ fn run_api_balancer(listen: SocketAddr, servers: Vec<SocketAddr>) -> anyhow::Res
     })
 }
 
+/// `run` (and `join` once the node has its credentials): runs the agent until SIGTERM or
+/// Ctrl-C.
 fn run_agent(
     node: &str,
     args: RunArgs,

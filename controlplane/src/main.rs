@@ -47,20 +47,25 @@ struct Cli {
     #[arg(long, default_value_t = 12380)]
     etcd_peer_port: u16,
     /// The embedded etcd member's name, unique among the control planes of the cluster.
-    #[arg(long, default_value = "flotilla")]
+    #[arg(long, env = "FLOTILLA_ETCD_NAME", default_value = "flotilla")]
     etcd_name: String,
     /// Address the embedded etcd's peer port listens on: this machine's address when the
     /// control planes' members form one etcd cluster (--etcd-initial-cluster).
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "FLOTILLA_ETCD_PEER_ADDRESS", default_value = "127.0.0.1")]
     etcd_peer_address: std::net::IpAddr,
     /// Every member of the control planes' etcd cluster at its first start, this one included:
     /// NAME=https://IP:PEER_PORT,... Members speak TLS to each other with certificates from the
     /// cluster CA, so the control planes share <state-dir>/pki (copy it from the first before
     /// starting the others); start them together, as etcd serves once most members run.
-    #[arg(long, value_delimiter = ',', value_parser = parse_member)]
+    #[arg(
+        long,
+        env = "FLOTILLA_ETCD_INITIAL_CLUSTER",
+        value_delimiter = ',',
+        value_parser = parse_member
+    )]
     etcd_initial_cluster: Vec<(String, String)>,
-    /// Extra DNS names or IPs for the serving certificate (repeatable).
-    #[arg(long = "tls-san")]
+    /// Extra DNS names or IPs for the serving certificate (repeatable, or comma-separated).
+    #[arg(long = "tls-san", env = "FLOTILLA_TLS_SAN", value_delimiter = ',')]
     tls_sans: Vec<String>,
     /// CIDR Service ClusterIPs are allocated from; the first address is the `kubernetes` Service.
     #[arg(long, default_value = "10.96.0.0/12")]
@@ -102,7 +107,7 @@ struct Cli {
     cluster_domain: String,
     /// Where the cluster DNS forwards names outside the cluster domain (IP or IP:PORT); by
     /// default the first nameserver of /etc/resolv.conf; `none` refuses them.
-    #[arg(long, value_parser = parse_upstream)]
+    #[arg(long, env = "FLOTILLA_CLUSTER_DNS_UPSTREAM", value_parser = parse_upstream)]
     cluster_dns_upstream: Option<Upstream>,
     /// Elect one control plane to run the scheduler and the controllers, through the Leases
     /// kube-system/kube-scheduler and kube-system/kube-controller-manager; every control plane
