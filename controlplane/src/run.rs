@@ -659,6 +659,30 @@ pub fn create_shared_state(state_dir: &Path, names: &[String]) -> Result<Vec<Pat
     Ok(vec![pki, tokens])
 }
 
+/// Copies what [`create_shared_state`] made in the state directory `from` (`pki/` and
+/// `tokens.csv`) into `to`, a further control plane's state directory, as an admin copies them
+/// before the control planes start together.
+pub fn copy_shared_state(from: &Path, to: &Path) -> Result<(), RunError> {
+    let failed = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| AuthError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let (from_pki, to_pki) = (from.join("pki"), to.join("pki"));
+    std::fs::create_dir_all(&to_pki).map_err(failed("creating", &to_pki))?;
+    for entry in std::fs::read_dir(&from_pki).map_err(failed("reading", &from_pki))? {
+        let entry = entry.map_err(failed("reading", &from_pki))?;
+        std::fs::copy(entry.path(), to_pki.join(entry.file_name()))
+            .map_err(failed("copying", &entry.path()))?;
+    }
+    let tokens = from.join("tokens.csv");
+    std::fs::copy(&tokens, to.join("tokens.csv")).map_err(failed("copying", &tokens))?;
+    Ok(())
+}
+
 /// Reads the static token file, creating it with one admin token on first start.
 fn load_or_create_tokens(path: &Path) -> Result<(Tokens, String), AuthError> {
     if !path.exists() {

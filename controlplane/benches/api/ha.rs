@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use flotilla_controlplane::{
     etcd::{EtcdMember, free_port},
-    run::{Config, ControlPlane, create_shared_state},
+    run::{Config, ControlPlane, copy_shared_state, create_shared_state},
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::{
@@ -40,12 +40,7 @@ async fn start_cluster(dir: &std::path::Path) -> anyhow::Result<Vec<ControlPlane
         let name = format!("cp{}", i + 1);
         let state = dir.join(&name);
         if i > 0 {
-            std::fs::create_dir_all(state.join("pki"))?;
-            for entry in std::fs::read_dir(dir.join("cp1/pki"))? {
-                let entry = entry?;
-                std::fs::copy(entry.path(), state.join("pki").join(entry.file_name()))?;
-            }
-            std::fs::copy(dir.join("cp1/tokens.csv"), state.join("tokens.csv"))?;
+            copy_shared_state(&dir.join("cp1"), &state)?;
         }
         let config = Config {
             etcd_ports: (*client, *peer),

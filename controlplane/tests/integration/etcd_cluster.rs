@@ -18,10 +18,10 @@ use kube::{
     api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
 
-use crate::common::{Cluster, copy_pki, eventually};
+use crate::common::{Cluster, eventually};
 use flotilla_controlplane::{
     etcd::{EtcdMember, free_port},
-    run::{Config, ControlPlane, create_shared_state},
+    run::{Config, ControlPlane, copy_shared_state, create_shared_state},
 };
 
 fn config_map(name: &str) -> ConfigMap {
@@ -39,7 +39,6 @@ async fn three_control_planes_share_one_etcd_cluster_and_survive_losing_one() ->
 {
     let dir = tempfile::tempdir()?;
     // What they share, made before any starts (they start together), as `certs` makes it.
-    let first_pki = dir.path().join("cp1/pki");
     create_shared_state(&dir.path().join("cp1"), &[])?;
     let mut configs = Vec::new();
     let ports: Vec<(u16, u16, u16)> = (0..3)
@@ -54,8 +53,7 @@ async fn three_control_planes_share_one_etcd_cluster_and_survive_losing_one() ->
         let name = format!("cp{}", i + 1);
         let state = dir.path().join(&name);
         if i > 0 {
-            copy_pki(&first_pki, &state.join("pki"))?;
-            std::fs::copy(dir.path().join("cp1/tokens.csv"), state.join("tokens.csv"))?;
+            copy_shared_state(&dir.path().join("cp1"), &state)?;
         }
         configs.push(Config {
             etcd_ports: (*client, *peer),

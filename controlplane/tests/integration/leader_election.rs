@@ -22,10 +22,10 @@ use anyhow::{Context as _, bail};
 use k8s_openapi::api::{apps::v1::ReplicaSet, coordination::v1::Lease, core::v1::Event};
 use kube::{Api, api::ListParams};
 
-use crate::common::{Cluster, copy_pki, eventually};
+use crate::common::{Cluster, eventually};
 use flotilla_controlplane::{
     etcd::free_port,
-    run::{CONTROLLER_MANAGER_LEASE, SCHEDULER_LEASE},
+    run::{CONTROLLER_MANAGER_LEASE, SCHEDULER_LEASE, copy_shared_state},
 };
 
 /// Short timings, so the test waits seconds rather than upstream's 15 s; the same ratios.
@@ -47,8 +47,7 @@ impl Candidate {
     fn new(cluster: &Cluster, name: &str) -> anyhow::Result<Self> {
         let dir = cluster.dir.path().join(name);
         let state = cluster.dir.path().join("state");
-        copy_pki(&state.join("pki"), &dir.join("pki"))?;
-        std::fs::copy(state.join("tokens.csv"), dir.join("tokens.csv"))?;
+        copy_shared_state(&state, &dir)?;
         Ok(Self {
             dir,
             listen: format!("127.0.0.1:{}", free_port()?).parse()?,

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use flotilla_controlplane::{
     etcd::free_port,
-    run::{ClusterDns, Config, ControlPlane},
+    run::{ClusterDns, Config, ControlPlane, copy_shared_state},
 };
 use flotilla_testbed::{Netlink, Netns, Testbed, TestbedConfig};
 
@@ -80,18 +80,6 @@ async fn wait_endpoints(
     }
 }
 
-/// Copies the cluster's certificates and tokens from `from` into the state directory `to`, as
-/// an admin does for every further control plane.
-fn share_pki(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to.join("pki"))?;
-    for entry in std::fs::read_dir(from.join("pki"))? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), to.join("pki").join(entry.file_name()))?;
-    }
-    std::fs::copy(from.join("tokens.csv"), to.join("tokens.csv"))?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_system_services_point_at_every_live_control_plane() -> anyhow::Result<()> {
     require_root();
@@ -120,7 +108,7 @@ async fn the_system_services_point_at_every_live_control_plane() -> anyhow::Resu
         etcd_endpoints: vec![format!("http://127.0.0.1:{}", a.etcd_client_port)],
         ..config("b", b_ip)
     };
-    share_pki(&dir.path().join("a"), &dir.path().join("b"))?;
+    copy_shared_state(&dir.path().join("a"), &dir.path().join("b"))?;
     let result = async {
         wait_endpoints(&kubeconfig, &[a_ip], Duration::from_secs(15)).await?;
         let b = ControlPlane::start(b_config.clone())
@@ -175,7 +163,7 @@ async fn an_agent_keeps_working_when_its_control_plane_stops() -> anyhow::Result
         .context("the cluster's control plane")?;
     let a_state = cluster.cluster.dir.path().join("state");
     let b_state = cluster.cluster.dir.path().join("b");
-    share_pki(&a_state, &b_state)?;
+    copy_shared_state(&a_state, &b_state)?;
     let b = ControlPlane::start(Config {
         etcd_endpoints: vec![format!("http://127.0.0.1:{}", a.etcd_client_port)],
         extra_names: vec![b_ip.to_string()],

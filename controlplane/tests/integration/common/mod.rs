@@ -245,14 +245,3 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
-
-/// Copies the PKI directory `from` to `to`, as an admin does for every further control plane of
-/// a cluster.
-pub fn copy_pki(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
-    }
-    Ok(())
-}
