@@ -3,6 +3,7 @@
 mod api_schema;
 mod bench;
 mod cluster;
+mod dist;
 mod ebpf;
 mod images;
 mod process;
@@ -46,6 +47,9 @@ enum Command {
     Down,
     /// Show what of Flotilla is running on this machine.
     Status,
+    /// Assemble what an admin installs on machines (binaries, sandbox image, systemd units) in
+    /// target/dist/flotilla; see the README's "Install on machines".
+    Dist(dist::DistArgs),
     /// Keep the local cluster's daemons running (`up` and `start` leave this running).
     #[command(hide = true)]
     Supervise {
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Command::Start => cluster::start(),
         Command::Down => cluster::down(),
         Command::Status => cluster::status(),
+        Command::Dist(args) => dist::run(&args),
         Command::Supervise { cluster_dir } => cluster::supervise(&cluster_dir),
         Command::ApiSchema(args) => api_schema::run(&args),
     };

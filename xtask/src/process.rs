@@ -52,6 +52,21 @@ pub(crate) fn run_visible(step: &str, command: &mut Command) -> anyhow::Result<(
     Ok(())
 }
 
+/// Runs `command`; fails with its stderr if it fails.
+pub(crate) fn run_quiet(step: &str, command: &mut Command) -> anyhow::Result<()> {
+    let output = command
+        .output()
+        .with_context(|| format!("{step}: could not start {:?}", command.get_program()))?;
+    if !output.status.success() {
+        bail!(
+            "{step} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Runs a slow `command` with a spinner, its output captured in a log file under the target dir.
 /// On failure, the error carries the log's last lines.
 pub(crate) fn run_logged(step: &str, log_name: &str, command: &mut Command) -> anyhow::Result<()> {

@@ -14,7 +14,7 @@ use flotilla_controlplane::{auth::bootstrap_tokens, etcd::free_port, run::Config
 use crate::support::{Cluster, eventually};
 
 /// The value after `flag` in a join command.
-fn flag(command: &str, flag: &str) -> anyhow::Result<String> {
+pub(crate) fn flag(command: &str, flag: &str) -> anyhow::Result<String> {
     let words: Vec<&str> = command.split_whitespace().collect();
     let at = words
         .iter()

@@ -17,6 +17,7 @@ mod control_planes;
 mod datapath_counter;
 mod flannel_baseline;
 mod images;
+mod install;
 mod join;
 mod kube_proxy_baseline;
 mod kubelet_api;

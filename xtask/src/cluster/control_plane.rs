@@ -21,7 +21,7 @@ use super::{
     API_PORT, CLUSTER_DNS, ETCD_PORTS, PREFIX, binary, check, cluster_dir, host_ip,
     inventory::pid_from_file, server_url, spawn_daemon, testbed_config,
 };
-use crate::process::{output_of, tail, wait_for};
+use crate::process::{output_of, run_quiet, tail, wait_for};
 
 /// Control-plane counts `up --control-planes` accepts: etcd needs most of its members, so an
 /// even count tolerates no more failures than the odd count below it.
@@ -194,16 +194,7 @@ pub(super) fn share_state(sites: &[Site]) -> anyhow::Result<()> {
     for ip in sites.iter().map(|site| site.ip()).chain([host_ip()]) {
         certs.args(["--tls-san", &ip.to_string()]);
     }
-    let output = certs
-        .output()
-        .context("running flotilla-controlplane certs")?;
-    if !output.status.success() {
-        bail!(
-            "flotilla-controlplane certs failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
+    run_quiet("flotilla-controlplane certs", &mut certs)?;
     for other in others {
         let to = other.state();
         let pki = to.join("pki");

@@ -123,6 +123,25 @@ const BINARIES: [(&str, &[&str], &str); 3] = [
     ("flotilla-cni", &["--help"], "CNI_COMMAND"),
 ];
 
+/// Builds the cluster's binaries (debug, or `release`); returns the directory they are in.
+pub(crate) fn build_binaries(release: bool) -> anyhow::Result<PathBuf> {
+    let mut command = cargo();
+    command.arg("build");
+    if release {
+        command.arg("--release");
+    }
+    for (name, _, _) in BINARIES {
+        command.args(["--package", name]);
+    }
+    run_visible("building Flotilla", &mut command)?;
+    Ok(target_dir().join(if release { "release" } else { "debug" }))
+}
+
+/// The names of the binaries a cluster runs.
+pub(crate) fn binary_names() -> impl Iterator<Item = &'static str> {
+    BINARIES.iter().map(|(name, _, _)| *name)
+}
+
 /// Where the cluster's copies of the binaries live.
 fn bin_dir() -> PathBuf {
     cluster_dir().join("bin")
@@ -265,18 +284,7 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
                 lacking.join("\n  - ")
             );
         }
-        run_visible(
-            "building Flotilla",
-            cargo().args([
-                "build",
-                "--package",
-                "flotilla-controlplane",
-                "--package",
-                "flotilla-agent",
-                "--package",
-                "flotilla-cni",
-            ]),
-        )?;
+        build_binaries(false)?;
         let images = images::build(None)?;
         start_fresh(nodes, &control_plane::sites_for(control_planes), &images).context(
             "the cluster did not come up; what was started is left for inspection (logs under \

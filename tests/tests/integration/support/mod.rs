@@ -9,6 +9,8 @@
     reason = "shared by several test and bench targets, each using a part"
 )]
 
+pub mod machines;
+
 use std::{
     fs,
     net::Ipv4Addr,
@@ -74,8 +76,13 @@ pub fn test_images() -> anyhow::Result<Vec<PathBuf>> {
 /// /proc/self/task/*/stack shows where a thread sleeps in the kernel, e.g. on rtnl_lock), for a
 /// stop that hangs.
 fn thread_dump() -> String {
-    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
-        return "(no /proc/self/task)".to_owned();
+    thread_dump_of("self")
+}
+
+/// [`thread_dump`] of process `pid` (a number, or `self`).
+pub fn thread_dump_of(pid: &str) -> String {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("(no /proc/{pid}/task)");
     };
     let mut lines = Vec::new();
     for task in tasks.flatten() {
