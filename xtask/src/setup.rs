@@ -48,6 +48,10 @@ pub(crate) const APT_PACKAGES: &[(&str, &str)] = &[
         "tzdata",
         "the time zone database CronJob schedules and their timeZone validation read",
     ),
+    (
+        "systemd",
+        "systemd-analyze, with which the install test checks the unit files",
+    ),
 ];
 
 /// The bpf-linker release that matches rustc 1.95's LLVM 22 (see shared/PLATFORM.md).
