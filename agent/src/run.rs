@@ -88,9 +88,10 @@ pub async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<Client>
 /// An API client from a kubeconfig file whose connections go through a load balancer on this
 /// namespace's loopback to the kubeconfig's server and every API server the `kubernetes`
 /// Endpoints list (see [`node::api_balancer`]), which it follows until the balancer returned is
-/// dropped.
+/// dropped; `state_file` keeps those servers for the next start.
 pub async fn balanced_client_from(
     kubeconfig: &std::path::Path,
+    state_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<(Client, node::api_balancer::ApiBalancer)> {
     let mut config = config_from(kubeconfig).await?;
     let url = config.cluster_url.clone();
@@ -112,6 +113,9 @@ pub async fn balanced_client_from(
     )
     .await
     .context("starting the API balancer on 127.0.0.1")?;
+    if let Some(file) = state_file {
+        balancer.remember_in(file);
+    }
     // The API servers' certificate names 127.0.0.1, as k3s's does for its agents' balancer.
     config.cluster_url = format!("https://{}", balancer.address())
         .parse()
@@ -130,7 +134,8 @@ pub async fn run(
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let (client, _balancer) = if config.api_balancer {
-        let (client, balancer) = balanced_client_from(&config.kubeconfig).await?;
+        let (client, balancer) =
+            balanced_client_from(&config.kubeconfig, Some(config.dirs.api_servers_file())).await?;
         (client, Some(balancer))
     } else {
         (client_from(&config.kubeconfig).await?, None)

@@ -6,6 +6,10 @@
 //! them; one that refuses or does not answer within [`CONNECT_TIMEOUT`] is passed over for
 //! [`SKIP_FOR`] and the next one is tried, so the agent keeps working when a control plane dies.
 //!
+//! The servers learned from the Endpoints are kept in a file ([`ApiBalancer::remember_in`]), as
+//! k3s keeps its agent load balancer's, so an agent that starts while the kubeconfig's server is
+//! down still reaches the others.
+//!
 //! `flotilla-agent api-balancer` runs one on its own, with a fixed list of servers, for an
 //! address that outlives any one control plane (the admin's kubeconfig, the nodes' join
 //! address), where kubeadm's docs put an external load balancer such as HAProxy.
@@ -13,6 +17,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -60,6 +65,16 @@ impl Servers {
         good.into_iter().chain(bad).collect()
     }
 
+    /// Adds servers known from before (a file) after the configured ones, until the Endpoints
+    /// say which run.
+    fn seed(&mut self, known: Vec<SocketAddr>) {
+        for server in known {
+            if !self.list.contains(&server) {
+                self.list.push(server);
+            }
+        }
+    }
+
     fn set(&mut self, endpoints: Vec<SocketAddr>) {
         let mut list = self.configured.clone();
         list.extend(
@@ -81,6 +96,8 @@ pub struct ApiBalancer {
     address: SocketAddr,
     servers: Arc<Mutex<Servers>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Where the servers are remembered across restarts.
+    state_file: Option<PathBuf>,
 }
 
 impl Drop for ApiBalancer {
@@ -115,7 +132,22 @@ impl ApiBalancer {
             address,
             servers,
             tasks: vec![task],
+            state_file: None,
         })
+    }
+
+    /// Also tries the servers `file` lists (what an earlier run learned), and keeps the file
+    /// equal to what [`Self::follow_endpoints`] learns. A missing or unreadable file is no
+    /// error: the Endpoints fill the list as soon as any server answers.
+    pub fn remember_in(&mut self, file: PathBuf) {
+        let known = std::fs::read_to_string(&file)
+            .map(|text| parse_state(&text))
+            .unwrap_or_default();
+        if !known.is_empty() {
+            tracing::info!(servers = ?known, file = %file.display(), "the API servers an earlier run knew");
+        }
+        lock(&self.servers).seed(known);
+        self.state_file = Some(file);
     }
 
     /// Where clients connect.
@@ -132,18 +164,31 @@ impl ApiBalancer {
     /// servers) until dropped; `client` connects through this balancer.
     pub fn follow_endpoints(&mut self, client: Client) {
         let servers = self.servers.clone();
+        let state_file = self.state_file.clone();
         self.tasks.push(tokio::spawn(async move {
             let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
             let config = watcher::Config::default().fields("metadata.name=kubernetes");
-            let mut changes = std::pin::pin!(watcher(endpoints, config).applied_objects());
+            let mut changes = std::pin::pin!(
+                watcher(endpoints, config)
+                    .default_backoff()
+                    .applied_objects()
+            );
             while let Some(change) = changes.next().await {
                 match change {
                     Ok(object) => {
                         let found = api_servers(&object);
                         tracing::info!(servers = ?found, "the API servers, from the kubernetes Endpoints");
-                        lock(&servers).set(found);
+                        let list = {
+                            let mut servers = lock(&servers);
+                            servers.set(found);
+                            servers.list.clone()
+                        };
+                        if let Some(file) = &state_file {
+                            save_state(file, &list);
+                        }
                     }
-                    Err(err) => tracing::debug!("watching the kubernetes Endpoints: {err}"),
+                    // Without the Endpoints the agent knows only the kubeconfig's server.
+                    Err(err) => tracing::warn!("watching the kubernetes Endpoints: {err}"),
                 }
             }
         }));
@@ -170,6 +215,33 @@ fn api_servers(endpoints: &Endpoints) -> Vec<SocketAddr> {
         }
     }
     servers
+}
+
+/// The servers a state file lists: one `IP:PORT` per line; `#` comments.
+fn parse_state(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.parse().ok())
+        .collect()
+}
+
+/// Writes the servers to `file` whole (a temporary file renamed over it), unless it lists them
+/// already; a failure is logged, as the list is only a hint for the next start.
+fn save_state(file: &Path, servers: &[SocketAddr]) {
+    if std::fs::read_to_string(file).is_ok_and(|text| parse_state(&text) == servers) {
+        return;
+    }
+    let mut text =
+        String::from("# The API servers this node's agent knows (from the kubernetes Endpoints)\n");
+    for server in servers {
+        text.push_str(&format!("{server}\n"));
+    }
+    let temporary = file.with_extension("tmp");
+    let written = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, file));
+    if let Err(err) = written {
+        tracing::warn!(file = %file.display(), "could not remember the API servers: {err}");
+    }
 }
 
 fn lock(servers: &Mutex<Servers>) -> std::sync::MutexGuard<'_, Servers> {
@@ -278,6 +350,36 @@ mod tests {
         // Gone from the Endpoints: no longer tried; the configured server always stays.
         servers.set(vec![]);
         assert_eq!(servers.order(now), [configured]);
+    }
+
+    #[test]
+    fn remembered_servers_are_tried_until_the_endpoints_are_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("api-servers");
+        let (one, two, three) = (
+            address("192.168.78.2:6443"),
+            address("192.168.78.3:6443"),
+            address("192.168.78.4:6443"),
+        );
+        save_state(&file, &[one, two, three]);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(parse_state(&text), [one, two, three]);
+        assert_eq!(
+            parse_state("# x\nnot an address\n\n192.168.78.3:6443\n"),
+            [two]
+        );
+
+        let mut servers = Servers {
+            configured: vec![one],
+            list: vec![one],
+            current: one,
+            failed: HashMap::new(),
+        };
+        servers.seed(parse_state(&text));
+        assert_eq!(servers.order(Instant::now()), [one, two, three]);
+        // The Endpoints decide once they are read.
+        servers.set(vec![three]);
+        assert_eq!(servers.order(Instant::now()), [one, three]);
     }
 
     #[test]

@@ -64,6 +64,11 @@ impl NodeDirs {
         self.lib.join("cni/bin")
     }
 
+    /// The API servers the agent's balancer learned, for its next start.
+    pub fn api_servers_file(&self) -> PathBuf {
+        self.lib.join("api-servers")
+    }
+
     /// The agent's socket for the CNI plugin.
     pub fn cni_socket(&self) -> PathBuf {
         self.run.join("cni.sock")

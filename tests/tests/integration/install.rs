@@ -185,6 +185,14 @@ impl Cluster {
         })
     }
 
+    fn machine_mut(&mut self, name: &str) -> anyhow::Result<&mut Machine> {
+        self.machines
+            .iter_mut()
+            .map(|(_, machine)| machine)
+            .find(|machine| machine.name == name)
+            .with_context(|| format!("no machine {name}"))
+    }
+
     fn control_plane(&self, index: usize) -> &Machine {
         self.of_role(Role::ControlPlane)[index]
     }
@@ -607,13 +615,9 @@ fn machines_from_the_readme() -> anyhow::Result<()> {
 
     // The agent's unit starts again with the node's kept credentials; its pods stay.
     let (_, uid_before) = pod_on(&pods, &node_names[0])?;
-    let node = &mut cluster
-        .machines
-        .iter_mut()
-        .find(|(_, m)| m.name == node_names[0])
-        .context("node1")?
-        .1;
-    node.systemctl(&["restart", "flotilla-agent"])?;
+    cluster
+        .machine_mut(&node_names[0])?
+        .systemctl(&["restart", "flotilla-agent"])?;
     cluster.kubectl(
         1,
         &format!(
@@ -648,6 +652,52 @@ fn machines_from_the_readme() -> anyhow::Result<()> {
     }
     let written = written.context("cp2 took no write within 60 s of cp1's stop")?;
     eprintln!("install: cp1 stopped; cp2 took a write after {written:?}");
+
+    // An agent that starts while cp1, its kubeconfig's server, is down reaches the others (it
+    // remembers them from its last run) and renews its node's Lease.
+    let node1_name = &node_names[0];
+    let renewed = |cluster: &Cluster| {
+        cluster.kubectl(
+            2,
+            &format!("-n kube-node-lease get lease {node1_name} -o jsonpath={{.spec.renewTime}}"),
+        )
+    };
+    cluster
+        .machine_mut(node1_name)?
+        .systemctl(&["disable", "--now", "flotilla-agent"])?;
+    let before = renewed(&cluster)?;
+    cluster
+        .machine_mut(node1_name)?
+        .systemctl(&["enable", "--now", "flotilla-agent"])?;
+    let started = Instant::now();
+    loop {
+        if renewed(&cluster).is_ok_and(|now| now != before) {
+            eprintln!(
+                "install: node1's agent, started with cp1 down, renewed its Lease after {:?}",
+                started.elapsed()
+            );
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(45),
+            "node1's agent, started with cp1 down, did not renew its Lease within 45 s; it \
+             remembered {:?}; it learned:\n{}\nits output:\n{}",
+            std::fs::read_to_string(
+                cluster
+                    .machine_mut(node1_name)?
+                    .path(&format!("/var/lib/flotilla/nodes/{node1_name}/api-servers"))
+            ),
+            cluster
+                .machine_mut(node1_name)?
+                .whole_journal("flotilla-agent")
+                .lines()
+                .filter(|line| line.contains("API servers"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            cluster.machine_mut(node1_name)?.journal("flotilla-agent")
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let cp1 = &mut cluster.machines[0].1;
     cp1.systemctl(&["enable", "--now", "flotilla-controlplane"])?;
 

@@ -267,9 +267,14 @@ impl Machine {
 
     /// The end of a unit's output (its "journal").
     pub fn journal(&self, unit: &str) -> String {
-        let text = fs::read_to_string(self.journal_path(unit)).unwrap_or_default();
+        let text = self.whole_journal(unit);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Everything a unit printed, over all its runs.
+    pub fn whole_journal(&self, unit: &str) -> String {
+        fs::read_to_string(self.journal_path(unit)).unwrap_or_default()
     }
 
     /// The end of every unit's output and of `files` (paths the machine sees), for a failure.
@@ -338,7 +343,11 @@ impl Machine {
             !ignore_failure,
             "{name}: ExecStart with '-' is not emulated"
         );
-        let journal = fs::File::create(self.journal_path(&name))?;
+        // Appended to, as the journal keeps earlier runs.
+        let journal = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.journal_path(&name))?;
         let mut command = self.command(&argv[0], Path::new("/"));
         command
             .args(&argv[1..])
