@@ -149,6 +149,7 @@ impl PodState {
 }
 
 /// The running cluster.
+#[derive(Clone)]
 struct Cluster {
     dir: PathBuf,
     kubeconfig: PathBuf,
@@ -385,13 +386,8 @@ impl Load {
         let log = Arc::new(Mutex::new(Log::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        let (writer_log, writer_stop, kubeconfig) =
-            (log.clone(), stop.clone(), cluster.kubeconfig.clone());
+        let (writer_log, writer_stop, cluster) = (log.clone(), stop.clone(), cluster.clone());
         threads.push(std::thread::spawn(move || {
-            let cluster = Cluster {
-                dir: PathBuf::new(),
-                kubeconfig,
-            };
             for round in 0..10_000 {
                 if writer_stop.load(Ordering::Relaxed) {
                     break;
