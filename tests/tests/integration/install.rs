@@ -13,7 +13,8 @@
 //! directories; systemd's part is `support::machines`' emulation.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -30,7 +31,6 @@ use crate::{
     join::flag,
     local_cluster::{workspace, xtask},
     support::{
-        hostname_at,
         machines::{Machine, Mountpoints, expand},
         require_root, test_images,
     },
@@ -319,6 +319,19 @@ fn pids_below(dir: &Path) -> Vec<i32> {
         }
     }
     pids
+}
+
+/// One HTTP/1.0 GET of /hostname, 2 s bounds: the answering pod's name.
+fn hostname_at(address: SocketAddr) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"GET /hostname HTTP/1.0\r\nHost: web\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    ensure!(answer.contains(" 200 "), "answer: {answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    Ok(body.trim().to_owned())
 }
 
 /// The web DaemonSet (the test app on every node) and its ClusterIP Service.
