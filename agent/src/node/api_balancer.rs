@@ -96,8 +96,8 @@ pub struct ApiBalancer {
     address: SocketAddr,
     servers: Arc<Mutex<Servers>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Where the servers are remembered across restarts.
-    state_file: Option<PathBuf>,
+    /// Where the servers are remembered across restarts, and what the file lists.
+    state: Option<(PathBuf, Vec<SocketAddr>)>,
 }
 
 impl Drop for ApiBalancer {
@@ -132,7 +132,7 @@ impl ApiBalancer {
             address,
             servers,
             tasks: vec![task],
-            state_file: None,
+            state: None,
         })
     }
 
@@ -146,8 +146,8 @@ impl ApiBalancer {
         if !known.is_empty() {
             tracing::info!(servers = ?known, file = %file.display(), "the API servers an earlier run knew");
         }
-        lock(&self.servers).seed(known);
-        self.state_file = Some(file);
+        lock(&self.servers).seed(known.clone());
+        self.state = Some((file, known));
     }
 
     /// Where clients connect.
@@ -164,7 +164,7 @@ impl ApiBalancer {
     /// servers) until dropped; `client` connects through this balancer.
     pub fn follow_endpoints(&mut self, client: Client) {
         let servers = self.servers.clone();
-        let state_file = self.state_file.clone();
+        let mut state = self.state.clone();
         self.tasks.push(tokio::spawn(async move {
             let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
             let config = watcher::Config::default().fields("metadata.name=kubernetes");
@@ -183,8 +183,11 @@ impl ApiBalancer {
                             servers.set(found);
                             servers.list.clone()
                         };
-                        if let Some(file) = &state_file {
+                        if let Some((file, saved)) = &mut state
+                            && *saved != list
+                        {
                             save_state(file, &list);
+                            *saved = list;
                         }
                     }
                     // Without the Endpoints the agent knows only the kubeconfig's server.
@@ -226,12 +229,9 @@ fn parse_state(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Writes the servers to `file` whole (a temporary file renamed over it), unless it lists them
-/// already; a failure is logged, as the list is only a hint for the next start.
+/// Writes the servers to `file` whole (a temporary file renamed over it); a failure is logged,
+/// as the list is only a hint for the next start.
 fn save_state(file: &Path, servers: &[SocketAddr]) {
-    if std::fs::read_to_string(file).is_ok_and(|text| parse_state(&text) == servers) {
-        return;
-    }
     let mut text =
         String::from("# The API servers this node's agent knows (from the kubernetes Endpoints)\n");
     for server in servers {

@@ -37,6 +37,8 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use flotilla_testbed::Netns;
 
+use crate::support::hostname_at;
+
 use crate::local_cluster::{
     DEMO_LIMIT, DOWN_LIMIT, Snapshot, no_cluster_here, nothing_left, xtask,
 };
@@ -414,7 +416,7 @@ impl Load {
                     if http_stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let ok = http_get(web).is_ok();
+                    let ok = hostname_at(web).is_ok();
                     lock(&http_log).requests.push((Instant::now(), ok));
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -468,18 +470,6 @@ impl Load {
 fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
     log.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// One HTTP/1.0 GET of /hostname, 2 s bounds.
-fn http_get(address: SocketAddr) -> anyhow::Result<()> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"GET /hostname HTTP/1.0\r\nHost: web\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    ensure!(answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"));
-    Ok(())
 }
 
 /// Keeps one TCP connection to the echo Service, a numbered 8-byte round every 100 ms; a

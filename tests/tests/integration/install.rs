@@ -13,8 +13,7 @@
 //! directories; systemd's part is `support::machines`' emulation.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -31,6 +30,7 @@ use crate::{
     join::flag,
     local_cluster::{workspace, xtask},
     support::{
+        hostname_at,
         machines::{Machine, Mountpoints, expand},
         require_root, test_images,
     },
@@ -321,19 +321,6 @@ fn pids_below(dir: &Path) -> Vec<i32> {
     pids
 }
 
-/// One HTTP/1.0 GET of /hostname, 2 s bounds: the answering pod's name.
-fn hostname_at(address: SocketAddr) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"GET /hostname HTTP/1.0\r\nHost: web\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    ensure!(answer.contains(" 200 "), "answer: {answer}");
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
-    Ok(body.trim().to_owned())
-}
-
 /// The web DaemonSet (the test app on every node) and its ClusterIP Service.
 const WEB: &str = r#"
 apiVersion: apps/v1
@@ -559,6 +546,25 @@ fn machines_from_the_readme() -> anyhow::Result<()> {
         &[],
         Duration::from_secs(60),
     )?;
+    // A node registers with the not-ready NoSchedule taint, which daemon pods do not tolerate,
+    // and keeps it a moment after it reports Ready; `rollout status` counts only the nodes the
+    // DaemonSet wants so far, so wait until it wants every node.
+    let started = Instant::now();
+    loop {
+        let daemon_set = cluster.json("get daemonset web")?;
+        if daemon_set["status"]["desiredNumberScheduled"].as_u64()
+            == Some(u64::try_from(node_names.len())?)
+        {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the web DaemonSet does not want a pod on every node after 120 s: {}\n{}",
+            daemon_set["status"],
+            cluster.report()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     cluster.kubectl(1, "rollout status daemonset/web --timeout=180s")?;
     let service = cluster.json("get service web")?;
     let cluster_ip: Ipv4Addr = service["spec"]["clusterIP"]

@@ -166,7 +166,7 @@ impl Machine {
             let _ = holder.wait();
             bail!("machine {name}: its mounts failed: {}", stderr.trim());
         }
-        let kubectl = which("kubectl").context("kubectl is not on PATH")?;
+        let kubectl = which::which("kubectl").context("kubectl is not on PATH")?;
         let kubectl_dir = kubectl.parent().unwrap_or(Path::new("/usr/bin"));
         Ok(Self {
             name: name.to_owned(),
@@ -633,13 +633,4 @@ fn bounded(command: &mut Command, limit: Duration) -> anyhow::Result<Output> {
             bail!("{command:?} did not finish within {limit:?}; killed it")
         }
     }
-}
-
-/// The first `program` on the test's PATH.
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    })
 }

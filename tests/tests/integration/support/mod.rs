@@ -53,6 +53,23 @@ pub fn require_root() {
     );
 }
 
+/// One HTTP/1.0 GET of the test app's /hostname, 2 s bounds: the answering pod's name.
+pub fn hostname_at(address: std::net::SocketAddr) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"GET /hostname HTTP/1.0\r\nHost: web\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    ensure!(
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+        "answer: {answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    Ok(body.trim().to_owned())
+}
+
 /// The test images (pause, testapp v1 and v2) as `cargo xtask images` writes them to
 /// `<target>/images/oci`: built now if missing or stale (cargo and the deterministic tarballs make
 /// a rebuild of unchanged sources cheap), so a fresh clone needs no manual step.
