@@ -1242,7 +1242,7 @@ pub fn table(resource: &Resource, objects: &[Value], metadata: Value, query: &Qu
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": metadata,
-        "columnDefinitions": tables::column_definitions(resource.strategy.columns()),
+        "columnDefinitions": tables::column_definitions(&resource.strategy.columns()),
         "rows": rows,
     })
 }

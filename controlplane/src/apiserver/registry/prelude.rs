@@ -4,6 +4,7 @@
 pub(crate) use futures::future::BoxFuture;
 pub(crate) use jiff::Timestamp;
 pub(crate) use serde_json::json;
+pub(crate) use std::borrow::Cow;
 
 pub(crate) use super::{
     Lookup, Resource, Review, Samples, Strategy, Subresource,

@@ -180,7 +180,7 @@ pub trait Strategy: Send + Sync {
     }
 
     /// The table's columns, in upstream's order.
-    fn columns(&self) -> &'static [Column];
+    fn columns(&self) -> std::borrow::Cow<'static, [Column]>;
 
     /// One table row's cells (the same order as the columns), given the current time.
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value>;

@@ -8,6 +8,8 @@
 //! that API defaulting fills in (a Service's type, a Deployment's replicas, ...) the printer
 //! applies the same default, so an object stored without it prints the same as upstream.
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -33,13 +35,15 @@ pub(crate) const IMAGES_DOC: &str = "Images referenced by each container in the 
 pub(crate) const SELECTOR_DOC: &str =
     "A label query over pods that should match the replica count.";
 
-/// One `metav1.TableColumnDefinition`.
+/// One `metav1.TableColumnDefinition`. Built-in kinds' columns are constants; a custom
+/// resource's come from its definition, hence owned-or-static text.
+#[derive(Debug, Clone)]
 pub struct Column {
-    pub(crate) name: &'static str,
-    pub(crate) kind: &'static str,
-    pub(crate) format: &'static str,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) kind: Cow<'static, str>,
+    pub(crate) format: Cow<'static, str>,
     pub(crate) priority: u8,
-    pub(crate) description: &'static str,
+    pub(crate) description: Cow<'static, str>,
 }
 
 /// A column shown by default.
@@ -49,11 +53,11 @@ pub(crate) const fn col(
     description: &'static str,
 ) -> Column {
     Column {
-        name,
-        kind,
-        format: "",
+        name: Cow::Borrowed(name),
+        kind: Cow::Borrowed(kind),
+        format: Cow::Borrowed(""),
         priority: 0,
-        description,
+        description: Cow::Borrowed(description),
     }
 }
 
@@ -64,20 +68,20 @@ pub(crate) const fn wide(
     description: &'static str,
 ) -> Column {
     Column {
-        name,
-        kind,
-        format: "",
+        name: Cow::Borrowed(name),
+        kind: Cow::Borrowed(kind),
+        format: Cow::Borrowed(""),
         priority: 1,
-        description,
+        description: Cow::Borrowed(description),
     }
 }
 
 pub(crate) const NAME: Column = Column {
-    name: "Name",
-    kind: "string",
-    format: "name",
+    name: Cow::Borrowed("Name"),
+    kind: Cow::Borrowed("string"),
+    format: Cow::Borrowed("name"),
     priority: 0,
-    description: NAME_DOC,
+    description: Cow::Borrowed(NAME_DOC),
 };
 
 pub(crate) const AGE: Column = col("Age", "string", CREATION_DOC);

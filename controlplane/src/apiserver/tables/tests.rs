@@ -15,9 +15,9 @@ fn row_cells(kind: &str, o: &Value, now: Timestamp) -> Vec<Value> {
 fn column_definitions(kind: &str) -> Vec<Value> {
     let columns = match Registry::new().all().into_iter().find(|r| r.kind == kind) {
         Some(resource) => resource.strategy.columns(),
-        None => upstream::columns(kind).unwrap_or(DEFAULT_COLUMNS),
+        None => upstream::columns(kind).unwrap_or(DEFAULT_COLUMNS).into(),
     };
-    super::column_definitions(columns)
+    super::column_definitions(&columns)
 }
 use std::time::Duration;
 

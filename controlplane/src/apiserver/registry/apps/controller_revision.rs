@@ -29,8 +29,8 @@ impl Strategy for ControllerRevisions {
         controller_revision(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::CONTROLLER_REVISION_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::CONTROLLER_REVISION_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -29,8 +29,8 @@ impl Strategy for DaemonSets {
         daemon_set(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::DAEMON_SET_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::DAEMON_SET_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

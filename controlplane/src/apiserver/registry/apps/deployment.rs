@@ -29,8 +29,8 @@ impl Strategy for Deployments {
         deployment(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::DEPLOYMENT_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::DEPLOYMENT_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -30,8 +30,8 @@ impl Strategy for ReplicaSets {
         replica_set(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        REPLICA_SET_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(REPLICA_SET_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

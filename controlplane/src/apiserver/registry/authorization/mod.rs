@@ -23,8 +23,8 @@ macro_rules! a_review {
             true
         }
 
-        fn columns(&self) -> &'static [Column] {
-            crate::apiserver::tables::DEFAULT_COLUMNS
+        fn columns(&self) -> Cow<'static, [Column]> {
+            Cow::Borrowed(crate::apiserver::tables::DEFAULT_COLUMNS)
         }
 
         fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -31,8 +31,8 @@ impl Strategy for CronJobs {
         cron_job(e, Some(object), old.is_some());
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::CRON_JOB_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::CRON_JOB_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

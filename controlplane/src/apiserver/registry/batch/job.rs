@@ -31,8 +31,8 @@ impl Strategy for Jobs {
         job(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::JOB_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::JOB_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

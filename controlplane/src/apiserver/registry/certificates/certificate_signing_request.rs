@@ -156,8 +156,8 @@ impl Strategy for CertificateSigningRequests {
         Box::pin(std::future::ready(result))
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

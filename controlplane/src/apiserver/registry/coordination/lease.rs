@@ -51,8 +51,8 @@ impl Strategy for Leases {
         lease(e, Some(object));
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::LEASE_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::LEASE_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -30,8 +30,8 @@ impl Strategy for ConfigMaps {
         config_map(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::CONFIG_MAP_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::CONFIG_MAP_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

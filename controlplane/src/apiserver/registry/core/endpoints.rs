@@ -30,8 +30,8 @@ impl Strategy for EndpointsStrategy {
         endpoints(e, Some(object));
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::ENDPOINTS_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::ENDPOINTS_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -42,8 +42,8 @@ impl Strategy for Events {
         event(e, Some(object));
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::EVENT_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::EVENT_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

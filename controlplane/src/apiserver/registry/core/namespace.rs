@@ -32,8 +32,8 @@ impl Strategy for Namespaces {
         namespace(e, Some(object));
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::NAMESPACE_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::NAMESPACE_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

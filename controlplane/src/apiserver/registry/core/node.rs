@@ -52,8 +52,8 @@ impl Strategy for Nodes {
         node(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::NODE_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::NODE_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

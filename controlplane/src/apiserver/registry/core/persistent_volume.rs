@@ -121,8 +121,8 @@ impl Strategy for PersistentVolumes {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
-        PERSISTENT_VOLUME_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(PERSISTENT_VOLUME_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -117,8 +117,8 @@ impl Strategy for PersistentVolumeClaims {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
-        PERSISTENT_VOLUME_CLAIM_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(PERSISTENT_VOLUME_CLAIM_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

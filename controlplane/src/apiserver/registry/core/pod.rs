@@ -53,8 +53,8 @@ impl Strategy for Pods {
         pod(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::POD_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::POD_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -32,8 +32,8 @@ impl Strategy for ReplicationControllers {
         replication_controller(e, Some(object));
     }
 
-    fn columns(&self) -> &'static [Column] {
-        REPLICA_SET_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(REPLICA_SET_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -29,8 +29,8 @@ impl Strategy for Secrets {
         secret(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::SECRET_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::SECRET_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

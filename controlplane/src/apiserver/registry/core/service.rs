@@ -34,8 +34,8 @@ impl Strategy for Services {
         service(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::SERVICE_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::SERVICE_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -49,8 +49,8 @@ impl Strategy for ServiceAccounts {
         let _ = (e, object, old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::SERVICE_ACCOUNT_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::SERVICE_ACCOUNT_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

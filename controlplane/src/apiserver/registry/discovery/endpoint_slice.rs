@@ -29,8 +29,8 @@ impl Strategy for EndpointSlices {
         endpoint_slice(e, Some(object), old);
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::ENDPOINT_SLICE_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::ENDPOINT_SLICE_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -30,8 +30,8 @@ impl Strategy for NetworkPolicies {
         network_policy(e, Some(object));
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::NETWORK_POLICY_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::NETWORK_POLICY_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

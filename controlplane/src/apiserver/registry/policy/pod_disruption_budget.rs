@@ -48,8 +48,8 @@ impl Strategy for PodDisruptionBudgets {
         }))
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -42,8 +42,8 @@ impl Strategy for ClusterRoleBindings {
 
     escalation_checked!(admit_binding);
 
-    fn columns(&self) -> &'static [Column] {
-        CLUSTER_ROLE_BINDING_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(CLUSTER_ROLE_BINDING_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -38,8 +38,8 @@ impl Strategy for Roles {
 
     escalation_checked!(admit_role);
 
-    fn columns(&self) -> &'static [Column] {
-        CREATED_AT_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(CREATED_AT_COLUMNS)
     }
 
     fn cells(&self, object: &Value, _now: Timestamp) -> Vec<Value> {

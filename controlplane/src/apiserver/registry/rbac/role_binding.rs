@@ -42,8 +42,8 @@ impl Strategy for RoleBindings {
 
     escalation_checked!(admit_binding);
 
-    fn columns(&self) -> &'static [Column] {
-        ROLE_BINDING_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(ROLE_BINDING_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

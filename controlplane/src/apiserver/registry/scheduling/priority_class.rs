@@ -102,8 +102,8 @@ impl Strategy for PriorityClasses {
             .then_some("this is a system priority class and cannot be deleted")
     }
 
-    fn columns(&self) -> &'static [Column] {
-        table::COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(table::COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {

@@ -69,8 +69,8 @@ impl Strategy for StorageClasses {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
-        STORAGE_CLASS_COLUMNS
+    fn columns(&self) -> Cow<'static, [Column]> {
+        Cow::Borrowed(STORAGE_CLASS_COLUMNS)
     }
 
     fn cells(&self, object: &Value, now: Timestamp) -> Vec<Value> {
