@@ -3,6 +3,9 @@
 //! every field set in `testdata/HEAD`, as `.pb` and `.json`.
 //!
 //! `cargo run -p flotilla-apimachinery --example protobuf_check -- <k8s.io/api checkout>`
+//!
+//! k8s.io/apiextensions-apiserver keeps its fixtures in `pkg/apis/testdata/HEAD`: pass
+//! `<k8s.io/apiextensions-apiserver checkout>/pkg/apis` to check CustomResourceDefinitions.
 
 use std::{fs, path::Path};
 

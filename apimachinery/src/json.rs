@@ -9,7 +9,7 @@ use std::io;
 
 use serde_json::{Map, Value, ser::Formatter};
 
-use crate::schema::{Label, Message, Ty, kind_message, message};
+use crate::schema::{Label, Message, kind_message};
 
 /// The bytes of `object` (an object with apiVersion and kind, or any value) as kube-apiserver
 /// would write them, without the trailing newline its encoder adds after a body.
@@ -88,10 +88,8 @@ fn write_fields(
     let mut written = 0;
     for &position in schema.by_declaration {
         let field = &schema.fields[position];
-        let nested = match field.ty {
-            Ty::Message(id) => Some(message(id)),
-            _ => None,
-        };
+        // A union's schema object (additionalProperties, items) follows its schema's order too.
+        let nested = field.ty.object_message();
         if field.inline {
             if let Some(inline) = nested {
                 written += write_fields(map, inline, first, out);
@@ -226,6 +224,26 @@ mod tests {
         assert_eq!(
             text(&deployment),
             r#"{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"web","namespace":"default"},"spec":{"replicas":1,"selector":{"matchLabels":{"app":"x"}},"template":{"metadata":{"labels":{"a":"1","b":"2"}},"spec":{"containers":[{"name":"c","image":"i"}]}}},"status":{"replicas":1}}"#
+        );
+    }
+
+    #[test]
+    fn schemas_inside_apiextensions_unions_follow_the_schema_order() {
+        // JSONSchemaProps declares description, type, ..., properties, additionalProperties:
+        // a schema in additionalProperties or items is that struct too; a default is raw JSON.
+        let crd = json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "spec": {"versions": [{"schema": {"openAPIV3Schema": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "description": "d"},
+                "properties": {"a": {"type": "array", "items": [{"type": "integer", "description": "i"}]}},
+                "description": "top",
+                "default": {"z": 1, "a": 2},
+            }}}]},
+        });
+        assert_eq!(
+            text(&crd),
+            r#"{"kind":"CustomResourceDefinition","apiVersion":"apiextensions.k8s.io/v1","spec":{"versions":[{"schema":{"openAPIV3Schema":{"description":"top","type":"object","default":{"a":2,"z":1},"properties":{"a":{"type":"array","items":[{"description":"i","type":"integer"}]}},"additionalProperties":{"description":"d","type":"string"}}}}]}}"#
         );
     }
 

@@ -7,9 +7,23 @@
 //! `json:",inline"` flattens a nested message into its parent), and how objects merge is in the Go
 //! struct tags and markers too (`patchStrategy`, `patchMergeKey`, `+listType`, `+listMapKey`,
 //! `+mapType`, `+structType`). So the generator reads both: the `.proto` files for the structure
-//! and the Go struct tags and markers, matched by field number. It runs at development time against checkouts of
-//! `k8s.io/api` and `k8s.io/apimachinery` at the release k8s-openapi's feature names; the output is
-//! checked in, so building Flotilla needs neither.
+//! and the Go struct tags and markers, matched by field number (JSON names such as `$ref` or
+//! `x-kubernetes-preserve-unknown-fields` come from the tags, never from the proto names). It runs
+//! at development time against checkouts of `k8s.io/api`, `k8s.io/apimachinery` and (for
+//! `apiextensions.k8s.io/v1`, optional) `k8s.io/apiextensions-apiserver`, all at the release
+//! k8s-openapi's feature names; the output is checked in, so building Flotilla needs none of them:
+//!
+//! ```text
+//! for repo in api apimachinery apiextensions-apiserver; do
+//!     mkdir -p /tmp/k8s/$repo
+//!     git -C <a clone of kubernetes/$repo> archive v0.33.9 | tar -x -C /tmp/k8s/$repo
+//! done
+//! cargo xtask api-schema --api /tmp/k8s/api --apimachinery /tmp/k8s/apimachinery \
+//!     --apiextensions /tmp/k8s/apiextensions-apiserver --release v0.33.9
+//! ```
+//!
+//! Messages whose JSON form is not their fields (Go types with a `MarshalJSON` of their own) are
+//! in [`SPECIAL`]: the table names each by a `Ty` of its own and the codec handles it by hand.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -29,7 +43,11 @@ pub(crate) struct ApiSchemaArgs {
     /// A checkout of k8s.io/apimachinery at the same release.
     #[arg(long)]
     apimachinery: PathBuf,
-    /// The release both checkouts are at; written into the generated file's header.
+    /// A checkout of k8s.io/apiextensions-apiserver at the same release: adds
+    /// `apiextensions.k8s.io/v1` (CustomResourceDefinition). Without it the table lacks that group.
+    #[arg(long)]
+    apiextensions: Option<PathBuf>,
+    /// The release the checkouts are at; written into the generated file's header.
     #[arg(long)]
     release: String,
     /// Where to write the table.
@@ -37,24 +55,62 @@ pub(crate) struct ApiSchemaArgs {
     out: PathBuf,
 }
 
-/// The messages whose JSON form is not their fields: the codec handles each by hand.
-const SPECIAL: &[(&str, &str)] = &[
-    ("k8s.io.apimachinery.pkg.apis.meta.v1.Time", "Time"),
+/// The messages whose JSON form is not their fields: the codec handles each by hand. Each is
+/// (proto name, `Ty` variant, the message its JSON form may hold, whose id the variant carries).
+const SPECIAL: &[(&str, &str, Option<&str>)] = &[
+    ("k8s.io.apimachinery.pkg.apis.meta.v1.Time", "Time", None),
     (
         "k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime",
         "MicroTime",
+        None,
     ),
-    ("k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1", "FieldsV1"),
+    (
+        "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1",
+        "FieldsV1",
+        None,
+    ),
     (
         "k8s.io.apimachinery.pkg.runtime.RawExtension",
         "RawExtension",
+        None,
     ),
     (
         "k8s.io.apimachinery.pkg.util.intstr.IntOrString",
         "IntOrString",
+        None,
     ),
-    ("k8s.io.apimachinery.pkg.api.resource.Quantity", "Quantity"),
+    (
+        "k8s.io.apimachinery.pkg.api.resource.Quantity",
+        "Quantity",
+        None,
+    ),
+    // apiextensions' marshal.go: JSON is its raw bytes; each union is a schema object or else
+    // `true`/`false`, a list of schemas or a list of strings.
+    (
+        "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSON",
+        "Json",
+        None,
+    ),
+    (
+        "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrBool",
+        "SchemaOrBool",
+        Some(JSON_SCHEMA_PROPS),
+    ),
+    (
+        "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrArray",
+        "SchemaOrArray",
+        Some(JSON_SCHEMA_PROPS),
+    ),
+    (
+        "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrStringArray",
+        "SchemaOrStringArray",
+        Some(JSON_SCHEMA_PROPS),
+    ),
 ];
+
+/// The schema message the apiextensions unions hold.
+const JSON_SCHEMA_PROPS: &str =
+    "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps";
 
 /// The proto package of the meta types (ObjectMeta, Status, WatchEvent, ...).
 const META: &str = "k8s.io.apimachinery.pkg.apis.meta.v1";
@@ -71,6 +127,20 @@ const APIMACHINERY_PACKAGES: &[&str] = &[
     "pkg/api/resource",
 ];
 
+/// The k8s.io/apiextensions-apiserver packages of a served GA version.
+const APIEXTENSIONS_PACKAGES: &[&str] = &["pkg/apis/apiextensions/v1"];
+
+/// The proto scalar types and the `Ty` each becomes.
+const SCALARS: &[(&str, &str)] = &[
+    ("string", "Ty::String"),
+    ("bytes", "Ty::Bytes"),
+    ("bool", "Ty::Bool"),
+    ("int32", "Ty::Int32"),
+    ("int64", "Ty::Int64"),
+    // JSONSchemaProps' maximum, minimum and multipleOf (Go `*float64`).
+    ("double", "Ty::Double"),
+];
+
 /// Runs the generator.
 pub(crate) fn run(args: &ApiSchemaArgs) -> Result<()> {
     let mut packages = Vec::new();
@@ -84,7 +154,14 @@ pub(crate) fn run(args: &ApiSchemaArgs) -> Result<()> {
             "k8s.io/apimachinery",
         )?);
     }
-    let text = render(&packages, &args.release)?;
+    let mut sources = "k8s.io/api and k8s.io/apimachinery";
+    if let Some(root) = &args.apiextensions {
+        for dir in APIEXTENSIONS_PACKAGES {
+            packages.push(Package::read(root, dir, "k8s.io/apiextensions-apiserver")?);
+        }
+        sources = "k8s.io/api, k8s.io/apimachinery and k8s.io/apiextensions-apiserver";
+    }
+    let text = render(&packages, sources, &args.release)?;
     fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {} ({} packages)", args.out.display(), packages.len());
     Ok(())
@@ -385,7 +462,7 @@ fn tag<'a>(tags: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Renders the Rust table.
-fn render(packages: &[Package], release: &str) -> Result<String> {
+fn render(packages: &[Package], sources: &str, release: &str) -> Result<String> {
     let meta_structs = &packages
         .iter()
         .find(|package| package.proto == META)
@@ -410,19 +487,23 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
     }
     let mut reachable = BTreeSet::new();
     while let Some(full) = roots.pop() {
-        let special = SPECIAL.iter().any(|(name, _)| *name == full);
+        if let Some((_, _, embedded)) = SPECIAL.iter().find(|(name, _, _)| *name == full) {
+            // A special type's own fields are not in the table, but the message its JSON form
+            // holds (a union's schema) is.
+            if let Some(embedded) = embedded {
+                roots.push((*embedded).to_owned());
+            }
+            continue;
+        }
         let short = full.rsplit('.').next().unwrap_or_default();
-        if special || STRING_LISTS.contains(&short) || !reachable.insert(full.clone()) {
+        if STRING_LISTS.contains(&short) || !reachable.insert(full.clone()) {
             continue;
         }
         let (package, message) = all
             .get(&full)
             .with_context(|| format!("message {full} is referenced but not declared"))?;
         for field in &message.fields {
-            if !matches!(
-                field.ty.as_str(),
-                "string" | "bytes" | "bool" | "int32" | "int64"
-            ) {
+            if !SCALARS.iter().any(|(scalar, _)| *scalar == field.ty) {
                 roots.push(qualified(&field.ty, &package.proto));
             }
         }
@@ -519,7 +600,7 @@ fn render(packages: &[Package], release: &str) -> Result<String> {
     let mut out = String::new();
     writeln!(
         out,
-        "// @generated by `cargo xtask api-schema` from k8s.io/api and k8s.io/apimachinery {release}.\n\
+        "// @generated by `cargo xtask api-schema` from {sources} {release}.\n\
          // Do not edit: regenerate (see xtask/src/api_schema.rs).\n\
          \n\
          //! Every kind's messages: protobuf fields, JSON form and merge facts.\n\
@@ -571,20 +652,16 @@ fn qualified(ty: &str, package: &str) -> String {
 
 /// The `Ty` expression of a proto field type, resolved against the package's messages.
 fn rust_type(ty: &str, package: &str, ids: &BTreeMap<&str, usize>) -> Result<String> {
-    let scalar = match ty {
-        "string" => Some("Ty::String"),
-        "bytes" => Some("Ty::Bytes"),
-        "bool" => Some("Ty::Bool"),
-        "int32" => Some("Ty::Int32"),
-        "int64" => Some("Ty::Int64"),
-        _ => None,
-    };
-    if let Some(scalar) = scalar {
-        return Ok(scalar.to_owned());
+    if let Some((_, scalar)) = SCALARS.iter().find(|(scalar, _)| *scalar == ty) {
+        return Ok((*scalar).to_owned());
     }
     let full = qualified(ty, package);
-    if let Some((_, special)) = SPECIAL.iter().find(|(name, _)| *name == full) {
-        return Ok(format!("Ty::{special}"));
+    if let Some((_, special, embedded)) = SPECIAL.iter().find(|(name, _, _)| *name == full) {
+        return match embedded.map(|embedded| (embedded, ids.get(embedded))) {
+            None => Ok(format!("Ty::{special}")),
+            Some((_, Some(id))) => Ok(format!("Ty::{special}({id})")),
+            Some((embedded, None)) => bail!("{full} holds {embedded}, which is not in the table"),
+        };
     }
     let short = full.rsplit('.').next().unwrap_or_default();
     if STRING_LISTS.contains(&short) {

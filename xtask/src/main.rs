@@ -58,7 +58,7 @@ enum Command {
         cluster_dir: std::path::PathBuf,
     },
     /// Regenerate the API schema table (protobuf wire, JSON form, merge facts of every kind) from
-    /// checkouts of k8s.io/api and k8s.io/apimachinery.
+    /// checkouts of k8s.io/api, k8s.io/apimachinery and k8s.io/apiextensions-apiserver.
     ApiSchema(api_schema::ApiSchemaArgs),
 }
 

@@ -116,7 +116,7 @@ pub fn decode_watch_event(frame: &[u8]) -> Result<(Value, &[u8]), Error> {
 
 /// Decodes the fields of one message into `object` (which inline structs share with their
 /// parent), then applies the Go JSON rules for what a field left at its zero value becomes.
-fn decode_message_into(
+pub(super) fn decode_message_into(
     schema: &Message,
     mut buf: &[u8],
     object: &mut Map<String, Value>,
@@ -238,7 +238,7 @@ fn apply_json_rules(field: &Field, object: &mut Map<String, Value>) {
         return;
     }
     match field.ty {
-        Ty::String | Ty::Bytes | Ty::Bool | Ty::Int32 | Ty::Int64 | Ty::StringList => {
+        Ty::String | Ty::Bytes | Ty::Bool | Ty::Int32 | Ty::Int64 | Ty::Double | Ty::StringList => {
             let is_zero = object.get(field.json).is_some_and(is_zero);
             if field.omitempty && is_zero {
                 object.remove(field.json);
@@ -265,10 +265,19 @@ fn is_zero(value: &Value) -> bool {
 fn zero(ty: Ty) -> Value {
     match ty {
         Ty::Bool => Value::Bool(false),
-        Ty::Int32 | Ty::Int64 => Value::from(0),
+        Ty::Int32 | Ty::Int64 | Ty::Double => Value::from(0),
         Ty::StringList => Value::Array(Vec::new()),
         Ty::Message(_) => Value::Object(Map::new()),
-        Ty::Time | Ty::MicroTime | Ty::FieldsV1 | Ty::RawExtension => Value::Null,
+        // What upstream's MarshalJSON writes for an empty JSON or union (an empty
+        // JSONSchemaPropsOrBool is `false`).
+        Ty::SchemaOrBool(_) => Value::Bool(false),
+        Ty::Time
+        | Ty::MicroTime
+        | Ty::FieldsV1
+        | Ty::RawExtension
+        | Ty::Json
+        | Ty::SchemaOrArray(_)
+        | Ty::SchemaOrStringArray(_) => Value::Null,
         Ty::IntOrString => Value::from(0),
         _ => Value::String(String::new()),
     }
@@ -359,6 +368,33 @@ fn decode_value(
                     .map_err(|_| Error::new(path, "a quantity is not valid UTF-8"))?,
             )
         }
+        Ty::Double => {
+            expect(wire, WireType::SixtyFourBit, path)?;
+            let (bytes, rest) = buf
+                .split_first_chunk::<8>()
+                .ok_or_else(|| Error::new(path, "the body ends inside a double"))?;
+            *buf = rest;
+            special::float(f64::from_le_bytes(*bytes), path)?
+        }
+        Ty::Json => special::decode_json(length_delimited(buf, wire, path)?, path)?,
+        Ty::SchemaOrBool(id) => special::decode_schema_or_bool(
+            message(id),
+            length_delimited(buf, wire, path)?,
+            path,
+            depth,
+        )?,
+        Ty::SchemaOrArray(id) => special::decode_schema_or_array(
+            message(id),
+            length_delimited(buf, wire, path)?,
+            path,
+            depth,
+        )?,
+        Ty::SchemaOrStringArray(id) => special::decode_schema_or_string_array(
+            message(id),
+            length_delimited(buf, wire, path)?,
+            path,
+            depth,
+        )?,
         Ty::StringList => {
             let mut items = Vec::new();
             each_field(
@@ -379,7 +415,7 @@ fn decode_value(
 
 /// Visits every field of a message body; `visit` reads the fields it knows (returning true) and
 /// the others are skipped.
-fn each_field<'a>(
+pub(super) fn each_field<'a>(
     mut body: &'a [u8],
     path: &dyn fmt::Display,
     mut visit: impl FnMut(u32, WireType, &mut &'a [u8]) -> Result<bool, Error>,
@@ -394,7 +430,7 @@ fn each_field<'a>(
 }
 
 /// Field 1 of a message that wraps one byte string (RawExtension, FieldsV1, Quantity).
-fn bytes_field<'a>(body: &'a [u8], path: &dyn fmt::Display) -> Result<&'a [u8], Error> {
+pub(super) fn bytes_field<'a>(body: &'a [u8], path: &dyn fmt::Display) -> Result<&'a [u8], Error> {
     let mut raw: &[u8] = &[];
     each_field(body, path, |number, wire, body| {
         if number != 1 {
@@ -410,12 +446,16 @@ fn key(buf: &mut &[u8], path: &dyn fmt::Display) -> Result<(u32, WireType), Erro
     decode_key(buf).map_err(|err| Error::new(path, format!("malformed field key: {err}")))
 }
 
-fn varint(buf: &mut &[u8], wire: WireType, path: &dyn fmt::Display) -> Result<u64, Error> {
+pub(super) fn varint(
+    buf: &mut &[u8],
+    wire: WireType,
+    path: &dyn fmt::Display,
+) -> Result<u64, Error> {
     expect(wire, WireType::Varint, path)?;
     decode_varint(buf).map_err(|err| Error::new(path, format!("malformed varint: {err}")))
 }
 
-fn length_delimited<'a>(
+pub(super) fn length_delimited<'a>(
     buf: &mut &'a [u8],
     wire: WireType,
     path: &dyn fmt::Display,
@@ -440,7 +480,11 @@ fn length_delimited<'a>(
     Ok(body)
 }
 
-fn string(buf: &mut &[u8], wire: WireType, path: &dyn fmt::Display) -> Result<String, Error> {
+pub(super) fn string(
+    buf: &mut &[u8],
+    wire: WireType,
+    path: &dyn fmt::Display,
+) -> Result<String, Error> {
     let bytes = length_delimited(buf, wire, path)?;
     String::from_utf8(bytes.to_vec())
         .map_err(|_| Error::new(path, "a string field is not valid UTF-8"))

@@ -165,8 +165,17 @@ fn encode_field(
                 nested(out, |out| {
                     write_string(1, key, out);
                     if item.is_null() {
-                        // A zero time (Go writes it as null) is an empty Timestamp.
-                        if matches!(field.ty, Ty::Time | Ty::MicroTime) {
+                        // A zero time (Go writes it as null) is an empty Timestamp; a null struct
+                        // (a schema, a union) is its zero value, which gogo-protobuf writes too.
+                        if matches!(
+                            field.ty,
+                            Ty::Time
+                                | Ty::MicroTime
+                                | Ty::Message(_)
+                                | Ty::SchemaOrBool(_)
+                                | Ty::SchemaOrArray(_)
+                                | Ty::SchemaOrStringArray(_)
+                        ) {
                             encode_key(2, WireType::LengthDelimited, out);
                             out.push(0);
                         }
@@ -282,6 +291,35 @@ fn encode_value(
                 Ok(())
             })?;
         }
+        Ty::Double => {
+            let float = value
+                .as_f64()
+                .ok_or_else(|| Error::new(path, "expected a number"))?;
+            encode_key(number, WireType::SixtyFourBit, out);
+            out.extend_from_slice(&float.to_le_bytes());
+        }
+        Ty::Json => {
+            encode_key(number, WireType::LengthDelimited, out);
+            nested(out, |out| special::encode_json(value, out, path))?;
+        }
+        Ty::SchemaOrBool(id) => {
+            encode_key(number, WireType::LengthDelimited, out);
+            nested(out, |out| {
+                special::encode_schema_or_bool(message(id), value, out, path, depth)
+            })?;
+        }
+        Ty::SchemaOrArray(id) => {
+            encode_key(number, WireType::LengthDelimited, out);
+            nested(out, |out| {
+                special::encode_schema_or_array(message(id), value, out, path, depth)
+            })?;
+        }
+        Ty::SchemaOrStringArray(id) => {
+            encode_key(number, WireType::LengthDelimited, out);
+            nested(out, |out| {
+                special::encode_schema_or_string_array(message(id), value, out, path, depth)
+            })?;
+        }
         Ty::StringList => {
             let items = value
                 .as_array()
@@ -301,11 +339,11 @@ fn encode_value(
     Ok(())
 }
 
-fn write_string(number: u32, text: &str, out: &mut Vec<u8>) {
+pub(super) fn write_string(number: u32, text: &str, out: &mut Vec<u8>) {
     write_bytes(number, text.as_bytes(), out);
 }
 
-fn write_bytes(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
+pub(super) fn write_bytes(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
     encode_key(number, WireType::LengthDelimited, out);
     encode_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
@@ -313,7 +351,7 @@ fn write_bytes(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
 
 /// Writes a length-delimited body: a one-byte length is reserved and widened afterwards when the
 /// body turns out to be 128 bytes or longer, so small messages are written in one pass.
-fn nested(
+pub(super) fn nested(
     out: &mut Vec<u8>,
     body: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
 ) -> Result<(), Error> {

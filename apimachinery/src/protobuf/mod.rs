@@ -146,4 +146,6 @@ fn type_meta(object: &Value) -> (&str, &str) {
 }
 
 #[cfg(test)]
+mod apiextensions_tests;
+#[cfg(test)]
 mod tests;

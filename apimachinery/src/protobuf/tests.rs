@@ -5,7 +5,7 @@ use crate::schema::kinds;
 
 /// A JSON object of `schema` with every field set to a non-zero value, nested messages down to
 /// `depth` levels: what a round trip must carry through unchanged.
-fn sample(schema: &Message, depth: usize, object: &mut Map<String, Value>) {
+pub(super) fn sample(schema: &Message, depth: usize, object: &mut Map<String, Value>) {
     for field in schema.fields {
         if field.inline {
             if let Ty::Message(id) = field.ty {
@@ -47,6 +47,25 @@ fn sample_value(ty: Ty, depth: usize) -> Option<Value> {
         Ty::IntOrString => json!("http"),
         Ty::Quantity => json!("250m"),
         Ty::StringList => json!(["get", "list"]),
+        Ty::Double => json!(9.5),
+        Ty::Json => json!({"any": ["json", 1, null, true]}),
+        // Each union in its non-schema form at the deepest level, its schema form above.
+        Ty::SchemaOrBool(id) => {
+            if depth == 0 {
+                return Some(json!(false));
+            }
+            sample_value(Ty::Message(id), depth)?
+        }
+        Ty::SchemaOrArray(id) => {
+            let schema = sample_value(Ty::Message(id), depth)?;
+            json!([schema.clone(), schema])
+        }
+        Ty::SchemaOrStringArray(id) => {
+            if depth == 0 {
+                return Some(json!(["a", "b"]));
+            }
+            sample_value(Ty::Message(id), depth)?
+        }
     })
 }
 

@@ -1,5 +1,6 @@
 //! What upstream's Go API types say about every kind, as one generated table (`generated.rs`,
-//! written by `cargo xtask api-schema` from k8s.io/api and k8s.io/apimachinery): the protobuf
+//! written by `cargo xtask api-schema` from k8s.io/api, k8s.io/apimachinery and
+//! k8s.io/apiextensions-apiserver): the protobuf
 //! wire (field numbers and types), the JSON form (names, pointers, omitempty, inline structs) and
 //! how lists, maps and structs merge (patch strategies and merge keys, list types and map keys).
 //! The protobuf codec and the OpenAPI documents read it.
@@ -121,6 +122,33 @@ pub enum Ty {
     Quantity,
     /// A named Go `[]string` (`ExtraValue`, `Verbs`): a JSON array; `repeated string items = 1`.
     StringList,
+    /// A proto `double` (Go `float64`): a JSON number; 8 little-endian bytes on the wire.
+    Double,
+    /// apiextensions `JSON`: any JSON value, its serialization in `bytes raw = 1` (null: no raw).
+    Json,
+    /// apiextensions `JSONSchemaPropsOrBool`: `true`, `false` or a schema object (the message id);
+    /// `bool allows = 1`, `JSONSchemaProps schema = 2` on the wire.
+    SchemaOrBool(usize),
+    /// apiextensions `JSONSchemaPropsOrArray`: a schema object or a list of them (the message
+    /// id); `schema = 1`, `repeated jSONSchemas = 2` on the wire.
+    SchemaOrArray(usize),
+    /// apiextensions `JSONSchemaPropsOrStringArray`: a schema object (the message id) or a list of
+    /// strings; `schema = 1`, `repeated string property = 2` on the wire.
+    SchemaOrStringArray(usize),
+}
+
+impl Ty {
+    /// The message a JSON object of this type follows: a nested message's, or the schema a
+    /// union holds (for its object form).
+    pub fn object_message(self) -> Option<&'static Message> {
+        match self {
+            Self::Message(id)
+            | Self::SchemaOrBool(id)
+            | Self::SchemaOrArray(id)
+            | Self::SchemaOrStringArray(id) => Some(message(id)),
+            _ => None,
+        }
+    }
 }
 
 /// A message that is a kind of its own (embeds TypeMeta).

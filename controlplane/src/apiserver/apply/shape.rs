@@ -109,7 +109,13 @@ impl Shape {
                 items: Ty::String,
                 kind: ListKind::Atomic,
             },
-            Ty::RawExtension | Ty::FieldsV1 => Self::Deduced,
+            // Untyped JSON (a CRD's schemas, defaults, examples): upstream deduces it too.
+            Ty::RawExtension
+            | Ty::FieldsV1
+            | Ty::Json
+            | Ty::SchemaOrBool(_)
+            | Ty::SchemaOrArray(_)
+            | Ty::SchemaOrStringArray(_) => Self::Deduced,
             _ => Self::Scalar,
         }
     }
