@@ -385,6 +385,12 @@ impl ControlPlane {
             .await
             .map_err(|err| RunError::Bootstrap(err.to_string()))?;
         api.reconcile_system_services().await?;
+        // Kinds defined by CustomResourceDefinitions are served before the first request is.
+        crate::apiserver::custom_resources::definitions::follow(api.clone())
+            .await
+            .map_err(|err| {
+                RunError::Bootstrap(format!("loading the custom resource definitions: {err}"))
+            })?;
         let tls = pki.server_config()?;
         let server = tokio::spawn(api.clone().serve(listener, tls));
         // Every API server keeps its record and the system Services' endpoints (all live API

@@ -37,7 +37,7 @@ pub fn group_list(registry: &Registry) -> Value {
     let groups: Vec<Value> = registry
         .groups()
         .into_iter()
-        .map(|(group, version)| group_document(group, version))
+        .map(|(group, versions)| group_document(group, &versions))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
@@ -48,17 +48,22 @@ pub fn group(registry: &Registry, group: &str) -> Option<Value> {
         .groups()
         .into_iter()
         .find(|(name, _)| *name == group)
-        .map(|(name, version)| {
-            let mut document = group_document(name, version);
+        .map(|(name, versions)| {
+            let mut document = group_document(name, &versions);
             document["kind"] = json!("APIGroup");
             document["apiVersion"] = json!("v1");
             document
         })
 }
 
-fn group_document(group: &str, version: &str) -> Value {
-    let group_version = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-    json!({"name": group, "versions": [group_version], "preferredVersion": group_version})
+/// An `APIGroup`: its versions, the preferred one first.
+fn group_document(group: &str, versions: &[&str]) -> Value {
+    let listed: Vec<Value> = versions
+        .iter()
+        .map(|version| json!({"groupVersion": format!("{group}/{version}"), "version": version}))
+        .collect();
+    let preferred = listed.first().cloned().unwrap_or(Value::Null);
+    json!({"name": group, "versions": listed, "preferredVersion": preferred})
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`, or None if not served.
@@ -190,12 +195,12 @@ pub fn aggregated_content_type(version: &str) -> String {
 pub fn aggregated(registry: &Registry, core: bool, version: &str) -> Value {
     let resources = registry.all();
     let items: Vec<Value> = if core {
-        vec![discovery_group(&resources, "", "v1")]
+        vec![discovery_group(&resources, "", &["v1"])]
     } else {
         registry
             .groups()
             .into_iter()
-            .map(|(group, group_version)| discovery_group(&resources, group, group_version))
+            .map(|(group, versions)| discovery_group(&resources, group, &versions))
             .collect()
     };
     json!({
@@ -206,21 +211,25 @@ pub fn aggregated(registry: &Registry, core: bool, version: &str) -> Value {
     })
 }
 
-/// One `APIGroupDiscovery`: the group (unnamed for the core group) and its served version.
-fn discovery_group(resources: &[&Resource], group: &str, version: &str) -> Value {
-    let entries: Vec<Value> = resources
+/// One `APIGroupDiscovery`: the group (unnamed for the core group) and its served versions,
+/// the preferred one first.
+fn discovery_group(resources: &[&Resource], group: &str, versions: &[&str]) -> Value {
+    let listed: Vec<Value> = versions
         .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .map(|resource| discovery_resource(resource))
+        .map(|version| {
+            let entries: Vec<Value> = resources
+                .iter()
+                .filter(|r| r.group == group && r.version == *version)
+                .map(|resource| discovery_resource(resource))
+                .collect();
+            json!({"version": version, "resources": entries, "freshness": "Current"})
+        })
         .collect();
     let mut metadata = json!({"creationTimestamp": null});
     if !group.is_empty() {
         metadata["name"] = json!(group);
     }
-    json!({
-        "metadata": metadata,
-        "versions": [{"version": version, "resources": entries, "freshness": "Current"}],
-    })
+    json!({"metadata": metadata, "versions": listed})
 }
 
 /// One `APIResourceDiscovery`, its subresources included.
@@ -321,7 +330,8 @@ mod tests {
                 "storage.k8s.io",
                 "authorization.k8s.io",
                 "authentication.k8s.io",
-                "certificates.k8s.io"
+                "certificates.k8s.io",
+                "apiextensions.k8s.io"
             ]
         );
     }
@@ -363,7 +373,7 @@ mod tests {
         // Every resource and subresource of the legacy lists, with the same kind and verbs.
         let core = aggregated(&registry, true, "v2");
         for (document, group, version) in std::iter::once((&core, "", "v1"))
-            .chain(registry.groups().into_iter().map(|(g, v)| (&apis, g, v)))
+            .chain(registry.groups().into_iter().map(|(g, v)| (&apis, g, v[0])))
         {
             let item = document["items"]
                 .as_array()

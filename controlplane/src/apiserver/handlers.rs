@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::{
     ApiServer, apply, gc,
-    machinery::{decode::decode_object, field::Cause},
+    machinery::field::Cause,
     meta::{self, generated_name},
     query::{FieldValidation, Query, Rendering, WriteOptions, partial_metadata},
     registry::{Lookup, Resource, Review, Subresource, core::namespace},
@@ -707,7 +707,7 @@ impl ApiServer {
             return Ok((200, object.clone()));
         }
 
-        let mut add_finalizers: Vec<&str> = Vec::new();
+        let mut add_finalizers: Vec<&str> = resource.strategy.deletion_finalizers().to_vec();
         match policy {
             Propagation::Foreground => add_finalizers.push(gc::FOREGROUND_FINALIZER),
             Propagation::Orphan => add_finalizers.push(gc::ORPHAN_FINALIZER),
@@ -1082,16 +1082,14 @@ fn check_schema_with(
     object: &mut Value,
     validation_mode: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
-    let strategy = resource.strategy;
-    let unknown =
-        decode_object(strategy.go_type(), strategy.round_trip(), object).map_err(|message| {
-            ApiError::bad_request(format!(
-                "{} in version \"{}\" cannot be handled as a {}: {message}",
-                resource.kind,
-                resource.api_version(),
-                resource.kind
-            ))
-        })?;
+    let unknown = resource.strategy.decode(object).map_err(|message| {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {message}",
+            resource.kind,
+            resource.api_version(),
+            resource.kind
+        ))
+    })?;
     if unknown.is_empty() || validation_mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }

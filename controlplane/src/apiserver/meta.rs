@@ -100,7 +100,13 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) {
     if resource.has(Subresource::Status)
         && let Some(status) = strategy.status_on_create(object)
     {
-        object["status"] = with_required_fields(object, status);
+        if status.is_null() {
+            if let Some(map) = object.as_object_mut() {
+                map.remove("status");
+            }
+        } else {
+            object["status"] = with_required_fields(object, status);
+        }
     }
     strategy.default(object);
     strategy.canonicalize(object);

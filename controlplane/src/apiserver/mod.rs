@@ -6,6 +6,7 @@ pub mod admission;
 pub mod allocations;
 pub mod api_server_leases;
 pub mod apply;
+pub mod custom_resources;
 pub mod discovery;
 pub mod eviction;
 pub mod gc;

@@ -86,7 +86,10 @@ impl ApiServer {
                         ApiError::bad_request("the Scale has no integer spec.replicas")
                     })?;
                     let mut next = current.object.clone();
-                    next["spec"]["replicas"] = json!(replicas);
+                    scope
+                        .resource
+                        .strategy
+                        .set_scale_replicas(&mut next, replicas);
                     Ok(next)
                 },
                 None,
@@ -165,8 +168,11 @@ impl ApiServer {
 
 /// The Scale view of a workload; its status.selector is the selector as a string.
 fn scale_of(object: &Value, resource: &Resource) -> Value {
-    let selector = resource.strategy.scale_selector(object);
-    let selector = tables::selector_string(selector.as_ref()).unwrap_or_default();
+    let selector = match resource.strategy.scale_selector(object) {
+        Some(Value::String(text)) => text,
+        selector => tables::selector_string(selector.as_ref()).unwrap_or_default(),
+    };
+    let (desired, current) = resource.strategy.scale_replicas(object);
     let metadata = &object["metadata"];
     json!({
         "kind": "Scale",
@@ -178,9 +184,9 @@ fn scale_of(object: &Value, resource: &Resource) -> Value {
             "resourceVersion": metadata["resourceVersion"],
             "creationTimestamp": metadata["creationTimestamp"],
         },
-        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "spec": {"replicas": desired},
         "status": {
-            "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
+            "replicas": current,
             "selector": selector,
         },
     })

@@ -9,6 +9,7 @@
 mod common;
 
 mod api_client;
+mod custom_resources;
 mod daemonset;
 mod deployment;
 mod disruption;

@@ -39,7 +39,17 @@ fn component_schemas(
 ) -> Map<String, Value> {
     let mut generator = settings.into_generator();
     let mut kinds = Vec::new();
+    let mut own_schemas = Vec::new();
     for resource in resources {
+        if let Some((name, schema)) = resource.strategy.openapi_schema() {
+            // Its metadata refers to ObjectMeta, which the generator then adds.
+            let _ = schema_of::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(
+                &mut generator,
+            );
+            own_schemas.push((name.clone(), schema));
+            kinds.push((name, *resource));
+            continue;
+        }
         let reference = (resource.strategy.schema())(&mut generator);
         let name = reference
             .get("$ref")
@@ -58,9 +68,35 @@ fn component_schemas(
                 wrap_sibling_refs(&mut schema);
             }
             add_merge_extensions(&name, &mut schema);
+            untype(&name, &mut schema);
             (name, schema)
         })
         .collect();
+    let object_meta = schemas
+        .keys()
+        .find(|name| name.ends_with("apis.meta.v1.ObjectMeta"))
+        .cloned()
+        .unwrap_or_default();
+    for (name, mut schema) in own_schemas {
+        if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            let reference = if wrap_refs {
+                json!({"allOf": [{"$ref": format!("{}{object_meta}", settings_prefix(wrap_refs))}],
+                       "description": METADATA_DOC})
+            } else {
+                json!({"$ref": format!("{}{object_meta}", settings_prefix(wrap_refs)), "description": METADATA_DOC})
+            };
+            properties.insert("metadata".into(), reference);
+            properties.insert(
+                "apiVersion".into(),
+                json!({"type": "string", "description": API_VERSION_DOC}),
+            );
+            properties.insert(
+                "kind".into(),
+                json!({"type": "string", "description": KIND_DOC}),
+            );
+        }
+        schemas.insert(name, schema);
+    }
     for (name, resource) in kinds {
         if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
             schema.insert(
@@ -71,6 +107,20 @@ fn component_schemas(
     }
     schemas
 }
+
+/// Where a document's `$ref`s point (v3 components or v2 definitions).
+fn settings_prefix(v3: bool) -> &'static str {
+    if v3 {
+        "#/components/schemas/"
+    } else {
+        "#/definitions/"
+    }
+}
+
+/// Upstream's descriptions of the fields every object has, for custom kinds' schemas.
+const API_VERSION_DOC: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+const KIND_DOC: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+const METADATA_DOC: &str = "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
 /// Adds upstream's merge extensions to the schema of definition `name`
 /// (`io.k8s.api.apps.v1.Deployment`, whose message is `k8s.io.api.apps.v1.Deployment`).
@@ -127,9 +177,37 @@ fn wrap_sibling_refs(schema: &mut Value) {
             {
                 object.insert("allOf".into(), json!([{"$ref": reference}]));
             }
-            object.values_mut().for_each(wrap_sibling_refs);
+            for (key, value) in object.iter_mut() {
+                match (key.as_str(), value) {
+                    // Maps from names to schemas: the names are not keywords (JSONSchemaProps
+                    // has a property called `$ref`), the values are schemas.
+                    ("properties" | "patternProperties" | "definitions", Value::Object(named)) => {
+                        named.values_mut().for_each(wrap_sibling_refs);
+                    }
+                    (_, value) => wrap_sibling_refs(value),
+                }
+            }
         }
         Value::Array(items) => items.iter_mut().for_each(wrap_sibling_refs),
         _ => {}
+    }
+}
+
+/// The apiextensions types whose JSON may be of several types publish no type upstream
+/// (`OpenAPISchemaType` returns nil): a typed schema makes clients refuse valid definitions
+/// (an `enum` of strings, a `default` of 3).
+const UNTYPED: [&str; 4] = [
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrArray",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrBool",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrStringArray",
+];
+
+/// Leaves only the description of the [`UNTYPED`] schemas.
+fn untype(name: &str, schema: &mut Value) {
+    if UNTYPED.contains(&name)
+        && let Some(object) = schema.as_object_mut()
+    {
+        object.retain(|key, _| key == "description");
     }
 }

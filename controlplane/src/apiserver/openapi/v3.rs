@@ -109,7 +109,18 @@ pub(super) fn content_hash(registry: &Registry, path: &str) -> String {
         .all()
         .into_iter()
         .filter(|r| path.is_empty() || gv_path(r) == path)
-        .map(|r| format!("{}:{}:{}:{};", gv_path(r), r.plural, r.kind, r.namespaced))
+        .map(|r| {
+            // A custom kind's schema can change while the set of kinds stays the same.
+            let schema = r.strategy.openapi_schema().map(|(_, s)| s.to_string());
+            format!(
+                "{}:{}:{}:{}:{};",
+                gv_path(r),
+                r.plural,
+                r.kind,
+                r.namespaced,
+                schema.unwrap_or_default()
+            )
+        })
         .collect();
     let input: Vec<u8> = path
         .bytes()
@@ -185,6 +196,23 @@ mod tests {
             "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"
         );
         assert!(strategy["description"].is_string());
+    }
+
+    #[test]
+    fn schemas_of_schemas_stay_as_upstream_publishes_them() {
+        let registry = Registry::new();
+        let document = document(&registry, "apis/apiextensions.k8s.io/v1").unwrap();
+        let schemas = &document["components"]["schemas"];
+        let props =
+            &schemas["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"];
+        // A property named `$ref` is a property, not a reference to wrap.
+        assert_eq!(props["properties"]["$ref"], json!({"type": "string"}));
+        for untyped in ["JSON", "JSONSchemaPropsOrBool", "JSONSchemaPropsOrArray"] {
+            let schema = &schemas
+                [format!("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.{untyped}")];
+            assert!(schema["description"].is_string(), "{untyped}");
+            assert_eq!(schema.as_object().unwrap().len(), 1, "{untyped}: {schema}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! Built-in kinds are listed in [`BUILTIN`]; kinds defined at run time (custom resources) join
 //! through [`Registry::register`] and are served by the same code.
 
+pub mod apiextensions;
 pub mod apps;
 pub mod authentication;
 pub mod authorization;
@@ -71,6 +72,7 @@ pub static BUILTIN: &[&Resource] = &[
     &authentication::self_subject_review::RESOURCE,
     &authentication::token_review::RESOURCE,
     &certificates::certificate_signing_request::RESOURCE,
+    &apiextensions::custom_resource_definition::RESOURCE,
 ];
 
 /// Why a kind could not be registered.
@@ -142,13 +144,25 @@ impl Registry {
         self.custom().iter().copied().find(|r| matches(r))
     }
 
-    /// The API groups served besides the core group, with their one version.
-    pub fn groups(&self) -> Vec<(&'static str, &'static str)> {
-        let mut groups: Vec<(&'static str, &'static str)> = Vec::new();
+    /// The API groups served besides the core group, each with its versions, the preferred
+    /// one first (upstream's version priority: GA before beta before alpha, higher first).
+    pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
         for resource in self.all() {
-            if !resource.group.is_empty() && !groups.iter().any(|(g, _)| *g == resource.group) {
-                groups.push((resource.group, resource.version));
+            if resource.group.is_empty() {
+                continue;
             }
+            match groups.iter_mut().find(|(g, _)| *g == resource.group) {
+                Some((_, versions)) => {
+                    if !versions.contains(&resource.version) {
+                        versions.push(resource.version);
+                    }
+                }
+                None => groups.push((resource.group, vec![resource.version])),
+            }
+        }
+        for (_, versions) in &mut groups {
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         groups
     }
@@ -182,8 +196,10 @@ impl Registry {
                     });
                 }
             }
+            // The versions of one custom kind share their storage, as upstream's do.
+            let same_kind = other.group == resource.group && other.plural == resource.plural;
             let (mine, theirs) = (resource.prefix(None), other.prefix(None));
-            if mine.starts_with(&theirs) || theirs.starts_with(&mine) {
+            if !same_kind && (mine.starts_with(&theirs) || theirs.starts_with(&mine)) {
                 return Err(RegistryError::StorageOverlap {
                     prefix: resource.storage_prefix.to_owned(),
                     other: other.qualified_name(),
@@ -195,10 +211,50 @@ impl Registry {
         Ok(leaked)
     }
 
+    /// Stops serving the registered resource `plural` in `group`/`version` (its descriptor
+    /// stays valid for requests still holding it). Built-in kinds cannot be removed.
+    pub fn unregister(&self, group: &str, version: &str, plural: &str) -> bool {
+        let mut custom = self
+            .custom
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = custom.len();
+        custom.retain(|r| !(r.group == group && r.version == version && r.plural == plural));
+        custom.len() != before
+    }
+
+    /// The registered (custom) resources.
+    pub fn registered(&self) -> Vec<&'static Resource> {
+        self.custom().clone()
+    }
+
     fn custom(&self) -> std::sync::RwLockReadGuard<'_, Vec<&'static Resource>> {
         self.custom
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How upstream orders versions (`version.CompareKubeAwareVersionStrings`): `v2` > `v1` >
+/// `v1beta2` > `v1beta1` > `v1alpha1` > anything not of that form (ordered by name, reversed).
+fn version_priority(version: &str) -> (u8, u64, u64, std::cmp::Reverse<String>) {
+    let parsed = version.strip_prefix('v').and_then(|rest| {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        let major: u64 = rest.get(..digits)?.parse().ok()?;
+        let tail = rest.get(digits..)?;
+        if tail.is_empty() {
+            return Some((3, major, 0));
+        }
+        for (label, rank) in [("beta", 2), ("alpha", 1)] {
+            if let Some(minor) = tail.strip_prefix(label) {
+                return Some((rank, major, minor.parse().ok()?));
+            }
+        }
+        None
+    });
+    match parsed {
+        Some((rank, major, minor)) => (rank, major, minor, std::cmp::Reverse(String::new())),
+        None => (0, 0, 0, std::cmp::Reverse(version.to_owned())),
     }
 }
 

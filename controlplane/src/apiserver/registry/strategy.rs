@@ -119,6 +119,23 @@ pub trait Strategy: Send + Sync {
     /// The kind's OpenAPI schema (and those it refers to), for `/openapi/v3`.
     fn schema(&self) -> SchemaOf;
 
+    /// Decodes a request body into the kind's object in place (400 with the message when it does
+    /// not fit), returning the fields the kind does not know, which are dropped.
+    fn decode(&self, object: &mut Value) -> Result<Vec<String>, String> {
+        crate::apiserver::machinery::decode::decode_object(
+            self.go_type(),
+            self.round_trip(),
+            object,
+        )
+    }
+
+    /// A kind whose schema is data rather than a Rust type (a custom resource) gives it here:
+    /// its name in the OpenAPI documents (`com.example.v1.Widget`) and the schema, to which the
+    /// documents add apiVersion, kind and metadata.
+    fn openapi_schema(&self) -> Option<(String, Value)> {
+        None
+    }
+
     /// The rule `metadata.name` must follow.
     fn name_rule(&self) -> NameRule {
         NameRule::Subdomain
@@ -131,7 +148,7 @@ pub trait Strategy: Send + Sync {
     fn default(&self, _object: &mut Value) {}
 
     /// The status a new object starts with (only asked of kinds with a status subresource);
-    /// None keeps the status the client sent.
+    /// None keeps the status the client sent, null removes it.
     fn status_on_create(&self, _object: &Value) -> Option<Value> {
         Some(json!({}))
     }
@@ -219,6 +236,12 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Finalizers every delete adds, so the object stays (pending deletion) until whoever
+    /// owns each has done its work (a CustomResourceDefinition's cleanup of its objects).
+    fn deletion_finalizers(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// What an object pending deletion shows (a Namespace's `Terminating` phase).
     fn mark_terminating(&self, _object: &mut Value) {}
 
@@ -227,9 +250,23 @@ pub trait Strategy: Send + Sync {
         false
     }
 
-    /// The label selector (as a LabelSelector) the Scale subresource reports.
+    /// The label selector the Scale subresource reports: a LabelSelector, or a selector
+    /// already in string form.
     fn scale_selector(&self, object: &Value) -> Option<Value> {
         object["spec"].get("selector").cloned()
+    }
+
+    /// The desired and the current replicas the Scale subresource reports.
+    fn scale_replicas(&self, object: &Value) -> (i64, i64) {
+        (
+            object["spec"]["replicas"].as_i64().unwrap_or(0),
+            object["status"]["replicas"].as_i64().unwrap_or(0),
+        )
+    }
+
+    /// Sets the desired replicas from a Scale.
+    fn set_scale_replicas(&self, object: &mut Value, replicas: i64) {
+        object["spec"]["replicas"] = json!(replicas);
     }
 
     /// Whether the kind is a review (SubjectAccessReview, SelfSubjectReview, ...): created to

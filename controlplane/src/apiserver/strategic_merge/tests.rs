@@ -1254,10 +1254,12 @@ fn supported_kinds() {
     }
     assert!(!supports_strategic_merge("apps/v1", "Pod"));
     assert!(!supports_strategic_merge("v1", "Deployment"));
-    assert!(!supports_strategic_merge(
+    // The definition is a built-in kind (its objects, custom resources, are not).
+    assert!(supports_strategic_merge(
         "apiextensions.k8s.io/v1",
         "CustomResourceDefinition"
     ));
+    assert!(!supports_strategic_merge("example.com/v1", "Widget"));
     assert!(!supports_strategic_merge("v1", "pod"));
 }
 

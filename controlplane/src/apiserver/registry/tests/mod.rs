@@ -254,7 +254,7 @@ fn kinds_registered_at_run_time_are_served_beside_the_built_ins() {
     let served = registry.register(widgets).unwrap();
     assert_eq!(registry.find("example.com", "v1", "widgets"), Some(served));
     assert_eq!(registry.find_kind("example.com/v1", "Widget"), Some(served));
-    assert!(registry.groups().contains(&("example.com", "v1")));
+    assert!(registry.groups().contains(&("example.com", vec!["v1"])));
     // The same definition again is the one already served; a clash is refused.
     assert!(std::ptr::eq(registry.register(widgets).unwrap(), served));
     let clash = Resource {
