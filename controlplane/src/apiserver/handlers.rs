@@ -51,10 +51,12 @@ impl ApiServer {
     /// Reads one object.
     pub async fn get_object(&self, scope: &Scope, name: &str) -> Result<Stored, ApiError> {
         let key = scope.resource.key(scope.namespace.as_deref(), name);
-        self.store
-            .get(&key)
-            .await
-            .map_err(|err| ApiError::from_storage(err, &scope.resource.qualified_name(), name))
+        let mut stored =
+            self.store.get(&key).await.map_err(|err| {
+                ApiError::from_storage(err, &scope.resource.qualified_name(), name)
+            })?;
+        scope.resource.strategy.present(&mut stored.object);
+        Ok(stored)
     }
 
     /// Lists objects, filtered by the label and field selectors, `limit` at a time.
@@ -106,7 +108,13 @@ impl ApiServer {
                 list_metadata["remainingItemCount"] = json!(remaining);
             }
         }
-        let objects: Vec<Value> = items.into_iter().map(|stored| stored.object).collect();
+        let objects: Vec<Value> = items
+            .into_iter()
+            .map(|mut stored| {
+                scope.resource.strategy.present(&mut stored.object);
+                stored.object
+            })
+            .collect();
         Ok(match rendering {
             Rendering::Table => table(scope.resource, &objects, list_metadata, query),
             Rendering::Metadata => list_of(
@@ -237,7 +245,8 @@ impl ApiServer {
             let key = resource.key(scope.namespace.as_deref(), &name);
             let allocated = self.allocate_for_create(resource, &mut object).await?;
             match self.store.create(&key, &object).await {
-                Ok(stored) => {
+                Ok(mut stored) => {
+                    resource.strategy.present(&mut stored.object);
                     return Ok(Written {
                         object: stored.object,
                         warnings,
@@ -530,8 +539,14 @@ impl ApiServer {
                 )),
             };
             match attempt {
-                Ok(Attempt::Written(object)) => return Ok(object),
-                Ok(Attempt::Unchanged(object)) if fresh => return Ok(object),
+                Ok(Attempt::Written(mut object)) => {
+                    scope.resource.strategy.present(&mut object);
+                    return Ok(object);
+                }
+                Ok(Attempt::Unchanged(mut object)) if fresh => {
+                    scope.resource.strategy.present(&mut object);
+                    return Ok(object);
+                }
                 Err(err) if fresh => return Err(err),
                 Ok(Attempt::Lost | Attempt::Unchanged(_)) | Err(_) => fresh = true,
             }
@@ -560,6 +575,11 @@ impl ApiServer {
         let resource = scope.resource;
         let key = resource.key(scope.namespace.as_deref(), name);
         let qualified = resource.qualified_name();
+        // The change sees the object as the requested version has it; what is written is
+        // compared with what is stored.
+        let stored_object = current.object.clone();
+        let mut current = current;
+        resource.strategy.present(&mut current.object);
         let proposed = change(&current)?;
         let provided = proposed["metadata"].get("managedFields").cloned();
         let mut updated = meta::prepare_update(resource, &current.object, proposed, subresource);
@@ -627,8 +647,8 @@ impl ApiServer {
         let (allocated, freed) = self
             .allocate_for_update(resource, &current.object, &mut updated)
             .await?;
-        if updated == current.object {
-            return Ok(Attempt::Unchanged(current.object));
+        if updated == stored_object {
+            return Ok(Attempt::Unchanged(stored_object));
         }
         let written = self
             .swap(&key, &qualified, name, current.revision, &updated)
@@ -721,9 +741,10 @@ impl ApiServer {
             || !finalizers(object).is_empty()
             || !add_finalizers.is_empty();
         if needs_pending {
-            let updated = self
+            let mut updated = self
                 .mark_deleting(scope, name, &add_finalizers, grace)
                 .await?;
+            resource.strategy.present(&mut updated);
             self.after_delete_requested(scope, name, &uid, policy, &updated);
             return Ok((200, updated));
         }
@@ -737,7 +758,9 @@ impl ApiServer {
         self.release_object(resource, &last.object);
         self.after_delete_requested(scope, name, &uid, policy, &last.object);
         if resource.strategy.delete_returns_object() {
-            Ok((200, last.object))
+            let mut object = last.object;
+            resource.strategy.present(&mut object);
+            Ok((200, object))
         } else {
             Ok((200, success(resource.plural, name, Some(&uid))))
         }

@@ -67,7 +67,8 @@ impl ApiServer {
             .map_err(|err| ApiError::from_storage(err, &qualified, ""))?;
 
         let resource = scope.resource;
-        let render = move |kind: &str, object: Value| -> Bytes {
+        let render = move |kind: &str, mut object: Value| -> Bytes {
+            resource.strategy.present(&mut object);
             let object = match rendering {
                 Rendering::Object => object,
                 Rendering::Metadata => partial_metadata(&object),

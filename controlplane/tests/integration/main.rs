@@ -9,6 +9,7 @@
 mod common;
 
 mod api_client;
+mod custom_resource_versions;
 mod custom_resources;
 mod daemonset;
 mod deployment;

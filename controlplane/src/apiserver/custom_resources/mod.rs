@@ -208,6 +208,12 @@ impl Strategy for CustomStrategy {
         Some(Value::Null)
     }
 
+    fn present(&self, object: &mut Value) {
+        if object.get("apiVersion").is_some() {
+            object["apiVersion"] = json!(self.served().api_version);
+        }
+    }
+
     /// Objects are stored in the storage version (conversion None changes only apiVersion).
     fn canonicalize(&self, object: &mut Value) {
         object["apiVersion"] = json!(self.served().storage_api_version);

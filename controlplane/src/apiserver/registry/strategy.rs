@@ -136,6 +136,10 @@ pub trait Strategy: Send + Sync {
         None
     }
 
+    /// Shows a stored object as the served version has it (a custom kind served in several
+    /// versions stores one; conversion None changes only apiVersion).
+    fn present(&self, _object: &mut Value) {}
+
     /// The rule `metadata.name` must follow.
     fn name_rule(&self) -> NameRule {
         NameRule::Subdomain
