@@ -39,6 +39,11 @@ spec:
           spec:
             type: object
             required: [color]
+            x-kubernetes-validations:
+            - rule: "self.color != 'red' || !has(self.replicas) || self.replicas <= 5"
+              message: replicas must be at most 5 when color is red
+            - rule: self.color == oldSelf.color
+              message: color is immutable
             properties:
               color:
                 type: string
@@ -145,6 +150,31 @@ async fn a_definition_serves_its_kind_to_kubectl() -> anyhow::Result<()> {
     assert!(
         err.contains(
             "spec.size: Invalid value: 11: spec.size in body should be less than or equal to 10"
+        ),
+        "{err}"
+    );
+
+    // CEL rules (x-kubernetes-validations): one on every write, one on updates only.
+    let big = WIDGET
+        .replace("name: first", "name: big")
+        .replace("replicas: 1", "replicas: 6");
+    let path = cluster.write("big.yaml", &big);
+    let err = cluster.kubectl_err(&["create", "-f", &path.to_string_lossy()]);
+    assert!(
+        err.contains(r#"The Widget "big" is invalid: spec: Invalid value: "object": replicas must be at most 5 when color is red"#),
+        "{err}"
+    );
+    let err = cluster.kubectl_err(&[
+        "patch",
+        "widget",
+        "first",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"color":"blue"}}"#,
+    ]);
+    assert!(
+        err.contains(
+            r#"The Widget "first" is invalid: spec: Invalid value: "object": color is immutable"#
         ),
         "{err}"
     );

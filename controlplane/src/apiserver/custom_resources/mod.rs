@@ -3,6 +3,7 @@
 //! [`definitions`] follows the definitions in etcd and keeps every API server's registry and
 //! each definition's conditions in line with them.
 
+pub mod cel;
 pub mod definitions;
 pub mod schema;
 
@@ -39,6 +40,8 @@ pub struct Served {
     pub storage_api_version: String,
     /// The version's schema (None only for definitions stored before schemas were required).
     pub schema: Option<Structural>,
+    /// The schema's compiled `x-kubernetes-validations` (None when it has none).
+    pub rules: Option<Arc<cel::Rules>>,
     /// The same schema as the definition gives it, for the OpenAPI documents.
     pub raw_schema: Option<Value>,
     /// The table's columns: Name, then the printer columns (Age when there are none).
@@ -191,9 +194,35 @@ impl Strategy for CustomStrategy {
         Ok(unknown)
     }
 
-    fn validate(&self, e: &mut Errs, object: &Value, _old: Option<&Value>) {
-        if let Some(schema) = &self.served().schema {
-            e.0.extend(schema.validate(object));
+    /// The schema, then its CEL rules unless the schema found an error upstream deems blocking
+    /// (the rules would see missing or mistyped values).
+    fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
+        let served = self.served();
+        let Some(schema) = &served.schema else {
+            return;
+        };
+        let causes = schema.validate(object);
+        let blocking = causes.iter().any(|c| {
+            use crate::apiserver::machinery::field::CauseReason::{
+                NotSupported, Required, TooLong, TooMany, TypeInvalid,
+            };
+            matches!(
+                c.reason,
+                NotSupported | Required | TooLong | TooMany | TypeInvalid
+            )
+        });
+        e.0.extend(causes);
+        let Some(rules) = &served.rules else {
+            return;
+        };
+        if blocking {
+            e.invalid(
+                "<nil>",
+                "\"null\"",
+                "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+            );
+        } else {
+            e.0.extend(rules.validate(schema, object, old));
         }
     }
 
@@ -375,6 +404,11 @@ pub fn served_of(definition: &Value, version: &Value) -> Served {
         .is_object()
         .then(|| Structural::parse(&version["schema"]["openAPIV3Schema"], schema_path).ok())
         .flatten();
+    let rules = schema
+        .as_ref()
+        .map(cel::Rules::compile)
+        .filter(|r| !r.is_empty())
+        .map(Arc::new);
     let mut columns = vec![tables::NAME];
     let mut column_paths = Vec::new();
     let printer: Vec<Value> = match version["additionalPrinterColumns"].as_array() {
@@ -426,6 +460,7 @@ pub fn served_of(definition: &Value, version: &Value) -> Served {
             .to_owned(),
         storage_api_version: format!("{group}/{storage}"),
         schema,
+        rules,
         raw_schema: version["schema"]["openAPIV3Schema"]
             .is_object()
             .then(|| version["schema"]["openAPIV3Schema"].clone()),

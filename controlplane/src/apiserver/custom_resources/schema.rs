@@ -5,8 +5,8 @@
 //! `apiserver/validation/validation.go`, plus `schema/objectmeta` and `schema/listtype`),
 //! pruning and defaulting. Pure functions over JSON values.
 //!
-//! `x-kubernetes-validations` (CEL) are kept raw in [`Structural::validations`] for a later
-//! evaluator; nothing here evaluates them.
+//! `x-kubernetes-validations` (CEL) are kept raw in [`Structural::validations`]; parsing checks
+//! that they compile, [`super::cel::Rules`] evaluates them.
 
 use std::collections::BTreeMap;
 
@@ -81,7 +81,7 @@ pub struct Structural {
     pub x_list_map_keys: Vec<String>,
     /// `x-kubernetes-map-type`.
     pub x_map_type: Option<String>,
-    /// `x-kubernetes-validations`, raw, for a CEL evaluator.
+    /// `x-kubernetes-validations`, raw (compiled by [`super::cel::Rules`]).
     pub validations: Vec<Value>,
     /// `required`.
     pub required: Vec<String>,

@@ -11,6 +11,7 @@ use super::gofmt::go_value;
 use super::pattern::pattern_matches;
 use super::validate::{objectmeta, validate_default};
 use super::{AdditionalProperties, Structural, cause, prune};
+use crate::apiserver::custom_resources::cel;
 use crate::apiserver::machinery::field::{Cause, CauseReason, child, go_strings, idx, key, q};
 
 /// Every cause for the schema at `path`, in upstream's order: root nullable, then either the
@@ -39,6 +40,11 @@ pub(super) fn check(s: &Structural, path: &str) -> Vec<Cause> {
         inside_meta: false,
     };
     keyword_rules(&mut out, s, path, &ssv, true);
+    // Rules are compiled only where the schema is otherwise valid (at and below the node), and
+    // their errors come after every schema error, as upstream's CELErrors.
+    let mut cel = Vec::new();
+    cel_rules(&mut cel, &out, s, path, None);
+    out.extend(cel);
     out
 }
 
@@ -806,7 +812,7 @@ fn map_list_keys_map_set(out: &mut Vec<Cause>, s: &Structural, items_path: &str)
     }
 }
 
-/// The static checks of `x-kubernetes-validations` entries (CEL compilation is not done here).
+/// The static checks of `x-kubernetes-validations` entries (compilation is [`cel_rules`]'s).
 fn validation_rules(out: &mut Vec<Cause>, s: &Structural, path: &str) {
     use CauseReason::{Invalid, Required};
     const REASONS: [&str; 4] = [
@@ -890,6 +896,112 @@ fn validation_rules(out: &mut Vec<Cause>, s: &Structural, path: &str) {
                 Some(&q(fp)),
                 "fieldPath must not contain line breaks",
             );
+        }
+        if !fp.is_empty() && cel::field_path_steps(fp, s).is_err() {
+            push(
+                out,
+                Invalid,
+                &child(&base, "fieldPath"),
+                Some(&q(fp)),
+                "fieldPath must be a valid path",
+            );
+        }
+    }
+}
+
+/// Whether a schema error was found at `path` or below it.
+fn has_errors_at(errors: &[Cause], path: &str) -> bool {
+    errors.iter().any(|c| {
+        c.field
+            .strip_prefix(path)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+    })
+}
+
+/// The CEL part of upstream's rule checks: every rule (and messageExpression) must compile,
+/// `oldSelf` only where old and new values correlate (not below an atomic or set list, nor a
+/// map of another map type), and `optionalOldSelf` only on rules that use `oldSelf`.
+/// `uncorrelatable` is the highest path where correlation stops, if any.
+fn cel_rules(
+    out: &mut Vec<Cause>,
+    schema_errors: &[Cause],
+    s: &Structural,
+    path: &str,
+    uncorrelatable: Option<&str>,
+) {
+    if let Some(schema) = s.additional_properties.as_ref().and_then(|ap| ap.schema()) {
+        let ap_path = child(path, "additionalProperties");
+        cel_rules(out, schema_errors, schema, &ap_path, uncorrelatable);
+    }
+    let map_correlates = matches!(s.x_map_type.as_deref(), None | Some("granular" | "atomic"));
+    for (k, p) in &s.properties {
+        let below = if map_correlates {
+            uncorrelatable
+        } else {
+            uncorrelatable.or(Some(path))
+        };
+        cel_rules(
+            out,
+            schema_errors,
+            p,
+            &key(&child(path, "properties"), k),
+            below,
+        );
+    }
+    if let Some(items) = &s.items {
+        let below = if s.x_list_type.as_deref() == Some("map") {
+            uncorrelatable
+        } else {
+            uncorrelatable.or(Some(path))
+        };
+        cel_rules(out, schema_errors, items, &child(path, "items"), below);
+    }
+    if s.validations.is_empty() || has_errors_at(schema_errors, path) {
+        return;
+    }
+    for (i, raw) in s.validations.iter().enumerate() {
+        let base = idx(&child(path, "x-kubernetes-validations"), i);
+        let spec = cel::RuleSpec::of(raw);
+        match cel::check_rule(&spec) {
+            Err(cel::RuleProblem::Rule(detail)) => push(
+                out,
+                CauseReason::Invalid,
+                &child(&base, "rule"),
+                Some(&spec.go_repr()),
+                &detail,
+            ),
+            Err(cel::RuleProblem::MessageExpression(detail)) => push(
+                out,
+                CauseReason::Invalid,
+                &child(&base, "messageExpression"),
+                Some(&spec.go_repr()),
+                &detail,
+            ),
+            Ok(Some(true)) => {
+                if let Some(at) = uncorrelatable {
+                    push(
+                        out,
+                        CauseReason::Invalid,
+                        &child(&base, "rule"),
+                        Some(&q(&spec.rule)),
+                        &format!(
+                            "oldSelf cannot be used on the uncorrelatable portion of the schema within {at}"
+                        ),
+                    );
+                }
+            }
+            Ok(Some(false)) => {
+                if let Some(optional) = spec.optional_old_self {
+                    push(
+                        out,
+                        CauseReason::Invalid,
+                        &child(&base, "optionalOldSelf"),
+                        Some(&optional.to_string()),
+                        "may not be set if oldSelf is not used in rule",
+                    );
+                }
+            }
+            Ok(None) => {}
         }
     }
 }
