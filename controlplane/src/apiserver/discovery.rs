@@ -331,6 +331,7 @@ mod tests {
                 "authorization.k8s.io",
                 "authentication.k8s.io",
                 "certificates.k8s.io",
+                "admissionregistration.k8s.io",
                 "apiextensions.k8s.io"
             ]
         );

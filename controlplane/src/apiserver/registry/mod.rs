@@ -7,6 +7,7 @@
 //! Built-in kinds are listed in [`BUILTIN`]; kinds defined at run time (custom resources) join
 //! through [`Registry::register`] and are served by the same code.
 
+pub mod admissionregistration;
 pub mod apiextensions;
 pub mod apps;
 pub mod authentication;
@@ -72,6 +73,8 @@ pub static BUILTIN: &[&Resource] = &[
     &authentication::self_subject_review::RESOURCE,
     &authentication::token_review::RESOURCE,
     &certificates::certificate_signing_request::RESOURCE,
+    &admissionregistration::validating_webhook_configuration::RESOURCE,
+    &admissionregistration::mutating_webhook_configuration::RESOURCE,
     &apiextensions::custom_resource_definition::RESOURCE,
 ];
 

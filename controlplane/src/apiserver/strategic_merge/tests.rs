@@ -1246,6 +1246,14 @@ fn supported_kinds() {
         ("networking.k8s.io/v1", "NetworkPolicy"),
         ("discovery.k8s.io/v1", "EndpointSlice"),
         ("coordination.k8s.io/v1", "Lease"),
+        (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+        ),
+        (
+            "admissionregistration.k8s.io/v1",
+            "MutatingWebhookConfiguration",
+        ),
     ] {
         assert!(
             supports_strategic_merge(api_version, kind),
