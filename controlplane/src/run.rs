@@ -368,6 +368,11 @@ impl ControlPlane {
                 .await
                 .map_err(|err| RunError::Bootstrap(format!("loading the pods by node: {err}")))?,
         );
+        let webhooks = crate::apiserver::webhooks::Webhooks::start(&store)
+            .await
+            .map_err(|err| {
+                RunError::Bootstrap(format!("loading the webhook configurations: {err}"))
+            })?;
         let mut api = ApiServer::new(store, tokens, address.to_string())
             .with_authorizer(authorizer)
             .with_service_account_tokens(std::sync::Arc::new(
@@ -377,7 +382,8 @@ impl ControlPlane {
             ))
             .with_kubelet_client(crate::auth::pki::kubelet_client_config(&pki)?)
             .with_ipam(ipam)
-            .with_admission(config.admission);
+            .with_admission(config.admission)
+            .with_webhooks(webhooks);
         if let Some((ip, bound)) = &dns {
             api = api.with_cluster_dns(*ip, bound.address);
         }

@@ -12,6 +12,10 @@ use super::{
     selectors::{FieldSelector, LabelSelector, labels_of},
     status::{ApiError, FieldCause, success},
     strategic_merge, tables,
+    webhooks::{
+        self,
+        matching::{Attributes, Operation},
+    },
 };
 use crate::storage::{StorageError, Stored};
 
@@ -212,6 +216,13 @@ impl ApiServer {
             .strategy
             .admit(&self.admission, &self.judged(query), &mut object, None)
             .await?;
+        let namespace = scope.namespace.as_deref();
+        {
+            let name = meta::name(&object).to_owned();
+            let attributes = Attributes::new(resource, None, Operation::Create, namespace, &name);
+            let request = webhooks::request(attributes, query.requester(), query.dry_run()?);
+            webhooks::mutate(&self.webhooks, &self.store, request, &mut object, None).await?;
+        }
 
         let generate = meta::name(&object).is_empty()
             && object["metadata"]["generateName"]
@@ -235,6 +246,13 @@ impl ApiServer {
             resource.strategy.prepare_named(&mut object);
             validate(resource, &object, None)?;
             let name = meta::name(&object).to_owned();
+            {
+                let attributes =
+                    Attributes::new(resource, None, Operation::Create, namespace, &name);
+                let request = webhooks::request(attributes, query.requester(), query.dry_run()?);
+                webhooks::validate(&self.webhooks, &self.store, request, Some(&object), None)
+                    .await?;
+            }
             if query.dry_run()? {
                 return Ok(Written {
                     object,
@@ -610,11 +628,35 @@ impl ApiServer {
                     .await?;
             }
         }
+        let attributes = webhooks::matching::Attributes {
+            resource,
+            subresource,
+            operation: Operation::Update,
+            namespace: scope.namespace.as_deref(),
+            name,
+        };
+        let request = webhooks::request(attributes, query.requester(), query.dry_run()?);
+        webhooks::mutate(
+            &self.webhooks,
+            &self.store,
+            request,
+            &mut updated,
+            Some(&current.object),
+        )
+        .await?;
         // Binding is the one sanctioned change of a pod's nodeName; the update rules (which
         // freeze the pod spec) do not apply to it, as upstream's binding storage skips them.
         if subresource != Some(Subresource::Binding) {
             validate(resource, &updated, Some(&current.object))?;
         }
+        webhooks::validate(
+            &self.webhooks,
+            &self.store,
+            request,
+            Some(&updated),
+            Some(&current.object),
+        )
+        .await?;
         if query.dry_run()? {
             if let Some(metadata) = meta::metadata_mut(&mut updated) {
                 metadata.insert(
@@ -723,6 +765,15 @@ impl ApiServer {
         }
         let uid = meta::uid(object).unwrap_or_default().to_owned();
         let policy = options.propagation(resource)?;
+        let attributes = webhooks::matching::Attributes {
+            resource,
+            subresource: None,
+            operation: Operation::Delete,
+            namespace: scope.namespace.as_deref(),
+            name,
+        };
+        let request = webhooks::request(attributes, options.requester.as_ref(), options.dry_run);
+        webhooks::validate(&self.webhooks, &self.store, request, None, Some(object)).await?;
         if options.dry_run {
             return Ok((200, object.clone()));
         }
@@ -957,6 +1008,8 @@ pub struct DeleteOptions {
     pub precondition_resource_version: Option<String>,
     /// dryRun=All.
     pub dry_run: bool,
+    /// Who deletes (for the admission webhooks; None for the server's own deletions).
+    pub requester: Option<crate::auth::User>,
 }
 
 impl DeleteOptions {
@@ -966,6 +1019,7 @@ impl DeleteOptions {
             propagation_policy: query.get("propagationPolicy").map(str::to_owned),
             grace_period_seconds: query.integer("gracePeriodSeconds")?,
             dry_run: query.dry_run()?,
+            requester: query.requester().cloned(),
             ..Self::default()
         };
         if query.flag("orphanDependents") {

@@ -30,6 +30,7 @@ pub mod system_services;
 pub mod tables;
 pub mod token_request;
 pub mod watch;
+pub mod webhooks;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -101,6 +102,8 @@ pub struct ApiServer {
     pub(crate) authorizer: Authorizer,
     /// Signs and checks ServiceAccount tokens (None: no TokenRequest, no such tokens accepted).
     pub(crate) service_account_tokens: Option<Arc<TokenIssuer>>,
+    /// The admission webhooks writes are put to.
+    pub(crate) webhooks: Arc<webhooks::Webhooks>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -126,7 +129,14 @@ impl ApiServer {
             openapi: Arc::default(),
             authorizer: Authorizer::default(),
             service_account_tokens: None,
+            webhooks: Arc::default(),
         }
+    }
+
+    /// Put writes to the webhooks of these configurations.
+    pub fn with_webhooks(mut self, webhooks: Arc<webhooks::Webhooks>) -> Self {
+        self.webhooks = webhooks;
+        self
     }
 
     /// Issue ServiceAccount tokens with `issuer` and accept them as bearer tokens.

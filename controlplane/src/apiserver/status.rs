@@ -253,6 +253,34 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
+    /// An admission webhook's refusal: its code, its reason when it is one of the API's, and
+    /// the message naming the webhook.
+    pub fn webhook_denied(code: u16, reason: &str, message: String) -> Self {
+        const REASONS: [&str; 10] = [
+            "BadRequest",
+            "Unauthorized",
+            "Forbidden",
+            "NotFound",
+            "AlreadyExists",
+            "Conflict",
+            "Invalid",
+            "TooManyRequests",
+            "InternalError",
+            "ServiceUnavailable",
+        ];
+        let reason = REASONS
+            .into_iter()
+            .find(|known| *known == reason)
+            .unwrap_or(match code {
+                403 => "Forbidden",
+                404 => "NotFound",
+                409 => "Conflict",
+                422 => "Invalid",
+                _ => "BadRequest",
+            });
+        Self::new(code, reason, message)
+    }
+
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)

@@ -1,0 +1,220 @@
+//! Admission webhooks against a real control plane: a validating webhook refuses Deployments
+//! without a `team` label with its own message, a mutating one adds a label, and a webhook that
+//! is down, too slow or answers for another request refuses writes under `failurePolicy: Fail`
+//! and lets them through under `Ignore`. The webhook is an HTTPS server in the test, with a
+//! certificate from the cluster's CA, which its configuration's caBundle names.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step should fail the test"
+)]
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use flotilla_controlplane::auth::pki::Pki;
+use http_body_util::{BodyExt as _, Full};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+use serde_json::{Value, json};
+
+use crate::common::Cluster;
+
+/// How the stand-in webhook answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// As a webhook should.
+    Answer,
+    /// After 3 s (longer than the configurations' 1 s timeout).
+    Slowly,
+    /// With another request's uid.
+    WrongUid,
+}
+
+/// The stand-in webhook: `/validate` refuses Deployments without a `team` label, `/mutate`
+/// adds `mutated: "yes"`. Returns its port.
+async fn webhook_server(
+    cluster: &Cluster,
+    behaviour: Arc<Mutex<Behaviour>>,
+) -> anyhow::Result<u16> {
+    let pki_dir = cluster.dir.path().join("state/pki");
+    let ca_cert = std::fs::read_to_string(pki_dir.join("ca.crt"))?;
+    let ca_key = std::fs::read_to_string(pki_dir.join("ca.key"))?;
+    let (cert, key) = Pki::issue_with(&ca_cert, &ca_key, "webhook", &["127.0.0.1".into()], true)?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from_pem_slice(cert.as_bytes())?],
+        PrivateKeyDer::from_pem_slice(key.as_bytes())?,
+    )?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let behaviour = Arc::clone(&behaviour);
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let behaviour = *behaviour.lock().unwrap();
+                        async move {
+                            let path = request.uri().path().to_owned();
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            let review: Value = serde_json::from_slice(&body).unwrap();
+                            if behaviour == Behaviour::Slowly {
+                                tokio::time::sleep(Duration::from_secs(3)).await;
+                            }
+                            let uid = if behaviour == Behaviour::WrongUid {
+                                "not-the-request".to_owned()
+                            } else {
+                                review["request"]["uid"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_owned()
+                            };
+                            let object = &review["request"]["object"];
+                            let response = if path == "/validate" {
+                                if object["metadata"]["labels"]["team"].is_string() {
+                                    json!({"uid": uid, "allowed": true})
+                                } else {
+                                    json!({"uid": uid, "allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "every Deployment needs a team label"}})
+                                }
+                            } else {
+                                let patch = json!([{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}]);
+                                let patch = base64::engine::general_purpose::STANDARD
+                                    .encode(patch.to_string());
+                                json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch})
+                            };
+                            let answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(
+                                answer.to_string(),
+                            ))))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// The two configurations, pointing at `port`, with `policy` as their failurePolicy.
+fn configurations(ca_bundle: &str, port: u16, policy: &str) -> String {
+    let hook = |name: &str, path: &str| {
+        format!(
+            r#"- name: {name}
+  clientConfig:
+    url: https://127.0.0.1:{port}/{path}
+    caBundle: {ca_bundle}
+  rules:
+  - operations: [CREATE, UPDATE]
+    apiGroups: [apps]
+    apiVersions: [v1]
+    resources: [deployments]
+  objectSelector:
+    matchExpressions: [{{key: skip-webhooks, operator: DoesNotExist}}]
+  failurePolicy: {policy}
+  sideEffects: None
+  timeoutSeconds: 1
+  admissionReviewVersions: [v1]
+"#
+        )
+    };
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: teams}}\nwebhooks:\n{}---\napiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {{name: marks}}\nwebhooks:\n{}",
+        hook("team.example.com", "validate"),
+        hook("mark.example.com", "mutate"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhooks_refuse_mutate_and_fail_as_configured() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let behaviour = Arc::new(Mutex::new(Behaviour::Answer));
+    let port = webhook_server(&cluster, Arc::clone(&behaviour)).await?;
+    let ca = std::fs::read(cluster.dir.path().join("state/pki/ca.crt"))?;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca);
+    cluster.apply("hooks.yaml", &configurations(&ca_bundle, port, "Fail"));
+    // Every API server follows the configurations through a watch: give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let err = cluster.kubectl_err(&["create", "deployment", "web", "--image=flotilla/testapp:v1"]);
+    assert!(
+        err.contains(r#"admission webhook "team.example.com" denied the request: every Deployment needs a team label"#),
+        "{err}"
+    );
+    let labelled = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, labels: {app: web, team: blue}}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: flotilla/testapp:v1}]}\n";
+    cluster.apply("web.yaml", labelled);
+    let labels = cluster.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
+    assert!(
+        labels.contains(r#""mutated":"yes""#),
+        "the mutating webhook's label: {labels}"
+    );
+
+    // A webhook that answers for another request is not believed.
+    *behaviour.lock().unwrap() = Behaviour::WrongUid;
+    let err = cluster.kubectl_err(&["label", "deployment", "web", "tier=front"]);
+    assert!(
+        err.contains(r#"failed calling webhook "mark.example.com": expected response.uid="#),
+        "{err}"
+    );
+
+    // Too slow counts as down: Fail refuses.
+    *behaviour.lock().unwrap() = Behaviour::Slowly;
+    let err = cluster.kubectl_err(&["label", "deployment", "web", "tier=front"]);
+    assert!(
+        err.contains("failed calling webhook") && err.contains("context deadline exceeded"),
+        "{err}"
+    );
+
+    // Down: Fail refuses, Ignore lets the write through.
+    *behaviour.lock().unwrap() = Behaviour::Answer;
+    let down_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.local_addr()?.port()
+    };
+    cluster.apply("hooks.yaml", &configurations(&ca_bundle, down_port, "Fail"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let err = cluster.kubectl_err(&["label", "deployment", "web", "tier=front"]);
+    assert!(
+        err.contains(r#"failed calling webhook "mark.example.com": failed to call webhook: Post"#),
+        "{err}"
+    );
+    cluster.apply(
+        "hooks.yaml",
+        &configurations(&ca_bundle, down_port, "Ignore"),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.kubectl_ok(&["label", "deployment", "web", "tier=front"]);
+
+    // The object selector leaves out what it does not select, and a webhook cannot lock out
+    // its own configuration.
+    cluster.apply("hooks.yaml", &configurations(&ca_bundle, down_port, "Fail"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let skipped = labelled
+        .replace("name: web,", "name: skipped,")
+        .replace("team: blue", "skip-webhooks: \"true\"");
+    cluster.apply("skipped.yaml", &skipped);
+    cluster.kubectl_ok(&["delete", "validatingwebhookconfiguration", "teams"]);
+    cluster.kubectl_ok(&["delete", "mutatingwebhookconfiguration", "marks"]);
+    Ok(())
+}
