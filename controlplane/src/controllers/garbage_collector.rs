@@ -20,7 +20,9 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::apiserver::registry::{BUILTIN, Resource};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+use crate::apiserver::registry::BUILTIN;
 
 /// How the sweep runs.
 #[derive(Debug, Clone, Copy)]
@@ -74,18 +76,67 @@ pub struct Outcome {
     pub released: usize,
 }
 
-fn api_resource(resource: &Resource) -> ApiResource {
-    ApiResource {
-        group: resource.group.to_owned(),
-        version: resource.version.to_owned(),
-        api_version: if resource.group.is_empty() {
-            resource.version.to_owned()
-        } else {
-            format!("{}/{}", resource.group, resource.version)
-        },
-        kind: resource.kind.to_owned(),
-        plural: resource.plural.to_owned(),
+/// A kind the sweep goes through: a built-in one, or one a CustomResourceDefinition defines.
+#[derive(Debug, Clone)]
+struct Kind {
+    api: ApiResource,
+    namespaced: bool,
+}
+
+impl Kind {
+    fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
+        Self {
+            api: ApiResource {
+                group: group.to_owned(),
+                version: version.to_owned(),
+                api_version: if group.is_empty() {
+                    version.to_owned()
+                } else {
+                    format!("{group}/{version}")
+                },
+                kind: kind.to_owned(),
+                plural: plural.to_owned(),
+            },
+            namespaced,
+        }
     }
+}
+
+/// Every kind that keeps objects: the built-in ones and those of the established
+/// CustomResourceDefinitions (each once, through its storage version: every served version
+/// lists the same objects).
+async fn kinds(client: &Client) -> Result<Vec<Kind>, kube::Error> {
+    let mut kinds: Vec<Kind> = BUILTIN
+        .iter()
+        .filter(|r| !r.strategy.is_review())
+        .map(|r| Kind::new(r.group, r.version, r.kind, r.plural, r.namespaced))
+        .collect();
+    let definitions: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for definition in definitions.list(&ListParams::default()).await?.items {
+        let established = definition.status.as_ref().is_some_and(|status| {
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+        let spec = &definition.spec;
+        let version = spec
+            .versions
+            .iter()
+            .find(|v| v.storage && v.served)
+            .or_else(|| spec.versions.iter().find(|v| v.served));
+        if let (true, Some(version)) = (established, version) {
+            kinds.push(Kind::new(
+                &spec.group,
+                &version.name,
+                &spec.names.kind,
+                &spec.names.plural,
+                spec.scope == "Namespaced",
+            ));
+        }
+    }
+    Ok(kinds)
 }
 
 /// Lists every object of `resource`, page by page.
@@ -109,9 +160,10 @@ async fn list_all(
 /// One pass over every object of every served resource.
 pub async fn sweep(client: &Client) -> Result<Outcome, kube::Error> {
     let mut live: HashSet<String> = HashSet::new();
-    let mut dependents: Vec<(&'static Resource, DynamicObject)> = Vec::new();
-    for resource in BUILTIN.iter().copied().filter(|r| !r.strategy.is_review()) {
-        for object in list_all(client, &api_resource(resource)).await? {
+    let kinds = kinds(client).await?;
+    let mut dependents: Vec<(&Kind, DynamicObject)> = Vec::new();
+    for resource in &kinds {
+        for object in list_all(client, &resource.api).await? {
             if let Some(uid) = &object.metadata.uid {
                 live.insert(uid.clone());
             }
@@ -130,7 +182,7 @@ pub async fn sweep(client: &Client) -> Result<Outcome, kube::Error> {
         let references = object.owner_references().to_vec();
         let mut gone = Vec::new();
         for reference in references.iter().filter(|r| !live.contains(&r.uid)) {
-            if owner_is_gone(client, resource, &object, reference).await? {
+            if owner_is_gone(client, &kinds, resource, &object, reference).await? {
                 gone.push(reference.uid.clone());
             }
         }
@@ -150,7 +202,7 @@ pub async fn sweep(client: &Client) -> Result<Outcome, kube::Error> {
             };
             match api.delete(&name, &params).await {
                 Ok(_) => {
-                    tracing::info!(resource = resource.plural, namespace = ?object.namespace(), %name, "deleted: its owners are gone");
+                    tracing::info!(resource = resource.api.plural, namespace = ?object.namespace(), %name, "deleted: its owners are gone");
                     outcome.deleted += 1;
                 }
                 Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
@@ -178,13 +230,12 @@ pub async fn sweep(client: &Client) -> Result<Outcome, kube::Error> {
     Ok(outcome)
 }
 
-fn scoped_api(client: &Client, resource: &Resource, namespace: Option<&str>) -> Api<DynamicObject> {
-    let api_resource = api_resource(resource);
+fn scoped_api(client: &Client, resource: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
     match namespace {
         Some(namespace) if resource.namespaced => {
-            Api::namespaced_with(client.clone(), namespace, &api_resource)
+            Api::namespaced_with(client.clone(), namespace, &resource.api)
         }
-        _ => Api::all_with(client.clone(), &api_resource),
+        _ => Api::all_with(client.clone(), &resource.api),
     }
 }
 
@@ -192,7 +243,8 @@ fn scoped_api(client: &Client, resource: &Resource, namespace: Option<&str>) -> 
 /// a kind we do not serve are never judged gone (upstream leaves them alone too).
 async fn owner_is_gone(
     client: &Client,
-    dependent_resource: &Resource,
+    kinds: &[Kind],
+    dependent_resource: &Kind,
     dependent: &DynamicObject,
     reference: &OwnerReference,
 ) -> Result<bool, kube::Error> {
@@ -200,10 +252,12 @@ async fn owner_is_gone(
         Some((group, version)) => (group, version),
         None => ("", reference.api_version.as_str()),
     };
-    let Some(owner_resource) = BUILTIN
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == reference.kind)
-    else {
+    // A custom kind's owner may name any of its served versions; its objects are the same.
+    let Some(owner_resource) = kinds.iter().find(|k| {
+        k.api.group == group
+            && k.api.kind == reference.kind
+            && (k.api.version == version || !BUILTIN.iter().any(|r| r.group == group))
+    }) else {
         return Ok(false);
     };
     // A namespaced owner lives in its dependent's namespace; a cluster-scoped dependent cannot

@@ -26,6 +26,66 @@ fn configmap(name: &str, owners: serde_json::Value) -> ConfigMap {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn owners_of_custom_kinds_are_looked_up_too() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(|config| {
+        config.controllers.garbage_collector.sweep_period = Duration::from_millis(500);
+    })
+    .await?;
+    cluster.apply(
+        "crd.yaml",
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.net}
+spec:
+  group: example.net
+  scope: Namespaced
+  names: {plural: gadgets, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+",
+    );
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.net",
+        "--timeout=30s",
+    ]);
+    cluster.apply(
+        "gadget.yaml",
+        "apiVersion: example.net/v1\nkind: Gadget\nmetadata: {name: g1, namespace: default}\n",
+    );
+    let uid = cluster.kubectl_ok(&["get", "gadget", "g1", "-o", "jsonpath={.metadata.uid}"]);
+    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client().await?, "default");
+    let live = serde_json::json!({"apiVersion": "example.net/v1", "kind": "Gadget", "name": "g1", "uid": uid});
+    let gone = serde_json::json!({"apiVersion": "example.net/v1", "kind": "Gadget", "name": "g0", "uid": "6f1c1c33-0000-4000-8000-000000000003"});
+    for (name, owners) in [
+        ("by-gadget", serde_json::json!([live])),
+        ("by-gone-gadget", serde_json::json!([gone])),
+    ] {
+        configmaps
+            .create(&PostParams::default(), &configmap(name, owners))
+            .await?;
+    }
+    let mut collected = false;
+    for _ in 0..100 {
+        if configmaps.get_opt("by-gone-gadget").await?.is_none() {
+            collected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(collected, "an object whose Gadget owner is gone was kept");
+    assert!(
+        configmaps.get_opt("by-gadget").await?.is_some(),
+        "a live Gadget's object was collected"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn objects_whose_owners_are_gone_are_collected() -> anyhow::Result<()> {
     let cluster = Cluster::start_with(|config| {
         config.controllers.garbage_collector.sweep_period = Duration::from_millis(500);
