@@ -1,8 +1,10 @@
 //! Admission webhooks against a real control plane: a validating webhook refuses Deployments
 //! without a `team` label with its own message, a mutating one adds a label, and a webhook that
 //! is down, too slow or answers for another request refuses writes under `failurePolicy: Fail`
-//! and lets them through under `Ignore`. The webhook is an HTTPS server in the test, with a
-//! certificate from the cluster's CA, which its configuration's caBundle names.
+//! and lets them through under `Ignore`. A match condition (CEL) leaves out Deployments
+//! annotated `skip-validation`, and one that does not compile refuses its configuration. The
+//! webhook is an HTTPS server in the test, with a certificate from the cluster's CA, which its
+//! configuration's caBundle names.
 
 #![allow(
     clippy::unwrap_used,
@@ -126,6 +128,9 @@ fn configurations(ca_bundle: &str, port: u16, policy: &str) -> String {
     resources: [deployments]
   objectSelector:
     matchExpressions: [{{key: skip-webhooks, operator: DoesNotExist}}]
+  matchConditions:
+  - name: not-skipped
+    expression: "!has(object.metadata.annotations) || !('skip-validation' in object.metadata.annotations)"
   failurePolicy: {policy}
   sideEffects: None
   timeoutSeconds: 1
@@ -156,6 +161,32 @@ async fn webhooks_refuse_mutate_and_fail_as_configured() -> anyhow::Result<()> {
         err.contains(r#"admission webhook "team.example.com" denied the request: every Deployment needs a team label"#),
         "{err}"
     );
+    // The match condition leaves out an annotated Deployment: no team label, yet not refused
+    // (nor mutated: both webhooks have the condition).
+    let unchecked = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: unchecked, labels: {app: web}, annotations: {skip-validation: \"yes\"}}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: flotilla/testapp:v1}]}\n";
+    cluster.apply("unchecked.yaml", unchecked);
+    let labels = cluster.kubectl_ok(&[
+        "get",
+        "deployment",
+        "unchecked",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
+    assert!(!labels.contains("mutated"), "{labels}");
+    cluster.kubectl_ok(&["delete", "deployment", "unchecked"]);
+
+    // A match condition that does not compile refuses its configuration.
+    let broken = configurations(&ca_bundle, port, "Fail").replace(
+        "!has(object.metadata.annotations) ||",
+        "!has(object.metadata.annotations) ||)",
+    );
+    let path = cluster.write("broken.yaml", &broken);
+    let err = cluster.kubectl_err(&["apply", "-f", &path.to_string_lossy()]);
+    assert!(
+        err.contains(r#"webhooks[0].matchConditions[0].expression: Invalid value: "!has(object.metadata.annotations) ||) !('skip-validation' in object.metadata.annotations)": compilation failed: ERROR: <input>:1:"#),
+        "{err}"
+    );
+
     let labelled = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, labels: {app: web, team: blue}}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: flotilla/testapp:v1}]}\n";
     cluster.apply("web.yaml", labelled);
     let labels = cluster.kubectl_ok(&[

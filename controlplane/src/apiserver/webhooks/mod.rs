@@ -5,9 +5,11 @@
 //! again once if a later one changed the object), after the built-in admission; the
 //! validating ones together, after validation, just before the write. A webhook that cannot be
 //! asked (down, too slow, a garbled answer) refuses the write under `failurePolicy: Fail` and
-//! is skipped under `Ignore`.
+//! is skipped under `Ignore`. A webhook whose rules and selectors match is asked only if its
+//! CEL `matchConditions` are all true ([`conditions`]).
 
 pub mod call;
+pub mod conditions;
 pub mod matching;
 
 use std::collections::BTreeMap;
@@ -22,6 +24,7 @@ use crate::storage::{
     StorageError, Store, WatchEvent,
     mirror::{Change, mirror},
 };
+use conditions::{Conditions, Verdict};
 use matching::Attributes;
 
 use super::{machinery::field::is_empty_value, status::ApiError};
@@ -37,11 +40,37 @@ const EXEMPT: [&str; 2] = [
     "validatingwebhookconfigurations",
 ];
 
-/// The configurations, by name (upstream asks them in name order).
+/// One webhook of a stored configuration, with its match conditions compiled when the
+/// configuration was (a configuration changes rarely; requests are many).
+#[derive(Debug)]
+struct Hook {
+    /// The webhook as stored.
+    spec: Value,
+    /// Its compiled `matchConditions`.
+    conditions: Conditions,
+}
+
+/// The webhooks of one configuration.
+fn hooks_of(configuration: &Value) -> Vec<Arc<Hook>> {
+    configuration["webhooks"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|spec| {
+            Arc::new(Hook {
+                conditions: Conditions::of(spec),
+                spec: spec.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The configurations' webhooks, by configuration name (upstream asks them in name order).
 #[derive(Debug, Default)]
 struct Configurations {
-    mutating: BTreeMap<String, Value>,
-    validating: BTreeMap<String, Value>,
+    mutating: BTreeMap<String, Vec<Arc<Hook>>>,
+    validating: BTreeMap<String, Vec<Arc<Hook>>>,
 }
 
 /// The webhook configurations an API server follows.
@@ -86,7 +115,7 @@ impl Webhooks {
             Change::Reset(items) => {
                 map.clear();
                 for item in items {
-                    map.insert(name(&item.object), item.object.clone());
+                    map.insert(name(&item.object), hooks_of(&item.object));
                 }
             }
             Change::Event(
@@ -95,7 +124,7 @@ impl Webhooks {
                     current: stored, ..
                 },
             ) => {
-                map.insert(name(&stored.object), stored.object.clone());
+                map.insert(name(&stored.object), hooks_of(&stored.object));
             }
             Change::Event(WatchEvent::Deleted(stored)) => {
                 map.remove(&name(&stored.object));
@@ -104,8 +133,8 @@ impl Webhooks {
         }
     }
 
-    /// The webhooks of one kind, in upstream's order, with the configuration each is from.
-    fn hooks(&self, mutating: bool) -> Vec<Value> {
+    /// The webhooks of one kind, in upstream's order.
+    fn hooks(&self, mutating: bool) -> Vec<Arc<Hook>> {
         let all = self
             .configurations
             .read()
@@ -115,14 +144,7 @@ impl Webhooks {
         } else {
             &all.validating
         };
-        map.values()
-            .flat_map(|configuration| {
-                configuration["webhooks"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect()
+        map.values().flatten().cloned().collect()
     }
 }
 
@@ -155,17 +177,22 @@ pub async fn mutate(
     // Each asked webhook with the object as it left it.
     let mut asked: Vec<(usize, Value)> = Vec::new();
     for (index, hook) in hooks.iter().enumerate() {
-        if !applies(store, hook, &request, Some(object), old).await {
+        if !applies(store, hook, &request, Some(object), old).await? {
             continue;
         }
-        ask_mutating(store, hook, &request, object, old).await?;
+        ask_mutating(store, &hook.spec, &request, object, old).await?;
         asked.push((index, object.clone()));
     }
     // A webhook that asked to be reinvoked is asked once more if a later one changed the
-    // object after it (upstream's reinvocationPolicy: IfNeeded).
+    // object after it (upstream's reinvocationPolicy: IfNeeded), if it still applies to the
+    // object as it now is (upstream matches again, match conditions included).
     for (index, left) in asked {
-        if hooks[index]["reinvocationPolicy"] == "IfNeeded" && left != *object {
-            ask_mutating(store, &hooks[index], &request, object, old).await?;
+        let hook = &hooks[index];
+        if hook.spec["reinvocationPolicy"] == "IfNeeded"
+            && left != *object
+            && applies(store, hook, &request, Some(object), old).await?
+        {
+            ask_mutating(store, &hook.spec, &request, object, old).await?;
         }
     }
     Ok(())
@@ -188,8 +215,8 @@ pub async fn validate(
     }
     let mut matching = Vec::new();
     for hook in &hooks {
-        if applies(store, hook, &request, object, old).await {
-            matching.push(hook);
+        if applies(store, hook, &request, object, old).await? {
+            matching.push(&hook.spec);
         }
     }
     let answers = futures::future::join_all(
@@ -251,9 +278,63 @@ async fn ask_mutating(
     }
 }
 
-/// Whether `hook` is to be asked about `request`: its rules, namespace selector (the
-/// namespace's labels) and object selector.
+/// Whether `hook` is to be asked about `request`: its rules and selectors, then its match
+/// conditions (upstream's `ShouldCallHook`); a condition that cannot be evaluated refuses the
+/// write under failurePolicy Fail.
 async fn applies(
+    store: &Store,
+    hook: &Hook,
+    request: &Request<'_>,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<bool, ApiError> {
+    if !selected(store, &hook.spec, request, object, old).await {
+        return Ok(false);
+    }
+    if hook.conditions.is_empty() {
+        return Ok(true);
+    }
+    let verdict = hook
+        .conditions
+        .evaluate(object, old, &admission_request(request));
+    conditions_say(&hook.spec, request, verdict)
+}
+
+/// What a webhook's match conditions decide: asked on Match, skipped on Skip; an evaluation
+/// error skips it under failurePolicy Ignore and refuses the write otherwise, as upstream's
+/// `ShouldCallHook` does (403, `<resource> "<name>" is forbidden: <errors>`).
+fn conditions_say(hook: &Value, request: &Request<'_>, verdict: Verdict) -> Result<bool, ApiError> {
+    match verdict {
+        Verdict::Match => Ok(true),
+        Verdict::Skip => Ok(false),
+        Verdict::Error(err) if hook["failurePolicy"] == "Ignore" => {
+            tracing::warn!(
+                "failed evaluating match conditions of webhook {:?}: {err} (failurePolicy Ignore: the webhook is skipped)",
+                hook_name(hook)
+            );
+            Ok(false)
+        }
+        Verdict::Error(err) => {
+            let resource = request.attributes.resource;
+            let group_resource = if resource.group.is_empty() {
+                resource.plural.to_owned()
+            } else {
+                format!("{}.{}", resource.plural, resource.group)
+            };
+            let name = request.attributes.name;
+            let mut refusal = ApiError::forbidden(&group_resource, name, &err);
+            // apierrors.NewForbidden leaves out an empty name (a create with generateName).
+            if name.is_empty() {
+                refusal.message = format!("{group_resource} is forbidden: {err}");
+            }
+            Err(refusal)
+        }
+    }
+}
+
+/// Whether `hook`'s rules, namespace selector (the namespace's labels) and object selector
+/// match the request.
+async fn selected(
     store: &Store,
     hook: &Value,
     request: &Request<'_>,
@@ -345,13 +426,42 @@ async fn ask(
 
 /// The AdmissionReview (v1) request for one webhook.
 fn review(uid: &str, request: &Request<'_>, object: Option<&Value>, old: Option<&Value>) -> Value {
+    let mut body = request_fields(request);
+    body["uid"] = json!(uid);
+    body["object"] = object.cloned().unwrap_or(Value::Null);
+    body["oldObject"] = old.cloned().unwrap_or(Value::Null);
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": body})
+}
+
+/// The AdmissionRequest as match conditions see it (upstream's `CreateAdmissionRequest`
+/// through the unstructured converter): no uid, object or oldObject, and the empty fields Go
+/// leaves out (`name` of a create with generateName, a user's `groups`) absent.
+fn admission_request(request: &Request<'_>) -> Value {
+    let mut body = request_fields(request);
+    if let Some(fields) = body.as_object_mut()
+        && fields.get("name").is_some_and(|name| name == "")
+    {
+        fields.remove("name");
+    }
+    if let Some(user) = body["userInfo"].as_object_mut()
+        && user
+            .get("groups")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+    {
+        user.remove("groups");
+    }
+    body
+}
+
+/// The fields of an AdmissionRequest that say what is written and by whom.
+fn request_fields(request: &Request<'_>) -> Value {
     let attributes = &request.attributes;
     let resource = attributes.resource;
     let kind = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
     let gvr =
         json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
     let mut body = json!({
-        "uid": uid,
         "kind": kind,
         "resource": gvr,
         "requestKind": kind,
@@ -359,8 +469,6 @@ fn review(uid: &str, request: &Request<'_>, object: Option<&Value>, old: Option<
         "name": attributes.name,
         "operation": attributes.operation.name(),
         "userInfo": request.user.map_or(json!({}), |user| json!({"username": user.name, "groups": user.groups})),
-        "object": object.cloned().unwrap_or(Value::Null),
-        "oldObject": old.cloned().unwrap_or(Value::Null),
         "dryRun": request.dry_run,
         "options": {"apiVersion": "meta.k8s.io/v1", "kind": attributes.operation.options_kind()},
     });
@@ -371,7 +479,7 @@ fn review(uid: &str, request: &Request<'_>, object: Option<&Value>, old: Option<
         body["subResource"] = json!(sub.name());
         body["requestSubResource"] = json!(sub.name());
     }
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": body})
+    body
 }
 
 fn hook_name(hook: &Value) -> &str {
@@ -452,6 +560,83 @@ mod tests {
         assert_eq!(
             err.message,
             r#"admission webhook "team.example.com" denied the request without explanation"#
+        );
+    }
+
+    #[test]
+    fn match_condition_errors_refuse_under_fail_and_skip_under_ignore() {
+        let resource = crate::apiserver::registry::builtin("apps", "deployments").unwrap();
+        let attributes = Attributes::new(
+            resource,
+            None,
+            matching::Operation::Create,
+            Some("default"),
+            "web",
+        );
+        let request = request(attributes, None, false);
+        let fail = json!({"name": "a.b.c", "failurePolicy": "Fail"});
+        let ignore = json!({"name": "a.b.c", "failurePolicy": "Ignore"});
+        let error = || Verdict::Error("expression 'x' resulted in error: no such key: y".into());
+        assert!(conditions_say(&fail, &request, Verdict::Match).unwrap());
+        assert!(!conditions_say(&fail, &request, Verdict::Skip).unwrap());
+        assert!(!conditions_say(&ignore, &request, error()).unwrap());
+        let err = conditions_say(&fail, &request, error()).unwrap_err();
+        assert_eq!((err.code, err.reason), (403, "Forbidden"));
+        assert_eq!(
+            err.message,
+            r#"deployments.apps "web" is forbidden: expression 'x' resulted in error: no such key: y"#
+        );
+        let unnamed = Attributes::new(
+            crate::apiserver::registry::builtin("", "pods").unwrap(),
+            None,
+            matching::Operation::Create,
+            Some("default"),
+            "",
+        );
+        let err =
+            conditions_say(&fail, &super::request(unnamed, None, false), error()).unwrap_err();
+        assert_eq!(
+            err.message,
+            "pods is forbidden: expression 'x' resulted in error: no such key: y"
+        );
+    }
+
+    #[test]
+    fn match_conditions_see_the_request_without_its_objects() {
+        let resource = crate::apiserver::registry::builtin("apps", "deployments").unwrap();
+        let attributes = Attributes::new(
+            resource,
+            None,
+            matching::Operation::Create,
+            Some("team-a"),
+            "",
+        );
+        let user = User {
+            name: "jane".into(),
+            groups: vec![],
+        };
+        let seen = admission_request(&request(attributes, Some(&user), true));
+        assert_eq!(
+            seen,
+            json!({"kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "requestKind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                "requestResource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "namespace": "team-a", "operation": "CREATE", "userInfo": {"username": "jane"},
+                "dryRun": true,
+                "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}})
+        );
+        let hook = Hook {
+            conditions: Conditions::of(&json!({"matchConditions": [
+                {"name": "a", "expression": "request.userInfo.username == 'jane' && request.dryRun"},
+                {"name": "b", "expression": "!has(request.name) && object.spec.replicas == 2"},
+            ]})),
+            spec: json!({}),
+        };
+        let object = json!({"spec": {"replicas": 2}});
+        assert_eq!(
+            hook.conditions.evaluate(Some(&object), None, &seen),
+            Verdict::Match
         );
     }
 

@@ -110,11 +110,20 @@ struct Expression {
 /// identifier gives cel-go's issue text (`ERROR: <input>:1:9: Syntax error: ...` with the
 /// source line and a caret).
 fn compile_expression(source: &str) -> Result<Expression, String> {
+    compile_in(source, &CRD_VARIABLES)
+}
+
+/// Compiles `source` where `variables` (and the type names) are the declared identifiers.
+fn compile_in(source: &str, variables: &'static [&'static str]) -> Result<Expression, String> {
     let env = library::env().map_err(|e| format!("rule compiler initialization error: {e}"))?;
     let program = env
         .compile(source)
         .map_err(|e| e.to_string().replace("\n| ", "\n | "))?;
-    let mut check = RefCheck::default();
+    let mut check = RefCheck {
+        undeclared: Vec::new(),
+        old_self: false,
+        variables,
+    };
     check.walk(program.expression(), &mut Vec::new());
     if let Some(id) = check.undeclared.first() {
         let name = &id.1;
@@ -148,10 +157,11 @@ fn issue(source: &str, offset: usize, message: &str) -> String {
     )
 }
 
-/// Names an expression may use without declaring them: the variables and the type names.
-const DECLARED: [&str; 14] = [
-    "self",
-    "oldSelf",
+/// The variables of a CRD rule.
+const CRD_VARIABLES: [&str; 2] = ["self", "oldSelf"];
+
+/// Names any expression may use without declaring them: the type names.
+const TYPE_NAMES: [&str; 12] = [
     "int",
     "uint",
     "double",
@@ -168,10 +178,11 @@ const DECLARED: [&str; 14] = [
 
 /// Finds identifiers that are neither variables, comprehension variables nor type names, and
 /// whether `oldSelf` is used (cel-go's checker does both from its reference map).
-#[derive(Default)]
 struct RefCheck {
     undeclared: Vec<(u64, String)>,
     old_self: bool,
+    /// The declared variables.
+    variables: &'static [&'static str],
 }
 
 impl RefCheck {
@@ -181,10 +192,11 @@ impl RefCheck {
                 if scope.iter().any(|s| s == name) {
                     return;
                 }
-                if name == "oldSelf" {
-                    self.old_self = true;
-                } else if !DECLARED.contains(&name.as_str()) {
+                if !self.variables.contains(&name.as_str()) && !TYPE_NAMES.contains(&name.as_str())
+                {
                     self.undeclared.push((e.id, name.clone()));
+                } else if name == "oldSelf" {
+                    self.old_self = true;
                 }
             }
             Expr::Call(call) => {
@@ -753,19 +765,33 @@ fn correlate<'a>(s: &Structural, old: &'a [Value], item: &Value) -> Option<&'a V
 
 /// Upstream's message for a rule that failed to run.
 fn runtime_error(e: &ExecutionError, rule: &str) -> String {
-    let text = match e {
+    if is_overload_error(e) {
+        return format!(
+            "'no such overload': call arguments did not match a supported operator, function or macro signature for rule: {rule}"
+        );
+    }
+    format!("{} evaluating rule: {rule}", error_text(e))
+}
+
+/// Whether `e` is one of the errors cel-go reports as "no such overload".
+fn is_overload_error(e: &ExecutionError) -> bool {
+    matches!(
+        e,
         ExecutionError::NoSuchOverload(_)
-        | ExecutionError::UnsupportedBinaryOperator(..)
-        | ExecutionError::ValuesNotComparable(..)
-        | ExecutionError::UnexpectedType { .. }
-        | ExecutionError::UnsupportedTargetType { .. }
-        | ExecutionError::NotSupportedAsMethod { .. }
-        | ExecutionError::UnsupportedIndex(..)
-        | ExecutionError::UnsupportedKeyType(..) => {
-            return format!(
-                "'no such overload': call arguments did not match a supported operator, function or macro signature for rule: {rule}"
-            );
-        }
+            | ExecutionError::UnsupportedBinaryOperator(..)
+            | ExecutionError::ValuesNotComparable(..)
+            | ExecutionError::UnexpectedType { .. }
+            | ExecutionError::UnsupportedTargetType { .. }
+            | ExecutionError::NotSupportedAsMethod { .. }
+            | ExecutionError::UnsupportedIndex(..)
+            | ExecutionError::UnsupportedKeyType(..)
+    )
+}
+
+/// cel-go's text of an evaluation error (`no such key: x`, `no such overload`).
+fn error_text(e: &ExecutionError) -> String {
+    match e {
+        _ if is_overload_error(e) => "no such overload".to_owned(),
         ExecutionError::NoSuchKey(k) => format!("no such key: {k}"),
         ExecutionError::DivisionByZero(_) => "division by zero".to_owned(),
         ExecutionError::RemainderByZero(_) => "modulus by zero".to_owned(),
@@ -780,8 +806,7 @@ fn runtime_error(e: &ExecutionError, rule: &str) -> String {
         ExecutionError::UndeclaredReference(n) => format!("no such attribute(s): {n}"),
         ExecutionError::FunctionError { message, .. } => message.clone(),
         other => other.to_string(),
-    };
-    format!("{text} evaluating rule: {rule}")
+    }
 }
 
 /// An upper bound of what evaluating `e` costs when no list, map or string it can range over is
@@ -814,4 +839,78 @@ pub(crate) fn estimate(e: &IdedExpr, size: u64) -> u64 {
         Expr::Select(s) => estimate(&s.operand, size).saturating_add(1),
         Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 1,
     }
+}
+
+/// An expression compiled against variables its caller names, outside any CRD schema (the
+/// matchConditions of admission webhooks): same environment, library and cost bound as rules.
+pub struct Standalone {
+    expression: Expression,
+    source: String,
+}
+
+impl std::fmt::Debug for Standalone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Standalone")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Standalone {
+    /// Compiles `source` with `variables` declared; the error is upstream's detail
+    /// (`compilation failed: ERROR: <input>:1:5: ...`).
+    pub fn compile(source: &str, variables: &'static [&'static str]) -> Result<Self, String> {
+        let expression =
+            compile_in(source, variables).map_err(|e| with_prefix("compilation failed: ", e))?;
+        Ok(Self {
+            expression,
+            source: source.to_owned(),
+        })
+    }
+
+    /// The parsed expression, for a caller's own static checks.
+    pub fn ast(&self) -> &IdedExpr {
+        self.expression.program.expression()
+    }
+
+    /// cel-go's issue text (`ERROR: <input>:line:column: message`, the line, a caret) at the
+    /// node `id` of [`Self::ast`].
+    pub fn issue(&self, id: u64, message: &str) -> String {
+        let offset = self
+            .expression
+            .program
+            .source_info()
+            .offset_for(id)
+            .map_or(0, |(start, _)| start as usize);
+        issue(&self.source, offset, message)
+    }
+
+    /// An upper bound of what a run costs over data no larger than `size` (see [`estimate`]).
+    pub fn cost(&self, size: u64) -> u64 {
+        estimate(self.ast(), size)
+    }
+
+    /// Runs the expression with `variables` bound (a name left out is unbound: using it is
+    /// an error); the error is cel-go's text (`no such key: annotations`).
+    pub fn evaluate(&self, variables: &[(&str, ::cel::Value)]) -> Result<::cel::Value, String> {
+        let env = library::env().map_err(|e| format!("rule compiler initialization error: {e}"))?;
+        let mut ctx = Context::with_env(env);
+        for (name, value) in variables {
+            bind(&mut ctx, name, value.clone());
+        }
+        self.expression
+            .program
+            .execute(&ctx)
+            .map_err(|e| error_text(&e))
+    }
+}
+
+/// A JSON value as CEL sees it without a schema (every field shown, numbers as int or double).
+pub fn json_to_cel(v: &Value) -> ::cel::Value {
+    value::to_cel(v, None, false)
+}
+
+/// The largest list, map or string in `v` (the `size` of [`Standalone::cost`]).
+pub fn json_size(v: &Value) -> u64 {
+    value::size(v)
 }

@@ -486,12 +486,15 @@ fn match_conditions(e: &mut Errs, conditions: &[Value], path: &str) {
         let at = idx(path, i);
         let condition = Some(condition);
         let expression = str_of(condition, "expression").trim();
+        let expression_path = child(&at, "expression");
         if expression.is_empty() {
-            e.required(&child(&at, "expression"), "");
+            e.required(&expression_path, "");
+        } else if let Err(detail) = crate::apiserver::webhooks::conditions::compile(expression) {
+            // Upstream compiles the trimmed expression in its match-condition environment
+            // (object, oldObject, request, namespaceObject, authorizer) and shows it as the
+            // value; a syntax error, an undeclared name or a non-bool result refuses it.
+            e.invalid_s(&expression_path, expression, &detail);
         }
-        // Upstream compiles the expression here with its CEL environment (request, object,
-        // oldObject, authorizer) and reports compile errors; that environment is not built
-        // yet, so a bad expression is found only when the webhook is called.
         let name = str_of(condition, "name");
         let name_path = child(&at, "name");
         if name.is_empty() {
@@ -1154,6 +1157,46 @@ mod tests {
         assert_eq!(
             causes(&object),
             vec!["webhooks[0].matchConditions: Too many: 65: must have at most 64 items"]
+        );
+    }
+
+    #[test]
+    fn match_condition_expressions_must_compile_to_a_bool() {
+        let object = with(|hook| {
+            hook["matchConditions"] = json!([
+                {"name": "fine", "expression": "  request.operation == 'CREATE'  "},
+                {"name": "syntax", "expression": "object.metadata.name =="},
+                {"name": "undeclared", "expression": "params.team == 'a'"},
+                {"name": "not-bool", "expression": " object.metadata.name "},
+                {"name": "field", "expression": "request.user == 'jane'"},
+            ]);
+        });
+        let found = causes(&object);
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].starts_with(concat!(
+                r#"webhooks[0].matchConditions[1].expression: Invalid value: "object.metadata.name ==": "#,
+                "compilation failed: ERROR: <input>:1:24: Syntax error: "
+            )),
+            "{found:?}"
+        );
+        assert_eq!(
+            found[1..],
+            [
+                concat!(
+                    r#"webhooks[0].matchConditions[2].expression: Invalid value: "params.team == 'a'": "#,
+                    "compilation failed: ERROR: <input>:1:1: undeclared reference to 'params' (in container '')\n",
+                    " | params.team == 'a'\n",
+                    " | ^"
+                ),
+                r#"webhooks[0].matchConditions[3].expression: Invalid value: "object.metadata.name": must evaluate to bool but got dyn"#,
+                concat!(
+                    r#"webhooks[0].matchConditions[4].expression: Invalid value: "request.user == 'jane'": "#,
+                    "compilation failed: ERROR: <input>:1:8: undefined field 'user'\n",
+                    " | request.user == 'jane'\n",
+                    " | .......^"
+                ),
+            ]
         );
     }
 
