@@ -1,6 +1,7 @@
 //! `cargo xtask images`: container images without a registry. Builds the image programs of
-//! `tests/` (`flotilla-pause`, `flotilla-testapp`, and the benchmark tool `flotilla-perf` that the
-//! test-app images carry at /bin/flotilla-perf) as static executables, wraps each image in an OCI
+//! `tests/` (`flotilla-pause`, `flotilla-testapp`, the benchmark tool `flotilla-perf` that the
+//! test-app images carry at /bin/flotilla-perf, and `flotilla-widget-operator`, a kube-rs
+//! operator) as static executables, wraps each image in an OCI
 //! image-layout tarball (what `ctr images import` and `docker load` read) and, with `--import`,
 //! imports them into a containerd.
 //!
@@ -97,8 +98,9 @@ impl ImageSpec {
 
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The images: the sandbox (pause) image and two versions of the test app that differ only in
-/// their configuration, so a rolling update has something to roll to.
+/// The images: the sandbox (pause) image, two versions of the test app that differ only in
+/// their configuration (so a rolling update has something to roll to), and the example
+/// operator the custom-resource tests run.
 pub(crate) const IMAGES: &[ImageSpec] = &[
     ImageSpec {
         repository: "flotilla/pause",
@@ -129,6 +131,16 @@ pub(crate) const IMAGES: &[ImageSpec] = &[
         exposed_ports: &["8080/tcp", "9000/tcp", "9001/udp"],
         busybox: true,
         extra_binaries: &[PERF_TOOL],
+    },
+    ImageSpec {
+        repository: "flotilla/widget-operator",
+        tag: "v1",
+        binary: "flotilla-widget-operator",
+        path_in_image: "/widget-operator",
+        env: &[PATH_ENV],
+        exposed_ports: &[],
+        busybox: false,
+        extra_binaries: &[],
     },
 ];
 
@@ -445,7 +457,7 @@ fn build_binaries() -> anyhow::Result<PathBuf> {
             ["-Ctarget-feature=+crt-static", "-Cstrip=symbols"].join("\x1f"),
         );
     run_logged(
-        "building flotilla-pause, flotilla-testapp and flotilla-perf (static, release)",
+        "building the image programs (pause, testapp, perf, widget-operator; static, release)",
         "images-build",
         &mut command,
     )?;

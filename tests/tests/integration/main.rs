@@ -23,6 +23,7 @@ mod kube_proxy_baseline;
 mod kubelet_api;
 mod local_cluster;
 mod network_policy;
+mod operator;
 mod overlay_datapath;
 mod perf;
 mod pod_library;

@@ -83,6 +83,7 @@ pub fn test_images() -> anyhow::Result<Vec<PathBuf>> {
         "flotilla-pause-3.10.tar",
         "flotilla-testapp-v1.tar",
         "flotilla-testapp-v2.tar",
+        "flotilla-widget-operator-v1.tar",
     ]
     .iter()
     .map(|file| dir.join(file))
