@@ -69,8 +69,10 @@ spec:
             .create(&PostParams::default(), &configmap(name, owners))
             .await?;
     }
+    // A sweep is followed by a pause twenty times its length (the collector's own bound on its
+    // share of the control plane): under a loaded machine that is seconds, so wait up to 60 s.
     let mut collected = false;
-    for _ in 0..100 {
+    for _ in 0..600 {
         if configmaps.get_opt("by-gone-gadget").await?.is_none() {
             collected = true;
             break;
