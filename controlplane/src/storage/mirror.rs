@@ -22,6 +22,43 @@ pub enum Change<'a> {
     Event(&'a WatchEvent),
 }
 
+impl Change<'_> {
+    /// Applies the change to a copy of cluster-scoped objects kept by name, `keep` making
+    /// what is kept of each object.
+    pub fn apply_by_name<T>(
+        &self,
+        copy: &mut std::collections::BTreeMap<String, T>,
+        keep: impl Fn(&serde_json::Value) -> T,
+    ) {
+        let name = |stored: &Stored| {
+            stored.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        match self {
+            Change::Reset(items) => {
+                copy.clear();
+                for item in *items {
+                    copy.insert(name(item), keep(&item.object));
+                }
+            }
+            Change::Event(
+                WatchEvent::Added(stored)
+                | WatchEvent::Modified {
+                    current: stored, ..
+                },
+            ) => {
+                copy.insert(name(stored), keep(&stored.object));
+            }
+            Change::Event(WatchEvent::Deleted(stored)) => {
+                copy.remove(&name(stored));
+            }
+            Change::Event(WatchEvent::Progress(_)) => {}
+        }
+    }
+}
+
 /// Whoever keeps a copy of a prefix.
 pub type Sink = Arc<dyn Fn(Change<'_>) + Send + Sync>;
 

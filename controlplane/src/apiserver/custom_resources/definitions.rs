@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{CustomStrategy, resource_for, served_of};
+use super::{CustomStrategy, Shape, served_of};
 use crate::apiserver::{
     ApiServer,
     handlers::{DeleteOptions, Scope},
@@ -24,7 +24,7 @@ use crate::apiserver::{
     },
 };
 use crate::storage::{
-    StorageError, WatchEvent,
+    StorageError,
     mirror::{Change, mirror},
 };
 
@@ -47,30 +47,28 @@ pub async fn follow(api: ApiServer) -> Result<(), StorageError> {
             let mut copy = copy
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            record(&mut copy, change);
+            change.apply_by_name(&mut copy, Value::clone);
             changed.notify_one();
         })
     };
     mirror(&api.store, definitions_prefix(), sink).await?;
+    let snapshot_of = move || {
+        copy.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
     let mut served = Served::default();
-    let snapshot = copy
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let mut snapshot = snapshot_of();
     served.apply(&api, &snapshot);
     tokio::spawn(async move {
         loop {
-            let snapshot = copy
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            served.apply(&api, &snapshot);
-            let settled = settle(&api, &snapshot).await;
-            if settled {
+            if settle(&api, &snapshot).await {
                 changed.notified().await;
             } else {
                 let _ = tokio::time::timeout(RETRY, changed.notified()).await;
             }
+            snapshot = snapshot_of();
+            served.apply(&api, &snapshot);
         }
     });
     Ok(())
@@ -82,30 +80,6 @@ fn definitions_prefix() -> &'static str {
     PREFIX.get_or_init(|| DEFINITIONS.prefix(None))
 }
 
-/// Applies one change to the copy.
-fn record(copy: &mut Definitions, change: Change<'_>) {
-    match change {
-        Change::Reset(items) => {
-            copy.clear();
-            for item in items {
-                copy.insert(name_of(&item.object).to_owned(), item.object.clone());
-            }
-        }
-        Change::Event(
-            WatchEvent::Added(stored)
-            | WatchEvent::Modified {
-                current: stored, ..
-            },
-        ) => {
-            copy.insert(name_of(&stored.object).to_owned(), stored.object.clone());
-        }
-        Change::Event(WatchEvent::Deleted(stored)) => {
-            copy.remove(name_of(&stored.object));
-        }
-        Change::Event(_) => {}
-    }
-}
-
 fn name_of(object: &Value) -> &str {
     object["metadata"]["name"].as_str().unwrap_or_default()
 }
@@ -114,8 +88,14 @@ fn name_of(object: &Value) -> &str {
 /// strategy and descriptor.
 #[derive(Default)]
 struct Served {
-    kinds: BTreeMap<(String, String, String), (&'static CustomStrategy, &'static Resource)>,
+    kinds: BTreeMap<Key, (&'static CustomStrategy, &'static Resource)>,
+    /// Versions the registry refused (their names clash with a built-in kind), as they were:
+    /// tried again when they change or when a kind stops being served.
+    refused: BTreeMap<Key, Shape>,
 }
+
+/// A served version: (group, version, plural).
+type Key = (String, String, String);
 
 impl Served {
     /// Serves the versions of every definition whose names are accepted, each as its
@@ -143,25 +123,24 @@ impl Served {
                     text(&definition["spec"]["names"]["plural"]),
                 );
                 let served = served_of(definition, version);
+                let shape = Shape::of(definition, version);
                 match self.kinds.get(&key) {
-                    Some((strategy, resource))
-                        if resource
-                            .same_definition(&resource_for(definition, version, strategy)) =>
-                    {
+                    Some((strategy, resource)) if shape.describes(resource) => {
                         strategy.replace(served);
                     }
+                    // Refused before as it is: trying again would only leak its names again.
+                    _ if self.refused.get(&key) == Some(&shape) => continue,
                     _ => {
                         if let Some((_, old)) = self.kinds.remove(&key) {
                             api.registry.unregister(old.group, old.version, old.plural);
+                            self.refused.clear();
                         }
                         let strategy: &'static CustomStrategy =
                             Box::leak(Box::new(CustomStrategy::new(served)));
-                        match api
-                            .registry
-                            .register(resource_for(definition, version, strategy))
-                        {
+                        match api.registry.register(shape.clone().into_resource(strategy)) {
                             Ok(resource) => {
                                 tracing::info!(kind = resource.kind, api_version = %resource.api_version(), "serving a custom resource");
+                                self.refused.remove(&key);
                                 self.kinds.insert(key.clone(), (strategy, resource));
                             }
                             Err(err) => {
@@ -171,6 +150,7 @@ impl Served {
                                     key.0,
                                     key.1
                                 );
+                                self.refused.insert(key, shape);
                                 continue;
                             }
                         }
@@ -189,6 +169,7 @@ impl Served {
             if let Some((_, resource)) = self.kinds.remove(&key) {
                 api.registry
                     .unregister(resource.group, resource.version, resource.plural);
+                self.refused.clear();
                 tracing::info!(kind = resource.kind, api_version = %resource.api_version(), "no longer serving a custom resource");
             }
         }

@@ -332,60 +332,118 @@ fn set_at(object: &mut Value, pointer: &str, value: Value) {
     current[last.as_str()] = value;
 }
 
-/// The descriptor of one served version, its names leaked once: a registered kind lives as
-/// long as the process (see [`crate::apiserver::registry::Registry::register`]).
-pub fn resource_for(
-    definition: &Value,
-    version: &Value,
-    strategy: &'static CustomStrategy,
-) -> Resource {
-    let spec = &definition["spec"];
-    let names = &spec["names"];
-    let leak = |text: &str| -> &'static str { Box::leak(text.to_owned().into_boxed_str()) };
-    fn text(value: &Value) -> &str {
-        value.as_str().unwrap_or_default()
+/// What a served version's descriptor says, before anything is leaked for it: the follower
+/// compares it with the registered descriptor on every change of the definitions and leaks
+/// names only when a version is registered anew.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    group: String,
+    version: String,
+    kind: String,
+    plural: String,
+    singular: String,
+    namespaced: bool,
+    short_names: Vec<String>,
+    categories: Vec<String>,
+    subresources: Vec<Subresource>,
+    field_labels: Vec<String>,
+}
+
+impl Shape {
+    /// The shape of `version` of `definition`.
+    pub fn of(definition: &Value, version: &Value) -> Self {
+        let spec = &definition["spec"];
+        let names = &spec["names"];
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+        let strings = |value: &Value| -> Vec<String> {
+            value
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut subresources = Vec::new();
+        if !version["subresources"]["status"].is_null() {
+            subresources.push(Subresource::Status);
+        }
+        if !version["subresources"]["scale"].is_null() {
+            subresources.push(Subresource::Scale);
+        }
+        Self {
+            group: text(&spec["group"]),
+            version: text(&version["name"]),
+            kind: text(&names["kind"]),
+            plural: text(&names["plural"]),
+            singular: text(&names["singular"]),
+            namespaced: spec["scope"] == "Namespaced",
+            short_names: strings(&names["shortNames"]),
+            categories: strings(&names["categories"]),
+            subresources,
+            field_labels: version["selectableFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["jsonPath"].as_str())
+                .map(|path| path.trim_start_matches('.').to_owned())
+                .collect(),
+        }
     }
-    let strings = |value: &Value| -> &'static [&'static str] {
-        let list: Vec<&'static str> = value
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(leak)
-            .collect();
-        Box::leak(list.into_boxed_slice())
-    };
-    let mut subresources = Vec::new();
-    if !version["subresources"]["status"].is_null() {
-        subresources.push(Subresource::Status);
+
+    /// Whether `resource` is the descriptor of this shape (every static part the same).
+    pub fn describes(&self, resource: &Resource) -> bool {
+        (
+            resource.group,
+            resource.version,
+            resource.kind,
+            resource.plural,
+            resource.singular,
+            resource.namespaced,
+            resource.subresources,
+        ) == (
+            self.group.as_str(),
+            self.version.as_str(),
+            self.kind.as_str(),
+            self.plural.as_str(),
+            self.singular.as_str(),
+            self.namespaced,
+            self.subresources.as_slice(),
+        ) && resource.short_names.iter().eq(self.short_names.iter())
+            && resource.categories.iter().eq(self.categories.iter())
+            && resource.field_labels.iter().eq(self.field_labels.iter())
     }
-    if !version["subresources"]["scale"].is_null() {
-        subresources.push(Subresource::Scale);
-    }
-    let selectable: Vec<&'static str> = version["selectableFields"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["jsonPath"].as_str())
-        .map(|path| leak(path.trim_start_matches('.')))
-        .collect();
-    Resource {
-        group: leak(text(&spec["group"])),
-        version: leak(text(&version["name"])),
-        kind: leak(text(&names["kind"])),
-        plural: leak(text(&names["plural"])),
-        singular: leak(text(&names["singular"])),
-        namespaced: spec["scope"] == "Namespaced",
-        short_names: strings(&names["shortNames"]),
-        categories: strings(&names["categories"]),
-        subresources: Box::leak(subresources.into_boxed_slice()),
-        storage_prefix: leak(&format!(
-            "{}/{}",
-            text(&spec["group"]),
-            text(&names["plural"])
-        )),
-        field_labels: Box::leak(selectable.into_boxed_slice()),
-        strategy,
+
+    /// The descriptor, its names leaked once: a registered kind lives as long as the process
+    /// (see [`crate::apiserver::registry::Registry::register`]).
+    pub fn into_resource(self, strategy: &'static CustomStrategy) -> Resource {
+        fn leak(text: String) -> &'static str {
+            Box::leak(text.into_boxed_str())
+        }
+        fn leak_all(texts: Vec<String>) -> &'static [&'static str] {
+            Box::leak(
+                texts
+                    .into_iter()
+                    .map(leak)
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            )
+        }
+        let storage_prefix = format!("{}/{}", self.group, self.plural);
+        Resource {
+            group: leak(self.group),
+            version: leak(self.version),
+            kind: leak(self.kind),
+            plural: leak(self.plural),
+            singular: leak(self.singular),
+            namespaced: self.namespaced,
+            short_names: leak_all(self.short_names),
+            categories: leak_all(self.categories),
+            subresources: Box::leak(self.subresources.into_boxed_slice()),
+            storage_prefix: leak(storage_prefix),
+            field_labels: leak_all(self.field_labels),
+            strategy,
+        }
     }
 }
 
@@ -468,5 +526,33 @@ pub fn served_of(definition: &Value, version: &Value) -> Served {
         column_paths,
         scale,
         terminating: !definition["metadata"]["deletionTimestamp"].is_null(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(short_names: Value) -> Value {
+        json!({"metadata": {"name": "widgets.example.com"}, "spec": {
+            "group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": short_names},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "subresources": {"status": {}}}]}})
+    }
+
+    #[test]
+    fn a_shape_describes_its_descriptor_and_no_other() {
+        let before = definition(json!(["wd"]));
+        let version = &before["spec"]["versions"][0];
+        let strategy: &'static CustomStrategy =
+            Box::leak(Box::new(CustomStrategy::new(served_of(&before, version))));
+        let resource = Shape::of(&before, version).into_resource(strategy);
+        assert_eq!(resource.storage_prefix, "example.com/widgets");
+        assert_eq!(resource.subresources, [Subresource::Status]);
+        assert!(Shape::of(&before, version).describes(&resource));
+        // A new short name is served only through a new descriptor (discovery lists them).
+        let after = definition(json!(["wd", "wdg"]));
+        assert!(!Shape::of(&after, &after["spec"]["versions"][0]).describes(&resource));
     }
 }

@@ -133,16 +133,15 @@ pub fn selector_matches(selector: &Value, labels: &Map<String, Value>) -> bool {
 pub fn object_matches(webhook: &Value, object: Option<&Value>, old: Option<&Value>) -> bool {
     let selector = &webhook["objectSelector"];
     let empty = Map::new();
-    let labels = |o: Option<&Value>| {
-        o.and_then(|o| o["metadata"]["labels"].as_object())
-            .unwrap_or(&empty)
-            .clone()
-    };
-    [object, old]
-        .into_iter()
-        .flatten()
-        .any(|o| selector_matches(selector, &labels(Some(o))))
-        || (object.is_none() && old.is_none() && selector_matches(selector, &empty))
+    match (object, old) {
+        (None, None) => selector_matches(selector, &empty),
+        _ => [object, old].into_iter().flatten().any(|o| {
+            selector_matches(
+                selector,
+                o["metadata"]["labels"].as_object().unwrap_or(&empty),
+            )
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::auth::User;
 use crate::storage::{
-    StorageError, Store, WatchEvent,
+    StorageError, Store,
     mirror::{Change, mirror},
 };
 use conditions::{Conditions, Verdict};
@@ -105,32 +105,7 @@ impl Webhooks {
         } else {
             &mut all.validating
         };
-        let name = |object: &Value| {
-            object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        };
-        match change {
-            Change::Reset(items) => {
-                map.clear();
-                for item in items {
-                    map.insert(name(&item.object), hooks_of(&item.object));
-                }
-            }
-            Change::Event(
-                WatchEvent::Added(stored)
-                | WatchEvent::Modified {
-                    current: stored, ..
-                },
-            ) => {
-                map.insert(name(&stored.object), hooks_of(&stored.object));
-            }
-            Change::Event(WatchEvent::Deleted(stored)) => {
-                map.remove(&name(&stored.object));
-            }
-            Change::Event(_) => {}
-        }
+        change.apply_by_name(map, hooks_of);
     }
 
     /// The webhooks of one kind, in upstream's order.
