@@ -48,6 +48,9 @@ struct Hook {
     spec: Value,
     /// Its compiled `matchConditions`.
     conditions: Conditions,
+    /// The TLS client trusting its caBundle (read once: without one, the system's roots come
+    /// from disk), or why there is none.
+    tls: Result<Arc<rustls::ClientConfig>, String>,
 }
 
 /// The webhooks of one configuration.
@@ -60,6 +63,7 @@ fn hooks_of(configuration: &Value) -> Vec<Arc<Hook>> {
         .map(|spec| {
             Arc::new(Hook {
                 conditions: Conditions::of(spec),
+                tls: call::tls_config(spec["clientConfig"]["caBundle"].as_str()),
                 spec: spec.clone(),
             })
         })
@@ -155,7 +159,7 @@ pub async fn mutate(
         if !applies(store, hook, &request, Some(object), old).await? {
             continue;
         }
-        ask_mutating(store, &hook.spec, &request, object, old).await?;
+        ask_mutating(store, hook, &request, object, old).await?;
         asked.push((index, object.clone()));
     }
     // A webhook that asked to be reinvoked is asked once more if a later one changed the
@@ -167,7 +171,7 @@ pub async fn mutate(
             && left != *object
             && applies(store, hook, &request, Some(object), old).await?
         {
-            ask_mutating(store, &hook.spec, &request, object, old).await?;
+            ask_mutating(store, hook, &request, object, old).await?;
         }
     }
     Ok(())
@@ -191,7 +195,7 @@ pub async fn validate(
     let mut matching = Vec::new();
     for hook in &hooks {
         if applies(store, hook, &request, object, old).await? {
-            matching.push(&hook.spec);
+            matching.push(hook);
         }
     }
     let answers = futures::future::join_all(
@@ -203,8 +207,8 @@ pub async fn validate(
     for (hook, answer) in matching.into_iter().zip(answers) {
         match answer {
             Ok(response) if response["allowed"] == json!(true) => {}
-            Ok(response) => return Err(denied(hook, &response)),
-            Err(err) => failed(hook, err)?,
+            Ok(response) => return Err(denied(&hook.spec, &response)),
+            Err(err) => failed(&hook.spec, err)?,
         }
     }
     Ok(())
@@ -213,12 +217,13 @@ pub async fn validate(
 /// One mutating webhook: its patch applied, or its refusal.
 async fn ask_mutating(
     store: &Store,
-    hook: &Value,
+    asked: &Hook,
     request: &Request<'_>,
     object: &mut Value,
     old: Option<&Value>,
 ) -> Result<(), ApiError> {
-    let response = match ask(store, hook, request, Some(object), old).await {
+    let hook = &asked.spec;
+    let response = match ask(store, asked, request, Some(object), old).await {
         Ok(response) => response,
         Err(err) => return failed(hook, err),
     };
@@ -355,15 +360,16 @@ async fn selected(
 /// One AdmissionReview exchange; the answer's `response` after upstream's checks.
 async fn ask(
     store: &Store,
-    hook: &Value,
+    asked: &Hook,
     request: &Request<'_>,
     object: Option<&Value>,
     old: Option<&Value>,
 ) -> Result<Value, String> {
+    let hook = &asked.spec;
     let uid = uuid::Uuid::new_v4().to_string();
     let review = review(&uid, request, object, old);
     let endpoint = call::endpoint_of(store, &hook["clientConfig"]).await?;
-    let tls = call::tls_config(hook["clientConfig"]["caBundle"].as_str())?;
+    let tls = asked.tls.clone()?;
     let timeout = Duration::from_secs(hook["timeoutSeconds"].as_u64().unwrap_or(10).clamp(1, 30));
     let answer = call::post(&endpoint, tls, &review, timeout)
         .await
@@ -606,6 +612,7 @@ mod tests {
                 {"name": "a", "expression": "request.userInfo.username == 'jane' && request.dryRun"},
                 {"name": "b", "expression": "!has(request.name) && object.spec.replicas == 2"},
             ]})),
+            tls: Err("not asked".into()),
             spec: json!({}),
         };
         let object = json!({"spec": {"replicas": 2}});
