@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod hollow;
 pub mod ipam;
 pub mod leader_election;
+pub mod pod_routes;
 pub mod run;
 pub mod scheduler;
 pub mod storage;

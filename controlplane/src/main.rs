@@ -114,6 +114,11 @@ struct Cli {
     /// serves the API. `false` runs them unelected (only for a control plane that is alone).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
+    /// Route every node's podCIDR through the node's InternalIP where that address is on a
+    /// network this machine is attached to (routes of protocol 241), so that the API server
+    /// reaches admission webhooks served by pods. Needs CAP_NET_ADMIN.
+    #[arg(long, env = "FLOTILLA_POD_ROUTES", default_value_t = true, action = clap::ArgAction::Set)]
+    pod_routes: bool,
     /// How long a Lease not renewed stays with its holder.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     leader_elect_lease_duration: Duration,
@@ -426,6 +431,7 @@ async fn main() -> ExitCode {
             unreachable_toleration_seconds: cli.default_unreachable_toleration_seconds,
         },
         cluster_dns,
+        pod_routes: cli.pod_routes,
         leader_election: cli.leader_elect.then_some(Timings {
             lease_duration: cli.leader_elect_lease_duration,
             renew_deadline: cli.leader_elect_renew_deadline,

@@ -64,6 +64,9 @@ pub struct Config {
     pub ipam_repair_period: Duration,
     /// The cluster DNS this control plane serves (None: it serves none).
     pub cluster_dns: Option<ClusterDns>,
+    /// Whether to route every node's podCIDR through its InternalIP where that is on-link, so
+    /// that the API server reaches webhooks served by pods (see [`crate::pod_routes`]).
+    pub pod_routes: bool,
 }
 
 /// The cluster DNS served by the control plane: a DNS server on the API server's address and
@@ -186,6 +189,7 @@ impl Config {
             admission: crate::apiserver::admission::Admission::default(),
             ipam_repair_period: Duration::from_secs(60),
             cluster_dns: None,
+            pod_routes: false,
         }
     }
 }
@@ -397,6 +401,13 @@ impl ControlPlane {
             .map_err(|err| {
                 RunError::Bootstrap(format!("loading the custom resource definitions: {err}"))
             })?;
+        if config.pod_routes {
+            let table = crate::pod_routes::Netlink::new()
+                .map_err(|err| RunError::Bootstrap(format!("routing to the pods: {err}")))?;
+            crate::pod_routes::keep(&api.store, table)
+                .await
+                .map_err(|err| RunError::Bootstrap(format!("listing the nodes: {err}")))?;
+        }
         let tls = pki.server_config()?;
         let server = tokio::spawn(api.clone().serve(listener, tls));
         // Every API server keeps its record and the system Services' endpoints (all live API

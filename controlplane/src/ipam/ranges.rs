@@ -18,7 +18,7 @@ pub trait Range: fmt::Display + Clone + Send + Sync {
 }
 
 /// An IPv4 CIDR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cidr {
     /// The network address.
     pub network: Ipv4Addr,
