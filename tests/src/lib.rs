@@ -7,6 +7,7 @@
 //! killed run left behind. Dropping a [`Testbed`] tears it down, also when a test panics; a
 //! creation that fails half-way removes what it had created before returning the error.
 
+pub mod admission_webhook;
 pub mod containerd;
 pub mod flannel;
 pub mod in_cluster;

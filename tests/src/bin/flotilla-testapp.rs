@@ -16,6 +16,10 @@
 //!   in-cluster client does), prints the body, and exits 0 for a 2xx answer, 1 otherwise (the
 //!   status on stderr).
 //!
+//! - `flotilla-testapp webhook --tls-cert-file F --tls-private-key-file F [--port 8443]`:
+//!   instead of serving the above, an admission webhook over HTTPS (see
+//!   `flotilla_testbed::admission_webhook` for its paths), as upstream's `agnhost webhook`.
+//!
 //! Every request is logged to stdout, so `kubectl logs` has something to show. SIGTERM and
 //! SIGINT end it with status 0 (as PID 1 of a container it has no default signal actions).
 
@@ -36,7 +40,7 @@ use axum::{
     routing::get,
 };
 use clap::Parser;
-use flotilla_testbed::in_cluster;
+use flotilla_testbed::{admission_webhook, in_cluster};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream, UdpSocket},
@@ -84,6 +88,18 @@ enum Command {
         #[arg(long, default_value_t = 443)]
         port: u16,
     },
+    /// Serve an admission webhook over HTTPS.
+    Webhook {
+        /// The serving certificate (PEM, chain first to last).
+        #[arg(long)]
+        tls_cert_file: std::path::PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        tls_private_key_file: std::path::PathBuf,
+        /// The HTTPS port.
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -94,10 +110,28 @@ struct AppState {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::ApiGet { path, host, port }) = &args.command {
-        return api_get(host, *port, path).await;
-    }
-    match run(args).await {
+    let result = match &args.command {
+        Some(Command::ApiGet { path, host, port }) => return api_get(host, *port, path).await,
+        Some(Command::Webhook {
+            tls_cert_file,
+            tls_private_key_file,
+            port,
+        }) => {
+            let address = SocketAddr::new(args.bind, *port);
+            println!(
+                "flotilla-testapp {} serving a webhook on {address}",
+                env!("CARGO_PKG_VERSION")
+            );
+            until_signalled(admission_webhook::serve(
+                address,
+                tls_cert_file,
+                tls_private_key_file,
+            ))
+            .await
+        }
+        None => run(args).await,
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("flotilla-testapp: error: {err:#}");
@@ -126,9 +160,19 @@ async fn api_get(host: &str, port: u16, path: &str) -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+/// Runs `work` until it ends or SIGTERM or SIGINT arrives (then Ok).
+async fn until_signalled(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    tokio::select! {
+        _ = terminate.recv() => println!("flotilla-testapp: SIGTERM, exiting"),
+        _ = interrupt.recv() => println!("flotilla-testapp: SIGINT, exiting"),
+        result = work => return result,
+    }
+    Ok(())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "flotilla-testapp {} starting: hostname {}, version {}, http :{}, tcp :{}, udp :{}",
         env!("CARGO_PKG_VERSION"),
@@ -177,14 +221,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("binding UDP echo to {}:{port}", args.bind))?;
         servers.spawn(udp_echo(socket));
     }
-    tokio::select! {
-        _ = terminate.recv() => println!("flotilla-testapp: SIGTERM, exiting"),
-        _ = interrupt.recv() => println!("flotilla-testapp: SIGINT, exiting"),
-        Some(finished) = servers.join_next() => {
-            return finished.context("a server task panicked")?;
+    until_signalled(async move {
+        match servers.join_next().await {
+            Some(finished) => finished.context("a server task panicked")?,
+            // With every server disabled it idles until signalled.
+            None => std::future::pending().await,
         }
-    }
-    Ok(())
+    })
+    .await
 }
 
 fn router(state: AppState) -> Router {

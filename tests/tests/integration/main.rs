@@ -10,6 +10,7 @@
 
 mod support;
 
+mod admission_webhooks;
 mod agent;
 mod chaos;
 mod cluster_dns;

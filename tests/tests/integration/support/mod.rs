@@ -513,6 +513,8 @@ impl LocalCluster {
             etcd_ports: (free_port()?, free_port()?),
             extra_names: vec![host_ip.to_string()],
             cluster_dns: Some(ClusterDns::new(CLUSTER_DNS, None)),
+            // As the binary does by default: the API server reaches pods (webhooks).
+            pod_routes: true,
             ..Config::new(dir.path().join("state"), listen)
         };
         let cluster = Cluster::start(dir, config).await?;
