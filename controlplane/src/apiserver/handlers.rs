@@ -31,13 +31,11 @@ pub struct Scope {
     pub namespace: Option<String>,
 }
 
-/// The result of a write: the object, and warnings for the Warning header.
+/// The result of a write (its warnings go to [`super::warnings`]).
 #[derive(Debug, Clone)]
 pub struct Written {
     /// The object as stored (or as it would be, for dry runs).
     pub object: Value,
-    /// Warnings (unknown fields under fieldValidation=Warn).
-    pub warnings: Vec<String>,
     /// The write created the object (as an apply does when there is none).
     pub created: bool,
 }
@@ -198,7 +196,7 @@ impl ApiServer {
         } else if let Some(metadata) = meta::metadata_mut(&mut object) {
             metadata.remove("namespace");
         }
-        let warnings = check_schema(resource, &mut object, query)?;
+        check_schema(resource, &mut object, query)?;
         let applied = meta::metadata_mut(&mut object).and_then(|m| m.remove("managedFields"));
         meta::prepare_create(resource, &mut object);
         // Tracked after defaulting: upstream decodes with defaults, so the creator owns them.
@@ -220,7 +218,12 @@ impl ApiServer {
         {
             let name = meta::name(&object).to_owned();
             let attributes = Attributes::new(resource, None, Operation::Create, namespace, &name);
-            let request = webhooks::request(attributes, query.requester(), query.dry_run()?);
+            let request = webhooks::request(
+                &self.registry,
+                attributes,
+                query.requester(),
+                query.dry_run()?,
+            );
             webhooks::mutate(&self.webhooks, &self.store, request, &mut object, None).await?;
         }
 
@@ -249,14 +252,18 @@ impl ApiServer {
             {
                 let attributes =
                     Attributes::new(resource, None, Operation::Create, namespace, &name);
-                let request = webhooks::request(attributes, query.requester(), query.dry_run()?);
+                let request = webhooks::request(
+                    &self.registry,
+                    attributes,
+                    query.requester(),
+                    query.dry_run()?,
+                );
                 webhooks::validate(&self.webhooks, &self.store, request, Some(&object), None)
                     .await?;
             }
             if query.dry_run()? {
                 return Ok(Written {
                     object,
-                    warnings,
                     created: true,
                 });
             }
@@ -267,7 +274,6 @@ impl ApiServer {
                     resource.strategy.present(&mut stored.object);
                     return Ok(Written {
                         object: stored.object,
-                        warnings,
                         created: true,
                     });
                 }
@@ -331,7 +337,7 @@ impl ApiServer {
         let resource = scope.resource;
         check_type(resource, &mut object)?;
         check_identity(scope, name, &mut object)?;
-        let warnings = check_schema(resource, &mut object, query)?;
+        check_schema(resource, &mut object, query)?;
         let expected = match object["metadata"]["resourceVersion"].as_str() {
             Some(rv) if !rv.is_empty() => Some(parse_resource_version(rv)?),
             _ => None,
@@ -352,7 +358,6 @@ impl ApiServer {
             .await?;
         Ok(Written {
             object: written,
-            warnings,
             created: false,
         })
     }
@@ -384,14 +389,12 @@ impl ApiServer {
             ApiError::bad_request(format!("error decoding the patch as JSON: {err}"))
         })?;
         let validation = query.field_validation()?;
-        let mut warnings = Vec::new();
         let object = self
             .write_update(scope, name, query, |current| {
                 let mut patched = apply_patch(kind, resource, &current.object, &patch)?;
                 check_type(resource, &mut patched)?;
                 check_identity(scope, name, &mut patched)?;
-                let unknown = check_schema_with(resource, &mut patched, validation)?;
-                warnings = unknown;
+                check_schema_with(resource, &mut patched, validation)?;
                 // A resourceVersion in the patch is a precondition, as upstream.
                 if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
                     && parse_resource_version(rv)? != current.revision
@@ -407,7 +410,6 @@ impl ApiServer {
             .await?;
         Ok(Written {
             object,
-            warnings,
             created: false,
         })
     }
@@ -430,7 +432,7 @@ impl ApiServer {
         let mut config = apply::parse_config(body)?;
         apply::check_config(resource, &config)?;
         // Unknown fields are refused or dropped before the merge, so nobody owns them.
-        let warnings = check_schema(resource, &mut config, query)?;
+        check_schema(resource, &mut config, query)?;
         // Bounded: a create that loses to a concurrent one is retried as an update once.
         for _ in 0..2 {
             let exists = match self.get_object(scope, name).await {
@@ -445,10 +447,7 @@ impl ApiServer {
                     .create_tracked(scope, object, query, Tracking::Applied)
                     .await
                 {
-                    Ok(mut written) => {
-                        written.warnings = warnings;
-                        return Ok(written);
-                    }
+                    Ok(written) => return Ok(written),
                     Err(err) if err.reason == "AlreadyExists" => continue,
                     Err(err) => return Err(err),
                 }
@@ -478,7 +477,6 @@ impl ApiServer {
                 .await?;
             return Ok(Written {
                 object,
-                warnings,
                 created: false,
             });
         }
@@ -635,7 +633,12 @@ impl ApiServer {
             namespace: scope.namespace.as_deref(),
             name,
         };
-        let request = webhooks::request(attributes, query.requester(), query.dry_run()?);
+        let request = webhooks::request(
+            &self.registry,
+            attributes,
+            query.requester(),
+            query.dry_run()?,
+        );
         webhooks::mutate(
             &self.webhooks,
             &self.store,
@@ -772,7 +775,12 @@ impl ApiServer {
             namespace: scope.namespace.as_deref(),
             name,
         };
-        let request = webhooks::request(attributes, options.requester.as_ref(), options.dry_run);
+        let request = webhooks::request(
+            &self.registry,
+            attributes,
+            options.requester.as_ref(),
+            options.dry_run,
+        );
         webhooks::validate(&self.webhooks, &self.store, request, None, Some(object)).await?;
         if options.dry_run {
             return Ok((200, object.clone()));
@@ -1144,11 +1152,7 @@ fn check_identity(scope: &Scope, name: &str, object: &mut Value) -> Result<(), A
     Ok(())
 }
 
-fn check_schema(
-    resource: &Resource,
-    object: &mut Value,
-    query: &Query,
-) -> Result<Vec<String>, ApiError> {
+fn check_schema(resource: &Resource, object: &mut Value, query: &Query) -> Result<(), ApiError> {
     check_schema_with(resource, object, query.field_validation()?)
 }
 
@@ -1158,7 +1162,7 @@ fn check_schema_with(
     resource: &Resource,
     object: &mut Value,
     validation_mode: FieldValidation,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<(), ApiError> {
     let unknown = resource.strategy.decode(object).map_err(|message| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {message}",
@@ -1168,7 +1172,7 @@ fn check_schema_with(
         ))
     })?;
     if unknown.is_empty() || validation_mode == FieldValidation::Ignore {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let described: Vec<String> = unknown
         .iter()
@@ -1180,7 +1184,8 @@ fn check_schema_with(
             described.join(", ")
         )));
     }
-    Ok(described)
+    described.into_iter().for_each(super::warnings::add);
+    Ok(())
 }
 
 fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {

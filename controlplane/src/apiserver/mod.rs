@@ -29,6 +29,7 @@ pub mod subresources;
 pub mod system_services;
 pub mod tables;
 pub mod token_request;
+pub mod warnings;
 pub mod watch;
 pub mod webhooks;
 
@@ -351,10 +352,13 @@ impl ApiServer {
             query = query.with_requester(Arc::clone(user));
         }
         let started = std::time::Instant::now();
-        let response = match self.route(request, query).await {
-            Ok(response) => response,
-            Err(err) => negotiation::error_response(encoding, err),
-        };
+        let response = warnings::recorded(async {
+            match self.route(request, query).await {
+                Ok(response) => response,
+                Err(err) => negotiation::error_response(encoding, err),
+            }
+        })
+        .await;
         tracing::debug!(
             user = user.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
             %method,
@@ -405,7 +409,7 @@ impl ApiServer {
                 return Ok((StatusCode::OK, "ok").into_response());
             }
             ["version"] if get => {
-                return Ok(json_response(StatusCode::OK, &discovery::version(), &[]));
+                return Ok(json_response(StatusCode::OK, &discovery::version()));
             }
             ["api" | "apis"] if get => {
                 let core = segments == ["api"];
@@ -421,7 +425,7 @@ impl ApiServer {
                     None if core => (discovery::core_versions(&self.advertise), None),
                     None => (discovery::group_list(&self.registry), None),
                 };
-                let mut response = json_response(StatusCode::OK, &document, &[]);
+                let mut response = json_response(StatusCode::OK, &document);
                 let headers = response.headers_mut();
                 if let Some(value) = content_type.and_then(|t| http::HeaderValue::from_str(&t).ok())
                 {
@@ -435,7 +439,6 @@ impl ApiServer {
                 return Ok(json_response(
                     StatusCode::OK,
                     &service_accounts::openid_configuration(),
-                    &[],
                 ));
             }
             ["openid", "v1", "jwks"] if get => {
@@ -443,7 +446,7 @@ impl ApiServer {
                     .service_account_tokens
                     .as_ref()
                     .ok_or_else(|| ApiError::no_route(&path))?;
-                let mut response = json_response(StatusCode::OK, &issuer.jwks(), &[]);
+                let mut response = json_response(StatusCode::OK, &issuer.jwks());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     http::HeaderValue::from_static("application/jwk-set+json"),
@@ -469,17 +472,17 @@ impl ApiServer {
             }
             ["api", "v1"] if get => {
                 return discovery::resource_list(&self.registry, "", "v1")
-                    .map(|list| json_response(StatusCode::OK, &list, &[]))
+                    .map(|list| json_response(StatusCode::OK, &list))
                     .ok_or_else(|| ApiError::no_route(&path));
             }
             ["apis", group] if get => {
                 return discovery::group(&self.registry, group)
-                    .map(|document| json_response(StatusCode::OK, &document, &[]))
+                    .map(|document| json_response(StatusCode::OK, &document))
                     .ok_or_else(|| ApiError::no_route(&path));
             }
             ["apis", group, version] if get => {
                 return discovery::resource_list(&self.registry, group, version)
-                    .map(|list| json_response(StatusCode::OK, &list, &[]))
+                    .map(|list| json_response(StatusCode::OK, &list))
                     .ok_or_else(|| ApiError::no_route(&path));
             }
             _ => {}
@@ -530,8 +533,7 @@ impl ApiServer {
             .and_then(|v| v.to_str().ok());
         let rendering = rendering(accept);
         let encoding = negotiation::output(accept);
-        let respond =
-            |code, body: &Value| negotiation::respond(encoding, code, body, &[] as &[String]);
+        let respond = |code, body: &Value| negotiation::respond(encoding, code, body);
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -802,12 +804,12 @@ where
 }
 
 /// A JSON response (discovery, OpenAPI, version: documents served only as JSON).
-fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
-    negotiation::respond(Encoding::Json, code, body, warnings)
+fn json_response(code: StatusCode, body: &Value) -> Response {
+    negotiation::respond(Encoding::Json, code, body)
 }
 
 fn written_response(encoding: Encoding, code: StatusCode, written: Written) -> Response {
-    negotiation::respond(encoding, code, &written.object, &written.warnings)
+    negotiation::respond(encoding, code, &written.object)
 }
 
 #[cfg(test)]

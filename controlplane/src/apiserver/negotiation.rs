@@ -105,19 +105,10 @@ pub fn decode_optional(body: &[u8], content_type: Option<&str>) -> Result<Option
 
 /// A response holding one object, list or Status. Protobuf falls back to JSON for what has no
 /// protobuf schema (a Table); clients read the answer by its Content-Type, so both are understood.
-pub fn respond(
-    encoding: Encoding,
-    code: StatusCode,
-    body: &Value,
-    warnings: &[String],
-) -> Response {
-    let mut builder = Response::builder().status(code);
-    for warning in warnings {
-        let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
-        builder = builder.header("Warning", format!("299 - \"{escaped}\""));
-    }
+pub fn respond(encoding: Encoding, code: StatusCode, body: &Value) -> Response {
     let (content_type, bytes) = encode(encoding, body);
-    builder
+    Response::builder()
+        .status(code)
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(bytes))
         .unwrap_or_else(|_| ApiError::internal("building the response").into_response())

@@ -37,10 +37,11 @@ enum Behaviour {
 }
 
 /// The stand-in webhook: `/validate` refuses Deployments without a `team` label, `/mutate`
-/// adds `mutated: "yes"`. Returns its port.
+/// adds `mutated: "yes"`; every review it gets goes into `seen`. Returns its port.
 async fn webhook_server(
     cluster: &Cluster,
     behaviour: Arc<Mutex<Behaviour>>,
+    seen: Arc<Mutex<Vec<Value>>>,
 ) -> anyhow::Result<u16> {
     let pki_dir = cluster.dir.path().join("state/pki");
     let ca_cert = std::fs::read_to_string(pki_dir.join("ca.crt"))?;
@@ -62,6 +63,7 @@ async fn webhook_server(
         while let Ok((stream, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             let behaviour = Arc::clone(&behaviour);
+            let seen = Arc::clone(&seen);
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
@@ -69,10 +71,12 @@ async fn webhook_server(
                 let service = hyper::service::service_fn(
                     move |request: http::Request<hyper::body::Incoming>| {
                         let behaviour = *behaviour.lock().unwrap();
+                        let seen = Arc::clone(&seen);
                         async move {
                             let path = request.uri().path().to_owned();
                             let body = request.into_body().collect().await.unwrap().to_bytes();
                             let review: Value = serde_json::from_slice(&body).unwrap();
+                            seen.lock().unwrap().push(review.clone());
                             if behaviour == Behaviour::Slowly {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
                             }
@@ -87,7 +91,7 @@ async fn webhook_server(
                             let object = &review["request"]["object"];
                             let response = if path == "/validate" {
                                 if object["metadata"]["labels"]["team"].is_string() {
-                                    json!({"uid": uid, "allowed": true})
+                                    json!({"uid": uid, "allowed": true, "warnings": ["team labels are checked", ""]})
                                 } else {
                                     json!({"uid": uid, "allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "every Deployment needs a team label"}})
                                 }
@@ -149,7 +153,7 @@ fn configurations(ca_bundle: &str, port: u16, policy: &str) -> String {
 async fn webhooks_refuse_mutate_and_fail_as_configured() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
     let behaviour = Arc::new(Mutex::new(Behaviour::Answer));
-    let port = webhook_server(&cluster, Arc::clone(&behaviour)).await?;
+    let port = webhook_server(&cluster, Arc::clone(&behaviour), Arc::default()).await?;
     let ca = std::fs::read(cluster.dir.path().join("state/pki/ca.crt"))?;
     let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca);
     cluster.apply("hooks.yaml", &configurations(&ca_bundle, port, "Fail"));
@@ -188,7 +192,12 @@ async fn webhooks_refuse_mutate_and_fail_as_configured() -> anyhow::Result<()> {
     );
 
     let labelled = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, labels: {app: web, team: blue}}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: flotilla/testapp:v1}]}\n";
-    cluster.apply("web.yaml", labelled);
+    let path = cluster.write("web.yaml", labelled);
+    let applied = cluster.kubectl(&["apply", "-f", &path.to_string_lossy()]);
+    let stderr = String::from_utf8_lossy(&applied.stderr);
+    assert!(applied.status.success(), "{stderr}");
+    // The validating webhook's warning reaches kubectl (the empty one is left out).
+    assert_eq!(stderr.trim(), "Warning: team labels are checked");
     let labels = cluster.kubectl_ok(&[
         "get",
         "deployment",
@@ -247,5 +256,97 @@ async fn webhooks_refuse_mutate_and_fail_as_configured() -> anyhow::Result<()> {
     cluster.apply("skipped.yaml", &skipped);
     cluster.kubectl_ok(&["delete", "validatingwebhookconfiguration", "teams"]);
     cluster.kubectl_ok(&["delete", "mutatingwebhookconfiguration", "marks"]);
+    Ok(())
+}
+
+const WIDGETS: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+  - {name: v2, served: true, storage: false, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+";
+
+/// A validating webhook for v1 Widgets (at the stand-in's `/validate`) under `policy`.
+fn widget_hook(ca_bundle: &str, port: u16, policy: &str) -> String {
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: widgets}}
+webhooks:
+- name: widgets.example.com
+  clientConfig: {{url: \"https://127.0.0.1:{port}/validate\", caBundle: {ca_bundle}}}
+  rules: [{{operations: [CREATE], apiGroups: [example.com], apiVersions: [v1], resources: [widgets]}}]
+  matchPolicy: {policy}
+  failurePolicy: Fail
+  sideEffects: None
+  admissionReviewVersions: [v1]
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_equivalent_version_is_reviewed_in_the_webhooks_version() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let port = webhook_server(
+        &cluster,
+        Arc::new(Mutex::new(Behaviour::Answer)),
+        Arc::clone(&seen),
+    )
+    .await?;
+    let ca = std::fs::read(cluster.dir.path().join("state/pki/ca.crt"))?;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca);
+    cluster.apply("crd.yaml", WIDGETS);
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=30s",
+    ]);
+    cluster.apply("hook.yaml", &widget_hook(&ca_bundle, port, "Equivalent"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A v2 Widget goes to the webhook registered for v1 (matchPolicy Equivalent), as a v1 object.
+    let v2 = |name: &str| {
+        format!(
+            "apiVersion: example.com/v2\nkind: Widget\nmetadata: {{name: {name}, namespace: default}}\nspec: {{size: 3}}\n"
+        )
+    };
+    let path = cluster.write("blue.yaml", &v2("blue"));
+    let err = cluster.kubectl_err(&["create", "-f", &path.to_string_lossy()]);
+    assert!(
+        err.contains(r#"admission webhook "widgets.example.com" denied the request"#),
+        "{err}"
+    );
+    let review = seen.lock().unwrap().pop().unwrap();
+    let request = &review["request"];
+    assert_eq!(
+        request["kind"],
+        json!({"group": "example.com", "version": "v1", "kind": "Widget"})
+    );
+    assert_eq!(request["resource"]["version"], "v1");
+    assert_eq!(request["requestKind"]["version"], "v2");
+    assert_eq!(request["requestResource"]["version"], "v2");
+    assert_eq!(request["object"]["apiVersion"], "example.com/v1");
+    assert_eq!(request["object"]["spec"], json!({"size": 3}));
+
+    // Under Exact the v2 Widget is not the webhook's business.
+    cluster.apply("hook.yaml", &widget_hook(&ca_bundle, port, "Exact"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.kubectl_ok(&["create", "-f", &path.to_string_lossy()]);
+    assert!(seen.lock().unwrap().is_empty());
+    let stored = cluster.kubectl_ok(&[
+        "get",
+        "widgets.v2.example.com",
+        "blue",
+        "-o",
+        "jsonpath={.apiVersion}",
+    ]);
+    assert_eq!(stored, "example.com/v2");
     Ok(())
 }

@@ -404,6 +404,25 @@ async fn broken_manifests_get_clear_errors_and_nothing_is_stored() -> anyhow::Re
     );
     let err = cluster.kubectl_err(&["apply", "-f", &unknown.to_string_lossy()]);
     assert!(err.contains("unknown field \"spec.replicass\""), "{err}");
+    // Under fieldValidation=Warn the field is dropped and the server says so in a header
+    // (a dry run: nothing is stored).
+    let warned = cluster.write(
+        "warned.yaml",
+        &std::fs::read_to_string(&unknown)?.replace("name: x", "name: warned"),
+    );
+    let output = cluster.kubectl(&[
+        "apply",
+        "--validate=warn",
+        "--dry-run=server",
+        "-f",
+        &warned.to_string_lossy(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: unknown field \"spec.replicass\""),
+        "{stderr}"
+    );
 
     let mismatch = cluster.write(
         "mismatch.yaml",

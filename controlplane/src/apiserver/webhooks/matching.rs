@@ -79,6 +79,32 @@ pub fn rules_match(webhook: &Value, attributes: &Attributes<'_>) -> bool {
         .is_some_and(|rules| rules.iter().any(|rule| rule_matches(rule, attributes)))
 }
 
+/// The version in which `webhook` is asked about the request: the requested resource when a
+/// rule names it; otherwise, under `matchPolicy: Equivalent` (the default), the first of
+/// `equivalents` (the other served versions of the same resource) that a rule names, as
+/// upstream asks with the object converted to that version; None when no rule matches.
+pub fn matched_version(
+    webhook: &Value,
+    attributes: &Attributes<'_>,
+    equivalents: impl FnOnce() -> Vec<&'static Resource>,
+) -> Option<&'static Resource> {
+    if rules_match(webhook, attributes) {
+        return Some(attributes.resource);
+    }
+    if webhook["matchPolicy"] == "Exact" {
+        return None;
+    }
+    equivalents().into_iter().find(|other| {
+        rules_match(
+            webhook,
+            &Attributes {
+                resource: other,
+                ..*attributes
+            },
+        )
+    })
+}
+
 /// Upstream's `RuleMatcher.Matches`.
 fn rule_matches(rule: &Value, attributes: &Attributes<'_>) -> bool {
     let resource = attributes.resource;
@@ -236,6 +262,26 @@ mod tests {
             &cluster,
             &attributes("", "namespaces", None, Operation::Create)
         ));
+    }
+
+    #[test]
+    fn equivalent_versions_match_unless_the_policy_is_exact() {
+        // Stand-ins: the request is for configmaps, and pods plays the other served version of
+        // the same resource (the registry gives custom kinds' versions).
+        let webhook = json!({"rules": [{"operations": ["*"], "apiGroups": [""],
+            "apiVersions": ["v1"], "resources": ["pods"]}]});
+        let requested = attributes("", "configmaps", None, Operation::Create);
+        let pods = builtin("", "pods").unwrap();
+        let found = matched_version(&webhook, &requested, || vec![pods]);
+        assert!(found.is_some_and(|r| std::ptr::eq(r, pods)));
+        let mut exact = webhook.clone();
+        exact["matchPolicy"] = json!("Exact");
+        assert!(matched_version(&exact, &requested, || vec![pods]).is_none());
+        assert!(matched_version(&webhook, &requested, Vec::new).is_none());
+        // An exact match needs no equivalents.
+        let direct = attributes("", "pods", None, Operation::Create);
+        let found = matched_version(&webhook, &direct, || unreachable!("not asked"));
+        assert!(found.is_some_and(|r| std::ptr::eq(r, pods)));
     }
 
     #[test]

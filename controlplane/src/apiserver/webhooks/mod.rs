@@ -12,6 +12,7 @@ pub mod call;
 pub mod conditions;
 pub mod matching;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -27,7 +28,11 @@ use crate::storage::{
 use conditions::{Conditions, Verdict};
 use matching::Attributes;
 
-use super::{machinery::field::is_empty_value, status::ApiError};
+use super::{
+    machinery::field::is_empty_value,
+    registry::{self, Registry, Resource},
+    status::ApiError,
+};
 
 /// Where the configurations are in etcd (kube-apiserver's keys).
 const MUTATING_PREFIX: &str = "/registry/mutatingwebhookconfigurations/";
@@ -136,6 +141,38 @@ pub struct Request<'a> {
     pub user: Option<&'a User>,
     /// Whether the write is a dry run.
     pub dry_run: bool,
+    /// The served kinds, for the other versions of the written resource.
+    pub registry: &'a Registry,
+}
+
+impl Request<'_> {
+    /// The other served versions of the written resource (upstream's equivalent resources):
+    /// the versions of a custom resource share their storage; a built-in kind has one.
+    fn equivalents(&self) -> Vec<&'static Resource> {
+        let resource = self.attributes.resource;
+        if registry::builtin(resource.group, resource.plural).is_some() {
+            return Vec::new();
+        }
+        let mut others = self.registry.registered();
+        others.retain(|r| {
+            r.group == resource.group
+                && r.plural == resource.plural
+                && r.version != resource.version
+        });
+        others
+    }
+}
+
+/// `object` as `version` has it. The versions of a custom resource differ only in their
+/// apiVersion (conversion `None`, the only strategy served).
+fn versioned<'v>(object: &'v Value, version: &Resource) -> Cow<'v, Value> {
+    let api_version = version.api_version();
+    if object["apiVersion"] == api_version.as_str() {
+        return Cow::Borrowed(object);
+    }
+    let mut converted = object.clone();
+    converted["apiVersion"] = json!(api_version);
+    Cow::Owned(converted)
 }
 
 /// Asks the matching mutating webhooks, applying their patches to `object`.
@@ -156,10 +193,10 @@ pub async fn mutate(
     // Each asked webhook with the object as it left it.
     let mut asked: Vec<(usize, Value)> = Vec::new();
     for (index, hook) in hooks.iter().enumerate() {
-        if !applies(store, hook, &request, Some(object), old).await? {
+        let Some(version) = applies(store, hook, &request, Some(object), old).await? else {
             continue;
-        }
-        ask_mutating(store, hook, &request, object, old).await?;
+        };
+        ask_mutating(store, hook, version, &request, object, old).await?;
         asked.push((index, object.clone()));
     }
     // A webhook that asked to be reinvoked is asked once more if a later one changed the
@@ -167,11 +204,11 @@ pub async fn mutate(
     // object as it now is (upstream matches again, match conditions included).
     for (index, left) in asked {
         let hook = &hooks[index];
-        if hook.spec["reinvocationPolicy"] == "IfNeeded"
-            && left != *object
-            && applies(store, hook, &request, Some(object), old).await?
-        {
-            ask_mutating(store, hook, &request, object, old).await?;
+        if hook.spec["reinvocationPolicy"] != "IfNeeded" || left == *object {
+            continue;
+        }
+        if let Some(version) = applies(store, hook, &request, Some(object), old).await? {
+            ask_mutating(store, hook, version, &request, object, old).await?;
         }
     }
     Ok(())
@@ -194,17 +231,25 @@ pub async fn validate(
     }
     let mut matching = Vec::new();
     for hook in &hooks {
-        if applies(store, hook, &request, object, old).await? {
-            matching.push(hook);
+        if let Some(version) = applies(store, hook, &request, object, old).await? {
+            matching.push((hook, version));
         }
     }
-    let answers = futures::future::join_all(
-        matching
-            .iter()
-            .map(|hook| ask(store, hook, &request, object, old)),
-    )
+    let answers = futures::future::join_all(matching.iter().map(|(hook, version)| async move {
+        let object = object.map(|o| versioned(o, version));
+        let old = old.map(|o| versioned(o, version));
+        ask(
+            store,
+            hook,
+            version,
+            &request,
+            object.as_deref(),
+            old.as_deref(),
+        )
+        .await
+    }))
     .await;
-    for (hook, answer) in matching.into_iter().zip(answers) {
+    for ((hook, _), answer) in matching.into_iter().zip(answers) {
         match answer {
             Ok(response) if response["allowed"] == json!(true) => {}
             Ok(response) => return Err(denied(&hook.spec, &response)),
@@ -214,16 +259,20 @@ pub async fn validate(
     Ok(())
 }
 
-/// One mutating webhook: its patch applied, or its refusal.
+/// One mutating webhook, asked in `version`: its patch applied (the object stays in the
+/// requested version), or its refusal.
 async fn ask_mutating(
     store: &Store,
     asked: &Hook,
+    version: &Resource,
     request: &Request<'_>,
     object: &mut Value,
     old: Option<&Value>,
 ) -> Result<(), ApiError> {
     let hook = &asked.spec;
-    let response = match ask(store, asked, request, Some(object), old).await {
+    let seen = versioned(object, version);
+    let old = old.map(|o| versioned(o, version));
+    let response = match ask(store, asked, version, request, Some(&seen), old.as_deref()).await {
         Ok(response) => response,
         Err(err) => return failed(hook, err),
     };
@@ -240,16 +289,16 @@ async fn ask_mutating(
             .map_err(|err| format!("the patch is not base64: {err}"))?;
         let operations: json_patch::Patch = serde_json::from_slice(&bytes)
             .map_err(|err| format!("the patch is not a JSON Patch: {err}"))?;
-        let mut patched = object.clone();
+        let mut patched = seen.clone().into_owned();
         json_patch::patch(&mut patched, &operations).map_err(|err| err.to_string())?;
-        if patched["apiVersion"] != object["apiVersion"] || patched["kind"] != object["kind"] {
+        if patched["apiVersion"] != seen["apiVersion"] || patched["kind"] != seen["kind"] {
             return Err("the patch changed the object's apiVersion or kind".into());
         }
         Ok(patched)
     })();
     match patched {
         Ok(patched) => {
-            *object = patched;
+            *object = versioned(&patched, request.attributes.resource).into_owned();
             Ok(())
         }
         Err(err) => Err(ApiError::internal(format!(
@@ -258,26 +307,30 @@ async fn ask_mutating(
     }
 }
 
-/// Whether `hook` is to be asked about `request`: its rules and selectors, then its match
-/// conditions (upstream's `ShouldCallHook`); a condition that cannot be evaluated refuses the
-/// write under failurePolicy Fail.
+/// In which version `hook` is to be asked about `request`, if at all: its rules and selectors,
+/// then its match conditions on the object in that version (upstream's `ShouldCallHook`); a
+/// condition that cannot be evaluated refuses the write under failurePolicy Fail.
 async fn applies(
     store: &Store,
     hook: &Hook,
     request: &Request<'_>,
     object: Option<&Value>,
     old: Option<&Value>,
-) -> Result<bool, ApiError> {
-    if !selected(store, &hook.spec, request, object, old).await {
-        return Ok(false);
-    }
+) -> Result<Option<&'static Resource>, ApiError> {
+    let Some(version) = selected(store, &hook.spec, request, object, old).await else {
+        return Ok(None);
+    };
     if hook.conditions.is_empty() {
-        return Ok(true);
+        return Ok(Some(version));
     }
-    let verdict = hook
-        .conditions
-        .evaluate(object, old, &admission_request(request));
-    conditions_say(&hook.spec, request, verdict)
+    let object = object.map(|o| versioned(o, version));
+    let old = old.map(|o| versioned(o, version));
+    let verdict = hook.conditions.evaluate(
+        object.as_deref(),
+        old.as_deref(),
+        &admission_request(request, version),
+    );
+    Ok(conditions_say(&hook.spec, request, verdict)?.then_some(version))
 }
 
 /// What a webhook's match conditions decide: asked on Match, skipped on Skip; an evaluation
@@ -312,18 +365,19 @@ fn conditions_say(hook: &Value, request: &Request<'_>, verdict: Verdict) -> Resu
     }
 }
 
-/// Whether `hook`'s rules, namespace selector (the namespace's labels) and object selector
-/// match the request.
+/// The version in which `hook`'s rules match the request, if they do and its namespace
+/// selector (the namespace's labels) and object selector match too.
 async fn selected(
     store: &Store,
     hook: &Value,
     request: &Request<'_>,
     object: Option<&Value>,
     old: Option<&Value>,
-) -> bool {
+) -> Option<&'static Resource> {
     let attributes = &request.attributes;
-    if !matching::rules_match(hook, attributes) || !matching::object_matches(hook, object, old) {
-        return false;
+    let version = matching::matched_version(hook, attributes, || request.equivalents())?;
+    if !matching::object_matches(hook, object, old) {
+        return None;
     }
     // The defaulted `{}` selects every namespace: no need to read one.
     let selector = &hook["namespaceSelector"];
@@ -332,7 +386,7 @@ async fn selected(
             .as_object()
             .is_some_and(|s| s.values().all(is_empty_value))
     {
-        return true;
+        return Some(version);
     }
     // A Namespace is judged by its own labels; a cluster-scoped object by none (it matches).
     let labels =
@@ -352,22 +406,24 @@ async fn selected(
                 Err(_) => None,
             }
         } else {
-            return true;
+            return Some(version);
         };
-    matching::selector_matches(selector, &labels.unwrap_or_default())
+    matching::selector_matches(selector, &labels.unwrap_or_default()).then_some(version)
 }
 
-/// One AdmissionReview exchange; the answer's `response` after upstream's checks.
+/// One AdmissionReview exchange about objects in `version`; the answer's `response` after
+/// upstream's checks.
 async fn ask(
     store: &Store,
     asked: &Hook,
+    version: &Resource,
     request: &Request<'_>,
     object: Option<&Value>,
     old: Option<&Value>,
 ) -> Result<Value, String> {
     let hook = &asked.spec;
     let uid = uuid::Uuid::new_v4().to_string();
-    let review = review(&uid, request, object, old);
+    let review = review(&uid, request, version, object, old);
     let endpoint = call::endpoint_of(store, &hook["clientConfig"]).await?;
     let tls = asked.tls.clone()?;
     let timeout = Duration::from_secs(hook["timeoutSeconds"].as_u64().unwrap_or(10).clamp(1, 30));
@@ -402,12 +458,25 @@ async fn ask(
             }
         }
     }
+    // Whatever the verdict, the webhook's warnings reach the client, as upstream's
+    // dispatchers add them before looking at `allowed`.
+    for warning in response["warnings"].as_array().into_iter().flatten() {
+        if let Some(warning) = warning.as_str() {
+            crate::apiserver::warnings::add(warning);
+        }
+    }
     Ok(response.clone())
 }
 
-/// The AdmissionReview (v1) request for one webhook.
-fn review(uid: &str, request: &Request<'_>, object: Option<&Value>, old: Option<&Value>) -> Value {
-    let mut body = request_fields(request);
+/// The AdmissionReview (v1) request for one webhook asked in `version`.
+fn review(
+    uid: &str,
+    request: &Request<'_>,
+    version: &Resource,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> Value {
+    let mut body = request_fields(request, version);
     body["uid"] = json!(uid);
     body["object"] = object.cloned().unwrap_or(Value::Null);
     body["oldObject"] = old.cloned().unwrap_or(Value::Null);
@@ -417,8 +486,8 @@ fn review(uid: &str, request: &Request<'_>, object: Option<&Value>, old: Option<
 /// The AdmissionRequest as match conditions see it (upstream's `CreateAdmissionRequest`
 /// through the unstructured converter): no uid, object or oldObject, and the empty fields Go
 /// leaves out (`name` of a create with generateName, a user's `groups`) absent.
-fn admission_request(request: &Request<'_>) -> Value {
-    let mut body = request_fields(request);
+fn admission_request(request: &Request<'_>, version: &Resource) -> Value {
+    let mut body = request_fields(request, version);
     if let Some(fields) = body.as_object_mut()
         && fields.get("name").is_some_and(|name| name == "")
     {
@@ -435,18 +504,19 @@ fn admission_request(request: &Request<'_>) -> Value {
     body
 }
 
-/// The fields of an AdmissionRequest that say what is written and by whom.
-fn request_fields(request: &Request<'_>) -> Value {
+/// The fields of an AdmissionRequest that say what is written and by whom: `kind` and
+/// `resource` in the webhook's `version`, `requestKind` and `requestResource` as requested.
+fn request_fields(request: &Request<'_>, version: &Resource) -> Value {
     let attributes = &request.attributes;
     let resource = attributes.resource;
-    let kind = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
-    let gvr =
-        json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
+    let kind_of = |r: &Resource| json!({"group": r.group, "version": r.version, "kind": r.kind});
+    let gvr_of =
+        |r: &Resource| json!({"group": r.group, "version": r.version, "resource": r.plural});
     let mut body = json!({
-        "kind": kind,
-        "resource": gvr,
-        "requestKind": kind,
-        "requestResource": gvr,
+        "kind": kind_of(version),
+        "resource": gvr_of(version),
+        "requestKind": kind_of(resource),
+        "requestResource": gvr_of(resource),
         "name": attributes.name,
         "operation": attributes.operation.name(),
         "userInfo": request.user.map_or(json!({}), |user| json!({"username": user.name, "groups": user.groups})),
@@ -500,6 +570,7 @@ fn failed(hook: &Value, err: String) -> Result<(), ApiError> {
 
 /// What a write tells the webhooks, from the request's pieces.
 pub fn request<'a>(
+    registry: &'a Registry,
     attributes: Attributes<'a>,
     user: Option<&'a User>,
     dry_run: bool,
@@ -508,6 +579,7 @@ pub fn request<'a>(
         attributes,
         user,
         dry_run,
+        registry,
     }
 }
 
@@ -554,7 +626,8 @@ mod tests {
             Some("default"),
             "web",
         );
-        let request = request(attributes, None, false);
+        let registry = Registry::new();
+        let request = request(&registry, attributes, None, false);
         let fail = json!({"name": "a.b.c", "failurePolicy": "Fail"});
         let ignore = json!({"name": "a.b.c", "failurePolicy": "Ignore"});
         let error = || Verdict::Error("expression 'x' resulted in error: no such key: y".into());
@@ -574,8 +647,12 @@ mod tests {
             Some("default"),
             "",
         );
-        let err =
-            conditions_say(&fail, &super::request(unnamed, None, false), error()).unwrap_err();
+        let err = conditions_say(
+            &fail,
+            &super::request(&registry, unnamed, None, false),
+            error(),
+        )
+        .unwrap_err();
         assert_eq!(
             err.message,
             "pods is forbidden: expression 'x' resulted in error: no such key: y"
@@ -596,7 +673,8 @@ mod tests {
             name: "jane".into(),
             groups: vec![],
         };
-        let seen = admission_request(&request(attributes, Some(&user), true));
+        let registry = Registry::new();
+        let seen = admission_request(&request(&registry, attributes, Some(&user), true), resource);
         assert_eq!(
             seen,
             json!({"kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
