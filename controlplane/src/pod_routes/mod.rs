@@ -8,7 +8,9 @@
 //!
 //! The routes carry their own protocol number ([`ROUTE_PROTOCOL`], `ip route show proto 241`)
 //! so that only what this module made is ever replaced or deleted; a route to a podCIDR that
-//! someone else made is left alone, with a warning.
+//! someone else made is left alone, with a warning, and so is a podCIDR inside a wider route
+//! someone else made (a control plane on a node: the agent routes the whole pod network into
+//! the overlay there).
 
 mod netlink;
 
@@ -99,6 +101,9 @@ enum Step {
     Delete(Cidr, Ipv4Addr),
     /// A route to the podCIDR exists that this module did not make: leave it.
     Foreign(Cidr),
+    /// A wider route that this module did not make covers the podCIDR (on a node, the agent's
+    /// route for the whole pod network into the overlay): leave it to that one.
+    Covered(Cidr, Cidr),
 }
 
 /// The node's podCIDR and InternalIP, when it has both.
@@ -135,8 +140,16 @@ fn plan(wanted: &BTreeMap<Cidr, Ipv4Addr>, table: &Table) -> Vec<Step> {
             .iter()
             .filter(|route| route.destination == destination)
             .collect();
+        let covering = table.routes.iter().find(|route| {
+            !route.owned
+                && route.destination.prefix > 0
+                && route.destination.prefix < destination.prefix
+                && route.destination.contains(destination.network)
+        });
         if existing.iter().any(|route| !route.owned) {
             steps.push(Step::Foreign(destination));
+        } else if let Some(covering) = covering {
+            steps.push(Step::Covered(destination, covering.destination));
         } else if !existing.iter().any(|route| route.via == Some(via)) {
             steps.push(Step::Set(destination, via));
         }
@@ -219,6 +232,9 @@ async fn sync(
                 "a route to {destination} exists that Flotilla did not make; leaving it, so \
                  this machine may not reach the pods there"
             )),
+            Step::Covered(destination, covering) => report(format!(
+                "pods in {destination} are left to this machine's route to {covering}"
+            )),
         }
     }
 }
@@ -274,6 +290,7 @@ mod tests {
             (cidr("10.244.3.0/24"), ip("192.168.78.13")),
             // A node on this machine.
             (cidr("10.244.4.0/24"), ip("192.168.78.254")),
+            (cidr("10.245.1.0/24"), ip("192.168.78.15")),
         ]);
         let routes = vec![
             // Already right.
@@ -284,8 +301,10 @@ mod tests {
             route("10.244.3.0/24", "10.0.0.1", false),
             // A node that went away.
             route("10.244.9.0/24", "192.168.78.19", true),
-            // Not ours and not wanted: untouched.
+            // Not ours and not wanted: untouched (a default route covers nothing).
             route("0.0.0.0/0", "10.0.0.1", false),
+            // A wider route that is not ours (a node's overlay route).
+            route("10.245.0.0/16", "192.168.78.1", false),
         ];
         let local = BTreeSet::from([ip("192.168.78.254")]);
         let table = Table {
@@ -300,6 +319,7 @@ mod tests {
                 Step::Set(cidr("10.244.1.0/24"), ip("192.168.78.11")),
                 Step::Set(cidr("10.244.2.0/24"), ip("192.168.78.12")),
                 Step::Foreign(cidr("10.244.3.0/24")),
+                Step::Covered(cidr("10.245.1.0/24"), cidr("10.245.0.0/16")),
             ]
         );
         // Nothing to do once the table holds the wanted routes.
