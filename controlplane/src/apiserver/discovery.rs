@@ -120,18 +120,14 @@ fn subresource_kind(
     &'static [&'static str],
 ) {
     const READ_WRITE: &[&str] = &["get", "patch", "update"];
-    let own = (resource.group, resource.version);
-    match subresource {
-        Subresource::Status | Subresource::Approval => (own.0, own.1, resource.kind, READ_WRITE),
-        Subresource::Scale => ("autoscaling", "v1", "Scale", READ_WRITE),
-        Subresource::Eviction => ("policy", "v1", "Eviction", &["create"]),
-        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
-        Subresource::Binding => (own.0, own.1, "Binding", &["create"]),
-        Subresource::Log => (own.0, own.1, "Pod", &["get"]),
-        Subresource::Exec => (own.0, own.1, "PodExecOptions", &["create", "get"]),
-        Subresource::Attach => (own.0, own.1, "PodAttachOptions", &["create", "get"]),
-        Subresource::PortForward => (own.0, own.1, "PodPortForwardOptions", &["create", "get"]),
-    }
+    let verbs: &'static [&'static str] = match subresource {
+        Subresource::Status | Subresource::Approval | Subresource::Scale => READ_WRITE,
+        Subresource::Eviction | Subresource::Token | Subresource::Binding => &["create"],
+        Subresource::Log => &["get"],
+        Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
+    };
+    let (group, version, kind) = subresource.kind_on(resource);
+    (group, version, kind, verbs)
 }
 
 fn subresource_entry(resource: &Resource, subresource: Subresource) -> Value {

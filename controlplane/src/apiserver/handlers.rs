@@ -1,6 +1,8 @@
 //! The verbs on objects: get, list, create, update, patch, delete, deletecollection. Each one
 //! decides in plain functions (meta, validation, patch) and acts on the store.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use super::{
@@ -11,7 +13,9 @@ use super::{
     registry::{Lookup, Resource, Review, Subresource, core::namespace},
     selectors::{FieldSelector, LabelSelector, labels_of},
     status::{ApiError, FieldCause, success},
-    strategic_merge, tables,
+    strategic_merge,
+    subresources::scale_of,
+    tables,
     webhooks::{
         self,
         matching::{Attributes, Operation},
@@ -598,16 +602,19 @@ impl ApiServer {
         resource.strategy.present(&mut current.object);
         let proposed = change(&current)?;
         let provided = proposed["metadata"].get("managedFields").cloned();
-        let mut updated = meta::prepare_update(resource, &current.object, proposed, subresource);
+        // A write through `/scale` changes the workload as an update of it would (its defaults,
+        // managers and admission); only the webhooks are told of the subresource.
+        let stored_as = subresource.filter(|sub| *sub != Subresource::Scale);
+        let mut updated = meta::prepare_update(resource, &current.object, proposed, stored_as);
         record_managers(
             tracking,
             resource,
-            subresource,
+            stored_as,
             &current.object,
             provided,
             &mut updated,
         );
-        match subresource {
+        match stored_as {
             None => {
                 resource
                     .strategy
@@ -639,25 +646,53 @@ impl ApiServer {
             query.requester(),
             query.dry_run()?,
         );
-        webhooks::mutate(
-            &self.webhooks,
-            &self.store,
-            request,
-            &mut updated,
-            Some(&current.object),
-        )
-        .await?;
+        // Webhooks on `/scale` review the autoscaling/v1 Scale, as upstream admits it; what a
+        // mutating one changes of it is its replicas.
+        let scale = subresource == Some(Subresource::Scale);
+        let old_reviewed = if scale {
+            Cow::Owned(scale_of(&current.object, resource))
+        } else {
+            Cow::Borrowed(&current.object)
+        };
+        if scale {
+            let mut reviewed = scale_of(&updated, resource);
+            webhooks::mutate(
+                &self.webhooks,
+                &self.store,
+                request,
+                &mut reviewed,
+                Some(&old_reviewed),
+            )
+            .await?;
+            if let Some(replicas) = reviewed["spec"]["replicas"].as_i64() {
+                resource.strategy.set_scale_replicas(&mut updated, replicas);
+            }
+        } else {
+            webhooks::mutate(
+                &self.webhooks,
+                &self.store,
+                request,
+                &mut updated,
+                Some(&current.object),
+            )
+            .await?;
+        }
         // Binding is the one sanctioned change of a pod's nodeName; the update rules (which
         // freeze the pod spec) do not apply to it, as upstream's binding storage skips them.
         if subresource != Some(Subresource::Binding) {
             validate(resource, &updated, Some(&current.object))?;
         }
+        let reviewed = if scale {
+            Cow::Owned(scale_of(&updated, resource))
+        } else {
+            Cow::Borrowed(&updated)
+        };
         webhooks::validate(
             &self.webhooks,
             &self.store,
             request,
-            Some(&updated),
-            Some(&current.object),
+            Some(&reviewed),
+            Some(&old_reviewed),
         )
         .await?;
         if query.dry_run()? {

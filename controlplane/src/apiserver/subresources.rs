@@ -92,7 +92,7 @@ impl ApiServer {
                         .set_scale_replicas(&mut next, replicas);
                     Ok(next)
                 },
-                None,
+                Some(Subresource::Scale),
             )
             .await?;
         Ok(scale_of(&updated, scope.resource))
@@ -167,7 +167,7 @@ impl ApiServer {
 }
 
 /// The Scale view of a workload; its status.selector is the selector as a string.
-fn scale_of(object: &Value, resource: &Resource) -> Value {
+pub(crate) fn scale_of(object: &Value, resource: &Resource) -> Value {
     let selector = match resource.strategy.scale_selector(object) {
         Some(Value::String(text)) => text,
         selector => tables::selector_string(selector.as_ref()).unwrap_or_default(),

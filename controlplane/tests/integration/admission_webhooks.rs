@@ -289,18 +289,23 @@ webhooks:
     )
 }
 
+/// A stand-in webhook that answers as it should and keeps every review: its port, the
+/// reviews, and the caBundle that trusts it.
+async fn recording_webhook(
+    cluster: &Cluster,
+) -> anyhow::Result<(u16, Arc<Mutex<Vec<Value>>>, String)> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let behaviour = Arc::new(Mutex::new(Behaviour::Answer));
+    let port = webhook_server(cluster, behaviour, Arc::clone(&seen)).await?;
+    let ca = std::fs::read(cluster.dir.path().join("state/pki/ca.crt"))?;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca);
+    Ok((port, seen, ca_bundle))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_equivalent_version_is_reviewed_in_the_webhooks_version() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let port = webhook_server(
-        &cluster,
-        Arc::new(Mutex::new(Behaviour::Answer)),
-        Arc::clone(&seen),
-    )
-    .await?;
-    let ca = std::fs::read(cluster.dir.path().join("state/pki/ca.crt"))?;
-    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca);
+    let (port, seen, ca_bundle) = recording_webhook(&cluster).await?;
     cluster.apply("crd.yaml", WIDGETS);
     cluster.kubectl_ok(&[
         "wait",
@@ -348,5 +353,60 @@ async fn an_equivalent_version_is_reviewed_in_the_webhooks_version() -> anyhow::
         "jsonpath={.apiVersion}",
     ]);
     assert_eq!(stored, "example.com/v2");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scale_writes_are_reviewed_as_scales() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let (port, seen, ca_bundle) = recording_webhook(&cluster).await?;
+    cluster.kubectl_ok(&["create", "deployment", "web", "--image=flotilla/testapp:v1"]);
+    let hook = format!(
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: scales}}
+webhooks:
+- name: scales.example.com
+  clientConfig: {{url: \"https://127.0.0.1:{port}/validate\", caBundle: {ca_bundle}}}
+  rules: [{{operations: [UPDATE], apiGroups: [apps], apiVersions: [v1], resources: [deployments/scale]}}]
+  failurePolicy: Fail
+  sideEffects: None
+  admissionReviewVersions: [v1]
+"
+    );
+    cluster.apply("scales.yaml", &hook);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // An update of the Deployment itself is not the webhook's business.
+    cluster.kubectl_ok(&["label", "deployment", "web", "tier=front"]);
+    assert!(seen.lock().unwrap().is_empty());
+    // A scale is, and the webhook sees a Scale (which has no team label: refused).
+    let err = cluster.kubectl_err(&["scale", "deployment", "web", "--replicas=3"]);
+    assert!(
+        err.contains(r#"admission webhook "scales.example.com" denied the request"#),
+        "{err}"
+    );
+    let review = seen.lock().unwrap().pop().unwrap();
+    let request = &review["request"];
+    assert_eq!(
+        request["kind"],
+        json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+    );
+    assert_eq!(
+        request["resource"],
+        json!({"group": "apps", "version": "v1", "resource": "deployments"})
+    );
+    assert_eq!(request["subResource"], "scale");
+    assert_eq!(request["object"]["kind"], "Scale");
+    assert_eq!(request["object"]["spec"]["replicas"], 3);
+    assert_eq!(request["oldObject"]["spec"]["replicas"], 1);
+    let replicas = cluster.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "1");
     Ok(())
 }

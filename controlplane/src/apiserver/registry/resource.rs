@@ -99,6 +99,22 @@ pub enum Subresource {
 }
 
 impl Subresource {
+    /// The (group, version, kind) of what it answers with and takes, on `resource`.
+    pub fn kind_on(self, resource: &Resource) -> (&'static str, &'static str, &'static str) {
+        let own = (resource.group, resource.version);
+        match self {
+            Self::Status | Self::Approval => (own.0, own.1, resource.kind),
+            Self::Scale => ("autoscaling", "v1", "Scale"),
+            Self::Eviction => ("policy", "v1", "Eviction"),
+            Self::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
+            Self::Binding => (own.0, own.1, "Binding"),
+            Self::Log => (own.0, own.1, "Pod"),
+            Self::Exec => (own.0, own.1, "PodExecOptions"),
+            Self::Attach => (own.0, own.1, "PodAttachOptions"),
+            Self::PortForward => (own.0, own.1, "PodPortForwardOptions"),
+        }
+    }
+
     /// Its REST name.
     pub fn name(self) -> &'static str {
         match self {

@@ -30,7 +30,7 @@ use matching::Attributes;
 
 use super::{
     machinery::field::is_empty_value,
-    registry::{self, Registry, Resource},
+    registry::{self, Registry, Resource, Subresource},
     status::ApiError,
 };
 
@@ -164,10 +164,11 @@ impl Request<'_> {
 }
 
 /// `object` as `version` has it. The versions of a custom resource differ only in their
-/// apiVersion (conversion `None`, the only strategy served).
+/// apiVersion (conversion `None`, the only strategy served); another kind (the Scale of a
+/// `/scale` write) is the same in every version of the resource.
 fn versioned<'v>(object: &'v Value, version: &Resource) -> Cow<'v, Value> {
     let api_version = version.api_version();
-    if object["apiVersion"] == api_version.as_str() {
+    if object["apiVersion"] == api_version.as_str() || object["kind"] != version.kind {
         return Cow::Borrowed(object);
     }
     let mut converted = object.clone();
@@ -509,7 +510,15 @@ fn admission_request(request: &Request<'_>, version: &Resource) -> Value {
 fn request_fields(request: &Request<'_>, version: &Resource) -> Value {
     let attributes = &request.attributes;
     let resource = attributes.resource;
-    let kind_of = |r: &Resource| json!({"group": r.group, "version": r.version, "kind": r.kind});
+    // A `/scale` write reviews the Scale; every other write the resource's own kind (upstream
+    // sends a status write's whole object under the resource's kind too).
+    let kind_of = |r: &Resource| match attributes.subresource {
+        Some(sub @ Subresource::Scale) => {
+            let (group, version, kind) = sub.kind_on(r);
+            json!({"group": group, "version": version, "kind": kind})
+        }
+        _ => json!({"group": r.group, "version": r.version, "kind": r.kind}),
+    };
     let gvr_of =
         |r: &Resource| json!({"group": r.group, "version": r.version, "resource": r.plural});
     let mut body = json!({
