@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use crate::{
+    env::Command,
     error::{CniError, code},
     result::CniResult,
     version::CniVersion,
@@ -75,11 +76,13 @@ pub enum ConfigError {
     UnsupportedVersion(String),
     /// The command needs a newer `cniVersion`.
     #[error(
-        "CNI_COMMAND={command} needs cniVersion 1.1.0 or newer, the network configuration is {version}"
+        "CNI_COMMAND={command} needs cniVersion {since} or newer, the network configuration is {version}"
     )]
     CommandNeedsNewerVersion {
         /// The command.
         command: &'static str,
+        /// The oldest version with the command.
+        since: &'static str,
         /// The configuration's version.
         version: &'static str,
     },
@@ -140,9 +143,9 @@ impl From<ConfigError> for CniError {
                     CniVersion::supported_list()
                 ),
             ),
-            ConfigError::CommandNeedsNewerVersion { .. } => (
+            ConfigError::CommandNeedsNewerVersion { command, since, .. } => (
                 code::INCOMPATIBLE_VERSION,
-                "set cniVersion 1.1.0 in the network configuration to use STATUS and GC".to_owned(),
+                format!("set cniVersion {since} or newer in the network configuration to use {command}"),
             ),
             ConfigError::Unsupported { key, .. } => (
                 code::UNSUPPORTED_FIELD,
@@ -269,11 +272,13 @@ impl NetConf {
         })
     }
 
-    /// Fails unless the configuration's version allows `command` (STATUS and GC need 1.1.0).
-    pub fn require_version_for(&self, command: &'static str) -> Result<(), ConfigError> {
-        if self.cni_version < CniVersion::V1_1_0 {
+    /// Fails unless the configuration's version has `command` (CHECK came in 0.4.0, STATUS
+    /// and GC in 1.1.0), as skel refuses them.
+    pub fn require_version_for(&self, command: Command) -> Result<(), ConfigError> {
+        if self.cni_version < command.since() {
             return Err(ConfigError::CommandNeedsNewerVersion {
-                command,
+                command: command.as_str(),
+                since: command.since().as_str(),
                 version: self.cni_version.as_str(),
             });
         }
@@ -418,23 +423,49 @@ mod tests {
 
     #[test]
     fn unknown_or_missing_versions_are_1_and_list_the_supported_ones() {
-        for version in [json!("0.3.1"), json!("2.0.0"), json!(""), Value::Null] {
+        for version in [json!("0.5.0"), json!("2.0.0"), json!(""), Value::Null] {
             let mut value = base();
             value["cniVersion"] = version.clone();
             let cni = CniError::from(parse(&value).unwrap_err());
             assert_eq!(cni.code, code::INCOMPATIBLE_VERSION, "{version}");
-            assert!(cni.details.contains("0.4.0, 1.0.0, 1.1.0"), "{cni}");
+            assert!(cni.details.contains("0.3.1, 0.4.0, 1.0.0, 1.1.0"), "{cni}");
         }
     }
 
     #[test]
     fn status_and_gc_need_1_1_0() {
         let conf = parse(&base()).unwrap();
-        let err = conf.require_version_for("STATUS").unwrap_err();
+        let err = conf.require_version_for(Command::Status).unwrap_err();
         assert_eq!(code_of(err), code::INCOMPATIBLE_VERSION);
         let mut value = base();
         value["cniVersion"] = json!("1.1.0");
-        assert!(parse(&value).unwrap().require_version_for("GC").is_ok());
+        assert!(
+            parse(&value)
+                .unwrap()
+                .require_version_for(Command::Gc)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn check_needs_0_4_0() {
+        let mut value = base();
+        value["cniVersion"] = json!("0.3.1");
+        let conf = parse(&value).unwrap();
+        let err = CniError::from(conf.require_version_for(Command::Check).unwrap_err());
+        assert_eq!(err.code, code::INCOMPATIBLE_VERSION);
+        assert_eq!(
+            err.msg,
+            "CNI_COMMAND=CHECK needs cniVersion 0.4.0 or newer, the network configuration is 0.3.1"
+        );
+        assert!(conf.require_version_for(Command::Del).is_ok());
+        value["cniVersion"] = json!("0.4.0");
+        assert!(
+            parse(&value)
+                .unwrap()
+                .require_version_for(Command::Check)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -36,6 +36,16 @@ impl Command {
         })
     }
 
+    /// The oldest spec version with the command (CHECK came in 0.4.0, STATUS and GC in 1.1.0).
+    pub fn since(self) -> crate::version::CniVersion {
+        use crate::version::CniVersion;
+        match self {
+            Self::Add | Self::Del | Self::Version => CniVersion::V0_1_0,
+            Self::Check => CniVersion::V0_4_0,
+            Self::Status | Self::Gc => CniVersion::V1_1_0,
+        }
+    }
+
     /// The command's name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -7,7 +7,7 @@
 //!
 //! | code | constant | meaning / when flotilla-cni returns it |
 //! |-----:|----------|-----------------------------------------|
-//! |   1 | [`code::INCOMPATIBLE_VERSION`] | the config's `cniVersion` is not 0.4.0, 1.0.0 or 1.1.0, or the command needs a newer one (STATUS and GC need 1.1.0) |
+//! |   1 | [`code::INCOMPATIBLE_VERSION`] | the config's `cniVersion` is not one of 0.1.0 to 1.1.0 (those the reference plugins accept), or the command needs a newer one (CHECK needs 0.4.0, STATUS and GC 1.1.0) |
 //! |   2 | [`code::UNSUPPORTED_FIELD`] | the config asks for something flotilla-cni cannot honour (an `ipam` section: addresses come from the agent) |
 //! |   3 | [`code::UNKNOWN_CONTAINER`] | `CNI_NETNS` does not exist or is not a network namespace (ADD, CHECK) |
 //! |   4 | [`code::INVALID_ENV`] | a `CNI_*` environment variable is missing or malformed (the message names it), or `CNI_NETNS` is the plugin's own (the node's) namespace |

@@ -1,4 +1,4 @@
-//! `flotilla-cni`: the CNI (spec 1.1.0; also 0.4.0 and 1.0.0) plugin containerd executes for every
+//! `flotilla-cni`: the CNI (spec 1.1.0; also every older version from 0.1.0) plugin containerd executes for every
 //! pod sandbox. It creates the pod's veth pair, address, routes and gateway neighbour, and asks the
 //! node agent (agent/proto/cni.proto, over a unix socket) for the address and to put the pod into
 //! the eBPF datapath.

@@ -1,7 +1,8 @@
 //! The CNI success result: decoding a `prevResult`, appending this plugin's attachment to it, and
-//! writing it in the configuration's version (0.4.0 `ips` entries carry `"version"`, 1.0.0 and
-//! later do not; interface `mtu` exists from 1.1.0). Keys this plugin does not know are kept, so
-//! a result passed through a chain loses nothing.
+//! writing it in the configuration's version (0.1.0 and 0.2.0 have one `ip4`/`ip6` object per
+//! family with its routes, as libcni converts down; 0.3.x and 0.4.0 `ips` entries carry
+//! `"version"`, 1.0.0 and later do not; interface `mtu` exists from 1.1.0). Keys this plugin
+//! does not know are kept, so a result passed through a chain loses nothing.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -89,10 +90,12 @@ impl CniResult {
 
     /// The result as printed on stdout, in spec version `version`.
     pub fn to_json(&self, version: CniVersion) -> Value {
+        if version < CniVersion::V0_3_0 {
+            return self.to_json_0_2(version);
+        }
         let mut result = self.clone();
         for ip in &mut result.ips {
-            ip.version =
-                (version == CniVersion::V0_4_0).then(|| ip_version(&ip.address).to_owned());
+            ip.version = (version < CniVersion::V1_0_0).then(|| ip_version(&ip.address).to_owned());
         }
         if version < CniVersion::V1_1_0 {
             for interface in &mut result.interfaces {
@@ -104,6 +107,43 @@ impl CniResult {
         if let Ok(Value::Object(fields)) = serde_json::to_value(result) {
             object.extend(fields);
         }
+        Value::Object(object)
+    }
+
+    /// The 0.1.0/0.2.0 form (libcni's conversion to `types020`): the first address of each
+    /// family as `ip4`/`ip6` with its gateway, and the routes of that family under it;
+    /// interfaces have no place in it.
+    fn to_json_0_2(&self, version: CniVersion) -> Value {
+        let mut object = Map::new();
+        object.insert("cniVersion".into(), version.as_str().into());
+        for (key, family) in [("ip4", "4"), ("ip6", "6")] {
+            let Some(ip) = self.ips.iter().find(|ip| ip_version(&ip.address) == family) else {
+                continue;
+            };
+            let mut config = Map::new();
+            config.insert("ip".into(), ip.address.clone().into());
+            if let Some(gateway) = &ip.gateway {
+                config.insert("gateway".into(), gateway.clone().into());
+            }
+            let routes: Vec<Value> = self
+                .routes
+                .iter()
+                .filter(|route| ip_version(&route.dst) == family)
+                .map(|route| {
+                    let mut entry = Map::new();
+                    entry.insert("dst".into(), route.dst.clone().into());
+                    if let Some(gw) = &route.gw {
+                        entry.insert("gw".into(), gw.clone().into());
+                    }
+                    Value::Object(entry)
+                })
+                .collect();
+            if !routes.is_empty() {
+                config.insert("routes".into(), routes.into());
+            }
+            object.insert(key.into(), Value::Object(config));
+        }
+        object.insert("dns".into(), Value::Object(self.dns.clone()));
         Value::Object(object)
     }
 
@@ -206,6 +246,46 @@ mod tests {
         assert_eq!(json["cniVersion"], "0.4.0");
         assert_eq!(json["ips"][0]["version"], "4");
         assert_eq!(json["ips"][1]["version"], "6");
+    }
+
+    #[test]
+    fn writes_0_3_1_as_0_4_0() {
+        let json = sample().to_json(CniVersion::V0_3_1);
+        assert_eq!(json["cniVersion"], "0.3.1");
+        assert_eq!(json["ips"][0]["version"], "4");
+        assert_eq!(json["interfaces"][1]["sandbox"], "/var/run/netns/cni-1");
+        assert!(json["interfaces"][1].get("mtu").is_none());
+    }
+
+    #[test]
+    fn writes_0_2_0_as_one_address_per_family_with_its_routes() {
+        let mut result = sample();
+        result.ips.push(IpConfig {
+            address: "10.9.9.9/32".into(),
+            ..IpConfig::default()
+        });
+        result.ips.push(IpConfig {
+            address: "fd00::7/128".into(),
+            ..IpConfig::default()
+        });
+        result.routes.push(Route {
+            dst: "::/0".into(),
+            ..Route::default()
+        });
+        result
+            .dns
+            .insert("nameservers".into(), json!(["10.96.0.10"]));
+        assert_eq!(
+            result.to_json(CniVersion::V0_2_0),
+            json!({
+                "cniVersion": "0.2.0",
+                "ip4": {"ip": "10.244.1.7/32", "gateway": "169.254.1.1",
+                    "routes": [{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}]},
+                "ip6": {"ip": "fd00::7/128", "routes": [{"dst": "::/0"}]},
+                "dns": {"nameservers": ["10.96.0.10"]},
+            })
+        );
+        assert_eq!(sample().to_json(CniVersion::V0_1_0)["cniVersion"], "0.1.0");
     }
 
     #[test]

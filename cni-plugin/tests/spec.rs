@@ -85,7 +85,8 @@ fn version_prints_the_supported_versions() {
     let outcome = invoke(None, &only_command("VERSION"), "");
     assert_eq!(
         outcome.success(),
-        Some(json!({"cniVersion": "1.1.0", "supportedVersions": ["0.4.0", "1.0.0", "1.1.0"]}))
+        Some(json!({"cniVersion": "1.1.0", "supportedVersions":
+            ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]}))
     );
 }
 
@@ -122,14 +123,14 @@ fn an_unknown_cni_version_is_1_and_lists_the_supported_ones() {
     let outcome = invoke(
         None,
         &env("ADD", "c1", Some(Path::new("/var/run/netns/x"))),
-        &conf("0.3.1", absent_socket()).to_string(),
+        &conf("0.5.0", absent_socket()).to_string(),
     );
     let error = outcome.error(1);
     assert!(
         error["details"]
             .as_str()
             .unwrap()
-            .contains("0.4.0, 1.0.0, 1.1.0"),
+            .contains("0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"),
         "{error}"
     );
 }
@@ -460,7 +461,11 @@ fn results_follow_the_configs_version() {
     require_root();
     let _machine = shared();
     let (node, agent) = (Netns::create(), FakeAgent::start());
-    for (index, version) in ["0.4.0", "1.1.0"].into_iter().enumerate() {
+    // Every version the reference plugins accept; flannel's and Cilium's stock conflists say 0.3.1.
+    let versions = [
+        "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+    ];
+    for (index, version) in versions.into_iter().enumerate() {
         let pod = Netns::create();
         let id = format!("v{index}");
         let stdin = conf(version, agent.socket()).to_string();
@@ -468,20 +473,35 @@ fn results_follow_the_configs_version() {
             .success()
             .unwrap();
         assert_eq!(result["cniVersion"], version);
-        if version == "0.4.0" {
-            assert_eq!(result["ips"][0]["version"], "4", "{result}");
-        } else {
-            assert!(result["ips"][0].get("version").is_none(), "{result}");
+        match version {
+            "0.1.0" | "0.2.0" => {
+                assert!(result["ip4"]["ip"].as_str().is_some(), "{result}");
+                assert_eq!(result["ip4"]["gateway"], GATEWAY, "{result}");
+                assert!(result.get("interfaces").is_none(), "{result}");
+            }
+            "0.3.0" | "0.3.1" | "0.4.0" => {
+                assert_eq!(result["ips"][0]["version"], "4", "{result}");
+            }
+            _ => {
+                assert!(result["ips"][0].get("version").is_none(), "{result}");
+            }
+        }
+        if version == "1.1.0" {
             assert_eq!(result["interfaces"][1]["mtu"], 1450, "{result}");
         }
         let mut check = conf(version, agent.socket());
         check["prevResult"] = result;
-        invoke(
+        let checked = invoke(
             Some(&node),
             &env("CHECK", &id, Some(&pod.path())),
             &check.to_string(),
-        )
-        .success();
+        );
+        // CHECK came in 0.4.0; skel refuses it for older configurations.
+        if matches!(version, "0.1.0" | "0.2.0" | "0.3.0" | "0.3.1") {
+            checked.error(1);
+        } else {
+            checked.success();
+        }
         invoke(Some(&node), &env("DEL", &id, Some(&pod.path())), &stdin).success();
     }
     assert_eq!(node.link_names(), vec!["lo"]);

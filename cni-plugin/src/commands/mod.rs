@@ -31,13 +31,10 @@ pub async fn run<N: Net, A: Agent>(
     net: &N,
     agent_for: impl FnOnce(&Path) -> A,
 ) -> Result<Option<Value>, CniError> {
-    match invocation.command {
-        Command::Status | Command::Gc => {
-            conf.require_version_for(invocation.command.as_str())?;
-        }
-        Command::Version => return Ok(Some(version_reply())),
-        Command::Add | Command::Del | Command::Check => {}
+    if invocation.command == Command::Version {
+        return Ok(Some(version_reply()));
     }
+    conf.require_version_for(invocation.command)?;
     let agent = agent_for(&conf.agent_socket()?);
     match invocation.command {
         Command::Add => add::add(net, &agent, invocation, conf)
