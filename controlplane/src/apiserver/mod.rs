@@ -3,6 +3,7 @@
 //! stored in etcd through [`crate::storage`].
 
 pub mod admission;
+pub mod admission_policies;
 pub mod allocations;
 pub mod api_server_leases;
 pub mod apply;

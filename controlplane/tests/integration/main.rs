@@ -8,6 +8,7 @@
 
 mod common;
 
+mod admission_policies;
 mod admission_webhooks;
 mod api_client;
 mod custom_resource_versions;

@@ -75,6 +75,8 @@ pub static BUILTIN: &[&Resource] = &[
     &certificates::certificate_signing_request::RESOURCE,
     &admissionregistration::validating_webhook_configuration::RESOURCE,
     &admissionregistration::mutating_webhook_configuration::RESOURCE,
+    &admissionregistration::validating_admission_policy::RESOURCE,
+    &admissionregistration::validating_admission_policy_binding::RESOURCE,
     &apiextensions::custom_resource_definition::RESOURCE,
 ];
 
@@ -224,6 +226,21 @@ impl Registry {
         let before = custom.len();
         custom.retain(|r| !(r.group == group && r.version == version && r.plural == plural));
         custom.len() != before
+    }
+
+    /// The other served versions of `resource` (upstream's equivalent resources): the
+    /// versions of a custom resource share their storage; a built-in kind has one.
+    pub fn equivalents(&self, resource: &Resource) -> Vec<&'static Resource> {
+        if builtin(resource.group, resource.plural).is_some() {
+            return Vec::new();
+        }
+        let mut others = self.registered();
+        others.retain(|r| {
+            r.group == resource.group
+                && r.plural == resource.plural
+                && r.version != resource.version
+        });
+        others
     }
 
     /// The registered (custom) resources.

@@ -8,7 +8,8 @@
 //! declared but never bound here, `namespaceObject` (upstream does not bind it for webhooks
 //! either) and `authorizer` (upstream's authorization checks are not provided: an expression
 //! that reaches it fails to evaluate, and the failurePolicy decides). `params` is not declared
-//! (webhooks have none).
+//! for webhooks (they have none); ValidatingAdmissionPolicies compile their expressions here
+//! too ([`compile_as`]), with `params` and their `variables` declared as the policy has them.
 //!
 //! cel-rust has no type checker: the result type is worked out here where the expression's
 //! shape tells it (literals, operators, `request` fields, selections of `object`), which is
@@ -20,18 +21,61 @@ use serde_json::Value;
 
 use crate::apiserver::custom_resources::cel::{PER_CALL_LIMIT, Standalone, json_size, json_to_cel};
 
-/// The variables a match condition may use (compile.go's, without `params`).
-const VARIABLES: [&str; 5] = [
-    "object",
-    "oldObject",
-    "request",
-    "namespaceObject",
-    "authorizer",
-];
+/// What an expression may use besides `object`, `oldObject`, `request` and `namespaceObject`
+/// (upstream's `OptionalVariableDeclarations`, and the `variables` of a policy that composes
+/// some): a webhook's match conditions declare `authorizer` only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Declared<'a> {
+    /// `params` (a ValidatingAdmissionPolicy with a paramKind).
+    pub params: bool,
+    /// `authorizer` (declared, never bound here: see the module's notes).
+    pub authorizer: bool,
+    /// `variables`: each declared variable's name and result type (None when it cannot be
+    /// told); None leaves `variables` undeclared (a policy without any).
+    pub variables: Option<&'a [(String, Option<String>)]>,
+}
+
+/// What a webhook's match conditions may use (compile.go's, without `params`).
+const WEBHOOK: Declared<'static> = Declared {
+    params: false,
+    authorizer: true,
+    variables: None,
+};
+
+/// The result type an expression must have (upstream's `ReturnTypes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returns {
+    /// A condition or validation: bool.
+    Bool,
+    /// A messageExpression: string.
+    String,
+    /// An audit annotation's valueExpression: string or null.
+    StringOrNull,
+    /// A variable: anything.
+    Any,
+}
+
+/// The identifiers `declared` puts in scope.
+fn identifiers(declared: &Declared<'_>) -> Vec<&'static str> {
+    let mut names = vec!["object", "oldObject", "request", "namespaceObject"];
+    for (name, declared) in [
+        ("authorizer", declared.authorizer),
+        ("params", declared.params),
+        ("variables", declared.variables.is_some()),
+    ] {
+        if declared {
+            names.push(name);
+        }
+    }
+    names
+}
 
 /// Upstream's `celconfig.RuntimeCELCostBudgetMatchConditions`: what all conditions of one
 /// webhook may cost for one request.
 const BUDGET: u64 = 2_500_000;
+
+/// The type name of a policy's `variables` (upstream's `kubernetes.variables`).
+const VARIABLES_TYPE: &str = "kubernetes.variables";
 
 /// A field type of upstream's declared object types (`BuildRequestType`, `BuildNamespaceType`).
 fn field_type(object: &str, field: &str) -> Option<&'static str> {
@@ -78,18 +122,40 @@ fn field_type(object: &str, field: &str) -> Option<&'static str> {
 /// error, an undeclared identifier, an unknown field of a declared type or a result that is
 /// not a bool gives upstream's detail for `Invalid value: "<expression>": <detail>`.
 pub fn compile(expression: &str) -> Result<Standalone, String> {
-    let compiled = Standalone::compile(expression, &VARIABLES)?;
+    compile_as(expression, &WEBHOOK, Returns::Bool).map(|(compiled, _)| compiled)
+}
+
+/// Compiles an admission expression with `declared` in scope, as upstream's admission CEL
+/// compiler does (`admission/plugin/cel/compile.go`): the program and its result type (None
+/// when it cannot be told), or upstream's detail (`compilation failed: ERROR: ...`, `must
+/// evaluate to bool but got int`).
+pub fn compile_as(
+    expression: &str,
+    declared: &Declared<'_>,
+    returns: Returns,
+) -> Result<(Standalone, Option<String>), String> {
+    let compiled = Standalone::compile(expression, &identifiers(declared))?;
     let mut types = Types {
         compiled: &compiled,
         error: None,
+        variables: declared.variables,
     };
     let result = types.of(compiled.ast(), &[]);
     if let Some(error) = types.error {
         return Err(format!("compilation failed: {error}"));
     }
-    match result {
-        Some(ty) if ty != "bool" => Err(format!("must evaluate to bool but got {ty}")),
-        _ => Ok(compiled),
+    let wrong = |ty: &str| match returns {
+        Returns::Bool => (ty != "bool").then(|| format!("must evaluate to bool but got {ty}")),
+        Returns::String => {
+            (ty != "string").then(|| format!("must evaluate to string but got {ty}"))
+        }
+        Returns::StringOrNull => (ty != "string" && ty != "null_type")
+            .then(|| format!("must evaluate to one of [string null_type] but got {ty}")),
+        Returns::Any => None,
+    };
+    match result.as_deref().and_then(wrong) {
+        Some(why) => Err(why),
+        None => Ok((compiled, result)),
     }
 }
 
@@ -98,6 +164,8 @@ pub fn compile(expression: &str) -> Result<Standalone, String> {
 struct Types<'a> {
     compiled: &'a Standalone,
     error: Option<String>,
+    /// The declared `variables` and their types, if any.
+    variables: Option<&'a [(String, Option<String>)]>,
 }
 
 impl Types<'_> {
@@ -128,6 +196,8 @@ impl Types<'_> {
                 "object" | "oldObject" => Some("dyn".to_owned()),
                 "request" => Some("kubernetes.AdmissionRequest".to_owned()),
                 "namespaceObject" => Some("kubernetes.Namespace".to_owned()),
+                "params" => Some("dyn".to_owned()),
+                "variables" if self.variables.is_some() => Some(VARIABLES_TYPE.to_owned()),
                 _ => None,
             },
             Expr::Select(select) => {
@@ -198,6 +268,17 @@ impl Types<'_> {
         {
             return Some(value.to_owned());
         }
+        if operand == VARIABLES_TYPE {
+            // Upstream's composition declares one field per variable (of its result type).
+            let declared = self.variables.unwrap_or_default();
+            return match declared.iter().find(|(name, _)| name == field) {
+                Some((_, ty)) => ty.clone(),
+                None => {
+                    self.fail(id, format!("undefined field '{field}'"));
+                    None
+                }
+            };
+        }
         if operand.starts_with("kubernetes.") {
             return match field_type(&operand, field) {
                 Some(ty) => Some(ty.to_owned()),
@@ -258,16 +339,20 @@ fn call_type(function: &str, member: bool, args: &[Option<String>]) -> Option<St
         "dyn" if !member => Some("dyn".to_owned()),
         "_+_" | "_-_" | "_*_" | "_/_" | "_%_" => {
             let (a, b) = (arg(0)?, arg(1)?);
-            if a == "dyn" || b == "dyn" {
-                Some("dyn".to_owned())
-            } else if a == b
-                && (NUMBERS.contains(&a.as_str())
-                    || (function == "_+_"
-                        && (a == "string" || a == "bytes" || a.starts_with("list("))))
-            {
-                Some(a)
-            } else {
-                None
+            // CEL has no mixed-type arithmetic: beside a number, a string or bytes, dyn can
+            // only be the same type (cel-go picks that one overload and its result).
+            let concrete = |t: &str| {
+                NUMBERS.contains(&t) || (function == "_+_" && (t == "string" || t == "bytes"))
+            };
+            match (a.as_str(), b.as_str()) {
+                ("dyn", "dyn") => Some("dyn".to_owned()),
+                ("dyn", other) | (other, "dyn") => {
+                    Some(if concrete(other) { other } else { "dyn" }.to_owned())
+                }
+                _ if a == b && (concrete(&a) || (function == "_+_" && a.starts_with("list("))) => {
+                    Some(a)
+                }
+                _ => None,
             }
         }
         "-_" => arg(0).filter(|t| t == "int" || t == "double" || t == "dyn"),
@@ -322,7 +407,13 @@ impl Conditions {
     /// Compiles the `matchConditions` of `hook` (as stored: validation has refused the ones
     /// that do not compile, but a configuration stored before may still have one).
     pub fn of(hook: &Value) -> Self {
-        let conditions = hook["matchConditions"]
+        Self::declared(hook, &WEBHOOK)
+    }
+
+    /// Compiles the `matchConditions` of `owner` (a webhook, or a ValidatingAdmissionPolicy's
+    /// spec) with `declared` in scope.
+    pub fn declared(owner: &Value, declared: &Declared<'_>) -> Self {
+        let conditions = owner["matchConditions"]
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or(&[]);
@@ -335,7 +426,8 @@ impl Conditions {
                         .unwrap_or_default()
                         .trim()
                         .to_owned();
-                    let compiled = compile(&expression);
+                    let compiled = compile_as(&expression, declared, Returns::Bool)
+                        .map(|(compiled, _)| compiled);
                     Condition {
                         expression,
                         compiled,
@@ -359,19 +451,33 @@ impl Conditions {
         old: Option<&Value>,
         request: &Value,
     ) -> Verdict {
+        self.evaluate_with(object, old, request, None)
+    }
+
+    /// [`Self::evaluate`] with a policy's `params` bound (null when there are none).
+    pub fn evaluate_with(
+        &self,
+        object: Option<&Value>,
+        old: Option<&Value>,
+        request: &Value,
+        params: Option<&Value>,
+    ) -> Verdict {
         if self.0.is_empty() {
             return Verdict::Match;
         }
         let null = Value::Null;
         let object = object.unwrap_or(&null);
         let old = old.unwrap_or(&null);
+        let params = params.unwrap_or(&null);
         let size = json_size(object)
             .max(json_size(old))
-            .max(json_size(request));
+            .max(json_size(request))
+            .max(json_size(params));
         let variables = [
             ("object", json_to_cel(object)),
             ("oldObject", json_to_cel(old)),
             ("request", json_to_cel(request)),
+            ("params", json_to_cel(params)),
         ];
         let mut budget = BUDGET;
         let mut errors: Vec<String> = Vec::new();

@@ -105,8 +105,9 @@ pub fn matched_version(
     })
 }
 
-/// Upstream's `RuleMatcher.Matches`.
-fn rule_matches(rule: &Value, attributes: &Attributes<'_>) -> bool {
+/// Upstream's `RuleMatcher.Matches`: one rule (operations, groups, versions, resources,
+/// scope) against the request.
+pub(crate) fn rule_matches(rule: &Value, attributes: &Attributes<'_>) -> bool {
     let resource = attributes.resource;
     let listed = |field: &str, wanted: &str| {
         rule[field]

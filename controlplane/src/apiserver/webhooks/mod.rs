@@ -30,7 +30,7 @@ use matching::Attributes;
 
 use super::{
     machinery::field::is_empty_value,
-    registry::{self, Registry, Resource, Subresource},
+    registry::{Registry, Resource, Subresource},
     status::ApiError,
 };
 
@@ -38,12 +38,20 @@ use super::{
 const MUTATING_PREFIX: &str = "/registry/mutatingwebhookconfigurations/";
 const VALIDATING_PREFIX: &str = "/registry/validatingwebhookconfigurations/";
 
-/// Resources whose writes never go to webhooks (upstream's exemption: a webhook must not be
-/// able to lock out its own configuration).
-const EXEMPT: [&str; 2] = [
+/// The admission configuration kinds, whose writes never go to webhooks or admission policies
+/// (upstream's `IsExemptAdmissionConfigurationResource`: neither may lock out its own
+/// configuration).
+const EXEMPT: [&str; 4] = [
     "mutatingwebhookconfigurations",
     "validatingwebhookconfigurations",
+    "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings",
 ];
+
+/// Whether writes of `resource` skip the webhooks and admission policies.
+pub(crate) fn exempt(resource: &Resource) -> bool {
+    resource.group == "admissionregistration.k8s.io" && EXEMPT.contains(&resource.plural)
+}
 
 /// One webhook of a stored configuration, with its match conditions compiled when the
 /// configuration was (a configuration changes rarely; requests are many).
@@ -86,12 +94,16 @@ struct Configurations {
 #[derive(Debug, Default)]
 pub struct Webhooks {
     configurations: RwLock<Configurations>,
+    /// The ValidatingAdmissionPolicies and their bindings, judged before the validating
+    /// webhooks are asked.
+    policies: Arc<crate::apiserver::admission_policies::Policies>,
 }
 
 impl Webhooks {
     /// Loads the configurations from `store` and follows them on background tasks.
     pub async fn start(store: &Store) -> Result<Arc<Self>, StorageError> {
         let webhooks = Arc::new(Self::default());
+        webhooks.policies.follow(store).await?;
         for (prefix, mutating) in [(MUTATING_PREFIX, true), (VALIDATING_PREFIX, false)] {
             let sink = Arc::clone(&webhooks);
             mirror(
@@ -145,28 +157,10 @@ pub struct Request<'a> {
     pub registry: &'a Registry,
 }
 
-impl Request<'_> {
-    /// The other served versions of the written resource (upstream's equivalent resources):
-    /// the versions of a custom resource share their storage; a built-in kind has one.
-    fn equivalents(&self) -> Vec<&'static Resource> {
-        let resource = self.attributes.resource;
-        if registry::builtin(resource.group, resource.plural).is_some() {
-            return Vec::new();
-        }
-        let mut others = self.registry.registered();
-        others.retain(|r| {
-            r.group == resource.group
-                && r.plural == resource.plural
-                && r.version != resource.version
-        });
-        others
-    }
-}
-
 /// `object` as `version` has it. The versions of a custom resource differ only in their
 /// apiVersion (conversion `None`, the only strategy served); another kind (the Scale of a
 /// `/scale` write) is the same in every version of the resource.
-fn versioned<'v>(object: &'v Value, version: &Resource) -> Cow<'v, Value> {
+pub(crate) fn versioned<'v>(object: &'v Value, version: &Resource) -> Cow<'v, Value> {
     let api_version = version.api_version();
     if object["apiVersion"] == api_version.as_str() || object["kind"] != version.kind {
         return Cow::Borrowed(object);
@@ -184,7 +178,7 @@ pub async fn mutate(
     object: &mut Value,
     old: Option<&Value>,
 ) -> Result<(), ApiError> {
-    if EXEMPT.contains(&request.attributes.resource.plural) {
+    if exempt(request.attributes.resource) {
         return Ok(());
     }
     let hooks = webhooks.hooks(true);
@@ -223,9 +217,16 @@ pub async fn validate(
     object: Option<&Value>,
     old: Option<&Value>,
 ) -> Result<(), ApiError> {
-    if EXEMPT.contains(&request.attributes.resource.plural) {
+    if exempt(request.attributes.resource) {
         return Ok(());
     }
+    // Upstream's ValidatingAdmissionPolicy plugin runs just before the validating webhooks.
+    webhooks
+        .policies
+        .validate(store, request, object, old, |version| {
+            admission_request(&request, version)
+        })
+        .await?;
     let hooks = webhooks.hooks(false);
     if hooks.is_empty() {
         return Ok(());
@@ -376,7 +377,9 @@ async fn selected(
     old: Option<&Value>,
 ) -> Option<&'static Resource> {
     let attributes = &request.attributes;
-    let version = matching::matched_version(hook, attributes, || request.equivalents())?;
+    let version = matching::matched_version(hook, attributes, || {
+        request.registry.equivalents(attributes.resource)
+    })?;
     if !matching::object_matches(hook, object, old) {
         return None;
     }
@@ -595,6 +598,17 @@ pub fn request<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_resources_own_kind_takes_another_version() {
+        let pods = crate::apiserver::registry::builtin("", "pods").unwrap();
+        let other = json!({"apiVersion": "v2", "kind": "Pod"});
+        assert_eq!(versioned(&other, pods)["apiVersion"], "v1");
+        let same = json!({"apiVersion": "v1", "kind": "Pod"});
+        assert!(matches!(versioned(&same, pods), Cow::Borrowed(_)));
+        let scale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale"});
+        assert!(matches!(versioned(&scale, pods), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn refusals_read_as_upstreams() {

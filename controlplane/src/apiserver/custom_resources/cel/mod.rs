@@ -30,7 +30,7 @@ pub const PER_CALL_LIMIT: u64 = 1_000_000;
 /// Upstream's `celconfig.RuntimeCELCostBudget`: the most all rules of one object may cost.
 pub const RUNTIME_BUDGET: u64 = 10_000_000;
 /// Upstream's `celconfig.MaxEvaluatedMessageExpressionSizeBytes`.
-const MAX_MESSAGE_BYTES: usize = 5 * 1024;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 5 * 1024;
 
 /// One `x-kubernetes-validations` entry as written.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -114,7 +114,7 @@ fn compile_expression(source: &str) -> Result<Expression, String> {
 }
 
 /// Compiles `source` where `variables` (and the type names) are the declared identifiers.
-fn compile_in(source: &str, variables: &'static [&'static str]) -> Result<Expression, String> {
+fn compile_in(source: &str, variables: &[&str]) -> Result<Expression, String> {
     let env = library::env().map_err(|e| format!("rule compiler initialization error: {e}"))?;
     let program = env
         .compile(source)
@@ -178,14 +178,14 @@ const TYPE_NAMES: [&str; 12] = [
 
 /// Finds identifiers that are neither variables, comprehension variables nor type names, and
 /// whether `oldSelf` is used (cel-go's checker does both from its reference map).
-struct RefCheck {
+struct RefCheck<'a> {
     undeclared: Vec<(u64, String)>,
     old_self: bool,
     /// The declared variables.
-    variables: &'static [&'static str],
+    variables: &'a [&'a str],
 }
 
-impl RefCheck {
+impl RefCheck<'_> {
     fn walk(&mut self, e: &IdedExpr, scope: &mut Vec<String>) {
         match &e.expr {
             Expr::Ident(name) => {
@@ -859,7 +859,7 @@ impl std::fmt::Debug for Standalone {
 impl Standalone {
     /// Compiles `source` with `variables` declared; the error is upstream's detail
     /// (`compilation failed: ERROR: <input>:1:5: ...`).
-    pub fn compile(source: &str, variables: &'static [&'static str]) -> Result<Self, String> {
+    pub fn compile(source: &str, variables: &[&str]) -> Result<Self, String> {
         let expression =
             compile_in(source, variables).map_err(|e| with_prefix("compilation failed: ", e))?;
         Ok(Self {

@@ -1,11 +1,15 @@
-//! `admissionregistration.k8s.io/v1`: the webhook configurations. Both kinds share upstream's
-//! rules (`pkg/apis/admissionregistration/validation`, `v1/defaults.go`), kept here once: the
+//! `admissionregistration.k8s.io/v1`: the webhook configurations, and the
+//! ValidatingAdmissionPolicies with their bindings. The kinds share upstream's rules
+//! (`pkg/apis/admissionregistration/validation`, `v1/defaults.go`), kept here once: the
 //! webhook's name, rules, policies, selectors, client config (a URL parsed as Go's `net/url`
-//! parses it, or a service), admission review versions and match conditions; the defaults; the
-//! generation the strategy starts at; and the table. Calling the webhooks is
-//! [`crate::apiserver::webhooks`]' job.
+//! parses it, or a service), admission review versions and match conditions; a policy's and a
+//! binding's match resources; the defaults; the generation the strategy starts at; and the
+//! table. Calling the webhooks is [`crate::apiserver::webhooks`]' job, judging with the
+//! policies [`crate::apiserver::admission_policies`]'.
 
 pub mod mutating_webhook_configuration;
+pub mod validating_admission_policy;
+pub mod validating_admission_policy_binding;
 pub mod validating_webhook_configuration;
 
 use crate::apiserver::registry::prelude::*;
@@ -178,6 +182,7 @@ fn validate_webhook(e: &mut Errs, hook: &Value, opts: &Options, mutating: bool, 
         match_conditions(
             e,
             arr_of(hook, "matchConditions"),
+            false,
             &child(path, "matchConditions"),
         );
     }
@@ -476,8 +481,14 @@ fn webhook_service(e: &mut Errs, service: &Value, path: &str) {
     }
 }
 
-/// `validateMatchConditions`.
-fn match_conditions(e: &mut Errs, conditions: &[Value], path: &str) {
+/// `validateMatchConditions`; `params` declares `params` (a policy with a paramKind).
+fn match_conditions(e: &mut Errs, conditions: &[Value], params: bool, path: &str) {
+    use crate::apiserver::webhooks::conditions::{Declared, Returns, compile_as};
+    let declared = Declared {
+        params,
+        authorizer: true,
+        variables: None,
+    };
     if conditions.len() > MAX_MATCH_CONDITIONS {
         e.too_many(path, conditions.len(), MAX_MATCH_CONDITIONS);
     }
@@ -489,10 +500,11 @@ fn match_conditions(e: &mut Errs, conditions: &[Value], path: &str) {
         let expression_path = child(&at, "expression");
         if expression.is_empty() {
             e.required(&expression_path, "");
-        } else if let Err(detail) = crate::apiserver::webhooks::conditions::compile(expression) {
+        } else if let Err(detail) = compile_as(expression, &declared, Returns::Bool) {
             // Upstream compiles the trimmed expression in its match-condition environment
-            // (object, oldObject, request, namespaceObject, authorizer) and shows it as the
-            // value; a syntax error, an undeclared name or a non-bool result refuses it.
+            // (object, oldObject, request, namespaceObject, authorizer, and a policy's params)
+            // and shows it as the value; a syntax error, an undeclared name or a non-bool
+            // result refuses it.
             e.invalid_s(&expression_path, expression, &detail);
         }
         let name = str_of(condition, "name");
@@ -505,6 +517,63 @@ fn match_conditions(e: &mut Errs, conditions: &[Value], path: &str) {
             }
             if !names.insert(name) {
                 e.duplicate(&name_path, &q(name));
+            }
+        }
+    }
+}
+
+/// `validateMatchResources` (a policy's matchConstraints, a binding's matchResources): the
+/// match policy and both selectors are required (defaulting sets them), the selectors are
+/// checked strictly, and each rule of `resourceRules` and `excludeResourceRules` is a rule with
+/// operations and unique, valid `resourceNames`.
+pub(crate) fn match_resources(e: &mut Errs, resources: &Value, path: &str) {
+    let resources = Some(resources);
+    match get(resources, "matchPolicy") {
+        None => e.required(&child(path, "matchPolicy"), ""),
+        Some(_) => one_of(e, resources, "matchPolicy", &MATCH_POLICIES, path),
+    }
+    for field in ["namespaceSelector", "objectSelector"] {
+        match get(resources, field) {
+            None => e.required(&child(path, field), ""),
+            Some(selector) => {
+                label_selector(e, Some(selector), &child(path, field));
+            }
+        }
+    }
+    for field in ["resourceRules", "excludeResourceRules"] {
+        for (i, rule) in arr_of(resources, field).iter().enumerate() {
+            let at = idx(&child(path, field), i);
+            let names_path = child(&at, "resourceNames");
+            let mut names = BTreeSet::new();
+            for (j, name) in string_items(arr_of(Some(rule), "resourceNames"))
+                .into_iter()
+                .enumerate()
+            {
+                for msg in is_path_segment_name(name, false) {
+                    e.invalid_s(&idx(&names_path, j), name, &msg);
+                }
+                if !names.insert(name) {
+                    e.duplicate(&idx(&names_path, j), &q(name));
+                }
+            }
+            rule_with_operations(e, rule, &at);
+        }
+    }
+}
+
+/// `SetDefaults_MatchResources` and `SetDefaults_Rule` of its rules: match policy
+/// Equivalent, selectors that select everything, rules of every scope.
+pub(crate) fn default_match_resources(resources: &mut Value) {
+    let Some(fields) = resources.as_object_mut() else {
+        return;
+    };
+    set_unset(fields, "matchPolicy", json!("Equivalent"));
+    set_unset(fields, "namespaceSelector", json!({}));
+    set_unset(fields, "objectSelector", json!({}));
+    for field in ["resourceRules", "excludeResourceRules"] {
+        if let Some(rules) = fields.get_mut(field).and_then(Value::as_array_mut) {
+            for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+                set_unset(rule, "scope", json!("*"));
             }
         }
     }
