@@ -12,12 +12,17 @@
 //! The servers are the pods' own `flotilla-perf server` (one process answers on both the pod's
 //! Flotilla and flannel addresses); the client runs in the client pod's network namespace. Every
 //! figure is printed with its ratio to the underlay row of the same run, and Flotilla's rows
-//! against flannel's (the goal: >= 1.0 on every figure). Then CNI ADD latency: the plugin run the
-//! way containerd runs it, against node 1's agent, as p50/p90/p99 (goal p99 <= 20 ms).
+//! against flannel's with a 95 % confidence interval over the paired rounds (see
+//! `flotilla_testbed::perf::confidence`; the goal, >= 1.0 on every figure, counts as met only
+//! when the interval's lower end clears it). Then CNI ADD latency: the plugin run the way
+//! containerd runs it, against node 1's agent, as p50/p90/p99 (goal p99 <= 20 ms).
 //!
-//! Needs root. Options: `--duration D` per run (default 2s); `--rounds N` interleaved runs per test
-//! and path, the median reported (default 5); `--tests TCP_STREAM,TCP_RR,TCP_CRR`;
-//! `--send-size BYTES` for TCP_STREAM (default 128 KiB); `--cni-adds N` (default 100); `--json`.
+//! Needs root. Options: `--duration D` per run (default 2s); `--rounds N` interleaved runs per
+//! test and path at least, the median reported (default 5); `--max-rounds N` (default 15) and
+//! `--time-cap D` (default 15m): more rounds are run until every flotilla/flannel interval is
+//! within `--precision P` (default 0.03, i.e. ±3 %) or a bound is hit;
+//! `--tests TCP_STREAM,TCP_RR,TCP_CRR`; `--send-size BYTES` for TCP_STREAM (default 128 KiB);
+//! `--cni-adds N` (default 100); `--json`.
 
 #![allow(
     clippy::unwrap_used,
@@ -40,8 +45,9 @@ use flotilla_testbed::{
     Netns,
     perf::{
         self, Server, Test,
-        paths::{self, Client, PathSpec, Settings, measure_paths},
-        table::{self, Row},
+        confidence::Verdict,
+        paths::{self, Client, Measurement, PathSpec, Precision, Settings, measure_paths},
+        table,
     },
 };
 use support::LocalCluster;
@@ -66,6 +72,20 @@ fn options() -> anyhow::Result<Options> {
         // two runs on this 2-CPU VM; the median of interleaved rounds holds still.
         rounds: 5,
         retries: 0,
+        precision: Some(Precision {
+            comparisons: PATHS
+                .iter()
+                .map(|path| {
+                    (
+                        ("flotilla".to_owned(), (*path).to_owned()),
+                        ("flannel".to_owned(), (*path).to_owned()),
+                    )
+                })
+                .collect(),
+            half_width: 0.03,
+            max_rounds: 15,
+            time_cap: Duration::from_secs(15 * 60),
+        }),
     };
     let mut json = false;
     let mut cni_adds = 100;
@@ -87,14 +107,27 @@ fn options() -> anyhow::Result<Options> {
                     .collect::<Result<_, _>>()?;
             }
             "--rounds" => settings.rounds = args.next().context("--rounds N")?.parse()?,
+            "--max-rounds" | "--precision" | "--time-cap" => {
+                let value = args
+                    .next()
+                    .with_context(|| format!("{arg} needs a value"))?;
+                if let Some(precision) = &mut settings.precision {
+                    match arg.as_str() {
+                        "--max-rounds" => precision.max_rounds = value.parse()?,
+                        "--precision" => precision.half_width = value.parse()?,
+                        _ => precision.time_cap = perf::parse_duration(&value)?,
+                    }
+                }
+            }
             "--json" => json = true,
             "--cni-adds" => {
                 cni_adds = args.next().context("--cni-adds N")?.parse()?;
             }
             "--bench" => {}
             other => anyhow::bail!(
-                "unknown argument {other}; use --duration D, --rounds N, --tests LIST, \
-                 --send-size BYTES, --cni-adds N, --json"
+                "unknown argument {other}; use --duration D, --rounds N, --max-rounds N, \
+                 --precision P, --time-cap D, --tests LIST, --send-size BYTES, --cni-adds N, \
+                 --json"
             ),
         }
     }
@@ -103,6 +136,16 @@ fn options() -> anyhow::Result<Options> {
         "--duration: at most 60s per test"
     );
     ensure!((1..=20).contains(&settings.rounds), "--rounds: 1 to 20");
+    if let Some(precision) = &settings.precision {
+        ensure!(
+            (settings.rounds..=50).contains(&precision.max_rounds),
+            "--max-rounds: from --rounds to 50"
+        );
+        ensure!(
+            precision.half_width > 0.0 && precision.half_width < 1.0,
+            "--precision: a fraction between 0 and 1, e.g. 0.03"
+        );
+    }
     ensure!((1..=10_000).contains(&cni_adds), "--cni-adds: 1 to 10000");
     Ok(Options {
         settings,
@@ -218,51 +261,35 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Flotilla's figure over flannel's, per test and path: the text, whether every goal was met,
-/// and how many comparisons had figures on both sides (a run that measured nothing on either
-/// side gets no verdict, not a ratio of 0 or infinity).
-fn goal_lines(rows: &[Row]) -> (String, bool, usize) {
+/// The paths Flotilla's datapath is compared with flannel's on.
+const PATHS: [&str; 2] = ["pod to pod, same node", "pod to pod, cross-node"];
+
+/// Flotilla's figure over flannel's, per test and path, with its 95 % interval over the paired
+/// rounds: the text, whether every goal was met (the interval's lower end at 1.0 or above), and
+/// how many comparisons had figures on both sides (a run that measured nothing on either side
+/// gets no verdict, not a ratio of 0 or infinity).
+fn goal_lines(measurement: &Measurement, tests: &[Test]) -> (String, bool, usize) {
     let mut text = String::new();
     let mut met = true;
     let mut judged = 0;
-    for path in ["pod to pod, same node", "pod to pod, cross-node"] {
-        for row in rows
-            .iter()
-            .filter(|row| row.datapath == "flotilla" && row.path == path)
-        {
-            let Some(baseline) = rows.iter().find(|other| {
-                other.datapath == "flannel"
-                    && other.path == path
-                    && other.report.test == row.report.test
-            }) else {
-                continue;
-            };
-            let (ours, theirs) = (
-                table::headline(&row.report),
-                table::headline(&baseline.report),
-            );
-            if ours <= 0.0 || theirs <= 0.0 {
+    for path in PATHS {
+        for test in tests {
+            let Some(interval) = measurement.ratio(("flotilla", path), ("flannel", path), *test)
+            else {
                 met = false;
                 text.push_str(&format!(
-                    "  {:<24} {:<11} no verdict: {} measured nothing\n",
-                    path,
-                    row.report.test.name(),
-                    if ours <= 0.0 { "flotilla" } else { "flannel" }
+                    "  {path:<24} {:<11} no verdict: fewer than two rounds measured something \
+                     on both sides\n",
+                    test.name(),
                 ));
                 continue;
-            }
+            };
             judged += 1;
-            let ratio = ours / theirs;
-            met &= ratio >= 1.0;
+            let verdict = interval.judge(1.0);
+            met &= verdict == Verdict::Met;
             text.push_str(&format!(
-                "  {:<24} {:<11} flotilla/flannel = {ratio:.2}x {}\n",
-                path,
-                row.report.test.name(),
-                if ratio >= 1.0 {
-                    "(goal >= 1.0 met)"
-                } else {
-                    "(goal >= 1.0 NOT met)"
-                }
+                "  {path:<24} {:<11} flotilla/flannel = {interval} (goal >= 1.0 {verdict})\n",
+                test.name(),
             ));
         }
     }
@@ -338,18 +365,30 @@ async fn main() -> anyhow::Result<()> {
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     eprintln!(
-        "pod-network benchmark: Linux {}, {} CPUs, {:?} per run, median of {} interleaved \
-         rounds, TCP_STREAM sends of {} bytes, MTU underlay 1500 / overlays 1450; node \
-         namespaces keep bridge-nf-call-iptables=1 (as Kubernetes nodes must), with no rules",
+        "pod-network benchmark: Linux {}, {} CPUs, {:?} per run, median of {} or more \
+         interleaved rounds (up to {} until every flotilla/flannel ratio is known to ±{:.0} %), \
+         TCP_STREAM sends of {} bytes, MTU underlay 1500 / overlays 1450; node namespaces keep \
+         bridge-nf-call-iptables=1 (as Kubernetes nodes must), with no rules; client and \
+         servers are not pinned to CPUs",
         kernel.trim(),
         std::thread::available_parallelism().map_or(0, usize::from),
         options.settings.duration,
         options.settings.rounds,
+        options
+            .settings
+            .precision
+            .as_ref()
+            .map_or(options.settings.rounds, |p| p.max_rounds),
+        options
+            .settings
+            .precision
+            .as_ref()
+            .map_or(0.0, |p| p.half_width * 100.0),
         options.settings.send_size
     );
     // Blocking clients and servers run on threads of their own.
     let measurement = tokio::task::block_in_place(|| measure_paths(&paths, &options.settings))?;
-    let rows = measurement.rows;
+    let rows = &measurement.rows;
     drop(baseline);
 
     let plugin = support::cni_plugin()?;
@@ -360,9 +399,9 @@ async fn main() -> anyhow::Result<()> {
     println!();
     print!(
         "{}",
-        table::render(&rows, Some(("kernel", "node to node, underlay")))
+        table::render(rows, Some(("kernel", "node to node, underlay")))
     );
-    let (goals, met, judged) = goal_lines(&rows);
+    let (goals, met, judged) = goal_lines(&measurement, &options.settings.tests);
     let expected = 2 * options.settings.tests.len();
     println!("\nFlotilla's eBPF datapath against the flannel-style kernel network, same run:");
     print!("{goals}");
@@ -396,7 +435,7 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     if options.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(rows)?);
     }
     local.shutdown().await;
     ensure!(

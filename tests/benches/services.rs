@@ -128,6 +128,7 @@ fn options() -> anyhow::Result<Options> {
         send_size: 128 << 10,
         rounds: 5,
         retries: 1,
+        precision: None,
     };
     let mut services = vec![1, 1_000, 10_000];
     let mut json = false;

@@ -23,6 +23,7 @@
 //! `nsenter --net=/var/run/netns/X`.
 
 mod client;
+pub mod confidence;
 mod histogram;
 pub mod paths;
 mod protocol;

@@ -17,7 +17,9 @@ use std::{
 };
 
 use super::{
-    ClientConfig, PerfError, Report, Test, run_client,
+    ClientConfig, PerfError, Report, Test,
+    confidence::{self, Interval},
+    run_client,
     table::{Row, headline},
 };
 use crate::{Netns, TestbedError, containerd::run_bounded};
@@ -42,6 +44,36 @@ pub struct Settings {
     /// How often a failed run is tried again before the measurement fails (each failure is
     /// reported in [`Measurement::retried`]).
     pub retries: usize,
+    /// When set, rounds go on past `rounds` until every comparison's interval is narrow
+    /// enough, or a bound is hit.
+    pub precision: Option<Precision>,
+}
+
+/// How sure the ratios must be before the rounds stop.
+#[derive(Clone, Debug)]
+pub struct Precision {
+    /// The ratios that must be sure: (ours, theirs), each a (datapath, path), for every test.
+    pub comparisons: Vec<((String, String), (String, String))>,
+    /// The relative half-width every comparison's 95 % interval must come under (0.03: the
+    /// ratio is known to within 3 %).
+    pub half_width: f64,
+    /// The most rounds.
+    pub max_rounds: usize,
+    /// No new round starts after this long.
+    pub time_cap: Duration,
+}
+
+/// Every round's headline figure of one (test, path), in round order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figures {
+    /// The network under test.
+    pub datapath: String,
+    /// The path through it.
+    pub path: String,
+    /// The test.
+    pub test: Test,
+    /// The headline figure of each round.
+    pub rounds: Vec<f64>,
 }
 
 /// What [`measure_paths`] measured.
@@ -54,6 +86,45 @@ pub struct Measurement {
     /// The (test, path) pairs whose rounds lay more than [`UNSTEADY_SPREAD`] apart, as
     /// messages: the machine's load moved under them, and their median says less.
     pub unsteady: Vec<String>,
+    /// Every round's figures, for confidence intervals of ratios.
+    pub figures: Vec<Figures>,
+}
+
+impl Measurement {
+    /// `ours` over `theirs` (each a (datapath, path)) for `test`, paired by round, with its
+    /// 95 % interval; None without two positive rounds on both.
+    pub fn ratio(&self, ours: (&str, &str), theirs: (&str, &str), test: Test) -> Option<Interval> {
+        ratio_of(&self.figures, ours, theirs, test)
+    }
+}
+
+/// [`Measurement::ratio`] over `figures`.
+fn ratio_of(
+    figures: &[Figures],
+    ours: (&str, &str),
+    theirs: (&str, &str),
+    test: Test,
+) -> Option<Interval> {
+    let rounds = |(datapath, path): (&str, &str)| {
+        figures
+            .iter()
+            .find(|f| f.datapath == datapath && f.path == path && f.test == test)
+            .map(|f| f.rounds.as_slice())
+    };
+    confidence::paired_ratio(rounds(ours)?, rounds(theirs)?)
+}
+
+/// Whether every comparison of `precision` is known closely enough from `figures`, for every
+/// test measured.
+fn precise_enough(figures: &[Figures], tests: &[Test], precision: &Precision) -> bool {
+    precision.comparisons.iter().all(|(ours, theirs)| {
+        tests.iter().all(|test| {
+            let interval = ratio_of(figures, (&ours.0, &ours.1), (&theirs.0, &theirs.1), *test);
+            // A comparison that cannot be made (no such rows, nothing measured) waits for
+            // nothing.
+            interval.is_none_or(|i| i.relative_half_width() <= precision.half_width)
+        })
+    })
 }
 
 /// Fastest over slowest round of one (test, path) above which the measurement is reported as
@@ -283,8 +354,9 @@ fn run_child(
 }
 
 /// Measures every path with every test: first a warm-up of each test on each path, then
-/// `rounds` rounds, each test by test with all paths in turn. Prints each report to stderr as it
-/// comes; returns one row per (test, path), the median of its rounds by headline figure.
+/// `rounds` rounds (more, with `precision`, until its intervals are narrow enough), each test
+/// by test with all paths in turn. Prints each report to stderr as it comes; returns one row
+/// per (test, path), the median of its rounds by headline figure, and every round's figures.
 pub fn measure_paths(paths: &[PathSpec], settings: &Settings) -> Result<Measurement, PathError> {
     let mut retried = Vec::new();
     let mut run = |path: &PathSpec, test: Test, duration: Duration| loop {
@@ -304,14 +376,19 @@ pub fn measure_paths(paths: &[PathSpec], settings: &Settings) -> Result<Measurem
         }
     }
     let rounds = settings.rounds.max(1);
+    let most = settings
+        .precision
+        .as_ref()
+        .map_or(rounds, |precision| precision.max_rounds.max(rounds));
+    let started = Instant::now();
     let mut runs: Vec<Vec<Report>> = vec![Vec::new(); settings.tests.len() * paths.len()];
-    for round in 1..=rounds {
+    for round in 1..=most {
         for (t, test) in settings.tests.iter().enumerate() {
             for (p, path) in paths.iter().enumerate() {
-                let started = Instant::now();
+                let run_started = Instant::now();
                 let report = run(path, *test, settings.duration)?;
-                let of = if rounds > 1 {
-                    format!(" (round {round}/{rounds})")
+                let of = if most > 1 {
+                    format!(" (round {round}/{most})")
                 } else {
                     String::new()
                 };
@@ -319,12 +396,37 @@ pub fn measure_paths(paths: &[PathSpec], settings: &Settings) -> Result<Measurem
                     "{} / {}{of}: {report} [{:.1} s]",
                     path.datapath,
                     path.path,
-                    started.elapsed().as_secs_f64()
+                    run_started.elapsed().as_secs_f64()
                 );
                 runs[t * paths.len() + p].push(report);
             }
         }
+        if round < rounds {
+            continue;
+        }
+        let Some(precision) = &settings.precision else {
+            break;
+        };
+        if started.elapsed() >= precision.time_cap {
+            eprintln!(
+                "{round} rounds: the time cap of {:?} is reached",
+                precision.time_cap
+            );
+            break;
+        }
+        if precise_enough(
+            &figures_of(paths, settings, &runs),
+            &settings.tests,
+            precision,
+        ) {
+            eprintln!(
+                "{round} rounds: every ratio known to within {:.0} %",
+                precision.half_width * 100.0
+            );
+            break;
+        }
     }
+    let figures = figures_of(paths, settings, &runs);
     let mut rows = Vec::new();
     let mut unsteady = Vec::new();
     for (index, mut reports) in runs.into_iter().enumerate() {
@@ -338,7 +440,24 @@ pub fn measure_paths(paths: &[PathSpec], settings: &Settings) -> Result<Measurem
         rows,
         retried,
         unsteady,
+        figures,
     })
+}
+
+/// The headline figures of `runs` (indexed test-major, as [`measure_paths`] keeps them).
+fn figures_of(paths: &[PathSpec], settings: &Settings, runs: &[Vec<Report>]) -> Vec<Figures> {
+    runs.iter()
+        .enumerate()
+        .map(|(index, reports)| {
+            let path = &paths[index % paths.len()];
+            Figures {
+                datapath: path.datapath.clone(),
+                path: path.path.clone(),
+                test: settings.tests[index / paths.len()],
+                rounds: reports.iter().map(headline).collect(),
+            }
+        })
+        .collect()
 }
 
 /// `err` and its sources on one line.
