@@ -17,6 +17,7 @@ pub mod naming;
 pub mod net;
 pub mod netlink;
 pub mod result;
+pub mod timings;
 pub mod version;
 
 use std::{ffi::OsString, io::Read, path::Path};
@@ -91,6 +92,7 @@ pub fn run_with<N: Net, A: Agent>(
         Ok(conf) => conf,
         Err(err) => return Reply::error(&err.into(), CniVersion::LATEST),
     };
+    timings::mark("config");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -105,6 +107,7 @@ pub fn run_with<N: Net, A: Agent>(
             return Reply::error(&err, conf.cni_version);
         }
     };
+    timings::mark("runtime");
     match runtime.block_on(commands::run(&invocation, &conf, net, agent_for)) {
         Ok(output) => Reply {
             output,

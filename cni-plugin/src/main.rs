@@ -1,12 +1,14 @@
 //! `flotilla-cni`: the CNI plugin containerd executes for every pod sandbox. Reads the CNI
 //! environment and stdin, runs the command (see the library), prints the result or error JSON.
-//! Logs go to stderr (the runtime's log); `FLOTILLA_CNI_LOG` sets the filter (default `warn`).
+//! Logs go to stderr (the runtime's log); `FLOTILLA_CNI_LOG` sets the filter (default `warn`),
+//! and `FLOTILLA_CNI_TIMINGS=1` adds where the time went (see the library's `timings`).
 
 use std::{io::Write as _, process::ExitCode};
 
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    flotilla_cni::timings::start();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -25,6 +27,12 @@ fn main() -> ExitCode {
         {
             return ExitCode::FAILURE;
         }
+    }
+    flotilla_cni::timings::mark("output");
+    if std::env::var_os(flotilla_cni::timings::ENV).is_some()
+        && let Some(line) = flotilla_cni::timings::report()
+    {
+        eprintln!("{line}");
     }
     if reply.success {
         ExitCode::SUCCESS

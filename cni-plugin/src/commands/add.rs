@@ -15,6 +15,7 @@ use crate::{
     naming,
     net::{HostVeth, Net, Ns, PodSetup},
     result::{CniResult, Interface, IpConfig, Route, format_mac},
+    timings,
 };
 
 /// The smallest and largest MTU accepted from the agent.
@@ -108,6 +109,7 @@ pub(super) async fn add<N: Net, A: Agent>(
         ));
     }
 
+    timings::mark("checks");
     let allocation = agent
         .allocate(proto::AllocateRequest {
             attachment: Some(attachment(invocation)),
@@ -119,6 +121,7 @@ pub(super) async fn add<N: Net, A: Agent>(
         .await
         .map_err(|err| err.into_cni("allocating an address for the pod"))?;
     debug!(address = allocation.address, "allocated");
+    timings::mark("allocate");
 
     let host = naming::host_veth(&invocation.container_id, &invocation.ifname);
     match attach(net, agent, invocation, conf, netns, &allocation, &host).await {
@@ -153,6 +156,7 @@ async fn attach<N: Net, A: Agent>(
         .create_veth(host, netns, &invocation.ifname, plan.mtu)
         .await?;
     debug!(host, "created the veth pair");
+    timings::mark("veth");
     let pod_mac = net
         .configure_pod(
             netns,
@@ -166,8 +170,10 @@ async fn attach<N: Net, A: Agent>(
         )
         .await?;
     debug!("configured the pod's interface");
+    timings::mark("pod");
     net.configure_host(host, plan.address).await?;
     debug!("configured the host veth");
+    timings::mark("host");
     agent
         .register_endpoint(proto::RegisterEndpointRequest {
             attachment: Some(attachment(invocation)),
@@ -180,6 +186,7 @@ async fn attach<N: Net, A: Agent>(
         .await
         .map_err(|err| err.into_cni("registering the pod's endpoint with the agent"))?;
     debug!("registered the endpoint");
+    timings::mark("register");
     Ok(Attached {
         plan,
         host: host_veth,
