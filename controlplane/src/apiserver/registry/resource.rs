@@ -196,6 +196,16 @@ impl Resource {
             && self.subresources == other.subresources
     }
 
+    /// What [`Self::validate`] says of a new `object`, as text: the registry's unit tests
+    /// compare messages.
+    #[cfg(test)]
+    pub fn cause_messages(&self, object: &Value) -> Vec<String> {
+        self.validate(object, None)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     /// Everything kube-apiserver checks on create (`old` None) and update: ObjectMeta by the
     /// kind's scope and name rule, then the kind's own rules. Expects `metadata.name` filled in
     /// from `generateName` and `metadata.namespace` from the request path. A review's metadata

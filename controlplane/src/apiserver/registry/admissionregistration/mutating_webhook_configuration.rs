@@ -73,11 +73,7 @@ mod tests {
     use super::*;
 
     fn causes(object: &Value) -> Vec<String> {
-        RESOURCE
-            .validate(object, None)
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        RESOURCE.cause_messages(object)
     }
 
     #[test]

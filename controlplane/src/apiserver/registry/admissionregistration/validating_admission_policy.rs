@@ -406,11 +406,7 @@ mod tests {
     }
 
     fn causes(object: &Value) -> Vec<String> {
-        RESOURCE
-            .validate(object, None)
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        RESOURCE.cause_messages(object)
     }
 
     #[test]

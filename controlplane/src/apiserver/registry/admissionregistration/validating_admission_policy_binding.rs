@@ -246,11 +246,7 @@ mod tests {
     fn causes(spec: Value) -> Vec<String> {
         let object = json!({"apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": "b"}, "spec": spec});
-        RESOURCE
-            .validate(&object, None)
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        RESOURCE.cause_messages(&object)
     }
 
     #[test]

@@ -513,11 +513,7 @@ mod tests {
     use super::*;
 
     fn causes(object: &Value) -> Vec<String> {
-        RESOURCE
-            .validate(object, None)
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        RESOURCE.cause_messages(object)
     }
 
     fn widget() -> Value {
