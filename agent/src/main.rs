@@ -15,6 +15,7 @@ use flotilla_agent::{
         counters::{self, AttachOutcome, ProtocolCount},
         network::NetworkMaps,
         pins::NodePins,
+        tunnels::Routing,
     },
     join::{self, CredentialPaths, JoinRequest},
     pods::{
@@ -155,6 +156,11 @@ struct RunArgs {
     /// MTU of the overlay device and pods (default: the underlay's MTU minus 50 bytes of VXLAN).
     #[arg(long)]
     mtu: Option<u32>,
+    /// How pod traffic reaches other nodes: `vxlan` (always encapsulated), `native`
+    /// (unencapsulated to nodes on this node's underlay segment, VXLAN to the rest) or `auto`
+    /// (native when every node is on the segment, else VXLAN).
+    #[arg(long, env = "FLOTILLA_ROUTING", default_value = "vxlan")]
+    routing: Routing,
     /// The flotilla-cni binary installed into containerd's CNI bin dir (default: next to this
     /// binary).
     #[arg(long)]
@@ -416,10 +422,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
                 Output::Table => {
-                    println!("{:<20} {:<16}", "PREFIX", "NODE");
+                    println!("{:<20} {:<16} ROUTING", "PREFIX", "NODE");
                     for row in rows {
                         let prefix = format!("{}/{}", row.prefix, row.prefix_len);
-                        println!("{prefix:<20} {:<16}", row.node_ip);
+                        let routing = if row.native { "native" } else { "vxlan" };
+                        println!("{prefix:<20} {:<16} {routing}", row.node_ip);
                     }
                 }
             }
@@ -584,6 +591,7 @@ fn run_agent(
         max_pods: args.max_pods,
         cluster_cidr: args.cluster_cidr,
         mtu: args.mtu,
+        routing: args.routing,
         cni_plugin: args
             .cni_plugin
             .unwrap_or_else(flotilla_agent::node::network::default_plugin_path),

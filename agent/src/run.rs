@@ -17,7 +17,7 @@ use kube::{
 
 use crate::{
     cni_api,
-    datapath::{self, start::NetworkSettings},
+    datapath::{self, start::NetworkSettings, tunnels::Routing},
     node::{self, NodeIdentity, network},
     pods::{
         containerd::NodeDirs,
@@ -62,6 +62,8 @@ pub struct AgentConfig {
     pub cluster_cidr: String,
     /// MTU of the overlay and the pods (default: the underlay's minus the VXLAN overhead).
     pub mtu: Option<u32>,
+    /// How pod traffic reaches other nodes.
+    pub routing: Routing,
     /// The flotilla-cni binary to install into containerd's CNI bin dir.
     pub cni_plugin: PathBuf,
     /// Where Prometheus metrics are served (plain HTTP, `/metrics`); None turns them off.
@@ -185,6 +187,7 @@ pub async fn run(
         pod_cidr: pod_cidr.clone(),
         cluster_cidr: config.cluster_cidr.clone(),
         mtu: config.mtu,
+        routing: config.routing,
         ipam_dir: config.dirs.ipam_dir(),
         pod_cgroup: Some(datapath::start::unified_cgroup(&config.cgroup_root)),
     })
@@ -204,6 +207,7 @@ pub async fn run(
         client.clone(),
         network.maps.clone(),
         config.node_name.clone(),
+        network.routing,
     ));
     let policies = {
         let maps =

@@ -65,13 +65,20 @@ pub struct Endpoint {
     pub flags: u32,
 }
 
+/// [`Tunnel::flags`]: the node shares this node's underlay segment and the pair routes natively:
+/// packets to it leave unencapsulated, sent to its underlay address as the next hop, and
+/// unencapsulated packets from its addresses are accepted (without the flag, only what arrives
+/// over VXLAN from that node is).
+pub const TUNNEL_NATIVE: u32 = 1;
+
 /// Value of [`TUNNELS_MAP`]: the node behind a prefix.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tunnel {
-    /// Underlay IPv4 address of the node (network order): the VXLAN destination.
+    /// Underlay IPv4 address of the node (network order): the VXLAN destination, or the next
+    /// hop under native routing.
     pub node_ipv4: [u8; 4],
-    /// Reserved; 0 today.
+    /// `TUNNEL_*` flags.
     pub flags: u32,
 }
 
@@ -125,11 +132,14 @@ pub enum DropReason {
     /// A NetworkPolicy denied the packet (the endpoint is isolated in that direction and no
     /// rule allows the peer, protocol and port); the event stream says which.
     Policy = 10,
+    /// Arrived unencapsulated on the underlay for a pod here, from an address of a node this
+    /// node does not route natively with: only that node's VXLAN tunnel may carry it.
+    NotNative = 11,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Malformed,
         Self::SourceMismatch,
         Self::TtlExceeded,
@@ -141,6 +151,7 @@ impl DropReason {
         Self::ConntrackFull,
         Self::NoSnatPort,
         Self::Policy,
+        Self::NotNative,
     ];
 
     /// Number of reasons (the size of [`DROPS_MAP`]).
@@ -160,6 +171,7 @@ impl DropReason {
             Self::ConntrackFull => "conntrack_full",
             Self::NoSnatPort => "no_snat_port",
             Self::Policy => "policy_denied",
+            Self::NotNative => "not_native",
         }
     }
 }

@@ -4,7 +4,10 @@
 //! - to a pod on this node: `bpf_redirect_peer` straight into the destination pod's namespace
 //!   (no host routing, no bridge; the frame is left as the pod sent it, as a bridge would);
 //! - to a pod or node IP owned by another node (LPM trie of podCIDRs and node IPs): set the VXLAN
-//!   tunnel destination and redirect to the VXLAN device;
+//!   tunnel destination and redirect to the VXLAN device, or, where the pair routes natively
+//!   (the other node shares this node's underlay segment), send it unencapsulated out of the
+//!   underlay link with the other node's address as the next hop (`bpf_redirect_neigh`), where
+//!   that node's `from_underlay` takes it as its `from_overlay` takes what VXLAN carried;
 //! - anything else (this node, the world outside the cluster): hand it to the node's own stack,
 //!   which delivers it locally or routes (and masquerades) it out.
 //!
@@ -15,7 +18,10 @@
 use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
-    bindings::{BPF_F_ZERO_CSUM_TX, TC_ACT_OK, TC_ACT_SHOT, bpf_tunnel_key},
+    bindings::{
+        BPF_F_ZERO_CSUM_TX, TC_ACT_OK, TC_ACT_SHOT, bpf_redir_neigh, bpf_redir_neigh__bindgen_ty_1,
+        bpf_tunnel_key,
+    },
     btf_maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     helpers::generated::{
         bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer, bpf_skb_get_tunnel_key,
@@ -28,7 +34,7 @@ use flotilla_common::{
     counters::ETH_P_IP,
     network::{
         DropReason, ENDPOINTS_MAX_ENTRIES, Endpoint, EndpointKey, NodeConfig, OVERLAY_PORT,
-        TUNNELS_MAX_ENTRIES, Tunnel,
+        TUNNEL_NATIVE, TUNNELS_MAX_ENTRIES, Tunnel,
     },
     services::{NAT_REPLY, NODEPORT_IP, PROTO_UDP, SERVICE_LOCAL_ONLY, ServiceEntry},
 };
@@ -49,6 +55,8 @@ const IP_DST: usize = ETH_HLEN + 16;
 const PACKET_HOST: u32 = 0;
 /// Outer TTL of encapsulated packets (the kernel's default IP TTL).
 const TUNNEL_TTL: u8 = 64;
+/// `AF_INET`: the next hop handed to `bpf_redirect_neigh` is an IPv4 address.
+const AF_INET: u32 = 2;
 
 #[btf_map]
 static ENDPOINTS: HashMap<EndpointKey, Endpoint, { ENDPOINTS_MAX_ENTRIES as usize }> =
@@ -112,9 +120,10 @@ fn to_overlay(ctx: TcContext) -> i32 {
     verdict(to_overlay_route(&ctx))
 }
 
-/// Packets the node receives on its underlay link: NodePort connections are translated and
-/// forwarded to a backend (SNATed to the node's address when the backend is on another node);
-/// everything else goes on to the node's stack untouched.
+/// Packets the node receives on its underlay link: what a node routing natively with this one
+/// sent unencapsulated is taken as `from_overlay` takes what VXLAN carried; NodePort connections
+/// are translated and forwarded to a backend (SNATed to the node's address when the backend is on
+/// another node); everything else goes on to the node's stack untouched.
 #[classifier]
 fn from_underlay(ctx: TcContext) -> i32 {
     verdict(from_underlay_route(&ctx))
@@ -198,10 +207,7 @@ fn from_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(unsafe { bpf_redirect_peer(target.host_ifindex, 0) } as i32);
     }
     if let Some(tunnel) = tunnel(dst) {
-        decrement_ttl(ctx)?;
-        set_tunnel(ctx, &config, &tunnel)?;
-        // SAFETY: plain helper call; an invalid ifindex makes the kernel drop the packet.
-        return Ok(unsafe { bpf_redirect(config.vxlan_ifindex, 0) } as i32);
+        return to_node(ctx, &config, &tunnel);
     }
     if via_node {
         return Ok(to_underlay(&config));
@@ -234,7 +240,6 @@ fn from_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     };
     let packet = nat::parse(ctx)?;
-    let (src, dst) = (packet.src, packet.dst);
     // SAFETY: zeroed is a valid bpf_tunnel_key (plain integers and unions of integers).
     let mut key: bpf_tunnel_key = unsafe { zeroed() };
     // SAFETY: key is a valid, writable bpf_tunnel_key of the size passed.
@@ -247,41 +252,68 @@ fn from_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
     // SAFETY: the IPv4 member of the union, which the kernel filled for an IPv4 tunnel.
     let remote = unsafe { key.__bindgen_anon_1.remote_ipv4 }.to_be_bytes();
     // Only the node that owns the inner source may send it (no injecting another node's pods).
-    match tunnel(src) {
+    match tunnel(packet.src) {
         Some(owner) if owner.node_ipv4 == remote => {}
         _ => return Err(DropReason::TunnelSourceMismatch),
     }
-    let seen = Tuple::of(&packet);
+    from_node(ctx, &config, &packet, Arrival::Overlay)
+}
+
+/// How a packet from another node reached this one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Decapsulated by the VXLAN device.
+    Overlay,
+    /// Unencapsulated on the underlay link, from a node the pair routes natively with.
+    Underlay,
+}
+
+/// A packet another node sent (its sender checked by the caller): replies of connections this
+/// node translated, NodePort connections from pods elsewhere, and what is for a pod here.
+/// What is for the node itself goes to its stack; anything else that came over VXLAN is dropped
+/// (native packets for other addresses are the stack's to route, as any router's would be).
+#[inline(always)]
+fn from_node(
+    ctx: &TcContext,
+    config: &NodeConfig,
+    packet: &nat::Packet,
+    arrival: Arrival,
+) -> Result<i32, DropReason> {
+    let dst = packet.dst;
+    let seen = Tuple::of(packet);
     if let Some(flow) = packet.flow {
         // Replies of connections this node translated (to a pod here, or SNATed NodePort
         // traffic on its way back to the client).
         if let Some(nat) = nat::tracked(ctx, &flow)? {
             return forward(
                 ctx,
-                &config,
+                config,
                 &seen.rewritten(nat.src, nat.dst, nat.sport, nat.dport),
             );
         }
         // A pod elsewhere connecting to this node's NodePort.
         if dst == config.node_ipv4
-            && let Some(action) = nodeport(ctx, &config, &flow, false)?
+            && let Some(action) = nodeport(ctx, config, &flow, arrival == Arrival::Underlay)?
         {
             return Ok(action);
         }
     }
     if let Some(target) = endpoint(dst) {
-        return deliver(ctx, &config, &target, &seen);
+        return deliver(ctx, config, &target, &seen);
     }
-    if dst == config.node_ipv4 {
-        // The sender's frame carries its own device MAC as destination; the stack only accepts
-        // frames addressed to this device.
-        ctx.store(0, &config.vxlan_mac, 0)
-            .map_err(|_| DropReason::Malformed)?;
-        ctx.change_type(PACKET_HOST)
-            .map_err(|_| DropReason::Malformed)?;
-        return Ok(TC_ACT_OK);
+    match arrival {
+        Arrival::Underlay => Ok(TC_ACT_OK),
+        Arrival::Overlay if dst == config.node_ipv4 => {
+            // The sender's frame carries its own device MAC as destination; the stack only
+            // accepts frames addressed to this device.
+            ctx.store(0, &config.vxlan_mac, 0)
+                .map_err(|_| DropReason::Malformed)?;
+            ctx.change_type(PACKET_HOST)
+                .map_err(|_| DropReason::Malformed)?;
+            Ok(TC_ACT_OK)
+        }
+        Arrival::Overlay => Err(DropReason::UnknownDestination),
     }
-    Err(DropReason::UnknownDestination)
 }
 
 #[inline(always)]
@@ -289,12 +321,28 @@ fn from_underlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(config) = node_config(ctx) else {
         return Ok(TC_ACT_OK);
     };
-    let Some(flow) = nat::parse(ctx)?.flow else {
+    let packet = nat::parse(ctx)?;
+    if let Some(flow) = packet.flow
+        && flow.key.dst == config.node_ipv4
+        && flow.key.proto == PROTO_UDP
+        && flow.key.dport == OVERLAY_PORT.to_be()
+    {
+        // The overlay's own packets, for the VXLAN device.
+        return Ok(TC_ACT_OK);
+    }
+    match tunnel(packet.src) {
+        Some(owner) if owner.flags & TUNNEL_NATIVE != 0 => {
+            return from_node(ctx, &config, &packet, Arrival::Underlay);
+        }
+        // Another node's address, unencapsulated, for a pod here: only that node's VXLAN
+        // tunnel may carry it.
+        Some(_) if endpoint(packet.dst).is_some() => return Err(DropReason::NotNative),
+        _ => {}
+    }
+    let Some(flow) = packet.flow else {
         return Ok(TC_ACT_OK);
     };
-    if flow.key.dst != config.node_ipv4
-        || (flow.key.proto == PROTO_UDP && flow.key.dport == OVERLAY_PORT.to_be())
-    {
+    if flow.key.dst != config.node_ipv4 {
         return Ok(TC_ACT_OK);
     }
     Ok(nodeport(ctx, &config, &flow, true)?.unwrap_or(TC_ACT_OK))
@@ -350,10 +398,7 @@ fn forward(ctx: &TcContext, config: &NodeConfig, now: &Tuple) -> Result<i32, Dro
         return deliver(ctx, config, &target, now);
     }
     if let Some(tunnel) = tunnel(dst) {
-        decrement_ttl(ctx)?;
-        set_tunnel(ctx, config, &tunnel)?;
-        // SAFETY: plain helper call.
-        return Ok(unsafe { bpf_redirect(config.vxlan_ifindex, 0) } as i32);
+        return to_node(ctx, config, &tunnel);
     }
     Ok(to_underlay(config))
 }
@@ -369,8 +414,47 @@ fn to_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(tunnel) = tunnel(dst) else {
         return Err(DropReason::NoTunnel);
     };
+    if tunnel.flags & TUNNEL_NATIVE != 0 {
+        return Ok(native(&config, &tunnel));
+    }
     set_tunnel(ctx, &config, &tunnel)?;
     Ok(TC_ACT_OK)
+}
+
+/// Sends a packet on to the node owning its destination, as a router would (TTL minus one):
+/// encapsulated through the VXLAN device, or natively where the pair routes so.
+#[inline(always)]
+fn to_node(ctx: &TcContext, config: &NodeConfig, tunnel: &Tunnel) -> Result<i32, DropReason> {
+    decrement_ttl(ctx)?;
+    if tunnel.flags & TUNNEL_NATIVE != 0 {
+        return Ok(native(config, tunnel));
+    }
+    set_tunnel(ctx, config, tunnel)?;
+    // SAFETY: plain helper call; an invalid ifindex makes the kernel drop the packet.
+    Ok(unsafe { bpf_redirect(config.vxlan_ifindex, 0) } as i32)
+}
+
+/// Sends a packet unencapsulated out of the underlay link to the node behind `tunnel`: that
+/// node's address is the next hop, its MAC the kernel's neighbour entry (resolved by ARP when
+/// missing), whatever the node's own routes say about the pod network.
+#[inline(always)]
+fn native(config: &NodeConfig, tunnel: &Tunnel) -> i32 {
+    let mut next_hop = bpf_redir_neigh {
+        nh_family: AF_INET,
+        // The address in network order, as it sits in the map.
+        __bindgen_anon_1: bpf_redir_neigh__bindgen_ty_1 {
+            ipv4_nh: u32::from_ne_bytes(tunnel.node_ipv4),
+        },
+    };
+    // SAFETY: plain helper call with a valid next hop of the size passed.
+    unsafe {
+        bpf_redirect_neigh(
+            config.underlay_ifindex,
+            &mut next_hop,
+            size_of::<bpf_redir_neigh>() as i32,
+            0,
+        ) as i32
+    }
 }
 
 /// The node's settings, or None for non-IPv4 frames and before the agent configured the node.

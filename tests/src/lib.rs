@@ -155,6 +155,12 @@ pub struct TestbedConfig {
     /// `<prefix>cp<N>` on the underlay at [`Self::control_plane_ip`], with nothing but their
     /// address, for control planes that each run on a machine of their own.
     pub control_planes: usize,
+    /// How many of the nodes (the last ones) sit on a second segment: the nodes' addresses
+    /// become /25s, the first nodes' in 192.168.X.0/25 as before, these at .(140+N) in
+    /// 192.168.X.128/25, and the underlay namespace routes between the two halves (the bridge
+    /// holds .1 and .129), so each half reaches the other only through a router, as nodes in
+    /// two racks would. 0 (the default) keeps every node on one /24. At most 100 nodes then.
+    pub remote_nodes: usize,
 }
 
 /// Most control-plane machines a test bed has (their addresses sit between the bridge's .1 and
@@ -170,6 +176,7 @@ impl TestbedConfig {
             underlay_octet: default_underlay_octet(),
             host_link: None,
             control_planes: 0,
+            remote_nodes: 0,
         }
     }
 
@@ -183,8 +190,33 @@ impl TestbedConfig {
 
     /// The address of node `number` (1-based) on this config's underlay.
     pub fn node_ip(&self, number: usize) -> Ipv4Addr {
+        if self.is_remote(number) {
+            // `create` limits nodes to 100 with remote nodes, so 140 + number fits in a byte.
+            return underlay_address(self.underlay_octet, 140 + (number.min(100) as u8));
+        }
         // `create` limits nodes to 200, so 10 + number fits in a byte.
         underlay_address(self.underlay_octet, 10 + (number.min(200) as u8))
+    }
+
+    /// Whether node `number` (1-based) sits on the second segment ([`Self::remote_nodes`]).
+    pub fn is_remote(&self, number: usize) -> bool {
+        number > self.nodes.saturating_sub(self.remote_nodes)
+    }
+
+    /// The prefix length of the nodes' underlay addresses, and for node `number` the other
+    /// half's network with its router (none without remote nodes).
+    fn node_segment(&self, number: usize) -> (u8, Option<(Ipv4Addr, Ipv4Addr)>) {
+        if self.remote_nodes == 0 {
+            return (24, None);
+        }
+        let octet = self.underlay_octet;
+        let near = (underlay_address(octet, 0), underlay_address(octet, 1));
+        let far = (underlay_address(octet, 128), underlay_address(octet, 129));
+        if self.is_remote(number) {
+            (25, Some((near.0, far.1)))
+        } else {
+            (25, Some((far.0, near.1)))
+        }
     }
 
     /// The host's address on this config's underlay once [`Testbed::link_host`] ran.
@@ -293,6 +325,12 @@ impl Testbed {
         if let Err(err) = sweep_stale() {
             tracing::warn!("sweeping stale test beds failed: {err}");
         }
+        if config.remote_nodes > config.nodes || (config.remote_nodes > 0 && config.nodes > 100) {
+            return Err(TestbedError::Invalid(format!(
+                "{} remote nodes of {}: at most every node, and at most 100 nodes with remote ones",
+                config.remote_nodes, config.nodes
+            )));
+        }
         if config.control_planes > MAX_CONTROL_PLANES {
             return Err(TestbedError::Invalid(format!(
                 "control-plane count {}: a test bed has 0 to {MAX_CONTROL_PLANES}",
@@ -339,6 +377,20 @@ impl Testbed {
             )
             .await?;
         underlay_nl.set_up(UNDERLAY_BRIDGE).await?;
+        if self.config.remote_nodes > 0 {
+            // The router between the two halves; it must not tell the nodes to skip it (ICMP
+            // redirects), or the halves would talk directly after all.
+            let router = underlay_address(self.config.underlay_octet, 129);
+            underlay_nl
+                .add_address(UNDERLAY_BRIDGE, IpAddr::V4(router), 25)
+                .await?;
+            underlay.sysctl("net/ipv4/ip_forward", "1")?;
+            underlay.sysctl("net/ipv4/conf/all/send_redirects", "0")?;
+            underlay.sysctl(
+                &format!("net/ipv4/conf/{UNDERLAY_BRIDGE}/send_redirects"),
+                "0",
+            )?;
+        }
 
         for number in 1..=self.config.control_planes {
             let name = format!("{}cp{number}", self.prefix);
@@ -388,10 +440,16 @@ impl Testbed {
             connect_veth(&underlay_nl, &port, &netns, &node_nl, NODE_UNDERLAY_IFACE).await?;
             underlay_nl.set_master(&port, UNDERLAY_BRIDGE).await?;
             underlay_nl.set_up(&port).await?;
+            let (prefix_len, other_half) = self.config.node_segment(number);
             node_nl
-                .add_address(NODE_UNDERLAY_IFACE, IpAddr::V4(underlay_ip), 24)
+                .add_address(NODE_UNDERLAY_IFACE, IpAddr::V4(underlay_ip), prefix_len)
                 .await?;
             node_nl.set_up(NODE_UNDERLAY_IFACE).await?;
+            if let Some((network, router)) = other_half {
+                node_nl
+                    .add_route(network, 25, NODE_UNDERLAY_IFACE, Some(router))
+                    .await?;
+            }
             netns.sysctl("net/ipv4/ip_forward", "1")?;
         }
         Ok(())

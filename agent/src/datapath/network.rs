@@ -15,8 +15,8 @@ use aya::{
 };
 use flotilla_common::network::{
     DROPS_MAP, DropReason, ENDPOINTS_MAP, Endpoint, EndpointKey, FROM_OVERLAY_PROG, FROM_POD_PROG,
-    FROM_UNDERLAY_PROG, NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TO_POD_PROG, TUNNELS_MAP,
-    Tunnel,
+    FROM_UNDERLAY_PROG, NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TO_POD_PROG, TUNNEL_NATIVE,
+    TUNNELS_MAP, Tunnel,
 };
 use flotilla_common::services::{
     HOST_CONNECT4_PROG, HOST_GETPEERNAME4_PROG, HOST_RECVMSG4_PROG, HOST_SENDMSG4_PROG,
@@ -30,7 +30,7 @@ use super::{
     loader,
     pins::{Direction, NodePins},
     reconcile::MapHandle,
-    tunnels::Prefix,
+    tunnels::{Prefix, Via},
 };
 
 /// The loaded network programs of a node, ready to attach, and its pin paths.
@@ -336,8 +336,10 @@ pub struct TunnelRow {
     pub prefix: Ipv4Addr,
     /// Its length.
     pub prefix_len: u32,
-    /// The node's underlay address packets to the prefix are tunnelled to.
+    /// The node's underlay address packets to the prefix are tunnelled (or routed) to.
     pub node_ip: Ipv4Addr,
+    /// Routed unencapsulated rather than through VXLAN.
+    pub native: bool,
 }
 
 impl NetworkMaps {
@@ -457,11 +459,11 @@ impl NetworkMaps {
         &mut self,
         prefix: Ipv4Addr,
         len: u32,
-        node_ip: Ipv4Addr,
+        via: Via,
     ) -> Result<(), DatapathError> {
         let tunnel = Tunnel {
-            node_ipv4: node_ip.octets(),
-            flags: 0,
+            node_ipv4: via.node_ip.octets(),
+            flags: if via.native { TUNNEL_NATIVE } else { 0 },
         };
         self.tunnels
             .insert(&Key::new(len, prefix.octets()), tunnel, 0)
@@ -487,6 +489,7 @@ impl NetworkMaps {
                         prefix: Ipv4Addr::from(key.data()),
                         prefix_len: key.prefix_len(),
                         node_ip: Ipv4Addr::from(value.node_ipv4),
+                        native: value.flags & TUNNEL_NATIVE != 0,
                     })
                     .map_err(map_error(TUNNELS_MAP))
             })
@@ -510,11 +513,11 @@ impl NetworkMaps {
     }
 }
 
-/// The tunnel map, for the tunnel sync's reconciler: prefix -> the node IP it is tunnelled to.
-impl MapHandle<Prefix, Ipv4Addr> for NetworkMaps {
+/// The tunnel map, for the tunnel sync's reconciler: prefix -> the node it goes to, and how.
+impl MapHandle<Prefix, Via> for NetworkMaps {
     type Error = DatapathError;
 
-    fn insert(&mut self, key: &Prefix, value: &Ipv4Addr) -> Result<(), DatapathError> {
+    fn insert(&mut self, key: &Prefix, value: &Via) -> Result<(), DatapathError> {
         self.put_tunnel(key.0, key.1, *value)
     }
 
@@ -522,11 +525,17 @@ impl MapHandle<Prefix, Ipv4Addr> for NetworkMaps {
         self.remove_tunnel(key.0, key.1)
     }
 
-    fn entries(&self) -> Result<Vec<(Prefix, Ipv4Addr)>, DatapathError> {
+    fn entries(&self) -> Result<Vec<(Prefix, Via)>, DatapathError> {
         Ok(self
             .tunnels()?
             .into_iter()
-            .map(|row| ((row.prefix, row.prefix_len), row.node_ip))
+            .map(|row| {
+                let via = Via {
+                    node_ip: row.node_ip,
+                    native: row.native,
+                };
+                ((row.prefix, row.prefix_len), via)
+            })
             .collect())
     }
 }

@@ -71,6 +71,9 @@ pub struct OverlayDevice {
     pub underlay_ifindex: u32,
     /// The underlay link's name (NodePort arrives there).
     pub underlay_name: String,
+    /// The network of the node IP on the underlay link (nodes inside it are reached without a
+    /// router; native routing needs that).
+    pub underlay_segment: (Ipv4Addr, u32),
 }
 
 /// Settings for [`ensure`].
@@ -97,17 +100,17 @@ pub async fn ensure(settings: &OverlaySettings) -> Result<OverlayDevice, Overlay
     let (connection, handle, _) = rtnetlink::new_connection()
         .map_err(|err| OverlayError::Unusable(format!("opening a netlink socket: {err}")))?;
     tokio::spawn(connection);
-    let (underlay_index, underlay_name, underlay_mtu) = underlay(&handle, settings.node_ip).await?;
+    let underlay = underlay(&handle, settings.node_ip).await?;
     let mtu = settings
         .mtu
-        .unwrap_or_else(|| underlay_mtu.saturating_sub(OVERLAY_OVERHEAD));
+        .unwrap_or_else(|| underlay.mtu.saturating_sub(OVERLAY_OVERHEAD));
 
     if link_by_name(&handle, OVERLAY_DEVICE).await?.is_none() {
         let device = LinkMessageBuilder::<LinkVxlan>::new(OVERLAY_DEVICE)
             .port(OVERLAY_PORT)
             .collect_metadata(true)
             .learning(false)
-            .dev(underlay_index)
+            .dev(underlay.index)
             .mtu(mtu)
             .arp(false)
             .build();
@@ -180,8 +183,9 @@ pub async fn ensure(settings: &OverlaySettings) -> Result<OverlayDevice, Overlay
         ifindex,
         mac,
         mtu,
-        underlay_ifindex: underlay_index,
-        underlay_name,
+        underlay_ifindex: underlay.index,
+        underlay_name: underlay.name,
+        underlay_segment: underlay.segment,
     })
 }
 
@@ -207,10 +211,19 @@ fn is_vxlan(link: &rtnetlink::packet_route::link::LinkMessage) -> bool {
     })
 }
 
-/// The ifindex, name and MTU of the link holding `node_ip`.
-async fn underlay(handle: &Handle, node_ip: Ipv4Addr) -> Result<(u32, String, u32), OverlayError> {
+/// The link holding the node IP.
+struct Underlay {
+    index: u32,
+    name: String,
+    mtu: u32,
+    /// The node IP's network (host bits cleared).
+    segment: (Ipv4Addr, u32),
+}
+
+/// The link holding `node_ip`.
+async fn underlay(handle: &Handle, node_ip: Ipv4Addr) -> Result<Underlay, OverlayError> {
     let mut addresses = handle.address().get().execute();
-    let mut index = None;
+    let mut found = None;
     while let Some(message) = addresses
         .try_next()
         .await
@@ -221,11 +234,12 @@ async fn underlay(handle: &Handle, node_ip: Ipv4Addr) -> Result<(u32, String, u3
                 if *ip == std::net::IpAddr::V4(node_ip))
         });
         if holds {
-            index = Some(message.header.index);
+            found = Some((message.header.index, message.header.prefix_len));
             break;
         }
     }
-    let index = index.ok_or(OverlayError::NoUnderlay(node_ip))?;
+    let (index, prefix_len) = found.ok_or(OverlayError::NoUnderlay(node_ip))?;
+    let segment = super::tunnels::network(node_ip, u32::from(prefix_len));
     let mut links = handle.link().get().match_index(index).execute();
     let link = links
         .try_next()
@@ -252,7 +266,12 @@ async fn underlay(handle: &Handle, node_ip: Ipv4Addr) -> Result<(u32, String, u3
     if !up {
         tracing::warn!(ifindex = index, "the underlay link is down");
     }
-    Ok((index, name, mtu))
+    Ok(Underlay {
+        index,
+        name,
+        mtu,
+        segment,
+    })
 }
 
 /// Writes `value` to /proc/sys/`key` (in the caller's network namespace: /proc/sys/net follows

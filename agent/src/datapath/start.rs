@@ -16,7 +16,7 @@ use super::{
     network::{NetworkDatapath, NetworkMaps, SockScope},
     overlay::{self, OVERLAY_DEVICE, OverlaySettings},
     pins::NodePins,
-    tunnels::parse_ipv4_cidr,
+    tunnels::{Routing, RoutingPlan, parse_ipv4_cidr},
 };
 use crate::cni_api::{Backend, ipam::Ipam};
 
@@ -33,6 +33,8 @@ pub struct NetworkSettings {
     pub cluster_cidr: String,
     /// MTU override for the overlay and pods.
     pub mtu: Option<u32>,
+    /// How pod traffic reaches other nodes.
+    pub routing: Routing,
     /// Where the address pool lives.
     pub ipam_dir: PathBuf,
     /// The cgroup (v2) directory the node's pods run below, where the socket load balancer
@@ -49,6 +51,8 @@ pub struct NodeNetwork {
     pub maps: Arc<Mutex<NetworkMaps>>,
     /// The pods' MTU.
     pub mtu: u32,
+    /// How other nodes are reached (for the tunnel sync).
+    pub routing: RoutingPlan,
 }
 
 /// Brings the node's network up (see the module docs).
@@ -116,10 +120,16 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
     let restored = backend
         .restore()
         .context("restoring the node's endpoints")?;
+    let routing = RoutingPlan {
+        mode: settings.routing,
+        segment: device.underlay_segment,
+    };
     tracing::info!(
         device = OVERLAY_DEVICE,
         ifindex = device.ifindex,
         mtu = device.mtu,
+        routing = %routing.mode,
+        segment = %format!("{}/{}", routing.segment.0, routing.segment.1),
         restored,
         "pod network up"
     );
@@ -127,6 +137,7 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
         backend,
         maps,
         mtu: device.mtu,
+        routing,
     })
 }
 

@@ -1,9 +1,12 @@
 //! Which remote prefixes go through which tunnel: every other node's podCIDR and its node IP
 //! (so pods reach other nodes' addresses through the overlay too, and the replies come back the
-//! same way), from the Node objects. Decided by a pure function over the node list; applied as
-//! a difference so a node joining touches only its own two entries.
+//! same way), from the Node objects, and per node pair whether packets travel encapsulated
+//! (VXLAN) or natively (unencapsulated, the other node's address as the next hop; only for
+//! nodes on this node's own underlay segment, as with flannel's host-gw and Cilium's native
+//! routing). Decided by a pure function over the node list; applied as a difference so a node
+//! joining touches only its own two entries.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr};
 
 use tokio::time::Instant;
 
@@ -17,20 +20,95 @@ use k8s_openapi::api::core::v1::Node;
 /// A tunnel prefix: address and length.
 pub type Prefix = (Ipv4Addr, u32);
 
-/// The tunnel map the node should have: prefix -> the underlay IP of the node owning it.
-pub fn desired(nodes: &[Node], own_node: &str) -> BTreeMap<Prefix, Ipv4Addr> {
-    let mut tunnels = BTreeMap::new();
-    for node in nodes {
-        if node.metadata.name.as_deref() == Some(own_node) {
-            continue;
+/// How pod traffic reaches other nodes (the agent's `--routing`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Routing {
+    /// Always encapsulated in VXLAN (flannel's and Cilium's default).
+    #[default]
+    Vxlan,
+    /// Unencapsulated to every node on this node's underlay segment, VXLAN to the others.
+    Native,
+    /// Native when every node is on this node's underlay segment, else VXLAN to all.
+    Auto,
+}
+
+impl Routing {
+    /// Every mode, as spelled on the command line.
+    pub const NAMES: [&str; 3] = ["vxlan", "native", "auto"];
+}
+
+impl FromStr for Routing {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "vxlan" => Ok(Self::Vxlan),
+            "native" => Ok(Self::Native),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!(
+                "unknown routing mode {other:?}; use one of {}",
+                Self::NAMES.join(", ")
+            )),
         }
-        let Some(node_ip) = internal_ip(node) else {
-            continue;
+    }
+}
+
+impl fmt::Display for Routing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Vxlan => "vxlan",
+            Self::Native => "native",
+            Self::Auto => "auto",
+        })
+    }
+}
+
+/// The routing mode and what it depends on: the node's own underlay segment (the network of
+/// the address on its underlay link).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoutingPlan {
+    /// The mode asked for.
+    pub mode: Routing,
+    /// The underlay segment, host bits cleared.
+    pub segment: Prefix,
+}
+
+impl RoutingPlan {
+    /// Whether `ip` is on the node's underlay segment (reachable without a router).
+    pub fn on_segment(&self, ip: Ipv4Addr) -> bool {
+        network(ip, self.segment.1) == self.segment
+    }
+}
+
+/// Where a prefix goes: the node owning it, and whether the pair routes natively.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via {
+    /// The owning node's underlay address (VXLAN destination or next hop).
+    pub node_ip: Ipv4Addr,
+    /// Unencapsulated rather than VXLAN.
+    pub native: bool,
+}
+
+/// The tunnel map the node should have: prefix -> the node owning it and how it is reached.
+pub fn desired(nodes: &[Node], own_node: &str, plan: &RoutingPlan) -> BTreeMap<Prefix, Via> {
+    let peers: Vec<(&Node, Ipv4Addr)> = nodes
+        .iter()
+        .filter(|node| node.metadata.name.as_deref() != Some(own_node))
+        .filter_map(|node| Some((node, internal_ip(node)?)))
+        .collect();
+    let all_on_segment = peers.iter().all(|(_, ip)| plan.on_segment(*ip));
+    let mut tunnels = BTreeMap::new();
+    for (node, node_ip) in peers {
+        let native = match plan.mode {
+            Routing::Vxlan => false,
+            Routing::Native => plan.on_segment(node_ip),
+            Routing::Auto => all_on_segment,
         };
-        tunnels.insert((node_ip, 32), node_ip);
+        let via = Via { node_ip, native };
+        tunnels.insert((node_ip, 32), via);
         for cidr in pod_cidrs(node) {
             if let Some(prefix) = parse_ipv4_cidr(&cidr) {
-                tunnels.insert(prefix, node_ip);
+                tunnels.insert(prefix, via);
             }
         }
     }
@@ -66,8 +144,14 @@ pub fn parse_ipv4_cidr(cidr: &str) -> Option<Prefix> {
     if len > 32 {
         return None;
     }
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    Some((Ipv4Addr::from(u32::from(address) & mask), len))
+    Some(network(address, len))
+}
+
+/// The network of `address` with a prefix of `len` bits (at most 32): the host bits cleared.
+pub fn network(address: Ipv4Addr, len: u32) -> Prefix {
+    let len = len.min(32);
+    let bits = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    (Ipv4Addr::from(u32::from(address) & bits), len)
 }
 
 /// Keeps the node's tunnel map equal to [`desired`] over the cluster's Node objects, for as long
@@ -77,6 +161,7 @@ pub async fn sync(
     client: kube::Client,
     maps: std::sync::Arc<std::sync::Mutex<super::network::NetworkMaps>>,
     own_node: String,
+    plan: RoutingPlan,
 ) {
     use kube::runtime::{WatchStreamExt as _, watcher};
 
@@ -133,14 +218,14 @@ pub async fn sync(
             }
         }
         let nodes: Vec<Node> = known.values().cloned().collect();
-        tunnels.set_all(desired(&nodes, &own_node));
+        tunnels.set_all(desired(&nodes, &own_node, &plan));
         program(&mut tunnels, &maps, &mut retry);
     }
 }
 
 /// One pass of the tunnel sync: writes what is pending and schedules a retry of what failed.
 fn program(
-    tunnels: &mut Reconciler<Prefix, Ipv4Addr>,
+    tunnels: &mut Reconciler<Prefix, Via>,
     maps: &std::sync::Mutex<super::network::NetworkMaps>,
     retry: &mut Retry,
 ) {
@@ -150,8 +235,13 @@ fn program(
     }
     let pass = tunnels.apply(&mut *lock(maps), Changes::All);
     for (prefix, len) in &pass.written {
-        if let Some(node_ip) = tunnels.programmed().get(&(*prefix, *len)) {
-            tracing::info!(prefix = %format!("{prefix}/{len}"), %node_ip, "tunnel");
+        if let Some(via) = tunnels.programmed().get(&(*prefix, *len)) {
+            tracing::info!(
+                prefix = %format!("{prefix}/{len}"),
+                node_ip = %via.node_ip,
+                native = via.native,
+                "tunnel"
+            );
         }
     }
     for (prefix, len) in &pass.deleted {
@@ -201,6 +291,28 @@ mod tests {
         }
     }
 
+    fn plan(mode: Routing) -> RoutingPlan {
+        RoutingPlan {
+            mode,
+            segment: ("192.168.77.0".parse().unwrap(), 24),
+        }
+    }
+
+    fn vxlan(ip: Ipv4Addr) -> Via {
+        Via {
+            node_ip: ip,
+            native: false,
+        }
+    }
+
+    /// How node "a" reaches each other node under `mode`: node IP -> native.
+    fn routes(nodes: &[Node], mode: Routing) -> BTreeMap<Ipv4Addr, bool> {
+        desired(nodes, "a", &plan(mode))
+            .into_values()
+            .map(|via| (via.node_ip, via.native))
+            .collect()
+    }
+
     #[test]
     fn other_nodes_get_their_pod_cidr_and_node_ip() {
         let nodes = [
@@ -209,17 +321,77 @@ mod tests {
             node("c", Some("192.168.77.13"), None),
             node("d", None, Some("10.244.3.0/24")),
         ];
-        let tunnels = desired(&nodes, "a");
+        let tunnels = desired(&nodes, "a", &plan(Routing::Vxlan));
         let b: Ipv4Addr = "192.168.77.12".parse().unwrap();
         let c: Ipv4Addr = "192.168.77.13".parse().unwrap();
         assert_eq!(
             tunnels.into_iter().collect::<Vec<_>>(),
             vec![
-                (("10.244.1.0".parse().unwrap(), 24), b),
-                ((b, 32), b),
-                ((c, 32), c),
+                (("10.244.1.0".parse().unwrap(), 24), vxlan(b)),
+                ((b, 32), vxlan(b)),
+                ((c, 32), vxlan(c)),
             ]
         );
+    }
+
+    #[test]
+    fn native_routing_is_per_node_pair_on_the_segment() {
+        let nodes = [
+            node("a", Some("192.168.77.11"), Some("10.244.0.0/24")),
+            node("b", Some("192.168.77.12"), Some("10.244.1.0/24")),
+            node("far", Some("192.168.90.5"), Some("10.244.2.0/24")),
+        ];
+        let b: Ipv4Addr = "192.168.77.12".parse().unwrap();
+        let far: Ipv4Addr = "192.168.90.5".parse().unwrap();
+        // Native: the neighbour on the segment natively, the one behind a router over VXLAN.
+        assert_eq!(
+            routes(&nodes, Routing::Native),
+            BTreeMap::from([(b, true), (far, false)])
+        );
+        // Auto: one node off the segment makes every pair VXLAN...
+        assert_eq!(
+            routes(&nodes, Routing::Auto),
+            BTreeMap::from([(b, false), (far, false)])
+        );
+        // ...and without it every pair is native.
+        assert_eq!(
+            routes(&nodes[..2], Routing::Auto),
+            BTreeMap::from([(b, true)])
+        );
+        assert_eq!(
+            routes(&nodes[..2], Routing::Vxlan),
+            BTreeMap::from([(b, false)])
+        );
+        // Both prefixes of a node travel the same way.
+        let native = desired(&nodes, "a", &plan(Routing::Native));
+        assert_eq!(
+            native[&("10.244.1.0".parse().unwrap(), 24)],
+            native[&(b, 32)]
+        );
+    }
+
+    #[test]
+    fn routing_modes_parse_as_spelled() {
+        for name in Routing::NAMES {
+            assert_eq!(name.parse::<Routing>().unwrap().to_string(), name);
+        }
+        let err = "host-gw".parse::<Routing>().unwrap_err();
+        assert_eq!(
+            err,
+            "unknown routing mode \"host-gw\"; use one of vxlan, native, auto"
+        );
+    }
+
+    #[test]
+    fn the_segment_is_the_underlay_network() {
+        let plan = plan(Routing::Native);
+        assert!(plan.on_segment("192.168.77.254".parse().unwrap()));
+        assert!(!plan.on_segment("192.168.78.1".parse().unwrap()));
+        let everything = RoutingPlan {
+            segment: ("0.0.0.0".parse().unwrap(), 0),
+            ..plan
+        };
+        assert!(everything.on_segment("10.1.2.3".parse().unwrap()));
     }
 
     #[test]
@@ -229,10 +401,11 @@ mod tests {
         let c = node("c", Some("192.168.77.13"), Some("10.244.2.0/24"));
         let mut map = FakeMap::default();
         let mut tunnels = Reconciler::new();
-        tunnels.set_all(desired(&[a.clone(), b.clone()], "a"));
+        let plan = plan(Routing::Vxlan);
+        tunnels.set_all(desired(&[a.clone(), b.clone()], "a", &plan));
         tunnels.apply(&mut map, Changes::All);
         assert_eq!(map.writes.len(), 2);
-        tunnels.set_all(desired(&[a.clone(), b.clone(), c.clone()], "a"));
+        tunnels.set_all(desired(&[a.clone(), b.clone(), c.clone()], "a", &plan));
         let pass = tunnels.apply(&mut map, Changes::All);
         let c_ip: Ipv4Addr = "192.168.77.13".parse().unwrap();
         assert_eq!(
@@ -241,7 +414,7 @@ mod tests {
         );
         assert!(pass.deleted.is_empty());
         // Leaving, it takes only its own entries along.
-        tunnels.set_all(desired(&[a, c], "a"));
+        tunnels.set_all(desired(&[a, c], "a", &plan));
         let pass = tunnels.apply(&mut map, Changes::All);
         assert_eq!((pass.written.len(), pass.deleted.len()), (0, 2));
         assert_eq!(map.entries.len(), 2);

@@ -1,8 +1,11 @@
 //! The pod network end to end: three nodes (namespaces on an underlay bridge), each with a real
-//! containerd calling `flotilla-cni` and an agent running the eBPF overlay; pods pinned to nodes
-//! ping and open TCP and UDP connections to each other on the same and on other nodes, the nodes
-//! reach pods, pods reach the nodes and the world outside the cluster (masqueraded), and an
-//! established pod-to-pod TCP stream survives both agents restarting.
+//! containerd calling `flotilla-cni` and an agent running the eBPF datapath with `--routing
+//! native`. Nodes 1 and 2 share a segment and route natively; node 3 sits on another segment,
+//! behind a router, so the pairs with it fall back to VXLAN (a mixed cluster). Pods pinned to
+//! nodes ping and open TCP and UDP connections to each other on the same and on other nodes, the
+//! nodes reach pods, pods reach the nodes and the world outside the cluster (masqueraded), a
+//! NetworkPolicy tells pods apart across the native pair, and an established pod-to-pod TCP
+//! stream survives both agents restarting.
 //!
 //! Traffic is sent from inside pod and node namespaces by the test process (nsenter semantics)
 //! and, for the pods' own view, with `kubectl exec`. Every address is inside the test bed.
@@ -15,11 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{LocalCluster, eventually, pod_phase, require_root};
+use crate::support::{LocalCluster, eventually, overlay_packets, pod_phase, require_root};
 use anyhow::{bail, ensure};
-use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins};
+use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins, tunnels::Routing};
 use flotilla_testbed::{
-    Netns,
+    Netns, TestbedConfig,
     traffic::{ping, tcp_echo},
 };
 
@@ -32,6 +35,7 @@ metadata:
   name: {name}
   labels:
     app: net
+    pod: {name}
 spec:
   nodeName: {node}
   terminationGracePeriodSeconds: 1
@@ -144,7 +148,11 @@ fn start_stream(netns: &Netns, to: SocketAddrV4) -> anyhow::Result<Stream> {
 async fn pods_reach_each_other_on_and_across_nodes() -> anyhow::Result<()> {
     require_root();
     let started = Instant::now();
-    let mut local = LocalCluster::start_nodes(started, 3).await?;
+    let bed = TestbedConfig {
+        remote_nodes: 1,
+        ..TestbedConfig::nodes(3)
+    };
+    let mut local = LocalCluster::start_with(started, bed, Routing::Native).await?;
     let nodes: Vec<String> = local
         .nodes()
         .map(|node| node.config.node_name.clone())
@@ -203,6 +211,16 @@ async fn pods_reach_each_other_on_and_across_nodes() -> anyhow::Result<()> {
     )
     .await?;
     eprintln!("node 0 tunnels: {tunnels:?}");
+    // Natively to the node on its segment, VXLAN to the one behind the router.
+    for row in &tunnels {
+        ensure!(
+            row.native == (row.node_ip == node_ips[1]),
+            "node 0 routes {}/{} {}: {tunnels:?}",
+            row.prefix,
+            row.prefix_len,
+            if row.native { "natively" } else { "over VXLAN" }
+        );
+    }
 
     // from_pod is attached to both pods' veths (right after ADD answered), as pinned links.
     let links = NodePins::new(&nodes[0])?.links_dir();
@@ -223,10 +241,23 @@ async fn pods_reach_each_other_on_and_across_nodes() -> anyhow::Result<()> {
     let b1_ns = local.pod_netns(b1)?;
     let c1_ns = local.pod_netns(c1)?;
 
-    // ICMP: same node, across nodes, both directions.
+    // ICMP: same node, across nodes, both directions. To the node on the same segment without
+    // the VXLAN device, to the remote one through it.
+    let node0 = local.node.netns.clone();
+    let overlay_before = overlay_packets(&node0)?;
     ping(&a1_ns, a2, 3)?;
     ping(&a1_ns, b1, 3)?;
+    let overlay_native = overlay_packets(&node0)?;
+    ensure!(
+        overlay_native == overlay_before,
+        "pings to the native peer passed node 0's VXLAN device: (rx, tx) {overlay_before:?} -> \
+         {overlay_native:?}"
+    );
     ping(&a1_ns, c1, 3)?;
+    ensure!(
+        overlay_packets(&node0)?.1 >= overlay_native.1 + 3,
+        "pings to the remote node's pod did not go through node 0's VXLAN device"
+    );
     ping(&c1_ns, b1, 3)?;
     ping(&b1_ns, a1, 3)?;
     eprintln!("ping ok after {:?}", started.elapsed());
@@ -262,16 +293,59 @@ async fn pods_reach_each_other_on_and_across_nodes() -> anyhow::Result<()> {
         "b1 saw a1 as {seen:?}, expected {a1}"
     );
 
+    // Ingress policy across the native pair knows which pod is which: b1 admits a2 only.
+    cluster.apply(
+        "policy.yaml",
+        "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: b1-from-a2
+spec:
+  podSelector:
+    matchLabels:
+      pod: b1
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels:
+          pod: a2
+",
+    )?;
+    let a2_ns = local.pod_netns(a2)?;
+    let b1_echo = SocketAddrV4::new(b1, 9000);
+    eventually(Duration::from_secs(20), "b1 isolated from a1", || {
+        Ok((!tcp_connects(&a1_ns, b1_echo)?).then_some(()))
+    })
+    .await?;
+    ensure!(tcp_connects(&a2_ns, b1_echo)?, "a2 -> b1 under the policy");
+    cluster.kubectl_ok(&["delete", "networkpolicy", "b1-from-a2"])?;
+    eventually(Duration::from_secs(20), "b1 open to a1 again", || {
+        Ok(tcp_connects(&a1_ns, b1_echo)?.then_some(()))
+    })
+    .await?;
+    eprintln!(
+        "policy across the native pair ok after {:?}",
+        started.elapsed()
+    );
+
     // Nodes reach pods (their own and others'), pods reach nodes (their own and others').
-    let node0 = local.node.netns.clone();
     let node1 = local.others[0].netns.clone();
     ensure!(
         tcp_connects(&node0, SocketAddrV4::new(a1, 9000))?,
         "node 0 -> a1"
     );
+    let node2 = local.others[1].netns.clone();
     ensure!(
         tcp_connects(&node1, SocketAddrV4::new(a1, 9000))?,
         "node 1 -> a1"
+    );
+    ensure!(
+        tcp_connects(&node2, SocketAddrV4::new(a1, 9000))?,
+        "node 2 (remote) -> a1"
+    );
+    ensure!(
+        tcp_connects(&a1_ns, SocketAddrV4::new(node_ips[2], 10250))?,
+        "a1 -> node 2 (remote)"
     );
     ensure!(
         tcp_connects(&a1_ns, SocketAddrV4::new(node_ips[0], 10250))?,

@@ -22,6 +22,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use flotilla_agent::{
+    datapath::tunnels::Routing,
     pods::{
         containerd::{NodeDirs, config_toml},
         cri::{Cri, api},
@@ -496,7 +497,18 @@ impl LocalCluster {
 
     /// Builds a cluster of `count` nodes.
     pub async fn start_nodes(started: Instant, count: usize) -> anyhow::Result<Self> {
-        let mut bed = Testbed::create(TestbedConfig::nodes(count)).await?;
+        Self::start_with(started, TestbedConfig::nodes(count), Routing::default()).await
+    }
+
+    /// Builds a cluster on the test bed `bed_config` describes, whose agents route pod traffic
+    /// between nodes as `routing` says.
+    pub async fn start_with(
+        started: Instant,
+        bed_config: TestbedConfig,
+        routing: Routing,
+    ) -> anyhow::Result<Self> {
+        let count = bed_config.nodes;
+        let mut bed = Testbed::create(bed_config).await?;
         let host_ip = bed.link_host().await?;
 
         let dir = flotilla_testbed::run_dir("cluster")?;
@@ -522,7 +534,9 @@ impl LocalCluster {
         let mut nodes = Vec::new();
         for index in 0..count {
             let node = bed.node(index)?.clone();
-            nodes.push(start_node(&cluster, &node, &images, &plugin, listen)?);
+            nodes.push(start_node(
+                &cluster, &node, &images, &plugin, listen, routing,
+            )?);
         }
         let mut pod_cidrs = Vec::new();
         for node in &mut nodes {
@@ -677,6 +691,7 @@ fn start_node(
     images: &[PathBuf],
     plugin: &Path,
     api: std::net::SocketAddr,
+    routing: Routing,
 ) -> anyhow::Result<LocalNode> {
     let node_name = node.name().to_owned();
     let dirs = NodeDirs::under(&cluster.dir.path().join(format!("nodes/{node_name}")));
@@ -717,6 +732,7 @@ fn start_node(
         max_pods: 110,
         cluster_cidr: "10.244.0.0/16".into(),
         mtu: None,
+        routing,
         cni_plugin: plugin.to_owned(),
         metrics_listen: Some(format!("{}:9962", node.underlay_ip()).parse()?),
         api_balancer: true,
@@ -731,6 +747,31 @@ fn start_node(
     };
     local.start_agent()?;
     Ok(local)
+}
+
+/// Packets the node's VXLAN device sent and received so far (`/proc/net/dev` as the node's
+/// namespace shows it).
+pub fn overlay_packets(netns: &Netns) -> anyhow::Result<(u64, u64)> {
+    let table = netns.run(|| std::fs::read_to_string("/proc/thread-self/net/dev"))??;
+    let line = table
+        .lines()
+        .find(|line| line.trim_start().starts_with("flotilla.1:"))
+        .with_context(|| {
+            format!(
+                "no flotilla.1 in {}'s /proc/net/dev:\n{table}",
+                netns.name()
+            )
+        })?;
+    let fields: Vec<u64> = line
+        .split_once(':')
+        .map(|(_, counters)| counters)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    ensure!(fields.len() >= 10, "unexpected /proc/net/dev line {line:?}");
+    // Receive packets are the 2nd field, transmit packets the 10th.
+    Ok((fields[1], fields[9]))
 }
 
 /// A kube client from a kubeconfig file.
