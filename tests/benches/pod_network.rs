@@ -7,7 +7,10 @@
 //!   VXLAN (`flannel.1`, programmed the way flannel's vxlan backend does it, see
 //!   `flotilla_testbed::flannel`) that the benchmark adds to the same pods as a second interface;
 //! - `kernel / node to node, underlay`: the node namespaces' own underlay, the physical limit of
-//!   this machine's veth-and-bridge "wire".
+//!   this machine's veth-and-bridge "wire";
+//! - then, with both agents restarted with `--routing native`, `flotilla / pod to pod,
+//!   cross-node, native` (unencapsulated, `bpf_redirect_neigh` to the other node) against the
+//!   underlay again, in rounds of their own (goal: at least 0.95x the underlay).
 //!
 //! The servers are the pods' own `flotilla-perf server` (one process answers on both the pod's
 //! Flotilla and flannel addresses); the client runs in the client pod's network namespace. Every
@@ -42,6 +45,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
+use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins, tunnels::Routing};
 use flotilla_testbed::{
     Netns,
     perf::{
@@ -73,16 +77,9 @@ fn options() -> anyhow::Result<Options> {
         // two runs on this 2-CPU VM; the median of interleaved rounds holds still.
         rounds: 5,
         retries: 0,
+        // The comparisons are each phase's goals (`settings_for`).
         precision: Some(Precision {
-            comparisons: PATHS
-                .iter()
-                .map(|path| {
-                    (
-                        ("flotilla".to_owned(), (*path).to_owned()),
-                        ("flannel".to_owned(), (*path).to_owned()),
-                    )
-                })
-                .collect(),
+            comparisons: Vec::new(),
             half_width: 0.03,
             max_rounds: 15,
             time_cap: Duration::from_secs(15 * 60),
@@ -339,37 +336,100 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// The paths Flotilla's datapath is compared with flannel's on.
 const PATHS: [&str; 2] = ["pod to pod, same node", "pod to pod, cross-node"];
+/// The underlay path, every table's reference.
+const UNDERLAY: (&str, &str) = ("kernel", "node to node, underlay");
+/// Flotilla's cross-node path with the agents routing natively.
+const NATIVE: (&str, &str) = ("flotilla", "pod to pod, cross-node, native");
+/// The least native routing may give of the underlay.
+const NATIVE_GOAL: f64 = 0.95;
 
-/// Flotilla's figure over flannel's, per test and path, with its 95 % interval over the paired
-/// rounds: the text, whether every goal was met (the interval's lower end at 1.0 or above), and
-/// how many comparisons had figures on both sides (a run that measured nothing on either side
-/// gets no verdict, not a ratio of 0 or infinity).
-fn goal_lines(measurement: &Measurement, tests: &[Test]) -> (String, bool, usize) {
+/// A ratio with a goal: ours over theirs, met when the interval's lower end reaches `goal`.
+struct Goal {
+    ours: (&'static str, &'static str),
+    theirs: (&'static str, &'static str),
+    goal: f64,
+}
+
+/// Flotilla against flannel on each of [`PATHS`], at least 1.0.
+fn flannel_goals() -> Vec<Goal> {
+    PATHS
+        .iter()
+        .map(|path| Goal {
+            ours: ("flotilla", path),
+            theirs: ("flannel", path),
+            goal: 1.0,
+        })
+        .collect()
+}
+
+/// Each goal's ratio per test, with its 95 % interval over the paired rounds: the text, whether
+/// every goal was met (the interval's lower end at the goal or above), and how many comparisons
+/// had figures on both sides (a run that measured nothing on either side gets no verdict, not a
+/// ratio of 0 or infinity).
+fn goal_lines(measurement: &Measurement, tests: &[Test], goals: &[Goal]) -> (String, bool, usize) {
     let mut text = String::new();
     let mut met = true;
     let mut judged = 0;
-    for path in PATHS {
+    for goal in goals {
+        let path = goal.ours.1;
+        let names = format!("{}/{}", goal.ours.0, goal.theirs.0);
         for test in tests {
-            let Some(interval) = measurement.ratio(("flotilla", path), ("flannel", path), *test)
-            else {
+            let Some(interval) = measurement.ratio(goal.ours, goal.theirs, *test) else {
                 met = false;
                 text.push_str(&format!(
-                    "  {path:<24} {:<11} no verdict: fewer than two rounds measured something \
+                    "  {path:<32} {:<11} no verdict: fewer than two rounds measured something \
                      on both sides\n",
                     test.name(),
                 ));
                 continue;
             };
             judged += 1;
-            let verdict = interval.judge(1.0);
+            let verdict = interval.judge(goal.goal);
             met &= verdict == Verdict::Met;
             text.push_str(&format!(
-                "  {path:<24} {:<11} flotilla/flannel = {interval} (goal >= 1.0 {verdict})\n",
+                "  {path:<32} {:<11} {names} = {interval} (goal >= {} {verdict})\n",
                 test.name(),
+                goal.goal,
             ));
         }
     }
     (text, met, judged)
+}
+
+/// The settings for measuring `goals` only (their comparisons decide when rounds may stop).
+fn settings_for(settings: &Settings, goals: &[Goal]) -> Settings {
+    let owned = |(datapath, path): (&str, &str)| (datapath.to_owned(), path.to_owned());
+    Settings {
+        precision: settings.precision.as_ref().map(|precision| Precision {
+            comparisons: goals
+                .iter()
+                .map(|goal| (owned(goal.ours), owned(goal.theirs)))
+                .collect(),
+            ..precision.clone()
+        }),
+        ..settings.clone()
+    }
+}
+
+/// Restarts both nodes' agents with `routing` (pods and the pinned datapath stay) and waits
+/// until each node's tunnel map says so for every entry.
+async fn reroute(nodes: [&mut support::LocalNode; 2], routing: Routing) -> anyhow::Result<()> {
+    for node in nodes {
+        node.stop_agent()?;
+        node.config.routing = routing;
+        node.start_agent()?;
+        let maps = NetworkMaps::open(&NodePins::new(&node.config.node_name)?)?;
+        support::eventually(Duration::from_secs(30), "the agent routing as told", || {
+            let tunnels = maps.tunnels()?;
+            let native = routing != Routing::Vxlan;
+            Ok(
+                (!tunnels.is_empty() && tunnels.iter().all(|row| row.native == native))
+                    .then_some(()),
+            )
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -380,7 +440,7 @@ async fn main() -> anyhow::Result<()> {
         "the pod-network benchmark builds a local cluster in network namespaces and needs root"
     );
     let started = Instant::now();
-    let local = LocalCluster::start_nodes(started, 2).await?;
+    let mut local = LocalCluster::start_nodes(started, 2).await?;
     let (node1, node2) = (&local.node, &local.others[0]);
     let pods = local
         .running_pods(
@@ -463,8 +523,10 @@ async fn main() -> anyhow::Result<()> {
         options.settings.send_size
     );
     // Blocking clients and servers run on threads of their own.
-    let measurement = tokio::task::block_in_place(|| measure_paths(&paths, &options.settings))?;
-    let rows = &measurement.rows;
+    let flannel = flannel_goals();
+    let measurement = tokio::task::block_in_place(|| {
+        measure_paths(&paths, &settings_for(&options.settings, &flannel))
+    })?;
     drop(baseline);
 
     let plugin = support::cni_plugin()?;
@@ -472,15 +534,43 @@ async fn main() -> anyhow::Result<()> {
     let mut adds: Vec<Duration> = timed.iter().map(|add| add.total).collect();
     adds.sort();
 
+    // Native routing: the same pods, the agents restarted with `--routing native`.
+    let native_paths = vec![
+        paths[0].clone(),
+        PathSpec::new(
+            NATIVE.0,
+            NATIVE.1,
+            Client::Thread(namespaces[0].clone()),
+            at(ips[2]),
+        ),
+    ];
+    reroute([&mut local.node, &mut local.others[0]], Routing::Native).await?;
+    eprintln!("agents routing natively after {:?}", started.elapsed());
+    let native_goals = [Goal {
+        ours: NATIVE,
+        theirs: UNDERLAY,
+        goal: NATIVE_GOAL,
+    }];
+    let native = tokio::task::block_in_place(|| {
+        measure_paths(
+            &native_paths,
+            &settings_for(&options.settings, &native_goals),
+        )
+    })?;
+
     println!();
-    print!(
-        "{}",
-        table::render(rows, Some(("kernel", "node to node, underlay")))
-    );
-    let (goals, met, judged) = goal_lines(&measurement, &options.settings.tests);
-    let expected = 2 * options.settings.tests.len();
+    print!("{}", table::render(&measurement.rows, Some(UNDERLAY)));
+    let (goals, mut met, mut judged) = goal_lines(&measurement, &options.settings.tests, &flannel);
     println!("\nFlotilla's eBPF datapath against the flannel-style kernel network, same run:");
     print!("{goals}");
+    println!("\nNative routing (both agents restarted with --routing native), rounds of its own:");
+    print!("{}", table::render(&native.rows, Some(UNDERLAY)));
+    let (goals, native_met, native_judged) =
+        goal_lines(&native, &options.settings.tests, &native_goals);
+    print!("{goals}");
+    met &= native_met;
+    judged += native_judged;
+    let expected = (flannel.len() + native_goals.len()) * options.settings.tests.len();
     let p99 = percentile(&adds, 99.0);
     println!(
         "\nCNI ADD ({} of {} runs of flotilla-cni against the agent, spawn to exit): p50 {:.1} \
@@ -504,6 +594,7 @@ async fn main() -> anyhow::Result<()> {
         add_breakdown(&timed)
     );
     print!("{}", paths::describe_unsteady(&measurement.unsteady));
+    print!("{}", paths::describe_unsteady(&native.unsteady));
     println!(
         "datapath goals ({judged} of {expected} comparisons with figures on both sides): {}",
         if judged < expected {
@@ -515,7 +606,8 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     if options.json {
-        println!("{}", serde_json::to_string_pretty(rows)?);
+        let rows: Vec<_> = measurement.rows.iter().chain(&native.rows).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
     }
     local.shutdown().await;
     ensure!(
