@@ -4,8 +4,9 @@
 //! behind a router, so the pairs with it fall back to VXLAN (a mixed cluster). Pods pinned to
 //! nodes ping and open TCP and UDP connections to each other on the same and on other nodes, the
 //! nodes reach pods, pods reach the nodes and the world outside the cluster (masqueraded), a
-//! NetworkPolicy tells pods apart across the native pair, and an established pod-to-pod TCP
-//! stream survives both agents restarting.
+//! NetworkPolicy tells pods apart across the native pair, a NodePort forwards to the other
+//! node natively and over VXLAN, and an established pod-to-pod TCP stream survives both agents
+//! restarting.
 //!
 //! Traffic is sent from inside pod and node namespaces by the test process (nsenter semantics)
 //! and, for the pods' own view, with `kubectl exec`. Every address is inside the test bed.
@@ -18,7 +19,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{LocalCluster, eventually, overlay_packets, pod_phase, require_root};
+use crate::support::{
+    LocalCluster, eventually, hostname_at, overlay_packets, pod_phase, require_root,
+};
 use anyhow::{bail, ensure};
 use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins, tunnels::Routing};
 use flotilla_testbed::{
@@ -327,6 +330,38 @@ spec:
         "policy across the native pair ok after {:?}",
         started.elapsed()
     );
+
+    // A NodePort whose only backend (b1) is on node 1, from outside the cluster (the host):
+    // through node 0 it is SNATed and forwarded natively, through node 2 over VXLAN, and the
+    // answers come back through the entry node.
+    cluster.apply(
+        "nodeport.yaml",
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: b1
+spec:
+  type: NodePort
+  selector:
+    pod: b1
+  ports:
+  - port: 80
+    targetPort: 8080
+",
+    )?;
+    let node_port = cluster.json(&["get", "service", "b1"])?["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .and_then(|port| u16::try_from(port).ok())
+        .ok_or_else(|| anyhow::anyhow!("the Service b1 got no nodePort"))?;
+    for entry in [node_ips[0], node_ips[2]] {
+        let address = std::net::SocketAddr::from((entry, node_port));
+        let answer = eventually(Duration::from_secs(30), "b1 behind a NodePort", || {
+            Ok(hostname_at(address).ok())
+        })
+        .await?;
+        ensure!(answer == "b1", "{address} answered {answer:?}, expected b1");
+    }
+    eprintln!("NodePorts ok after {:?}", started.elapsed());
 
     // Nodes reach pods (their own and others'), pods reach nodes (their own and others').
     let node1 = local.others[0].netns.clone();
