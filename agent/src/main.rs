@@ -425,7 +425,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{:<20} {:<16} ROUTING", "PREFIX", "NODE");
                     for row in rows {
                         let prefix = format!("{}/{}", row.prefix, row.prefix_len);
-                        let routing = if row.native { "native" } else { "vxlan" };
+                        let routing = match (row.native, row.accepts_native) {
+                            (true, _) => "native",
+                            (false, true) => "vxlan (takes native)",
+                            (false, false) => "vxlan",
+                        };
                         println!("{prefix:<20} {:<16} {routing}", row.node_ip);
                     }
                 }

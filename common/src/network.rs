@@ -65,11 +65,14 @@ pub struct Endpoint {
     pub flags: u32,
 }
 
-/// [`Tunnel::flags`]: the node shares this node's underlay segment and the pair routes natively:
-/// packets to it leave unencapsulated, sent to its underlay address as the next hop, and
-/// unencapsulated packets from its addresses are accepted (without the flag, only what arrives
-/// over VXLAN from that node is).
+/// [`Tunnel::flags`]: the pair routes natively: packets to the node leave unencapsulated, sent
+/// to its underlay address as the next hop. Always set together with [`TUNNEL_ACCEPT_NATIVE`].
 pub const TUNNEL_NATIVE: u32 = 1;
+/// [`Tunnel::flags`]: the node shares this node's underlay segment and native routing is on:
+/// unencapsulated packets from its addresses are taken (without the flag, only what arrives over
+/// VXLAN from that node is). Set even while the pair sends over VXLAN (`auto` with a node off
+/// the segment), so two nodes switching modes a moment apart lose nothing.
+pub const TUNNEL_ACCEPT_NATIVE: u32 = 2;
 
 /// Value of [`TUNNELS_MAP`]: the node behind a prefix.
 #[repr(C)]

@@ -34,7 +34,7 @@ use flotilla_common::{
     counters::ETH_P_IP,
     network::{
         DropReason, ENDPOINTS_MAX_ENTRIES, Endpoint, EndpointKey, NodeConfig, OVERLAY_PORT,
-        TUNNEL_NATIVE, TUNNELS_MAX_ENTRIES, Tunnel,
+        TUNNEL_ACCEPT_NATIVE, TUNNEL_NATIVE, TUNNELS_MAX_ENTRIES, Tunnel,
     },
     services::{NAT_REPLY, NODEPORT_IP, PROTO_UDP, SERVICE_LOCAL_ONLY, ServiceEntry},
 };
@@ -264,7 +264,7 @@ fn from_overlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
 enum Arrival {
     /// Decapsulated by the VXLAN device.
     Overlay,
-    /// Unencapsulated on the underlay link, from a node the pair routes natively with.
+    /// Unencapsulated on the underlay link, from a node native routing is accepted from.
     Underlay,
 }
 
@@ -331,7 +331,7 @@ fn from_underlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     }
     match tunnel(packet.src) {
-        Some(owner) if owner.flags & TUNNEL_NATIVE != 0 => {
+        Some(owner) if owner.flags & TUNNEL_ACCEPT_NATIVE != 0 => {
             return from_node(ctx, &config, &packet, Arrival::Underlay);
         }
         // Another node's address, unencapsulated, for a pod here: only that node's VXLAN

@@ -15,8 +15,8 @@ use aya::{
 };
 use flotilla_common::network::{
     DROPS_MAP, DropReason, ENDPOINTS_MAP, Endpoint, EndpointKey, FROM_OVERLAY_PROG, FROM_POD_PROG,
-    FROM_UNDERLAY_PROG, NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TO_POD_PROG, TUNNEL_NATIVE,
-    TUNNELS_MAP, Tunnel,
+    FROM_UNDERLAY_PROG, NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TO_POD_PROG,
+    TUNNEL_ACCEPT_NATIVE, TUNNEL_NATIVE, TUNNELS_MAP, Tunnel,
 };
 use flotilla_common::services::{
     HOST_CONNECT4_PROG, HOST_GETPEERNAME4_PROG, HOST_RECVMSG4_PROG, HOST_SENDMSG4_PROG,
@@ -340,6 +340,8 @@ pub struct TunnelRow {
     pub node_ip: Ipv4Addr,
     /// Routed unencapsulated rather than through VXLAN.
     pub native: bool,
+    /// Unencapsulated packets from the node are taken.
+    pub accepts_native: bool,
 }
 
 impl NetworkMaps {
@@ -461,9 +463,16 @@ impl NetworkMaps {
         len: u32,
         via: Via,
     ) -> Result<(), DatapathError> {
+        let mut flags = 0;
+        if via.native {
+            flags |= TUNNEL_NATIVE;
+        }
+        if via.accepts_native {
+            flags |= TUNNEL_ACCEPT_NATIVE;
+        }
         let tunnel = Tunnel {
             node_ipv4: via.node_ip.octets(),
-            flags: if via.native { TUNNEL_NATIVE } else { 0 },
+            flags,
         };
         self.tunnels
             .insert(&Key::new(len, prefix.octets()), tunnel, 0)
@@ -490,6 +499,7 @@ impl NetworkMaps {
                         prefix_len: key.prefix_len(),
                         node_ip: Ipv4Addr::from(value.node_ipv4),
                         native: value.flags & TUNNEL_NATIVE != 0,
+                        accepts_native: value.flags & TUNNEL_ACCEPT_NATIVE != 0,
                     })
                     .map_err(map_error(TUNNELS_MAP))
             })
@@ -533,6 +543,7 @@ impl MapHandle<Prefix, Via> for NetworkMaps {
                 let via = Via {
                     node_ip: row.node_ip,
                     native: row.native,
+                    accepts_native: row.accepts_native,
                 };
                 ((row.prefix, row.prefix_len), via)
             })

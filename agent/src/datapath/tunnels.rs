@@ -85,8 +85,13 @@ impl RoutingPlan {
 pub struct Via {
     /// The owning node's underlay address (VXLAN destination or next hop).
     pub node_ip: Ipv4Addr,
-    /// Unencapsulated rather than VXLAN.
+    /// Sent unencapsulated rather than over VXLAN.
     pub native: bool,
+    /// Unencapsulated packets from the node are taken: it is on the segment and routing is
+    /// not `vxlan`. With `auto`, also while the pair sends over VXLAN, so a switch of modes
+    /// (a node joining or leaving the segment) loses nothing while the nodes switch at
+    /// slightly different times.
+    pub accepts_native: bool,
 }
 
 /// The tunnel map the node should have: prefix -> the node owning it and how it is reached.
@@ -99,12 +104,17 @@ pub fn desired(nodes: &[Node], own_node: &str, plan: &RoutingPlan) -> BTreeMap<P
     let all_on_segment = peers.iter().all(|(_, ip)| plan.on_segment(*ip));
     let mut tunnels = BTreeMap::new();
     for (node, node_ip) in peers {
+        let accepts_native = plan.mode != Routing::Vxlan && plan.on_segment(node_ip);
         let native = match plan.mode {
             Routing::Vxlan => false,
-            Routing::Native => plan.on_segment(node_ip),
-            Routing::Auto => all_on_segment,
+            Routing::Native => accepts_native,
+            Routing::Auto => accepts_native && all_on_segment,
         };
-        let via = Via { node_ip, native };
+        let via = Via {
+            node_ip,
+            native,
+            accepts_native,
+        };
         tunnels.insert((node_ip, 32), via);
         for cidr in pod_cidrs(node) {
             if let Some(prefix) = parse_ipv4_cidr(&cidr) {
@@ -302,14 +312,16 @@ mod tests {
         Via {
             node_ip: ip,
             native: false,
+            accepts_native: false,
         }
     }
 
-    /// How node "a" reaches each other node under `mode`: node IP -> native.
-    fn routes(nodes: &[Node], mode: Routing) -> BTreeMap<Ipv4Addr, bool> {
+    /// How node "a" reaches each other node under `mode`: node IP -> (sends natively, takes
+    /// native packets).
+    fn routes(nodes: &[Node], mode: Routing) -> BTreeMap<Ipv4Addr, (bool, bool)> {
         desired(nodes, "a", &plan(mode))
             .into_values()
-            .map(|via| (via.node_ip, via.native))
+            .map(|via| (via.node_ip, (via.native, via.accepts_native)))
             .collect()
     }
 
@@ -346,21 +358,23 @@ mod tests {
         // Native: the neighbour on the segment natively, the one behind a router over VXLAN.
         assert_eq!(
             routes(&nodes, Routing::Native),
-            BTreeMap::from([(b, true), (far, false)])
+            BTreeMap::from([(b, (true, true)), (far, (false, false))])
         );
-        // Auto: one node off the segment makes every pair VXLAN...
+        // Auto: one node off the segment makes every pair send over VXLAN (the neighbour's
+        // native packets still taken, for the moment it switches later)...
         assert_eq!(
             routes(&nodes, Routing::Auto),
-            BTreeMap::from([(b, false), (far, false)])
+            BTreeMap::from([(b, (false, true)), (far, (false, false))])
         );
         // ...and without it every pair is native.
         assert_eq!(
             routes(&nodes[..2], Routing::Auto),
-            BTreeMap::from([(b, true)])
+            BTreeMap::from([(b, (true, true))])
         );
+        // VXLAN takes nothing unencapsulated.
         assert_eq!(
             routes(&nodes[..2], Routing::Vxlan),
-            BTreeMap::from([(b, false)])
+            BTreeMap::from([(b, (false, false))])
         );
         // Both prefixes of a node travel the same way.
         let native = desired(&nodes, "a", &plan(Routing::Native));

@@ -285,6 +285,7 @@ fn route(bed: &Testbed, pairs: &[(usize, usize, bool)]) -> anyhow::Result<()> {
         let via = Via {
             node_ip: remote.underlay_ip(),
             native,
+            accepts_native: native,
         };
         let (cidr, len) = remote.pod_cidr();
         maps.put_tunnel(cidr, u32::from(len), via)?;
