@@ -200,7 +200,7 @@ impl TestbedConfig {
 
     /// Whether node `number` (1-based) sits on the second segment ([`Self::remote_nodes`]).
     pub fn is_remote(&self, number: usize) -> bool {
-        number > self.nodes.saturating_sub(self.remote_nodes)
+        self.remote_nodes > 0 && number > self.nodes.saturating_sub(self.remote_nodes)
     }
 
     /// The prefix length of the nodes' underlay addresses, and for node `number` the other
@@ -894,6 +894,26 @@ mod tests {
             owner_pid(&format!("{first}node1")),
             Some(std::process::id())
         );
+    }
+
+    #[test]
+    fn node_addresses_follow_the_number_whatever_the_node_count() {
+        // The local cluster asks a one-node config for node N's address.
+        let one = TestbedConfig {
+            underlay_octet: 78,
+            ..TestbedConfig::nodes(1)
+        };
+        assert_eq!(one.node_ip(2), Ipv4Addr::new(192, 168, 78, 12));
+        assert!(!one.is_remote(2));
+        // With remote nodes the last ones move to the upper half of the subnet.
+        let split = TestbedConfig {
+            nodes: 3,
+            remote_nodes: 1,
+            ..one.clone()
+        };
+        assert_eq!(split.node_ip(2), Ipv4Addr::new(192, 168, 78, 12));
+        assert_eq!(split.node_ip(3), Ipv4Addr::new(192, 168, 78, 143));
+        assert_eq!(split.node_segment(3).0, 25);
     }
 
     #[test]

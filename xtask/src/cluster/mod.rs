@@ -71,9 +71,30 @@ pub(crate) struct UpArgs {
     /// balancer on the host's address (a running cluster keeps the count it has).
     #[arg(long)]
     control_planes: Option<usize>,
+    /// How pod traffic reaches other nodes: `vxlan` (default), `native` or `auto` (every node
+    /// of the local cluster shares one segment, so both route unencapsulated; see the README's
+    /// "The pod network"). A running cluster keeps the mode it was started with.
+    #[arg(long, value_parser = ROUTING_MODES)]
+    routing: Option<String>,
     /// Then run the walk-through of `cargo xtask demo`.
     #[arg(long)]
     pub(crate) demo: bool,
+}
+
+/// The agents' `--routing` modes.
+const ROUTING_MODES: [&str; 3] = ["vxlan", "native", "auto"];
+
+/// Where the local cluster keeps the routing mode its agents run with.
+fn routing_file() -> PathBuf {
+    cluster_dir().join("routing")
+}
+
+/// The routing mode the local cluster's agents run with (VXLAN unless `up --routing` said
+/// otherwise).
+fn routing() -> String {
+    std::fs::read_to_string(routing_file())
+        .map(|mode| mode.trim().to_owned())
+        .unwrap_or_else(|_| "vxlan".to_owned())
 }
 
 /// The test-bed settings of the local cluster with `nodes` nodes.
@@ -246,6 +267,15 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
                  to start one with {wanted}"
             );
         }
+        let routing = routing();
+        if let Some(wanted) = &args.routing
+            && *wanted != routing
+        {
+            bail!(
+                "the local cluster routes with {routing}; `cargo xtask down` first to start one \
+                 routing with {wanted}"
+            );
+        }
     }
     let nodes = if inventory.is_complete() {
         eprintln!(
@@ -286,7 +316,14 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
         }
         build_binaries(false)?;
         let images = images::build(None)?;
-        start_fresh(nodes, &control_plane::sites_for(control_planes), &images).context(
+        let routing = args.routing.as_deref().unwrap_or("vxlan");
+        start_fresh(
+            nodes,
+            &control_plane::sites_for(control_planes),
+            routing,
+            &images,
+        )
+        .context(
             "the cluster did not come up; what was started is left for inspection (logs under \
              .flotilla/cluster/) and `cargo xtask down` removes it",
         )?
@@ -329,9 +366,9 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
     };
     println!(
         "\nThe local cluster is up: {} nodes ({}), {api}.\n\
-         Pods reach each other on every node through Flotilla's eBPF VXLAN overlay; inspect it \
-         with `flotilla-agent --node NODE bpf endpoints|tunnels|drops` (in .flotilla/cluster/bin) \
-         or the agents' metrics on http://<node IP>:9962/metrics.\n\
+         Pods reach each other on every node through Flotilla's eBPF datapath (routing between \
+         nodes: {}); inspect it with `flotilla-agent --node NODE bpf endpoints|tunnels|drops` \
+         (in .flotilla/cluster/bin) or the agents' metrics on http://<node IP>:9962/metrics.\n\
          Pods resolve Services by name (`<svc>`, `<svc>.<ns>.svc.cluster.local`) through the \
          cluster DNS, which every control plane serves on its address, port 53, behind the \
          Service kube-system/kube-dns ({CLUSTER_DNS}).\n\
@@ -339,6 +376,7 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
          Use it with:\n\n  export KUBECONFIG={}\n",
         nodes.len(),
         nodes.join(", "),
+        routing(),
         kubeconfig.display()
     );
     Ok(nodes)
@@ -428,6 +466,7 @@ fn restart(inventory: &Inventory, daemon: &Daemon) -> anyhow::Result<()> {
 fn start_fresh(
     nodes: usize,
     sites: &[Site],
+    routing: &str,
     images: &[images::WrittenImage],
 ) -> anyhow::Result<Vec<String>> {
     let balanced = control_plane::balanced(sites);
@@ -502,6 +541,9 @@ fn start_fresh(
         control_plane::write_balanced_kubeconfig(sites)?;
         control_plane::start_balancer(sites)?;
     }
+    // Kept for every later start of an agent (repair, `start`, the supervisor).
+    std::fs::write(routing_file(), routing)
+        .with_context(|| format!("writing {}", routing_file().display()))?;
     for kept_node in &kept.nodes {
         node::start(kept_node, images)
             .with_context(|| format!("starting node {}", kept_node.name))?;

@@ -19,7 +19,7 @@ use flotilla_testbed::{
 use super::{
     binary, cluster_dir, control_plane,
     inventory::{NodeState, pid_from_file},
-    server_url,
+    routing, server_url,
 };
 use crate::{images::WrittenImage, process::tail};
 
@@ -206,7 +206,8 @@ fn spawn_agent(node: &KeptNode, command: &[&str]) -> anyhow::Result<()> {
             .arg("--node-dir")
             .arg(&dir)
             .args(["--listen", &format!("{ip}:{KUBELET_PORT}")])
-            .args(["--cluster-dns", &super::CLUSTER_DNS.to_string()]),
+            .args(["--cluster-dns", &super::CLUSTER_DNS.to_string()])
+            .args(["--routing", &routing()]),
         &log_path,
         &agent_pid_file(name),
     )
