@@ -33,33 +33,38 @@ pub enum Routing {
 }
 
 impl Routing {
-    /// Every mode, as spelled on the command line.
-    pub const NAMES: [&str; 3] = ["vxlan", "native", "auto"];
+    /// Every mode.
+    pub const ALL: [Self; 3] = [Self::Vxlan, Self::Native, Self::Auto];
+
+    /// The mode as spelled on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Vxlan => "vxlan",
+            Self::Native => "native",
+            Self::Auto => "auto",
+        }
+    }
 }
 
 impl FromStr for Routing {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, String> {
-        match value {
-            "vxlan" => Ok(Self::Vxlan),
-            "native" => Ok(Self::Native),
-            "auto" => Ok(Self::Auto),
-            other => Err(format!(
-                "unknown routing mode {other:?}; use one of {}",
-                Self::NAMES.join(", ")
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.name() == value)
+            .ok_or_else(|| {
+                format!(
+                    "unknown routing mode {value:?}; use one of {}",
+                    Self::ALL.map(Self::name).join(", ")
+                )
+            })
     }
 }
 
 impl fmt::Display for Routing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Vxlan => "vxlan",
-            Self::Native => "native",
-            Self::Auto => "auto",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -386,8 +391,9 @@ mod tests {
 
     #[test]
     fn routing_modes_parse_as_spelled() {
-        for name in Routing::NAMES {
-            assert_eq!(name.parse::<Routing>().unwrap().to_string(), name);
+        for mode in Routing::ALL {
+            assert_eq!(mode.name().parse::<Routing>().unwrap(), mode);
+            assert_eq!(mode.to_string(), mode.name());
         }
         let err = "host-gw".parse::<Routing>().unwrap_err();
         assert_eq!(
