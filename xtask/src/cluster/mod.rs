@@ -83,6 +83,8 @@ pub(crate) struct UpArgs {
 
 /// The agents' `--routing` modes.
 const ROUTING_MODES: [&str; 3] = ["vxlan", "native", "auto"];
+/// The agents' default `--routing`, for a cluster started without `up --routing`.
+const DEFAULT_ROUTING: &str = "vxlan";
 
 /// Where the local cluster keeps the routing mode its agents run with.
 fn routing_file() -> PathBuf {
@@ -94,7 +96,7 @@ fn routing_file() -> PathBuf {
 fn routing() -> String {
     std::fs::read_to_string(routing_file())
         .map(|mode| mode.trim().to_owned())
-        .unwrap_or_else(|_| "vxlan".to_owned())
+        .unwrap_or_else(|_| DEFAULT_ROUTING.to_owned())
 }
 
 /// The test-bed settings of the local cluster with `nodes` nodes.
@@ -316,7 +318,7 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
         }
         build_binaries(false)?;
         let images = images::build(None)?;
-        let routing = args.routing.as_deref().unwrap_or("vxlan");
+        let routing = args.routing.as_deref().unwrap_or(DEFAULT_ROUTING);
         start_fresh(
             nodes,
             &control_plane::sites_for(control_planes),
