@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use flotilla_agent::{
     datapath::{
         counters::{self, AttachOutcome, ProtocolCount},
+        maglev::{Balancing, LbAlgorithm, TableSize},
         network::NetworkMaps,
         pins::NodePins,
         tunnels::Routing,
@@ -161,6 +162,17 @@ struct RunArgs {
     /// (native when every node is on the segment, else VXLAN).
     #[arg(long, env = "FLOTILLA_ROUTING", default_value = "vxlan")]
     routing: Routing,
+    /// How new connections to a Service pick a backend: `random` (kube-proxy's and Cilium's
+    /// default) or `maglev` (consistent hashing of each flow at tc, so every node picks the same
+    /// backend and removing one moves only its own flows; connections from pods' sockets stay
+    /// random). A Service's `service.flotilla.io/lb-algorithm` annotation overrides it.
+    #[arg(long, env = "FLOTILLA_LB_ALGORITHM", default_value = "random")]
+    lb_algorithm: LbAlgorithm,
+    /// Entries per Maglev table (a prime: 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521
+    /// or 131071): 4 bytes each per Maglev frontend; at least 100 times the backends a Service
+    /// has, for an even spread.
+    #[arg(long, env = "FLOTILLA_MAGLEV_TABLE_SIZE", default_value = "16381")]
+    maglev_table_size: TableSize,
     /// The flotilla-cni binary installed into containerd's CNI bin dir (default: next to this
     /// binary).
     #[arg(long)]
@@ -596,6 +608,10 @@ fn run_agent(
         cluster_cidr: args.cluster_cidr,
         mtu: args.mtu,
         routing: args.routing,
+        balancing: Balancing {
+            algorithm: args.lb_algorithm,
+            table_size: args.maglev_table_size,
+        },
         cni_plugin: args
             .cni_plugin
             .unwrap_or_else(flotilla_agent::node::network::default_plugin_path),

@@ -17,7 +17,7 @@ use kube::{
 
 use crate::{
     cni_api,
-    datapath::{self, start::NetworkSettings, tunnels::Routing},
+    datapath::{self, maglev::Balancing, start::NetworkSettings, tunnels::Routing},
     node::{self, NodeIdentity, network},
     pods::{
         containerd::NodeDirs,
@@ -64,6 +64,8 @@ pub struct AgentConfig {
     pub mtu: Option<u32>,
     /// How pod traffic reaches other nodes.
     pub routing: Routing,
+    /// How new connections to Services pick their backends.
+    pub balancing: Balancing,
     /// The flotilla-cni binary to install into containerd's CNI bin dir.
     pub cni_plugin: PathBuf,
     /// Where Prometheus metrics are served (plain HTTP, `/metrics`); None turns them off.
@@ -188,6 +190,7 @@ pub async fn run(
         cluster_cidr: config.cluster_cidr.clone(),
         mtu: config.mtu,
         routing: config.routing,
+        maglev_table_size: config.balancing.table_size,
         ipam_dir: config.dirs.ipam_dir(),
         pod_cgroup: Some(datapath::start::unified_cgroup(&config.cgroup_root)),
     })
@@ -231,6 +234,7 @@ pub async fn run(
             client.clone(),
             config.node_name.clone(),
             maps,
+            config.balancing,
             move |took| programming.observe(took.as_secs_f64()),
         ))
     };

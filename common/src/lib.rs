@@ -21,6 +21,7 @@ pub const PINNED_MAPS: &[&str] = &[
     services::SOCK_REVNAT_MAP,
     services::SERVICE_CT_MAP,
     services::AFFINITY_MAP,
+    services::MAGLEV_MAP,
     policy::IPCACHE_MAP,
     policy::POLICY_MAP,
     policy::POLICY_CT_MAP,

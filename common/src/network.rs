@@ -105,6 +105,11 @@ pub struct NodeConfig {
     /// Cookie of the node's network namespace: the host socket load balancer, attached to the
     /// machine's root cgroup, acts only on sockets of this namespace.
     pub netns_cookie: u64,
+    /// Entries of every Maglev table the agent writes (a prime of
+    /// [`crate::services::MAGLEV_TABLE_SIZES`]; 0 before the agent wrote it: no Maglev).
+    pub maglev_table_size: u32,
+    /// Explicit padding.
+    pub pad2: u32,
 }
 
 /// Why the datapath dropped a packet; the index into [`DROPS_MAP`].
@@ -201,7 +206,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<EndpointKey>(), 4);
         assert_eq!(core::mem::size_of::<Endpoint>(), 20);
         assert_eq!(core::mem::size_of::<Tunnel>(), 8);
-        assert_eq!(core::mem::size_of::<NodeConfig>(), 32);
+        assert_eq!(core::mem::size_of::<NodeConfig>(), 40);
     }
 
     #[test]

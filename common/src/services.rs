@@ -17,6 +17,10 @@ pub const AFFINITY_MAP: &str = "AFFINITY";
 /// peer and an unconnected UDP socket's replies read as the ClusterIP.
 pub const SOCK_REVNAT_MAP: &str = "SOCK_REVNAT";
 
+/// Maglev lookup tables: frontend id ([`ServiceEntry::id`]) -> an inner array of
+/// [`MaglevChunk`]s (hash of maps), for frontends with [`SERVICE_MAGLEV`].
+pub const MAGLEV_MAP: &str = "MAGLEV";
+
 /// cgroup/connect4 program.
 pub const SOCK_CONNECT4_PROG: &str = "sock_connect4";
 /// cgroup/sendmsg4 program.
@@ -45,6 +49,22 @@ pub const SERVICE_CT_MAX_ENTRIES: u32 = 262_144;
 /// Remembered (frontend, client) pairs for session affinity (LRU).
 pub const AFFINITY_MAX_ENTRIES: u32 = 65_536;
 
+/// Entries per element of a Maglev table's inner array: a table of M entries is
+/// ceil(M / 1024) elements of 4 KiB, written with one syscall each.
+pub const MAGLEV_CHUNK: usize = 1024;
+/// One element of a Maglev table's inner array: the backend slot of 1024 consecutive entries.
+pub type MaglevChunk = [u32; MAGLEV_CHUNK];
+/// The table sizes (M) a node may use: Cilium's `bpf-lb-maglev-table-size` choices, primes well
+/// above 100 times the backends a Service is expected to have.
+pub const MAGLEV_TABLE_SIZES: [u32; 10] = [
+    251, 509, 1_021, 2_039, 4_093, 8_191, 16_381, 32_749, 65_521, 131_071,
+];
+/// The default M (Cilium's and the Maglev paper's 65537 is not on the list; 16381 is
+/// Cilium's default): 64 KiB per frontend.
+pub const MAGLEV_DEFAULT_TABLE_SIZE: u32 = 16_381;
+/// The most inner-array elements a table can need.
+pub const MAGLEV_MAX_CHUNKS: u32 = 131_071_u32.div_ceil(MAGLEV_CHUNK as u32);
+
 /// [`ServiceKey::ip`] of NodePort frontends: the port is open on every address of the node.
 pub const NODEPORT_IP: [u8; 4] = [0; 4];
 
@@ -53,6 +73,12 @@ pub const SERVICE_AFFINITY: u32 = 1;
 /// [`ServiceEntry::flags`]: the backends are this node's only (a `Local` traffic policy); with
 /// none, packets are dropped rather than rejected, as kube-proxy does.
 pub const SERVICE_LOCAL_ONLY: u32 = 2;
+
+/// [`ServiceEntry::flags`]: new connections seen per packet (tc) take the backend the
+/// frontend's Maglev table gives their flow hash ([`maglev_flow_hash`]), so every node picks the
+/// same one and removing a backend moves only its own flows; the socket balancer stays random
+/// (a socket has no source port yet at `connect()`).
+pub const SERVICE_MAGLEV: u32 = 4;
 
 /// [`NatEntry::flags`]: the connection is closing (FIN or RST seen); it expires soon.
 pub const NAT_CLOSING: u32 = 1;
@@ -198,6 +224,27 @@ pub struct AffinityEntry {
     pub pad: u32,
     /// `bpf_ktime_get_ns` of the last use.
     pub last_used_ns: u64,
+}
+
+/// The flow hash that indexes a Maglev table: the client's address and port, the frontend's
+/// port and the protocol. Not the frontend's address, so a client reaching a NodePort through
+/// any node's address gets the same backend on every node. The same function on both sides
+/// (the programs and the agent's checks), a 64-bit finaliser (MurmurHash3's fmix64) for spread.
+#[inline(always)]
+pub fn maglev_flow_hash(flow: &FlowKey) -> u32 {
+    let ports = (u64::from(u16::from_be(flow.sport)) << 16) | u64::from(u16::from_be(flow.dport));
+    let tuple = (u64::from(u32::from_be_bytes(flow.src)) << 32) | ports;
+    (mix64(tuple ^ u64::from(flow.proto).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 32) as u32
+}
+
+/// MurmurHash3's 64-bit finaliser: every input bit affects every output bit.
+#[inline(always)]
+pub const fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 // SAFETY: repr(C), integers and byte arrays only, no implicit padding.

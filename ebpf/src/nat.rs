@@ -22,7 +22,7 @@ use flotilla_common::{
     services::{
         CT_CLOSING_LIFETIME_NS, CT_TCP_LIFETIME_NS, CT_UDP_LIFETIME_NS, FlowKey, NAT_CLOSING,
         NAT_REPLY, NatEntry, PROTO_TCP, PROTO_UDP, SERVICE_CT_MAX_ENTRIES, ServiceEntry,
-        ServiceKey,
+        ServiceKey, maglev_flow_hash,
     },
 };
 
@@ -190,7 +190,7 @@ pub(crate) fn translate(
     // Tagged above 32 bits so a client IP never equals a socket's netns cookie (the socket
     // balancer's client key in the same map).
     let client = (1 << 32) | u64::from(u32::from_ne_bytes(flow.key.src));
-    let Some(backend) = services::select(service, client) else {
+    let Some(backend) = services::select(service, client, Some(maglev_flow_hash(&flow.key))) else {
         return Ok(Translation::NoBackend);
     };
     // A backend on this node answers through this node anyway: the client's address is kept.

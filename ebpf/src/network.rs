@@ -476,6 +476,14 @@ pub(crate) fn is_own_address(ipv4: [u8; 4]) -> bool {
         .is_some_and(|config| config.node_ipv4 == ipv4)
 }
 
+/// The node's Maglev table size (0 before the agent configured the node).
+#[inline(always)]
+pub(crate) fn maglev_table_size() -> u32 {
+    NODE_CONFIG
+        .get(0)
+        .map_or(0, |config| config.maglev_table_size)
+}
+
 /// Whether `cookie` is the node's own network namespace.
 #[inline(always)]
 pub(crate) fn is_node_netns(cookie: u64) -> bool {

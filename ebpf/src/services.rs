@@ -8,11 +8,12 @@
 //! namespace (the node itself, whatever cgroup its processes are in; several nodes of the local
 //! cluster share one kernel, each with its own maps and namespace).
 //!
-//! Backend selection (random, or sticky per client with ClientIP session affinity) is shared
-//! with the per-packet NAT in `nat.rs`.
+//! Backend selection (random, Maglev by flow hash for the per-packet NAT, or sticky per client
+//! with ClientIP session affinity) is shared with the per-packet NAT in `nat.rs`.
 
 use aya_ebpf::{
-    btf_maps::{HashMap, LruHashMap},
+    bindings::BPF_F_INNER_MAP,
+    btf_maps::{Array, HashMap, HashOfMaps, LruHashMap},
     helpers::generated::{
         bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_ktime_get_ns,
     },
@@ -21,8 +22,9 @@ use aya_ebpf::{
 };
 use flotilla_common::services::{
     AFFINITY_MAX_ENTRIES, AffinityEntry, AffinityKey, BACKENDS_MAX_ENTRIES, BackendEntry,
-    BackendKey, NODEPORT_IP, PROTO_TCP, PROTO_UDP, SERVICE_AFFINITY, SERVICES_MAX_ENTRIES,
-    SOCK_REVNAT_MAX_ENTRIES, ServiceEntry, ServiceKey, SockRevNat,
+    BackendKey, MAGLEV_CHUNK, MAGLEV_MAX_CHUNKS, MaglevChunk, NODEPORT_IP, PROTO_TCP, PROTO_UDP,
+    SERVICE_AFFINITY, SERVICE_MAGLEV, SERVICES_MAX_ENTRIES, SOCK_REVNAT_MAX_ENTRIES, ServiceEntry,
+    ServiceKey, SockRevNat,
 };
 
 use crate::network;
@@ -42,6 +44,15 @@ static SERVICES: HashMap<ServiceKey, ServiceEntry, { SERVICES_MAX_ENTRIES as usi
 #[btf_map]
 static BACKENDS: HashMap<BackendKey, BackendEntry, { BACKENDS_MAX_ENTRIES as usize }> =
     HashMap::new();
+
+/// Each Maglev frontend's table. The inner arrays are made by the agent, one per table, sized
+/// for the node's M (`BPF_F_INNER_MAP`: their size may differ from this template's).
+#[btf_map]
+static MAGLEV: HashOfMaps<
+    u32,
+    Array<MaglevChunk, { MAGLEV_MAX_CHUNKS as usize }, { BPF_F_INNER_MAP as usize }>,
+    { SERVICES_MAX_ENTRIES as usize },
+> = HashOfMaps::new();
 
 #[btf_map]
 static SOCK_REVNAT: LruHashMap<u64, SockRevNat, { SOCK_REVNAT_MAX_ENTRIES as usize }> =
@@ -140,9 +151,14 @@ pub(crate) fn exact(key: &ServiceKey) -> Option<ServiceEntry> {
 }
 
 /// The backend of `service` for `client` (an IP, or a netns cookie): the one it had while its
-/// session affinity lasts and the backend is still in its slot, else one at random.
+/// session affinity lasts and the backend is still in its slot, else the Maglev table's for
+/// `flow_hash` (per-packet NAT of a Maglev frontend), else one at random.
 #[inline(always)]
-pub(crate) fn select(service: &ServiceEntry, client: u64) -> Option<BackendEntry> {
+pub(crate) fn select(
+    service: &ServiceEntry,
+    client: u64,
+    flow_hash: Option<u32>,
+) -> Option<BackendEntry> {
     if service.count == 0 {
         return None;
     }
@@ -167,8 +183,11 @@ pub(crate) fn select(service: &ServiceEntry, client: u64) -> Option<BackendEntry
             return Some(remembered.backend);
         }
     }
-    // SAFETY: plain helper call.
-    let slot = unsafe { bpf_get_prandom_u32() } % service.count;
+    let slot = match flow_hash.and_then(|hash| maglev_slot(service, hash)) {
+        Some(slot) => slot,
+        // SAFETY: plain helper call.
+        None => unsafe { bpf_get_prandom_u32() % service.count },
+    };
     // A missing slot is a frontend being rewritten right now (the agent lowers the count before
     // deleting slots): refuse rather than leak the frontend address.
     let chosen = backend(service.id, slot)?;
@@ -182,6 +201,27 @@ pub(crate) fn select(service: &ServiceEntry, client: u64) -> Option<BackendEntry
         let _ = AFFINITY.insert(affinity_key, entry, 0);
     }
     Some(chosen)
+}
+
+/// The slot `service`'s Maglev table gives `hash`; None when the frontend has no table (yet),
+/// or the table names a slot beyond the count (a rewrite in progress): the caller picks at
+/// random then.
+#[inline(always)]
+fn maglev_slot(service: &ServiceEntry, hash: u32) -> Option<u32> {
+    if service.flags & SERVICE_MAGLEV == 0 {
+        return None;
+    }
+    let size = network::maglev_table_size();
+    if size == 0 {
+        return None;
+    }
+    let entry = hash % size;
+    let chunk = entry / MAGLEV_CHUNK as u32;
+    // SAFETY: the agent never changes an inner array after inserting it (a new table is a new
+    // array), so the value read is a whole table's.
+    let chunk = unsafe { MAGLEV.get_value(&service.id, &chunk) }?;
+    let slot = chunk[(entry as usize) & (MAGLEV_CHUNK - 1)];
+    (slot < service.count).then_some(slot)
 }
 
 #[inline(always)]
@@ -211,7 +251,7 @@ fn translate(ctx: &SockAddrContext, scope: Scope) -> i32 {
     };
     // The network namespace stands for the client: the socket has no address yet, and one
     // namespace is one pod (or the node).
-    let Some(backend) = select(&service, netns) else {
+    let Some(backend) = select(&service, netns, None) else {
         return REJECT;
     };
     // SAFETY: the context is writable for these fields in connect4/sendmsg4.

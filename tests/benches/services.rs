@@ -48,8 +48,10 @@
 //! restore times beside them. Then the O(changed) check: with the largest N programmed, one more
 //! Service is created; node 1's maps are read before and after (what changed), the scrape shows
 //! what programming that one took, next to kube-proxy's partial sync for the same change
-//! (KUBE-SERVICES rewritten whole plus the new chains). Last, the datapath's drop counters and
-//! any run that failed and was measured again.
+//! (KUBE-SERVICES rewritten whole plus the new chains). Then backend selection, Maglev against
+//! random (`support::consistency`): how many flows reach the same pod through either node, and
+//! how many move when one of ten backends leaves. Last, the datapath's drop counters and any run
+//! that failed and was measured again.
 //!
 //! Every (test, path) runs `--rounds` times (default 5), interleaved with the others, and the
 //! median run is reported: the machine is shared, and its load drifts within a run.
@@ -96,7 +98,10 @@ use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use kube::api::{ObjectMeta, PostParams};
-use support::LocalCluster;
+use support::{
+    LocalCluster,
+    consistency::{self, Consistency, FLOWS, LEAVING, PODS},
+};
 
 /// The Services' port; their target port is the server pods' named port `perf` (12865).
 const SERVICE_PORT: u16 = 80;
@@ -185,6 +190,53 @@ fn options() -> anyhow::Result<Options> {
         json,
         full_sync,
     })
+}
+
+/// Prints how Maglev and random selection keep flows on their backends.
+fn print_consistency(report: &Consistency) {
+    println!(
+        "\nBackend selection: a UDP NodePort with {PODS} pods per algorithm, {FLOWS} flows (fixed \
+         source ports) from outside the cluster (the host). Through node 1 and node 2: the same \
+         pod? Then pod {LEAVING} is deleted and flows first sent through node 1 are sent again \
+         through node 2 (whose conntrack never saw them): which moved?"
+    );
+    let percent = |part: usize, whole: usize| {
+        format!(
+            "{part}/{whole} ({:.1}%)",
+            100.0 * part as f64 / whole.max(1) as f64
+        )
+    };
+    let mut grid = vec![
+        [
+            "algorithm",
+            "same pod through either node",
+            "flows moved when 1 of 10 left",
+            "of them the leaver's",
+            "moved beyond the leaver's",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for (service, flows) in &report.flows {
+        let (compared, moved) = flows.across_removal;
+        grid.push(vec![
+            (*service).to_owned(),
+            percent(flows.across_nodes.1, flows.across_nodes.0),
+            percent(moved, compared),
+            flows.on_leaver.to_string(),
+            percent(moved.saturating_sub(flows.on_leaver), compared),
+        ]);
+    }
+    print!("{}", table::grid(&grid));
+    let shares = &report.table_shares;
+    println!(
+        "  Maglev table on node 1: {} entries, {} to {} per backend ({} backends; flags {:?})",
+        shares.values().sum::<u32>(),
+        shares.values().min().copied().unwrap_or(0),
+        shares.values().max().copied().unwrap_or(0),
+        shares.len(),
+        report.flags
+    );
 }
 
 /// The client on node 1, two flotilla-perf servers on node 2 (every Service's endpoints).
@@ -1057,6 +1109,9 @@ async fn main() -> anyhow::Result<()> {
     );
     let drops_at_end = drops_all(&metrics)?;
     drop(baseline);
+    eprintln!("flows and a leaving backend: Maglev against random");
+    let consistency = consistency::measure(&local).await?;
+    eprintln!("  {consistency:?}");
 
     // The report.
     println!();
@@ -1230,6 +1285,7 @@ async fn main() -> anyhow::Result<()> {
                 .to_owned()
         }
     );
+    print_consistency(&consistency);
     println!("\nHealth of the run:");
     for (index, (end, start)) in drops_at_end.iter().zip(&drops_at_start).enumerate() {
         let new: Vec<String> = end

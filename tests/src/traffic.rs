@@ -3,7 +3,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -66,6 +66,53 @@ pub fn send_udp(
             Ok(())
         })?
         .map_err(io_error("sending UDP to", destination.to_string()))
+}
+
+/// Which pod answers each of a set of UDP flows: from `client` (an address of the calling
+/// thread's network namespace), one flow per source port of `ports`, each sending "hostname" to
+/// `to` (the test app's UDP echo answers with its pod's name) up to three times, a second apart.
+/// None for a flow that got no answer; an error only when a port cannot be bound. Bounded: at
+/// most three seconds per flow.
+pub fn udp_flow_answers(
+    client: Ipv4Addr,
+    ports: std::ops::Range<u16>,
+    to: SocketAddrV4,
+) -> Result<Vec<Option<String>>, TestbedError> {
+    ports
+        .map(|port| {
+            let from = SocketAddrV4::new(client, port);
+            let socket = UdpSocket::bind(from)
+                .and_then(|socket| {
+                    socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+                    socket.connect(to)?;
+                    Ok(socket)
+                })
+                .map_err(io_error("binding UDP", from.to_string()))?;
+            let mut buffer = [0u8; 256];
+            for _ in 0..3 {
+                if socket.send(b"hostname").is_err() {
+                    continue;
+                }
+                if let Ok(n) = socket.recv(&mut buffer) {
+                    let answer = String::from_utf8_lossy(&buffer[..n]).trim().to_owned();
+                    return Ok(Some(answer));
+                }
+            }
+            Ok(None)
+        })
+        .collect()
+}
+
+/// How many of the flows answered in both `before` and `after` (same flows, same order) got
+/// another answer, out of how many answered in both.
+pub fn flows_moved(before: &[Option<String>], after: &[Option<String>]) -> (usize, usize) {
+    let both: Vec<(&String, &String)> = before
+        .iter()
+        .zip(after)
+        .filter_map(|(a, b)| Some((a.as_ref()?, b.as_ref()?)))
+        .collect();
+    let moved = both.iter().filter(|(a, b)| a != b).count();
+    (moved, both.len())
 }
 
 /// A TCP listener inside a namespace that echoes what one client sends.

@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod counters;
 pub mod loader;
+pub mod maglev;
 pub mod metrics;
 pub mod network;
 pub mod overlay;
@@ -27,6 +28,23 @@ pub(crate) fn protocol_number(protocol: Option<&str>) -> Option<u8> {
         "SCTP" => Some(PROTO_SCTP),
         _ => None,
     }
+}
+
+/// The one of `all` called `value` (a command-line choice), or an error naming `what` and the
+/// choices.
+pub(crate) fn by_name<T: Copy>(
+    value: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    what: &str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|choice| name(*choice) == value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|choice| name(*choice)).collect();
+            format!("unknown {what} {value:?}; use one of {}", names.join(", "))
+        })
 }
 
 /// How the `bpf` listings print an IP protocol number.

@@ -15,7 +15,7 @@ use std::{
 use aya::maps::{HashMap, MapData};
 use flotilla_common::services::{
     BACKENDS_MAP, BackendEntry, BackendKey, NODEPORT_IP, PROTO_SCTP, SERVICE_AFFINITY,
-    SERVICE_LOCAL_ONLY, SERVICES_MAP, ServiceEntry, ServiceKey,
+    SERVICE_LOCAL_ONLY, SERVICE_MAGLEV, SERVICES_MAP, ServiceEntry, ServiceKey,
 };
 use k8s_openapi::api::{
     core::v1::Service,
@@ -24,6 +24,7 @@ use k8s_openapi::api::{
 
 use super::{
     DatapathError,
+    maglev::{Balancing, LbAlgorithm, MaglevMap, TableSize, TableSpec},
     network::{map_error, open_map, removed},
     pins::NodePins,
     protocol_name, protocol_number,
@@ -41,7 +42,7 @@ const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
 pub struct Frontend {
     /// Its backends.
     pub backends: BTreeSet<BackendEntry>,
-    /// [`SERVICE_AFFINITY`], [`SERVICE_LOCAL_ONLY`].
+    /// [`SERVICE_AFFINITY`], [`SERVICE_LOCAL_ONLY`], [`SERVICE_MAGLEV`].
     pub flags: u32,
     /// Session affinity timeout, seconds.
     pub affinity_timeout: u32,
@@ -114,11 +115,13 @@ impl Candidates {
 }
 
 /// The frontends of one Service as seen from `node`: ClusterIP:port (internalTrafficPolicy),
-/// NodePort and external IP:port (externalTrafficPolicy), each with its backends.
+/// NodePort and external IP:port (externalTrafficPolicy), each with its backends, balanced by
+/// the Service's algorithm (its annotation's, else `algorithm`).
 pub fn frontends(
     service: &Service,
     slices: &[&EndpointSlice],
     node: &str,
+    algorithm: LbAlgorithm,
 ) -> BTreeMap<ServiceKey, Frontend> {
     let mut frontends = BTreeMap::new();
     let Some(spec) = service.spec.as_ref() else {
@@ -152,6 +155,10 @@ pub fn frontends(
         (SERVICE_AFFINITY, timeout)
     } else {
         (0, 0)
+    };
+    let maglev = match LbAlgorithm::for_service(service, algorithm) {
+        LbAlgorithm::Maglev => SERVICE_MAGLEV,
+        LbAlgorithm::Random => 0,
     };
     for port in spec.ports.iter().flatten() {
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
@@ -194,7 +201,7 @@ pub fn frontends(
                 },
                 Frontend {
                     backends,
-                    flags: affinity | policy_flags,
+                    flags: affinity | policy_flags | maglev,
                     affinity_timeout,
                 },
             );
@@ -292,16 +299,48 @@ fn slot_keys(slots: &Slots) -> impl Iterator<Item = BackendKey> + '_ {
     })
 }
 
+/// The Maglev table specs of laid-out frontends that have one (Maglev, with backends).
+fn table_specs(layout: &Programmed, size: u32) -> impl Iterator<Item = (u32, TableSpec)> + '_ {
+    layout
+        .values()
+        .filter(|slots| slots.entry.flags & SERVICE_MAGLEV != 0 && !slots.slots.is_empty())
+        .map(move |slots| {
+            (
+                slots.entry.id,
+                TableSpec {
+                    size,
+                    slots: slots.slots.clone(),
+                },
+            )
+        })
+}
+
+/// The maps a [`ServiceTable`] writes: frontends, backend slots and Maglev tables.
+pub trait ServiceMapHandles<E>:
+    MapHandle<ServiceKey, ServiceEntry, Error = E>
+    + MapHandle<BackendKey, BackendEntry, Error = E>
+    + MapHandle<u32, TableSpec, Error = E>
+{
+}
+
+impl<M, E> ServiceMapHandles<E> for M where
+    M: MapHandle<ServiceKey, ServiceEntry, Error = E>
+        + MapHandle<BackendKey, BackendEntry, Error = E>
+        + MapHandle<u32, TableSpec, Error = E>
+{
+}
+
 /// Map keys whose writes or deletions one Service's passes left pending.
 #[derive(Clone, Debug, Default)]
 struct Unsettled {
     frontends: BTreeSet<ServiceKey>,
     backends: BTreeSet<BackendKey>,
+    tables: BTreeSet<u32>,
 }
 
 impl Unsettled {
     fn is_empty(&self) -> bool {
-        self.frontends.is_empty() && self.backends.is_empty()
+        self.frontends.is_empty() && self.backends.is_empty() && self.tables.is_empty()
     }
 }
 
@@ -316,6 +355,10 @@ const ORPHANED: &str = "";
 pub struct ServiceTable {
     frontends: Reconciler<ServiceKey, ServiceEntry>,
     backends: Reconciler<BackendKey, BackendEntry>,
+    /// Maglev tables by frontend id.
+    tables: Reconciler<u32, TableSpec>,
+    /// The entries of every Maglev table.
+    table_size: u32,
     /// Each Service's frontends as laid out, by namespace/name.
     layouts: BTreeMap<String, Programmed>,
     /// Frontends an earlier agent programmed that no Service has claimed yet.
@@ -330,6 +373,8 @@ impl Default for ServiceTable {
         Self {
             frontends: Reconciler::new(),
             backends: Reconciler::new(),
+            tables: Reconciler::new(),
+            table_size: TableSize::default().get(),
             layouts: BTreeMap::new(),
             orphans: Programmed::new(),
             unsettled: BTreeMap::new(),
@@ -340,15 +385,25 @@ impl Default for ServiceTable {
 }
 
 impl ServiceTable {
+    /// An empty table whose Maglev tables get `table_size` entries.
+    pub fn new(table_size: TableSize) -> Self {
+        Self {
+            table_size: table_size.get(),
+            ..Self::default()
+        }
+    }
+
     /// Takes over what the pinned maps hold: the frontends of an earlier agent keep their ids
-    /// and slots when a Service wants them again, and nothing is rewritten that is still right.
-    pub fn adopt<M, E>(maps: &M) -> Result<Self, E>
+    /// and slots when a Service wants them again, and nothing is rewritten that is still right
+    /// (but the Maglev tables, rewritten once with the same contents: they are not read back).
+    /// New Maglev tables get `table_size` entries.
+    pub fn adopt<M, E>(maps: &M, table_size: TableSize) -> Result<Self, E>
     where
-        M: MapHandle<ServiceKey, ServiceEntry, Error = E>
-            + MapHandle<BackendKey, BackendEntry, Error = E>,
+        M: ServiceMapHandles<E>,
     {
         let frontends = Reconciler::adopt(maps)?;
         let backends: Reconciler<BackendKey, BackendEntry> = Reconciler::adopt(maps)?;
+        let tables = Reconciler::adopt(maps)?;
         // A frontend's slots as far as they are all there (a missing one is written again).
         let orphans: Programmed = frontends
             .programmed()
@@ -383,6 +438,8 @@ impl ServiceTable {
         Ok(Self {
             frontends,
             backends,
+            tables,
+            table_size: table_size.get(),
             orphans,
             next_id,
             ..Self::default()
@@ -399,8 +456,7 @@ impl ServiceTable {
         wanted: &BTreeMap<ServiceKey, Frontend>,
     ) -> Report
     where
-        M: MapHandle<ServiceKey, ServiceEntry, Error = E>
-            + MapHandle<BackendKey, BackendEntry, Error = E>,
+        M: ServiceMapHandles<E>,
     {
         let mut old = self.layouts.remove(name).unwrap_or_default();
         // Frontends left by an earlier agent are adopted by the Service that wants them.
@@ -440,6 +496,17 @@ impl ServiceTable {
             self.backends.set(slot, backend);
             keys.backends.insert(slot);
         }
+        let new_tables: BTreeMap<u32, TableSpec> = table_specs(&new, self.table_size).collect();
+        for slots in old.values() {
+            if !new_tables.contains_key(&slots.entry.id) {
+                self.tables.unset(&slots.entry.id);
+                keys.tables.insert(slots.entry.id);
+            }
+        }
+        for (id, spec) in new_tables {
+            self.tables.set(id, spec);
+            keys.tables.insert(id);
+        }
         let report = self.settle(maps, name, keys);
         if !new.is_empty() {
             self.layouts.insert(name.to_owned(), new);
@@ -451,8 +518,7 @@ impl ServiceTable {
     /// claimed (its frontends, and backend slots no frontend counts).
     pub fn release_orphans<M, E: Display>(&mut self, maps: &mut M) -> Report
     where
-        M: MapHandle<ServiceKey, ServiceEntry, Error = E>
-            + MapHandle<BackendKey, BackendEntry, Error = E>,
+        M: ServiceMapHandles<E>,
     {
         self.orphans.clear();
         let claimed_frontends: BTreeSet<&ServiceKey> =
@@ -462,6 +528,12 @@ impl ServiceTable {
             .values()
             .flat_map(BTreeMap::values)
             .flat_map(slot_keys)
+            .collect();
+        let claimed_tables: BTreeSet<u32> = self
+            .layouts
+            .values()
+            .flat_map(|layout| table_specs(layout, 0))
+            .map(|(id, _)| id)
             .collect();
         let mut keys = self.unsettled.remove(ORPHANED).unwrap_or_default();
         keys.frontends.extend(
@@ -476,11 +548,20 @@ impl ServiceTable {
                 .keys()
                 .filter(|key| !claimed_backends.contains(key)),
         );
+        keys.tables.extend(
+            self.tables
+                .desired()
+                .keys()
+                .filter(|id| !claimed_tables.contains(id)),
+        );
         for key in &keys.frontends {
             self.frontends.unset(key);
         }
         for key in &keys.backends {
             self.backends.unset(key);
+        }
+        for id in &keys.tables {
+            self.tables.unset(id);
         }
         self.settle(maps, ORPHANED, keys)
     }
@@ -488,8 +569,7 @@ impl ServiceTable {
     /// Tries again what earlier passes left pending, Service by Service.
     pub fn retry<M, E: Display>(&mut self, maps: &mut M) -> Vec<(String, Report)>
     where
-        M: MapHandle<ServiceKey, ServiceEntry, Error = E>
-            + MapHandle<BackendKey, BackendEntry, Error = E>,
+        M: ServiceMapHandles<E>,
     {
         std::mem::take(&mut self.unsettled)
             .into_iter()
@@ -511,32 +591,36 @@ impl ServiceTable {
     }
 
     /// Applies the pending changes of `keys` (one Service's) in an order that never lets a
-    /// frontend count a slot that is not written: backend writes, then the frontends (new
-    /// counts, deletions), then the deletion of slots beyond the new counts. A step runs only
-    /// if the one before succeeded; what stays pending is kept under `name` for a retry.
+    /// frontend count a slot that is not written, nor a table name one: backend writes, Maglev
+    /// table writes, then the frontends (new counts, flags, deletions), then the deletion of
+    /// slots beyond the new counts and of tables no frontend uses. A step runs only if the one
+    /// before succeeded; what stays pending is kept under `name` for a retry.
     fn settle<M, E: Display>(&mut self, maps: &mut M, name: &str, mut keys: Unsettled) -> Report
     where
-        M: MapHandle<ServiceKey, ServiceEntry, Error = E>
-            + MapHandle<BackendKey, BackendEntry, Error = E>,
+        M: ServiceMapHandles<E>,
     {
         let mut report = Report::default();
         if report.add(
             &self
                 .backends
                 .apply_keys(maps, Changes::Writes, &keys.backends),
-        ) && report.add(
-            &self
-                .frontends
-                .apply_keys(maps, Changes::All, &keys.frontends),
-        ) {
-            report.add(
+        ) && report.add(&self.tables.apply_keys(maps, Changes::Writes, &keys.tables))
+            && report.add(
+                &self
+                    .frontends
+                    .apply_keys(maps, Changes::All, &keys.frontends),
+            )
+            && report.add(
                 &self
                     .backends
                     .apply_keys(maps, Changes::Deletes, &keys.backends),
-            );
+            )
+        {
+            report.add(&self.tables.apply_keys(maps, Changes::Deletes, &keys.tables));
         }
         keys.frontends.retain(|key| self.frontends.is_pending(key));
         keys.backends.retain(|key| self.backends.is_pending(key));
+        keys.tables.retain(|id| self.tables.is_pending(id));
         if !keys.is_empty() {
             self.unsettled.insert(name.to_owned(), keys);
         }
@@ -569,6 +653,9 @@ impl ServiceRow {
         if slots.entry.flags & SERVICE_AFFINITY != 0 {
             flags.push(format!("affinity={}s", slots.entry.affinity_timeout));
         }
+        if slots.entry.flags & SERVICE_MAGLEV != 0 {
+            flags.push("maglev".to_owned());
+        }
         if slots.entry.flags & SERVICE_LOCAL_ONLY != 0 {
             flags.push("local-only".to_owned());
         }
@@ -589,6 +676,7 @@ impl ServiceRow {
 pub struct ServiceMaps {
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
     backends: HashMap<MapData, BackendKey, BackendEntry>,
+    maglev: MaglevMap,
 }
 
 impl std::fmt::Debug for ServiceMaps {
@@ -603,6 +691,7 @@ impl ServiceMaps {
         Ok(Self {
             services: open_map(pins, SERVICES_MAP)?,
             backends: open_map(pins, BACKENDS_MAP)?,
+            maglev: MaglevMap::open(pins)?,
         })
     }
 
@@ -686,6 +775,23 @@ impl MapHandle<BackendKey, BackendEntry> for ServiceMaps {
             .iter()
             .map(|entry| entry.map_err(map_error(BACKENDS_MAP)))
             .collect()
+    }
+}
+
+/// The Maglev tables, for the service sync's reconciler.
+impl MapHandle<u32, TableSpec> for ServiceMaps {
+    type Error = DatapathError;
+
+    fn insert(&mut self, id: &u32, spec: &TableSpec) -> Result<(), DatapathError> {
+        self.maglev.insert(id, spec)
+    }
+
+    fn remove(&mut self, id: &u32) -> Result<(), DatapathError> {
+        self.maglev.remove(id)
+    }
+
+    fn entries(&self) -> Result<Vec<(u32, TableSpec)>, DatapathError> {
+        self.maglev.entries()
     }
 }
 
@@ -781,6 +887,7 @@ pub async fn sync(
     client: kube::Client,
     node: String,
     mut maps: ServiceMaps,
+    balancing: Balancing,
     observe: impl Fn(std::time::Duration) + Send,
 ) {
     use futures::{StreamExt as _, stream};
@@ -794,9 +901,9 @@ pub async fn sync(
         Service(Result<watcher::Event<Service>, watcher::Error>),
         Slice(Result<watcher::Event<EndpointSlice>, watcher::Error>),
     }
-    let mut table = ServiceTable::adopt(&maps).unwrap_or_else(|err| {
+    let mut table = ServiceTable::adopt(&maps, balancing.table_size).unwrap_or_else(|err| {
         tracing::warn!("reading the service maps: {err}");
-        ServiceTable::default()
+        ServiceTable::new(balancing.table_size)
     });
     let mut orphans_released = false;
     let mut retry = Retry::default();
@@ -878,7 +985,7 @@ pub async fn sync(
                         .flatten()
                         .filter_map(|key| slices.objects.get(key))
                         .collect();
-                    frontends(service, &owned, &node)
+                    frontends(service, &owned, &node, balancing.algorithm)
                 }
                 None => BTreeMap::new(),
             };
@@ -1022,7 +1129,7 @@ mod tests {
                 ("10.244.1.6", "node2", (false, false, false)),
             ],
         );
-        let frontends = frontends(&svc, &[&slice], NODE);
+        let frontends = frontends(&svc, &[&slice], NODE, LbAlgorithm::Random);
         assert_eq!(frontends.len(), 2, "ClusterIP only: {frontends:?}");
         let http = &frontends[&key([10, 96, 0, 20], 80, PROTO_TCP)];
         assert_eq!(
@@ -1031,7 +1138,7 @@ mod tests {
         );
         assert_eq!(http.flags, 0);
         let headless = service("None", &[("http", 80, "TCP")]);
-        assert!(super::frontends(&headless, &[&slice], NODE).is_empty());
+        assert!(super::frontends(&headless, &[&slice], NODE, LbAlgorithm::Random).is_empty());
     }
 
     #[test]
@@ -1046,7 +1153,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            backends(&frontends(&svc, &[&mixed], NODE)[&vip]),
+            backends(&frontends(&svc, &[&mixed], NODE, LbAlgorithm::Random)[&vip]),
             vec![backend("10.244.0.5", 8080)]
         );
         let draining = slice(
@@ -1057,7 +1164,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            backends(&frontends(&svc, &[&draining], NODE)[&vip]),
+            backends(&frontends(&svc, &[&draining], NODE, LbAlgorithm::Random)[&vip]),
             vec![backend("10.244.0.6", 8080)]
         );
     }
@@ -1071,7 +1178,7 @@ mod tests {
         let vip = key([10, 96, 0, 20], 80, PROTO_TCP);
         let node_port = key(NODEPORT_IP, 30_000, PROTO_TCP);
         let elsewhere = slice(&[("http", 8080, "TCP")], &[("10.244.1.5", "node2", READY)]);
-        let seen = frontends(&svc, &[&elsewhere], NODE);
+        let seen = frontends(&svc, &[&elsewhere], NODE, LbAlgorithm::Random);
         // Cluster-wide for in-cluster traffic, this node's only for NodePort: none here, so
         // the NodePort drops (rather than rejects) as kube-proxy does.
         assert_eq!(backends(&seen[&vip]), vec![backend("10.244.1.5", 8080)]);
@@ -1082,14 +1189,14 @@ mod tests {
             &[("10.244.0.5", NODE, READY), ("10.244.1.5", "node2", READY)],
         );
         svc.spec.as_mut().unwrap().internal_traffic_policy = Some("Local".into());
-        let seen = frontends(&svc, &[&here], NODE);
+        let seen = frontends(&svc, &[&here], NODE, LbAlgorithm::Random);
         assert_eq!(backends(&seen[&vip]), vec![backend("10.244.0.5", 8080)]);
         assert_eq!(
             backends(&seen[&node_port]),
             vec![backend("10.244.0.5", 8080)]
         );
         // No endpoints anywhere: rejected, not dropped.
-        let seen = frontends(&svc, &[], NODE);
+        let seen = frontends(&svc, &[], NODE, LbAlgorithm::Random);
         assert_eq!(seen[&node_port].flags, 0);
     }
 
@@ -1099,7 +1206,7 @@ mod tests {
         let spec = svc.spec.as_mut().unwrap();
         spec.session_affinity = Some("ClientIP".into());
         let vip = key([10, 96, 0, 20], 80, PROTO_TCP);
-        let seen = frontends(&svc, &[], NODE);
+        let seen = frontends(&svc, &[], NODE, LbAlgorithm::Random);
         assert_eq!(
             (seen[&vip].flags, seen[&vip].affinity_timeout),
             (SERVICE_AFFINITY, 10_800)
@@ -1109,7 +1216,10 @@ mod tests {
                 timeout_seconds: Some(60),
             }),
         });
-        assert_eq!(frontends(&svc, &[], NODE)[&vip].affinity_timeout, 60);
+        assert_eq!(
+            frontends(&svc, &[], NODE, LbAlgorithm::Random)[&vip].affinity_timeout,
+            60
+        );
     }
 
     #[test]
@@ -1142,8 +1252,10 @@ mod tests {
     enum Op {
         PutBackend(BackendKey, BackendEntry),
         PutService(ServiceKey, ServiceEntry),
+        PutTable(u32, Vec<BackendEntry>),
         DeleteBackend(BackendKey),
         DeleteService(ServiceKey),
+        DeleteTable(u32),
     }
 
     /// The two service maps in memory, logging every accepted operation in order.
@@ -1151,6 +1263,7 @@ mod tests {
     struct FakeServiceMaps {
         services: FakeMap<ServiceKey, ServiceEntry>,
         backends: FakeMap<BackendKey, BackendEntry>,
+        tables: FakeMap<u32, TableSpec>,
         log: Vec<Op>,
     }
 
@@ -1192,6 +1305,29 @@ mod tests {
         }
         fn entries(&self) -> Result<Vec<(BackendKey, BackendEntry)>, String> {
             self.backends.entries()
+        }
+    }
+
+    impl MapHandle<u32, TableSpec> for FakeServiceMaps {
+        type Error = String;
+        fn insert(&mut self, id: &u32, spec: &TableSpec) -> Result<(), String> {
+            self.tables.insert(id, spec)?;
+            self.log.push(Op::PutTable(*id, spec.slots.clone()));
+            Ok(())
+        }
+        fn remove(&mut self, id: &u32) -> Result<(), String> {
+            MapHandle::remove(&mut self.tables, id)?;
+            self.log.push(Op::DeleteTable(*id));
+            Ok(())
+        }
+        /// Ids only, as [`MaglevMap`] reads them.
+        fn entries(&self) -> Result<Vec<(u32, TableSpec)>, String> {
+            Ok(self
+                .tables
+                .entries
+                .keys()
+                .map(|id| (*id, TableSpec::default()))
+                .collect())
         }
     }
 
@@ -1253,6 +1389,83 @@ mod tests {
         );
         assert!(maps.services.entries.is_empty() && maps.backends.entries.is_empty());
         assert!(table.is_converged());
+    }
+
+    #[test]
+    fn a_maglev_table_is_written_after_its_slots_and_before_its_frontend() {
+        let vip = key([10, 96, 0, 21], 80, PROTO_TCP);
+        let (one, two) = (backend("10.0.0.1", 80), backend("10.0.0.2", 80));
+        let maglev = |backends: &[BackendEntry]| Frontend {
+            flags: SERVICE_MAGLEV,
+            ..frontend(backends)
+        };
+        let mut maps = FakeServiceMaps::default();
+        let mut table = ServiceTable::new(TableSize::default());
+        table.program(
+            &mut maps,
+            "default/web",
+            &BTreeMap::from([(vip, maglev(&[one, two]))]),
+        );
+        let flagged = |count| ServiceEntry {
+            flags: SERVICE_MAGLEV,
+            ..entry(1, count)
+        };
+        assert_eq!(
+            maps.log,
+            vec![
+                Op::PutBackend(slot(1, 0), one),
+                Op::PutBackend(slot(1, 1), two),
+                Op::PutTable(1, vec![one, two]),
+                Op::PutService(vip, flagged(2)),
+            ]
+        );
+        assert_eq!(maps.tables.entries[&1].size, 16_381);
+        // One backend leaves: the new table names only slot 0 before the count drops.
+        maps.log.clear();
+        table.program(
+            &mut maps,
+            "default/web",
+            &BTreeMap::from([(vip, maglev(&[two]))]),
+        );
+        assert_eq!(
+            maps.log,
+            vec![
+                Op::PutBackend(slot(1, 0), two),
+                Op::PutTable(1, vec![two]),
+                Op::PutService(vip, flagged(1)),
+                Op::DeleteBackend(slot(1, 1)),
+            ]
+        );
+        // Back to random: the frontend loses its flag before its table goes.
+        maps.log.clear();
+        table.program(
+            &mut maps,
+            "default/web",
+            &BTreeMap::from([(vip, frontend(&[two]))]),
+        );
+        assert_eq!(
+            maps.log,
+            vec![Op::PutService(vip, entry(1, 1)), Op::DeleteTable(1)]
+        );
+        // A restarted agent rewrites the tables it finds once, and drops unclaimed ones.
+        table.program(
+            &mut maps,
+            "default/web",
+            &BTreeMap::from([(vip, maglev(&[two]))]),
+        );
+        maps.tables.entries.insert(9, TableSpec::default());
+        let mut adopted = ServiceTable::adopt(&maps, TableSize::default()).unwrap();
+        maps.log.clear();
+        adopted.program(
+            &mut maps,
+            "default/web",
+            &BTreeMap::from([(vip, maglev(&[two]))]),
+        );
+        assert_eq!(maps.log, vec![Op::PutTable(1, vec![two])]);
+        maps.log.clear();
+        adopted.release_orphans(&mut maps);
+        assert_eq!(maps.log, vec![Op::DeleteTable(9)]);
+        assert!(adopted.is_converged());
     }
 
     #[test]
@@ -1324,7 +1537,7 @@ mod tests {
         maps.backends.entries.insert(slot(1, 5), one);
         maps.log.clear();
 
-        let mut table = ServiceTable::adopt(&maps).unwrap();
+        let mut table = ServiceTable::adopt(&maps, TableSize::default()).unwrap();
         let report = table.program(&mut maps, "default/web", &both);
         assert!(!report.attempted() && maps.log.is_empty());
         // After the first complete sync, what no Service claimed goes, frontends first.

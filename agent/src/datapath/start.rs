@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use flotilla_common::network::{NodeConfig, OVERLAY_VNI};
 
 use super::{
+    maglev::TableSize,
     network::{NetworkDatapath, NetworkMaps, SockScope},
     overlay::{self, OVERLAY_DEVICE, OverlaySettings},
     pins::NodePins,
@@ -35,6 +36,8 @@ pub struct NetworkSettings {
     pub mtu: Option<u32>,
     /// How pod traffic reaches other nodes.
     pub routing: Routing,
+    /// M of the node's Maglev tables (the programs read it from the node's configuration).
+    pub maglev_table_size: TableSize,
     /// Where the address pool lives.
     pub ipam_dir: PathBuf,
     /// The cgroup (v2) directory the node's pods run below, where the socket load balancer
@@ -85,6 +88,8 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
         pad: [0; 2],
         underlay_ifindex: device.underlay_ifindex,
         netns_cookie: netns_cookie().context("reading the node's network namespace cookie")?,
+        maglev_table_size: settings.maglev_table_size.get(),
+        pad2: 0,
     })?;
     datapath
         .attach_overlay(OVERLAY_DEVICE)

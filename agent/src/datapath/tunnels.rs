@@ -50,15 +50,7 @@ impl FromStr for Routing {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|mode| mode.name() == value)
-            .ok_or_else(|| {
-                format!(
-                    "unknown routing mode {value:?}; use one of {}",
-                    Self::ALL.map(Self::name).join(", ")
-                )
-            })
+        super::by_name(value, &Self::ALL, Self::name, "routing mode")
     }
 }
 

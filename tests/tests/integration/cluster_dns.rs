@@ -115,20 +115,7 @@ spec:
 ";
 
 fn client_manifest(node: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: app
-    image: docker.io/flotilla/testapp:v1
-    imagePullPolicy: Never
-"
-    )
+    support::testapp_pod("client", node, &[], "")
 }
 
 /// `kubectl exec client -- <command>`, bounded from outside (busybox-static's `wget -T`

@@ -23,6 +23,7 @@ mod join;
 mod kube_proxy_baseline;
 mod kubelet_api;
 mod local_cluster;
+mod maglev;
 mod network_policy;
 mod operator;
 mod overlay_datapath;

@@ -23,6 +23,7 @@ use flotilla_agent::{
         proto::{self, cni_backend_server::CniBackend as _},
     },
     datapath::{
+        maglev::TableSize,
         network::NetworkMaps,
         pins::NodePins,
         start::{NetworkSettings, start},
@@ -90,6 +91,7 @@ fn node_settings(bed: &Testbed, dir: &std::path::Path, routing: Routing) -> Vec<
                 cluster_cidr: "10.244.0.0/16".into(),
                 mtu: None,
                 routing,
+                maglev_table_size: TableSize::default(),
                 ipam_dir: dir.join(node.name()),
                 pod_cgroup: None,
             }

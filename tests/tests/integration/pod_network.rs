@@ -20,7 +20,7 @@ use std::{
 };
 
 use crate::support::{
-    LocalCluster, eventually, hostname_at, overlay_packets, pod_phase, require_root,
+    LocalCluster, eventually, hostname_at, overlay_packets, pod_phase, require_root, testapp_pod,
 };
 use anyhow::{bail, ensure};
 use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins, tunnels::Routing};
@@ -30,25 +30,8 @@ use flotilla_testbed::{
 };
 
 fn pods_manifest(nodes: &[String]) -> String {
-    let pod = |name: &str, node: &str| {
-        format!(
-            "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels:
-    app: net
-    pod: {name}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: app
-    image: docker.io/flotilla/testapp:v1
-    imagePullPolicy: Never
-"
-        )
-    };
+    let pod =
+        |name: &str, node: &str| testapp_pod(name, node, &[("app", "net"), ("pod", name)], "");
     [
         pod("a1", &nodes[0]),
         pod("a2", &nodes[0]),

@@ -9,6 +9,7 @@
     reason = "shared by several test and bench targets, each using a part"
 )]
 
+pub mod consistency;
 pub mod machines;
 
 use std::{
@@ -22,7 +23,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use flotilla_agent::{
-    datapath::tunnels::Routing,
+    datapath::{maglev::Balancing, tunnels::Routing},
     pods::{
         containerd::{NodeDirs, config_toml},
         cri::{Cri, api},
@@ -52,6 +53,34 @@ pub fn require_root() {
         "this test starts containerd and creates network namespaces, so it needs root; run it via \
          `cargo xtask test`"
     );
+}
+
+/// The manifest of a test-app pod pinned to `node`, labelled `labels`; `container` is appended
+/// to its container (YAML lines indented by four spaces, e.g. a readinessProbe).
+pub fn testapp_pod(name: &str, node: &str, labels: &[(&str, &str)], container: &str) -> String {
+    let labels: String = if labels.is_empty() {
+        String::new()
+    } else {
+        let lines: String = labels
+            .iter()
+            .map(|(key, value)| format!("    {key}: {value}\n"))
+            .collect();
+        format!("  labels:\n{lines}")
+    };
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+{labels}spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: docker.io/flotilla/testapp:v1
+    imagePullPolicy: Never
+{container}"
+    )
 }
 
 /// One HTTP/1.0 GET of the test app's /hostname, 2 s bounds: the answering pod's name.
@@ -733,6 +762,7 @@ fn start_node(
         cluster_cidr: "10.244.0.0/16".into(),
         mtu: None,
         routing,
+        balancing: Balancing::default(),
         cni_plugin: plugin.to_owned(),
         metrics_listen: Some(format!("{}:9962", node.underlay_ip()).parse()?),
         api_balancer: true,
