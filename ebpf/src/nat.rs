@@ -198,13 +198,12 @@ pub(crate) fn translate(
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let original = flow.key;
-    let (src, sport) = match snat {
-        Some(address) => (
-            address,
-            snat_port(&original, backend.ip, backend.port, address)?,
-        ),
-        None => (original.src, original.sport),
-    };
+    // The reply direction's key must be this flow's alone. Without SNAT it is (backend, client
+    // address and port), which a flow from the same client port to another frontend with the
+    // same backend would share (two Services over one pod): then the client's port is remapped,
+    // as netfilter's NAT does on such a clash, and its address kept.
+    let src = snat.unwrap_or(original.src);
+    let sport = snat_port(&original, backend.ip, backend.port, src)?;
     let forward = NatEntry {
         src,
         dst: backend.ip,
@@ -239,9 +238,10 @@ pub(crate) fn translate(
     Ok(Translation::To(forward))
 }
 
-/// A source port for SNAT towards `backend`: the client's own if no other connection from
-/// `address` to that backend uses it, else a few random ones; reserved by inserting a placeholder
-/// reply entry (the caller overwrites it).
+/// A source port towards `backend` from `address` (the node's for SNAT, else the client's own):
+/// the client's own if no other flow from `address` to that backend uses it (its own reply
+/// entry, left by an expired forward entry, is no conflict), else a few random ones; reserved by
+/// inserting a placeholder reply entry (the caller overwrites it).
 #[inline(always)]
 fn snat_port(
     original: &FlowKey,
@@ -264,6 +264,18 @@ fn snat_port(
             .is_ok()
         {
             return Ok(port);
+        }
+        if port == original.sport
+            && let Some(existing) = SERVICE_CT.get_ptr(key)
+        {
+            // SAFETY: a pointer into the map value, valid during this run.
+            let existing = unsafe { *existing };
+            if existing.flags & NAT_REPLY != 0
+                && (existing.src, existing.sport) == (original.dst, original.dport)
+                && (existing.dst, existing.dport) == (original.src, original.sport)
+            {
+                return Ok(port);
+            }
         }
         // SAFETY: plain helper call.
         let random = unsafe { bpf_get_prandom_u32() } % SNAT_PORT_COUNT;
