@@ -198,7 +198,8 @@ fn print_consistency(report: &Consistency) {
         "\nBackend selection: a UDP NodePort with {PODS} pods per algorithm, {FLOWS} flows (fixed \
          source ports) from outside the cluster (the host). Through node 1 and node 2: the same \
          pod? Then pod {LEAVING} is deleted and flows first sent through node 1 are sent again \
-         through node 2 (whose conntrack never saw them): which moved?"
+         through node 2 (whose conntrack never saw them): which moved? And once more through \
+         node 1, whose conntrack tracked them (the deleted pod's UDP flows are forgotten)"
     );
     let percent = |part: usize, whole: usize| {
         format!(
@@ -213,6 +214,7 @@ fn print_consistency(report: &Consistency) {
             "flows moved when 1 of 10 left",
             "of them the leaver's",
             "moved beyond the leaver's",
+            "through node 1 again: moved / unanswered",
         ]
         .map(String::from)
         .to_vec(),
@@ -225,6 +227,11 @@ fn print_consistency(report: &Consistency) {
             percent(moved, compared),
             flows.on_leaver.to_string(),
             percent(moved.saturating_sub(flows.on_leaver), compared),
+            format!(
+                "{} / {}",
+                percent(flows.again_same_node.1, flows.again_same_node.0),
+                flows.unanswered_again
+            ),
         ]);
     }
     print!("{}", table::grid(&grid));

@@ -2,6 +2,7 @@
 //! `/sys/fs/bpf/flotilla/<node>/` so they outlive the agent, and reading their maps back.
 
 pub mod attach;
+pub mod conntrack;
 pub mod counters;
 pub mod loader;
 pub mod maglev;

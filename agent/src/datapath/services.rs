@@ -14,7 +14,7 @@ use std::{
 
 use aya::maps::{HashMap, MapData};
 use flotilla_common::services::{
-    BACKENDS_MAP, BackendEntry, BackendKey, NODEPORT_IP, PROTO_SCTP, SERVICE_AFFINITY,
+    BACKENDS_MAP, BackendEntry, BackendKey, NODEPORT_IP, PROTO_SCTP, PROTO_UDP, SERVICE_AFFINITY,
     SERVICE_LOCAL_ONLY, SERVICE_MAGLEV, SERVICES_MAP, ServiceEntry, ServiceKey,
 };
 use k8s_openapi::api::{
@@ -24,6 +24,7 @@ use k8s_openapi::api::{
 
 use super::{
     DatapathError,
+    conntrack::{Departure, ServiceConntrack},
     maglev::{Balancing, LbAlgorithm, MaglevMap, TableSize, TableSpec},
     network::{map_error, open_map, removed},
     pins::NodePins,
@@ -365,6 +366,8 @@ pub struct ServiceTable {
     orphans: Programmed,
     /// Per Service, the keys still pending, for the retries.
     unsettled: BTreeMap<String, Unsettled>,
+    /// Backends that left UDP frontends since the last [`Self::take_departed`].
+    departed: BTreeSet<Departure>,
     next_id: u32,
 }
 
@@ -378,6 +381,7 @@ impl Default for ServiceTable {
             layouts: BTreeMap::new(),
             orphans: Programmed::new(),
             unsettled: BTreeMap::new(),
+            departed: BTreeSet::new(),
             // Id 0 is never handed out.
             next_id: 1,
         }
@@ -471,6 +475,17 @@ impl ServiceTable {
             *next_id += 1;
             id
         });
+        for (key, slots) in old.iter().filter(|(key, _)| key.proto == PROTO_UDP) {
+            let kept: BTreeSet<&BackendEntry> =
+                new.get(key).into_iter().flat_map(|s| &s.slots).collect();
+            self.departed.extend(
+                slots
+                    .slots
+                    .iter()
+                    .filter(|backend| !kept.contains(backend))
+                    .map(|backend| (*key, *backend)),
+            );
+        }
         let mut keys = self.unsettled.remove(name).unwrap_or_default();
         let new_slots: BTreeMap<BackendKey, BackendEntry> = new
             .values()
@@ -580,6 +595,12 @@ impl ServiceTable {
             .collect()
     }
 
+    /// The backends that left UDP frontends since the last call, whose tracked flows the caller
+    /// should forget ([`super::conntrack`]).
+    pub fn take_departed(&mut self) -> BTreeSet<Departure> {
+        std::mem::take(&mut self.departed)
+    }
+
     /// Whether every Service's entries are programmed as wanted.
     pub fn is_converged(&self) -> bool {
         self.unsettled.is_empty()
@@ -677,6 +698,7 @@ pub struct ServiceMaps {
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
     backends: HashMap<MapData, BackendKey, BackendEntry>,
     maglev: MaglevMap,
+    conntrack: ServiceConntrack,
 }
 
 impl std::fmt::Debug for ServiceMaps {
@@ -692,6 +714,7 @@ impl ServiceMaps {
             services: open_map(pins, SERVICES_MAP)?,
             backends: open_map(pins, BACKENDS_MAP)?,
             maglev: MaglevMap::open(pins)?,
+            conntrack: ServiceConntrack::open(pins)?,
         })
     }
 
@@ -702,6 +725,15 @@ impl ServiceMaps {
             .into_iter()
             .map(|(key, slots)| ServiceRow::new(&key, &slots))
             .collect())
+    }
+
+    /// Forgets the tracked UDP flows to backends that left their frontends; how many entries
+    /// went.
+    pub fn forget_departed(
+        &mut self,
+        departed: &BTreeSet<Departure>,
+    ) -> Result<usize, DatapathError> {
+        self.conntrack.forget(departed)
     }
 
     /// Every frontend in the map with its backends, as programmed (for a restarted agent).
@@ -995,6 +1027,16 @@ pub async fn sync(
             }
             warn_failures(&name, &report);
         }
+        let departed = table.take_departed();
+        match maps.forget_departed(&departed) {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::debug!(
+                forgotten,
+                departed = departed.len(),
+                "forgot the tracked UDP flows to backends that left"
+            ),
+            Err(err) => tracing::warn!("forgetting UDP flows to backends that left: {err}"),
+        }
         if !orphans_released {
             // What no Service wants after the first complete sync is gone for good.
             orphans_released = true;
@@ -1032,7 +1074,7 @@ mod tests {
 
     use super::*;
     use crate::datapath::reconcile::fake::FakeMap;
-    use flotilla_common::services::PROTO_TCP;
+    use flotilla_common::services::{PROTO_TCP, PROTO_UDP};
 
     const NODE: &str = "node1";
 
@@ -1466,6 +1508,25 @@ mod tests {
         adopted.release_orphans(&mut maps);
         assert_eq!(maps.log, vec![Op::DeleteTable(9)]);
         assert!(adopted.is_converged());
+    }
+
+    #[test]
+    fn backends_leaving_udp_frontends_are_reported_once() {
+        let dns = key([10, 96, 0, 10], 53, PROTO_UDP);
+        let web = key([10, 96, 0, 20], 80, PROTO_TCP);
+        let (one, two) = (backend("10.0.0.1", 53), backend("10.0.0.2", 53));
+        let mut maps = FakeServiceMaps::default();
+        let mut table = ServiceTable::default();
+        let both = BTreeMap::from([(dns, frontend(&[one, two])), (web, frontend(&[one, two]))]);
+        table.program(&mut maps, "default/dns", &both);
+        assert!(table.take_departed().is_empty());
+        let only_two = BTreeMap::from([(dns, frontend(&[two])), (web, frontend(&[two]))]);
+        table.program(&mut maps, "default/dns", &only_two);
+        // TCP connections keep their backend until they close: only the UDP frontend's count.
+        assert_eq!(table.take_departed(), BTreeSet::from([(dns, one)]));
+        assert!(table.take_departed().is_empty());
+        table.program(&mut maps, "default/dns", &BTreeMap::new());
+        assert_eq!(table.take_departed(), BTreeSet::from([(dns, two)]));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! - After one pod is deleted, flows are sent again through the other node. With Maglev, the
 //!   deleted pod's flows move, plus at most 6% of the others (the paper's disruption is a few
 //!   percent). With random, more than half move (nine tenths, expected).
+//! - Then once more through the first node, whose conntrack tracked them: every flow answers,
+//!   and exactly the deleted pod's moved (the agent forgot their UDP entries; the others keep
+//!   their pod), for both algorithms.
 
 use std::time::Instant;
 
@@ -49,7 +52,18 @@ async fn maglev_keeps_flows_on_their_backend_across_nodes_and_removals() -> anyh
         );
         ensure!(
             !flows.reached_leaver,
-            "{service}: a new flow reached the deleted pod"
+            "{service}: a flow reached the deleted pod"
+        );
+        // Through node 0 again: tracked flows stay on their pod, the deleted pod's were
+        // forgotten and answered by another.
+        ensure!(
+            flows.unanswered_again == 0 && flows.again_same_node.1 == flows.on_leaver,
+            "{service}: through node 0 again, {} flows unanswered and {} of {} moved, {} of \
+             them on the deleted pod",
+            flows.unanswered_again,
+            flows.again_same_node.1,
+            flows.again_same_node.0,
+            flows.on_leaver
         );
     }
     let maglev = report.flows["maglev"];

@@ -4,7 +4,9 @@
 //! from outside the cluster (the host, on the underlay) by flows of fixed source ports:
 //! - how many flows reach the same pod through node 0's and node 1's address;
 //! - after one pod is deleted, how many flows first sent through node 0 reach another pod when
-//!   sent again through node 1 (whose connection tracking never saw them);
+//!   sent again through node 1 (whose connection tracking never saw them), and then through node
+//!   0 once more (whose connection tracking keeps them on their pod, unless it was the deleted
+//!   one: those flows are forgotten and choose again);
 //! - how evenly node 0's Maglev table spreads over the backends.
 //!
 //! Shared by the `maglev` test (which checks the figures) and `bench services` (which prints
@@ -130,6 +132,12 @@ pub struct Flows {
     pub on_leaver: usize,
     /// Whether a flow reached the deleted pod after the removal was programmed.
     pub reached_leaver: bool,
+    /// The same flows sent once more through node 0, whose conntrack tracked them to their first
+    /// pod: how many answered, how many of those by another pod than at first, and how many
+    /// answered at first but not now (tracked to the deleted pod and not forgotten).
+    pub again_same_node: (usize, usize),
+    /// See [`Self::again_same_node`].
+    pub unanswered_again: usize,
 }
 
 impl Flows {
@@ -235,6 +243,17 @@ pub async fn measure(local: &LocalCluster) -> anyhow::Result<Consistency> {
             .filter(|answer| answer.as_deref() == Some(LEAVING))
             .count();
         flows.reached_leaver = after
+            .iter()
+            .any(|answer| answer.as_deref() == Some(LEAVING));
+        let again = udp_flow_answers(host, ACROSS_REMOVAL, via(0, service))?;
+        let (moved, compared) = flows_moved(&before[service], &again);
+        flows.again_same_node = (compared, moved);
+        flows.unanswered_again = before[service]
+            .iter()
+            .zip(&again)
+            .filter(|(first, now)| first.is_some() && now.is_none())
+            .count();
+        flows.reached_leaver |= again
             .iter()
             .any(|answer| answer.as_deref() == Some(LEAVING));
     }
