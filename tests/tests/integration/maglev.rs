@@ -11,22 +11,41 @@
 //! - Then once more through the first node, whose conntrack tracked them: every flow answers,
 //!   and exactly the deleted pod's moved (the agent forgot their UDP entries; the others keep
 //!   their pod), for both algorithms.
+//! - With node 0's agent stopped, new flows through node 0 reach the pods node 1 sends them to
+//!   (the table lives in the kernel). Restarted, the agent leaves the table as it was and drops
+//!   a table no Service claims.
 
-use std::time::Instant;
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    ops::Range,
+    time::{Duration, Instant},
+};
 
-use anyhow::ensure;
+use anyhow::{Context as _, ensure};
+use flotilla_agent::datapath::{
+    maglev::{MaglevMap, TableSize, TableSpec},
+    pins::NodePins,
+    reconcile::MapHandle as _,
+};
+use flotilla_common::services::BackendEntry;
+use flotilla_testbed::traffic::{flows_moved, udp_flow_answers};
 
 use crate::support::{
     LocalCluster,
     consistency::{self, FLOWS, PODS},
-    require_root,
+    eventually, require_root,
 };
+
+/// A Maglev table id no frontend has (ids count up from 1).
+const ORPHAN: u32 = u32::MAX - 1;
+/// Fresh flows sent while node 0's agent is down.
+const WITHOUT_AGENT: Range<u16> = 20_400..20_500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn maglev_keeps_flows_on_their_backend_across_nodes_and_removals() -> anyhow::Result<()> {
     require_root();
     let started = Instant::now();
-    let local = LocalCluster::start_nodes(started, 2).await?;
+    let mut local = LocalCluster::start_nodes(started, 2).await?;
     let report = consistency::measure(&local).await?;
     eprintln!("after {:?}: {report:?}", started.elapsed());
     ensure!(
@@ -85,6 +104,49 @@ async fn maglev_keeps_flows_on_their_backend_across_nodes_and_removals() -> anyh
     ensure!(
         random.across_removal.1 * 2 > random.across_removal.0,
         "random moved too few flows: {random:?}"
+    );
+
+    // The tables outlive their agent, and a restarted agent keeps them: it rewrites each wanted
+    // table identically and drops the ones no Service claims (a planted orphan here).
+    let size = TableSize::default().get();
+    let mut tables = MaglevMap::open(&NodePins::new(&local.node.config.node_name)?)?;
+    let table = tables
+        .read(report.maglev_frontend, size)?
+        .context("node 0 has no Maglev table")?;
+    local.node.stop_agent()?;
+    let orphan = TableSpec {
+        size: 251,
+        slots: vec![BackendEntry {
+            ip: [10, 0, 0, 1],
+            port: 80u16.to_be(),
+            pad: 0,
+        }],
+    };
+    tables.insert(&ORPHAN, &orphan)?;
+    let node_ips: Vec<Ipv4Addr> = local
+        .nodes()
+        .map(|node| node.config.node_ip.parse())
+        .collect::<Result<_, _>>()?;
+    let via = |node: usize| SocketAddrV4::new(node_ips[node], report.node_ports["maglev"]);
+    let without_agent = udp_flow_answers(local.host_ip, WITHOUT_AGENT, via(0))?;
+    local.node.start_agent()?;
+    eventually(
+        Duration::from_secs(60),
+        "the restarted agent dropping the orphaned table",
+        || Ok(tables.read(ORPHAN, 251)?.is_none().then_some(())),
+    )
+    .await?;
+    ensure!(
+        tables.read(report.maglev_frontend, size)?.as_ref() == Some(&table),
+        "the restarted agent left another table"
+    );
+    let through_other = udp_flow_answers(local.host_ip, WITHOUT_AGENT, via(1))?;
+    let (moved, compared) = flows_moved(&without_agent, &through_other);
+    ensure!(
+        compared == WITHOUT_AGENT.len() && moved == 0,
+        "with node 0's agent down, {compared} of {} flows answered and {moved} reached another \
+         pod than through node 1",
+        WITHOUT_AGENT.len()
     );
     Ok(())
 }

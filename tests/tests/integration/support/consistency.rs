@@ -9,6 +9,8 @@
 //!   one: those flows are forgotten and choose again);
 //! - how evenly node 0's Maglev table spreads over the backends.
 //!
+//! The pods and Services stay, for the caller's further checks.
+//!
 //! Shared by the `maglev` test (which checks the figures) and `bench services` (which prints
 //! them).
 
@@ -88,16 +90,16 @@ fn frontend_name(node_port: u16) -> String {
 }
 
 /// Waits until every node's maps give each NodePort `backends` backends; each frontend's id and
-/// flags on the last node.
+/// flags on the first node (ids are per node).
 async fn programmed(
     nodes: &[String],
     node_ports: &BTreeMap<&str, u16>,
     backends: usize,
 ) -> anyhow::Result<BTreeMap<String, (u32, Vec<String>)>> {
-    let mut found = BTreeMap::new();
+    let mut first = None;
     for node in nodes {
         let maps = ServiceMaps::open(&NodePins::new(node)?)?;
-        found = eventually(
+        let found = eventually(
             Duration::from_secs(60),
             &format!("{backends} backends per NodePort on {node}"),
             || {
@@ -117,8 +119,9 @@ async fn programmed(
             },
         )
         .await?;
+        first.get_or_insert(found);
     }
-    Ok(found)
+    Ok(first.unwrap_or_default())
 }
 
 /// What one Service's flows did.
@@ -161,9 +164,13 @@ pub struct Consistency {
     pub table_shares: BTreeMap<u32, u32>,
     /// Each Service's NodePort flags on the nodes (as `bpf services` lists them).
     pub flags: BTreeMap<String, Vec<String>>,
+    /// Each Service's NodePort.
+    pub node_ports: BTreeMap<&'static str, u16>,
+    /// The Maglev NodePort's frontend id on node 0 (its table's key).
+    pub maglev_frontend: u32,
 }
 
-/// Deploys the pods and Services on `local` (two nodes at least), measures, and deletes them.
+/// Deploys the pods and Services on `local` (two nodes at least) and measures.
 pub async fn measure(local: &LocalCluster) -> anyhow::Result<Consistency> {
     let nodes: Vec<String> = local
         .nodes()
@@ -208,6 +215,8 @@ pub async fn measure(local: &LocalCluster) -> anyhow::Result<Consistency> {
 
     let size = TableSize::default().get();
     let maglev_id = frontends["maglev"].0;
+    report.maglev_frontend = maglev_id;
+    report.node_ports = node_ports.clone();
     let table = MaglevMap::open(&NodePins::new(&nodes[0])?)?
         .read(maglev_id, size)?
         .context("the Maglev Service has no table on node 0")?;
@@ -257,17 +266,6 @@ pub async fn measure(local: &LocalCluster) -> anyhow::Result<Consistency> {
             .iter()
             .any(|answer| answer.as_deref() == Some(LEAVING));
     }
-    cluster.kubectl_ok(&[
-        "delete",
-        "-f",
-        &cluster
-            .dir
-            .path()
-            .join("consistency.yaml")
-            .to_string_lossy(),
-        "--wait=false",
-        "--ignore-not-found",
-    ])?;
     Ok(report)
 }
 
