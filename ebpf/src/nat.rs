@@ -9,10 +9,14 @@
 //! it has until they close (graceful termination): only new connections consult the frontend.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST},
+    bindings::{
+        BPF_F_CURRENT_NETNS, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST, bpf_sock_tuple,
+        bpf_sock_tuple__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1,
+    },
     btf_maps::LruHashMap,
     helpers::generated::{
-        bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_skb_change_tail,
+        bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_sk_lookup_udp, bpf_sk_release,
+        bpf_skb_change_tail, bpf_skc_lookup_tcp,
     },
     macros::btf_map,
     programs::TcContext,
@@ -203,7 +207,14 @@ pub(crate) fn translate(
     // same backend would share (two Services over one pod): then the client's port is remapped,
     // as netfilter's NAT does on such a clash, and its address kept.
     let src = snat.unwrap_or(original.src);
-    let sport = snat_port(&original, backend.ip, backend.port, src)?;
+    let sport = snat_port(
+        ctx,
+        &original,
+        backend.ip,
+        backend.port,
+        src,
+        snat.is_some(),
+    )?;
     let forward = NatEntry {
         src,
         dst: backend.ip,
@@ -241,13 +252,18 @@ pub(crate) fn translate(
 /// A source port towards `backend` from `address` (the node's for SNAT, else the client's own):
 /// the client's own if no other flow from `address` to that backend uses it (its own reply
 /// entry, left by an expired forward entry, is no conflict), else a few random ones; reserved by
-/// inserting a placeholder reply entry (the caller overwrites it).
+/// inserting a placeholder reply entry (the caller overwrites it). With `node_address`, a port
+/// through which one of the node's own sockets talks to that backend is taken too: its replies
+/// would otherwise be translated away from it (netfilter's NAT avoids the same clash through
+/// its conntrack table, which holds the node's own connections; this one holds only NATed flows).
 #[inline(always)]
 fn snat_port(
+    ctx: &TcContext,
     original: &FlowKey,
     backend_ip: [u8; 4],
     backend_port: u16,
     address: [u8; 4],
+    node_address: bool,
 ) -> Result<u16, DropReason> {
     let mut port = original.sport;
     for _ in 0..SNAT_ATTEMPTS {
@@ -259,6 +275,12 @@ fn snat_port(
             proto: original.proto,
             pad: [0; 3],
         };
+        if node_address && node_socket_receives(ctx, &key) {
+            // SAFETY: plain helper call.
+            let random = unsafe { bpf_get_prandom_u32() } % SNAT_PORT_COUNT;
+            port = ((SNAT_PORT_FIRST + random) as u16).to_be();
+            continue;
+        }
         if SERVICE_CT
             .insert(key, NatEntry::default(), u64::from(BPF_NOEXIST))
             .is_ok()
@@ -282,6 +304,39 @@ fn snat_port(
         port = ((SNAT_PORT_FIRST + random) as u16).to_be();
     }
     Err(DropReason::NoSnatPort)
+}
+
+/// Whether a packet carrying `key` (from a backend to the node) would reach a socket of the
+/// node's own: a TCP connection (or its TIME_WAIT or request socket) or a UDP socket with that
+/// tuple, in the namespace of the device the program runs on (the node's).
+#[inline(always)]
+fn node_socket_receives(ctx: &TcContext, key: &FlowKey) -> bool {
+    let mut tuple = bpf_sock_tuple {
+        __bindgen_anon_1: bpf_sock_tuple__bindgen_ty_1 {
+            ipv4: bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
+                saddr: u32::from_ne_bytes(key.src),
+                daddr: u32::from_ne_bytes(key.dst),
+                sport: key.sport,
+                dport: key.dport,
+            },
+        },
+    };
+    let size = size_of::<bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1>() as u32;
+    let netns = BPF_F_CURRENT_NETNS as u64;
+    // SAFETY: helper calls on the program's context with a tuple of the size given; a socket
+    // found is released at once.
+    unsafe {
+        let socket = if key.proto == PROTO_TCP {
+            bpf_skc_lookup_tcp(ctx.skb.skb.cast(), &mut tuple, size, netns, 0)
+        } else {
+            bpf_sk_lookup_udp(ctx.skb.skb.cast(), &mut tuple, size, netns, 0)
+        };
+        if socket.is_null() {
+            return false;
+        }
+        bpf_sk_release(socket.cast());
+    }
+    true
 }
 
 /// Rewrites the packet's tuple to `to`, fixing the IP and L4 checksums.

@@ -14,13 +14,13 @@
 use std::{
     collections::BTreeSet,
     io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
     time::{Duration, Instant},
 };
 
 use crate::support::{self, LocalCluster, eventually, require_root};
 use anyhow::{Context as _, bail, ensure};
-use flotilla_testbed::{Netns, objects};
+use flotilla_testbed::{Netns, objects, traffic::udp_flow_answers};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -451,5 +451,91 @@ endpoints:
 
     local.shutdown().await;
     eprintln!("done after {:?}", started.elapsed());
+    Ok(())
+}
+
+/// NodePort SNAT never takes a port through which one of the node's own sockets talks to the
+/// backend. The host (outside the cluster) sends from the same port as a UDP socket of node 0
+/// connected to the only backend, a pod on node 1. If SNAT kept the host's port, the reply entry
+/// (pod -> node 0 at that port) would also catch the replies to node 0's socket and send them to
+/// the host. Both must get their own answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodeport_snat_leaves_the_nodes_own_sockets_alone() -> anyhow::Result<()> {
+    require_root();
+    let started = Instant::now();
+    let local = LocalCluster::start_nodes(started, 2).await?;
+    let cluster = &local.cluster;
+    let node0_ip: Ipv4Addr = local.node.config.node_ip.parse()?;
+    let probe = "    readinessProbe:\n      httpGet:\n        path: /healthz\n        port: 8080\n      \
+                 periodSeconds: 1\n";
+    cluster.apply(
+        "solo.yaml",
+        &[
+            support::testapp_pod(
+                "solo",
+                &local.others[0].config.node_name,
+                &[("app", "solo")],
+                probe,
+            ),
+            "apiVersion: v1
+kind: Service
+metadata:
+  name: solo
+spec:
+  type: NodePort
+  selector:
+    app: solo
+  ports:
+  - port: 9001
+    targetPort: 9001
+    protocol: UDP
+"
+            .to_owned(),
+        ]
+        .join("---\n"),
+    )?;
+    let node_port = cluster.json(&["get", "service", "solo"])?["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .and_then(|port| u16::try_from(port).ok())
+        .context("the Service solo got no nodePort")?;
+    let entry = SocketAddrV4::new(node0_ip, node_port);
+    // Ready and programmed on node 0 once the NodePort answers.
+    let answer = eventually(Duration::from_secs(90), "solo behind its NodePort", || {
+        Ok(udp_flow_answers(local.host_ip, 20_700..20_701, entry)?[0].clone())
+    })
+    .await?;
+    ensure!(answer == "solo", "the NodePort answered {answer:?}");
+    let pod_ip: Ipv4Addr = cluster.json(&["get", "pod", "solo"])?["status"]["podIP"]
+        .as_str()
+        .context("solo has no podIP")?
+        .parse()?;
+
+    let port = 20_600;
+    let node_socket = local.node.netns.run(|| -> std::io::Result<UdpSocket> {
+        let socket = UdpSocket::bind((node0_ip, port))?;
+        socket.connect((pod_ip, 9001))?;
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+        Ok(socket)
+    })??;
+    let host = udp_flow_answers(local.host_ip, port..port + 1, entry)?;
+    ensure!(
+        host == [Some("solo".to_owned())],
+        "the host's flow from port {port} got {host:?}"
+    );
+    let mut buffer = [0u8; 64];
+    let mut own = None;
+    for _ in 0..3 {
+        node_socket.send(b"hostname")?;
+        if let Ok(n) = node_socket.recv(&mut buffer) {
+            own = Some(String::from_utf8_lossy(&buffer[..n]).trim().to_owned());
+            break;
+        }
+    }
+    ensure!(
+        own.as_deref() == Some("solo"),
+        "node 0's own socket from port {port} to the pod got {own:?}: its replies went to the \
+         host's NodePort flow"
+    );
+    local.shutdown().await;
     Ok(())
 }
