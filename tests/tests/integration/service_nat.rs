@@ -466,8 +466,6 @@ async fn nodeport_snat_leaves_the_nodes_own_sockets_alone() -> anyhow::Result<()
     let local = LocalCluster::start_nodes(started, 2).await?;
     let cluster = &local.cluster;
     let node0_ip: Ipv4Addr = local.node.config.node_ip.parse()?;
-    let probe = "    readinessProbe:\n      httpGet:\n        path: /healthz\n        port: 8080\n      \
-                 periodSeconds: 1\n";
     cluster.apply(
         "solo.yaml",
         &[
@@ -475,7 +473,7 @@ async fn nodeport_snat_leaves_the_nodes_own_sockets_alone() -> anyhow::Result<()
                 "solo",
                 &local.others[0].config.node_name,
                 &[("app", "solo")],
-                probe,
+                support::TESTAPP_READINESS,
             ),
             "apiVersion: v1
 kind: Service

@@ -32,7 +32,7 @@ use flotilla_testbed::{
     traffic::{flows_moved, udp_flow_answers},
 };
 
-use super::{LocalCluster, eventually, testapp_pod};
+use super::{LocalCluster, TESTAPP_READINESS, eventually, testapp_pod};
 
 /// Backend pods.
 pub const PODS: usize = 10;
@@ -50,8 +50,7 @@ fn manifest(nodes: &[String]) -> String {
             &format!("web-{index}"),
             &nodes[index % nodes.len()],
             &[("app", "web")],
-            "    readinessProbe:\n      httpGet:\n        path: /healthz\n        port: 8080\n      \
-             periodSeconds: 1\n",
+            TESTAPP_READINESS,
         )
     };
     let service = |name: &str, annotations: &str| {

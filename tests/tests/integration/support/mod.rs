@@ -55,6 +55,14 @@ pub fn require_root() {
     );
 }
 
+/// [`testapp_pod`]'s `container` for a pod Ready once the test app serves (its /healthz).
+pub const TESTAPP_READINESS: &str = "    readinessProbe:
+      httpGet:
+        path: /healthz
+        port: 8080
+      periodSeconds: 1
+";
+
 /// The manifest of a test-app pod pinned to `node`, labelled `labels`; `container` is appended
 /// to its container (YAML lines indented by four spaces, e.g. a readinessProbe).
 pub fn testapp_pod(name: &str, node: &str, labels: &[(&str, &str)], container: &str) -> String {
