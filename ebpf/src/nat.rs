@@ -275,28 +275,25 @@ fn snat_port(
             proto: original.proto,
             pad: [0; 3],
         };
-        if node_address && node_socket_receives(ctx, &key) {
-            // SAFETY: plain helper call.
-            let random = unsafe { bpf_get_prandom_u32() } % SNAT_PORT_COUNT;
-            port = ((SNAT_PORT_FIRST + random) as u16).to_be();
-            continue;
-        }
-        if SERVICE_CT
-            .insert(key, NatEntry::default(), u64::from(BPF_NOEXIST))
-            .is_ok()
-        {
-            return Ok(port);
-        }
-        if port == original.sport
-            && let Some(existing) = SERVICE_CT.get_ptr(key)
-        {
-            // SAFETY: a pointer into the map value, valid during this run.
-            let existing = unsafe { *existing };
-            if existing.flags & NAT_REPLY != 0
-                && (existing.src, existing.sport) == (original.dst, original.dport)
-                && (existing.dst, existing.dport) == (original.src, original.sport)
+        let node_uses = node_address && node_socket_receives(ctx, &key);
+        if !node_uses {
+            if SERVICE_CT
+                .insert(key, NatEntry::default(), u64::from(BPF_NOEXIST))
+                .is_ok()
             {
                 return Ok(port);
+            }
+            if port == original.sport
+                && let Some(existing) = SERVICE_CT.get_ptr(key)
+            {
+                // SAFETY: a pointer into the map value, valid during this run.
+                let existing = unsafe { *existing };
+                if existing.flags & NAT_REPLY != 0
+                    && (existing.src, existing.sport) == (original.dst, original.dport)
+                    && (existing.dst, existing.dport) == (original.src, original.sport)
+                {
+                    return Ok(port);
+                }
             }
         }
         // SAFETY: plain helper call.
