@@ -7,7 +7,7 @@ use flotilla_controlplane::{
     apiserver::admission::Admission,
     controllers::{Settings, node_lifecycle},
     etcd::EtcdMember,
-    ipam::{Cidr, PortRange},
+    ipam::{AddressRange, Cidr, PortRange},
     leader_election::Timings,
     run::{ClusterDns, Config, ControlPlane},
 };
@@ -79,6 +79,23 @@ struct Cli {
     /// NodePort range.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: PortRange,
+    /// Addresses for Services of type LoadBalancer (MetalLB's and k3s ServiceLB's job): each
+    /// such Service without a spec.loadBalancerClass gets one in status.loadBalancer.ingress
+    /// (`kubectl get svc` shows it as EXTERNAL-IP); without a pool they stay <pending>.
+    /// Entries are CIDRs, whose every address is handed out (192.168.1.240/28; a /32 is one
+    /// address), or inclusive ranges A-B (192.168.1.240-192.168.1.250); repeat the flag or
+    /// separate entries with commas. The lowest free address goes first, entries in the order
+    /// given; spec.loadBalancerIP asks for one address of the pool. Take addresses of the nodes'
+    /// own network that nothing else uses (outside any DHCP range), so that clients on it reach
+    /// them; they may not overlap --cluster-cidr, --service-cluster-ip-range, each other or
+    /// the --listen address.
+    #[arg(
+        long = "loadbalancer-pool",
+        env = "FLOTILLA_LOADBALANCER_POOL",
+        value_delimiter = ',',
+        value_name = "CIDR|A-B"
+    )]
+    loadbalancer_pool: Vec<AddressRange>,
     /// How long a node may go without heartbeats before it is marked Unknown and tainted
     /// unreachable (seconds).
     #[arg(long, default_value_t = 40)]
@@ -405,6 +422,8 @@ async fn main() -> ExitCode {
             ..ClusterDns::new(ip, upstream)
         }
     });
+    let loadbalancer_pool =
+        flotilla_controlplane::ipam::loadbalancer_pool::describe_pool(&cli.loadbalancer_pool);
     let config = Config {
         etcd_endpoints: cli.etcd_endpoints,
         etcd_ports: (cli.etcd_client_port, cli.etcd_peer_port),
@@ -419,6 +438,7 @@ async fn main() -> ExitCode {
         cluster_cidr: cli.cluster_cidr,
         node_cidr_mask: cli.node_cidr_mask_size,
         node_port_range: cli.service_node_port_range,
+        loadbalancer_pool: cli.loadbalancer_pool,
         controllers: Settings {
             node_lifecycle: node_lifecycle::Settings {
                 grace_period: Duration::from_secs(cli.node_monitor_grace_period),
@@ -452,6 +472,12 @@ async fn main() -> ExitCode {
         control_plane.kubeconfig.display(),
         control_plane.kubeconfig.display()
     );
+    if !loadbalancer_pool.is_empty() {
+        eprintln!(
+            "flotilla-controlplane: Services of type LoadBalancer get addresses from \
+             {loadbalancer_pool}"
+        );
+    }
     if let (Some(address), Some(ip)) = (control_plane.dns_address, cli.cluster_dns) {
         eprintln!(
             "flotilla-controlplane: cluster DNS on {address} (UDP and TCP), Service \

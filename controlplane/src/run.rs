@@ -20,7 +20,7 @@ use crate::{
     dns::{Dns, DnsError},
     etcd::{EtcdConfig, EtcdError, EtcdMember, EtcdProcess},
     ipam::{
-        Cidr, Pool, PortRange,
+        AddressRange, Cidr, Pool, PortRange, loadbalancer_pool,
         ranges::{Range as _, ServiceIps, Subnets},
     },
     storage::{StorageError, Store},
@@ -50,6 +50,12 @@ pub struct Config {
     pub node_cidr_mask: u8,
     /// Where NodePorts come from.
     pub node_port_range: PortRange,
+    /// The addresses Services of type LoadBalancer (without a `loadBalancerClass`) get, lowest
+    /// first, entries in this order; empty: such Services stay `<pending>`, as upstream
+    /// without a load balancer implementation. No entry may overlap `cluster_cidr`,
+    /// `service_cidr`, another entry or the API server's address ([`ControlPlane::start`]
+    /// refuses it).
+    pub loadbalancer_pool: Vec<AddressRange>,
     /// Whether this control plane runs the control loops (scheduler, controllers, IPAM repair,
     /// the system Services' reconciler); false serves only the API.
     pub control_loops: bool,
@@ -183,6 +189,7 @@ impl Config {
                 first: 30000,
                 last: 32767,
             },
+            loadbalancer_pool: Vec::new(),
             control_loops: true,
             leader_election: Some(crate::leader_election::Timings::default()),
             controllers: crate::controllers::Settings::default(),
@@ -223,6 +230,9 @@ pub enum RunError {
     /// The cluster DNS settings cannot work.
     #[error("{0}")]
     ClusterDns(String),
+    /// The load balancer pool overlaps the pod or Service network, itself or the API server.
+    #[error(transparent)]
+    LoadBalancerPool(#[from] loadbalancer_pool::PoolError),
     /// The leader election settings cannot work.
     #[error("leader election: {0}")]
     LeaderElection(String),
@@ -275,6 +285,16 @@ impl ControlPlane {
         if let Some(timings) = &config.leader_election {
             timings.validate().map_err(RunError::LeaderElection)?;
         }
+        let api_ip = match config.listen.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+            _ => None,
+        };
+        loadbalancer_pool::check_pool(
+            &config.loadbalancer_pool,
+            config.cluster_cidr,
+            config.service_cidr,
+            api_ip,
+        )?;
         std::fs::create_dir_all(&config.state_dir).map_err(|source| AuthError::Io {
             action: "creating",
             path: config.state_dir.clone(),
@@ -436,6 +456,7 @@ impl ControlPlane {
             let scheduler_client = client_of(Component::Scheduler).await?;
             let controllers_client = client_of(Component::ControllerManager).await?;
             let settings = config.controllers;
+            let loadbalancer_pool = config.loadbalancer_pool.clone();
             let ca = crate::controllers::certificates::ClusterCa {
                 cert: pki.ca_cert.clone(),
                 key: pki.ca_key.clone(),
@@ -460,6 +481,7 @@ impl ControlPlane {
                     let controllers = crate::controllers::run(
                         controllers_client.clone(),
                         settings,
+                        loadbalancer_pool.clone(),
                         ca.clone(),
                         server.clone(),
                     );
@@ -760,6 +782,27 @@ mod tests {
             suggested_dns_ip("10.0.0.0/30".parse().unwrap()),
             Ipv4Addr::new(10, 0, 0, 2)
         );
+    }
+
+    #[tokio::test]
+    async fn a_load_balancer_pool_overlapping_the_pod_network_is_refused_before_anything_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let config = Config {
+            loadbalancer_pool: vec![
+                "192.168.78.240/28".parse().unwrap(),
+                "10.244.1.0/28".parse().unwrap(),
+            ],
+            ..Config::new(state.clone(), "127.0.0.1:0".parse().unwrap())
+        };
+        let err = ControlPlane::start(config).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--loadbalancer-pool 10.244.1.0/28 overlaps the pod network (--cluster-cidr \
+             10.244.0.0/16); give addresses outside the pod and Service networks, on the nodes' \
+             own network"
+        );
+        assert!(!state.exists(), "nothing is created before the check");
     }
 
     #[test]

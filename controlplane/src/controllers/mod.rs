@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod garbage_collector;
 pub mod history;
 pub mod job;
+pub mod loadbalancer_ipam;
 pub mod namespace_defaults;
 pub mod node_lifecycle;
 pub mod persistent_volume;
@@ -47,8 +48,24 @@ pub struct Settings {
 
 /// Runs every controller until the task is dropped; `ca` is the cluster CA: each namespace's
 /// `kube-root-ca.crt` carries its certificate, the CSR signers sign with it, and
-/// `kube-public/cluster-info` publishes it with `server`, the API server's URL.
-pub async fn run(client: Client, settings: Settings, ca: certificates::ClusterCa, server: String) {
+/// `kube-public/cluster-info` publishes it with `server`, the API server's URL. Services of
+/// type LoadBalancer get addresses from `loadbalancer_pool` (`--loadbalancer-pool`), if it has
+/// any.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    loadbalancer_pool: Vec<crate::ipam::AddressRange>,
+    ca: certificates::ClusterCa,
+    server: String,
+) {
+    let loadbalancer_ipam = {
+        let client = client.clone();
+        async move {
+            if !loadbalancer_pool.is_empty() {
+                loadbalancer_ipam::run(client, loadbalancer_pool).await;
+            }
+        }
+    };
     tokio::join!(
         bootstrap_tokens::run(client.clone(), server, ca.cert.clone()),
         replicaset::run::<ReplicaSet>(client.clone()),
@@ -60,6 +77,7 @@ pub async fn run(client: Client, settings: Settings, ca: certificates::ClusterCa
         cronjob::run(client.clone()),
         endpoints::run(client.clone()),
         disruption::run(client.clone()),
+        loadbalancer_ipam,
         node_lifecycle::run(client.clone(), settings.node_lifecycle),
         persistent_volume::run(client.clone()),
         volume_protection::run(client.clone()),

@@ -1,14 +1,19 @@
-//! IP address and port management: Service ClusterIPs, NodePorts and node podCIDRs.
+//! IP address and port management: Service ClusterIPs, NodePorts and node podCIDRs, and the
+//! load balancer pool's addresses ([`loadbalancer_pool`]).
 //!
-//! Every allocation is one etcd key (`/registry/ipam/<pool>/<item>`) created with an etcd
-//! transaction that only succeeds if the key does not exist, so an item is never handed out
-//! twice, by concurrent requests or across control plane restarts. Releasing deletes the key.
+//! Every allocation of a [`Pool`] is one etcd key (`/registry/ipam/<pool>/<item>`) created with
+//! an etcd transaction that only succeeds if the key does not exist, so an item is never handed
+//! out twice, by concurrent requests or across control plane restarts. Releasing deletes the key.
+//! Load balancer addresses have no keys: they are held in the Services' status, and the elected
+//! `loadbalancer_ipam` controller alone hands them out.
 
+pub mod loadbalancer_pool;
 pub mod ranges;
 
 use serde_json::json;
 
 use crate::storage::{StorageError, Store};
+pub use loadbalancer_pool::AddressRange;
 pub use ranges::{Cidr, PortRange};
 
 /// Errors of an allocation.

@@ -230,7 +230,8 @@ pub(super) fn start(site: Site, sites: &[Site]) -> anyhow::Result<std::process::
         .args(["--tls-san", &site.ip().to_string()])
         .args(["--etcd-client-port", &ETCD_PORTS.0.to_string()])
         .args(["--etcd-peer-port", &ETCD_PORTS.1.to_string()])
-        .args(["--cluster-dns", &CLUSTER_DNS.to_string()]);
+        .args(["--cluster-dns", &CLUSTER_DNS.to_string()])
+        .args(["--loadbalancer-pool", &super::loadbalancer_pool()]);
     if let Site::Machine(_) = site {
         let members: Vec<String> = sites
             .iter()

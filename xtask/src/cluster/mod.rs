@@ -53,6 +53,15 @@ const API_PORT: u16 = 6443;
 /// The kube-dns Service's ClusterIP: the control plane serves the cluster DNS behind it (on the
 /// host's underlay address, port 53) and every agent writes it into its pods' resolv.conf.
 pub(crate) const CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+/// The addresses Services of type LoadBalancer get (`--loadbalancer-pool`), as MetalLB's or
+/// k3s ServiceLB's on a LAN: the top of the underlay (192.168.78.240-192.168.78.253), which no
+/// node (.11 up), control-plane machine (.2 up) or the host (.254, where the API server or
+/// balancer listens) ever holds. Not `.240/28`: that holds the host's .254 (the control plane
+/// refuses a pool with its own address) and the broadcast .255.
+pub(crate) fn loadbalancer_pool() -> String {
+    let octet = UNDERLAY_OCTET;
+    format!("192.168.{octet}.240-192.168.{octet}.253")
+}
 /// Ports the local cluster's etcd uses on loopback (client, peer).
 const ETCD_PORTS: (u16, u16) = (12379, 12380);
 /// Node count when `--nodes` is not given and no cluster runs.
@@ -374,11 +383,14 @@ fn up_cluster(args: &UpArgs) -> anyhow::Result<Vec<String>> {
          Pods resolve Services by name (`<svc>`, `<svc>.<ns>.svc.cluster.local`) through the \
          cluster DNS, which every control plane serves on its address, port 53, behind the \
          Service kube-system/kube-dns ({CLUSTER_DNS}).\n\
+         `kubectl expose --type=LoadBalancer` gives a Service an address from {} (its \
+         EXTERNAL-IP).\n\
          `cargo xtask status` shows what runs, `cargo xtask down` removes it all.\n\
          Use it with:\n\n  export KUBECONFIG={}\n",
         nodes.len(),
         nodes.join(", "),
         routing(),
+        loadbalancer_pool(),
         kubeconfig.display()
     );
     Ok(nodes)

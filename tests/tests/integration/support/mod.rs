@@ -564,6 +564,16 @@ impl LocalCluster {
             cluster_dns: Some(ClusterDns::new(CLUSTER_DNS, None)),
             // As the binary does by default: the API server reaches pods (webhooks).
             pod_routes: true,
+            // Services of type LoadBalancer get addresses at the top of the underlay, as
+            // `cargo xtask up`'s: 192.168.<octet>.240-.253 (the host's .254, where the API
+            // server listens, and the broadcast .255 left out).
+            loadbalancer_pool: vec![{
+                let [a, b, octet, _] = host_ip.octets();
+                flotilla_controlplane::ipam::AddressRange {
+                    first: Ipv4Addr::new(a, b, octet, 240),
+                    last: Ipv4Addr::new(a, b, octet, 253),
+                }
+            }],
             ..Config::new(dir.path().join("state"), listen)
         };
         let cluster = Cluster::start(dir, config).await?;

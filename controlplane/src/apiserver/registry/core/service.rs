@@ -32,6 +32,11 @@ impl Strategy for Services {
 
     fn validate(&self, e: &mut Errs, object: &Value, old: Option<&Value>) {
         service(e, Some(object), old);
+        // Upstream validates the status on status writes only (ValidateServiceStatusUpdate);
+        // other writes keep the stored status, which was checked when it was written.
+        if old.is_none_or(|old| old["status"] != object["status"]) {
+            load_balancer_status(e, object);
+        }
     }
 
     fn columns(&self) -> Cow<'static, [Column]> {
@@ -52,6 +57,10 @@ impl Strategy for Services {
 
     fn prepare_update(&self, old: &Value, new: &mut Value) {
         drop_type_dependent_fields(old, new);
+    }
+
+    fn prepare_subresource_update(&self, _subresource: Subresource, _old: &Value, new: &mut Value) {
+        default_ip_mode(new);
     }
 
     fn held(&self, object: &Value) -> Allocations {
@@ -385,6 +394,82 @@ pub(crate) fn service(e: &mut Errs, obj: Option<&Value>, old: Option<&Value>) {
         {
             let v = str_opt(spec, "loadBalancerClass").map_or("null".to_string(), q);
             e.invalid("spec.loadBalancerClass", &v, "may not change once set");
+        }
+    }
+}
+
+/// The `ipMode`s of `status.loadBalancer.ingress[]` (upstream's `supportedLoadBalancerIPMode`).
+const LOAD_BALANCER_IP_MODES: &[&str] = &["Proxy", "VIP"];
+
+/// `ValidateLoadBalancerStatus` (StrictIPCIDRValidation off, AllowServiceLBStatusOnNonLB off,
+/// their 1.33 defaults): ingress only on a LoadBalancer, each `ip` an IP, `ipMode` VIP or
+/// Proxy and only beside an `ip`, each `hostname` a DNS name and not an IP.
+fn load_balancer_status(e: &mut Errs, object: &Value) {
+    let path = "status.loadBalancer.ingress";
+    let ingress = object["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let service_type = object["spec"]["type"].as_str().unwrap_or("ClusterIP");
+    if service_type != "LoadBalancer" && !ingress.is_empty() {
+        e.forbidden(path, "may only be used when `spec.type` is 'LoadBalancer'");
+        return;
+    }
+    for (i, entry) in ingress.iter().enumerate() {
+        let entry_path = idx(path, i);
+        let entry = Some(entry);
+        let ip = str_of(entry, "ip");
+        if !ip.is_empty() {
+            validate_ip_legacy(e, &child(&entry_path, "ip"), ip);
+        }
+        let mode_path = child(&entry_path, "ipMode");
+        match str_opt(entry, "ipMode") {
+            None if !ip.is_empty() => e.required(&mode_path, "must be specified when `ip` is set"),
+            None => {}
+            Some(_) if ip.is_empty() => {
+                e.forbidden(&mode_path, "may not be specified when `ip` is not set");
+            }
+            Some(mode) if !LOAD_BALANCER_IP_MODES.contains(&mode) => {
+                e.not_supported(&mode_path, mode, LOAD_BALANCER_IP_MODES);
+            }
+            Some(_) => {}
+        }
+        let hostname = str_of(entry, "hostname");
+        if !hostname.is_empty() {
+            let hostname_path = child(&entry_path, "hostname");
+            for m in is_dns1123_subdomain(hostname) {
+                e.invalid_s(&hostname_path, hostname, &m);
+            }
+            if parse_ip(hostname).is_some() {
+                e.invalid_s(
+                    &hostname_path,
+                    hostname,
+                    "must be a DNS name, not an IP address",
+                );
+            }
+        }
+    }
+}
+
+/// Upstream's defaulting of a LoadBalancer's `status.loadBalancer.ingress[].ipMode`: VIP where
+/// an `ip` is given without one (clients older than the field leave it out).
+fn default_ip_mode(object: &mut Value) {
+    if object["spec"]["type"].as_str() != Some("LoadBalancer") {
+        return;
+    }
+    let Some(ingress) = object
+        .pointer_mut("/status/loadBalancer/ingress")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for entry in ingress.iter_mut().filter_map(Value::as_object_mut) {
+        let has_ip = entry
+            .get("ip")
+            .and_then(Value::as_str)
+            .is_some_and(|ip| !ip.is_empty());
+        if has_ip && entry.get("ipMode").is_none_or(Value::is_null) {
+            entry.insert("ipMode".into(), json!("VIP"));
         }
     }
 }
@@ -766,4 +851,144 @@ async fn allocate_service(
 fn set_cluster_ip(spec: &mut Value, ip: &str) {
     spec["clusterIP"] = json!(ip);
     spec["clusterIPs"] = json!([ip]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::{machinery::field::Cause, meta};
+
+    /// A stored Service of `service_type` with a ClusterIP and an empty status.
+    fn stored(service_type: &str) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1",
+                         "resourceVersion": "5", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"type": service_type, "selector": {"app": "web"}, "clusterIP": "10.96.0.20",
+                     "clusterIPs": ["10.96.0.20"],
+                     "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": 30080}]},
+            "status": {"loadBalancer": {}},
+        })
+    }
+
+    /// What a write of `ingress` through `services/status` is refused for (the object as it
+    /// would be stored, and the causes).
+    fn write_status(old: &Value, ingress: Value) -> (Value, Vec<Cause>) {
+        let mut new = old.clone();
+        new["status"] = json!({"loadBalancer": {"ingress": ingress}});
+        let updated = meta::prepare_update(&RESOURCE, old, new, Some(Subresource::Status));
+        let causes = RESOURCE.validate(&updated, Some(old));
+        (updated, causes)
+    }
+
+    fn fields(causes: &[Cause]) -> Vec<String> {
+        causes.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_load_balancer_address_with_ip_mode_vip_is_accepted() {
+        let old = stored("LoadBalancer");
+        let (stored, causes) =
+            write_status(&old, json!([{"ip": "192.168.78.240", "ipMode": "VIP"}]));
+        assert_eq!(fields(&causes), Vec::<String>::new());
+        assert_eq!(
+            stored["status"]["loadBalancer"]["ingress"],
+            json!([{"ip": "192.168.78.240", "ipMode": "VIP"}])
+        );
+        let (_, proxy) = write_status(&old, json!([{"ip": "192.168.78.240", "ipMode": "Proxy"}]));
+        assert!(proxy.is_empty(), "{proxy:?}");
+        let (_, named) = write_status(&old, json!([{"hostname": "lb.example.com"}]));
+        assert!(named.is_empty(), "{named:?}");
+        // Clearing is always allowed.
+        let (_, cleared) = write_status(&old, json!(null));
+        assert!(cleared.is_empty(), "{cleared:?}");
+    }
+
+    #[test]
+    fn an_ip_without_ip_mode_is_defaulted_to_vip() {
+        let (stored, causes) =
+            write_status(&stored("LoadBalancer"), json!([{"ip": "192.168.78.241"}]));
+        assert!(causes.is_empty(), "{causes:?}");
+        assert_eq!(
+            stored["status"]["loadBalancer"]["ingress"][0]["ipMode"],
+            "VIP"
+        );
+    }
+
+    #[test]
+    fn load_balancer_ingress_is_validated_as_upstream() {
+        let old = stored("LoadBalancer");
+        let (_, causes) = write_status(
+            &old,
+            json!([
+                {"ip": "192.168.78.300", "ipMode": "VIP"},
+                {"hostname": "lb.example.com", "ipMode": "VIP"},
+                {"ip": "192.168.78.242", "ipMode": "Tunnel"},
+                {"hostname": "192.168.78.243"},
+                {"hostname": "Not_A_Name"},
+            ]),
+        );
+        let fields = fields(&causes);
+        assert_eq!(
+            fields[..3],
+            [
+                "status.loadBalancer.ingress[0].ip: Invalid value: \"192.168.78.300\": must be \
+                 a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                "status.loadBalancer.ingress[1].ipMode: Forbidden: may not be specified when \
+                 `ip` is not set",
+                "status.loadBalancer.ingress[2].ipMode: Unsupported value: \"Tunnel\": \
+                 supported values: \"Proxy\", \"VIP\"",
+            ],
+            "{fields:#?}"
+        );
+        assert!(
+            fields.contains(
+                &"status.loadBalancer.ingress[3].hostname: Invalid value: \"192.168.78.243\": \
+                  must be a DNS name, not an IP address"
+                    .to_owned()
+            ),
+            "{fields:#?}"
+        );
+        assert!(
+            fields
+                .iter()
+                .any(|cause| cause.starts_with("status.loadBalancer.ingress[4].hostname: Invalid")),
+            "{fields:#?}"
+        );
+    }
+
+    #[test]
+    fn only_a_load_balancer_has_ingress() {
+        let (_, causes) = write_status(
+            &stored("NodePort"),
+            json!([{"ip": "192.168.78.240", "ipMode": "VIP"}]),
+        );
+        assert_eq!(
+            fields(&causes),
+            [
+                "status.loadBalancer.ingress: Forbidden: may only be used when `spec.type` is \
+              'LoadBalancer'"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_writes_do_not_judge_the_stored_status() {
+        // A LoadBalancer turned ClusterIP keeps its address until the controller clears it.
+        let mut old = stored("LoadBalancer");
+        old["status"] =
+            json!({"loadBalancer": {"ingress": [{"ip": "192.168.78.240", "ipMode": "VIP"}]}});
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ClusterIP");
+        let updated = meta::prepare_update(&RESOURCE, &old, new, None);
+        assert_eq!(updated["status"], old["status"]);
+        let causes = RESOURCE.validate(&updated, Some(&old));
+        assert!(
+            !causes.iter().any(|cause| cause.field.starts_with("status")),
+            "{causes:?}"
+        );
+        // The clearing status write is then valid.
+        let (_, cleared) = write_status(&updated, json!(null));
+        assert!(cleared.is_empty(), "{cleared:?}");
+    }
 }
