@@ -11,3 +11,12 @@ pub mod pods;
 pub mod run;
 pub mod server;
 pub mod storage;
+
+/// Aborts a task when dropped (a helper task that must not outlive its owner).
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -127,6 +127,11 @@ struct RunArgs {
     /// k3s's agents do; `false` talks to the kubeconfig's server only.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     api_balancer: bool,
+    /// Answer ARP on the underlay for the LoadBalancer addresses (status.loadBalancer.ingress
+    /// of Services without a loadBalancerClass) this node is elected for, with the other agents,
+    /// as MetalLB's and Cilium's L2 mode do; `false` where something else announces them.
+    #[arg(long, env = "FLOTILLA_L2_ANNOUNCEMENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    l2_announcements: bool,
     /// Serving certificate of the kubelet API (PEM, signed by the cluster CA; default:
     /// `kubelet.crt` in the node's pki directory).
     #[arg(long)]
@@ -216,6 +221,12 @@ enum BpfCommand {
     },
     /// List the Service frontends (ClusterIP, NodePort, external IP) and their backends.
     Services {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// List the LoadBalancer addresses this node answers ARP for, with the link and MAC.
+    Announced {
         /// Output format.
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -465,6 +476,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Bpf(BpfCommand::Announced { output }) => {
+            let rows = flotilla_agent::datapath::announce::ResponderMap::open(&pins)?.rows()?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Table => {
+                    println!("{:<16} {:>8} MAC", "ADDRESS", "IFINDEX");
+                    for row in rows {
+                        println!("{:<16} {:>8} {}", row.address, row.ifindex, row.mac);
+                    }
+                }
+            }
+        }
         Command::Bpf(BpfCommand::Drops { output }) => {
             let rows = NetworkMaps::open(&pins)?.drops()?;
             match output {
@@ -616,6 +639,7 @@ fn run_agent(
             .cni_plugin
             .unwrap_or_else(flotilla_agent::node::network::default_plugin_path),
         api_balancer: args.api_balancer,
+        l2_announcements: args.l2_announcements,
         metrics_listen: match args.metrics_listen.as_str() {
             "off" | "" => None,
             address => Some(address.parse().with_context(|| {

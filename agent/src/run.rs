@@ -73,6 +73,9 @@ pub struct AgentConfig {
     /// Reach the API through the agent's load balancer (every live API server) rather than
     /// the kubeconfig's server alone.
     pub api_balancer: bool,
+    /// Answer ARP for the LoadBalancer addresses this node is elected for (L2 mode); off where
+    /// another implementation (MetalLB) announces them.
+    pub l2_announcements: bool,
 }
 
 /// The client configuration a kubeconfig file gives.
@@ -225,6 +228,7 @@ pub async fn run(
     let programming = prometheus_client::metrics::histogram::Histogram::new(
         prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16),
     );
+    let (announcements, announcements_rx) = tokio::sync::watch::channel(None);
     let services = {
         let maps = datapath::services::ServiceMaps::open(&datapath::pins::NodePins::new(
             &config.node_name,
@@ -236,7 +240,33 @@ pub async fn run(
             maps,
             config.balancing,
             move |took| programming.observe(took.as_secs_f64()),
+            announcements,
         ))
+    };
+    let announcer = match (config.l2_announcements, network.announce_link) {
+        (true, Some(link)) => {
+            let map = datapath::announce::ResponderMap::open(&datapath::pins::NodePins::new(
+                &config.node_name,
+            )?)?;
+            let announcer = datapath::announce::Announcer {
+                node: config.node_name.clone(),
+                node_uid: registered.metadata.uid.clone(),
+                link,
+            };
+            Some(tokio::spawn(datapath::announce::run(
+                client.clone(),
+                announcer,
+                map,
+                announcements_rx,
+            )))
+        }
+        (true, None) => {
+            tracing::warn!(
+                "the underlay link has no MAC address: LoadBalancer addresses are not announced"
+            );
+            None
+        }
+        (false, _) => None,
     };
     let metrics = match config.metrics_listen {
         Some(address) => {
@@ -337,6 +367,9 @@ pub async fn run(
     cni_api.abort();
     address_gc.abort();
     services.abort();
+    if let Some(announcer) = announcer {
+        announcer.abort();
+    }
     policies.abort();
     tunnels.abort();
     if let Some(metrics) = metrics {

@@ -4,6 +4,7 @@
 //! the layout byte for byte. With the `user` feature the types implement `aya::Pod`.
 #![no_std]
 
+pub mod announce;
 pub mod counters;
 pub mod network;
 pub mod policy;
@@ -26,4 +27,5 @@ pub const PINNED_MAPS: &[&str] = &[
     policy::POLICY_MAP,
     policy::POLICY_CT_MAP,
     policy::POLICY_EVENTS_MAP,
+    announce::L2_RESPONDER_MAP,
 ];

@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod announce;
 mod counters;
 mod nat;
 mod network;

@@ -40,6 +40,7 @@ use flotilla_common::{
 };
 
 use crate::{
+    announce::{self, ETH_P_ARP},
     nat::{self, Flow, Translation},
     policy::{self, Tuple},
     services,
@@ -121,11 +122,16 @@ fn to_overlay(ctx: TcContext) -> i32 {
 }
 
 /// Packets the node receives on its underlay link: what a node routing natively with this one
-/// sent unencapsulated is taken as `from_overlay` takes what VXLAN carried; NodePort connections
-/// are translated and forwarded to a backend (SNATed to the node's address when the backend is on
-/// another node); everything else goes on to the node's stack untouched.
+/// sent unencapsulated is taken as `from_overlay` takes what VXLAN carried; connections to a
+/// NodePort or to a Service's external address (externalIPs, a LoadBalancer's) are translated
+/// and forwarded to a backend (SNATed to the node's address when the backend is on another
+/// node); ARP requests for the LoadBalancer addresses the node announces are answered; everything
+/// else goes on to the node's stack untouched.
 #[classifier]
 fn from_underlay(ctx: TcContext) -> i32 {
+    if u16::from_be(ctx.skb.protocol() as u16) == ETH_P_ARP {
+        return verdict(announce::answer_arp(&ctx));
+    }
     verdict(from_underlay_route(&ctx))
 }
 
@@ -293,7 +299,13 @@ fn from_node(
         }
         // A pod elsewhere connecting to this node's NodePort.
         if dst == config.node_ipv4
-            && let Some(action) = nodeport(ctx, config, &flow, arrival == Arrival::Underlay)?
+            && let Some(action) = external(
+                ctx,
+                config,
+                &flow,
+                NODEPORT_IP,
+                arrival == Arrival::Underlay,
+            )?
         {
             return Ok(action);
         }
@@ -342,26 +354,38 @@ fn from_underlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(flow) = packet.flow else {
         return Ok(TC_ACT_OK);
     };
-    if flow.key.dst != config.node_ipv4 {
+    // SAFETY: the skb context is valid for the program's run.
+    if unsafe { (*ctx.skb.skb).pkt_type } != PACKET_HOST {
+        // A frame for another host's MAC (a bridge flooding what it has not learnt) is that
+        // host's to answer, as the stack would drop it.
         return Ok(TC_ACT_OK);
     }
-    Ok(nodeport(ctx, &config, &flow, true)?.unwrap_or(TC_ACT_OK))
+    // The node's own address: its NodePorts; any other: a Service's external address.
+    let frontend = if flow.key.dst == config.node_ipv4 {
+        NODEPORT_IP
+    } else {
+        flow.key.dst
+    };
+    Ok(external(ctx, &config, &flow, frontend, true)?.unwrap_or(TC_ACT_OK))
 }
 
-/// A packet for one of this node's NodePorts (the caller checked the address): translated,
-/// SNATed to the node's address when the backend is on another node, and sent on; None when no
-/// NodePort is open on its port (the node's stack gets it). Connections to a NodePort without
-/// backends are answered with ICMP port unreachable where `may_answer` (the packet came from
-/// the underlay, where the answer can go straight back), else dropped.
+/// A packet for a frontend reached from outside the node's pods: one of this node's NodePorts
+/// (`frontend` = [`NODEPORT_IP`]; the caller checked the address is the node's) or a Service's
+/// external address (`frontend` = the destination): translated, SNATed to the node's address
+/// when the backend is on another node, and sent on; None when no such frontend is open on its
+/// port (the node's stack gets it). Connections to a frontend without backends are answered
+/// with ICMP port unreachable where `may_answer` (the packet came from the underlay, where the
+/// answer can go straight back), else dropped.
 #[inline(always)]
-fn nodeport(
+fn external(
     ctx: &TcContext,
     config: &NodeConfig,
     flow: &Flow,
+    frontend: [u8; 4],
     may_answer: bool,
 ) -> Result<Option<i32>, DropReason> {
     let key = flotilla_common::services::ServiceKey {
-        ip: NODEPORT_IP,
+        ip: frontend,
         ..flow.frontend_key()
     };
     let Some(service) = services::exact(&key) else {

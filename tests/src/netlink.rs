@@ -222,6 +222,14 @@ impl Netlink {
             .await
     }
 
+    /// Sets the link down.
+    pub async fn set_down(&self, name: &str) -> Result<(), TestbedError> {
+        self.set_link(name, format!("setting link {name} down"), |link| {
+            link.down()
+        })
+        .await
+    }
+
     /// Enslaves `name` to the bridge `bridge`.
     pub async fn set_master(&self, name: &str, bridge: &str) -> Result<(), TestbedError> {
         let bridge_index = self.index(bridge).await?;

@@ -1,6 +1,7 @@
 //! The eBPF datapath of one node: loading the embedded programs, pinning them under
 //! `/sys/fs/bpf/flotilla/<node>/` so they outlive the agent, and reading their maps back.
 
+pub mod announce;
 pub mod attach;
 pub mod conntrack;
 pub mod counters;

@@ -71,6 +71,9 @@ pub struct OverlayDevice {
     pub underlay_ifindex: u32,
     /// The underlay link's name (NodePort arrives there).
     pub underlay_name: String,
+    /// The underlay link's MAC (ARP answers for announced LoadBalancer addresses give it);
+    /// None where the link has none.
+    pub underlay_mac: Option<[u8; 6]>,
     /// The network of the node IP on the underlay link (nodes inside it are reached without a
     /// router; native routing needs that).
     pub underlay_segment: (Ipv4Addr, u32),
@@ -151,13 +154,7 @@ pub async fn ensure(settings: &OverlaySettings) -> Result<OverlayDevice, Overlay
         .map_err(netlink(format!(
             "setting {OVERLAY_DEVICE} up with MTU {mtu}"
         )))?;
-    let mac = link
-        .attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            LinkAttribute::Address(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
-            _ => None,
-        })
+    let mac = link_mac(&link)
         .ok_or_else(|| OverlayError::Unusable(format!("{OVERLAY_DEVICE} has no MAC address")))?;
 
     // The node's own packets to pods elsewhere: into the device, where to_overlay picks the node.
@@ -185,8 +182,19 @@ pub async fn ensure(settings: &OverlaySettings) -> Result<OverlayDevice, Overlay
         mtu,
         underlay_ifindex: underlay.index,
         underlay_name: underlay.name,
+        underlay_mac: underlay.mac,
         underlay_segment: underlay.segment,
     })
+}
+
+/// A link's Ethernet address.
+fn link_mac(link: &rtnetlink::packet_route::link::LinkMessage) -> Option<[u8; 6]> {
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Address(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
+            _ => None,
+        })
 }
 
 async fn link_by_name(
@@ -216,6 +224,8 @@ struct Underlay {
     index: u32,
     name: String,
     mtu: u32,
+    /// None for a link without Ethernet addresses (no ARP on it).
+    mac: Option<[u8; 6]>,
     /// The node IP's network (host bits cleared).
     segment: (Ipv4Addr, u32),
 }
@@ -263,6 +273,7 @@ async fn underlay(handle: &Handle, node_ip: Ipv4Addr) -> Result<Underlay, Overla
             _ => None,
         })
         .ok_or_else(|| OverlayError::Unusable(format!("the underlay link {index} has no name")))?;
+    let mac = link_mac(&link);
     if !up {
         tracing::warn!(ifindex = index, "the underlay link is down");
     }
@@ -270,6 +281,7 @@ async fn underlay(handle: &Handle, node_ip: Ipv4Addr) -> Result<Underlay, Overla
         index,
         name,
         mtu,
+        mac,
         segment,
     })
 }

@@ -24,6 +24,7 @@ use k8s_openapi::api::{
 
 use super::{
     DatapathError,
+    announce::{Announcements, announcement},
     conntrack::{Departure, ServiceConntrack},
     maglev::{Balancing, LbAlgorithm, MaglevMap, TableSize, TableSpec},
     network::{map_error, open_map, removed},
@@ -49,6 +50,34 @@ pub struct Frontend {
     pub affinity_timeout: u32,
 }
 
+/// What an endpoint can be used for: kube-proxy takes ready endpoints, and while a Service has
+/// none, the terminating ones that still serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EndpointState {
+    /// Ready.
+    Ready,
+    /// Terminating but still serving.
+    Terminating,
+}
+
+impl EndpointState {
+    /// The endpoint's state; None for one that neither is ready nor serves.
+    pub(crate) fn of(endpoint: &Endpoint) -> Option<Self> {
+        let conditions = endpoint.conditions.as_ref();
+        // Unset ready means ready; unset serving means as ready (the API's documented defaults).
+        let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+        let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+        let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+        if ready {
+            Some(Self::Ready)
+        } else if serving && terminating {
+            Some(Self::Terminating)
+        } else {
+            None
+        }
+    }
+}
+
 /// Endpoints of one service port, split the way kube-proxy's traffic policies need them.
 #[derive(Default)]
 struct Candidates {
@@ -60,11 +89,9 @@ struct Candidates {
 
 impl Candidates {
     fn add(&mut self, endpoint: &Endpoint, port: u16, node: &str) {
-        let conditions = endpoint.conditions.as_ref();
-        // Unset ready means ready; unset serving means as ready (the API's documented defaults).
-        let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-        let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
-        let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+        let Some(state) = EndpointState::of(endpoint) else {
+            return;
+        };
         let local = endpoint.node_name.as_deref() == Some(node);
         for address in &endpoint.addresses {
             let Ok(ip) = address.parse::<Ipv4Addr>() else {
@@ -75,12 +102,9 @@ impl Candidates {
                 port: port.to_be(),
                 pad: 0,
             };
-            let (all, here) = if ready {
-                (&mut self.ready, &mut self.local_ready)
-            } else if serving && terminating {
-                (&mut self.terminating, &mut self.local_terminating)
-            } else {
-                continue;
+            let (all, here) = match state {
+                EndpointState::Ready => (&mut self.ready, &mut self.local_ready),
+                EndpointState::Terminating => (&mut self.terminating, &mut self.local_terminating),
             };
             all.insert(backend);
             if local {
@@ -137,11 +161,14 @@ pub fn frontends(
         .as_deref()
         .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
     let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    // Traffic for a LoadBalancer's address is taken like an external IP's (kube-proxy's
+    // ipMode VIP; `Proxy` addresses are the load balancer's to forward, not the nodes').
     let external_ips: Vec<Ipv4Addr> = spec
         .external_ips
         .iter()
         .flatten()
         .filter_map(|ip| ip.parse().ok())
+        .chain(load_balancer_ips(service))
         .collect();
     let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
@@ -218,6 +245,26 @@ pub fn frontends(
         }
     }
     frontends
+}
+
+/// The IPv4 addresses a LoadBalancer Service's status gives it (`ipMode` VIP or unset); none
+/// for other types.
+pub fn load_balancer_ips(service: &Service) -> Vec<Ipv4Addr> {
+    let is_load_balancer = service
+        .spec
+        .as_ref()
+        .is_some_and(|spec| spec.type_.as_deref() == Some("LoadBalancer"));
+    if !is_load_balancer {
+        return Vec::new();
+    }
+    service
+        .status
+        .iter()
+        .filter_map(|status| status.load_balancer.as_ref())
+        .flat_map(|balancer| balancer.ingress.iter().flatten())
+        .filter(|ingress| ingress.ip_mode.as_deref().is_none_or(|mode| mode == "VIP"))
+        .filter_map(|ingress| ingress.ip.as_deref()?.parse().ok())
+        .collect()
 }
 
 /// A frontend as laid out for the maps (or read back from them): its entry and its backends
@@ -914,13 +961,15 @@ fn slice_service(slice: &EndpointSlice) -> Option<String> {
 
 /// Keeps the service maps equal to the cluster's Services and EndpointSlices as seen from
 /// `node` for as long as the task runs; every change reprograms only the Service it concerns.
-/// `observe` gets how long each Service's programming took.
+/// `observe` gets how long each Service's programming took; `announcements` what each
+/// LoadBalancer Service asks of the L2 announcers, from the first complete list on.
 pub async fn sync(
     client: kube::Client,
     node: String,
     mut maps: ServiceMaps,
     balancing: Balancing,
     observe: impl Fn(std::time::Duration) + Send,
+    announcements: tokio::sync::watch::Sender<Announcements>,
 ) {
     use futures::{StreamExt as _, stream};
     use kube::runtime::{WatchStreamExt as _, watcher};
@@ -1007,9 +1056,10 @@ pub async fn sync(
         if !(services.synced && slices.synced) {
             continue;
         }
+        let mut asked = announcements.borrow().clone().unwrap_or_default();
         for name in std::mem::take(&mut touched) {
             let started = std::time::Instant::now();
-            let wanted = match services.objects.get(&name) {
+            let (wanted, announced) = match services.objects.get(&name) {
                 Some(service) => {
                     let owned: Vec<&EndpointSlice> = slices_of
                         .get(&name)
@@ -1017,9 +1067,16 @@ pub async fn sync(
                         .flatten()
                         .filter_map(|key| slices.objects.get(key))
                         .collect();
-                    frontends(service, &owned, &node, balancing.algorithm)
+                    (
+                        frontends(service, &owned, &node, balancing.algorithm),
+                        announcement(service, &owned),
+                    )
                 }
-                None => BTreeMap::new(),
+                None => (BTreeMap::new(), None),
+            };
+            match announced {
+                Some(announced) => asked.insert(name.clone(), announced),
+                None => asked.remove(&name),
             };
             let report = table.program(&mut maps, &name, &wanted);
             if report.attempted() {
@@ -1027,6 +1084,11 @@ pub async fn sync(
             }
             warn_failures(&name, &report);
         }
+        announcements.send_if_modified(|published| {
+            let changed = published.as_ref() != Some(&asked);
+            *published = Some(asked);
+            changed
+        });
         let departed = table.take_departed();
         match maps.forget_departed(&departed) {
             Ok(0) => {}

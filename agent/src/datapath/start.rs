@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use flotilla_common::network::{NodeConfig, OVERLAY_VNI};
 
 use super::{
+    announce,
     maglev::TableSize,
     network::{NetworkDatapath, NetworkMaps, SockScope},
     overlay::{self, OVERLAY_DEVICE, OverlaySettings},
@@ -56,6 +57,8 @@ pub struct NodeNetwork {
     pub mtu: u32,
     /// How other nodes are reached (for the tunnel sync).
     pub routing: RoutingPlan,
+    /// The underlay link LoadBalancer addresses are announced on (None: it has no MAC).
+    pub announce_link: Option<announce::Link>,
 }
 
 /// Brings the node's network up (see the module docs).
@@ -143,6 +146,10 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
         maps,
         mtu: device.mtu,
         routing,
+        announce_link: device.underlay_mac.map(|mac| announce::Link {
+            ifindex: device.underlay_ifindex,
+            mac,
+        }),
     })
 }
 

@@ -7,6 +7,7 @@ pub mod network;
 
 use std::{collections::BTreeMap, time::Duration};
 
+use flotilla_apimachinery::node_leases::NAMESPACE as LEASE_NAMESPACE;
 use k8s_openapi::{
     api::{coordination::v1::Lease, core::v1::Node},
     apimachinery::pkg::{
@@ -27,8 +28,6 @@ use crate::pods::cri::{Cri, api};
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
 /// How often the node status is posted (kubelet's nodeStatusUpdateFrequency).
 pub const STATUS_UPDATE: Duration = Duration::from_secs(10);
-/// The namespace node Leases live in.
-const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// The taint a node carries until it is ready.
 pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 

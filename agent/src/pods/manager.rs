@@ -643,8 +643,8 @@ impl Drop for WorkerHandle {
 
 /// Runs the pods bound to this node until the task is dropped.
 pub async fn run(runtime: Arc<Runtime>) {
-    let _services = AbortOnDrop(tokio::spawn(watch_services(runtime.clone())));
-    let _probes = AbortOnDrop(tokio::spawn(route_probe_events(runtime.clone())));
+    let _services = crate::AbortOnDrop(tokio::spawn(watch_services(runtime.clone())));
+    let _probes = crate::AbortOnDrop(tokio::spawn(route_probe_events(runtime.clone())));
     let pods: Api<Pod> = Api::all(runtime.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", runtime.node_name));
     let mut events = watcher::watcher(pods, config).boxed();
@@ -707,15 +707,6 @@ pub async fn run(runtime: Arc<Runtime>) {
                 remove_orphans(&runtime, &known).await;
             }
         }
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -1,7 +1,8 @@
 //! The Node authorizer (upstream's `plugin/pkg/auth/authorizer/node`): a node agent
 //! (`system:node:<name>` in `system:nodes`) may read the Secrets, ConfigMaps and
 //! PersistentVolumeClaims the pods bound to it use and create tokens for their
-//! ServiceAccounts, write only its own Node and Lease, and write the status of, delete and
+//! ServiceAccounts, write only its own Node and Leases (its heartbeat and its L2 announcer's;
+//! every node Lease may be listed and watched, for the announcers), and write the status of, delete and
 //! evict only the pods bound to it; everything else a node may do is the static `system:node`
 //! rules. Which objects relate to which node comes from a [`NodeGraph`] of the pods, kept from
 //! etcd. Users who are not nodes get no opinion here (RBAC decides).
@@ -9,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
+use flotilla_apimachinery::node_leases::{self, NAMESPACE as NODE_LEASE_NAMESPACE};
 use serde_json::Value;
 
 use super::User;
@@ -17,9 +19,6 @@ use crate::storage::{
     StorageError, Store, WatchEvent,
     mirror::{Change, mirror},
 };
-
-/// The namespace of node Leases.
-const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// The node a user is, if they are one.
 pub fn node_name(user: &User) -> Option<&str> {
@@ -287,6 +286,14 @@ pub fn authorize(
                 unrelated()
             }
         }
+        // Beyond upstream: the agents' L2 announcers watch each other's Leases (every node's
+        // heartbeat there is no secret) and each renews its own second Lease.
+        ("coordination.k8s.io", "leases")
+            if a.namespace == NODE_LEASE_NAMESPACE
+                && matches!(a.verb.as_str(), "list" | "watch") =>
+        {
+            Ok(())
+        }
         ("coordination.k8s.io", "leases") => {
             if !matches!(
                 a.verb.as_str(),
@@ -297,7 +304,10 @@ pub fn authorize(
                 Err(format!(
                     "can only access leases in the {NODE_LEASE_NAMESPACE:?} system namespace"
                 ))
-            } else if a.verb != "create" && a.name != node {
+            } else if a.verb != "create"
+                && a.name != node
+                && a.name != node_leases::l2_announcer_lease(node)
+            {
                 Err(
                     "can only access node lease with the same name as the requesting node"
                         .to_owned(),
@@ -492,6 +502,29 @@ mod tests {
             "n2",
         );
         assert!(authorize(&graph, &rules, &n1, &other).unwrap().is_err());
+        // Its L2 announcer Lease too, not another's; every node Lease may be listed and watched.
+        let announcer = |verb: &str, name: &str| {
+            Attributes::resource(
+                verb,
+                "coordination.k8s.io",
+                "leases",
+                "kube-node-lease",
+                name,
+            )
+        };
+        let own = announcer("update", "l2-announcer-n1");
+        assert_eq!(authorize(&graph, &rules, &n1, &own), Some(Ok(())));
+        let others = announcer("update", "l2-announcer-n2");
+        assert!(authorize(&graph, &rules, &n1, &others).unwrap().is_err());
+        for verb in ["list", "watch"] {
+            assert_eq!(
+                authorize(&graph, &rules, &n1, &announcer(verb, "")),
+                Some(Ok(()))
+            );
+        }
+        let elsewhere =
+            Attributes::resource("list", "coordination.k8s.io", "leases", "kube-system", "");
+        assert!(authorize(&graph, &rules, &n1, &elsewhere).unwrap().is_err());
         // Not a node: no opinion at all.
         let jane = User {
             name: "jane".into(),

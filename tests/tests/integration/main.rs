@@ -22,6 +22,7 @@ mod install;
 mod join;
 mod kube_proxy_baseline;
 mod kubelet_api;
+mod load_balancer;
 mod local_cluster;
 mod maglev;
 mod network_policy;

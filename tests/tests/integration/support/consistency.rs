@@ -27,10 +27,7 @@ use flotilla_agent::datapath::{
     pins::NodePins,
     services::ServiceMaps,
 };
-use flotilla_testbed::{
-    objects::condition_true,
-    traffic::{flows_moved, udp_flow_answers},
-};
+use flotilla_testbed::traffic::{flows_moved, udp_flow_answers};
 
 use super::{LocalCluster, TESTAPP_READINESS, eventually, testapp_pod};
 
@@ -192,17 +189,9 @@ pub async fn measure(local: &LocalCluster) -> anyhow::Result<Consistency> {
             .with_context(|| format!("the Service {service} got no nodePort"))?;
         node_ports.insert(service, port);
     }
-    eventually(Duration::from_secs(120), "ten pods Ready", || {
-        let list = cluster.json(&["get", "pods", "-l", "app=web"])?;
-        let ready = list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|pod| condition_true(pod, "Ready"))
-            .count();
-        Ok((ready == PODS).then_some(()))
-    })
-    .await?;
+    cluster
+        .pods_ready("app=web", PODS, Duration::from_secs(120))
+        .await?;
     let frontends = programmed(&nodes, &node_ports, PODS).await?;
     let mut report = Consistency {
         flags: frontends

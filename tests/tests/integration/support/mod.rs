@@ -93,11 +93,21 @@ metadata:
 
 /// One HTTP/1.0 GET of the test app's /hostname, 2 s bounds: the answering pod's name.
 pub fn hostname_at(address: std::net::SocketAddr) -> anyhow::Result<String> {
+    http_get_at(address, "/hostname", Duration::from_secs(2))
+}
+
+/// One HTTP/1.0 GET of `path` from the test app at `address`: the body. Connecting may take
+/// `connect`, reading and writing 2 s each.
+pub fn http_get_at(
+    address: std::net::SocketAddr,
+    path: &str,
+    connect: Duration,
+) -> anyhow::Result<String> {
     use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, connect)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"GET /hostname HTTP/1.0\r\nHost: web\r\n\r\n")?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: web\r\n\r\n")?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     ensure!(
@@ -343,6 +353,26 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Waits up to `limit` until `count` pods labelled `selector` are Ready.
+    pub async fn pods_ready(
+        &self,
+        selector: &str,
+        count: usize,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        eventually(limit, &format!("{count} pods {selector} Ready"), || {
+            let list = self.json(&["get", "pods", "-l", selector])?;
+            let ready = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|pod| objects::condition_true(pod, "Ready"))
+                .count();
+            Ok((ready == count).then_some(()))
+        })
+        .await
+    }
+
     /// Starts a control plane as `config` says (its state under `dir`), within a minute.
     pub async fn start(dir: tempfile::TempDir, config: Config) -> anyhow::Result<Self> {
         let control_plane =
@@ -784,6 +814,7 @@ fn start_node(
         cni_plugin: plugin.to_owned(),
         metrics_listen: Some(format!("{}:9962", node.underlay_ip()).parse()?),
         api_balancer: true,
+        l2_announcements: true,
     };
     let mut local = LocalNode {
         dirs,

@@ -1,6 +1,7 @@
 //! `coordination.k8s.io/v1` Lease: validation, the table and the patch schema.
 
 use crate::apiserver::registry::prelude::*;
+use flotilla_apimachinery::node_leases;
 use k8s_openapi::api::coordination::v1 as api;
 
 /// The `leases` resource.
@@ -25,8 +26,8 @@ pub struct Leases;
 impl Strategy for Leases {
     typed_as!("v1.Lease", api::Lease);
 
-    /// NodeRestriction: a node creates only its own Lease (the Node authorizer checks the
-    /// name on every other verb).
+    /// NodeRestriction: a node creates only its own Leases, its heartbeat and its L2
+    /// announcer's (the Node authorizer checks the name on every other verb).
     fn admit<'a>(
         &'a self,
         _admission: &'a crate::apiserver::admission::Admission,
@@ -35,6 +36,13 @@ impl Strategy for Leases {
         _old: Option<&'a Value>,
     ) -> futures::future::BoxFuture<'a, Result<(), crate::apiserver::status::ApiError>> {
         Box::pin(async move {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            if lookup
+                .requesting_node()
+                .is_some_and(|node| name == node_leases::l2_announcer_lease(&node))
+            {
+                return Ok(());
+            }
             crate::apiserver::registry::strategy::own_name_only(
                 lookup,
                 "leases.coordination.k8s.io",
