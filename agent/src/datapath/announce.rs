@@ -13,6 +13,8 @@
 //! switch at once. Nothing is written per Service: a failover costs the Lease's duration and one
 //! ARP, and a node joining or leaving moves only the addresses it ranks first for.
 //!
+//! Nodes labelled `node.kubernetes.io/exclude-from-external-load-balancers` never announce.
+//!
 //! An agent that cannot renew its own Lease (the API is away) freezes what it announces rather
 //! than drop it: the others cannot tell its silence from death, but traffic still finds a node.
 
@@ -32,7 +34,7 @@ use futures::StreamExt as _;
 use k8s_openapi::{
     api::{
         coordination::v1::Lease,
-        core::v1::Service,
+        core::v1::{Node, Service},
         discovery::v1::{Endpoint, EndpointSlice},
     },
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
@@ -55,6 +57,9 @@ use super::{
 };
 use crate::pods::events::{self, Kind};
 
+/// The label that keeps a node from announcing (upstream's, which cloud load balancers and
+/// MetalLB honour too).
+pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// How long an announcer Lease holds unrenewed: a dead node's addresses move this long after
 /// its last renewal (Cilium's `l2-announcements-lease-duration`, at the low end of what its
 /// documentation suggests for fast failover).
@@ -365,6 +370,15 @@ pub async fn run(
     )
     .default_backoff();
     futures::pin_mut!(lease_events);
+    // Nodes kept from announcing, as upstream's service controllers keep them from load
+    // balancers: usually none, so the watch costs nothing.
+    let excluded_events = watcher(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default().labels(EXCLUDE_LABEL),
+    )
+    .default_backoff();
+    futures::pin_mut!(excluded_events);
+    let mut exclusions = Mirror::<Node>::new();
     let mut leases = Mirror::<Lease>::new();
     let mut peers = Peers::default();
     let mut judge = tokio::time::interval(JUDGE_PERIOD);
@@ -395,6 +409,16 @@ pub async fn run(
                 }
                 None => break,
             },
+            event = excluded_events.next() => match event {
+                Some(Ok(event)) => {
+                    exclusions.apply(event);
+                }
+                Some(Err(err)) => {
+                    tracing::warn!("watching the nodes excluded from load balancers: {err}");
+                    continue;
+                }
+                None => break,
+            },
             changed = announcements.changed() => {
                 if changed.is_err() {
                     break;
@@ -407,15 +431,18 @@ pub async fn run(
         let Some(all) = all else {
             continue;
         };
-        wanted.send_if_modified(|wanted| {
-            let now_wanted = !all.is_empty();
-            std::mem::replace(wanted, now_wanted) != now_wanted
-        });
-        if !leases.synced {
+        if !(leases.synced && exclusions.synced) {
             continue;
         }
+        let excluded: BTreeSet<&str> = exclusions
+            .objects
+            .values()
+            .filter_map(|node| node.metadata.name.as_deref())
+            .collect();
+        let announcing = !all.is_empty() && !excluded.contains(announcer.node.as_str());
+        wanted.send_if_modified(|wanted| std::mem::replace(wanted, announcing) != announcing);
         let now = Instant::now();
-        let answered = if all.is_empty() {
+        let answered = if !announcing {
             BTreeSet::new()
         } else {
             // Judge only from a run of renewals as long as a Lease lasts: by then every live
@@ -429,7 +456,10 @@ pub async fn run(
             {
                 continue;
             }
-            let mut live: BTreeSet<&str> = peers.live(now).collect();
+            let mut live: BTreeSet<&str> = peers
+                .live(now)
+                .filter(|node| !excluded.contains(node))
+                .collect();
             live.insert(&announcer.node);
             answered_by(&announcer.node, &live, &all)
         };

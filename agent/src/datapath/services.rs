@@ -1305,6 +1305,47 @@ mod tests {
     }
 
     #[test]
+    fn load_balancer_addresses_are_frontends_under_the_external_policy() {
+        use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+        let mut svc = service("10.96.0.20", &[("http", 80, "TCP")]);
+        let spec = svc.spec.as_mut().unwrap();
+        spec.type_ = Some("LoadBalancer".into());
+        spec.external_traffic_policy = Some("Local".into());
+        let ingress = |ip: &str, mode: Option<&str>| LoadBalancerIngress {
+            ip: Some(ip.into()),
+            ip_mode: mode.map(Into::into),
+            ..Default::default()
+        };
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![
+                    ingress("192.168.78.240", Some("VIP")),
+                    ingress("192.168.78.241", None),
+                    // The load balancer forwards these itself: not the nodes' to take.
+                    ingress("192.168.78.242", Some("Proxy")),
+                ]),
+            }),
+            ..Default::default()
+        });
+        let here = slice(
+            &[("http", 8080, "TCP")],
+            &[("10.244.0.5", NODE, READY), ("10.244.1.5", "node2", READY)],
+        );
+        let seen = frontends(&svc, &[&here], NODE, LbAlgorithm::Random);
+        for ip in [[192, 168, 78, 240], [192, 168, 78, 241]] {
+            assert_eq!(
+                backends(&seen[&key(ip, 80, PROTO_TCP)]),
+                vec![backend("10.244.0.5", 8080)]
+            );
+        }
+        assert!(!seen.contains_key(&key([192, 168, 78, 242], 80, PROTO_TCP)));
+        // The same status on another type is stale: no frontend.
+        svc.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+        let seen = frontends(&svc, &[&here], NODE, LbAlgorithm::Random);
+        assert!(!seen.contains_key(&key([192, 168, 78, 240], 80, PROTO_TCP)));
+    }
+
+    #[test]
     fn client_ip_affinity_carries_its_timeout() {
         let mut svc = service("10.96.0.20", &[("http", 80, "TCP")]);
         let spec = svc.spec.as_mut().unwrap();

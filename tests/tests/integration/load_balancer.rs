@@ -10,6 +10,8 @@
 //! - The announcing node dies (its agent stops and its link goes down): within 5 s the address
 //!   answers from the other node's pod (its agent saw the Lease expire, took the address over
 //!   and sent gratuitous ARPs, so the client's neighbour entry moved at once).
+//! - Labelled `node.kubernetes.io/exclude-from-external-load-balancers`, the surviving node
+//!   stops answering; unlabelled, it answers again.
 //! - `elsewhere` asks for an address outside the pool (spec.loadBalancerIP): an
 //!   `AllocationFailed` event and no address.
 
@@ -172,6 +174,25 @@ async fn load_balancer_addresses_answer_and_move_when_their_node_dies() -> anyho
         "{} answers without announcing {address}",
         nodes[surviving]
     );
+
+    // The survivor labelled to stay out of load balancing stops answering; unlabelled, it
+    // answers again. (The dead node's pinned map keeps what it had.)
+    let label = "node.kubernetes.io/exclude-from-external-load-balancers";
+    let survivor = &nodes[surviving];
+    for (change, answers) in [(format!("{label}="), false), (format!("{label}-"), true)] {
+        local
+            .cluster
+            .kubectl_ok(&["label", "node", survivor, &change])?;
+        eventually(
+            Duration::from_secs(15),
+            &format!("{survivor} announcing: {answers} after `label {change}`"),
+            || {
+                let holds = announcers(&nodes, address)?.contains(&surviving);
+                Ok((holds == answers).then_some(()))
+            },
+        )
+        .await?;
+    }
 
     let refused = event(&local.cluster, "elsewhere", "AllocationFailed").await?;
     let message = refused["message"].as_str().unwrap_or_default();
