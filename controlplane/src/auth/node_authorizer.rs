@@ -2,9 +2,9 @@
 //! (`system:node:<name>` in `system:nodes`) may read the Secrets, ConfigMaps and
 //! PersistentVolumeClaims the pods bound to it use and create tokens for their
 //! ServiceAccounts, write only its own Node and Leases (its heartbeat and its L2 announcer's;
-//! every node Lease may be listed and watched, for the announcers), and write the status of, delete and
-//! evict only the pods bound to it; everything else a node may do is the static `system:node`
-//! rules. Which objects relate to which node comes from a [`NodeGraph`] of the pods, kept from
+//! every node Lease may be listed and watched, for the announcers), and write the status of,
+//! delete and evict only the pods bound to it; everything else a node may do is the static
+//! `system:node` rules. Which objects relate to which node comes from a [`NodeGraph`] of the pods, kept from
 //! etcd. Users who are not nodes get no opinion here (RBAC decides).
 
 use std::collections::HashMap;
