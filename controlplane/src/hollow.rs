@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use flotilla_apimachinery::node_leases;
 use futures::StreamExt as _;
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::Node, core::v1::Pod};
 use kube::{
@@ -199,13 +200,13 @@ async fn register(client: &Client, name: &str, shape: &NodeShape) -> Result<(), 
     }
     let created = nodes.get(name).await.map_err(fail)?;
     let lease: Lease = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": [{
+        "metadata": {"name": name, "namespace": node_leases::NAMESPACE, "ownerReferences": [{
             "apiVersion": "v1", "kind": "Node", "name": name, "uid": created.metadata.uid,
         }]},
         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": micro_now()},
     }))
     .map_err(|err| fail(kube::Error::SerdeError(err)))?;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), node_leases::NAMESPACE);
     match leases.create(&PostParams::default(), &lease).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -223,7 +224,7 @@ fn micro_now() -> String {
 }
 
 async fn renew(client: &Client, node: &str) -> Result<(), kube::Error> {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), node_leases::NAMESPACE);
     leases
         .patch(
             node,

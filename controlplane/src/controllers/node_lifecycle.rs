@@ -18,6 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use flotilla_apimachinery::node_leases;
 use futures::StreamExt as _;
 use jiff::Timestamp;
 use k8s_openapi::{
@@ -79,7 +80,7 @@ pub async fn run(client: Client, settings: Settings) {
         tokio::spawn(drain(reflector::reflector(
             lease_writer,
             watcher(
-                Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
+                Api::<Lease>::namespaced(client.clone(), node_leases::NAMESPACE),
                 watcher::Config::default(),
             ),
         ))),
@@ -145,7 +146,8 @@ impl Monitor {
             .retain(|name, _| names.contains(name.as_str()));
         for node in &nodes {
             let name = node.name_any();
-            let lease = leases.get(&reflector::ObjectRef::new(&name).within("kube-node-lease"));
+            let lease =
+                leases.get(&reflector::ObjectRef::new(&name).within(node_leases::NAMESPACE));
             let heartbeat = (
                 lease
                     .and_then(|l| l.spec.clone())
