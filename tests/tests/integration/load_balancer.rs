@@ -26,7 +26,8 @@ use flotilla_testbed::netlink::Netlink;
 use serde_json::Value;
 
 use crate::support::{
-    Cluster, LocalCluster, TESTAPP_READINESS, eventually, http_get_at, require_root, testapp_pod,
+    Cluster, LocalCluster, TESTAPP_READINESS, eventually, http_get_at, loadbalancer_pool,
+    require_root, testapp_pod,
 };
 
 /// How soon the address must answer from another node once its node died.
@@ -59,10 +60,10 @@ async fn load_balancer_addresses_answer_and_move_when_their_node_dies() -> anyho
         Ok(ingress_ips(&service).into_iter().next())
     })
     .await?;
-    let pool_base = u32::from(local.host_ip) & !0xff | 240;
+    let pool = loadbalancer_pool(local.host_ip);
     ensure!(
-        (pool_base..pool_base + 14).contains(&u32::from(address)),
-        "web got {address}, outside the pool 192.168.X.240-253"
+        pool.contains(address),
+        "web got {address}, outside the pool {pool}"
     );
     event(cluster, "web", "IPAllocated").await?;
     eprintln!("web has {address} after {:?}", started.elapsed());

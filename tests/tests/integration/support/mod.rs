@@ -538,6 +538,17 @@ pub fn python_in_pod(netns: &Path, cgroup: &Path, script: &str) -> anyhow::Resul
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// Where Services of type LoadBalancer get addresses on the underlay whose host is `host_ip`:
+/// its top, as `cargo xtask up`'s, 192.168.<octet>.240-.253 (the host's .254, where the API
+/// server listens, and the broadcast .255 left out).
+pub fn loadbalancer_pool(host_ip: Ipv4Addr) -> flotilla_controlplane::ipam::AddressRange {
+    let [a, b, octet, _] = host_ip.octets();
+    flotilla_controlplane::ipam::AddressRange {
+        first: Ipv4Addr::new(a, b, octet, 240),
+        last: Ipv4Addr::new(a, b, octet, 253),
+    }
+}
+
 /// A control plane plus nodes with containerd and the agent, Ready. Fields drop in order: the
 /// nodes first, then the control plane, then the namespaces.
 pub struct LocalCluster {
@@ -594,16 +605,7 @@ impl LocalCluster {
             cluster_dns: Some(ClusterDns::new(CLUSTER_DNS, None)),
             // As the binary does by default: the API server reaches pods (webhooks).
             pod_routes: true,
-            // Services of type LoadBalancer get addresses at the top of the underlay, as
-            // `cargo xtask up`'s: 192.168.<octet>.240-.253 (the host's .254, where the API
-            // server listens, and the broadcast .255 left out).
-            loadbalancer_pool: vec![{
-                let [a, b, octet, _] = host_ip.octets();
-                flotilla_controlplane::ipam::AddressRange {
-                    first: Ipv4Addr::new(a, b, octet, 240),
-                    last: Ipv4Addr::new(a, b, octet, 253),
-                }
-            }],
+            loadbalancer_pool: vec![loadbalancer_pool(host_ip)],
             ..Config::new(dir.path().join("state"), listen)
         };
         let cluster = Cluster::start(dir, config).await?;
