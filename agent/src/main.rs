@@ -225,6 +225,13 @@ enum BpfCommand {
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// List the masquerade's tracked flows: pods' flows leaving the cluster (and the node's
+    /// own moved off a port one of them holds), both directions, with their rewrites.
+    Masquerade {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// List the LoadBalancer addresses this node answers ARP for, with the link and MAC.
     Announced {
         /// Output format.
@@ -471,6 +478,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             row.id,
                             row.flags.join(","),
                             row.backends.join(" ")
+                        );
+                    }
+                }
+            }
+        }
+        Command::Bpf(BpfCommand::Masquerade { output }) => {
+            use flotilla_agent::datapath::{conntrack, masquerade};
+            let entries = conntrack::NatTable::masquerade(&pins)?.entries()?;
+            let rows = masquerade::rows(&entries, conntrack::monotonic_ns());
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Table => {
+                    println!(
+                        "{:<6} {:<5} {:<22} {:<22} {:<22} {:<22} {:>6} STATE",
+                        "DIR", "PROTO", "FROM", "TO", "NEW FROM", "NEW TO", "IDLE"
+                    );
+                    for row in rows {
+                        let state = match (row.live, row.closing) {
+                            (false, _) => "expired",
+                            (true, true) => "closing",
+                            (true, false) => "live",
+                        };
+                        println!(
+                            "{:<6} {:<5} {:<22} {:<22} {:<22} {:<22} {:>5}s {state}",
+                            row.direction,
+                            row.protocol,
+                            row.from,
+                            row.to,
+                            row.new_from,
+                            row.new_to,
+                            row.idle_seconds
                         );
                     }
                 }

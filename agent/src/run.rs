@@ -209,6 +209,13 @@ pub async fn run(
         })
     };
     let address_gc = tokio::spawn(collect_addresses(cri.clone(), network.backend.clone()));
+    let masquerade_metrics = datapath::masquerade::Metrics::default();
+    let masquerade_gc = tokio::spawn(datapath::masquerade::collect(
+        datapath::conntrack::NatTable::masquerade(&datapath::pins::NodePins::new(
+            &config.node_name,
+        )?)?,
+        masquerade_metrics.clone(),
+    ));
     let tunnels = tokio::spawn(datapath::tunnels::sync(
         client.clone(),
         network.maps.clone(),
@@ -274,6 +281,16 @@ pub async fn run(
             registry.register_collector(Box::new(datapath::metrics::DatapathCollector::new(
                 network.maps.clone(),
             )));
+            registry.register(
+                "flotilla_masquerade_entries",
+                "Tracked directions of pods' flows leaving the cluster (two per flow)",
+                masquerade_metrics.entries,
+            );
+            registry.register(
+                "flotilla_masquerade_expired",
+                "Masquerade entries deleted after idling past their lifetime",
+                masquerade_metrics.collected,
+            );
             registry.register(
                 "flotilla_services_programming_seconds",
                 "How long writing one Service's frontends and backends into the maps took",
@@ -366,6 +383,7 @@ pub async fn run(
     api.abort();
     cni_api.abort();
     address_gc.abort();
+    masquerade_gc.abort();
     services.abort();
     if let Some(announcer) = announcer {
         announcer.abort();

@@ -6,6 +6,7 @@
 
 pub mod announce;
 pub mod counters;
+pub mod masquerade;
 pub mod network;
 pub mod policy;
 pub mod services;
@@ -21,6 +22,7 @@ pub const PINNED_MAPS: &[&str] = &[
     services::BACKENDS_MAP,
     services::SOCK_REVNAT_MAP,
     services::SERVICE_CT_MAP,
+    masquerade::MASQUERADE_CT_MAP,
     services::AFFINITY_MAP,
     services::MAGLEV_MAP,
     policy::IPCACHE_MAP,

@@ -23,6 +23,9 @@ pub const FROM_OVERLAY_PROG: &str = "from_overlay";
 pub const TO_OVERLAY_PROG: &str = "to_overlay";
 /// TC program on the ingress of the node's underlay link (NodePort, replies of NATed flows).
 pub const FROM_UNDERLAY_PROG: &str = "from_underlay";
+/// TC program on the egress of the node's underlay link (masquerade of pod traffic leaving the
+/// cluster).
+pub const TO_UNDERLAY_PROG: &str = "to_underlay";
 /// TC program on the egress of each pod's host-side veth (what the node's stack routes to the
 /// pod: reverse NAT of Service flows whose replies came through the stack).
 pub const TO_POD_PROG: &str = "to_pod";
@@ -110,6 +113,42 @@ pub struct NodeConfig {
     pub maglev_table_size: u32,
     /// Explicit padding.
     pub pad2: u32,
+    /// The node's podCIDR: sources masqueraded when they leave the cluster.
+    pub pod_cidr: Ipv4Prefix,
+    /// The cluster's pod network: destinations never masqueraded.
+    pub cluster_cidr: Ipv4Prefix,
+}
+
+/// An IPv4 prefix as the programs test membership: address and netmask, network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ipv4Prefix {
+    /// The network address.
+    pub address: [u8; 4],
+    /// The netmask (all zero: the prefix holds nothing, see [`Self::contains`]).
+    pub mask: [u8; 4],
+}
+
+impl Ipv4Prefix {
+    /// The prefix `address/len` (`len` above 32 is taken as 32).
+    pub fn new(address: [u8; 4], len: u8) -> Self {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(len.min(32)))
+            .unwrap_or(0)
+            .to_be_bytes();
+        Self {
+            address: core::array::from_fn(|i| address[i] & mask[i]),
+            mask,
+        }
+    }
+
+    /// Whether `ipv4` lies in the prefix; an unset prefix (mask 0) holds nothing, so a node
+    /// configuration written before the agent knew its prefixes masquerades nothing.
+    #[inline(always)]
+    pub fn contains(&self, ipv4: [u8; 4]) -> bool {
+        let mask = u32::from_ne_bytes(self.mask);
+        mask != 0 && u32::from_ne_bytes(ipv4) & mask == u32::from_ne_bytes(self.address)
+    }
 }
 
 /// Why the datapath dropped a packet; the index into [`DROPS_MAP`].
@@ -135,7 +174,8 @@ pub enum DropReason {
     NoBackend = 7,
     /// A Service connection could not be tracked (the table refused the entry).
     ConntrackFull = 8,
-    /// A NodePort connection to another node's backend found no free source port to SNAT to.
+    /// A NodePort connection to another node's backend, or a pod's connection leaving the
+    /// cluster, found no free source port to SNAT to.
     NoSnatPort = 9,
     /// A NetworkPolicy denied the packet (the endpoint is isolated in that direction and no
     /// rule allows the peer, protocol and port); the event stream says which.
@@ -143,11 +183,14 @@ pub enum DropReason {
     /// Arrived unencapsulated on the underlay for a pod here, from an address of a node this
     /// node does not route natively with: only that node's VXLAN tunnel may carry it.
     NotNative = 11,
+    /// A pod's packet leaving the cluster that the masquerade cannot translate (a protocol
+    /// other than TCP, UDP and ICMP echo): it would leave with the pod's address.
+    NotMasqueraded = 12,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Malformed,
         Self::SourceMismatch,
         Self::TtlExceeded,
@@ -160,6 +203,7 @@ impl DropReason {
         Self::NoSnatPort,
         Self::Policy,
         Self::NotNative,
+        Self::NotMasqueraded,
     ];
 
     /// Number of reasons (the size of [`DROPS_MAP`]).
@@ -180,6 +224,7 @@ impl DropReason {
             Self::NoSnatPort => "no_snat_port",
             Self::Policy => "policy_denied",
             Self::NotNative => "not_native",
+            Self::NotMasqueraded => "not_masqueraded",
         }
     }
 }
@@ -193,9 +238,12 @@ unsafe impl aya::Pod for Endpoint {}
 // SAFETY: as above.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Tunnel {}
-// SAFETY: as above (4 + 4 + 4 + 6 + 2 + 4 + 8 bytes, the u64 at offset 24).
+// SAFETY: as above (4 + 4 + 4 + 6 + 2 + 4 + 8 + 4 + 4 + 8 + 8 bytes, the u64 at offset 24).
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for NodeConfig {}
+// SAFETY: as above (two 4-byte arrays).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Ipv4Prefix {}
 
 #[cfg(test)]
 mod tests {
@@ -206,7 +254,18 @@ mod tests {
         assert_eq!(core::mem::size_of::<EndpointKey>(), 4);
         assert_eq!(core::mem::size_of::<Endpoint>(), 20);
         assert_eq!(core::mem::size_of::<Tunnel>(), 8);
-        assert_eq!(core::mem::size_of::<NodeConfig>(), 40);
+        assert_eq!(core::mem::size_of::<NodeConfig>(), 56);
+    }
+
+    #[test]
+    fn prefixes_hold_their_addresses_only() {
+        let pods = Ipv4Prefix::new([10, 244, 1, 7], 24);
+        assert_eq!(pods.address, [10, 244, 1, 0]);
+        assert!(pods.contains([10, 244, 1, 200]));
+        assert!(!pods.contains([10, 244, 2, 1]));
+        assert!(Ipv4Prefix::new([0; 4], 0).mask == [0; 4]);
+        assert!(!Ipv4Prefix::default().contains([10, 244, 1, 1]));
+        assert!(Ipv4Prefix::new([192, 168, 1, 1], 32).contains([192, 168, 1, 1]));
     }
 
     #[test]

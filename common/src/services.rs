@@ -89,8 +89,20 @@ pub const NAT_REPLY: u32 = 2;
 pub const CT_TCP_LIFETIME_NS: u64 = 21_600 * 1_000_000_000;
 /// Idle time after which a closing TCP connection is forgotten.
 pub const CT_CLOSING_LIFETIME_NS: u64 = 10 * 1_000_000_000;
-/// Idle time after which a UDP flow is forgotten.
+/// Idle time after which a UDP flow (or an ICMP echo exchange) is forgotten.
 pub const CT_UDP_LIFETIME_NS: u64 = 60 * 1_000_000_000;
+
+/// How long a tracked direction lives without packets: the datapath ignores an entry older than
+/// this, and the agent's garbage collection deletes it.
+pub const fn ct_lifetime_ns(proto: u8, flags: u32) -> u64 {
+    if proto != PROTO_TCP {
+        CT_UDP_LIFETIME_NS
+    } else if flags & NAT_CLOSING != 0 {
+        CT_CLOSING_LIFETIME_NS
+    } else {
+        CT_TCP_LIFETIME_NS
+    }
+}
 
 /// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;

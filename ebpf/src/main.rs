@@ -4,6 +4,7 @@
 
 mod announce;
 mod counters;
+mod masquerade;
 mod nat;
 mod network;
 mod policy;

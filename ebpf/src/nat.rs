@@ -22,11 +22,11 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use flotilla_common::{
+    counters::IPPROTO_ICMP,
     network::DropReason,
     services::{
-        CT_CLOSING_LIFETIME_NS, CT_TCP_LIFETIME_NS, CT_UDP_LIFETIME_NS, FlowKey, NAT_CLOSING,
-        NAT_REPLY, NatEntry, PROTO_TCP, PROTO_UDP, SERVICE_CT_MAX_ENTRIES, ServiceEntry,
-        ServiceKey, maglev_flow_hash,
+        FlowKey, NAT_CLOSING, NAT_REPLY, NatEntry, PROTO_TCP, PROTO_UDP, SERVICE_CT_MAX_ENTRIES,
+        ServiceEntry, ServiceKey, ct_lifetime_ns, maglev_flow_hash,
     },
 };
 
@@ -35,13 +35,16 @@ use crate::{
     services,
 };
 
+/// A connection-tracking table of NATed flows: [`FlowKey`] as carried -> the tuple to rewrite
+/// to. The Service NAT's and the masquerade's are both of this type.
+pub(crate) type NatTable = LruHashMap<FlowKey, NatEntry, { SERVICE_CT_MAX_ENTRIES as usize }>;
+
 #[btf_map]
-static SERVICE_CT: LruHashMap<FlowKey, NatEntry, { SERVICE_CT_MAX_ENTRIES as usize }> =
-    LruHashMap::new();
+static SERVICE_CT: NatTable = LruHashMap::new();
 
 const IP_CHECK: usize = ETH_HLEN + 10;
-const IP_SRC: usize = ETH_HLEN + 12;
-const IP_DST: usize = ETH_HLEN + 16;
+pub(crate) const IP_SRC: usize = ETH_HLEN + 12;
+pub(crate) const IP_DST: usize = ETH_HLEN + 16;
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
@@ -59,15 +62,47 @@ pub(crate) struct Flow {
     pub key: FlowKey,
     /// Offset of the L4 header.
     l4: usize,
-    /// TCP flags (0 for UDP).
+    /// TCP flags (0 for UDP and ICMP).
     tcp_flags: u8,
+    /// An ICMP echo request (which opens an exchange as a SYN opens a connection).
+    echo_request: bool,
 }
 
 impl Flow {
-    /// A packet that opens a connection (TCP SYN without ACK, or any UDP datagram).
+    /// A packet that opens a connection (TCP SYN without ACK, any UDP datagram, an ICMP echo
+    /// request).
     #[inline(always)]
     pub(crate) fn opens(&self) -> bool {
-        self.key.proto == PROTO_UDP || self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        self.key.proto == PROTO_UDP
+            || self.echo_request
+            || (self.key.proto == PROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN)
+    }
+
+    /// An ICMP echo request or reply whose ICMP header is at `l4`, tracked as a flow: `key`
+    /// carries the identifier as the source port of a request, the destination port of a reply.
+    #[inline(always)]
+    pub(crate) fn icmp_echo(key: FlowKey, l4: usize, request: bool) -> Self {
+        Self {
+            key,
+            l4,
+            tcp_flags: 0,
+            echo_request: request,
+        }
+    }
+
+    /// The same packet once rewritten to `nat`.
+    #[inline(always)]
+    pub(crate) fn rewritten(&self, nat: &NatEntry) -> Self {
+        Self {
+            key: FlowKey {
+                src: nat.src,
+                dst: nat.dst,
+                sport: nat.sport,
+                dport: nat.dport,
+                ..self.key
+            },
+            ..*self
+        }
     }
 
     /// The frontend key the packet is addressed to.
@@ -89,6 +124,10 @@ pub(crate) struct Packet {
     pub src: [u8; 4],
     pub dst: [u8; 4],
     pub proto: u8,
+    /// Offset of the L4 header (after IP options).
+    pub l4: usize,
+    /// Whether the packet holds its L4 header (not a fragment other than the first).
+    pub first_fragment: bool,
     /// None for other protocols and non-first fragments.
     pub flow: Option<Flow>,
 }
@@ -103,18 +142,20 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Packet, DropReason> {
     let src = [header[12], header[13], header[14], header[15]];
     let dst = [header[16], header[17], header[18], header[19]];
     let proto = header[9];
+    // Fragment offset (13 bits after the flags) non-zero: no L4 header in this packet.
+    let first_fragment = u16::from_be_bytes([header[6], header[7]]) & 0x1fff == 0;
+    let l4 = ETH_HLEN + usize::from(header[0] & 0x0f) * 4;
     let mut packet = Packet {
         src,
         dst,
         proto,
+        l4,
+        first_fragment,
         flow: None,
     };
-    // Fragment offset (13 bits after the flags) non-zero: no L4 header in this packet.
-    let first_fragment = u16::from_be_bytes([header[6], header[7]]) & 0x1fff == 0;
     if (proto != PROTO_TCP && proto != PROTO_UDP) || !first_fragment {
         return Ok(packet);
     }
-    let l4 = ETH_HLEN + usize::from(header[0] & 0x0f) * 4;
     let ports = ctx
         .load::<[u16; 2]>(l4)
         .map_err(|_| DropReason::Malformed)?;
@@ -134,28 +175,34 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Packet, DropReason> {
         },
         l4,
         tcp_flags,
+        echo_request: false,
     });
     Ok(packet)
 }
 
-/// Rewrites a packet of a tracked connection; returns its new tuple, or None when the flow is
-/// not tracked (or its entry expired).
+/// Rewrites a packet of a tracked Service connection; returns its new tuple, or None when the
+/// flow is not tracked (or its entry expired).
 #[inline(always)]
 pub(crate) fn tracked(ctx: &TcContext, flow: &Flow) -> Result<Option<NatEntry>, DropReason> {
-    let Some(entry) = SERVICE_CT.get_ptr_mut(flow.key) else {
+    tracked_in(&SERVICE_CT, ctx, flow)
+}
+
+/// Rewrites a packet of a flow `table` tracks; returns its new tuple, or None when the flow is
+/// not tracked (or its entry expired).
+#[inline(always)]
+pub(crate) fn tracked_in(
+    table: &NatTable,
+    ctx: &TcContext,
+    flow: &Flow,
+) -> Result<Option<NatEntry>, DropReason> {
+    let Some(entry) = table.get_ptr_mut(flow.key) else {
         return Ok(None);
     };
     // SAFETY: a pointer into the map value, valid during this run.
     let mut nat = unsafe { *entry };
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
-    let lifetime = if flow.key.proto == PROTO_UDP {
-        CT_UDP_LIFETIME_NS
-    } else if nat.flags & NAT_CLOSING != 0 {
-        CT_CLOSING_LIFETIME_NS
-    } else {
-        CT_TCP_LIFETIME_NS
-    };
+    let lifetime = ct_lifetime_ns(flow.key.proto, nat.flags);
     // An expired entry, or a new connection on the tuple of one that closed: choose afresh.
     if now.wrapping_sub(nat.last_seen_ns) > lifetime
         || (nat.flags & (NAT_CLOSING | NAT_REPLY) == NAT_CLOSING && flow.opens())
@@ -199,34 +246,68 @@ pub(crate) fn translate(
     };
     // A backend on this node answers through this node anyway: the client's address is kept.
     let snat = snat_unless_local.filter(|_| network::endpoint(backend.ip).is_none());
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let original = flow.key;
     // The reply direction's key must be this flow's alone. Without SNAT it is (backend, client
     // address and port), which a flow from the same client port to another frontend with the
     // same backend would share (two Services over one pod): then the client's port is remapped,
     // as netfilter's NAT does on such a clash, and its address kept.
-    let src = snat.unwrap_or(original.src);
-    let sport = snat_port(
+    let src = snat.unwrap_or(flow.key.src);
+    let forward = track(
+        &SERVICE_CT,
         ctx,
-        &original,
-        backend.ip,
-        backend.port,
-        src,
+        flow,
+        (src, backend.ip, backend.port),
         snat.is_some(),
     )?;
+    Ok(Translation::To(forward))
+}
+
+/// Starts tracking a flow in `table` with its source rewritten to `address` and a port of it
+/// that no other flow from `address` to the same destination uses (its own if free; one of the
+/// node's own sockets counts as a user), and rewrites the packet: the masquerade of a pod's flow
+/// leaving the cluster, or of the node's own flow whose port a masqueraded one holds.
+#[inline(always)]
+pub(crate) fn snat(
+    table: &NatTable,
+    ctx: &TcContext,
+    flow: &Flow,
+    address: [u8; 4],
+) -> Result<NatEntry, DropReason> {
+    track(
+        table,
+        ctx,
+        flow,
+        (address, flow.key.dst, flow.key.dport),
+        true,
+    )
+}
+
+/// Starts tracking a flow in `table`, both directions, rewritten to `(src, dst, dport)` with a
+/// source port of `src` no other flow to that destination uses ([`snat_port`]; `node_address`:
+/// `src` is the node's), and rewrites the packet.
+#[inline(always)]
+fn track(
+    table: &NatTable,
+    ctx: &TcContext,
+    flow: &Flow,
+    (src, dst, dport): ([u8; 4], [u8; 4], u16),
+    node_address: bool,
+) -> Result<NatEntry, DropReason> {
+    let original = flow.key;
+    let sport = snat_port(table, ctx, &original, dst, dport, src, node_address)?;
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
     let forward = NatEntry {
         src,
-        dst: backend.ip,
+        dst,
         sport,
-        dport: backend.port,
+        dport,
         flags: 0,
         last_seen_ns: now,
     };
     let reply_key = FlowKey {
-        src: backend.ip,
+        src: dst,
         dst: src,
-        sport: backend.port,
+        sport: dport,
         dport: sport,
         proto: original.proto,
         pad: [0; 3],
@@ -239,14 +320,14 @@ pub(crate) fn translate(
         flags: NAT_REPLY,
         last_seen_ns: now,
     };
-    SERVICE_CT
+    table
         .insert(reply_key, reply, 0)
         .map_err(|_| DropReason::ConntrackFull)?;
-    SERVICE_CT
+    table
         .insert(original, forward, 0)
         .map_err(|_| DropReason::ConntrackFull)?;
     rewrite(ctx, flow, &forward)?;
-    Ok(Translation::To(forward))
+    Ok(forward)
 }
 
 /// A source port towards `backend` from `address` (the node's for SNAT, else the client's own):
@@ -258,6 +339,7 @@ pub(crate) fn translate(
 /// its conntrack table, which holds the node's own connections; this one holds only NATed flows).
 #[inline(always)]
 fn snat_port(
+    table: &NatTable,
     ctx: &TcContext,
     original: &FlowKey,
     backend_ip: [u8; 4],
@@ -275,16 +357,17 @@ fn snat_port(
             proto: original.proto,
             pad: [0; 3],
         };
-        let node_uses = node_address && node_socket_receives(ctx, &key);
+        let node_uses =
+            node_address && original.proto != IPPROTO_ICMP && node_socket_receives(ctx, &key);
         if !node_uses {
-            if SERVICE_CT
+            if table
                 .insert(key, NatEntry::default(), u64::from(BPF_NOEXIST))
                 .is_ok()
             {
                 return Ok(port);
             }
             if port == original.sport
-                && let Some(existing) = SERVICE_CT.get_ptr(key)
+                && let Some(existing) = table.get_ptr(key)
             {
                 // SAFETY: a pointer into the map value, valid during this run.
                 let existing = unsafe { *existing };
@@ -339,6 +422,9 @@ fn node_socket_receives(ctx: &TcContext, key: &FlowKey) -> bool {
 /// Rewrites the packet's tuple to `to`, fixing the IP and L4 checksums.
 #[inline(always)]
 fn rewrite(ctx: &TcContext, flow: &Flow, to: &NatEntry) -> Result<(), DropReason> {
+    if flow.key.proto == IPPROTO_ICMP {
+        return rewrite_icmp_echo(ctx, flow, to);
+    }
     let (l4_check, mangled) = if flow.key.proto == PROTO_TCP {
         (flow.l4 + 16, 0)
     } else {
@@ -380,6 +466,53 @@ fn rewrite(ctx: &TcContext, flow: &Flow, to: &NatEntry) -> Result<(), DropReason
         ctx.store(offset, &new, 0).map_err(malformed)?;
     }
     Ok(())
+}
+
+/// Rewrites an ICMP echo's addresses (the IP checksum; ICMP's has no pseudo-header) and its
+/// identifier (a request's source port, a reply's destination port; the other stays 0).
+#[inline(always)]
+fn rewrite_icmp_echo(ctx: &TcContext, flow: &Flow, to: &NatEntry) -> Result<(), DropReason> {
+    let malformed = |_| DropReason::Malformed;
+    for (offset, old, new) in [
+        (IP_SRC, flow.key.src, to.src),
+        (IP_DST, flow.key.dst, to.dst),
+    ] {
+        if old != new {
+            rewrite_address(ctx, offset, old, new)?;
+        }
+    }
+    let (old, new) = if flow.key.sport != to.sport {
+        (flow.key.sport, to.sport)
+    } else {
+        (flow.key.dport, to.dport)
+    };
+    if old != new {
+        // Identifier at 4, checksum at 2.
+        ctx.l4_csum_replace(flow.l4 + 2, u64::from(old), u64::from(new), 2)
+            .map_err(malformed)?;
+        ctx.store(flow.l4 + 4, &new, 0).map_err(malformed)?;
+    }
+    Ok(())
+}
+
+/// Rewrites one IPv4 address of the header at `ETH_HLEN` (`offset` = [`IP_SRC`] or
+/// [`IP_DST`] relative to the frame) and its header checksum only: for packets whose L4
+/// checksum does not cover it (ICMP, fragments without an L4 header).
+#[inline(always)]
+pub(crate) fn rewrite_address(
+    ctx: &TcContext,
+    offset: usize,
+    old: [u8; 4],
+    new: [u8; 4],
+) -> Result<(), DropReason> {
+    let (old, new) = (
+        u64::from(u32::from_ne_bytes(old)),
+        u64::from(u32::from_ne_bytes(new)),
+    );
+    ctx.l3_csum_replace(IP_CHECK, old, new, 4)
+        .map_err(|_| DropReason::Malformed)?;
+    ctx.store(offset, &to_bytes(new), 0)
+        .map_err(|_| DropReason::Malformed)
 }
 
 #[inline(always)]

@@ -9,7 +9,8 @@
 //!   underlay link with the other node's address as the next hop (`bpf_redirect_neigh`), where
 //!   that node's `from_underlay` takes it as its `from_overlay` takes what VXLAN carried;
 //! - anything else (this node, the world outside the cluster): hand it to the node's own stack,
-//!   which delivers it locally or routes (and masquerades) it out.
+//!   which delivers it locally or routes it out, where `to_underlay` masquerades what leaves the
+//!   cluster (`masquerade.rs`).
 //!
 //! Before routing, Service connections are translated per packet (`nat.rs`): on the pod veth for
 //! sockets the socket balancer did not see, on the underlay link (`from_underlay`) for NodePorts,
@@ -41,6 +42,7 @@ use flotilla_common::{
 
 use crate::{
     announce::{self, ETH_P_ARP},
+    masquerade,
     nat::{self, Flow, Translation},
     policy::{self, Tuple},
     services,
@@ -135,6 +137,16 @@ fn from_underlay(ctx: TcContext) -> i32 {
     verdict(from_underlay_route(&ctx))
 }
 
+/// Packets leaving through the node's underlay link: pod traffic leaving the cluster is
+/// masqueraded to the node's address (`masquerade.rs`).
+#[classifier]
+fn to_underlay(ctx: TcContext) -> i32 {
+    let Some(config) = node_config(&ctx) else {
+        return TC_ACT_OK;
+    };
+    verdict(masquerade::leaving(&ctx, &config))
+}
+
 #[inline(always)]
 fn verdict(result: Result<i32, DropReason>) -> i32 {
     match result {
@@ -216,7 +228,7 @@ fn from_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
         return to_node(ctx, &config, &tunnel);
     }
     if via_node {
-        return Ok(to_underlay(&config));
+        return Ok(out_of_underlay(&config));
     }
     Ok(TC_ACT_OK)
 }
@@ -224,7 +236,7 @@ fn from_pod_route(ctx: &TcContext) -> Result<i32, DropReason> {
 /// Sends a packet out of the node's underlay link, routed and with its neighbour resolved by the
 /// kernel (for packets whose source is the node's address).
 #[inline(always)]
-fn to_underlay(config: &NodeConfig) -> i32 {
+fn out_of_underlay(config: &NodeConfig) -> i32 {
     // SAFETY: plain helper call; no parameters means the kernel looks the route up itself.
     unsafe { bpf_redirect_neigh(config.underlay_ifindex, core::ptr::null_mut(), 0, 0) as i32 }
 }
@@ -351,15 +363,25 @@ fn from_underlay_route(ctx: &TcContext) -> Result<i32, DropReason> {
         Some(_) if endpoint(packet.dst).is_some() => return Err(DropReason::NotNative),
         _ => {}
     }
-    let Some(flow) = packet.flow else {
-        return Ok(TC_ACT_OK);
-    };
     // SAFETY: the skb context is valid for the program's run.
     if unsafe { (*ctx.skb.skb).pkt_type } != PACKET_HOST {
         // A frame for another host's MAC (a bridge flooding what it has not learnt) is that
         // host's to answer, as the stack would drop it.
         return Ok(TC_ACT_OK);
     }
+    if packet.dst == config.node_ipv4 {
+        // Replies of masqueraded flows first: a pod's flow keeps its own source port when free,
+        // which may be a NodePort.
+        let action = masquerade::arriving(ctx, &config, &packet)?;
+        if action != masquerade::NOT_A_REPLY {
+            return Ok(action);
+        }
+    } else if endpoint(packet.dst).is_some() && !config.cluster_cidr.contains(packet.src) {
+        masquerade::inbound(ctx, &packet)?;
+    }
+    let Some(flow) = packet.flow else {
+        return Ok(TC_ACT_OK);
+    };
     // The node's own address: its NodePorts; any other: a Service's external address.
     let frontend = if flow.key.dst == config.node_ipv4 {
         NODEPORT_IP
@@ -416,7 +438,11 @@ fn external(
 /// (`now`, the tuple after translation): a pod here, a pod or node behind the overlay, or out of
 /// the underlay.
 #[inline(always)]
-fn forward(ctx: &TcContext, config: &NodeConfig, now: &Tuple) -> Result<i32, DropReason> {
+pub(crate) fn forward(
+    ctx: &TcContext,
+    config: &NodeConfig,
+    now: &Tuple,
+) -> Result<i32, DropReason> {
     let dst = now.dst;
     if let Some(target) = endpoint(dst) {
         return deliver(ctx, config, &target, now);
@@ -424,7 +450,7 @@ fn forward(ctx: &TcContext, config: &NodeConfig, now: &Tuple) -> Result<i32, Dro
     if let Some(tunnel) = tunnel(dst) {
         return to_node(ctx, config, &tunnel);
     }
-    Ok(to_underlay(config))
+    Ok(out_of_underlay(config))
 }
 
 #[inline(always)]
@@ -523,8 +549,9 @@ pub(crate) fn endpoint(ipv4: [u8; 4]) -> Option<Endpoint> {
     Some(unsafe { *found })
 }
 
+/// The node behind a remote address (another node's pod or the node's own address).
 #[inline(always)]
-fn tunnel(ipv4: [u8; 4]) -> Option<Tunnel> {
+pub(crate) fn tunnel(ipv4: [u8; 4]) -> Option<Tunnel> {
     TUNNELS.get(&Key::new(32, ipv4)).copied()
 }
 

@@ -41,7 +41,7 @@ pub(crate) const APT_PACKAGES: &[(&str, &str)] = &[
     ),
     (
         "nftables",
-        "nft, for the one masquerade rule of pod traffic leaving the cluster",
+        "nft: the tests check no masquerade rule is left on a node (the datapath masquerades)",
     ),
     ("bpftool", "inspecting eBPF objects and pinned maps"),
     (

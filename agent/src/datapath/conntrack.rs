@@ -1,16 +1,26 @@
-//! The per-packet Service NAT's connection tracking (`SERVICE_CT`) as the agent touches it: UDP
-//! flows to a backend that left their frontend are forgotten, as kube-proxy clears their
-//! conntrack entries. UDP has no close. A client that keeps sending from one port (a resolver,
-//! a game, a metrics agent) would otherwise stay on the old entry, refreshed by every datagram,
-//! and go to a pod that is gone for as long as it sends. Forgotten, its next datagram picks a
-//! backend afresh (Maglev: the one any node picks). TCP connections keep their backend until they
-//! close (graceful termination).
+//! The pinned NAT tables as the agent touches them: `SERVICE_CT` (the per-packet Service NAT)
+//! and `MASQUERADE_CT` (pod traffic leaving the cluster), one layout, one handle type.
+//!
+//! Service NAT: UDP flows to a backend that left their frontend are forgotten, as kube-proxy
+//! clears their conntrack entries. UDP has no close. A client that keeps sending from one port
+//! (a resolver, a game, a metrics agent) would otherwise stay on the old entry, refreshed by
+//! every datagram, and go to a pod that is gone for as long as it sends. Forgotten, its next
+//! datagram picks a backend afresh (Maglev: the one any node picks). TCP connections keep their
+//! backend until they close (graceful termination).
+//!
+//! Masquerade: entries the datapath no longer honours (idle past their lifetime) are deleted, so
+//! the node ports they hold are free again; LRU eviction alone would keep them until the table
+//! fills.
 
 use std::collections::BTreeSet;
 
 use aya::maps::{HashMap, MapData};
-use flotilla_common::services::{
-    BackendEntry, FlowKey, NAT_REPLY, NODEPORT_IP, NatEntry, PROTO_UDP, SERVICE_CT_MAP, ServiceKey,
+use flotilla_common::{
+    masquerade::MASQUERADE_CT_MAP,
+    services::{
+        BackendEntry, FlowKey, NAT_REPLY, NODEPORT_IP, NatEntry, PROTO_UDP, SERVICE_CT_MAP,
+        ServiceKey, ct_lifetime_ns,
+    },
 };
 
 use super::{
@@ -52,23 +62,62 @@ pub fn is_departed(key: &FlowKey, nat: &NatEntry, departed: &BTreeSet<Departure>
     })
 }
 
-/// The node's pinned `SERVICE_CT` map.
-pub struct ServiceConntrack {
-    map: HashMap<MapData, FlowKey, NatEntry>,
+/// Whether the datapath no longer honours a tracked direction at `now_ns` (`CLOCK_MONOTONIC`,
+/// the clock of `bpf_ktime_get_ns`): idle past its lifetime. Placeholders the port allocator
+/// left behind (never stamped) count as expired.
+pub fn is_expired(key: &FlowKey, nat: &NatEntry, now_ns: u64) -> bool {
+    now_ns.saturating_sub(nat.last_seen_ns) > ct_lifetime_ns(key.proto, nat.flags)
 }
 
-impl std::fmt::Debug for ServiceConntrack {
+/// The `CLOCK_MONOTONIC` time in nanoseconds, the clock the datapath stamps entries with.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    u64::try_from(now.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(now.tv_nsec).unwrap_or(0))
+}
+
+/// One of the node's pinned NAT tables.
+pub struct NatTable {
+    map: HashMap<MapData, FlowKey, NatEntry>,
+    name: &'static str,
+}
+
+impl std::fmt::Debug for NatTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceConntrack").finish_non_exhaustive()
+        f.debug_struct("NatTable")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
-impl ServiceConntrack {
-    /// Opens the node's pinned connection-tracking map.
-    pub fn open(pins: &NodePins) -> Result<Self, DatapathError> {
+impl NatTable {
+    /// Opens the node's Service NAT table.
+    pub fn service(pins: &NodePins) -> Result<Self, DatapathError> {
+        Self::open(pins, SERVICE_CT_MAP)
+    }
+
+    /// Opens the node's masquerade table.
+    pub fn masquerade(pins: &NodePins) -> Result<Self, DatapathError> {
+        Self::open(pins, MASQUERADE_CT_MAP)
+    }
+
+    fn open(pins: &NodePins, name: &'static str) -> Result<Self, DatapathError> {
         Ok(Self {
-            map: open_map(pins, SERVICE_CT_MAP)?,
+            map: open_map(pins, name)?,
+            name,
         })
+    }
+
+    /// Deletes every entry [`is_expired`] at `now_ns`; returns how many went.
+    pub fn collect_expired(&mut self, now_ns: u64) -> Result<usize, DatapathError> {
+        self.remove_where(|key, nat| is_expired(key, nat, now_ns))
     }
 
     /// Deletes both directions of every tracked UDP flow to a departed backend. Returns how many
@@ -78,18 +127,26 @@ impl ServiceConntrack {
         if departed.is_empty() {
             return Ok(0);
         }
+        self.remove_where(|key, nat| is_departed(key, nat, departed))
+    }
+
+    /// Deletes the entries `doomed` picks, in one pass over what the table holds.
+    fn remove_where(
+        &mut self,
+        doomed: impl Fn(&FlowKey, &NatEntry) -> bool,
+    ) -> Result<usize, DatapathError> {
         let mut stale = Vec::new();
         for entry in self.map.iter() {
             // An entry the datapath evicted while we read is simply not there any more.
             let Ok((key, nat)) = entry else {
                 continue;
             };
-            if is_departed(&key, &nat, departed) {
+            if doomed(&key, &nat) {
                 stale.push(key);
             }
         }
         for key in &stale {
-            removed(self.map.remove(key), SERVICE_CT_MAP)?;
+            removed(self.map.remove(key), self.name)?;
         }
         Ok(stale.len())
     }
@@ -98,7 +155,7 @@ impl ServiceConntrack {
     pub fn entries(&self) -> Result<Vec<(FlowKey, NatEntry)>, DatapathError> {
         self.map
             .iter()
-            .map(|entry| entry.map_err(map_error(SERVICE_CT_MAP)))
+            .map(|entry| entry.map_err(map_error(self.name)))
             .collect()
     }
 }

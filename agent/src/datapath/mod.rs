@@ -7,6 +7,7 @@ pub mod conntrack;
 pub mod counters;
 pub mod loader;
 pub mod maglev;
+pub mod masquerade;
 pub mod metrics;
 pub mod network;
 pub mod overlay;

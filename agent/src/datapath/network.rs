@@ -16,7 +16,7 @@ use aya::{
 use flotilla_common::network::{
     DROPS_MAP, DropReason, ENDPOINTS_MAP, Endpoint, EndpointKey, FROM_OVERLAY_PROG, FROM_POD_PROG,
     FROM_UNDERLAY_PROG, NODE_CONFIG_MAP, NodeConfig, TO_OVERLAY_PROG, TO_POD_PROG,
-    TUNNEL_ACCEPT_NATIVE, TUNNEL_NATIVE, TUNNELS_MAP, Tunnel,
+    TO_UNDERLAY_PROG, TUNNEL_ACCEPT_NATIVE, TUNNEL_NATIVE, TUNNELS_MAP, Tunnel,
 };
 use flotilla_common::services::{
     HOST_CONNECT4_PROG, HOST_GETPEERNAME4_PROG, HOST_RECVMSG4_PROG, HOST_SENDMSG4_PROG,
@@ -58,6 +58,7 @@ impl NetworkDatapath {
             FROM_OVERLAY_PROG,
             TO_OVERLAY_PROG,
             FROM_UNDERLAY_PROG,
+            TO_UNDERLAY_PROG,
         ] {
             program::<SchedClassifier>(&mut ebpf, name)?
                 .load()
@@ -129,16 +130,16 @@ impl NetworkDatapath {
         Ok(())
     }
 
-    /// Attaches `from_underlay` (NodePort) to the ingress of the node's underlay link.
+    /// Attaches `from_underlay` (NodePorts, external addresses, replies of masqueraded flows) to
+    /// the ingress of the node's underlay link and `to_underlay` (masquerade) to its egress.
     pub fn attach_underlay(&mut self, device: &str) -> Result<(), DatapathError> {
-        let program = program::<SchedClassifier>(&mut self.ebpf, FROM_UNDERLAY_PROG)?;
-        attach_pinned(
-            program,
-            FROM_UNDERLAY_PROG,
-            &self.pins,
-            device,
-            Direction::Ingress,
-        )?;
+        for (name, direction) in [
+            (FROM_UNDERLAY_PROG, Direction::Ingress),
+            (TO_UNDERLAY_PROG, Direction::Egress),
+        ] {
+            let program = program::<SchedClassifier>(&mut self.ebpf, name)?;
+            attach_pinned(program, name, &self.pins, device, direction)?;
+        }
         Ok(())
     }
 }

@@ -1,10 +1,9 @@
 //! The node's side of the overlay in the kernel: the collect-metadata VXLAN device the eBPF
 //! programs send through and receive from, the route that sends the node's own traffic for the
-//! cluster's pods into it, the forwarding sysctl, and the one masquerade rule for pods talking to
-//! the world outside the cluster (the nat table is consulted once per connection, by conntrack;
-//! every per-packet decision is eBPF).
+//! cluster's pods into it, and the forwarding sysctl (pods' traffic leaving the cluster is
+//! routed by the node's stack and masqueraded by the datapath on the underlay link).
 
-use std::{net::Ipv4Addr, path::Path, process::Stdio};
+use std::{net::Ipv4Addr, path::Path};
 
 use futures::TryStreamExt as _;
 use rtnetlink::{
@@ -14,14 +13,11 @@ use rtnetlink::{
         link::{LinkAttribute, LinkFlags},
     },
 };
-use tokio::io::AsyncWriteExt as _;
 
 use flotilla_common::network::{OVERLAY_OVERHEAD, OVERLAY_PORT};
 
 /// The VXLAN device's name (flannel calls its own `flannel.1`).
 pub const OVERLAY_DEVICE: &str = "flotilla.1";
-/// The nftables table holding the masquerade rule.
-pub const NAT_TABLE: &str = "flotilla";
 
 /// Errors setting up the node's overlay plumbing.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +49,6 @@ pub enum OverlayError {
         #[source]
         source: std::io::Error,
     },
-    /// nft failed.
-    #[error("installing the masquerade rule with nft: {0}")]
-    Nft(String),
 }
 
 /// What the programs need to know about the device.
@@ -86,8 +79,6 @@ pub struct OverlaySettings {
     pub node_ip: Ipv4Addr,
     /// The whole pod network (routed into the device for the node's own traffic).
     pub cluster_cidr: (Ipv4Addr, u32),
-    /// The node's own podCIDR (masqueraded when leaving the cluster).
-    pub pod_cidr: (Ipv4Addr, u32),
     /// MTU for the device and pods; default: the underlay MTU minus the VXLAN overhead.
     pub mtu: Option<u32>,
 }
@@ -97,7 +88,7 @@ fn netlink(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Overla
     move |source| OverlayError::Netlink { action, source }
 }
 
-/// Creates (or adopts) the VXLAN device, its route and the masquerade rule; idempotent, and it
+/// Creates (or adopts) the VXLAN device and its route; idempotent, and it
 /// never deletes a working device, so an agent restart does not disturb traffic.
 pub async fn ensure(settings: &OverlaySettings) -> Result<OverlayDevice, OverlayError> {
     let (connection, handle, _) = rtnetlink::new_connection()
@@ -175,7 +166,6 @@ pub async fn ensure(settings: &OverlaySettings) -> Result<OverlayDevice, Overlay
         )))?;
 
     write_sysctl("net/ipv4/ip_forward", "1")?;
-    install_masquerade(settings).await?;
     Ok(OverlayDevice {
         ifindex,
         mac,
@@ -297,73 +287,4 @@ pub fn write_sysctl(key: &str, value: &str) -> Result<(), OverlayError> {
         path: path.display().to_string(),
         source,
     })
-}
-
-/// The nftables script for the masquerade rule: pod traffic to anything outside the cluster's
-/// pod network, except what leaves through the overlay, takes the node's address (flannel's
-/// rule, in one table the agent owns and replaces atomically).
-pub fn masquerade_script(settings: &OverlaySettings) -> String {
-    let (pods, pods_len) = settings.pod_cidr;
-    let (cluster, cluster_len) = settings.cluster_cidr;
-    format!(
-        "table ip {NAT_TABLE}\n\
-         delete table ip {NAT_TABLE}\n\
-         table ip {NAT_TABLE} {{\n\
-         \tchain postrouting {{\n\
-         \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-         \t\tip saddr {pods}/{pods_len} ip daddr != {cluster}/{cluster_len} oifname != \"{OVERLAY_DEVICE}\" masquerade\n\
-         \t}}\n\
-         }}\n"
-    )
-}
-
-async fn install_masquerade(settings: &OverlaySettings) -> Result<(), OverlayError> {
-    let script = masquerade_script(settings);
-    let mut child = tokio::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| {
-            OverlayError::Nft(format!(
-                "could not run nft ({err}); install nftables (`cargo xtask setup` does)"
-            ))
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .await
-            .map_err(|err| OverlayError::Nft(err.to_string()))?;
-    }
-    let output = child
-        .wait_with_output()
-        .await
-        .map_err(|err| OverlayError::Nft(err.to_string()))?;
-    if !output.status.success() {
-        return Err(OverlayError::Nft(
-            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masquerade_spares_the_cluster_and_the_overlay() {
-        let script = masquerade_script(&OverlaySettings {
-            node_ip: "192.168.77.11".parse().unwrap(),
-            cluster_cidr: ("10.244.0.0".parse().unwrap(), 16),
-            pod_cidr: ("10.244.1.0".parse().unwrap(), 24),
-            mtu: None,
-        });
-        assert!(script.contains(
-            "ip saddr 10.244.1.0/24 ip daddr != 10.244.0.0/16 oifname != \"flotilla.1\" masquerade"
-        ));
-        // Declaring the table first makes the delete succeed on a fresh node.
-        assert!(script.starts_with("table ip flotilla\ndelete table ip flotilla\n"));
-    }
 }

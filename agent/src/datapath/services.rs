@@ -25,7 +25,7 @@ use k8s_openapi::api::{
 use super::{
     DatapathError,
     announce::{Announcements, announcement},
-    conntrack::{Departure, ServiceConntrack},
+    conntrack::{Departure, NatTable},
     maglev::{Balancing, LbAlgorithm, MaglevMap, TableSize, TableSpec},
     network::{map_error, open_map, removed},
     pins::NodePins,
@@ -745,7 +745,7 @@ pub struct ServiceMaps {
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
     backends: HashMap<MapData, BackendKey, BackendEntry>,
     maglev: MaglevMap,
-    conntrack: ServiceConntrack,
+    conntrack: NatTable,
 }
 
 impl std::fmt::Debug for ServiceMaps {
@@ -761,7 +761,7 @@ impl ServiceMaps {
             services: open_map(pins, SERVICES_MAP)?,
             backends: open_map(pins, BACKENDS_MAP)?,
             maglev: MaglevMap::open(pins)?,
-            conntrack: ServiceConntrack::open(pins)?,
+            conntrack: NatTable::service(pins)?,
         })
     }
 

@@ -10,11 +10,12 @@ use std::{
 };
 
 use anyhow::Context as _;
-use flotilla_common::network::{NodeConfig, OVERLAY_VNI};
+use flotilla_common::network::{Ipv4Prefix, NodeConfig, OVERLAY_VNI};
 
 use super::{
     announce,
     maglev::TableSize,
+    masquerade,
     network::{NetworkDatapath, NetworkMaps, SockScope},
     overlay::{self, OVERLAY_DEVICE, OverlaySettings},
     pins::NodePins,
@@ -76,7 +77,6 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
     let device = overlay::ensure(&OverlaySettings {
         node_ip: settings.node_ip,
         cluster_cidr,
-        pod_cidr,
         mtu: settings.mtu,
     })
     .await
@@ -93,13 +93,22 @@ pub async fn start(settings: &NetworkSettings) -> anyhow::Result<NodeNetwork> {
         netns_cookie: netns_cookie().context("reading the node's network namespace cookie")?,
         maglev_table_size: settings.maglev_table_size.get(),
         pad2: 0,
+        pod_cidr: prefix(pod_cidr),
+        cluster_cidr: prefix(cluster_cidr),
     })?;
     datapath
         .attach_overlay(OVERLAY_DEVICE)
         .context("attaching the overlay programs")?;
     datapath
         .attach_underlay(&device.underlay_name)
-        .with_context(|| format!("attaching NodePort to {}", device.underlay_name))?;
+        .with_context(|| {
+            format!(
+                "attaching NodePort and masquerade to {}",
+                device.underlay_name
+            )
+        })?;
+    // Only once the datapath masquerades: the rule an older agent installed goes.
+    masquerade::remove_legacy_rule().await;
     if let Some(cgroup) = &settings.pod_cgroup {
         datapath
             .attach_sock_lb(cgroup, SockScope::Pods)
@@ -187,4 +196,9 @@ pub fn unified_cgroup(root: &str) -> PathBuf {
     } else {
         std::path::Path::new("/sys/fs/cgroup").join(relative)
     }
+}
+
+/// A parsed CIDR as the programs test membership.
+fn prefix((address, len): (Ipv4Addr, u32)) -> Ipv4Prefix {
+    Ipv4Prefix::new(address.octets(), u8::try_from(len).unwrap_or(32))
 }

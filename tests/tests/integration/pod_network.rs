@@ -23,7 +23,9 @@ use crate::support::{
     LocalCluster, eventually, hostname_at, overlay_packets, pod_phase, require_root, testapp_pod,
 };
 use anyhow::{bail, ensure};
-use flotilla_agent::datapath::{network::NetworkMaps, pins::NodePins, tunnels::Routing};
+use flotilla_agent::datapath::{
+    conntrack::NatTable, network::NetworkMaps, pins::NodePins, tunnels::Routing,
+};
 use flotilla_testbed::{
     Netns, TestbedConfig,
     traffic::{ping, tcp_echo},
@@ -64,6 +66,114 @@ fn udp_hostname(netns: &Netns, to: SocketAddrV4) -> anyhow::Result<String> {
 /// Connects from inside `netns` to `to` and returns true if the TCP handshake completed.
 fn tcp_connects(netns: &Netns, to: SocketAddrV4) -> anyhow::Result<bool> {
     Ok(netns.run(|| TcpStream::connect_timeout(&to.into(), Duration::from_secs(3)).is_ok())?)
+}
+
+/// Pods' traffic leaving the cluster is masqueraded by the datapath, with no nftables rule:
+/// UDP is answered through the node's address, ICMP echo works, an ICMP error about a
+/// masqueraded flow reaches the pod's socket, and a node socket opening a flow on the tuple a
+/// pod's flow holds (same port, same peer) is moved to another port instead of colliding.
+/// `pod` and `node` are a pod on the node whose address is `node_ip`; `host_ip` is outside.
+fn check_masquerade(
+    pod: &Netns,
+    node: &Netns,
+    host_ip: Ipv4Addr,
+    node_ip: Ipv4Addr,
+) -> anyhow::Result<()> {
+    // UDP there and back.
+    let outside = UdpSocket::bind((host_ip, 0))?;
+    outside.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let to = SocketAddrV4::new(host_ip, outside.local_addr()?.port());
+    let responder = std::thread::spawn(move || -> std::io::Result<std::net::SocketAddr> {
+        let mut buffer = [0u8; 64];
+        let (_, peer) = outside.recv_from(&mut buffer)?;
+        // Answer each retry too, so a lost first answer is no failure.
+        outside.set_read_timeout(Some(Duration::from_millis(1500)))?;
+        outside.send_to(b"pong", peer)?;
+        while let Ok((_, again)) = outside.recv_from(&mut buffer) {
+            outside.send_to(b"pong", again)?;
+        }
+        Ok(peer)
+    });
+    let answer = pod.run(|| -> std::io::Result<String> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut buffer = [0u8; 64];
+        let mut last = None;
+        for _ in 0..3 {
+            socket.send_to(b"ping", to)?;
+            match socket.recv(&mut buffer) {
+                Ok(n) => return Ok(String::from_utf8_lossy(&buffer[..n]).into_owned()),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no answer")))
+    })??;
+    let peer = responder
+        .join()
+        .map_err(|_| anyhow::anyhow!("the UDP responder panicked"))??;
+    ensure!(answer == "pong", "the pod got {answer:?} back over UDP");
+    ensure!(
+        peer.ip() == std::net::IpAddr::V4(node_ip),
+        "the outside saw the pod's UDP from {peer}, expected the node's address {node_ip}"
+    );
+
+    // ICMP echo.
+    ping(pod, host_ip, 3)?;
+
+    // An ICMP error about a masqueraded flow (port unreachable from the outside host, sent to
+    // the node's address) reaches the pod's connected socket as ECONNREFUSED.
+    let closed = UdpSocket::bind((host_ip, 0))?.local_addr()?;
+    let refused = pod.run(|| -> std::io::Result<bool> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.connect(closed)?;
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut buffer = [0u8; 16];
+        for _ in 0..3 {
+            socket.send(b"anyone?")?;
+            match socket.recv(&mut buffer) {
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    })??;
+    ensure!(
+        refused,
+        "the port unreachable for {closed} never reached the pod's socket"
+    );
+
+    // The node opens a connection from the port and to the peer a pod's connection holds.
+    let listener = TcpListener::bind((host_ip, 0))?;
+    let listening = SocketAddrV4::new(host_ip, listener.local_addr()?.port());
+    let port = 40_000 + u16::try_from(std::process::id() % 10_000).unwrap_or(0);
+    let connect_from = move |address: Ipv4Addr| -> std::io::Result<TcpStream> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&SocketAddrV4::new(address, port).into())?;
+        socket.connect_timeout(&listening.into(), Duration::from_secs(3))?;
+        Ok(socket.into())
+    };
+    let from_pod = pod.run(|| connect_from(Ipv4Addr::UNSPECIFIED))??;
+    let (_, pod_peer) = listener.accept()?;
+    let mut from_node = node.run(|| connect_from(node_ip))??;
+    let (mut to_node, node_peer) = listener.accept()?;
+    ensure!(
+        pod_peer == std::net::SocketAddr::from((node_ip, port)),
+        "the pod's connection from port {port} arrived as {pod_peer}"
+    );
+    ensure!(
+        node_peer.ip() == std::net::IpAddr::V4(node_ip) && node_peer.port() != port,
+        "the node's connection from port {port} arrived as {node_peer}, colliding with the \
+         pod's {pod_peer}"
+    );
+    to_node.write_all(b"n")?;
+    from_node.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let mut byte = [0u8; 1];
+    from_node.read_exact(&mut byte)?;
+    drop(from_pod);
+    Ok(())
 }
 
 /// Stops a running stream; its thread reports (round trips, failure).
@@ -394,6 +504,23 @@ spec:
         peer.ip() == std::net::IpAddr::V4(node_ips[0]),
         "the outside saw a1 as {peer}, expected node 0's address {}",
         node_ips[0]
+    );
+    check_masquerade(&a1_ns, &node0, host_ip, node_ips[0])?;
+    let masqueraded = NatTable::masquerade(&NodePins::new(&nodes[0])?)?.entries()?;
+    ensure!(
+        masqueraded
+            .iter()
+            .any(|(key, _)| key.src == a1.octets() && key.dst == host_ip.octets()),
+        "node 0's masquerade table has no flow a1 -> {host_ip}: {masqueraded:?}"
+    );
+    let nft = node0
+        .command("nft")?
+        .args(["list", "table", "ip", "flotilla"])
+        .output()?;
+    ensure!(
+        !nft.status.success(),
+        "node 0 still has the old nftables masquerade table: {}",
+        String::from_utf8_lossy(&nft.stdout)
     );
     eprintln!("node/outside checks ok after {:?}", started.elapsed());
 
