@@ -23,6 +23,7 @@ pub const PINNED_MAPS: &[&str] = &[
     services::SOCK_REVNAT_MAP,
     services::SERVICE_CT_MAP,
     masquerade::MASQUERADE_CT_MAP,
+    masquerade::MASQUERADE_FRAGMENTS_MAP,
     services::AFFINITY_MAP,
     services::MAGLEV_MAP,
     policy::IPCACHE_MAP,

@@ -17,6 +17,46 @@ pub const MASQUERADE_CT_MAP: &str = "MASQUERADE_CT";
 /// Tracked directions of masqueraded flows (two per flow). Equal to the Service NAT's table, so
 /// both are one map type and share the kernel side's tracking code.
 pub const MASQUERADE_CT_MAX_ENTRIES: u32 = crate::services::SERVICE_CT_MAX_ENTRIES;
+/// LRU hash of replies to masqueraded flows arriving in fragments: [`FragmentKey`] (the
+/// datagram as it arrived) -> [`FragmentEntry`] (its addresses once rewritten), written when its
+/// first fragment (the one with the ports) is translated, read for the others.
+pub const MASQUERADE_FRAGMENTS_MAP: &str = "MASQUERADE_FRAGMENTS";
+/// Datagrams whose fragments can be on their way in at once.
+pub const MASQUERADE_FRAGMENTS_MAX_ENTRIES: u32 = 8192;
+
+/// Key of [`MASQUERADE_FRAGMENTS_MAP`]: what every fragment of one datagram carries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragmentKey {
+    /// Source address (network order bytes).
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// The IP identification field, as carried.
+    pub id: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Explicit padding.
+    pub pad: u8,
+}
+
+/// Value of [`MASQUERADE_FRAGMENTS_MAP`]: the datagram's addresses after translation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragmentEntry {
+    /// New source address.
+    pub src: [u8; 4],
+    /// New destination address.
+    pub dst: [u8; 4],
+}
+
+// SAFETY: repr(C), byte arrays and integers only, no implicit padding (4 + 4 + 2 + 1 + 1).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FragmentKey {}
+// SAFETY: as above (4 + 4).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FragmentEntry {}
+
 /// ICMP echo reply.
 pub const ICMP_ECHO_REPLY: u8 = 0;
 /// ICMP destination unreachable (including "fragmentation needed", which path MTU discovery

@@ -5,12 +5,14 @@
 //!   (not in the cluster's pod network, not another node) leaves from the node's address, with
 //!   its own source port when no other flow from the node to that destination holds it, else a
 //!   free one (`nat::snat`). ICMP echo is tracked by its identifier, ICMP errors follow the flow
-//!   they quote, fragments after the first only have their address rewritten (the port lives in
-//!   the first); anything else cannot be told apart once masqueraded and is dropped (counted as
-//!   `not_masqueraded`) rather than leaking the pod's address.
+//!   they quote, fragments after the first follow the first (which has the ports) by the IP
+//!   identification (`MASQUERADE_FRAGMENTS`); anything else cannot be told apart once
+//!   masqueraded and is dropped (counted as `not_masqueraded`) rather than leaking the pod's
+//!   address.
 //! - `from_underlay` (ingress): replies to the node's address are looked up and rewritten back
 //!   to the pod (and to a Service's frontend where the pod reached an outside backend through
-//!   one), then delivered to the pod past the node's stack, its ingress policy checked.
+//!   one), then delivered to the pod past the node's stack, its ingress policy checked; a
+//!   reply's later fragments follow its first.
 //! - The node's own flows share its address and ports with the masqueraded ones: a new one whose
 //!   tuple a masqueraded flow already holds is moved to a free port the same way (netfilter's NAT
 //!   does the same for the node's connections); every other packet of the node's pays one
@@ -28,7 +30,10 @@ use aya_ebpf::{
 };
 use flotilla_common::{
     counters::IPPROTO_ICMP,
-    masquerade::{ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, is_icmp_error},
+    masquerade::{
+        FragmentEntry, FragmentKey, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST,
+        MASQUERADE_FRAGMENTS_MAX_ENTRIES, is_icmp_error,
+    },
     network::{DropReason, NodeConfig, OVERLAY_PORT},
     services::{FlowKey, NAT_REPLY, NatEntry, PROTO_UDP},
 };
@@ -41,6 +46,13 @@ use crate::{
 
 #[btf_map]
 static MASQUERADE_CT: NatTable = LruHashMap::new();
+
+#[btf_map]
+static MASQUERADE_FRAGMENTS: LruHashMap<
+    FragmentKey,
+    FragmentEntry,
+    { MASQUERADE_FRAGMENTS_MAX_ENTRIES as usize },
+> = LruHashMap::new();
 
 /// A packet leaving through the node's underlay link (see the module docs).
 #[inline(always)]
@@ -73,6 +85,9 @@ pub(crate) fn arriving(
     config: &NodeConfig,
     packet: &Packet,
 ) -> Result<i32, DropReason> {
+    if !packet.first_fragment {
+        return later_fragment(ctx, config, packet);
+    }
     let Some(flow) = flow_of(ctx, packet)? else {
         if packet.proto == IPPROTO_ICMP && icmp_error(ctx, packet)? {
             let seen = Tuple::of(&nat::parse(ctx)?);
@@ -95,7 +110,74 @@ pub(crate) fn arriving(
     if let Some(service) = nat::tracked(ctx, &now)? {
         now = now.rewritten(&service);
     }
+    remember_fragments(packet, now.key.src, now.key.dst);
     network::forward(ctx, config, &seen(&now))
+}
+
+/// A fragment after the first of a reply to a masqueraded flow (its first fragment was
+/// translated before it: fragments arriving ahead of their first are the node's stack's, where
+/// they are lost): rewritten as the first was and sent on the same way.
+#[inline(always)]
+fn later_fragment(
+    ctx: &TcContext,
+    config: &NodeConfig,
+    packet: &Packet,
+) -> Result<i32, DropReason> {
+    let Some(rewritten) = follow_fragment(ctx, packet)? else {
+        return Ok(NOT_A_REPLY);
+    };
+    if rewritten.dst == config.node_ipv4 {
+        return Ok(TC_ACT_OK);
+    }
+    let seen = Tuple {
+        src: rewritten.src,
+        dst: rewritten.dst,
+        sport: 0,
+        dport: 0,
+        proto: packet.proto,
+        syn: false,
+    };
+    network::forward(ctx, config, &seen)
+}
+
+/// Records how the first fragment of a datagram (if more follow) was rewritten, for the rest,
+/// which carry no ports.
+#[inline(always)]
+fn remember_fragments(packet: &Packet, src: [u8; 4], dst: [u8; 4]) {
+    if packet.more_fragments {
+        // A full table forgets the oldest datagram; this one's first fragment still goes on.
+        let _ = MASQUERADE_FRAGMENTS.insert(fragment_key(packet), FragmentEntry { src, dst }, 0);
+    }
+}
+
+/// Rewrites a later fragment as its datagram's first fragment was; None when that was not
+/// recorded.
+#[inline(always)]
+fn follow_fragment(ctx: &TcContext, packet: &Packet) -> Result<Option<FragmentEntry>, DropReason> {
+    let Some(rewritten) = MASQUERADE_FRAGMENTS.get_ptr(fragment_key(packet)) else {
+        return Ok(None);
+    };
+    // SAFETY: a pointer into the map value, valid during this run.
+    let rewritten = unsafe { *rewritten };
+    if rewritten.src != packet.src {
+        nat::rewrite_address(ctx, IP_SRC, packet.src, rewritten.src)?;
+    }
+    if rewritten.dst != packet.dst {
+        nat::rewrite_address(ctx, IP_DST, packet.dst, rewritten.dst)?;
+    }
+    Ok(Some(rewritten))
+}
+
+/// What ties a datagram's fragments together, as they arrive.
+#[inline(always)]
+fn fragment_key(packet: &Packet) -> FragmentKey {
+    FragmentKey {
+        src: packet.src,
+        dst: packet.dst,
+        id: packet.id,
+        proto: packet.proto,
+        pad: 0,
+    }
 }
 
 /// A packet from outside the cluster to a pod's address (a routed pod network): when it opens
@@ -128,7 +210,13 @@ pub(crate) fn inbound(ctx: &TcContext, packet: &Packet) -> Result<(), DropReason
 #[inline(always)]
 fn masquerade(ctx: &TcContext, config: &NodeConfig, packet: &Packet) -> Result<(), DropReason> {
     if !packet.first_fragment {
-        return nat::rewrite_address(ctx, IP_SRC, packet.src, config.node_ipv4);
+        // Rewritten as its datagram's first fragment was (unchanged for a reply to a client
+        // that reached the pod directly); without a first fragment seen, it cannot be told
+        // apart.
+        return match follow_fragment(ctx, packet)? {
+            Some(_) => Ok(()),
+            None => Err(DropReason::NotMasqueraded),
+        };
     }
     let Some(flow) = flow_of(ctx, packet)? else {
         if packet.proto == IPPROTO_ICMP && icmp_error(ctx, packet)? {
@@ -136,16 +224,19 @@ fn masquerade(ctx: &TcContext, config: &NodeConfig, packet: &Packet) -> Result<(
         }
         return Err(DropReason::NotMasqueraded);
     };
-    if nat::tracked_in(&MASQUERADE_CT, ctx, &flow)?.is_some() {
-        return Ok(());
-    }
-    // An ICMP echo reply nobody asked through this node for cannot be told apart from others.
-    if flow.key.proto == IPPROTO_ICMP && !flow.opens() {
-        return Err(DropReason::NotMasqueraded);
-    }
-    // Any other untracked packet starts a flow: a TCP connection whose entry expired carries
-    // on from its next segment, as netfilter picks up connections mid-stream.
-    nat::snat(&MASQUERADE_CT, ctx, &flow, config.node_ipv4).map(|_| ())
+    let nat = match nat::tracked_in(&MASQUERADE_CT, ctx, &flow)? {
+        Some(nat) => nat,
+        // An ICMP echo reply nobody asked through this node for cannot be told apart from
+        // others.
+        None if flow.key.proto == IPPROTO_ICMP && !flow.opens() => {
+            return Err(DropReason::NotMasqueraded);
+        }
+        // Any other untracked packet starts a flow: a TCP connection whose entry expired
+        // carries on from its next segment, as netfilter picks up connections mid-stream.
+        None => nat::snat(&MASQUERADE_CT, ctx, &flow, config.node_ipv4)?,
+    };
+    remember_fragments(packet, nat.src, nat.dst);
+    Ok(())
 }
 
 /// One of the node's own packets: translated when its flow was moved off a port a masqueraded
@@ -237,6 +328,9 @@ const QUOTE_L4: usize = QUOTE + 20;
 #[inline(always)]
 fn icmp_error(ctx: &TcContext, packet: &Packet) -> Result<bool, DropReason> {
     let malformed = |_| DropReason::Malformed;
+    if !packet.first_fragment {
+        return Ok(false);
+    }
     let l4 = packet.l4;
     let icmp_type = ctx.load::<u8>(l4).map_err(malformed)?;
     if !is_icmp_error(icmp_type) {

@@ -128,6 +128,10 @@ pub(crate) struct Packet {
     pub l4: usize,
     /// Whether the packet holds its L4 header (not a fragment other than the first).
     pub first_fragment: bool,
+    /// Whether more fragments of its datagram follow (the MF flag).
+    pub more_fragments: bool,
+    /// The IP identification field, as carried (what ties fragments together).
+    pub id: u16,
     /// None for other protocols and non-first fragments.
     pub flow: Option<Flow>,
 }
@@ -143,7 +147,8 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Packet, DropReason> {
     let dst = [header[16], header[17], header[18], header[19]];
     let proto = header[9];
     // Fragment offset (13 bits after the flags) non-zero: no L4 header in this packet.
-    let first_fragment = u16::from_be_bytes([header[6], header[7]]) & 0x1fff == 0;
+    let fragment = u16::from_be_bytes([header[6], header[7]]);
+    let first_fragment = fragment & 0x1fff == 0;
     let l4 = ETH_HLEN + usize::from(header[0] & 0x0f) * 4;
     let mut packet = Packet {
         src,
@@ -151,6 +156,8 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Packet, DropReason> {
         proto,
         l4,
         first_fragment,
+        more_fragments: fragment & 0x2000 != 0,
+        id: u16::from_ne_bytes([header[4], header[5]]),
         flow: None,
     };
     if (proto != PROTO_TCP && proto != PROTO_UDP) || !first_fragment {

@@ -69,7 +69,7 @@ fn tcp_connects(netns: &Netns, to: SocketAddrV4) -> anyhow::Result<bool> {
 }
 
 /// Pods' traffic leaving the cluster is masqueraded by the datapath, with no nftables rule:
-/// UDP is answered through the node's address, ICMP echo works, an ICMP error about a
+/// UDP is answered through the node's address (also in fragments), ICMP echo works, an ICMP error about a
 /// masqueraded flow reaches the pod's socket, and a node socket opening a flow on the tuple a
 /// pod's flow holds (same port, same peer) is moved to another port instead of colliding.
 /// `pod` and `node` are a pod on the node whose address is `node_ip`; `host_ip` is outside.
@@ -83,35 +83,52 @@ fn check_masquerade(
     let outside = UdpSocket::bind((host_ip, 0))?;
     outside.set_read_timeout(Some(Duration::from_secs(10)))?;
     let to = SocketAddrV4::new(host_ip, outside.local_addr()?.port());
+    // "big" is answered with a datagram the outside's link carries in three fragments.
+    const BIG: usize = 4000;
     let responder = std::thread::spawn(move || -> std::io::Result<std::net::SocketAddr> {
         let mut buffer = [0u8; 64];
-        let (_, peer) = outside.recv_from(&mut buffer)?;
+        let answer = |asked: &[u8]| {
+            if asked == b"big" {
+                vec![b'x'; BIG]
+            } else {
+                b"pong".to_vec()
+            }
+        };
+        let (n, peer) = outside.recv_from(&mut buffer)?;
         // Answer each retry too, so a lost first answer is no failure.
         outside.set_read_timeout(Some(Duration::from_millis(1500)))?;
-        outside.send_to(b"pong", peer)?;
-        while let Ok((_, again)) = outside.recv_from(&mut buffer) {
-            outside.send_to(b"pong", again)?;
+        outside.send_to(&answer(&buffer[..n]), peer)?;
+        while let Ok((n, again)) = outside.recv_from(&mut buffer) {
+            outside.send_to(&answer(&buffer[..n]), again)?;
         }
         Ok(peer)
     });
-    let answer = pod.run(|| -> std::io::Result<String> {
+    let (answer, big) = pod.run(|| -> std::io::Result<(String, usize)> {
         let socket = UdpSocket::bind("0.0.0.0:0")?;
         socket.set_read_timeout(Some(Duration::from_secs(1)))?;
-        let mut buffer = [0u8; 64];
-        let mut last = None;
-        for _ in 0..3 {
-            socket.send_to(b"ping", to)?;
-            match socket.recv(&mut buffer) {
-                Ok(n) => return Ok(String::from_utf8_lossy(&buffer[..n]).into_owned()),
-                Err(err) => last = Some(err),
+        let ask = |question: &[u8]| -> std::io::Result<Vec<u8>> {
+            let mut buffer = vec![0u8; 2 * BIG];
+            let mut last = None;
+            for _ in 0..3 {
+                socket.send_to(question, to)?;
+                match socket.recv(&mut buffer) {
+                    Ok(n) => return Ok(buffer[..n].to_vec()),
+                    Err(err) => last = Some(err),
+                }
             }
-        }
-        Err(last.unwrap_or_else(|| std::io::Error::other("no answer")))
+            Err(last.unwrap_or_else(|| std::io::Error::other("no answer")))
+        };
+        let answer = String::from_utf8_lossy(&ask(b"ping")?).into_owned();
+        Ok((answer, ask(b"big")?.len()))
     })??;
     let peer = responder
         .join()
         .map_err(|_| anyhow::anyhow!("the UDP responder panicked"))??;
     ensure!(answer == "pong", "the pod got {answer:?} back over UDP");
+    ensure!(
+        big == BIG,
+        "the pod got {big} of the {BIG} bytes of a fragmented answer"
+    );
     ensure!(
         peer.ip() == std::net::IpAddr::V4(node_ip),
         "the outside saw the pod's UDP from {peer}, expected the node's address {node_ip}"
