@@ -90,11 +90,7 @@ pub(crate) fn arriving(
     }
     let Some(flow) = flow_of(ctx, packet)? else {
         if packet.proto == IPPROTO_ICMP && icmp_error(ctx, packet)? {
-            let seen = Tuple::of(&nat::parse(ctx)?);
-            if seen.dst == config.node_ipv4 {
-                return Ok(TC_ACT_OK);
-            }
-            return network::forward(ctx, config, &seen);
+            return hand_on(ctx, config, &Tuple::of(&nat::parse(ctx)?));
         }
         return Ok(NOT_A_REPLY);
     };
@@ -114,6 +110,16 @@ pub(crate) fn arriving(
     network::forward(ctx, config, &seen(&now))
 }
 
+/// Sends a rewritten reply on as `seen` now reads: to the node's stack when it is for one of the
+/// node's own flows (moved off a port), else to its pod.
+#[inline(always)]
+fn hand_on(ctx: &TcContext, config: &NodeConfig, seen: &Tuple) -> Result<i32, DropReason> {
+    if seen.dst == config.node_ipv4 {
+        return Ok(TC_ACT_OK);
+    }
+    network::forward(ctx, config, seen)
+}
+
 /// A fragment after the first of a reply to a masqueraded flow (its first fragment was
 /// translated before it: fragments arriving ahead of their first are the node's stack's, where
 /// they are lost): rewritten as the first was and sent on the same way.
@@ -126,18 +132,9 @@ fn later_fragment(
     let Some(rewritten) = follow_fragment(ctx, packet)? else {
         return Ok(NOT_A_REPLY);
     };
-    if rewritten.dst == config.node_ipv4 {
-        return Ok(TC_ACT_OK);
-    }
-    let seen = Tuple {
-        src: rewritten.src,
-        dst: rewritten.dst,
-        sport: 0,
-        dport: 0,
-        proto: packet.proto,
-        syn: false,
-    };
-    network::forward(ctx, config, &seen)
+    // Without ports, as policy sees any packet without a flow.
+    let seen = Tuple::of(packet).rewritten(rewritten.src, rewritten.dst, 0, 0);
+    hand_on(ctx, config, &seen)
 }
 
 /// Records how the first fragment of a datagram (if more follow) was rewritten, for the rest,
@@ -382,19 +379,12 @@ fn icmp_error(ctx: &TcContext, packet: &Packet) -> Result<bool, DropReason> {
     if packet.src == quoted_key.dst && new_dst != quoted_key.dst {
         nat::rewrite_address(ctx, IP_SRC, packet.src, new_dst)?;
     }
-    let check = l4 + QUOTE_CHECK;
     for (offset, old, new) in [
         (l4 + QUOTE_SRC, quoted_key.src, new_src),
         (l4 + QUOTE_DST, quoted_key.dst, new_dst),
     ] {
         if old != new {
-            let (old, new) = (
-                u64::from(u32::from_ne_bytes(old)),
-                u64::from(u32::from_ne_bytes(new)),
-            );
-            ctx.l3_csum_replace(check, old, new, 4).map_err(malformed)?;
-            ctx.store(offset, &(new as u32).to_ne_bytes(), 0)
-                .map_err(malformed)?;
+            nat::rewrite_header_address(ctx, l4 + QUOTE_CHECK, offset, old, new)?;
         }
     }
     let (sport_at, dport_at) = if id_at {

@@ -502,12 +502,25 @@ fn rewrite_icmp_echo(ctx: &TcContext, flow: &Flow, to: &NatEntry) -> Result<(), 
     Ok(())
 }
 
-/// Rewrites one IPv4 address of the header at `ETH_HLEN` (`offset` = [`IP_SRC`] or
-/// [`IP_DST`] relative to the frame) and its header checksum only: for packets whose L4
-/// checksum does not cover it (ICMP, fragments without an L4 header).
+/// Rewrites one IPv4 address of the packet's own header (`offset` = [`IP_SRC`] or [`IP_DST`]
+/// relative to the frame) and its header checksum only: for packets whose L4 checksum does not
+/// cover it (ICMP, fragments without an L4 header).
 #[inline(always)]
 pub(crate) fn rewrite_address(
     ctx: &TcContext,
+    offset: usize,
+    old: [u8; 4],
+    new: [u8; 4],
+) -> Result<(), DropReason> {
+    rewrite_header_address(ctx, IP_CHECK, offset, old, new)
+}
+
+/// Rewrites the IPv4 address at `offset` of a header whose checksum is at `check` (the
+/// packet's own, or one an ICMP error quotes), keeping that checksum valid.
+#[inline(always)]
+pub(crate) fn rewrite_header_address(
+    ctx: &TcContext,
+    check: usize,
     offset: usize,
     old: [u8; 4],
     new: [u8; 4],
@@ -516,7 +529,7 @@ pub(crate) fn rewrite_address(
         u64::from(u32::from_ne_bytes(old)),
         u64::from(u32::from_ne_bytes(new)),
     );
-    ctx.l3_csum_replace(IP_CHECK, old, new, 4)
+    ctx.l3_csum_replace(check, old, new, 4)
         .map_err(|_| DropReason::Malformed)?;
     ctx.store(offset, &to_bytes(new), 0)
         .map_err(|_| DropReason::Malformed)
