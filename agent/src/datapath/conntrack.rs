@@ -115,8 +115,8 @@ impl NatTable {
         })
     }
 
-    /// Deletes every entry [`is_expired`] at `now_ns`; returns how many went.
-    pub fn collect_expired(&mut self, now_ns: u64) -> Result<usize, DatapathError> {
+    /// Deletes every entry [`is_expired`] at `now_ns`; returns (how many went, how many stay).
+    pub fn collect_expired(&mut self, now_ns: u64) -> Result<(usize, usize), DatapathError> {
         self.remove_where(|key, nat| is_expired(key, nat, now_ns))
     }
 
@@ -127,15 +127,17 @@ impl NatTable {
         if departed.is_empty() {
             return Ok(0);
         }
-        self.remove_where(|key, nat| is_departed(key, nat, departed))
+        let (gone, _) = self.remove_where(|key, nat| is_departed(key, nat, departed))?;
+        Ok(gone)
     }
 
-    /// Deletes the entries `doomed` picks, in one pass over what the table holds.
+    /// Deletes the entries `doomed` picks, in one pass over what the table holds; returns (how
+    /// many went, how many stay).
     fn remove_where(
         &mut self,
         doomed: impl Fn(&FlowKey, &NatEntry) -> bool,
-    ) -> Result<usize, DatapathError> {
-        let mut stale = Vec::new();
+    ) -> Result<(usize, usize), DatapathError> {
+        let (mut stale, mut kept) = (Vec::new(), 0);
         for entry in self.map.iter() {
             // An entry the datapath evicted while we read is simply not there any more.
             let Ok((key, nat)) = entry else {
@@ -143,12 +145,14 @@ impl NatTable {
             };
             if doomed(&key, &nat) {
                 stale.push(key);
+            } else {
+                kept += 1;
             }
         }
         for key in &stale {
             removed(self.map.remove(key), self.name)?;
         }
-        Ok(stale.len())
+        Ok((stale.len(), kept))
     }
 
     /// Every tracked direction (for checks and listings).

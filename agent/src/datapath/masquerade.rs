@@ -36,21 +36,14 @@ pub async fn collect(mut table: NatTable, metrics: Metrics) {
     loop {
         ticks.tick().await;
         match table.collect_expired(monotonic_ns()) {
-            Ok(collected) => {
+            Ok((collected, kept)) => {
                 metrics.collected.inc_by(collected as u64);
+                metrics.entries.set(i64::try_from(kept).unwrap_or(i64::MAX));
                 if collected > 0 {
                     tracing::debug!(collected, "expired masquerade entries deleted");
                 }
             }
             Err(err) => tracing::warn!("collecting expired masquerade entries: {err}"),
-        }
-        match table.entries() {
-            Ok(entries) => {
-                metrics
-                    .entries
-                    .set(i64::try_from(entries.len()).unwrap_or(i64::MAX));
-            }
-            Err(err) => tracing::warn!("counting masquerade entries: {err}"),
         }
     }
 }
